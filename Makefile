@@ -1,0 +1,33 @@
+# Two commands on a fresh Debian machine:
+#   make demo   sets everything up and runs a demo store
+#   make test   sets everything up and runs the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup system-deps demo test lint clean
+
+setup: system-deps $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[hardware,postgres,dev]'
+	touch $(STAMP)
+
+# Mosquitto is a real part of the tests (a private broker per test session).
+system-deps:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto; }
+
+demo: setup
+	$(PY) -m edge.demo
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var demo .pytest_cache
