@@ -1,0 +1,217 @@
+"""The pricing engine: a basket and the rules in, every fen accounted for out.
+
+Order of work, the same on the edge and at HQ (invariant 5):
+
+1. each line: quantity × (promotion price or list price), less its line discount;
+2. member discount, per line, at the better of card-type and tier rate — not on
+   lines excluded from member discount, nor on promotion-price lines when the
+   rules say so;
+3. order discount (permille of what is left), allocated across lines;
+4. manual adjustment (折让, fen; manager only — enforced by the caller), allocated;
+5. 抹零 on the amount due, allocated.
+
+Allocation uses largest remainders, so the lines always add up to the total and
+a return can refund each line exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import ValidationError
+from core.money import Rounding, allocate, apply_rate, check_rate, round_due
+from core.rules import Rules
+
+
+@dataclass(frozen=True, slots=True)
+class LineInput:
+    sku: str
+    name: str
+    qty: int
+    unit_price: int
+    promo_price: int | None = None
+    line_discount: int = 0
+    no_member_discount: bool = False
+    no_points: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberContext:
+    member_id: str
+    card_type: str | None = None
+    tier: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PricedLine:
+    line_no: int
+    sku: str
+    name: str
+    qty: int
+    unit_price: int  # the unit price charged (promotion price when there is one)
+    list_price: int
+    gross: int  # qty × unit_price
+    line_discount: int
+    member_discount: int
+    order_discount: int
+    manual_adjustment: int
+    rounding: int
+    amount: int  # what the customer pays for this line
+    promo: bool
+    earns_points: bool
+
+    @property
+    def discount_total(self) -> int:
+        return (
+            self.line_discount
+            + self.member_discount
+            + self.order_discount
+            + self.manual_adjustment
+            + self.rounding
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PricedBasket:
+    rules_version: int
+    lines: tuple[PricedLine, ...]
+    subtotal: int  # sum of gross
+    line_discount: int
+    member_discount: int
+    order_discount: int
+    manual_adjustment: int
+    rounding: int
+    total: int
+
+    @property
+    def discount_total(self) -> int:
+        return self.subtotal - self.total - self.rounding
+
+    @property
+    def points_base(self) -> int:
+        return sum(line.amount for line in self.lines if line.earns_points)
+
+
+def _check_line(i: int, line: LineInput) -> None:
+    where = f"lines[{i}]"
+    for name in ("qty", "unit_price", "line_discount"):
+        value = getattr(line, name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(f"{where}.{name} must be an integer", field=f"{where}.{name}")
+    if line.qty <= 0:
+        raise ValidationError(f"{where}.qty must be at least 1", field=f"{where}.qty")
+    if line.unit_price < 0:
+        raise ValidationError(
+            f"{where}.unit_price must not be negative", field=f"{where}.unit_price"
+        )
+    if line.promo_price is not None and not (0 <= line.promo_price):
+        raise ValidationError(
+            f"{where}.promo_price must not be negative", field=f"{where}.promo_price"
+        )
+    gross = line.qty * (line.unit_price if line.promo_price is None else line.promo_price)
+    if not 0 <= line.line_discount <= gross:
+        raise ValidationError(
+            f"{where}.line_discount must be between 0 and the line's {gross} fen",
+            field=f"{where}.line_discount",
+        )
+
+
+def price_basket(
+    rules: Rules,
+    lines: list[LineInput] | tuple[LineInput, ...],
+    member: MemberContext | None = None,
+    order_discount_rate: int = 1000,
+    manual_adjustment: int = 0,
+    rounding: Rounding | str | None = None,
+) -> PricedBasket:
+    """Price a basket. ``rounding`` overrides the rules' 抹零 when the store configures its own."""
+    if not lines:
+        raise ValidationError("the basket is empty", field="lines")
+    check_rate(order_discount_rate, "order_discount_rate")
+    for i, line in enumerate(lines):
+        _check_line(i, line)
+    member_rate = rules.member_rate(member.card_type, member.tier) if member else 1000
+
+    gross, line_disc, member_disc, after_member = [], [], [], []
+    promo_flags, earns = [], []
+    for line in lines:
+        promo = line.promo_price is not None and line.promo_price < line.unit_price
+        unit = line.promo_price if line.promo_price is not None else line.unit_price
+        g = line.qty * unit
+        net = g - line.line_discount
+        excluded = line.no_member_discount or (promo and rules.promo_excludes_member_discount)
+        m = 0 if (excluded or member is None) else net - apply_rate(net, member_rate)
+        gross.append(g)
+        line_disc.append(line.line_discount)
+        member_disc.append(m)
+        after_member.append(net - m)
+        promo_flags.append(promo)
+        earns.append(
+            member is not None and not line.no_points and (rules.promo_earns_points or not promo)
+        )
+
+    after_member_total = sum(after_member)
+    order_disc_total = after_member_total - apply_rate(after_member_total, order_discount_rate)
+    order_disc = allocate(order_disc_total, after_member)
+    after_order = [a - o for a, o in zip(after_member, order_disc, strict=True)]
+    after_order_total = sum(after_order)
+
+    if isinstance(manual_adjustment, bool) or not isinstance(manual_adjustment, int):
+        raise ValidationError(
+            "manual_adjustment must be an integer of fen", field="manual_adjustment"
+        )
+    if not 0 <= manual_adjustment <= after_order_total:
+        raise ValidationError(
+            f"manual_adjustment must be between 0 and {after_order_total} fen",
+            field="manual_adjustment",
+        )
+    manual = allocate(manual_adjustment, after_order)
+    after_manual = [a - m for a, m in zip(after_order, manual, strict=True)]
+    due = sum(after_manual)
+    rounded = round_due(due, rules.rounding if rounding is None else rounding)
+    # half-up rounding may round up; allocate the signed difference
+    rounding_parts = allocate(due - rounded, after_manual)
+    amounts = [a - r for a, r in zip(after_manual, rounding_parts, strict=True)]
+
+    priced = tuple(
+        PricedLine(
+            line_no=i + 1,
+            sku=line.sku,
+            name=line.name,
+            qty=line.qty,
+            unit_price=line.promo_price if line.promo_price is not None else line.unit_price,
+            list_price=line.unit_price,
+            gross=gross[i],
+            line_discount=line_disc[i],
+            member_discount=member_disc[i],
+            order_discount=order_disc[i],
+            manual_adjustment=manual[i],
+            rounding=rounding_parts[i],
+            amount=amounts[i],
+            promo=promo_flags[i],
+            earns_points=earns[i],
+        )
+        for i, line in enumerate(lines)
+    )
+    return PricedBasket(
+        rules_version=rules.version,
+        lines=priced,
+        subtotal=sum(gross),
+        line_discount=sum(line_disc),
+        member_discount=sum(member_disc),
+        order_discount=order_disc_total,
+        manual_adjustment=manual_adjustment,
+        rounding=due - rounded,
+        total=rounded,
+    )
+
+
+def share_of(amount: int, part: int, whole: int, already: int = 0) -> int:
+    """The exact share of ``amount`` for ``part`` of ``whole`` units, after ``already``.
+
+    Cumulative, so returning a line's units in any number of steps refunds exactly
+    the line's amount in the end: share(a, 1, 3) + share(a, 2, 3, already=1) == a.
+    """
+    if whole <= 0 or part < 0 or already < 0 or already + part > whole:
+        raise ValidationError(f"cannot take {part} more of {whole} after {already}")
+    return amount * (already + part) // whole - amount * already // whole

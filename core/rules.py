@@ -1,0 +1,132 @@
+"""The programme's rules as data: one versioned object both sides price with.
+
+HQ publishes a rules document; every edge prices with the version it holds and
+records that version on each sale, so HQ can re-price with the same rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ValidationError
+from core.money import Rounding, check_rate
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpBonus:
+    """充500送100: a top-up of at least ``threshold`` fen earns ``bonus`` fen."""
+
+    threshold: int
+    bonus: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    version: int = 1
+    # member discount (permille of the price) by card type and by tier; the better applies
+    card_type_discount: dict[str, int] = field(default_factory=dict)
+    tier_discount: dict[str, int] = field(default_factory=dict)
+    # special-price (promotion) goods get no member discount on top
+    promo_excludes_member_discount: bool = True
+    # points earned per yuan paid, by card type ("*" is the default)
+    points_per_yuan: dict[str, int] = field(default_factory=lambda: {"*": 1})
+    promo_earns_points: bool = True
+    # member day: weekdays (0=Monday) and/or days of month, with a points multiplier
+    member_day_weekdays: tuple[int, ...] = ()
+    member_day_month_days: tuple[int, ...] = ()
+    member_day_points_multiplier: int = 1
+    # redemption: how many points pay one yuan
+    points_per_yuan_redeemed: int = 100
+    points_expiry_days: int = 365
+    topup_bonuses: tuple[TopUpBonus, ...] = ()
+    # 抹零
+    rounding: Rounding = Rounding.NONE
+
+    def member_rate(self, card_type: str | None, tier: str | None) -> int:
+        rates = [1000]
+        if card_type and card_type in self.card_type_discount:
+            rates.append(self.card_type_discount[card_type])
+        if tier and tier in self.tier_discount:
+            rates.append(self.tier_discount[tier])
+        return min(rates)
+
+    def earn_rate(self, card_type: str | None) -> int:
+        if card_type and card_type in self.points_per_yuan:
+            return self.points_per_yuan[card_type]
+        return self.points_per_yuan.get("*", 0)
+
+    def is_member_day(self, day: dt.date) -> bool:
+        return day.weekday() in self.member_day_weekdays or day.day in self.member_day_month_days
+
+    def topup_bonus(self, amount: int) -> int:
+        best = 0
+        for tier in self.topup_bonuses:
+            if amount >= tier.threshold:
+                best = max(best, tier.bonus)
+        return best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "card_type_discount": dict(self.card_type_discount),
+            "tier_discount": dict(self.tier_discount),
+            "promo_excludes_member_discount": self.promo_excludes_member_discount,
+            "points_per_yuan": dict(self.points_per_yuan),
+            "promo_earns_points": self.promo_earns_points,
+            "member_day_weekdays": list(self.member_day_weekdays),
+            "member_day_month_days": list(self.member_day_month_days),
+            "member_day_points_multiplier": self.member_day_points_multiplier,
+            "points_per_yuan_redeemed": self.points_per_yuan_redeemed,
+            "points_expiry_days": self.points_expiry_days,
+            "topup_bonuses": [[t.threshold, t.bonus] for t in self.topup_bonuses],
+            "rounding": str(self.rounding),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Rules:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValidationError(
+                f"unknown rules keys: {sorted(unknown)}", field=sorted(unknown)[0]
+            )
+        d = dict(data)
+        for key in ("card_type_discount", "tier_discount"):
+            for name, rate in d.get(key, {}).items():
+                check_rate(rate, f"{key}.{name}")
+        for key in ("member_day_weekdays", "member_day_month_days"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if "topup_bonuses" in d:
+            d["topup_bonuses"] = tuple(
+                t if isinstance(t, TopUpBonus) else TopUpBonus(int(t[0]), int(t[1]))
+                for t in d["topup_bonuses"]
+            )
+        if "rounding" in d:
+            try:
+                d["rounding"] = Rounding(d["rounding"])
+            except ValueError:
+                raise ValidationError(
+                    f"rounding must be one of {[r.value for r in Rounding]}", field="rounding"
+                ) from None
+        rules = cls(**d)
+        if rules.points_per_yuan_redeemed <= 0:
+            raise ValidationError("points_per_yuan_redeemed must be positive")
+        if rules.member_day_points_multiplier < 1:
+            raise ValidationError("member_day_points_multiplier must be at least 1")
+        return rules
+
+
+DEMO_RULES = Rules(
+    version=1,
+    card_type_discount={"普通卡": 1000, "银卡": 950, "金卡": 900},
+    tier_discount={"钻石": 880},
+    points_per_yuan={"*": 1, "金卡": 2},
+    member_day_weekdays=(2,),  # Wednesday
+    member_day_points_multiplier=2,
+    points_per_yuan_redeemed=100,
+    topup_bonuses=(TopUpBonus(50000, 10000), TopUpBonus(100000, 25000)),
+    rounding=Rounding.JIAO_DOWN,
+)

@@ -1,0 +1,76 @@
+"""Tender validation: the till never accepts a sale its tenders do not cover."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import InsufficientFunds, ValidationError
+
+TENDER_KINDS = {"cash": "现金", "stored_value": "储值", "points": "积分抵扣"}
+
+
+@dataclass(frozen=True, slots=True)
+class Tender:
+    kind: str
+    amount: int  # fen offered (for cash, what the customer handed over)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    cash: int  # cash kept (offered minus change)
+    stored_value: int
+    points_fen: int
+    change: int
+
+    def applied(self) -> list[Tender]:
+        out = []
+        for kind, amount in (
+            ("cash", self.cash),
+            ("stored_value", self.stored_value),
+            ("points", self.points_fen),
+        ):
+            if amount:
+                out.append(Tender(kind, amount))
+        return out
+
+
+def settle(total: int, tenders: list[Tender]) -> Settlement:
+    """Check tenders against the total; only cash gives change."""
+    sums = dict.fromkeys(TENDER_KINDS, 0)
+    for i, tender in enumerate(tenders):
+        where = f"tenders[{i}]"
+        if tender.kind not in TENDER_KINDS:
+            raise ValidationError(
+                f"{where}.kind must be one of {sorted(TENDER_KINDS)}, got {tender.kind!r}",
+                field=f"{where}.kind",
+            )
+        if (
+            isinstance(tender.amount, bool)
+            or not isinstance(tender.amount, int)
+            or tender.amount <= 0
+        ):
+            raise ValidationError(
+                f"{where}.amount must be a positive integer of fen", field=f"{where}.amount"
+            )
+        sums[tender.kind] += tender.amount
+    non_cash = sums["stored_value"] + sums["points"]
+    if non_cash > total:
+        raise ValidationError(
+            f"储值和积分合计 {non_cash} 分, 超过应付 {total} 分 (只有现金可以找零)",
+            field="tenders",
+        )
+    offered = non_cash + sums["cash"]
+    if offered < total:
+        raise InsufficientFunds(
+            f"付款不足: 应付 {total} 分, 实付 {offered} 分",
+            field="tenders",
+            due=total,
+            paid=offered,
+        )
+    change = offered - total
+    return Settlement(
+        cash=sums["cash"] - change,
+        stored_value=sums["stored_value"],
+        points_fen=sums["points"],
+        change=change,
+    )
