@@ -1,0 +1,193 @@
+"""The wire shapes: topics, envelopes, batches, acks, pages, snapshots, authorization."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import protocol as p
+from core.errors import ProtocolError
+from core.ids import uuid7
+
+
+def item(seq: int, store: str = "S001", kind: str = "topup", over: dict | None = None) -> dict:
+    raw = {
+        "v": 1,
+        "store": store,
+        "seq": seq,
+        "id": uuid7(),
+        "kind": kind,
+        "occurred_at": "2026-11-23T10:00:00+08:00",
+        "rules_version": 1,
+        "body": {"topup_id": "t1", "member_id": uuid7(), "principal": 100, "bonus": 0},
+    }
+    raw.update(over or {})
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("topic", "parsed"),
+    [
+        ("hy/v1/S001/up/tx", ("S001", "up", "tx")),
+        ("hy/v1/store-2/down/ack", ("store-2", "down", "ack")),
+    ],
+)
+def test_parse_store_topic(topic, parsed):
+    assert p.parse_store_topic(topic) == parsed
+
+
+@pytest.mark.parametrize(
+    "topic", ["hy/v1/hq/state", "hy/v2/S1/up/tx", "hy/v1/S 1/up/tx", "hy/v1/hq/up/tx", "x"]
+)
+def test_parse_store_topic_rejects(topic):
+    with pytest.raises(ProtocolError):
+        p.parse_store_topic(topic)
+
+
+def test_topic_helpers():
+    assert p.up_topic("S1", "tx") == "hy/v1/S1/up/tx"
+    assert p.down_topic("S1", "ack") == "hy/v1/S1/down/ack"
+    assert p.hq_changes_topic() == "hy/v1/hq/chg"
+    assert p.INGEST_SUBSCRIPTION == "$share/ingest/hy/v1/+/up/#"
+
+
+def test_batch_roundtrip():
+    payload = p.make_batch("S001", 1, [item(1), item(2)])
+    batch = p.validate_batch(p.decode_json(payload))
+    assert (batch.store, batch.epoch, batch.first_seq, batch.last_seq) == ("S001", 1, 1, 2)
+    assert [p.validate_item(i).seq for i in batch.items] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"v": 2}, "schema version"),
+        ({"store": "hq"}, "store"),
+        ({"epoch": 0}, "epoch"),
+        ({"items": []}, "items"),
+        ({"first_seq": 0}, "seq range"),
+        ({"last_seq": "2"}, "last_seq"),
+    ],
+)
+def test_batch_rejects(change, message):
+    raw = {"v": 1, "store": "S1", "epoch": 1, "first_seq": 1, "last_seq": 1, "items": [{}]}
+    raw.update(change)
+    with pytest.raises(ProtocolError, match=message):
+        p.validate_batch(raw)
+
+
+def test_make_batch_refuses_oversized():
+    big = item(1)
+    big["body"]["pad"] = "x" * p.MAX_PAYLOAD_BYTES
+    with pytest.raises(ProtocolError, match="bytes"):
+        p.make_batch("S001", 1, [big])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"v": 2}, "schema version"),
+        ({"kind": "refund"}, "unknown kind"),
+        ({"seq": 0}, "seq"),
+        ({"seq": True}, "bool"),
+        ({"id": "nope"}, "UUID"),
+        ({"body": {"topup_id": "t"}}, "member_id"),
+    ],
+)
+def test_item_rejects(change, message):
+    with pytest.raises(ProtocolError, match=message):
+        p.validate_item(item(1, over=change))
+
+
+def test_ack_roundtrip():
+    ack = p.Ack("S1", 1, 7, (p.Rejection(5, "unknown_kind", "kind 'x'"),))
+    assert p.validate_ack(p.decode_json(p.encode_json(ack.to_dict()))) == ack
+
+
+def test_ack_rejects_negative():
+    with pytest.raises(ProtocolError):
+        p.validate_ack({"v": 1, "store": "S1", "epoch": 1, "acked_through": -1, "rejected": []})
+
+
+def test_hello_and_state():
+    hello = p.Hello("S1", 1, 3, 10)
+    assert p.validate_hello(hello.to_dict()) == hello
+    assert (
+        p.validate_hello({"v": 1, "store": "S1", "epoch": 1, "acked_through": 0}).down_cursor
+        is None
+    )
+    state = p.PeerState(False, "2026-01-01T00:00:00+08:00")
+    assert p.validate_state(state.to_dict()) == state
+    with pytest.raises(ProtocolError):
+        p.validate_state({"v": 1, "online": 1, "ts": "x"})
+
+
+def test_change_page_roundtrip_and_order():
+    changes = (p.Change(3, "member", "m", "upsert", {"a": 1}), p.Change(4, "card", "c", "upsert"))
+    page = p.ChangePage(3, 4, changes, False, 9)
+    assert p.validate_change_page(p.decode_json(p.encode_json(page.to_dict()))) == page
+    bad = page.to_dict()
+    bad["changes"].reverse()
+    with pytest.raises(ProtocolError, match="order"):
+        p.validate_change_page(bad)
+    snap = p.ChangePage(0, 0, (), False, 9, snapshot_required=True)
+    assert p.validate_change_page(snap.to_dict()).snapshot_required
+
+
+@pytest.mark.parametrize("limit", [0, p.MAX_PAGE_CHANGES + 1, "5", True])
+def test_change_request_limit(limit):
+    with pytest.raises(ProtocolError, match="limit"):
+        p.validate_change_request({"v": 1, "store": "S1", "after": 0, "limit": limit})
+
+
+def test_change_rejects_unknown_entity():
+    with pytest.raises(ProtocolError, match="entity"):
+        p.validate_change({"seq": 1, "entity": "weather", "key": "k", "op": "upsert", "data": {}})
+
+
+def test_snapshot_chunks_roundtrip():
+    records = [
+        {"entity": "member", "key": str(i), "op": "upsert", "seq": 5, "data": {"n": i}}
+        for i in range(20000)
+    ]
+    chunks = p.snapshot_chunks(records, 5, "snap1")
+    assert len(chunks) >= 1
+    wire = [p.validate_snapshot_chunk(p.decode_json(p.encode_json(c.to_dict()))) for c in chunks]
+    assert list(p.assemble_snapshot(reversed(wire))) == records
+    if len(wire) > 1:
+        with pytest.raises(ProtocolError, match="missing"):
+            list(p.assemble_snapshot(wire[1:]))
+
+
+def test_snapshot_detects_corruption():
+    chunks = p.snapshot_chunks([{"a": 1}], 1, "s")
+    bad = p.SnapshotChunk("s", 1, 0, 1, "0" * 64, chunks[0].data)
+    with pytest.raises(ProtocolError, match="sha256"):
+        list(p.assemble_snapshot([bad]))
+
+
+def test_auth_request_and_response():
+    req = p.AuthRequest("S1", "sale-1", uuid7(), "hold", 500, 10, ("C1",), "t")
+    assert p.validate_auth_request(req.to_dict()) == req
+    with pytest.raises(ProtocolError, match="action"):
+        p.validate_auth_request({**req.to_dict(), "action": "spend"})
+    with pytest.raises(ProtocolError, match="negative"):
+        p.validate_auth_request({**req.to_dict(), "stored_value": -1})
+    resp = p.AuthResponse(
+        "sale-1", "approved", "a1", stored_value_split={"principal": 1, "bonus": 0}
+    )
+    assert p.validate_auth_response(resp.to_dict()).approved
+
+
+@pytest.mark.parametrize(
+    ("mode", "limit", "balance", "spent", "allowed"),
+    [
+        ("online_only", 10000, 5000, 0, 0),
+        ("floor_limit", 10000, 5000, 0, 5000),
+        ("floor_limit", 10000, 50000, 3000, 7000),
+        ("floor_limit", 10000, 50000, 12000, 0),
+        ("floor_limit", 10000, -100, 0, 0),
+    ],
+)
+def test_offline_allowance(mode, limit, balance, spent, allowed):
+    policy = p.validate_offline_policy({"kind": "stored_value", "mode": mode, "daily_limit": limit})
+    assert p.offline_allowance(policy, balance, spent) == allowed
