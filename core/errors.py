@@ -82,3 +82,10 @@ class DeviceError(HuiyuanError):
     code = 18
     http_status = 503
     slug = "device"
+
+
+class Unauthorized(Forbidden):
+    """Not signed in, or the session expired."""
+
+    http_status = 401
+    slug = "unauthorized"

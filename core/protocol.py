@@ -690,7 +690,7 @@ def validate_auth_response(raw: Any, where: str = "auth response") -> AuthRespon
 
 # ---- offline policies ---------------------------------------------------------------
 
-BALANCE_KINDS = ("stored_value", "points", "coupon")
+BALANCE_KINDS = ("stored_value", "points", "coupons")
 OFFLINE_MODES = ("online_only", "floor_limit")
 
 

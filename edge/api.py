@@ -1,0 +1,293 @@
+"""The till JSON API: a Flask application factory with one blueprint per resource.
+
+Bad requests get a 4xx JSON error naming the field and the problem, never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from core.errors import HuiyuanError, NotFound, ValidationError
+from core.receipt import Receipt
+from edge.models import Product, Sale
+from edge.services import members as member_svc
+from edge.services import sales as sales_svc
+from edge.services import staff as staff_svc
+from edge.services.context import Till
+from edge.services.outbox import backlog
+
+log = logging.getLogger(__name__)
+
+
+def till() -> Till:
+    return current_app.extensions["huiyuan.till"]
+
+
+def body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError("request body must be a JSON object (Content-Type: application/json)")
+    return data
+
+
+def signed_in() -> staff_svc.SignedIn:
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+    g.staff = staff_svc.session_staff(till(), token)
+    return g.staff
+
+
+def devices() -> Any:
+    return current_app.extensions.get("huiyuan.devices")
+
+
+def after_commit_print(
+    receipt: dict[str, Any], total: int | None = None, change: int | None = None
+) -> None:
+    """Devices are told after the commit; a device fault never fails the sale."""
+    manager = devices()
+    if manager is None:
+        return
+    model = Receipt.from_dict(receipt)
+    manager.print_receipt(model)
+    if total is not None and change is not None:
+        manager.display_change(total + change, change)
+
+
+session_bp = Blueprint("session", __name__, url_prefix="/api/v1/session")
+members_bp = Blueprint("members", __name__, url_prefix="/api/v1/members")
+products_bp = Blueprint("products", __name__, url_prefix="/api/v1/products")
+sales_bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales")
+topups_bp = Blueprint("topups", __name__, url_prefix="/api/v1/topups")
+status_bp = Blueprint("status", __name__, url_prefix="/api/v1/status")
+
+
+@session_bp.post("")
+def sign_in():
+    data = body()
+    token, staff = staff_svc.sign_in(till(), data.get("staff_code"), data.get("pin"))
+    return jsonify(
+        token=token, staff={"code": staff.code, "name": staff.name, "role": staff.role}
+    ), 201
+
+
+@session_bp.delete("")
+def sign_out():
+    signed_in()
+    header = request.headers["Authorization"].removeprefix("Bearer ").strip()
+    staff_svc.sign_out(till(), header)
+    return "", 204
+
+
+@members_bp.get("")
+def search_members():
+    signed_in()
+    t = till()
+    found = member_svc.search(t, request.args.get("q", ""))
+    return jsonify(members=[member_svc.summary(t, m) for m in found])
+
+
+@members_bp.get("/by-card/<card_no>")
+def member_by_card(card_no: str):
+    signed_in()
+    t = till()
+    member = member_svc.by_card(card_no)
+    summary = member_svc.summary(t, member)
+    manager = devices()
+    if manager is not None:
+        manager.display_greeting(summary["masked_name"], summary["tier"] or summary["card_type"])
+    return jsonify(member=summary)
+
+
+@members_bp.get("/<member_id>")
+def get_member(member_id: str):
+    signed_in()
+    t = till()
+    return jsonify(member=member_svc.summary(t, member_svc.resolve(member_id)))
+
+
+@members_bp.post("")
+def register_member():
+    staff = signed_in()
+    t = till()
+    reg = member_svc.Registration.from_request(body(), set(t.rules().card_type_discount) or None)
+    member = member_svc.register(t, reg, staff.code)
+    return jsonify(member=member_svc.summary(t, member)), 201
+
+
+@products_bp.get("")
+def search_products():
+    signed_in()
+    q = request.args.get("q", "").strip()
+    query = Product.select().where(Product.active == True)  # noqa: E712
+    if q:
+        query = query.where(
+            (Product.sku == q) | (Product.barcode == q) | (Product.name.contains(q))
+        )
+    return jsonify(products=[_product(p) for p in query.order_by(Product.sku).limit(50)])
+
+
+@products_bp.get("/<code>")
+def get_product(code: str):
+    signed_in()
+    p = Product.get_or_none(Product.sku == code) or Product.get_or_none(Product.barcode == code)
+    if p is None:
+        raise NotFound(f"商品 {code} 不存在", field="code")
+    manager = devices()
+    if manager is not None:
+        manager.display_item(p.name, p.promo_price if p.promo_price is not None else p.price)
+    return jsonify(product=_product(p))
+
+
+def _product(p: Product) -> dict[str, Any]:
+    return {
+        "sku": p.sku,
+        "barcode": p.barcode,
+        "name": p.name,
+        "price": p.price,
+        "promo_price": p.promo_price,
+        "no_member_discount": p.no_member_discount,
+        "no_points": p.no_points,
+    }
+
+
+@sales_bp.post("/quote")
+def quote_sale():
+    signed_in()
+    result = sales_svc.quote(till(), sales_svc.BasketRequest.from_request(body()))
+    manager = devices()
+    if manager is not None:
+        manager.display_total(result["total"])
+    return jsonify(result)
+
+
+@sales_bp.post("")
+def create_sale():
+    staff = signed_in()
+    result = sales_svc.checkout(till(), staff, sales_svc.CheckoutRequest.from_request(body()))
+    if not result["replayed"]:
+        after_commit_print(result["receipt"], result["total"], result["change"])
+    return jsonify(result), 200 if result["replayed"] else 201
+
+
+@sales_bp.get("/<sale_id>")
+def get_sale(sale_id: str):
+    signed_in()
+    sale = Sale.get_or_none(Sale.id == sale_id)
+    if sale is None:
+        raise NotFound(f"小票 {sale_id} 不存在", field="sale_id")
+    return jsonify(sales_svc.sale_result(sale))
+
+
+@sales_bp.post("/<sale_id>/reprint")
+def reprint_sale(sale_id: str):
+    signed_in()
+    sale = Sale.get_or_none(Sale.id == sale_id)
+    if sale is None:
+        raise NotFound(f"小票 {sale_id} 不存在", field="sale_id")
+    receipt = sales_svc.sale_result(sale)["receipt"]
+    job = None
+    manager = devices()
+    if manager is not None:
+        job = manager.reprint(Receipt.from_dict(receipt))
+    return jsonify(receipt=receipt, print_job=job)
+
+
+@sales_bp.post("/<sale_id>/returns")
+def return_sale(sale_id: str):
+    staff = signed_in()
+    data = body()
+    lines = data.get("lines")
+    parsed: list[tuple[int, int]] | None = None
+    if lines is not None:
+        if not isinstance(lines, list) or not lines:
+            raise ValidationError(
+                "lines must be a non-empty list of {line_no, qty}, or omitted to return all",
+                field="lines",
+            )
+        parsed = []
+        for i, ln in enumerate(lines):
+            if not isinstance(ln, dict) or not all(
+                isinstance(ln.get(k), int) and not isinstance(ln.get(k), bool)
+                for k in ("line_no", "qty")
+            ):
+                raise ValidationError(
+                    f"lines[{i}] must have integer line_no and qty", field=f"lines[{i}]"
+                )
+            parsed.append((ln["line_no"], ln["qty"]))
+    return_id = data.get("return_id")
+    if return_id is not None and not isinstance(return_id, str):
+        raise ValidationError("return_id must be a string", field="return_id")
+    result = sales_svc.return_sale(till(), staff, sale_id, parsed, data.get("manager"), return_id)
+    if not result["replayed"]:
+        after_commit_print(result["receipt"])
+    return jsonify(result), 200 if result["replayed"] else 201
+
+
+@topups_bp.post("")
+def create_topup():
+    staff = signed_in()
+    data = body()
+    member = data.get("member")
+    if not isinstance(member, dict):
+        raise ValidationError("member must name card_no, member_id or phone", field="member")
+    amount = data.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValidationError("amount must be a positive integer of fen", field="amount")
+    topup_id = data.get("topup_id")
+    if topup_id is not None and not isinstance(topup_id, str):
+        raise ValidationError("topup_id must be a string", field="topup_id")
+    result = sales_svc.top_up(till(), staff, member, amount, topup_id)
+    if not result["replayed"]:
+        after_commit_print(result["receipt"])
+    return jsonify(result), 200 if result["replayed"] else 201
+
+
+@status_bp.get("")
+def status():
+    t = till()
+    manager = devices()
+    return jsonify(
+        store=t.store,
+        rules_version=t.rules().version,
+        members=member_svc.member_count(),
+        outbox=backlog(),
+        devices=manager.states() if manager is not None else None,
+    )
+
+
+def _error(exc: HuiyuanError):
+    return jsonify(exc.to_dict()), exc.http_status
+
+
+def _http_error(exc: HTTPException):
+    return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+
+
+def _unexpected(exc: Exception):
+    log.exception("unhandled error in till API")
+    return jsonify(error="internal", message="内部错误, 已记录 (internal error, logged)"), 500
+
+
+def create_app(t: Till, device_manager: Any = None) -> Flask:
+    app = Flask(__name__)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["huiyuan.till"] = t
+    if device_manager is not None:
+        app.extensions["huiyuan.devices"] = device_manager
+    for bp in (session_bp, members_bp, products_bp, sales_bp, topups_bp, status_bp):
+        app.register_blueprint(bp)
+    try:
+        from edge.devices.api import devices_bp
+    except ImportError:
+        devices_bp = None
+    if devices_bp is not None:
+        app.register_blueprint(devices_bp)
+    app.register_error_handler(HuiyuanError, _error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+    return app

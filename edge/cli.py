@@ -1,0 +1,184 @@
+"""The edge box command line: `huiyuan-edge ...`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from core.errors import ConfigError, HuiyuanError
+from edge.config import EdgeConfig, config_problems, load_config
+
+CONFIG_HELP = "TOML config file (default: built-in demo store settings)"
+
+
+def _load(path: str | None) -> EdgeConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(exc.code)
+
+
+def _open(path: str | None, create_key: bool = False):
+    from edge.services.context import open_till
+
+    cfg = _load(path)
+    try:
+        return open_till(cfg, create_key=create_key)
+    except HuiyuanError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(exc.code)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="log at DEBUG")
+def main(verbose: bool) -> None:
+    """会员 Huiyuan edge box: till, member cache, devices."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command("validate-config")
+@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
+def validate_config(path: str | None) -> None:
+    """Print each problem (key path, value, message); exit non-zero if any."""
+    import tomllib
+
+    data = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            click.echo(f"{path}: {exc}", err=True)
+            sys.exit(ConfigError.code)
+    _, problems = config_problems(data)
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        sys.exit(ConfigError.code)
+    click.echo("配置有效 (config OK)")
+
+
+@main.command()
+@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
+def init(path: str | None) -> None:
+    """Create the data directory, member key and database."""
+    till = _open(path, create_key=True)
+    click.echo(f"database: {till.config.db_path}\nmember key: {till.config.key_path}")
+
+
+@main.command("add-staff")
+@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
+@click.argument("code")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["cashier", "manager"]), default="cashier")
+@click.option("--pin", prompt=True, hide_input=True, confirmation_prompt=True)
+def add_staff(path: str | None, code: str, name: str, role: str, pin: str) -> None:
+    """Add a staff member with a PIN."""
+    from edge.services.staff import add_staff as add
+
+    till = _open(path)
+    try:
+        add(till, code, name, role, pin)
+    except HuiyuanError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(exc.code)
+    click.echo(f"added {role} {code} {name}")
+
+
+def _import(kind: str, path: str | None, file: str) -> None:
+    from edge import importer
+
+    till = _open(path)
+    fn = importer.import_members if kind == "members" else importer.import_products
+    try:
+        report = fn(till, Path(file))
+    except HuiyuanError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(exc.code)
+    for row, reason in report.errors:
+        click.echo(f"row {row}: {reason}", err=True)
+    click.echo(json.dumps(report.to_dict() | {"errors": len(report.errors)}, ensure_ascii=False))
+
+
+@main.command("import-members")
+@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_members(path: str | None, file: str) -> None:
+    """Import members from CSV or .xlsx; bad rows are reported, good rows load."""
+    _import("members", path, file)
+
+
+@main.command("import-products")
+@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_products(path: str | None, file: str) -> None:
+    """Import products from CSV or .xlsx; bad rows are reported, good rows load."""
+    _import("products", path, file)
+
+
+@main.command("demo-data")
+@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--members", default=200, show_default=True)
+def demo_data(path: str | None, members: int) -> None:
+    """Load demo staff (1001/1234 cashier, 9001/9999 manager), products and members."""
+    from edge.demo_data import load_demo
+
+    till = _open(path, create_key=True)
+    click.echo(json.dumps(load_demo(till, members), ensure_ascii=False))
+
+
+@main.command()
+@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--host", default=None, help="override http.host")
+@click.option("--port", default=None, type=int, help="override http.port")
+def serve(path: str | None, host: str | None, port: int | None) -> None:
+    """Run the till API (and the devices, when configured)."""
+    from waitress import serve as waitress_serve
+
+    from edge.api import create_app
+
+    till = _open(path, create_key=True)
+    manager = _start_devices(till)
+    app = create_app(till, manager)
+    host = host or till.config.http.host
+    port = port or till.config.http.port
+    click.echo(f"till API for store {till.store} on http://{host}:{port}/api/v1/status")
+    try:
+        waitress_serve(app, host=host, port=port, threads=4)
+    finally:
+        if manager is not None:
+            manager.stop()
+
+
+def _start_devices(till):  # noqa: ANN001, ANN202
+    try:
+        from edge.devices.config import DevicesConfig
+        from edge.devices.manager import DeviceManager
+    except ImportError as exc:
+        logging.getLogger(__name__).warning("devices unavailable: %s", exc)
+        return None
+    cfg = DevicesConfig.from_dict(till.config.extra.get("devices", {}))
+    manager = DeviceManager.from_config(cfg, Path(till.config.data_dir))
+    manager.start()
+    return manager
+
+
+def _mount_optional() -> None:
+    try:
+        from edge.devices.cli import devices
+    except ImportError:
+        return
+    main.add_command(devices)
+
+
+_mount_optional()
+
+if __name__ == "__main__":
+    main()

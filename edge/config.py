@@ -1,0 +1,221 @@
+"""The edge's one configuration object, validated once at start.
+
+Read from a TOML file; every field has a default that runs a demo store, and a
+one-line description. Unknown keys are errors. Secrets (none yet besides the
+member key file) come from files, e.g. in ``$CREDENTIALS_DIRECTORY``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+from core.money import Rounding
+
+BALANCE_POLICIES = ("online_only", "floor_limit")
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    code: str = field(default="S001", metadata={"doc": "store code, unique in the chain"})
+    name: str = field(default="会员示范店", metadata={"doc": "store name printed on receipts"})
+    utc_offset_minutes: int = field(default=480, metadata={"doc": "local time offset (China: 480)"})
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    path: str = field(default="", metadata={"doc": "SQLite file; default <data_dir>/edge.sqlite3"})
+    synchronous: str = field(
+        default="FULL", metadata={"doc": "SQLite synchronous: FULL survives power loss"}
+    )
+
+
+@dataclass(frozen=True)
+class BalancePolicy:
+    mode: str = field(default="floor_limit", metadata={"doc": "online_only or floor_limit"})
+    daily_limit: int = field(
+        default=20000, metadata={"doc": "offline limit per member per day (fen or points)"}
+    )
+
+
+@dataclass(frozen=True)
+class OfflineSection:
+    stored_value: BalancePolicy = field(default_factory=BalancePolicy)
+    points: BalancePolicy = field(default_factory=lambda: BalancePolicy("floor_limit", 5000))
+    coupons: BalancePolicy = field(default_factory=lambda: BalancePolicy("online_only", 0))
+
+
+@dataclass(frozen=True)
+class TillSection:
+    rounding: str = field(
+        default="",
+        metadata={"doc": "抹零 override: none, jiao_down, yuan_down, ...; empty = rules"},
+    )
+    rules_file: str = field(
+        default="", metadata={"doc": "JSON rules document; empty = built-in demo rules"}
+    )
+    session_hours: int = field(default=12, metadata={"doc": "how long a staff sign-in lasts"})
+    self_service_url: str = field(
+        default="https://m.example.cn/member/{member_id}",
+        metadata={"doc": "QR code target on receipts"},
+    )
+
+
+@dataclass(frozen=True)
+class SecuritySection:
+    key_file: str = field(
+        default="", metadata={"doc": "member data key; default <data_dir>/keys/member.key"}
+    )
+    scrypt_n: int = field(
+        default=2**14, metadata={"doc": "scrypt cost for PINs and member passwords (power of 2)"}
+    )
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    host: str = field(default="127.0.0.1", metadata={"doc": "till API listen address"})
+    port: int = field(default=8080, metadata={"doc": "till API port"})
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    data_dir: str = field(
+        default="var/edge", metadata={"doc": "where the database, keys and queues live"}
+    )
+    store: StoreSection = field(default_factory=StoreSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    till: TillSection = field(default_factory=TillSection)
+    offline: OfflineSection = field(default_factory=OfflineSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
+    http: HttpSection = field(default_factory=HttpSection)
+    # sections owned by other packages, validated by them (devices, sync)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db_path(self) -> Path:
+        return (
+            Path(self.database.path) if self.database.path else Path(self.data_dir) / "edge.sqlite3"
+        )
+
+    @property
+    def key_path(self) -> Path:
+        if self.security.key_file:
+            return Path(self.security.key_file)
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if creds and (Path(creds) / "member.key").exists():
+            return Path(creds) / "member.key"
+        return Path(self.data_dir) / "keys" / "member.key"
+
+
+EXTRA_SECTIONS = ("devices", "sync")
+
+
+def _build(base: Any, data: dict[str, Any], path: str, problems: list[str]) -> Any:
+    """``base`` with the keys of ``data`` replaced, checked against the defaults' types."""
+    cls = type(base)
+    if not isinstance(data, dict):
+        problems.append(f"{path or '<root>'}: expected a table, got {type(data).__name__}")
+        return base
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else key
+        if key not in fields or key == "extra":
+            if cls is EdgeConfig and key in EXTRA_SECTIONS:
+                kwargs.setdefault("extra", {})[key] = value
+                continue
+            problems.append(f"{key_path}: unknown key")
+            continue
+        default = getattr(base, key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(default, value, key_path, problems)
+        elif isinstance(default, bool) != isinstance(value, bool) or not isinstance(
+            value, type(default)
+        ):
+            problems.append(f"{key_path}: {value!r} should be {type(default).__name__}")
+        else:
+            kwargs[key] = value
+    return dataclasses.replace(base, **kwargs)
+
+
+def _check(cfg: EdgeConfig, problems: list[str]) -> None:
+    from core.protocol import STORE_CODE_RE
+
+    if not STORE_CODE_RE.match(cfg.store.code):
+        problems.append(f"store.code: {cfg.store.code!r} must be 1-32 letters, digits, _ or -")
+    if cfg.database.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        problems.append(
+            f"database.synchronous: {cfg.database.synchronous!r} not OFF/NORMAL/FULL/EXTRA"
+        )
+    if cfg.till.rounding and cfg.till.rounding not in {r.value for r in Rounding}:
+        problems.append(
+            f"till.rounding: {cfg.till.rounding!r} not one of {[r.value for r in Rounding]}"
+        )
+    for kind in ("stored_value", "points", "coupons"):
+        policy: BalancePolicy = getattr(cfg.offline, kind)
+        if policy.mode not in BALANCE_POLICIES:
+            problems.append(
+                f"offline.{kind}.mode: {policy.mode!r} not one of {list(BALANCE_POLICIES)}"
+            )
+        if policy.daily_limit < 0:
+            problems.append(f"offline.{kind}.daily_limit: must not be negative")
+    n = cfg.security.scrypt_n
+    if n < 2**10 or n & (n - 1):
+        problems.append(f"security.scrypt_n: {n} must be a power of two, at least 1024")
+    if not 0 < cfg.http.port < 65536:
+        problems.append(f"http.port: {cfg.http.port} out of range")
+    if cfg.till.session_hours <= 0:
+        problems.append("till.session_hours: must be positive")
+
+
+def config_problems(data: dict[str, Any]) -> tuple[EdgeConfig, list[str]]:
+    problems: list[str] = []
+    cfg = _build(EdgeConfig(), data, "", problems)
+    _check(cfg, problems)
+    devices = cfg.extra.get("devices")
+    if devices is not None:
+        try:
+            from edge.devices.config import DevicesConfig
+
+            DevicesConfig.from_dict(devices)
+        except ImportError:
+            pass  # devices package not present in this install: nothing to validate against
+        except ConfigError as exc:
+            problems.append(f"devices: {exc.message}")
+    return cfg, problems
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> EdgeConfig:
+    """Load and validate; raise ConfigError listing every problem."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if overrides:
+        data = _merge(data, overrides)
+    cfg, problems = config_problems(data)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems), problems=problems)
+    return cfg
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,263 @@
+"""The store's database: peewee models declared without a database, bound at start.
+
+SQLite in WAL mode with synchronous=FULL: a transaction the till acknowledged
+survives a process kill and a power cut. Every write transaction begins
+IMMEDIATE so the till API and the sync agent (two processes) queue for the
+write lock instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from peewee import (
+    BigIntegerField,
+    BlobField,
+    BooleanField,
+    CharField,
+    CompositeKey,
+    IntegerField,
+    Model,
+    SqliteDatabase,
+    TextField,
+)
+
+
+class JSONField(TextField):
+    def db_value(self, value: Any) -> str | None:
+        return (
+            None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        )
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class Setting(BaseModel):
+    """Small key/value facts: rules document, sync cursors, schema version."""
+
+    key = CharField(primary_key=True)
+    value = JSONField()
+
+
+class Counter(BaseModel):
+    """Gapless counters, advanced inside the transaction that uses the number."""
+
+    name = CharField(primary_key=True)
+    value = BigIntegerField(default=0)
+
+
+class Staff(BaseModel):
+    code = CharField(primary_key=True)
+    name = CharField()
+    role = CharField()  # cashier | manager
+    pin_hash = CharField()
+    active = BooleanField(default=True)
+
+
+class StaffSession(BaseModel):
+    token_hash = CharField(primary_key=True)
+    staff_code = CharField(index=True)
+    created_at = CharField()
+    expires_at = CharField()
+
+
+class Member(BaseModel):
+    id = CharField(primary_key=True)  # UUID minted where the member registered
+    name = CharField()
+    name_pinyin = CharField(index=True)
+    name_initials = CharField(index=True)
+    phone_hash = CharField(unique=True, null=True)
+    phone_enc = BlobField(null=True)
+    phone_tail = CharField(default="")  # last four digits, for the cashier to confirm
+    gender = CharField(default="")
+    birthday = CharField(null=True)
+    birthday_calendar = CharField(default="solar")
+    birthday_leap_month = BooleanField(default=False)
+    card_type = CharField(default="普通卡")
+    tier = CharField(default="")
+    staff_code = CharField(null=True)  # the staff member who looks after this member
+    password_hash = CharField(null=True)
+    status = CharField(default="active")  # active | merged | blocked
+    registered_at = CharField()
+    registered_store = CharField()
+    sv_principal = BigIntegerField(default=0)
+    sv_bonus = BigIntegerField(default=0)
+    points_debt = BigIntegerField(default=0)  # points reversed on returns after being spent
+    updated_at = CharField()
+
+
+class MemberAlias(BaseModel):
+    """An old member id merged into a survivor at HQ."""
+
+    old_id = CharField(primary_key=True)
+    member_id = CharField(index=True)
+
+
+class Card(BaseModel):
+    card_no = CharField(primary_key=True)
+    member_id = CharField(index=True)
+    status = CharField(default="active")  # active | blocked
+    issued_at = CharField()
+
+
+class PointsLot(BaseModel):
+    lot_id = CharField(primary_key=True)
+    member_id = CharField(index=True)
+    earned_on = CharField()
+    expires_on = CharField()
+    remaining = BigIntegerField()
+    origin = CharField(default="")  # sale id, or "hq"
+
+
+class Product(BaseModel):
+    sku = CharField(primary_key=True)
+    barcode = CharField(null=True, unique=True)
+    name = CharField()
+    price = BigIntegerField()
+    promo_price = BigIntegerField(null=True)
+    no_member_discount = BooleanField(default=False)
+    no_points = BooleanField(default=False)
+    active = BooleanField(default=True)
+    updated_at = CharField()
+
+
+class Sale(BaseModel):
+    id = CharField(primary_key=True)
+    member_id = CharField(null=True, index=True)
+    cashier = CharField()
+    occurred_at = CharField(index=True)
+    rules_version = IntegerField()
+    total = BigIntegerField()
+    refunded = BigIntegerField(default=0)
+    status = CharField(default="completed")  # completed | partly_returned | returned
+    body = JSONField()  # exactly what went up to HQ
+    receipt = JSONField()
+
+
+class SaleLine(BaseModel):
+    sale_id = CharField()
+    line_no = IntegerField()
+    sku = CharField()
+    qty = IntegerField()
+    amount = BigIntegerField()
+    earns_points = BooleanField()
+    returned_qty = IntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("sale_id", "line_no")
+
+
+class SaleReturn(BaseModel):
+    id = CharField(primary_key=True)
+    sale_id = CharField(index=True)
+    cashier = CharField()
+    occurred_at = CharField()
+    refund_total = BigIntegerField()
+    body = JSONField()
+    receipt = JSONField()
+
+
+class TopUp(BaseModel):
+    id = CharField(primary_key=True)
+    member_id = CharField(index=True)
+    principal = BigIntegerField()
+    bonus = BigIntegerField()
+    cashier = CharField()
+    occurred_at = CharField()
+    receipt = JSONField()
+
+
+class Ledger(BaseModel):
+    """Every balance movement. A member's cached balances equal the sum of these."""
+
+    member_id = CharField(index=True)
+    account = CharField()  # sv_principal | sv_bonus | points
+    delta = BigIntegerField()
+    reason = CharField()  # sale | return | topup | expiry | hq
+    ref = CharField()
+    occurred_at = CharField()
+    day = CharField()  # local date, for offline daily limits
+    offline = BooleanField(default=False)  # a spend allowed under the offline policy
+
+
+class Outbox(BaseModel):
+    """What the sync agent drains to HQ; written in the same transaction as the fact."""
+
+    seq = BigIntegerField(primary_key=True)
+    id = CharField(unique=True)
+    kind = CharField()
+    occurred_at = CharField()
+    payload = TextField()  # the up item, JSON, exactly as it will be published
+    acked = BooleanField(default=False, index=True)
+    acked_at = CharField(null=True)
+    reject_code = CharField(null=True)
+    reject_reason = TextField(null=True)
+
+
+MODELS = [
+    Setting,
+    Counter,
+    Staff,
+    StaffSession,
+    Member,
+    MemberAlias,
+    Card,
+    PointsLot,
+    Product,
+    Sale,
+    SaleLine,
+    SaleReturn,
+    TopUp,
+    Ledger,
+    Outbox,
+]
+
+SCHEMA_VERSION = 1
+
+
+def open_database(path: str | Path, synchronous: str = "FULL") -> SqliteDatabase:
+    """Open (creating if needed) the store database, migrate it, and bind the models."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = SqliteDatabase(
+        str(path),
+        pragmas={
+            "journal_mode": "wal",
+            "synchronous": synchronous.upper(),
+            "foreign_keys": 1,
+            "busy_timeout": 10000,
+            "cache_size": -32000,
+        },
+        lock_type="IMMEDIATE",
+        check_same_thread=False,
+    )
+    db.bind(MODELS)
+    db.connect(reuse_if_open=True)
+    migrate(db, path)
+    return db
+
+
+def migrate(db: SqliteDatabase, path: Path) -> None:
+    """Numbered migrations; the file is copied aside before any migration of existing data."""
+    version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"{path} has schema {version}, newer than this software ({SCHEMA_VERSION})"
+        )
+    if version > 0 and path.exists():
+        shutil.copy2(path, path.with_name(f"{path.name}.before-v{SCHEMA_VERSION}"))
+    with db.atomic():
+        if version < 1:
+            db.create_tables(MODELS)
+        db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")

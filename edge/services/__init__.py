@@ -1,0 +1,1 @@
+"""Till services: plain functions taking the till context (database, config, keys, clock)."""

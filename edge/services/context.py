@@ -1,0 +1,112 @@
+"""The till context every service takes: database, config, keys, clock, authorizer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from peewee import SqliteDatabase
+
+from core.errors import ConfigError, ValidationError
+from core.rules import DEMO_RULES, Rules
+from edge.config import EdgeConfig
+from edge.models import Setting
+from edge.security import MemberKeys
+
+
+@dataclass(frozen=True)
+class SpendRequest:
+    sale_id: str
+    member_id: str
+    stored_value: int  # fen
+    points: int
+    day: str
+
+
+@dataclass(frozen=True)
+class SpendDecision:
+    online: bool  # True: HQ answered; False: the offline policy must decide
+    approved: bool = False
+    authorization_id: str | None = None
+    reason: str = ""
+
+
+class SpendAuthorizer(Protocol):
+    def authorize(self, request: SpendRequest) -> SpendDecision: ...
+
+
+class OfflineOnly:
+    """No HQ to ask: every spend is decided by the store's offline policy."""
+
+    def authorize(self, request: SpendRequest) -> SpendDecision:
+        return SpendDecision(online=False, reason="no online authorizer configured")
+
+
+def system_clock(offset_minutes: int) -> Callable[[], dt.datetime]:
+    tz = dt.timezone(dt.timedelta(minutes=offset_minutes))
+    return lambda: dt.datetime.now(tz)
+
+
+@dataclass
+class Till:
+    config: EdgeConfig
+    db: SqliteDatabase
+    keys: MemberKeys
+    clock: Callable[[], dt.datetime]
+    authorizer: SpendAuthorizer = field(default_factory=OfflineOnly)
+    _rules_cache: tuple[Any, Rules] | None = None
+
+    @property
+    def store(self) -> str:
+        return self.config.store.code
+
+    def now(self) -> dt.datetime:
+        return self.clock()
+
+    def rules(self) -> Rules:
+        """The rules in force: HQ's latest (a Setting) else the configured file else the demo."""
+        row = Setting.get_or_none(Setting.key == "rules")
+        doc = row.value if row else None
+        key = ("setting", doc.get("version") if doc else None)
+        if self._rules_cache and self._rules_cache[0] == key:
+            return self._rules_cache[1]
+        if doc:
+            rules = Rules.from_dict(doc)
+        elif self.config.till.rules_file:
+            try:
+                rules = Rules.from_dict(json.loads(Path(self.config.till.rules_file).read_text()))
+            except (OSError, ValueError, ValidationError) as exc:
+                raise ConfigError(f"till.rules_file {self.config.till.rules_file}: {exc}") from None
+        else:
+            rules = DEMO_RULES
+        self._rules_cache = (key, rules)
+        return rules
+
+    def rounding(self) -> str:
+        return self.config.till.rounding or str(self.rules().rounding)
+
+
+def open_till(
+    config: EdgeConfig,
+    clock: Callable[[], dt.datetime] | None = None,
+    authorizer: SpendAuthorizer | None = None,
+    create_key: bool = False,
+) -> Till:
+    """Open the store database and keys named by ``config``; the one way services get a Till."""
+    from edge.models import open_database
+    from edge.security import create_key_file
+
+    if create_key:
+        create_key_file(config.key_path)
+    db = open_database(config.db_path, config.database.synchronous)
+    return Till(
+        config=config,
+        db=db,
+        keys=MemberKeys.load(config.key_path),
+        clock=clock or system_clock(config.store.utc_offset_minutes),
+        authorizer=authorizer or OfflineOnly(),
+    )

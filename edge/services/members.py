@@ -1,0 +1,282 @@
+"""Members at the till: identify (card, phone, name or pinyin), register, balances."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import fn
+
+from core.birthday import Birthday
+from core.errors import Conflict, Forbidden, NotFound, ValidationError
+from core.ids import uuid7
+from core.names import pinyin_keys
+from core.phone import normalise_phone
+from core.points import Lot, balance
+from core.receipt import mask_name, mask_phone
+from edge.models import Card, Member, MemberAlias, PointsLot
+from edge.security import hash_secret
+from edge.services.context import Till
+from edge.services.outbox import enqueue
+
+SEARCH_LIMIT = 20
+GENDERS = ("M", "F", "")
+
+
+def resolve(member_id: str) -> Member:
+    """The member row for an id, following a merge at HQ to the surviving member."""
+    alias = MemberAlias.get_or_none(MemberAlias.old_id == member_id)
+    member = Member.get_or_none(Member.id == (alias.member_id if alias else member_id))
+    if member is None:
+        raise NotFound(f"会员不存在: {member_id}", field="member_id")
+    return member
+
+
+def by_card(card_no: str) -> Member:
+    card = Card.get_or_none(Card.card_no == card_no.strip())
+    if card is None:
+        raise NotFound(f"卡号 {card_no} 未登记 (unknown card)", field="card_no")
+    if card.status != "active":
+        raise Forbidden(f"卡号 {card_no} 已挂失或停用 (card blocked)", field="card_no")
+    return resolve(card.member_id)
+
+
+def by_phone(till: Till, phone: str) -> Member:
+    member = Member.get_or_none(Member.phone_hash == till.keys.lookup_hash(normalise_phone(phone)))
+    if member is None:
+        raise NotFound(f"手机号 {mask_phone(normalise_phone(phone))} 未登记", field="phone")
+    return resolve(member.id)
+
+
+def search(till: Till, query: str, limit: int = SEARCH_LIMIT) -> list[Member]:
+    """What the cashier typed: a card number, a phone, a name, pinyin or its initials."""
+    q = (query or "").strip()
+    if not q:
+        raise ValidationError("请输入卡号、手机号或姓名 (query is empty)", field="q")
+    if q.isdigit():
+        found: list[Member] = []
+        if len(q) == 11 and q.startswith("1"):
+            try:
+                found.append(by_phone(till, q))
+            except NotFound:
+                pass  # not a phone we know: it may still be a card number
+        card = Card.get_or_none(Card.card_no == q)
+        if card is not None and card.status == "active":
+            member = resolve(card.member_id)
+            if member not in found:
+                found.append(member)
+        return found
+    active = Member.status == "active"
+    if q.isascii():
+        key = q.lower().replace(" ", "")
+        upper = key + "\x7f"
+        rows = list(
+            Member.select()
+            .where(active & (Member.name_initials >= key) & (Member.name_initials < upper))
+            .order_by(Member.name_initials)
+            .limit(limit)
+        )
+        if len(rows) < limit:
+            seen = {m.id for m in rows}
+            rows += [
+                m
+                for m in Member.select()
+                .where(active & (Member.name_pinyin >= key) & (Member.name_pinyin < upper))
+                .order_by(Member.name_pinyin)
+                .limit(limit)
+                if m.id not in seen
+            ][: limit - len(rows)]
+        return rows
+    return list(
+        Member.select()
+        .where(active & (Member.name >= q) & (Member.name < q + "\U0010ffff"))
+        .order_by(Member.name)
+        .limit(limit)
+    )
+
+
+def lots_of(member_id: str) -> list[Lot]:
+    return [
+        Lot(
+            r.lot_id,
+            dt.date.fromisoformat(r.earned_on),
+            dt.date.fromisoformat(r.expires_on),
+            r.remaining,
+        )
+        for r in PointsLot.select().where(PointsLot.member_id == member_id)
+    ]
+
+
+def points_balance(member_id: str, today: dt.date) -> int:
+    return balance(lots_of(member_id), today)
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    phone: str
+    gender: str = ""
+    birthday: Birthday | None = None
+    card_no: str | None = None
+    card_type: str = "普通卡"
+    staff_code: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_request(cls, data: dict[str, Any], card_types: set[str] | None = None) -> Registration:
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError("姓名不能为空 (name is required)", field="name")
+        if len(name.strip()) > 32:
+            raise ValidationError("姓名太长 (at most 32 characters)", field="name")
+        phone = normalise_phone(data.get("phone"))  # type: ignore[arg-type]
+        gender = data.get("gender") or ""
+        if gender not in GENDERS:
+            raise ValidationError(
+                "性别须为 M、F 或留空 (gender must be M, F or empty)", field="gender"
+            )
+        birthday = None
+        if data.get("birthday"):
+            calendar = data.get("birthday_calendar") or "solar"
+            birthday = Birthday.parse(
+                str(data["birthday"]), calendar, bool(data.get("birthday_leap_month"))
+            )
+        card_no = data.get("card_no")
+        if card_no is not None and (not isinstance(card_no, str) or not card_no.strip().isalnum()):
+            raise ValidationError(
+                "卡号只能包含字母和数字 (card number must be alphanumeric)", field="card_no"
+            )
+        card_type = data.get("card_type") or "普通卡"
+        if card_types is not None and card_type not in card_types:
+            raise ValidationError(
+                f"未知卡类型 {card_type!r}, 可选: {sorted(card_types)}", field="card_type"
+            )
+        password = data.get("password")
+        if password is not None and (
+            not isinstance(password, str) or not password.isdigit() or not 6 <= len(password) <= 8
+        ):
+            raise ValidationError(
+                "会员密码须为6到8位数字 (password must be 6-8 digits)", field="password"
+            )
+        staff_code = data.get("staff_code")
+        if staff_code is not None and not isinstance(staff_code, str):
+            raise ValidationError("staff_code must be a string", field="staff_code")
+        return cls(
+            name.strip(),
+            phone,
+            gender,
+            birthday,
+            card_no.strip() if card_no else None,
+            card_type,
+            staff_code,
+            password,
+        )
+
+
+def register(till: Till, reg: Registration, cashier: str) -> Member:
+    """A new member, usable at once, with one registration message in the outbox."""
+    password_hash = (
+        hash_secret(reg.password, till.config.security.scrypt_n) if reg.password else None
+    )
+    phone_hash = till.keys.lookup_hash(reg.phone)
+    pinyin, initials = pinyin_keys(reg.name)
+    now = till.now()
+    member_id = uuid7()
+    with till.db.atomic():
+        if Member.get_or_none(Member.phone_hash == phone_hash):
+            raise Conflict(
+                f"手机号 {mask_phone(reg.phone)} 已是会员 (phone already registered)", field="phone"
+            )
+        if reg.card_no and Card.get_or_none(Card.card_no == reg.card_no):
+            raise Conflict(f"卡号 {reg.card_no} 已被使用 (card already issued)", field="card_no")
+        member = Member.create(
+            id=member_id,
+            name=reg.name,
+            name_pinyin=pinyin,
+            name_initials=initials,
+            phone_hash=phone_hash,
+            phone_enc=till.keys.encrypt(reg.phone, member_id),
+            phone_tail=reg.phone[-4:],
+            gender=reg.gender,
+            birthday=reg.birthday.isoformat() if reg.birthday else None,
+            birthday_calendar=reg.birthday.calendar if reg.birthday else "solar",
+            birthday_leap_month=reg.birthday.leap_month if reg.birthday else False,
+            card_type=reg.card_type,
+            staff_code=reg.staff_code,
+            password_hash=password_hash,
+            registered_at=now.isoformat(timespec="seconds"),
+            registered_store=till.store,
+            updated_at=now.isoformat(timespec="seconds"),
+        )
+        if reg.card_no:
+            Card.create(
+                card_no=reg.card_no,
+                member_id=member_id,
+                issued_at=now.isoformat(timespec="seconds"),
+            )
+        enqueue(
+            till,
+            "registration",
+            {
+                "member_id": member_id,
+                "name": reg.name,
+                "phone": reg.phone,
+                "gender": reg.gender,
+                "birthday": member.birthday,
+                "birthday_calendar": member.birthday_calendar,
+                "birthday_leap_month": member.birthday_leap_month,
+                "card_no": reg.card_no,
+                "card_type": reg.card_type,
+                "staff_code": reg.staff_code,
+                "cashier": cashier,
+                "registered_at": member.registered_at,
+            },
+            member.registered_at,
+            till.rules().version,
+        )
+    return member
+
+
+def phone_of(till: Till, member: Member) -> str | None:
+    return till.keys.decrypt(member.phone_enc, member.id) if member.phone_enc else None
+
+
+def summary(till: Till, member: Member, today: dt.date | None = None) -> dict[str, Any]:
+    """What the till screen shows: masked contacts, balances, birthday hint."""
+    today = today or till.now().date()
+    cards = [
+        c.card_no
+        for c in Card.select().where((Card.member_id == member.id) & (Card.status == "active"))
+    ]
+    birthday_today = False
+    if member.birthday:
+        bday = Birthday.parse(member.birthday, member.birthday_calendar, member.birthday_leap_month)
+        birthday_today = bday.next_on_or_after(today) == today
+    return {
+        "member_id": member.id,
+        "name": member.name,
+        "masked_name": mask_name(member.name),
+        "phone": f"*******{member.phone_tail}" if member.phone_tail else "",
+        "gender": member.gender,
+        "card_type": member.card_type,
+        "tier": member.tier,
+        "cards": cards,
+        "status": member.status,
+        "staff_code": member.staff_code,
+        "birthday": member.birthday,
+        "birthday_calendar": member.birthday_calendar,
+        "birthday_today": birthday_today,
+        "has_password": bool(member.password_hash),
+        "stored_value": {
+            "principal": member.sv_principal,
+            "bonus": member.sv_bonus,
+            "total": member.sv_principal + member.sv_bonus,
+        },
+        "points": points_balance(member.id, today) - member.points_debt,
+        "points_debt": member.points_debt,
+    }
+
+
+def member_count() -> int:
+    return Member.select(fn.COUNT(Member.id)).scalar()

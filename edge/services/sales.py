@@ -1,0 +1,810 @@
+"""Checkout, returns and top-ups: each one SQLite transaction with one outbox message."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import fn
+
+from core.errors import Forbidden, InsufficientFunds, NotFound, ValidationError
+from core.ids import is_uuid, uuid7
+from core.points import consume, expiry_for, points_earned, points_for_fen
+from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
+from core.stored_value import Split, refund_split, spend_split, topup_split
+from core.tenders import TENDER_KINDS, Settlement, Tender, settle
+from edge.models import Ledger, Member, PointsLot, Product, Sale, SaleLine, SaleReturn, TopUp
+from edge.security import verify_secret
+from edge.services import members as member_svc
+from edge.services import receipts
+from edge.services.context import SpendDecision, SpendRequest, Till
+from edge.services.outbox import enqueue
+from edge.services.staff import SignedIn, require_manager
+
+MAX_LINES = 200
+
+
+# ---- request parsing ----------------------------------------------------------------
+
+
+def _int(
+    data: dict[str, Any], key: str, where: str, default: int | None = None, minimum: int = 0
+) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{where}{key} must be an integer", field=f"{where}{key}")
+    if value < minimum:
+        raise ValidationError(f"{where}{key} must be at least {minimum}", field=f"{where}{key}")
+    return value
+
+
+def _optional_id(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not is_uuid(value):
+        raise ValidationError(f"{key} must be a UUID", field=key)
+    return value
+
+
+@dataclass(frozen=True)
+class BasketRequest:
+    member: dict[str, str] | None
+    lines: tuple[tuple[str, int, int], ...]  # (sku or barcode, qty, line discount fen)
+    order_discount_rate: int
+    manual_adjustment: int
+    manager: dict[str, Any] | None
+
+    @classmethod
+    def from_request(cls, data: Any) -> BasketRequest:
+        if not isinstance(data, dict):
+            raise ValidationError("request body must be a JSON object")
+        member = data.get("member")
+        if member is not None:
+            if not isinstance(member, dict) or not any(
+                isinstance(member.get(k), str) for k in ("card_no", "member_id", "phone")
+            ):
+                raise ValidationError(
+                    "member must name card_no, member_id or phone", field="member"
+                )
+        raw_lines = data.get("lines")
+        if not isinstance(raw_lines, list) or not raw_lines:
+            raise ValidationError("lines must be a non-empty list", field="lines")
+        if len(raw_lines) > MAX_LINES:
+            raise ValidationError(f"at most {MAX_LINES} lines", field="lines")
+        lines = []
+        for i, line in enumerate(raw_lines):
+            where = f"lines[{i}]."
+            if not isinstance(line, dict):
+                raise ValidationError(f"lines[{i}] must be an object", field=f"lines[{i}]")
+            code = line.get("sku") or line.get("barcode")
+            if not isinstance(code, str) or not code:
+                raise ValidationError(f"{where}sku or barcode is required", field=f"{where}sku")
+            lines.append(
+                (code, _int(line, "qty", where, 1, 1), _int(line, "line_discount", where, 0))
+            )
+        rate = _int(data, "order_discount_rate", "", 1000)
+        if rate > 1000:
+            raise ValidationError(
+                "order_discount_rate is permille, at most 1000", field="order_discount_rate"
+            )
+        manager = data.get("manager")
+        if manager is not None and not isinstance(manager, dict):
+            raise ValidationError("manager must be an object {code, pin}", field="manager")
+        return cls(member, tuple(lines), rate, _int(data, "manual_adjustment", "", 0), manager)
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    basket: BasketRequest
+    tenders: tuple[Tender, ...]
+    sale_id: str | None
+    member_password: str | None
+
+    @classmethod
+    def from_request(cls, data: Any) -> CheckoutRequest:
+        basket = BasketRequest.from_request(data)
+        raw = data.get("tenders")
+        if not isinstance(raw, list) or not raw:
+            raise ValidationError("tenders must be a non-empty list", field="tenders")
+        tenders = []
+        for i, t in enumerate(raw):
+            if not isinstance(t, dict):
+                raise ValidationError(f"tenders[{i}] must be an object", field=f"tenders[{i}]")
+            kind = t.get("kind")
+            if kind not in TENDER_KINDS:
+                raise ValidationError(
+                    f"tenders[{i}].kind must be one of {sorted(TENDER_KINDS)}",
+                    field=f"tenders[{i}].kind",
+                )
+            tenders.append(Tender(kind, _int(t, "amount", f"tenders[{i}].", None, 1)))
+        password = data.get("member_password")
+        if password is not None and not isinstance(password, str):
+            raise ValidationError("member_password must be a string", field="member_password")
+        return cls(basket, tuple(tenders), _optional_id(data, "sale_id"), password)
+
+
+# ---- pricing ------------------------------------------------------------------------
+
+
+def find_member(till: Till, ref: dict[str, str] | None) -> Member | None:
+    if not ref:
+        return None
+    if ref.get("card_no"):
+        member = member_svc.by_card(ref["card_no"])
+    elif ref.get("member_id"):
+        member = member_svc.resolve(ref["member_id"])
+    else:
+        member = member_svc.by_phone(till, ref["phone"])
+    if member.status != "active":
+        raise Forbidden(f"会员状态为 {member.status}, 不能消费 (member not active)", field="member")
+    return member
+
+
+def _product(code: str) -> Product:
+    product = Product.get_or_none(Product.sku == code) or Product.get_or_none(
+        Product.barcode == code
+    )
+    if product is None or not product.active:
+        raise NotFound(f"商品 {code} 不存在或已下架 (unknown product)", field="lines", sku=code)
+    return product
+
+
+def price(
+    till: Till, req: BasketRequest, member: Member | None
+) -> tuple[PricedBasket, list[dict[str, Any]]]:
+    lines, inputs = [], []
+    for code, qty, line_discount in req.lines:
+        p = _product(code)
+        line = LineInput(
+            p.sku,
+            p.name,
+            qty,
+            p.price,
+            p.promo_price,
+            line_discount,
+            p.no_member_discount,
+            p.no_points,
+        )
+        lines.append(line)
+        inputs.append(
+            {
+                "sku": p.sku,
+                "name": p.name,
+                "qty": qty,
+                "unit_price": p.price,
+                "promo_price": p.promo_price,
+                "line_discount": line_discount,
+                "no_member_discount": p.no_member_discount,
+                "no_points": p.no_points,
+            }
+        )
+    ctx = MemberContext(member.id, member.card_type, member.tier) if member else None
+    basket = price_basket(
+        till.rules(), lines, ctx, req.order_discount_rate, req.manual_adjustment, till.rounding()
+    )
+    return basket, inputs
+
+
+def quote(till: Till, req: BasketRequest) -> dict[str, Any]:
+    member = find_member(till, req.member)
+    basket, _ = price(till, req, member)
+    today = till.now().date()
+    out = basket_dict(basket)
+    out["points_preview"] = (
+        points_earned(till.rules(), member.card_type, basket.points_base, today) if member else 0
+    )
+    out["member"] = member_svc.summary(till, member, today) if member else None
+    return out
+
+
+def basket_dict(basket: PricedBasket) -> dict[str, Any]:
+    return {
+        "rules_version": basket.rules_version,
+        "lines": [
+            {
+                "line_no": ln.line_no,
+                "sku": ln.sku,
+                "name": ln.name,
+                "qty": ln.qty,
+                "unit_price": ln.unit_price,
+                "list_price": ln.list_price,
+                "gross": ln.gross,
+                "line_discount": ln.line_discount,
+                "member_discount": ln.member_discount,
+                "order_discount": ln.order_discount,
+                "manual_adjustment": ln.manual_adjustment,
+                "rounding": ln.rounding,
+                "amount": ln.amount,
+                "promo": ln.promo,
+                "earns_points": ln.earns_points,
+            }
+            for ln in basket.lines
+        ],
+        "subtotal": basket.subtotal,
+        "line_discount": basket.line_discount,
+        "member_discount": basket.member_discount,
+        "order_discount": basket.order_discount,
+        "manual_adjustment": basket.manual_adjustment,
+        "rounding": basket.rounding,
+        "total": basket.total,
+    }
+
+
+# ---- balances -----------------------------------------------------------------------
+
+_POLICY_LABEL = {"stored_value": "储值", "points": "积分"}
+
+
+def check_offline_policy(
+    till: Till, member_id: str, stored_value: int, points: int, day: str
+) -> None:
+    """Offline spends: the chain's policy per balance kind (invariant 3)."""
+    for kind, amount, accounts in (
+        ("stored_value", stored_value, ("sv_principal", "sv_bonus")),
+        ("points", points, ("points",)),
+    ):
+        if not amount:
+            continue
+        policy = getattr(till.config.offline, kind)
+        label = _POLICY_LABEL[kind]
+        if policy.mode == "online_only":
+            raise Forbidden(
+                f"{label}支付需要总部在线授权, 当前无法连接总部 (online authorization required)",
+                field="tenders",
+                policy="online_only",
+            )
+        used = -(
+            Ledger.select(fn.COALESCE(fn.SUM(Ledger.delta), 0))
+            .where(
+                (Ledger.member_id == member_id)
+                & (Ledger.account.in_(accounts))
+                & (Ledger.day == day)
+                & (Ledger.offline == True)  # noqa: E712
+                & (Ledger.reason == "sale")
+                & (Ledger.delta < 0)
+            )
+            .scalar()
+        )
+        if used + amount > policy.daily_limit:
+            raise InsufficientFunds(
+                f"离线{label}支付每日限额 {policy.daily_limit}, 今日已用 {used}, 本次 {amount} (offline daily limit)",
+                field="tenders",
+                policy="floor_limit",
+                limit=policy.daily_limit,
+                used=used,
+            )
+
+
+def _ledger(
+    rows: list[dict[str, Any]],
+    member_id: str,
+    account: str,
+    delta: int,
+    reason: str,
+    ref: str,
+    at: str,
+    day: str,
+    offline: bool = False,
+) -> None:
+    if delta:
+        rows.append(
+            {
+                "member_id": member_id,
+                "account": account,
+                "delta": delta,
+                "reason": reason,
+                "ref": ref,
+                "occurred_at": at,
+                "day": day,
+                "offline": offline,
+            }
+        )
+
+
+# ---- checkout -----------------------------------------------------------------------
+
+
+def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any]:
+    if req.sale_id:
+        done = Sale.get_or_none(Sale.id == req.sale_id)
+        if done is not None:
+            return sale_result(done, replay=True)
+    rules = till.rules()
+    member = find_member(till, req.basket.member)
+    basket, inputs = price(till, req.basket, member)
+    approver = None
+    if req.basket.manual_adjustment:
+        approver = require_manager(till, staff, req.basket.manager, "折让")
+    settlement = settle(basket.total, list(req.tenders))
+    points_needed = points_for_fen(rules, settlement.points_fen) if settlement.points_fen else 0
+    if (settlement.stored_value or points_needed) and member is None:
+        raise ValidationError(
+            "储值或积分支付需要先识别会员 (identify the member first)", field="tenders"
+        )
+    if settlement.stored_value:
+        if not member.password_hash:  # type: ignore[union-attr]
+            raise Forbidden(
+                "会员未设置密码, 不能使用储值 (member has no password)", field="member_password"
+            )
+        if not req.member_password or not verify_secret(req.member_password, member.password_hash):  # type: ignore[union-attr]
+            raise Forbidden("会员密码错误 (wrong member password)", field="member_password")
+    now = till.now()
+    today, day = now.date(), now.date().isoformat()
+    sale_id = req.sale_id or uuid7()
+    decision: SpendDecision | None = None
+    if settlement.stored_value or points_needed:
+        decision = till.authorizer.authorize(
+            SpendRequest(sale_id, member.id, settlement.stored_value, points_needed, day)
+        )  # type: ignore[union-attr]
+        if decision.online and not decision.approved:
+            raise InsufficientFunds(f"总部拒绝授权: {decision.reason}", field="tenders")
+
+    with till.db.atomic():
+        done = Sale.get_or_none(Sale.id == sale_id)
+        if done is not None:
+            return sale_result(done, replay=True)
+        sale = _write_sale(
+            till,
+            staff,
+            approver,
+            sale_id,
+            member,
+            basket,
+            inputs,
+            settlement,
+            points_needed,
+            decision,
+            now,
+            today,
+            day,
+            req,
+        )
+    return sale_result(sale)
+
+
+def _write_sale(
+    till,
+    staff,
+    approver,
+    sale_id,
+    member,
+    basket,
+    inputs,
+    settlement: Settlement,
+    points_needed,
+    decision,
+    now,
+    today,
+    day,
+    req,
+) -> Sale:  # noqa: ANN001
+    rules = till.rules()
+    at = now.isoformat(timespec="milliseconds")
+    offline = decision is not None and not decision.online
+    ledger: list[dict[str, Any]] = []
+    sv = Split(0, 0)
+    lots_used: list[tuple[str, int]] = []
+    earned = 0
+    new_lot = None
+    if member is not None:
+        member = Member.get_by_id(member.id)  # fresh balances inside the write lock
+        if offline:
+            check_offline_policy(till, member.id, settlement.stored_value, points_needed, day)
+        if settlement.stored_value:
+            sv = spend_split(Split(member.sv_principal, member.sv_bonus), settlement.stored_value)
+        if points_needed:
+            lots_used = consume(member_svc.lots_of(member.id), points_needed, today)
+        base = basket.points_base
+        if settlement.points_fen and basket.total:
+            base -= settlement.points_fen * base // basket.total
+        earned = points_earned(rules, member.card_type, base, today)
+        _ledger(ledger, member.id, "sv_principal", -sv.principal, "sale", sale_id, at, day, offline)
+        _ledger(ledger, member.id, "sv_bonus", -sv.bonus, "sale", sale_id, at, day, offline)
+        _ledger(ledger, member.id, "points", -points_needed, "sale", sale_id, at, day, offline)
+        _ledger(ledger, member.id, "points", earned, "sale", sale_id, at, day)
+        for lot_id, taken in lots_used:
+            PointsLot.update(remaining=PointsLot.remaining - taken).where(
+                PointsLot.lot_id == lot_id
+            ).execute()
+        if earned:
+            recovered = min(member.points_debt, earned)
+            new_lot = {
+                "lot_id": f"{sale_id}:earn",
+                "earned_on": day,
+                "expires_on": expiry_for(rules, today).isoformat(),
+            }
+            PointsLot.create(
+                member_id=member.id, remaining=earned - recovered, origin=sale_id, **new_lot
+            )
+            member.points_debt -= recovered
+        member.sv_principal -= sv.principal
+        member.sv_bonus -= sv.bonus
+        member.updated_at = at
+        member.save()
+    if ledger:
+        Ledger.insert_many(ledger).execute()
+    body = {
+        "sale_id": sale_id,
+        "member_id": member.id if member else None,
+        "card_no": (req.basket.member or {}).get("card_no"),
+        "cashier": staff.code,
+        "approved_by": approver.code if approver else None,
+        "pricing_input": {
+            "lines": inputs,
+            "member": {"member_id": member.id, "card_type": member.card_type, "tier": member.tier}
+            if member
+            else None,
+            "order_discount_rate": req.basket.order_discount_rate,
+            "manual_adjustment": req.basket.manual_adjustment,
+            "rounding": till.rounding(),
+        },
+        **basket_dict(basket),
+        "tenders": [{"kind": t.kind, "amount": t.amount} for t in settlement.applied()],
+        "change": settlement.change,
+        "stored_value": {"principal": sv.principal, "bonus": sv.bonus},
+        "points_used": points_needed,
+        "points_lots_used": [[lot_id, n] for lot_id, n in lots_used],
+        "points_earned": earned,
+        "points_lot": new_lot,
+        "offline": offline,
+        "authorization_id": decision.authorization_id if decision else None,
+    }
+    body.pop("rules_version")
+    item = enqueue(till, "sale", body, at, rules.version)
+    receipt = receipts.sale_receipt(till, body, member, staff, at, today)
+    sale = Sale.create(
+        id=sale_id,
+        member_id=body["member_id"],
+        cashier=staff.code,
+        occurred_at=at,
+        rules_version=rules.version,
+        total=basket.total,
+        body=body,
+        receipt=receipt.to_dict() | {"outbox_seq": item.seq},
+    )
+    SaleLine.insert_many(
+        [
+            {
+                "sale_id": sale_id,
+                "line_no": ln.line_no,
+                "sku": ln.sku,
+                "qty": ln.qty,
+                "amount": ln.amount,
+                "earns_points": ln.earns_points,
+            }
+            for ln in basket.lines
+        ]
+    ).execute()
+    return sale
+
+
+def sale_result(sale: Sale, replay: bool = False) -> dict[str, Any]:
+    receipt = dict(sale.receipt)
+    seq = receipt.pop("outbox_seq", None)
+    return {
+        "sale_id": sale.id,
+        "status": sale.status,
+        "total": sale.total,
+        "change": sale.body["change"],
+        "points_earned": sale.body["points_earned"],
+        "offline": sale.body["offline"],
+        "outbox_seq": seq,
+        "replayed": replay,
+        "sale": sale.body,
+        "receipt": receipt,
+    }
+
+
+# ---- returns ------------------------------------------------------------------------
+
+
+def return_sale(
+    till: Till,
+    staff: SignedIn,
+    sale_id: str,
+    lines: list[tuple[int, int]] | None,
+    manager: Any = None,
+    return_id: str | None = None,
+) -> dict[str, Any]:
+    """Return all (lines=None) or some units; reverses points, refunds each tender as paid."""
+    approver = require_manager(till, staff, manager, "退货")
+    if return_id:
+        done = SaleReturn.get_or_none(SaleReturn.id == return_id)
+        if done is not None:
+            return {
+                "return_id": done.id,
+                "replayed": True,
+                "return": done.body,
+                "receipt": done.receipt,
+            }
+    return_id = return_id or uuid7()
+    rules = till.rules()
+    now = till.now()
+    at, today, day = now.isoformat(timespec="milliseconds"), now.date(), now.date().isoformat()
+    with till.db.atomic():
+        done = SaleReturn.get_or_none(SaleReturn.id == return_id)
+        if done is not None:
+            return {
+                "return_id": done.id,
+                "replayed": True,
+                "return": done.body,
+                "receipt": done.receipt,
+            }
+        sale = Sale.get_or_none(Sale.id == sale_id)
+        if sale is None:
+            raise NotFound(f"小票 {sale_id} 不存在 (unknown sale)", field="sale_id")
+        sale_lines = {sl.line_no: sl for sl in SaleLine.select().where(SaleLine.sale_id == sale_id)}
+        wanted = (
+            lines
+            if lines is not None
+            else [
+                (n, sl.qty - sl.returned_qty)
+                for n, sl in sale_lines.items()
+                if sl.qty > sl.returned_qty
+            ]
+        )
+        if not wanted:
+            raise ValidationError("这张小票已全部退货 (nothing left to return)", field="lines")
+        returned, refund_total = [], 0
+        eligible_total = sum(sl.amount for sl in sale_lines.values() if sl.earns_points)
+        eligible_before = sum(
+            share_of(sl.amount, sl.returned_qty, sl.qty)
+            for sl in sale_lines.values()
+            if sl.earns_points
+        )
+        eligible_now = 0
+        for line_no, qty in wanted:
+            sl = sale_lines.get(line_no)
+            if sl is None:
+                raise ValidationError(f"小票没有第 {line_no} 行 (no such line)", field="lines")
+            if qty <= 0 or qty > sl.qty - sl.returned_qty:
+                raise ValidationError(
+                    f"第 {line_no} 行最多可退 {sl.qty - sl.returned_qty} 件 (return quantity too large)",
+                    field="lines",
+                )
+            amount = share_of(sl.amount, qty, sl.qty, sl.returned_qty)
+            refund_total += amount
+            if sl.earns_points:
+                eligible_now += amount
+            name = sale.body["lines"][line_no - 1]["name"]
+            returned.append(
+                {"line_no": line_no, "sku": sl.sku, "name": name, "qty": qty, "amount": amount}
+            )
+            SaleLine.update(returned_qty=SaleLine.returned_qty + qty).where(
+                (SaleLine.sale_id == sale_id) & (SaleLine.line_no == line_no)
+            ).execute()
+        body = sale.body
+        already = sale.refunded
+        tenders = []
+        for t in body["tenders"]:
+            amount = share_of(t["amount"], refund_total, sale.total, already) if sale.total else 0
+            if amount:
+                tenders.append({"kind": t["kind"], "amount": amount})
+        sv_tender = next((t["amount"] for t in body["tenders"] if t["kind"] == "stored_value"), 0)
+        sv_back = Split(0, 0)
+        if sv_tender:
+            spent = Split(body["stored_value"]["principal"], body["stored_value"]["bonus"])
+            part = share_of(sv_tender, refund_total, sale.total, already)
+            sv_back = refund_split(spent, part, sv_tender, sv_tender * already // sale.total)
+        ledger: list[dict[str, Any]] = []
+        points_restored, lots_restored, reversed_pts, debt = 0, [], 0, 0
+        member = Member.get_or_none(Member.id == body["member_id"]) if body["member_id"] else None
+        if member is not None:
+            member = member_svc.resolve(member.id)
+            if body["points_used"] and sale.total:
+                points_restored = share_of(body["points_used"], refund_total, sale.total, already)
+                lots_restored = _restore_lots(
+                    body,
+                    points_restored,
+                    body["points_used"] * already // sale.total,
+                    member.id,
+                    rules,
+                    today,
+                )
+            if body["points_earned"] and eligible_total:
+                reversed_pts = share_of(
+                    body["points_earned"], eligible_now, eligible_total, eligible_before
+                )
+                debt = _reverse_earned(body, reversed_pts, member.id, today)
+            _ledger(
+                ledger, member.id, "sv_principal", sv_back.principal, "return", return_id, at, day
+            )
+            _ledger(ledger, member.id, "sv_bonus", sv_back.bonus, "return", return_id, at, day)
+            _ledger(
+                ledger,
+                member.id,
+                "points",
+                points_restored - reversed_pts,
+                "return",
+                return_id,
+                at,
+                day,
+            )
+            member.sv_principal += sv_back.principal
+            member.sv_bonus += sv_back.bonus
+            member.points_debt += debt
+            member.updated_at = at
+            member.save()
+            if ledger:
+                Ledger.insert_many(ledger).execute()
+        sale.refunded += refund_total
+        all_back = all(
+            sl.returned_qty + sum(r["qty"] for r in returned if r["line_no"] == n) >= sl.qty
+            for n, sl in sale_lines.items()
+        )
+        sale.status = "returned" if all_back else "partly_returned"
+        sale.save()
+        ret_body = {
+            "return_id": return_id,
+            "sale_id": sale_id,
+            "member_id": member.id if member else None,
+            "cashier": staff.code,
+            "approved_by": approver.code,
+            "lines": returned,
+            "refund_total": refund_total,
+            "tenders": tenders,
+            "stored_value": {"principal": sv_back.principal, "bonus": sv_back.bonus},
+            "points_restored": points_restored,
+            "points_lots_restored": lots_restored,
+            "points_reversed": reversed_pts,
+            "points_debt": debt,
+        }
+        enqueue(till, "return", ret_body, at, sale.rules_version)
+        receipt = receipts.return_receipt(till, ret_body, member, staff, at, today)
+        SaleReturn.create(
+            id=return_id,
+            sale_id=sale_id,
+            cashier=staff.code,
+            occurred_at=at,
+            refund_total=refund_total,
+            body=ret_body,
+            receipt=receipt.to_dict(),
+        )
+    return {
+        "return_id": return_id,
+        "replayed": False,
+        "return": ret_body,
+        "receipt": receipt.to_dict(),
+    }
+
+
+def _restore_lots(
+    body: dict[str, Any], points: int, skip: int, member_id: str, rules, today: dt.date
+) -> list[list[Any]]:  # noqa: ANN001
+    """Put ``points`` back into the lots they came from, after the first ``skip`` already restored."""
+    out = []
+    left = points
+    for lot_id, taken in body["points_lots_used"]:
+        if left == 0:
+            break
+        available = taken - min(taken, skip)
+        skip = max(0, skip - taken)
+        give = min(available, left)
+        if give <= 0:
+            continue
+        updated = (
+            PointsLot.update(remaining=PointsLot.remaining + give)
+            .where(PointsLot.lot_id == lot_id)
+            .execute()
+        )
+        if not updated:
+            PointsLot.create(
+                lot_id=lot_id,
+                member_id=member_id,
+                earned_on=today.isoformat(),
+                expires_on=expiry_for(rules, today).isoformat(),
+                remaining=give,
+                origin="restored",
+            )
+        out.append([lot_id, give])
+        left -= give
+    return out
+
+
+def _reverse_earned(body: dict[str, Any], points: int, member_id: str, today: dt.date) -> int:
+    """Take back earned points: from the sale's own lot first, then soonest-expiring; the rest is debt."""
+    left = points
+    if body.get("points_lot"):
+        lot = PointsLot.get_or_none(PointsLot.lot_id == body["points_lot"]["lot_id"])
+        if lot is not None and lot.remaining > 0:
+            take = min(lot.remaining, left)
+            PointsLot.update(remaining=PointsLot.remaining - take).where(
+                PointsLot.lot_id == lot.lot_id
+            ).execute()
+            left -= take
+    if left:
+        usable = sorted(
+            (
+                lot
+                for lot in member_svc.lots_of(member_id)
+                if lot.remaining > 0 and lot.expires_on >= today
+            ),
+            key=lambda lot: (lot.expires_on, lot.lot_id),
+        )
+        for lot in usable:
+            if not left:
+                break
+            take = min(lot.remaining, left)
+            PointsLot.update(remaining=PointsLot.remaining - take).where(
+                PointsLot.lot_id == lot.lot_id
+            ).execute()
+            left -= take
+    return left
+
+
+# ---- top-up -------------------------------------------------------------------------
+
+
+def top_up(
+    till: Till,
+    staff: SignedIn,
+    member_ref: dict[str, str],
+    amount: int,
+    topup_id: str | None = None,
+) -> dict[str, Any]:
+    """Stored value top-up paid in cash; the bonus (充500送100) is kept apart from principal."""
+    if topup_id:
+        done = TopUp.get_or_none(TopUp.id == topup_id)
+        if done is not None:
+            return {
+                "topup_id": done.id,
+                "replayed": True,
+                "principal": done.principal,
+                "bonus": done.bonus,
+                "receipt": done.receipt,
+            }
+    rules = till.rules()
+    split = topup_split(rules, amount)
+    member = find_member(till, member_ref)
+    if member is None:
+        raise ValidationError("充值需要会员 (member required)", field="member")
+    topup_id = topup_id or uuid7()
+    now = till.now()
+    at, day = now.isoformat(timespec="milliseconds"), now.date().isoformat()
+    with till.db.atomic():
+        done = TopUp.get_or_none(TopUp.id == topup_id)
+        if done is not None:
+            return {
+                "topup_id": done.id,
+                "replayed": True,
+                "principal": done.principal,
+                "bonus": done.bonus,
+                "receipt": done.receipt,
+            }
+        member = Member.get_by_id(member.id)
+        ledger: list[dict[str, Any]] = []
+        _ledger(ledger, member.id, "sv_principal", split.principal, "topup", topup_id, at, day)
+        _ledger(ledger, member.id, "sv_bonus", split.bonus, "topup", topup_id, at, day)
+        Ledger.insert_many(ledger).execute()
+        member.sv_principal += split.principal
+        member.sv_bonus += split.bonus
+        member.updated_at = at
+        member.save()
+        body = {
+            "topup_id": topup_id,
+            "member_id": member.id,
+            "principal": split.principal,
+            "bonus": split.bonus,
+            "tender": "cash",
+            "cashier": staff.code,
+        }
+        enqueue(till, "topup", body, at, rules.version)
+        receipt = receipts.topup_receipt(till, body, member, staff, at, now.date())
+        TopUp.create(
+            id=topup_id,
+            member_id=member.id,
+            principal=split.principal,
+            bonus=split.bonus,
+            cashier=staff.code,
+            occurred_at=at,
+            receipt=receipt.to_dict(),
+        )
+    return {
+        "topup_id": topup_id,
+        "replayed": False,
+        "principal": split.principal,
+        "bonus": split.bonus,
+        "receipt": receipt.to_dict(),
+    }
