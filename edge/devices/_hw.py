@@ -13,6 +13,7 @@ from types import ModuleType
 from core.errors import DeviceError
 
 INSTALL_HINT = "pip install 'huiyuan[hardware]'"
+NO_LIBUSB = "pyusb found no libusb backend; 请安装 / install: apt-get install libusb-1.0-0"
 
 _PACKAGES = {
     "usb": "pyusb",
