@@ -97,12 +97,11 @@ class EscposTransport:
         }[self.driver]
 
     def open(self) -> None:
-        exceptions = require("escpos.exceptions")
         printer_class = self._printer_class()
         printer = printer_class(profile=self.profile.escpos_profile, **self._kwargs)
         try:
             printer.open()
-        except (exceptions.Error, OSError) as exc:
+        except Exception as exc:  # escpos, socket, serial and usb (no backend) errors alike
             raise DeviceError(f"cannot open {self.driver} printer: {exc}") from exc
         self._printer = printer
 
