@@ -92,7 +92,7 @@ class Birthday:
         for leap in (True, False) if self.leap_month else (False,):
             for day in (self.day, self.day - 1):
                 try:
-                    return LunarDate(year, self.month, day, leap).toSolarDate()
+                    return LunarDate(year, self.month, day, leap).to_solar_date()
                 except ValueError:
                     continue
         return None
