@@ -5,6 +5,7 @@ worker that drains the durable print queue into whichever printer is configured.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -90,7 +91,7 @@ class EscposTransport:
     def _printer_class(self) -> Any:
         printers = require("escpos.printer")
         return {
-            "network": printers.Network,
+            "network": _closing_network_class(printers.Network),
             "serial": printers.Serial,
             "file": printers.File,
             "usb": printers.Usb,
@@ -128,6 +129,26 @@ class EscposTransport:
                 printer.close()
             except Exception as exc:
                 log.warning("closing printer: %s", exc)
+
+
+def _closing_network_class(network: type) -> type:
+    """python-escpos 3.1's Network.open leaves the socket open when connect() fails; a
+    printer that is off for hours would leak one socket per retry."""
+
+    class ClosingNetwork(network):  # type: ignore[misc, valid-type]
+        def open(self, raise_not_found: bool = True) -> None:
+            if self._device:
+                self.close()
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect((self.host, self.port))
+            except OSError as exc:
+                sock.close()
+                raise DeviceError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            self.device = sock
+
+    return ClosingNetwork
 
 
 class VirtualPrinter:

@@ -1,0 +1,240 @@
+"""Receipt bytes: exact ESC/POS, decoded layout in Chinese, raster structure."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.receipt import ReceiptLine, ReceiptMember, ReceiptTender
+from edge.devices import escpos_commands as cmd
+from edge.devices.escpos_decode import DecodeError, decode
+from edge.devices.profiles import ProfileLibrary
+from edge.devices.receipt_render import (
+    RenderOptions,
+    TextLine,
+    find_cjk_font,
+    layout_receipt,
+    layout_test_page,
+    printable,
+    render,
+)
+from edge.devices.text import text_width
+
+from .conftest import make_receipt
+
+LIB = ProfileLibrary()
+P80 = LIB.load("virtual_printer_80mm")
+P58 = LIB.load("xprinter_xp58iih")
+RASTER58 = LIB.load("virtual_printer_58mm_raster")
+
+
+def gb(text: str) -> bytes:
+    return text.encode("gb18030")
+
+
+def test_exact_bytes_of_a_small_receipt():
+    receipt = make_receipt(
+        store_name="小店",
+        lines=(ReceiptLine("苹果", 1, 350, 350),),
+        subtotal=350,
+        discount_total=0,
+        total=350,
+        tenders=(ReceiptTender("cash", "现金", 500),),
+        change=150,
+        member=None,
+        footer=(),
+        opens_drawer=True,
+    )
+    data = render(layout_receipt(receipt, 32), P58, RenderOptions(open_drawer=True))
+    rule = b"-" * 32 + b"\n"
+    expected = (
+        b"\x1b@"  # ESC @ initialise
+        + b"\x1bp\x00\x32\x32"  # ESC p 0 100ms 100ms: drawer kick, pin 2
+        + b"\x1c&"  # FS &: Chinese mode on
+        + b"\x1bE\x01\x1d!\x01"
+        + gb("              小店")
+        + b"\n\x1d!\x00\x1bE\x00"
+        + b"\x1bE\x01"
+        + gb("            销售小票")
+        + b"\n\x1bE\x00"
+        + gb("门店:S001            收银员:李四")
+        + b"\n"
+        + gb("单号:                S001-000123")
+        + b"\n"
+        + gb("时间:        2026-11-23 19:30:05")
+        + b"\n"
+        + rule
+        + gb("商品  数量x单价             金额")
+        + b"\n"
+        + gb("苹果")
+        + b"\n"
+        + gb("  1 x ￥3.50              ￥3.50")
+        + b"\n"
+        + rule
+        + gb("商品合计                  ￥3.50")
+        + b"\n"
+        + b"\x1bE\x01"
+        + gb("应付                      ￥3.50")
+        + b"\n\x1bE\x00"
+        + gb("现金                      ￥5.00")
+        + b"\n"
+        + gb("找零                      ￥1.50")
+        + b"\n"
+        + b"\x1c."  # FS .: Chinese mode off
+        + b"\x1bd\x04"  # feed 4 lines
+        # XP-58IIH has no cutter: no GS V
+    )
+    assert data == expected
+
+
+def test_80mm_layout_decodes_to_aligned_chinese_columns(receipt):
+    data = render(layout_receipt(receipt, 48), P80, RenderOptions(open_drawer=True))
+    out = decode(data)
+    lines = out.lines
+    assert all(text_width(line) <= 48 for line in lines)
+    assert lines[0].strip() == "会员便利店 人民路店"
+    assert "商品                   数量      单价       金额" in lines
+    assert "农夫山泉矿泉水550ml       2    ￥2.00     ￥4.00" in lines
+    # a long name wraps under itself, numbers stay in their columns on the first line
+    i = lines.index("康师傅红烧牛肉面超大      1    ￥5.50     ￥5.00")
+    assert lines[i + 1] == "桶装加量不加价"
+    assert lines[i + 2] == "  优惠 会员价" + " " * 28 + "-￥0.50"
+    for label, amount in (
+        ("商品合计", "￥9.50"),
+        ("应付", "￥9.00"),
+        ("找零", "￥1.00"),
+        ("储值余额", "￥123.45"),
+        ("积分余额", "1009"),
+        ("本次积分", "+9"),
+    ):
+        line = next(x for x in lines if x.startswith(label))
+        assert line.endswith(amount) and text_width(line) == 48, line
+    assert any(x.startswith("会员:张*") and x.endswith("138****5678") for x in lines)
+    assert out.qr_codes == ["https://m.example/u/1"]
+    assert out.drawer_kicks == 1
+    assert out.cuts == 1
+
+
+def test_every_text_line_fits_58mm(receipt):
+    out = decode(render(layout_receipt(receipt, 32), P58, RenderOptions()))
+    assert out.lines
+    assert all(text_width(line) <= 32 for line in out.lines)
+    assert out.drawer_kicks == 0  # not asked for
+    assert "康师傅红烧牛肉面超大桶装加量不加" in out.lines
+
+
+def test_reprint_marker_and_no_member():
+    receipt = make_receipt(reprint=True, member=None)
+    out = decode(render(layout_receipt(receipt, 48), P80, RenderOptions()))
+    assert any("重印 REPRINT" in line for line in out.lines)
+    assert not any(line.startswith("会员") for line in out.lines)
+    assert out.qr_codes == []
+
+
+def test_points_tender_shows_points_used():
+    receipt = make_receipt(
+        tenders=(
+            ReceiptTender("points", "积分抵扣", 500, points=500),
+            ReceiptTender("stored_value", "储值", 400),
+        ),
+        change=0,
+    )
+    lines = decode(render(layout_receipt(receipt, 48), P80, RenderOptions())).lines
+    assert any(line.startswith("积分抵扣(500分)") and line.endswith("￥5.00") for line in lines)
+    assert not any(line.startswith("找零") for line in lines)
+
+
+def test_header_lines_are_centred(receipt):
+    blocks = layout_receipt(receipt, 48, header_lines=("电话 0571-8888",))
+    assert isinstance(blocks[1], TextLine)
+    assert blocks[1].text.strip() == "电话 0571-8888"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("¥12", "￥12"),  # one GB2312 character instead of a 4-byte GB18030 sequence
+        ("会员：张三，您好！", "会员：张三，您好！"),  # Chinese punctuation prints
+        ("😀ok", "?ok"),  # no ROM glyph: a visible placeholder
+        ("a\tb", "a b"),
+    ],
+)
+def test_printable(text, expected):
+    assert printable(text, "gb18030_fs") == expected
+
+
+def test_native_qr_bytes():
+    assert cmd.qr_native("AB", 6) == (
+        b"\x1d(k\x04\x001A2\x00"
+        b"\x1d(k\x03\x001C\x06"
+        b"\x1d(k\x03\x001E1"
+        b"\x1d(k\x05\x001P0AB"
+        b"\x1d(k\x03\x001Q0"
+    )
+
+
+def test_raster_band_structure():
+    packed = bytes(range(6)) * 3  # 16 dots wide (2 bytes) x 9 rows
+    data = cmd.raster_image(16, 9, packed, band_rows=4)
+    assert data.count(b"\x1dv0\x00") == 3
+    assert data.startswith(b"\x1dv0\x00\x02\x00\x04\x00" + packed[:8])
+    with pytest.raises(ValueError):
+        cmd.raster_image(16, 10, packed)
+
+
+def test_decoder_rejects_unknown_commands():
+    with pytest.raises(DecodeError):
+        decode(b"\x1b\x99")
+
+
+def test_test_page_names_the_profile():
+    lines = decode(render(layout_test_page(P80, "2026-11-23 10:00:00"), P80, RenderOptions())).lines
+    assert any("virtual_printer_80mm" in line for line in lines)
+    assert any(line.startswith("123456789012345678901234567890") for line in lines)
+
+
+def _cjk_font_or_skip() -> str:
+    pytest.importorskip("PIL")
+    pytest.importorskip("qrcode")
+    try:
+        return find_cjk_font()
+    except Exception as exc:
+        pytest.skip(f"no CJK font on this machine ({exc}); apt-get install fonts-wqy-microhei")
+
+
+def test_raster_receipt_is_paper_wide_bands_without_text(receipt):
+    font = _cjk_font_or_skip()
+    data = render(
+        layout_receipt(receipt, 32), RASTER58, RenderOptions(open_drawer=True, font_path=font)
+    )
+    out = decode(data)
+    assert out.lines == [] or all(line == "" for line in out.lines)  # only the feed's LFs
+    assert out.images and all(width == 384 for width, _ in out.images)
+    assert all(rows <= 256 for _, rows in out.images)
+    assert sum(rows for _, rows in out.images) > 25 * 24  # ~30 text rows of 24+ dots
+    assert out.drawer_kicks == 1
+    assert b"\x1c&" not in data  # no Chinese text mode for raster printers
+
+
+def test_raster_rows_grow_with_the_receipt(receipt):
+    font = _cjk_font_or_skip()
+    short = make_receipt(lines=receipt.lines[:1], member=None, footer=())
+    opts = RenderOptions(font_path=font)
+    rows_short = sum(r for _, r in decode(render(layout_receipt(short, 32), RASTER58, opts)).images)
+    rows_long = sum(
+        r for _, r in decode(render(layout_receipt(receipt, 32), RASTER58, opts)).images
+    )
+    assert rows_long > rows_short
+
+
+def test_missing_configured_font_is_a_device_error():
+    with pytest.raises(Exception, match="CJK font not found"):
+        find_cjk_font("/nonexistent/font.ttc")
+
+
+def test_member_block_uses_masked_values_only():
+    member = ReceiptMember("欧***", "139****0000", "0001", "银卡", 0, 0, 0)
+    lines = decode(
+        render(layout_receipt(make_receipt(member=member), 48), P80, RenderOptions())
+    ).lines
+    assert any(line.startswith("会员:欧***") for line in lines)
+    assert any(line.startswith("等级:银卡") and line.endswith("卡号尾号:0001") for line in lines)
