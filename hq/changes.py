@@ -1,0 +1,240 @@
+"""The change log: what HQ tells every store, in one ordered sequence.
+
+Services record changes in a ``ChangeSet`` while they work; ``flush_changes``
+writes them at the end of the same transaction, taking change seqs from a
+counter row locked until commit, so seqs become visible in order (a reader
+never sees n+1 before n).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee as pw
+
+from core.protocol import SNAPSHOT_THRESHOLD, Change, ChangePage
+from hq.models import (
+    Card,
+    CardType,
+    ChangeRecord,
+    Counter,
+    Coupon,
+    Member,
+    Merge,
+    OfflinePolicyRow,
+    PointsLot,
+    Product,
+    RulesVersion,
+    Tier,
+    is_postgres,
+)
+
+CHANGE_COUNTER = "change_seq"
+
+
+@dataclass
+class ChangeSet:
+    """Changes of one transaction, keyed so that each entity goes down once, last state wins.
+
+    Members are recorded by id only; their full state is read at flush time, after
+    every balance movement of the transaction."""
+
+    records: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = field(default_factory=dict)
+
+    def add(self, entity: str, key: str, data: dict[str, Any] | None, op: str = "upsert") -> None:
+        self.records.pop((entity, key), None)  # re-insert at the end: order of last change
+        self.records[(entity, key)] = (op, data)
+
+    def member(self, member_id: str) -> None:
+        self.add("member", member_id, None)
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+
+def _live_lots():
+    return (
+        PointsLot.select()
+        .where(PointsLot.remaining > 0)
+        .order_by(PointsLot.expires_on, PointsLot.earned_on, PointsLot.lot_id)
+    )
+
+
+def member_state(member: Member, lots: list[PointsLot] | None = None) -> dict[str, Any]:
+    if lots is None:
+        lots = list(_live_lots().where(PointsLot.member_id == member.id))
+    return {
+        "member_id": member.id,
+        "name": member.name,
+        "phone": member.phone,
+        "gender": member.gender,
+        "birthday": member.birthday,
+        "birthday_calendar": member.birthday_calendar,
+        "birthday_leap_month": member.birthday_leap_month,
+        "card_type": member.card_type,
+        "tier": member.tier,
+        "staff_code": member.staff_code,
+        "registered_at": member.registered_at,
+        "registered_store": member.registered_store,
+        "status": member.status,
+        "merged_into": member.merged_into,
+        "stored_value": {"principal": member.sv_principal, "bonus": member.sv_bonus},
+        "points": member.points,
+        "points_debt": max(0, -member.points),
+        "points_lots": [
+            {
+                "lot_id": lot.lot_id,
+                "earned_on": lot.earned_on.isoformat(),
+                "expires_on": lot.expires_on.isoformat(),
+                "remaining": lot.remaining,
+            }
+            for lot in lots
+        ],
+        "through": dict(member.through or {}),
+    }
+
+
+def card_state(card: Card) -> dict[str, Any]:
+    return {
+        "card_no": card.card_no,
+        "member_id": card.member_id,
+        "card_type": card.card_type,
+        "status": card.status,
+        "issued_store": card.issued_store,
+    }
+
+
+def coupon_state(coupon: Coupon) -> dict[str, Any]:
+    return {
+        "code": coupon.code,
+        "member_id": coupon.member_id,
+        "value": coupon.value,
+        "status": coupon.status,
+        "expires_on": coupon.expires_on.isoformat() if coupon.expires_on else None,
+    }
+
+
+def merge_state(merge: Merge) -> dict[str, Any]:
+    return {
+        "from_member_id": merge.from_member,
+        "to_member_id": merge.to_member,
+        "store": merge.store,
+        "staff": merge.staff,
+        "reason": merge.reason,
+        "at": merge.at.isoformat() + "Z",
+    }
+
+
+def _lock_counter(db: pw.Database) -> Counter:
+    Counter.insert(name=CHANGE_COUNTER, value=0).on_conflict_ignore().execute()
+    query = Counter.select().where(Counter.name == CHANGE_COUNTER)
+    if is_postgres(db):
+        query = query.for_update()
+    return query.get()
+
+
+def flush_changes(db: pw.Database, changes: ChangeSet, now: dt.datetime) -> list[Change]:
+    """Write the transaction's changes to the log; call last, inside the transaction."""
+    if not changes:
+        return []
+    rows: list[tuple[str, str, str, dict[str, Any]]] = []
+    for (entity, key), (op, data) in changes.records.items():
+        if entity == "member" and data is None:
+            member = Member.get_or_none(Member.id == key)
+            if member is None:
+                continue
+            data = member_state(member)
+        rows.append((entity, key, op, data or {}))
+    if not rows:
+        return []
+    counter = _lock_counter(db)
+    first = counter.value + 1
+    Counter.update(value=counter.value + len(rows)).where(Counter.name == CHANGE_COUNTER).execute()
+    out = []
+    for i, (entity, key, op, data) in enumerate(rows):
+        out.append(Change(first + i, entity, key, op, data))
+    ChangeRecord.insert_many(
+        [
+            {
+                "seq": c.seq,
+                "entity": c.entity,
+                "key": c.key,
+                "op": c.op,
+                "data": c.data,
+                "created_at": now,
+            }
+            for c in out
+        ]
+    ).execute()
+    changes.records.clear()
+    return out
+
+
+def latest_change_seq() -> int:
+    row = Counter.get_or_none(Counter.name == CHANGE_COUNTER)
+    return row.value if row else 0
+
+
+def changes_after(after: int, limit: int) -> ChangePage:
+    """The page after a store's cursor, or a demand for a snapshot when it is too far behind."""
+    latest = latest_change_seq()
+    oldest = ChangeRecord.select(pw.fn.MIN(ChangeRecord.seq)).scalar() or 1
+    too_far = (
+        after > latest
+        or latest - after > SNAPSHOT_THRESHOLD
+        or (after < oldest - 1)
+        or (after == 0 and Member.select().exists())
+    )
+    if too_far:
+        return ChangePage(0, 0, (), False, latest, snapshot_required=True)
+    rows = list(
+        ChangeRecord.select()
+        .where(ChangeRecord.seq > after)
+        .order_by(ChangeRecord.seq)
+        .limit(limit)
+    )
+    changes = tuple(Change(r.seq, r.entity, r.key, r.op, r.data) for r in rows)
+    to_seq = changes[-1].seq if changes else after
+    return ChangePage(after + 1, to_seq, changes, to_seq < latest, latest)
+
+
+def snapshot_records(db: pw.Database) -> tuple[int, list[dict[str, Any]]]:
+    """Every live entity as change-shaped records, and the change seq they are as new as.
+
+    Call inside a read transaction (REPEATABLE READ on PostgreSQL)."""
+    cursor = latest_change_seq()
+    records: list[dict[str, Any]] = []
+
+    def add(entity: str, key: str, data: dict[str, Any]) -> None:
+        records.append({"seq": cursor, "entity": entity, "key": key, "op": "upsert", "data": data})
+
+    for r in RulesVersion.select().order_by(RulesVersion.version):
+        add("rules", str(r.version), r.data)
+    for p in OfflinePolicyRow.select():
+        add(
+            "offline_policy", p.kind, {"kind": p.kind, "mode": p.mode, "daily_limit": p.daily_limit}
+        )
+    for ct in CardType.select():
+        add("card_type", ct.name, {"name": ct.name, **ct.data})
+    for t in Tier.select():
+        add("tier", t.name, {"name": t.name, **t.data})
+    for prod in Product.select():
+        add(
+            "product",
+            prod.sku,
+            {"sku": prod.sku, "name": prod.name, "unit_price": prod.unit_price, **prod.data},
+        )
+    lots_by_member: dict[str, list[PointsLot]] = {}
+    for lot in _live_lots():
+        lots_by_member.setdefault(lot.member_id, []).append(lot)
+    for m in Member.select().order_by(Member.id):
+        add("member", m.id, member_state(m, lots_by_member.get(m.id, [])))
+    for c in Card.select():
+        add("card", c.card_no, card_state(c))
+    for cp in Coupon.select():
+        add("coupon", cp.code, coupon_state(cp))
+    for mg in Merge.select().order_by(Merge.id):
+        add("merge", mg.from_member, merge_state(mg))
+    return cursor, records

@@ -1,0 +1,358 @@
+"""HQ's chain database: peewee models declared without a database, bound at start.
+
+``open_database(url)`` chooses SQLite (``sqlite:///path``, one shop) or PostgreSQL
+(``postgresql://...``, a chain); ``bind(db)`` binds every model and creates the
+tables. Money is integer fen; points are integer points.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+from urllib.parse import urlparse
+
+import peewee as pw
+from playhouse.db_url import connect
+
+from core.errors import ConfigError
+
+
+class JSONText(pw.TextField):
+    """JSON stored as text, so SQLite and PostgreSQL behave alike."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+    def python_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return json.loads(value)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class Store(BaseModel):
+    code = pw.CharField(primary_key=True, max_length=32)
+    name = pw.CharField(default="")
+    epoch = pw.IntegerField(default=1)
+    acked_through = pw.BigIntegerField(default=0)  # the ingest cursor: contiguous seqs applied
+    last_seen = pw.DateTimeField(null=True)
+    online = pw.BooleanField(default=False)
+    down_cursor = pw.BigIntegerField(default=0)  # the store's change cursor, as it last told us
+    created_at = pw.DateTimeField()
+
+
+class Member(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=36)
+    name = pw.CharField(default="")
+    phone = pw.CharField(null=True, index=True, max_length=20)
+    gender = pw.CharField(default="", max_length=1)
+    birthday = pw.CharField(null=True, max_length=10)
+    birthday_calendar = pw.CharField(default="solar", max_length=5)
+    birthday_leap_month = pw.BooleanField(default=False)
+    card_type = pw.CharField(null=True)
+    tier = pw.CharField(null=True)
+    staff_code = pw.CharField(null=True)
+    registered_at = pw.CharField(default="")  # ISO with offset, as the till wrote it
+    registered_utc = pw.DateTimeField(null=True)  # the same instant, for ordering
+    registered_store = pw.CharField(null=True, max_length=32)
+    status = pw.CharField(default="active", max_length=10)  # active | merged
+    merged_into = pw.CharField(null=True, max_length=36, index=True)
+    sv_principal = pw.BigIntegerField(default=0)
+    sv_bonus = pw.BigIntegerField(default=0)
+    points = pw.BigIntegerField(default=0)  # may be negative: a debt from an overdraft
+    through = JSONText(default=dict)  # {store: highest seq of that store applied here}
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+
+
+class PhoneKey(BaseModel):
+    """One live member per normalised phone; the unique key makes concurrent
+    registrations of one phone collide, so the second one merges."""
+
+    phone = pw.CharField(primary_key=True, max_length=20)
+    member_id = pw.CharField(max_length=36)
+
+
+class CardType(BaseModel):
+    name = pw.CharField(primary_key=True)
+    data = JSONText(default=dict)
+
+
+class Tier(BaseModel):
+    name = pw.CharField(primary_key=True)
+    data = JSONText(default=dict)
+
+
+class Card(BaseModel):
+    card_no = pw.CharField(primary_key=True, max_length=40)
+    member_id = pw.CharField(max_length=36, index=True)
+    card_type = pw.CharField(null=True)
+    status = pw.CharField(default="active", max_length=10)  # active | blocked
+    blocked_reason = pw.CharField(null=True)
+    issued_store = pw.CharField(null=True, max_length=32)
+
+
+class PointsLot(BaseModel):
+    lot_id = pw.CharField(primary_key=True, max_length=64)
+    member_id = pw.CharField(max_length=36, index=True)
+    earned_on = pw.DateField()
+    expires_on = pw.DateField()
+    earned = pw.BigIntegerField()
+    remaining = pw.BigIntegerField()
+    store = pw.CharField(null=True, max_length=32)
+
+
+class LedgerEntry(BaseModel):
+    """Every balance movement. A member's balances always equal the sums here."""
+
+    member_id = pw.CharField(max_length=36, index=True)
+    balance = pw.CharField(max_length=16)  # stored_value | points
+    principal = pw.BigIntegerField(default=0)
+    bonus = pw.BigIntegerField(default=0)
+    points = pw.BigIntegerField(default=0)
+    reason = pw.CharField(max_length=24)  # sale | return | topup | debt | adjust
+    ref = pw.CharField(null=True, max_length=64)  # sale / return / top-up id
+    lot_id = pw.CharField(null=True, max_length=64)
+    store = pw.CharField(null=True, max_length=32)
+    seq = pw.BigIntegerField(null=True)
+    at = pw.DateTimeField()
+
+
+class Sale(BaseModel):
+    sale_id = pw.CharField(primary_key=True, max_length=64)
+    store = pw.CharField(max_length=32, index=True)
+    seq = pw.BigIntegerField()
+    member_id = pw.CharField(null=True, max_length=36, index=True)
+    total = pw.BigIntegerField()
+    rules_version = pw.IntegerField()
+    offline = pw.BooleanField(default=False)
+    authorization_id = pw.CharField(null=True, max_length=36)
+    occurred_at = pw.CharField()
+    body = JSONText()
+    ingested_at = pw.DateTimeField()
+
+
+class Return(BaseModel):
+    return_id = pw.CharField(primary_key=True, max_length=64)
+    sale_id = pw.CharField(max_length=64, index=True)
+    store = pw.CharField(max_length=32)
+    seq = pw.BigIntegerField()
+    member_id = pw.CharField(null=True, max_length=36, index=True)
+    refund_total = pw.BigIntegerField()
+    occurred_at = pw.CharField()
+    body = JSONText()
+    ingested_at = pw.DateTimeField()
+
+
+class TopUp(BaseModel):
+    topup_id = pw.CharField(primary_key=True, max_length=64)
+    store = pw.CharField(max_length=32)
+    seq = pw.BigIntegerField()
+    member_id = pw.CharField(max_length=36, index=True)
+    principal = pw.BigIntegerField()
+    bonus = pw.BigIntegerField()
+    occurred_at = pw.CharField()
+    body = JSONText()
+    ingested_at = pw.DateTimeField()
+
+
+class ProcessedItem(BaseModel):
+    """At most once: one row per (store, epoch, seq) and per item id."""
+
+    item_id = pw.CharField(null=True, unique=True, max_length=36)
+    store = pw.CharField(max_length=32)
+    epoch = pw.IntegerField()
+    seq = pw.BigIntegerField()
+    kind = pw.CharField(null=True, max_length=16)
+    status = pw.CharField(max_length=10)  # applied | rejected
+    code = pw.CharField(null=True, max_length=24)
+    reason = pw.TextField(null=True)
+    processed_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("store", "epoch", "seq"), True),)
+
+
+class HeldItem(BaseModel):
+    """An item that arrived after a gap: kept, not applied, not acknowledged."""
+
+    store = pw.CharField(max_length=32)
+    epoch = pw.IntegerField()
+    seq = pw.BigIntegerField()
+    item = JSONText()
+    received_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("store", "epoch", "seq"), True),)
+
+
+class DeadLetter(BaseModel):
+    topic = pw.CharField()
+    store = pw.CharField(null=True, max_length=32, index=True)
+    seq = pw.BigIntegerField(null=True)
+    code = pw.CharField(max_length=24)
+    reason = pw.TextField()
+    payload = pw.BlobField()  # the bytes as received (first 64 KiB of an oversized one)
+    payload_size = pw.IntegerField()
+    received_at = pw.DateTimeField()
+
+
+class HqException(BaseModel):
+    """Something HQ staff must look at: overdrafts, re-price mismatches."""
+
+    kind = pw.CharField(max_length=24, index=True)  # overdraft | reprice_mismatch | unknown_member
+    status = pw.CharField(default="open", max_length=10)  # open | closed
+    member_id = pw.CharField(null=True, max_length=36, index=True)
+    store = pw.CharField(null=True, max_length=32)
+    seq = pw.BigIntegerField(null=True)
+    ref = pw.CharField(null=True, max_length=64)
+    balance = pw.CharField(null=True, max_length=16)  # stored_value | points
+    amount = pw.BigIntegerField(default=0)  # fen or points short
+    recovered = pw.BigIntegerField(default=0)
+    details = JSONText(default=dict)
+    created_at = pw.DateTimeField()
+    closed_at = pw.DateTimeField(null=True)
+
+
+class Counter(BaseModel):
+    name = pw.CharField(primary_key=True, max_length=32)
+    value = pw.BigIntegerField(default=0)
+
+
+class ChangeRecord(BaseModel):
+    seq = pw.BigIntegerField(primary_key=True)
+    entity = pw.CharField(max_length=16)
+    key = pw.CharField(max_length=64)
+    op = pw.CharField(max_length=8)
+    data = JSONText()
+    created_at = pw.DateTimeField()
+
+
+class RulesVersion(BaseModel):
+    version = pw.IntegerField(primary_key=True)
+    data = JSONText()
+    published_at = pw.DateTimeField()
+
+
+class Product(BaseModel):
+    sku = pw.CharField(primary_key=True, max_length=64)
+    name = pw.CharField()
+    unit_price = pw.BigIntegerField()
+    data = JSONText(default=dict)
+
+
+class Coupon(BaseModel):
+    code = pw.CharField(primary_key=True, max_length=64)
+    member_id = pw.CharField(null=True, max_length=36, index=True)
+    value = pw.BigIntegerField()
+    status = pw.CharField(default="issued", max_length=10)  # issued | held | used
+    held_for = pw.CharField(null=True, max_length=64)  # sale id
+    expires_on = pw.DateField(null=True)
+
+
+class Merge(BaseModel):
+    from_member = pw.CharField(max_length=36, index=True)
+    to_member = pw.CharField(max_length=36, index=True)
+    store = pw.CharField(null=True, max_length=32)  # where the duplicate surfaced, or null (HQ)
+    staff = pw.CharField(null=True)  # staff code at the till, or the HQ user
+    reason = pw.CharField(max_length=24)  # same_phone | manual
+    at = pw.DateTimeField()
+
+
+class Authorization(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=36)
+    store = pw.CharField(max_length=32)
+    sale_id = pw.CharField(max_length=64)
+    member_id = pw.CharField(max_length=36, index=True)
+    stored_value = pw.BigIntegerField(default=0)
+    sv_principal = pw.BigIntegerField(default=0)
+    sv_bonus = pw.BigIntegerField(default=0)
+    points = pw.BigIntegerField(default=0)
+    coupons = JSONText(default=list)
+    status = pw.CharField(max_length=10)  # held | declined | released | settled
+    response = JSONText()
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("store", "sale_id"), True),)
+
+
+class OfflinePolicyRow(BaseModel):
+    kind = pw.CharField(primary_key=True, max_length=16)
+    mode = pw.CharField(max_length=16)
+    daily_limit = pw.BigIntegerField(default=0)
+
+
+MODELS: list[type[BaseModel]] = [
+    Store,
+    Member,
+    PhoneKey,
+    CardType,
+    Tier,
+    Card,
+    PointsLot,
+    LedgerEntry,
+    Sale,
+    Return,
+    TopUp,
+    ProcessedItem,
+    HeldItem,
+    DeadLetter,
+    HqException,
+    Counter,
+    ChangeRecord,
+    RulesVersion,
+    Product,
+    Coupon,
+    Merge,
+    Authorization,
+    OfflinePolicyRow,
+]
+
+
+def open_database(url: str) -> pw.Database:
+    """``sqlite:///var/hq.sqlite3`` or ``postgresql://user@host:5432/name``."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        return connect(
+            url,
+            pragmas={"journal_mode": "wal", "busy_timeout": 15000, "synchronous": "normal"},
+            timeout=15,
+            lock_type="IMMEDIATE",
+        )
+    if scheme in ("postgres", "postgresql"):
+        return connect(url)
+    raise ConfigError(f"database URL must be sqlite:/// or postgresql://, got {url!r}")
+
+
+def is_postgres(db: pw.Database) -> bool:
+    return isinstance(db, pw.PostgresqlDatabase)
+
+
+def bind(db: pw.Database, create: bool = True) -> pw.Database:
+    db.bind(MODELS)
+    if create:
+        with db.connection_context() if db.is_closed() else _noop():
+            db.create_tables(MODELS, safe=True)
+    return db
+
+
+class _noop:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC: what both databases store without surprises."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
