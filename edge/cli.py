@@ -15,18 +15,23 @@ from edge.config import EdgeConfig, config_problems, load_config
 CONFIG_HELP = "TOML config file (default: built-in demo store settings)"
 
 
-def _load(path: str | None) -> EdgeConfig:
+def _config_path() -> str | None:
+    ctx = click.get_current_context()
+    return (ctx.find_root().obj or {}).get("config")
+
+
+def _load() -> EdgeConfig:
     try:
-        return load_config(path)
+        return load_config(_config_path())
     except ConfigError as exc:
         click.echo(exc.message, err=True)
         sys.exit(exc.code)
 
 
-def _open(path: str | None, create_key: bool = False):
+def _open(create_key: bool = False):
     from edge.services.context import open_till
 
-    cfg = _load(path)
+    cfg = _load()
     try:
         return open_till(cfg, create_key=create_key)
     except HuiyuanError as exc:
@@ -35,9 +40,19 @@ def _open(path: str | None, create_key: bool = False):
 
 
 @click.group()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(),
+    envvar="HUIYUAN_EDGE_CONFIG",
+    help=CONFIG_HELP,
+)
 @click.option("-v", "--verbose", is_flag=True, help="log at DEBUG")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """会员 Huiyuan edge box: till, member cache, devices."""
+    ctx.obj = {"config": config_path}
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -45,11 +60,11 @@ def main(verbose: bool) -> None:
 
 
 @main.command("validate-config")
-@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
-def validate_config(path: str | None) -> None:
+def validate_config() -> None:
     """Print each problem (key path, value, message); exit non-zero if any."""
     import tomllib
 
+    path = _config_path()
     data = {}
     if path:
         try:
@@ -66,24 +81,22 @@ def validate_config(path: str | None) -> None:
 
 
 @main.command()
-@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
-def init(path: str | None) -> None:
+def init() -> None:
     """Create the data directory, member key and database."""
-    till = _open(path, create_key=True)
+    till = _open(create_key=True)
     click.echo(f"database: {till.config.db_path}\nmember key: {till.config.key_path}")
 
 
 @main.command("add-staff")
-@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
 @click.argument("code")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["cashier", "manager"]), default="cashier")
 @click.option("--pin", prompt=True, hide_input=True, confirmation_prompt=True)
-def add_staff(path: str | None, code: str, name: str, role: str, pin: str) -> None:
+def add_staff(code: str, name: str, role: str, pin: str) -> None:
     """Add a staff member with a PIN."""
     from edge.services.staff import add_staff as add
 
-    till = _open(path)
+    till = _open()
     try:
         add(till, code, name, role, pin)
     except HuiyuanError as exc:
@@ -92,10 +105,10 @@ def add_staff(path: str | None, code: str, name: str, role: str, pin: str) -> No
     click.echo(f"added {role} {code} {name}")
 
 
-def _import(kind: str, path: str | None, file: str) -> None:
+def _import(kind: str, file: str) -> None:
     from edge import importer
 
-    till = _open(path)
+    till = _open()
     fn = importer.import_members if kind == "members" else importer.import_products
     try:
         report = fn(till, Path(file))
@@ -108,43 +121,39 @@ def _import(kind: str, path: str | None, file: str) -> None:
 
 
 @main.command("import-members")
-@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def import_members(path: str | None, file: str) -> None:
+def import_members(file: str) -> None:
     """Import members from CSV or .xlsx; bad rows are reported, good rows load."""
-    _import("members", path, file)
+    _import("members", file)
 
 
 @main.command("import-products")
-@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def import_products(path: str | None, file: str) -> None:
+def import_products(file: str) -> None:
     """Import products from CSV or .xlsx; bad rows are reported, good rows load."""
-    _import("products", path, file)
+    _import("products", file)
 
 
 @main.command("demo-data")
-@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
 @click.option("--members", default=200, show_default=True)
-def demo_data(path: str | None, members: int) -> None:
+def demo_data(members: int) -> None:
     """Load demo staff (1001/1234 cashier, 9001/9999 manager), products and members."""
     from edge.demo_data import load_demo
 
-    till = _open(path, create_key=True)
+    till = _open(create_key=True)
     click.echo(json.dumps(load_demo(till, members), ensure_ascii=False))
 
 
 @main.command()
-@click.option("-c", "--config", "path", type=click.Path(), help=CONFIG_HELP)
 @click.option("--host", default=None, help="override http.host")
 @click.option("--port", default=None, type=int, help="override http.port")
-def serve(path: str | None, host: str | None, port: int | None) -> None:
+def serve(host: str | None, port: int | None) -> None:
     """Run the till API (and the devices, when configured)."""
     from waitress import serve as waitress_serve
 
     from edge.api import create_app
 
-    till = _open(path, create_key=True)
+    till = _open(create_key=True)
     manager = _start_devices(till)
     app = create_app(till, manager)
     host = host or till.config.http.host

@@ -236,6 +236,8 @@ def open_database(path: str | Path, synchronous: str = "FULL") -> SqliteDatabase
             "foreign_keys": 1,
             "busy_timeout": 10000,
             "cache_size": -32000,
+            # deleted and overwritten rows are zeroed, so scrubbed contacts do not linger in free pages
+            "secure_delete": 1,
         },
         lock_type="IMMEDIATE",
         check_same_thread=False,
@@ -260,4 +262,12 @@ def migrate(db: SqliteDatabase, path: Path) -> None:
     with db.atomic():
         if version < 1:
             db.create_tables(MODELS)
+            # Invariant 8: a registration carries the phone to HQ in plaintext (over TLS);
+            # once HQ has acknowledged it, the outbox copy is scrubbed.
+            db.execute_sql(
+                "CREATE TRIGGER outbox_scrub_contacts AFTER UPDATE OF acked ON outbox "
+                "WHEN NEW.acked AND NEW.kind = 'registration' BEGIN "
+                "UPDATE outbox SET payload = json_set(payload, '$.body.phone', '') WHERE seq = NEW.seq; "
+                "END"
+            )
         db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
