@@ -1,0 +1,188 @@
+"""Ingest over a real broker: apply once, in order, ack after commit, bad input dead-lettered."""
+
+from __future__ import annotations
+
+from core import protocol as p
+from core.ids import uuid7
+from hq.ledger import ledger_sums
+from hq.models import DeadLetter, HeldItem, Member, ProcessedItem, Sale, Store, TopUp
+from tests.hq.edge_sim import Items, wait_until
+
+
+def balances_match_ledger(member_id: str) -> None:
+    m = Member.get_by_id(member_id)
+    sums = ledger_sums(member_id)
+    assert (m.sv_principal, m.sv_bonus, m.points) == (
+        sums["principal"],
+        sums["bonus"],
+        sums["points"],
+    )
+
+
+def test_batch_is_applied_then_acked(worker, edge, store_code):
+    items = Items(store_code)
+    mid = uuid7()
+    batch = [
+        items.registration(mid, "13800000001"),
+        items.topup(mid, 50000, 10000),
+        items.sale(mid, 10000, stored_value=(8333, 1667), points_earned=100),
+    ]
+    edge.send(batch)
+    ack = edge.wait_acked(3)
+    assert ack == {"v": 1, "store": store_code, "epoch": 1, "acked_through": 3, "rejected": []}
+    m = Member.get_by_id(mid)
+    assert (m.sv_principal, m.sv_bonus, m.points) == (50000 - 8333, 10000 - 1667, 100)
+    assert m.through == {store_code: 3}
+    balances_match_ledger(mid)
+    assert Store.get_by_id(store_code).acked_through == 3
+    # the member change went down live, with balances and through
+    live = wait_until(
+        lambda: [c for page in edge.live for c in page["changes"] if c["key"] == mid],
+        10,
+        "live push",
+    )
+    assert live[-1]["data"]["stored_value"] == {"principal": 41667, "bonus": 8333}
+    assert live[-1]["data"]["through"] == {store_code: 3}
+
+
+def test_duplicate_batch_is_ignored_and_reacked(worker, edge, store_code):
+    items = Items(store_code)
+    mid = uuid7()
+    batch = [items.registration(mid, "13800000002"), items.topup(mid, 20000)]
+    edge.send(batch)
+    edge.wait_acked(2)
+    edge.send(batch)
+    acks = edge.wait_ack_count(2)
+    assert acks[-1]["acked_through"] == 2
+    assert Member.get_by_id(mid).sv_principal == 20000
+    assert TopUp.select().where(TopUp.store == store_code).count() == 1
+    balances_match_ledger(mid)
+
+
+def test_out_of_order_batches_are_held_then_applied(worker, edge, store_code):
+    items = Items(store_code)
+    mid = uuid7()
+    first = [items.registration(mid, "13800000003"), items.topup(mid, 1000)]
+    second = [items.topup(mid, 2000), items.topup(mid, 3000)]
+    edge.send(second)
+    ack = edge.wait_ack_count(1)[-1]
+    assert ack["acked_through"] == 0  # a gap holds the cursor
+    assert HeldItem.select().where(HeldItem.store == store_code).count() == 2
+    edge.send(first)
+    edge.wait_acked(4)
+    assert Member.get_by_id(mid).sv_principal == 6000
+    assert HeldItem.select().where(HeldItem.store == store_code).count() == 0
+    balances_match_ledger(mid)
+
+
+def test_gap_holds_cursor_until_resend(worker, edge, store_code):
+    items = Items(store_code)
+    mid = uuid7()
+    one = items.registration(mid, "13800000004")
+    two = items.topup(mid, 1000)
+    three = items.topup(mid, 2000)
+    edge.send([one])
+    edge.wait_acked(1)
+    edge.send([three])
+    acks = edge.wait_ack_count(2)
+    assert acks[-1]["acked_through"] == 1
+    assert Store.get_by_id(store_code).acked_through == 1
+    assert Member.get_by_id(mid).sv_principal == 0  # seq 3 is not applied before seq 2
+    edge.send([two, three])  # the store resends from acked_through + 1
+    edge.wait_acked(3)
+    assert Member.get_by_id(mid).sv_principal == 3000
+    balances_match_ledger(mid)
+
+
+def test_bad_input_is_dead_lettered_and_good_input_applied(worker, edge, store_code):
+    items = Items(store_code)
+    mid = uuid7()
+    edge.send([items.registration(mid, "13800000005"), items.topup(mid, 1000)])
+    edge.wait_acked(2)
+
+    # whole-message failures: dead letter, no ack, nothing else lost
+    edge.publish("tx", b"{not json")
+    edge.publish("tx", b"x" * (p.MAX_PAYLOAD_BYTES + 1))
+    wrong_version = p.decode_json(p.make_batch(store_code, 1, [items.topup(mid, 1, 0)]))
+    items.seq -= 1
+    wrong_version["v"] = 2
+    edge.publish("tx", p.encode_json(wrong_version))
+    forged = p.decode_json(p.make_batch(store_code, 1, [items.topup(mid, 1, 0)]))
+    items.seq -= 1
+    forged["store"] = "OTHER1"
+    for it in forged["items"]:
+        it["store"] = "OTHER1"
+    edge.publish("tx", p.encode_json(forged))
+
+    # item failures inside a good batch: rejected in the ack, the cursor passes them
+    unknown = items.topup(mid, 500)
+    unknown["kind"] = "lottery"
+    bad_v = items.topup(mid, 500)
+    bad_v["v"] = 9
+    forged_item = items.topup(mid, 500)
+    forged_item["store"] = "OTHER2"
+    good_after = items.topup(mid, 4000)
+    edge.send([unknown, bad_v, forged_item, good_after])
+    ack = edge.wait_acked(6)
+    assert [(r["seq"], r["code"]) for r in ack["rejected"]] == [
+        (3, "unknown_kind"),
+        (4, "bad_version"),
+        (5, "forged"),
+    ]
+    assert Member.get_by_id(mid).sv_principal == 5000
+    codes = {d.code: d.reason for d in DeadLetter.select().where(DeadLetter.store == store_code)}
+    assert set(codes) >= {"malformed", "oversized", "bad_version", "forged", "unknown_kind"}
+    assert "lottery" in codes["unknown_kind"]
+    assert "OTHER1" in " ".join(
+        d.reason for d in DeadLetter.select().where(DeadLetter.code == "forged")
+    )
+    # a resend of a rejected item is a duplicate and is reported rejected again
+    edge.send([unknown])
+    again = edge.wait_ack_count(len(edge.acks) + 1)[-1]
+    assert again["acked_through"] == 6 and again["rejected"][0]["seq"] == 3
+    assert ProcessedItem.select().where(ProcessedItem.store == store_code).count() == 6
+    balances_match_ledger(mid)
+
+
+def test_apply_failure_is_rejected_not_blocking(worker, edge, store_code):
+    items = Items(store_code)
+    sale = items.sale(None, 1000, stored_value=(500, 0))  # balance move without a member
+    ok = items.sale(None, 1000)
+    edge.send([sale, ok])
+    ack = edge.wait_acked(2)
+    assert ack["rejected"][0]["code"] == "apply_failed"
+    assert Sale.select().where(Sale.store == store_code).count() == 1
+
+
+def test_hello_reports_cursor_and_pages(worker, edge, store_code):
+    items = Items(store_code)
+    mid = uuid7()
+    edge.send([items.registration(mid, "13800000006")])
+    edge.wait_acked(1)
+    before = len(edge.acks)
+    edge.hello(acked_through=0, down_cursor=0)
+    acks = edge.wait_ack_count(before + 1)
+    assert acks[-1]["acked_through"] == 1 and acks[-1]["rejected"] == []
+    page = wait_until(lambda: edge.pages, 10, "page")[-1]
+    assert page["snapshot_required"] is True  # cursor 0 with members: load a snapshot first
+    latest = page["latest"]
+    edge.publish("chgreq", p.encode_json(p.ChangeRequest(store_code, latest - 1, 10).to_dict()))
+    page = wait_until(lambda: len(edge.pages) >= 2 and edge.pages[-1], 10, "page 2")
+    assert page["from"] == latest and page["to"] == latest and page["more"] is False
+    assert len(page["changes"]) == 1
+
+
+def test_snapshot_chunks_carry_members(worker, edge, store_code):
+    items = Items(store_code)
+    mid = uuid7()
+    edge.send([items.registration(mid, "13800000007", card_no="C-7"), items.topup(mid, 700)])
+    edge.wait_acked(2)
+    edge.publish("snapreq", p.encode_json(p.SnapshotRequest(store_code).to_dict()))
+    first = wait_until(lambda: edge.chunks, 10, "snapshot chunk")[0]
+    wait_until(lambda: len(edge.chunks) >= first["count"], 10, "all chunks")
+    records = list(p.assemble_snapshot(p.validate_snapshot_chunk(c) for c in edge.chunks))
+    member = next(r for r in records if r["entity"] == "member" and r["key"] == mid)
+    assert member["data"]["stored_value"]["principal"] == 700
+    assert any(r["entity"] == "card" and r["key"] == "C-7" for r in records)
+    assert any(r["entity"] == "rules" for r in records)
+    assert all(r["seq"] == first["cursor"] for r in records)
