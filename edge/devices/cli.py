@@ -240,9 +240,9 @@ def test(obj: Context, role: str, config_path: Path | None, timeout: float) -> N
     manager.start()
     try:
         ok = _run_test(manager, role, timeout)
+        state = manager.states()[role]
     finally:
         manager.stop()
-    state = manager.states()[role]
     if not ok:
         click.echo(
             f"失败 / FAILED: state={state['state']} last_error={state['last_error']}", err=True

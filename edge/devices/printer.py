@@ -212,6 +212,10 @@ class VirtualPrinter:
             self.is_open = False
 
 
+class _SetupError(DeviceError):
+    """A job cannot be rendered on this box (e.g. no CJK font); retried after a fix."""
+
+
 class PrinterWorker:
     """Background thread: keeps the printer open and prints queued jobs in order."""
 
@@ -322,6 +326,10 @@ class PrinterWorker:
                     self._stop.wait(self.backoff.next_delay())
                     continue
                 self._print(job)
+            except _SetupError as exc:  # the printer is fine; the box is not set up to print
+                log.error("printer: %s", exc)
+                self.health.fail(DeviceState.ERROR, exc.message)
+                self._stop.wait(self.backoff.next_delay())
             except DeviceError as exc:
                 self._lost(exc)
             except Exception as exc:  # a bug must not kill the worker; keep it visible
@@ -349,7 +357,7 @@ class PrinterWorker:
             data = self.render_job(job)
         except DeviceError as exc:  # e.g. no CJK font: a setup problem, keep the job
             self.queue.record_attempt(job.id, str(exc))
-            raise
+            raise _SetupError(exc.message) from exc
         except Exception as exc:
             log.exception("print job %s cannot be rendered; marked failed", job.id)
             self.queue.mark_failed(job.id, f"{type(exc).__name__}: {exc}")
