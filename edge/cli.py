@@ -80,6 +80,14 @@ def validate_config() -> None:
     click.echo("配置有效 (config OK)")
 
 
+@main.command("config-reference")
+def config_reference() -> None:
+    """Print every setting with its default and description (a starting edge.toml)."""
+    from edge.config import reference_toml
+
+    click.echo(reference_toml())
+
+
 @main.command()
 def init() -> None:
     """Create the data directory, member key and database."""

@@ -219,3 +219,21 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def reference_toml(cfg: Any = None, path: str = "") -> str:
+    """Every setting with its default and one-line description, as TOML."""
+    cfg = cfg if cfg is not None else EdgeConfig()
+    scalars, tables = [], []
+    for f in dataclasses.fields(cfg):
+        if f.name == "extra":
+            continue
+        value = getattr(cfg, f.name)
+        key_path = f"{path}.{f.name}" if path else f.name
+        if dataclasses.is_dataclass(value):
+            tables.append(f"\n[{key_path}]\n" + reference_toml(value, key_path))
+        else:
+            doc = f.metadata.get("doc", "")
+            literal = f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+            scalars.append(f"{f.name} = {literal}" + (f"  # {doc}" if doc else ""))
+    return "\n".join(scalars) + "".join(tables) + ("\n" if not path else "")

@@ -1,0 +1,58 @@
+"""One validated configuration: defaults run a demo store, every problem is named."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from core.errors import ConfigError
+from edge.cli import main
+from edge.config import load_config, reference_toml
+
+
+def test_defaults_run_a_demo_store():
+    cfg = load_config()
+    assert cfg.store.code == "S001"
+    assert cfg.database.synchronous == "FULL"
+    assert cfg.offline.stored_value.mode == "floor_limit"
+
+
+def test_every_problem_is_reported_with_its_key_path():
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            overrides={
+                "store": {"code": "bad code!", "nmae": "x"},
+                "offline": {"points": {"mode": "maybe", "daily_limit": -1}},
+                "till": {"rounding": "up"},
+                "http": {"port": "80"},
+            }
+        )
+    problems = info.value.details["problems"]
+    assert any(p.startswith("store.code:") for p in problems)
+    assert "store.nmae: unknown key" in problems
+    assert any(p.startswith("offline.points.mode:") for p in problems)
+    assert any(p.startswith("offline.points.daily_limit:") for p in problems)
+    assert any(p.startswith("till.rounding:") for p in problems)
+    assert any(p.startswith("http.port:") for p in problems)
+
+
+def test_partial_section_keeps_other_defaults():
+    cfg = load_config(overrides={"offline": {"points": {"mode": "online_only"}}})
+    assert cfg.offline.points.daily_limit == 5000
+
+
+def test_reference_is_a_valid_config(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text(reference_toml(), encoding="utf-8")
+    assert load_config(path) == load_config()
+
+
+def test_validate_config_cli_exits_non_zero_naming_keys(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text('[store]\ncode = "S 1"\n[till]\nsession_hours = 0\n', encoding="utf-8")
+    result = CliRunner().invoke(main, ["-c", str(path), "validate-config"])
+    assert result.exit_code == ConfigError.code
+    assert "store.code" in result.output and "till.session_hours" in result.output
+    path.write_text('[store]\ncode = "S002"\n', encoding="utf-8")
+    ok = CliRunner().invoke(main, ["-c", str(path), "validate-config"])
+    assert ok.exit_code == 0, ok.output
