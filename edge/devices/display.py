@@ -38,8 +38,8 @@ def init_bytes(command_set: str) -> bytes:
     raise ValueError(f"unknown display command set {command_set!r}")
 
 
-def frame_bytes(command_set: str, rows: list[bytes]) -> bytes:
-    """Bytes that show ``rows`` (already encoded and padded to the width)."""
+def frame_bytes(command_set: str, rows: list[bytes], columns: int = 20) -> bytes:
+    """Bytes that show ``rows`` (already encoded and padded to ``columns``)."""
     out = bytearray()
     if command_set == "epson_dmd":
         for y, row in enumerate(rows, start=1):
@@ -50,9 +50,8 @@ def frame_bytes(command_set: str, rows: list[bytes]) -> bytes:
             out += ESC + b"Q" + (b"A" if y == 0 else b"B") + row + b"\r"  # ESC Q A|B text CR
         return bytes(out)
     if command_set == "logic_controls":
-        width = len(rows[0]) if rows else 20
         for y, row in enumerate(rows):
-            out += b"\x10" + bytes([y * width]) + row  # 0x10 n: cursor to position n
+            out += b"\x10" + bytes([y * columns]) + row  # 0x10 n: cursor to position n
         return bytes(out)
     raise ValueError(f"unknown display command set {command_set!r}")
 
@@ -138,7 +137,7 @@ def encode_frame(frame: Frame, profile: DisplayProfile) -> bytes:
             rows.append(encoded + profile.chinese_exit)
         else:
             rows.append(row.encode("ascii", "replace"))
-    return frame_bytes(profile.command_set, rows)
+    return frame_bytes(profile.command_set, rows, profile.columns)
 
 
 # ---------------------------------------------------------------- transports

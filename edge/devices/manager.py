@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError
 from core.receipt import Receipt
 
 from .config import DevicesConfig
@@ -33,6 +34,7 @@ from .state import Backoff, DeviceState, HealthTracker
 log = logging.getLogger(__name__)
 
 ROLES = ("printer", "reader", "display")
+FINISHED_JOBS_KEPT_S = 30 * 24 * 3600  # printed/failed jobs are kept a month for support
 
 
 class DeviceManager:
@@ -47,10 +49,7 @@ class DeviceManager:
     ) -> None:
         self.cfg = cfg
         self.data_dir = data_dir
-        library = cfg.profile_library()
-        self.printer_profile: PrinterProfile = library.load(cfg.printer.profile, "printer")  # type: ignore[assignment]
-        self.reader_profile: ReaderProfile = library.load(cfg.reader.profile, "reader")  # type: ignore[assignment]
-        self.display_profile: DisplayProfile = library.load(cfg.display.profile, "display")  # type: ignore[assignment]
+        self.printer_profile, self.reader_profile, self.display_profile = _load_profiles(cfg)
         self.health = {role: HealthTracker() for role in ROLES}
         self.print_queue = PrintQueue(data_dir / "print_queue.sqlite3")
         self.printer_transport = printer_transport
@@ -74,11 +73,8 @@ class DeviceManager:
         self.display_worker = DisplayWorker(
             display_transport, self.display_profile, self.health["display"], self._backoff()
         )
-        idle = tuple(cfg.display.idle_lines) or None
-        self.formatter = FrameFormatter(
-            self.display_profile,
-            (idle + ("",))[:2] if idle else None,  # type: ignore[arg-type]
-        )
+        idle = (*cfg.display.idle_lines, "")[:2] if cfg.display.idle_lines else None
+        self.formatter = FrameFormatter(self.display_profile, idle)
         self._enabled = {
             "printer": cfg.printer.enabled,
             "reader": cfg.reader.enabled,
@@ -100,13 +96,7 @@ class DeviceManager:
         Nothing is opened here: the worker threads open devices after ``start()``,
         so a missing printer or library never stops the till from starting.
         """
-        library = cfg.profile_library()
-        printer_profile = library.load(cfg.printer.profile, "printer")
-        reader_profile = library.load(cfg.reader.profile, "reader")
-        display_profile = library.load(cfg.display.profile, "display")
-        assert isinstance(printer_profile, PrinterProfile)  # noqa: S101 - load() checked the kind
-        assert isinstance(reader_profile, ReaderProfile)  # noqa: S101
-        assert isinstance(display_profile, DisplayProfile)  # noqa: S101
+        printer_profile, reader_profile, display_profile = _load_profiles(cfg)
         data_dir.mkdir(parents=True, exist_ok=True)
         return cls(
             cfg,
@@ -124,6 +114,13 @@ class DeviceManager:
     def start(self) -> None:
         if self._started:
             return
+        try:
+            purged = self.print_queue.purge_finished(FINISHED_JOBS_KEPT_S)
+        except Exception as exc:  # housekeeping only; printing still works
+            log.warning("print queue purge failed: %s", exc)
+        else:
+            if purged:
+                log.info("purged %d finished print jobs", purged)
         if self._enabled["printer"]:
             self.printer_worker.start()
         if self._enabled["reader"]:
@@ -295,6 +292,21 @@ class DeviceManager:
     def virtual_display(self) -> VirtualDisplay | None:
         t = self.display_transport
         return t if isinstance(t, VirtualDisplay) else None
+
+
+def _load_profiles(cfg: DevicesConfig) -> tuple[PrinterProfile, ReaderProfile, DisplayProfile]:
+    library = cfg.profile_library()
+    printer = library.load(cfg.printer.profile, "printer")
+    reader = library.load(cfg.reader.profile, "reader")
+    display = library.load(cfg.display.profile, "display")
+    # load() checked each kind; the isinstance checks tell the type checker so
+    if not (
+        isinstance(printer, PrinterProfile)
+        and isinstance(reader, ReaderProfile)
+        and isinstance(display, DisplayProfile)
+    ):
+        raise ConfigError("devices: a profile of the wrong kind was loaded")
+    return printer, reader, display
 
 
 def _hex(value: str) -> int | None:

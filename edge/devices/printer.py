@@ -325,6 +325,8 @@ class PrinterWorker:
                     self.health.set(DeviceState.PAPER_OUT, "paper out (缺纸)")
                     self._stop.wait(self.backoff.next_delay())
                     continue
+                if paper == PAPER_NEAR_END:
+                    self.health.set(self.health.state, "paper near end (纸将用尽)")
                 self._print(job)
             except _SetupError as exc:  # the printer is fine; the box is not set up to print
                 log.error("printer: %s", exc)

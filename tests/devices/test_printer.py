@@ -67,6 +67,15 @@ def test_queue_order_attempts_and_failure(queue):
     assert queue.get(a).status == "failed"
 
 
+def test_purge_keeps_queued_jobs(queue):
+    done = enqueue_receipt(queue)
+    waiting = enqueue_receipt(queue)
+    queue.mark_done(done)
+    assert queue.purge_finished(older_than_s=-1) == 1
+    assert queue.get(done) is None
+    assert queue.get(waiting).status == "queued"
+
+
 def test_worker_prints_queued_jobs_in_order(queue):
     printer = VirtualPrinter()
     worker, health = make_worker(printer, queue)
