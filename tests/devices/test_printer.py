@@ -179,6 +179,7 @@ class RecordingPrinterServer:
         self.port = self.sock.getsockname()[1]
         self.received = bytearray()
         self.connections = 0
+        self.paper_reply: bytes | None = None  # answer to DLE EOT 4, like an Epson would
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -202,6 +203,8 @@ class RecordingPrinterServer:
                     if not chunk:
                         break
                     self.received += chunk
+                    if self.paper_reply is not None and b"\x10\x04\x04" in chunk:
+                        conn.sendall(self.paper_reply)
 
     def close(self) -> None:
         self._stop.set()
@@ -232,6 +235,27 @@ def test_network_printer_receives_the_receipt_bytes(server, queue):
     wait_for(lambda: len(server.received) >= len(expected))
     assert bytes(server.received) == expected
     assert "应付" in "\n".join(decode(bytes(server.received)).lines)
+
+
+def test_network_printer_paper_status_over_tcp(server, queue):
+    pytest.importorskip("escpos")
+    server.paper_reply = b"\x72"  # paper end sensor: no paper
+    transport = EscposTransport(
+        "network", P80, host="127.0.0.1", tcp_port=server.port, timeout_s=2, query_status=True
+    )
+    worker, health = make_worker(transport, queue)
+    job_id = enqueue_receipt(queue)
+    worker.start()
+    try:
+        wait_for(lambda: health.state == DeviceState.PAPER_OUT)
+        assert queue.get(job_id).status == "queued"
+        server.paper_reply = b"\x12"  # paper loaded
+        wait_for(lambda: queue.get(job_id).status == "done")
+    finally:
+        worker.stop()
+    expected = worker.render_job(queue.get(job_id))
+    wait_for(lambda: bytes(server.received).endswith(expected))
+    assert bytes(server.received).replace(b"\x10\x04\x04", b"") == expected
 
 
 def test_network_printer_down_keeps_the_job(queue):
