@@ -1,0 +1,135 @@
+"""HQ's JSON API: ``create_app(config)`` with one blueprint per resource.
+
+Bad input always gets a JSON 4xx with a message, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee as pw
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from core.errors import HuiyuanError, ValidationError
+from hq import services
+from hq.config import HqConfig
+from hq.models import bind, open_database, utcnow
+
+stores_bp = Blueprint("stores", __name__, url_prefix="/api/stores")
+members_bp = Blueprint("members", __name__, url_prefix="/api/members")
+dead_letters_bp = Blueprint("dead_letters", __name__, url_prefix="/api/dead-letters")
+exceptions_bp = Blueprint("exceptions", __name__, url_prefix="/api/exceptions")
+merges_bp = Blueprint("merges", __name__, url_prefix="/api/merges")
+
+
+def _db() -> pw.Database:
+    return current_app.extensions["hq_db"]
+
+
+def _limit(default: int = 100, most: int = 1000) -> int:
+    raw = request.args.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ValidationError(f"limit must be 1..{most}", field="limit")
+    return int(raw)
+
+
+@stores_bp.get("")
+def stores() -> Any:
+    return jsonify({"stores": services.list_stores()})
+
+
+@members_bp.get("")
+def member_search() -> Any:
+    q = request.args.get("q", "")
+    if not q.strip():
+        raise ValidationError("q (member id, card number or phone) is required", field="q")
+    member = services.find_member(q)
+    return jsonify(services.member_detail(member, _limit(200, 5000)))
+
+
+@members_bp.get("/<member_id>")
+def member(member_id: str) -> Any:
+    return jsonify(services.member_detail(services.find_member(member_id), _limit(200, 5000)))
+
+
+@dead_letters_bp.get("")
+def dead_letters() -> Any:
+    return jsonify(
+        {"dead_letters": services.list_dead_letters(request.args.get("store"), _limit())}
+    )
+
+
+@exceptions_bp.get("")
+def exceptions() -> Any:
+    return jsonify(
+        {
+            "exceptions": services.list_exceptions(
+                request.args.get("kind"), request.args.get("status"), _limit(200)
+            )
+        }
+    )
+
+
+@merges_bp.get("")
+def merges() -> Any:
+    return jsonify({"merges": services.list_merges(_limit(200))})
+
+
+@merges_bp.post("")
+def merge() -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object {from, to, staff}")
+    for key in ("from", "to", "staff"):
+        if not isinstance(body.get(key), str):
+            raise ValidationError(f"{key} is required", field=key)
+    done, changes = services.staff_merge(_db(), body["from"], body["to"], body["staff"], utcnow())
+    return jsonify(
+        {
+            "merge": {
+                "id": done.id,
+                "from_member_id": done.from_member,
+                "to_member_id": done.to_member,
+            },
+            "changes": len(changes),
+        }
+    ), 201
+
+
+def _error(exc: HuiyuanError) -> Any:
+    status = exc.http_status if 400 <= exc.http_status < 500 else 400
+    return jsonify(exc.to_dict()), status
+
+
+def _http_error(exc: HTTPException) -> Any:
+    return jsonify(
+        {"error": exc.name.lower().replace(" ", "_"), "message": exc.description}
+    ), exc.code
+
+
+def create_app(config: HqConfig | None = None, db: pw.Database | None = None) -> Flask:
+    config = config or HqConfig.from_env()
+    app = Flask("hq")
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    database = db if db is not None else open_database(config.database_url)
+    bind(database, create=False)
+    app.extensions["hq_db"] = database
+    app.config["HQ"] = config
+    for bp in (stores_bp, members_bp, dead_letters_bp, exceptions_bp, merges_bp):
+        app.register_blueprint(bp)
+    app.register_error_handler(HuiyuanError, _error)
+    app.register_error_handler(HTTPException, _http_error)
+
+    @app.before_request
+    def _open() -> None:
+        g.hq_db_opened = database.is_closed()
+        if g.hq_db_opened:
+            database.connect()
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        if g.get("hq_db_opened") and not database.is_closed():
+            database.close()
+
+    return app

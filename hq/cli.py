@@ -1,0 +1,223 @@
+"""``huiyuan-hq``: the HQ command line. Exit codes are the error codes of core.errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from core.errors import HuiyuanError
+from core.protocol import Change
+from hq import services
+from hq.config import HqConfig
+from hq.models import bind, open_database, utcnow
+
+log = logging.getLogger("hq.cli")
+
+
+def _config(ctx: click.Context) -> HqConfig:
+    return ctx.obj["config"]
+
+
+def _fail(exc: HuiyuanError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    sys.exit(exc.code)
+
+
+def push_changes(config: HqConfig, changes: list[Change], timeout: float = 3.0) -> bool:
+    """Best effort: push changes written outside a worker to the stores now. Stores
+    also get them from the change log on their next page request."""
+    if not changes:
+        return True
+    from hq.mqtt import make_client
+    from hq.worker import publish_changes
+
+    client = make_client(config.mqtt, "cli")
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    try:
+        client.connect(config.mqtt.host, config.mqtt.port, keepalive=10)
+    except OSError as exc:
+        log.warning(
+            "changes not pushed now (broker %s: %s); stores page them later", config.mqtt.url, exc
+        )
+        return False
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            log.warning("changes not pushed now (no CONNACK); stores page them later")
+            return False
+        publish_changes(client, changes)
+        return True
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+@click.group()
+@click.option(
+    "--database-url",
+    envvar="HY_HQ_DATABASE_URL",
+    default=None,
+    help="sqlite:///path or postgresql://...",
+)
+@click.option(
+    "--mqtt-url", envvar="HY_MQTT_URL", default=None, help="mqtt://host:port or mqtts://host:port"
+)
+@click.option("--mqtt-ca", envvar="HY_MQTT_CA", default=None, help="CA certificate (PEM)")
+@click.option("--mqtt-cert", envvar="HY_MQTT_CERT", default=None, help="client certificate (PEM)")
+@click.option("--mqtt-key", envvar="HY_MQTT_KEY", default=None, help="client key (PEM)")
+@click.option("-v", "--verbose", is_flag=True, help="log at DEBUG")
+@click.pass_context
+def main(ctx: click.Context, database_url, mqtt_url, mqtt_ca, mqtt_cert, mqtt_key, verbose) -> None:
+    """Huiyuan HQ: chain database, ingest workers, API."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = HqConfig.from_env(
+            database_url=database_url,
+            mqtt_url=mqtt_url,
+            mqtt_ca=mqtt_ca,
+            mqtt_cert=mqtt_cert,
+            mqtt_key=mqtt_key,
+        )
+    except HuiyuanError as exc:
+        _fail(exc)
+    ctx.obj = {"config": config}
+
+
+@main.command("init-db")
+@click.pass_context
+def init_db(ctx: click.Context) -> None:
+    """Create the tables (safe to run again)."""
+    config = _config(ctx)
+    if config.database_url.startswith("sqlite:///"):
+        Path(config.database_url.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    db = open_database(config.database_url)
+    bind(db, create=True)
+    db.close()
+    click.echo(f"database ready: {config.database_url.split('@')[-1]}")
+
+
+@main.command("serve-ingest")
+@click.option("--client-id", default="", help="stable MQTT client id (one per worker)")
+@click.pass_context
+def serve_ingest(ctx: click.Context, client_id: str) -> None:
+    """Run an ingest worker (start as many as needed: they share the subscription)."""
+    from dataclasses import replace
+
+    from hq.worker import IngestWorker
+
+    config = _config(ctx)
+    if client_id:
+        config = replace(config, mqtt=replace(config.mqtt, client_id=client_id))
+    IngestWorker(config).run_forever()
+
+
+@main.command("serve-api")
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@click.pass_context
+def serve_api(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the HQ JSON API."""
+    from hq.api import create_app
+
+    config = _config(ctx)
+    app = create_app(config)
+    app.run(host=host or config.api_host, port=port or config.api_port)
+
+
+@main.command("publish-rules")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--no-push", is_flag=True, help="only write the change log")
+@click.pass_context
+def publish_rules_cmd(ctx: click.Context, file: str, no_push: bool) -> None:
+    """Publish a rules document (JSON, Rules.to_dict shape) to every store."""
+    from hq.rules import publish_rules
+
+    config = _config(ctx)
+    try:
+        document = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        click.echo(f"error: cannot read {file}: {exc}", err=True)
+        sys.exit(11)
+    if not isinstance(document, dict):
+        click.echo("error: the rules document must be a JSON object", err=True)
+        sys.exit(11)
+    db = bind(open_database(config.database_url), create=False)
+    try:
+        changes = publish_rules(db, document)
+    except HuiyuanError as exc:
+        _fail(exc)
+    click.echo(f"rules version {document.get('version', 1)} published ({len(changes)} changes)")
+    if not no_push:
+        push_changes(config, changes)
+
+
+@main.command("merge")
+@click.argument("from_member")
+@click.argument("to_member")
+@click.option("--staff", required=True, help="who merges (recorded)")
+@click.option("--no-push", is_flag=True, help="only write the change log")
+@click.pass_context
+def merge_cmd(
+    ctx: click.Context, from_member: str, to_member: str, staff: str, no_push: bool
+) -> None:
+    """Merge FROM_MEMBER into TO_MEMBER (the survivor)."""
+    config = _config(ctx)
+    db = bind(open_database(config.database_url), create=False)
+    try:
+        merge, changes = services.staff_merge(db, from_member, to_member, staff, utcnow())
+    except HuiyuanError as exc:
+        _fail(exc)
+    click.echo(f"merged {merge.from_member} into {merge.to_member} (merge #{merge.id})")
+    if not no_push:
+        push_changes(config, changes)
+
+
+@main.command("merges")
+@click.option("--limit", type=int, default=50)
+@click.pass_context
+def merges_cmd(ctx: click.Context, limit: int) -> None:
+    """List recent merges: who, where, when."""
+    bind(open_database(_config(ctx).database_url), create=False)
+    _print_rows(
+        services.list_merges(limit),
+        ("at", "from_member_id", "to_member_id", "store", "staff", "reason"),
+    )
+
+
+@main.command("dead-letters")
+@click.option("--store", default=None)
+@click.option("--limit", type=int, default=50)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dead_letters_cmd(ctx: click.Context, store: str | None, limit: int, as_json: bool) -> None:
+    """List dead letters (newest first) with their reasons."""
+    bind(open_database(_config(ctx).database_url), create=False)
+    rows = services.list_dead_letters(store, limit)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        _print_rows(rows, ("received_at", "store", "seq", "code", "reason"))
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    for row in rows:
+        click.echo("  ".join(str(row.get(c, "")) for c in columns))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Read-side services for the API and the CLI, plus the staff merge."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import peewee as pw
+
+from core.errors import NotFound, ValidationError
+from core.ids import is_uuid
+from core.phone import normalise_phone
+from core.protocol import Change
+from hq.changes import ChangeSet, flush_changes, member_state
+from hq.ledger import resolve_member
+from hq.members import merge_members
+from hq.models import (
+    Card,
+    DeadLetter,
+    HeldItem,
+    HqException,
+    LedgerEntry,
+    Member,
+    Merge,
+    PhoneKey,
+    Store,
+)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def list_stores() -> list[dict[str, Any]]:
+    held = dict(
+        HeldItem.select(HeldItem.store, pw.fn.COUNT(HeldItem.id)).group_by(HeldItem.store).tuples()
+    )
+    return [
+        {
+            "code": s.code,
+            "name": s.name,
+            "epoch": s.epoch,
+            "acked_through": s.acked_through,
+            "held_after_gap": held.get(s.code, 0),
+            "down_cursor": s.down_cursor,
+            "online": s.online,
+            "last_seen": _iso(s.last_seen),
+        }
+        for s in Store.select().order_by(Store.code)
+    ]
+
+
+def find_member(query: str) -> Member:
+    """By member id, card number or phone; a merged id leads to the survivor."""
+    query = query.strip()
+    if is_uuid(query):
+        return resolve_member(Member._meta.database, query, lock=False)
+    card = Card.get_or_none(Card.card_no == query)
+    if card is not None:
+        return resolve_member(Member._meta.database, card.member_id, lock=False)
+    try:
+        phone = normalise_phone(query)
+    except ValidationError:
+        raise NotFound(f"会员不存在: {query}", field="q") from None
+    key = PhoneKey.get_or_none(PhoneKey.phone == phone)
+    if key is None:
+        raise NotFound(f"会员不存在: {query}", field="q")
+    return resolve_member(Member._meta.database, key.member_id, lock=False)
+
+
+def member_detail(member: Member, ledger_limit: int = 200) -> dict[str, Any]:
+    entries = (
+        LedgerEntry.select()
+        .where(LedgerEntry.member_id == member.id)
+        .order_by(LedgerEntry.id.desc())
+        .limit(ledger_limit)
+    )
+    return {
+        "member": member_state(member),
+        "cards": [
+            {"card_no": c.card_no, "status": c.status, "card_type": c.card_type}
+            for c in Card.select().where(Card.member_id == member.id)
+        ],
+        "merged_from": [
+            m.id for m in Member.select(Member.id).where(Member.merged_into == member.id)
+        ],
+        "ledger": [
+            {
+                "id": e.id,
+                "balance": e.balance,
+                "principal": e.principal,
+                "bonus": e.bonus,
+                "points": e.points,
+                "reason": e.reason,
+                "ref": e.ref,
+                "lot_id": e.lot_id,
+                "store": e.store,
+                "seq": e.seq,
+                "at": _iso(e.at),
+            }
+            for e in entries
+        ],
+    }
+
+
+def list_dead_letters(store: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    query = DeadLetter.select().order_by(DeadLetter.id.desc()).limit(limit)
+    if store:
+        query = query.where(DeadLetter.store == store)
+    return [
+        {
+            "id": d.id,
+            "topic": d.topic,
+            "store": d.store,
+            "seq": d.seq,
+            "code": d.code,
+            "reason": d.reason,
+            "payload_size": d.payload_size,
+            "payload_preview": bytes(d.payload[:200]).decode("utf-8", "replace"),
+            "received_at": _iso(d.received_at),
+        }
+        for d in query
+    ]
+
+
+def list_exceptions(
+    kind: str | None = None, status: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    query = HqException.select().order_by(HqException.id.desc()).limit(limit)
+    if kind:
+        query = query.where(HqException.kind == kind)
+    if status:
+        query = query.where(HqException.status == status)
+    return [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "status": e.status,
+            "member_id": e.member_id,
+            "store": e.store,
+            "seq": e.seq,
+            "ref": e.ref,
+            "balance": e.balance,
+            "amount": e.amount,
+            "recovered": e.recovered,
+            "details": e.details,
+            "created_at": _iso(e.created_at),
+            "closed_at": _iso(e.closed_at),
+        }
+        for e in query
+    ]
+
+
+def list_merges(limit: int = 200) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": m.id,
+            "from_member_id": m.from_member,
+            "to_member_id": m.to_member,
+            "store": m.store,
+            "staff": m.staff,
+            "reason": m.reason,
+            "at": _iso(m.at),
+        }
+        for m in Merge.select().order_by(Merge.id.desc()).limit(limit)
+    ]
+
+
+def staff_merge(
+    db: pw.Database, from_id: str, to_id: str, staff: str, now: dt.datetime
+) -> tuple[Merge, list[Change]]:
+    """A merge done by HQ staff (console or CLI): recorded with who and when, pushed down."""
+    for name, value in (("from", from_id), ("to", to_id)):
+        if not is_uuid(value):
+            raise ValidationError(f"{name} must be a member id (UUID)", field=name)
+    if not staff:
+        raise ValidationError("staff (who merges) is required", field="staff")
+    with db.atomic():
+        changes = ChangeSet()
+        merge = merge_members(
+            db, from_id, to_id, store=None, staff=staff, reason="manual", now=now, changes=changes
+        )
+        return merge, flush_changes(db, changes, now)
