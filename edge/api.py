@@ -64,6 +64,13 @@ products_bp = Blueprint("products", __name__, url_prefix="/api/v1/products")
 sales_bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales")
 topups_bp = Blueprint("topups", __name__, url_prefix="/api/v1/topups")
 status_bp = Blueprint("status", __name__, url_prefix="/api/v1/status")
+ui_bp = Blueprint("ui", __name__, static_folder="static")
+
+
+@ui_bp.get("/")
+def cashier_ui():
+    """The cashier screen: one page over the same JSON API."""
+    return ui_bp.send_static_file("till.html")
 
 
 @session_bp.post("")
@@ -279,7 +286,7 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
     app.extensions["huiyuan.till"] = t
     if device_manager is not None:
         app.extensions["huiyuan.devices"] = device_manager
-    for bp in (session_bp, members_bp, products_bp, sales_bp, topups_bp, status_bp):
+    for bp in (ui_bp, session_bp, members_bp, products_bp, sales_bp, topups_bp, status_bp):
         app.register_blueprint(bp)
     try:
         from edge.devices.api import devices_bp

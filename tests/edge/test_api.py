@@ -516,3 +516,10 @@ def test_online_only_policy_refuses_offline_spends(tmp_path, clock):
     assert res.status_code == 403
     assert res.json["details"]["policy"] == "online_only"
     assert "需要总部在线授权" in res.json["message"]
+
+
+def test_cashier_screen_is_served(client):
+    res = client.get("/")
+    assert res.status_code == 200
+    assert "会员收银台" in res.get_data(as_text=True)
+    res.close()
