@@ -58,8 +58,11 @@ def key_char(usage: int, shifted: bool) -> str | None:
 class HidKeyboardDecoder:
     """Feed raw reports; get back each completed read (the text before Enter)."""
 
-    def __init__(self, max_length: int = 256) -> None:
+    def __init__(self, max_length: int = 256, *, repeats_without_release: bool = False) -> None:
         self.max_length = max_length
+        # some cheap readers send every keystroke as its own report, with no release in
+        # between, so "11" arrives as two identical reports: count each one
+        self.repeats_without_release = repeats_without_release
         self._buffer: list[str] = []
         self._previous: frozenset[int] = frozenset()
         self.ignored_reports = 0
@@ -77,7 +80,7 @@ class HidKeyboardDecoder:
         shifted = bool(modifiers & SHIFT_MASK)
         done: list[str] = []
         for usage in keys:
-            if usage in self._previous:
+            if usage in self._previous and not self.repeats_without_release:
                 continue  # still held from the last report: not a new press
             if usage in ENTER_KEYS:
                 done.append("".join(self._buffer))

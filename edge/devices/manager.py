@@ -344,7 +344,13 @@ def _card_reader(cfg: DevicesConfig, profile: ReaderProfile, usb_backend: Any) -
     vendor = _hex(r.usb_vendor_id) or profile.usb_vendor_id
     product = _hex(r.usb_product_id) or profile.usb_product_id
     assert vendor is not None and product is not None  # noqa: S101 - config validated this
-    return UsbHidReader(vendor, product, profile.usb_interface, backend=usb_backend)
+    return UsbHidReader(
+        vendor,
+        product,
+        profile.usb_interface,
+        backend=usb_backend,
+        repeats_without_release=profile.has_quirk("repeats_keys_without_release"),
+    )
 
 
 def _display_transport(cfg: DevicesConfig, profile: DisplayProfile) -> DisplayTransport:

@@ -34,13 +34,19 @@ class UsbHidReader:
     """A HID keyboard-emulating reader, claimed from the kernel so keystrokes reach us only."""
 
     def __init__(
-        self, vendor_id: int, product_id: int, interface: int = 0, backend: Any = None
+        self,
+        vendor_id: int,
+        product_id: int,
+        interface: int = 0,
+        backend: Any = None,
+        *,
+        repeats_without_release: bool = False,
     ) -> None:
         self.vendor_id = vendor_id
         self.product_id = product_id
         self.interface = interface
         self.backend = backend
-        self.decoder = HidKeyboardDecoder()
+        self.decoder = HidKeyboardDecoder(repeats_without_release=repeats_without_release)
         self._dev: Any = None
         self._ep: Any = None
         self._detached = False

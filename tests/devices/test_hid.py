@@ -135,6 +135,14 @@ def test_decoder_table(reports, expected):
     assert decode_all([R(r) for r in reports]) == expected
 
 
+def test_readers_that_repeat_keys_without_release():
+    reports = ["00001e0000000000", "00001e0000000000", "00001f0000000000", "0000280000000000"]
+    plain = HidKeyboardDecoder()
+    quirky = HidKeyboardDecoder(repeats_without_release=True)
+    assert [x for r in reports for x in plain.feed(R(r))] == ["12"]
+    assert [x for r in reports for x in quirky.feed(R(r))] == ["112"]
+
+
 def test_short_reports_are_ignored():
     decoder = HidKeyboardDecoder()
     assert decoder.feed(b"\x00") == []

@@ -163,3 +163,13 @@ def test_real_drivers_without_devices_do_not_stop_the_till(tmp_path):
         assert m.print_job(job_id).status == "queued"
     finally:
         m.stop()
+
+
+def test_usb_reader_gets_the_profile_s_key_repeat_quirk(tmp_path):
+    cfg = DevicesConfig.from_dict({"reader": {"driver": "usb_hid", "profile": "generic_msr90"}})
+    m = DeviceManager.from_config(cfg, tmp_path)
+    try:
+        assert m.card_reader.decoder.repeats_without_release is True
+        assert (m.card_reader.vendor_id, m.card_reader.product_id) == (0x0801, 0x0002)
+    finally:
+        m.stop()
