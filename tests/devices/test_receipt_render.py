@@ -119,6 +119,9 @@ def test_every_text_line_fits_58mm(receipt):
     assert out.lines
     assert all(text_width(line) <= 32 for line in out.lines)
     assert out.drawer_kicks == 0  # not asked for
+    # XP-58IIH cannot print native QR codes: the QR comes as a raster image instead
+    assert out.qr_codes == []
+    assert len(out.images) == 1 and out.images[0][0] % 8 == 0
     assert "康师傅红烧牛肉面超大桶装加量不加" in out.lines
 
 
