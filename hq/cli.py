@@ -158,6 +158,8 @@ def publish_rules_cmd(ctx: click.Context, file: str, no_push: bool) -> None:
         changes = publish_rules(db, document)
     except HuiyuanError as exc:
         _fail(exc)
+    finally:
+        db.close()
     click.echo(f"rules version {document.get('version', 1)} published ({len(changes)} changes)")
     if not no_push:
         push_changes(config, changes)
@@ -179,6 +181,8 @@ def merge_cmd(
         merge, changes = services.staff_merge(db, from_member, to_member, staff, utcnow())
     except HuiyuanError as exc:
         _fail(exc)
+    finally:
+        db.close()
     click.echo(f"merged {merge.from_member} into {merge.to_member} (merge #{merge.id})")
     if not no_push:
         push_changes(config, changes)
@@ -203,8 +207,8 @@ def merges_cmd(ctx: click.Context, limit: int) -> None:
 @click.pass_context
 def dead_letters_cmd(ctx: click.Context, store: str | None, limit: int, as_json: bool) -> None:
     """List dead letters (newest first) with their reasons."""
-    bind(open_database(_config(ctx).database_url), create=False)
-    rows = services.list_dead_letters(store, limit)
+    with bind(open_database(_config(ctx).database_url), create=False):
+        rows = services.list_dead_letters(store, limit)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     else:

@@ -1,0 +1,159 @@
+"""HQ JSON API and CLI on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from core import protocol as p
+from core.ids import uuid7
+from hq.api import create_app
+from hq.changes import ChangeSet, flush_changes
+from hq.cli import main
+from hq.config import HqConfig
+from hq.ingest import ingest_batch
+from hq.members import register_member
+from hq.models import ChangeRecord, DeadLetter, Member, Merge, RulesVersion, bind, utcnow
+from tests.hq.edge_sim import Items
+
+NOW = dt.datetime(2026, 11, 23, 2, 0)
+
+
+@pytest.fixture
+def seeded(hq_db):
+    """Two stores' items ingested straight through ingest_batch (no broker needed)."""
+    items = Items("S001")
+    mid = uuid7()
+    batch = p.make_batch(
+        "S001", 1, [items.registration(mid, "13100000001", card_no="K1"), items.topup(mid, 3000)]
+    )
+    outcome = ingest_batch(hq_db, "hy/v1/S001/up/tx", "S001", batch, NOW)
+    assert outcome.ack.acked_through == 2
+    ingest_batch(hq_db, "hy/v1/S002/up/tx", "S002", b"\xff\xfe", NOW)
+    return mid
+
+
+@pytest.fixture
+def client(hq_db, hq_db_url):
+    app = create_app(HqConfig(database_url=hq_db_url), db=hq_db)
+    app.testing = True
+    return app.test_client()
+
+
+def test_stores_and_member_lookup(client, seeded):
+    stores = client.get("/api/stores").get_json()["stores"]
+    s1 = next(s for s in stores if s["code"] == "S001")
+    assert (s1["acked_through"], s1["held_after_gap"], s1["online"]) == (2, 0, True)
+    assert s1["last_seen"].startswith("2026-11-23T02:00")
+    for q in (seeded, "K1", "131-0000-0001"):
+        body = client.get("/api/members", query_string={"q": q}).get_json()
+        assert body["member"]["member_id"] == seeded
+        assert body["member"]["stored_value"]["principal"] == 3000
+        assert body["ledger"][0]["reason"] == "topup"
+
+
+def test_dead_letters_and_exceptions(client, seeded):
+    letters = client.get("/api/dead-letters").get_json()["dead_letters"]
+    assert letters[0]["store"] == "S002" and letters[0]["code"] == "malformed"
+    assert client.get("/api/exceptions").get_json() == {"exceptions": []}
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs", "status"),
+    [
+        ("get", "/api/members", {}, 400),
+        ("get", "/api/members", {"query_string": {"q": "nobody"}}, 404),
+        ("get", "/api/members/00000000-0000-7000-8000-000000000000", {}, 404),
+        ("get", "/api/dead-letters", {"query_string": {"limit": "-3"}}, 400),
+        ("get", "/api/exceptions", {"query_string": {"limit": "lots"}}, 400),
+        ("post", "/api/merges", {"data": "not json"}, 400),
+        ("post", "/api/merges", {"json": {"from": "a", "to": "b", "staff": "x"}}, 400),
+        ("post", "/api/merges", {"json": [1, 2]}, 400),
+        ("get", "/api/nothing-here", {}, 404),
+        ("delete", "/api/stores", {}, 405),
+    ],
+)
+def test_bad_requests_get_json_4xx(client, seeded, method, url, kwargs, status):
+    response = getattr(client, method)(url, **kwargs)
+    assert response.status_code == status
+    assert response.is_json and response.get_json()["message"]
+
+
+def test_staff_merge_through_api(client, hq_db, seeded):
+    other = uuid7()
+    changes = ChangeSet()
+    with hq_db.atomic():
+        register_member(
+            hq_db,
+            {
+                "member_id": other,
+                "name": "李四",
+                "phone": "13100000009",
+                "registered_at": "2026-11-23T11:00:00+08:00",
+            },
+            "S009",
+            1,
+            utcnow(),
+            changes,
+        )
+        flush_changes(hq_db, changes, utcnow())
+    response = client.post("/api/merges", json={"from": other, "to": seeded, "staff": "hq-li"})
+    assert response.status_code == 201
+    merges = client.get("/api/merges").get_json()["merges"]
+    assert merges[0]["staff"] == "hq-li" and merges[0]["reason"] == "manual"
+    again = client.post("/api/merges", json={"from": other, "to": seeded, "staff": "hq-li"})
+    assert again.status_code == 409
+    assert ChangeRecord.select().where(ChangeRecord.entity == "merge").count() == 1
+
+
+def test_cli_init_publish_merge_dead_letters(hq_db, hq_db_url, seeded, tmp_path, mosquitto):
+    runner = CliRunner()
+    base = ["--database-url", hq_db_url, "--mqtt-url", mosquitto.url]
+    assert runner.invoke(main, [*base, "init-db"]).exit_code == 0
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"version": 7, "points_per_yuan": {"*": 3}}))
+    result = runner.invoke(main, [*base, "publish-rules", str(rules)])
+    assert result.exit_code == 0, result.output
+    assert RulesVersion.get_by_id(7).data["points_per_yuan"] == {"*": 3}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"version": 8, "colour": "red"}))
+    result = runner.invoke(main, [*base, "publish-rules", str(bad)])
+    assert result.exit_code == 11 and "colour" in result.output
+
+    bind(hq_db, create=False)  # the CLI bound the models to its own connection
+    other = uuid7()
+    with hq_db.atomic():
+        register_member(
+            hq_db,
+            {
+                "member_id": other,
+                "name": "王五",
+                "phone": "13100000008",
+                "registered_at": "2026-11-23T11:00:00+08:00",
+            },
+            "S009",
+            1,
+            utcnow(),
+            ChangeSet(),
+        )
+    result = runner.invoke(main, [*base, "merge", other, seeded, "--staff", "hq-wang", "--no-push"])
+    assert result.exit_code == 0, result.output
+    bind(hq_db, create=False)
+    assert Member.get_by_id(other).merged_into == seeded
+    assert Merge.get(Merge.from_member == other).staff == "hq-wang"
+    result = runner.invoke(main, [*base, "merge", other, seeded, "--staff", "x", "--no-push"])
+    assert result.exit_code == 13  # Conflict: already merged
+    result = runner.invoke(main, [*base, "dead-letters", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)[0]["code"] == "malformed"
+    assert DeadLetter.select().count() == 1
+
+
+def test_cli_rejects_bad_urls():
+    result = CliRunner().invoke(main, ["--database-url", "mysql://x/y", "init-db"])
+    assert result.exit_code == 17
+    result = CliRunner().invoke(main, ["--mqtt-url", "http://x", "dead-letters"])
+    assert result.exit_code == 17
