@@ -14,6 +14,10 @@ Fen = NewType("Fen", int)
 Permille = NewType("Permille", int)
 
 FULL_RATE = Permille(1000)
+# No till amount is larger than ¥100,000,000; the bound keeps every sum of a sale
+# (200 lines × MAX_QTY × MAX_AMOUNT) inside SQLite's and PostgreSQL's 64-bit integers.
+MAX_AMOUNT = 10**10
+MAX_QTY = 99_999
 
 
 class MoneyError(ValueError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import ValidationError
-from core.money import Rounding, allocate, apply_rate, check_rate, round_due
+from core.money import MAX_AMOUNT, MAX_QTY, Rounding, allocate, apply_rate, check_rate, round_due
 from core.rules import Rules
 
 
@@ -98,16 +98,14 @@ def _check_line(i: int, line: LineInput) -> None:
         value = getattr(line, name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationError(f"{where}.{name} must be an integer", field=f"{where}.{name}")
-    if line.qty <= 0:
-        raise ValidationError(f"{where}.qty must be at least 1", field=f"{where}.qty")
-    if line.unit_price < 0:
-        raise ValidationError(
-            f"{where}.unit_price must not be negative", field=f"{where}.unit_price"
-        )
-    if line.promo_price is not None and not (0 <= line.promo_price):
-        raise ValidationError(
-            f"{where}.promo_price must not be negative", field=f"{where}.promo_price"
-        )
+    if not 1 <= line.qty <= MAX_QTY:
+        raise ValidationError(f"{where}.qty must be from 1 to {MAX_QTY}", field=f"{where}.qty")
+    for name in ("unit_price", "promo_price"):
+        value = getattr(line, name)
+        if value is not None and not 0 <= value <= MAX_AMOUNT:
+            raise ValidationError(
+                f"{where}.{name} must be from 0 to {MAX_AMOUNT} fen", field=f"{where}.{name}"
+            )
     gross = line.qty * (line.unit_price if line.promo_price is None else line.promo_price)
     if not 0 <= line.line_discount <= gross:
         raise ValidationError(

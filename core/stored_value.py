@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import InsufficientFunds, ValidationError
-from core.money import allocate
+from core.money import MAX_AMOUNT, allocate
 from core.pricing import share_of
 from core.rules import Rules
 
@@ -27,8 +27,10 @@ class Split:
 
 
 def topup_split(rules: Rules, amount: int) -> Split:
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise ValidationError("top-up amount must be a positive integer of fen", field="amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+        raise ValidationError(
+            f"top-up amount must be a positive integer of fen, at most {MAX_AMOUNT}", field="amount"
+        )
     return Split(amount, rules.topup_bonus(amount))
 
 

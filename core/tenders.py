@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import InsufficientFunds, ValidationError
+from core.money import MAX_AMOUNT
 
 TENDER_KINDS = {"cash": "现金", "stored_value": "储值", "points": "积分抵扣"}
 
@@ -47,10 +48,11 @@ def settle(total: int, tenders: list[Tender]) -> Settlement:
         if (
             isinstance(tender.amount, bool)
             or not isinstance(tender.amount, int)
-            or tender.amount <= 0
+            or not 0 < tender.amount <= MAX_AMOUNT
         ):
             raise ValidationError(
-                f"{where}.amount must be a positive integer of fen", field=f"{where}.amount"
+                f"{where}.amount must be a positive integer of fen, at most {MAX_AMOUNT}",
+                field=f"{where}.amount",
             )
         sums[tender.kind] += tender.amount
     non_cash = sums["stored_value"] + sums["points"]

@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from core.errors import HuiyuanError, NotFound, ValidationError
+from core.money import MAX_AMOUNT
 from core.receipt import Receipt
 from edge.models import Product, Sale
 from edge.services import members as member_svc
@@ -243,8 +244,10 @@ def create_topup():
     if not isinstance(member, dict):
         raise ValidationError("member must name card_no, member_id or phone", field="member")
     amount = data.get("amount")
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise ValidationError("amount must be a positive integer of fen", field="amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+        raise ValidationError(
+            f"amount must be a positive integer of fen, at most {MAX_AMOUNT}", field="amount"
+        )
     topup_id = data.get("topup_id")
     if topup_id is not None and not isinstance(topup_id, str):
         raise ValidationError("topup_id must be a string", field="topup_id")

@@ -10,6 +10,7 @@ from peewee import fn
 
 from core.errors import Forbidden, InsufficientFunds, NotFound, ValidationError
 from core.ids import is_uuid, uuid7
+from core.money import MAX_AMOUNT, MAX_QTY
 from core.points import consume, expiry_for, points_earned, points_for_fen
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
 from core.stored_value import Split, refund_split, spend_split, topup_split
@@ -29,13 +30,20 @@ MAX_LINES = 200
 
 
 def _int(
-    data: dict[str, Any], key: str, where: str, default: int | None = None, minimum: int = 0
+    data: dict[str, Any],
+    key: str,
+    where: str,
+    default: int | None = None,
+    minimum: int = 0,
+    maximum: int = MAX_AMOUNT,
 ) -> int:
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{where}{key} must be an integer", field=f"{where}{key}")
-    if value < minimum:
-        raise ValidationError(f"{where}{key} must be at least {minimum}", field=f"{where}{key}")
+    if not minimum <= value <= maximum:
+        raise ValidationError(
+            f"{where}{key} must be from {minimum} to {maximum}", field=f"{where}{key}"
+        )
     return value
 
 
@@ -82,7 +90,11 @@ class BasketRequest:
             if not isinstance(code, str) or not code:
                 raise ValidationError(f"{where}sku or barcode is required", field=f"{where}sku")
             lines.append(
-                (code, _int(line, "qty", where, 1, 1), _int(line, "line_discount", where, 0))
+                (
+                    code,
+                    _int(line, "qty", where, 1, 1, MAX_QTY),
+                    _int(line, "line_discount", where, 0),
+                )
             )
         rate = _int(data, "order_discount_rate", "", 1000)
         if rate > 1000:
