@@ -15,10 +15,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[hardware,postgres,dev]'
 	touch $(STAMP)
 
-# Mosquitto is a real part of the tests (a private broker per test session).
+# Mosquitto is a real part of the tests (a private broker per test session);
+# libusb lets pyusb find readers; a CJK font renders raster receipts.
+SYSTEM_PACKAGES := mosquitto libusb-1.0-0 fonts-wqy-microhei
 system-deps:
-	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
-		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto; }
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
 
 demo: setup
 	$(PY) -m edge.demo
