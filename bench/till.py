@@ -1,0 +1,384 @@
+"""Till benchmark: complete member checkouts against a store of a million members.
+
+Builds (or reuses) a store database with ``--members`` members and their cards and
+``--products`` products, then times, through the same service functions the till
+API calls:
+
+* member lookups by card, by phone and by pinyin initials (``zs``);
+* complete checkouts: identify by card, five lines, member discount, points
+  earned, a cash tender, commit (sale, ledger, points lot, outbox in one
+  transaction at the configured synchronous=FULL in WAL mode);
+* in the same run, on the same disk, a bare durable SQLite single-row
+  INSERT + COMMIT at the same settings (WAL, synchronous=FULL): the floor a
+  durable checkout cannot go below.
+
+Prints the figures and ratios; the last line is one JSON object.
+
+    .venv/bin/python bench/till.py                      # 1,000,000 members
+    .venv/bin/python bench/till.py --db-dir /var/tmp/hy-bench --reuse
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.names import pinyin_keys  # noqa: E402
+from edge.config import EdgeConfig, load_config  # noqa: E402
+from edge.demo_data import GIVEN, SURNAMES  # noqa: E402
+from edge.models import Card, Member, Product, Staff  # noqa: E402
+from edge.services import members as member_svc  # noqa: E402
+from edge.services import sales  # noqa: E402
+from edge.services import staff as staff_svc  # noqa: E402
+from edge.services.context import Till, open_till  # noqa: E402
+
+CASHIER = ("1001", "王收银", "cashier", "1234")
+CARD_TYPES = ("普通卡", "普通卡", "普通卡", "银卡", "金卡")
+NAME_POOL = 20_000  # distinct names; their pinyin keys are computed once
+CHUNK = 50_000
+SEED = 20261123
+
+
+def phone_of(i: int) -> str:
+    return f"13{i:09d}"
+
+
+def card_of(i: int) -> str:
+    return f"88{i:010d}"
+
+
+def member_id_of(i: int) -> str:
+    return str(uuid.UUID(int=(0x0192 << 112) | (0x7 << 76) | (0b10 << 62) | i))
+
+
+# ---- build ----------------------------------------------------------------------------
+
+
+def make_config(db_dir: Path) -> EdgeConfig:
+    return load_config(overrides={"data_dir": str(db_dir), "store": {"code": "BENCH"}})
+
+
+def build(config: EdgeConfig, members: int, products: int, log: Callable[[str], None]) -> None:
+    """Bulk-load straight into the edge tables, synchronous=OFF only while building."""
+    rng = random.Random(SEED)  # noqa: S311 - repeatable data, not secrets
+    till = open_till(config, create_key=True)
+    staff_svc.add_staff(till, *CASHIER)
+    db = till.db
+    db.execute_sql("PRAGMA synchronous=OFF")
+    now = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    stamp = now.isoformat(timespec="seconds")
+
+    names = []
+    for _ in range(NAME_POOL):
+        name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
+        names.append((name, *pinyin_keys(name)))
+    names.append(("张三", *pinyin_keys("张三")))
+
+    t0 = time.perf_counter()
+    product_rows = []
+    for i in range(products):
+        price = rng.randrange(100, 30000)
+        product_rows.append(
+            {
+                "sku": f"P{i:05d}",
+                "barcode": f"69{i:011d}",
+                "name": f"商品{i:05d}",
+                "price": price,
+                "promo_price": price * 8 // 10 if rng.random() < 0.1 else None,
+                "no_member_discount": rng.random() < 0.05,
+                "no_points": rng.random() < 0.03,
+                "active": True,
+                "updated_at": stamp,
+            }
+        )
+    with db.atomic():
+        for start in range(0, len(product_rows), 1000):
+            Product.insert_many(product_rows[start : start + 1000]).execute()
+
+    member_fields = [f.column_name for f in Member._meta.sorted_fields]
+    member_sql = (
+        f"INSERT INTO member ({', '.join(member_fields)}) "
+        f"VALUES ({', '.join('?' * len(member_fields))})"
+    )
+    card_sql = "INSERT INTO card (card_no, member_id, status, issued_at) VALUES (?, ?, ?, ?)"
+    keys = till.keys
+    conn = db.connection()
+    for start in range(0, members, CHUNK):
+        member_rows, card_rows = [], []
+        for i in range(start, min(start + CHUNK, members)):
+            mid = member_id_of(i)
+            phone = phone_of(i)
+            # every 1000th member is 张三, so `zs` finds a realistic handful among a million
+            name, full, initials = names[-1] if i % 1000 == 0 else names[i % NAME_POOL]
+            row = {
+                "id": mid,
+                "name": name,
+                "name_pinyin": full,
+                "name_initials": initials,
+                "phone_hash": keys.lookup_hash(phone),
+                "phone_enc": keys.encrypt(phone, mid),
+                "phone_tail": phone[-4:],
+                "gender": "MF"[i % 2],
+                "birthday": f"{1950 + i % 55}-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                "birthday_calendar": "lunar" if i % 7 == 0 else "solar",
+                "birthday_leap_month": False,
+                "card_type": CARD_TYPES[i % len(CARD_TYPES)],
+                "tier": "钻石" if i % 50 == 0 else "",
+                "staff_code": None,
+                "password_hash": None,
+                "status": "active",
+                "registered_at": stamp,
+                "registered_store": config.store.code,
+                "sv_principal": 0,
+                "sv_bonus": 0,
+                "points_debt": 0,
+                "updated_at": stamp,
+            }
+            member_rows.append(tuple(row[f] for f in member_fields))
+            card_rows.append((card_of(i), mid, "active", stamp))
+        with db.atomic():
+            conn.executemany(member_sql, member_rows)
+            conn.executemany(card_sql, card_rows)
+        done = start + len(member_rows)
+        if done % 200_000 == 0 or done == members:
+            log(f"  built {done:,} members ({time.perf_counter() - t0:.1f} s)")
+    db.execute_sql("ANALYZE")
+    db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    log(f"  build done in {time.perf_counter() - t0:.1f} s")
+
+
+def existing_counts(config: EdgeConfig) -> tuple[int, int]:
+    if not config.db_path.exists() or not config.key_path.exists():
+        return 0, 0
+    till = open_till(config)
+    try:
+        return Member.select().count(), Product.select().count()
+    finally:
+        till.db.close()
+
+
+# ---- measuring ------------------------------------------------------------------------
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def summary(samples_ms: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(samples_ms), 3),
+        "p99_ms": round(pct(samples_ms, 99), 3),
+        "max_ms": round(max(samples_ms), 3),
+        "mean_ms": round(statistics.fmean(samples_ms), 3),
+    }
+
+
+def time_calls(fn: Callable[[int], object], n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter_ns()
+        fn(i)
+        out.append((time.perf_counter_ns() - t) / 1e6)
+    return out
+
+
+def bare_commits(path: Path, synchronous: str, n: int) -> list[float]:
+    """One row INSERT + COMMIT per sample, WAL, same synchronous, same directory."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    body = "x" * 200
+    out = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t (body) VALUES (?)", (body,))
+        conn.execute("COMMIT")
+        out.append((time.perf_counter_ns() - t) / 1e6)
+    conn.close()
+    return out
+
+
+def machine() -> dict[str, object]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "nproc": os.cpu_count(), "python": platform.python_version()}
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    db_dir = Path(args.db_dir) if args.db_dir else Path(tempfile.mkdtemp(prefix="hy-till-bench-"))
+    config = make_config(db_dir)
+    have_members, have_products = existing_counts(config) if args.reuse else (0, 0)
+    if args.reuse and (have_members, have_products) == (args.members, args.products):
+        log(f"reusing {config.db_path} ({have_members:,} members, {have_products:,} products)")
+    else:
+        for stale in db_dir.glob("edge.sqlite3*") if db_dir.exists() else ():
+            stale.unlink()
+        log(f"building {config.db_path}: {args.members:,} members, {args.products:,} products")
+        build(config, args.members, args.products, log)
+    log(f"database file: {config.db_path.stat().st_size / 2**20:.0f} MiB")
+
+    till: Till = open_till(config)
+    sync = config.database.synchronous.upper()
+    mode = till.db.execute_sql("PRAGMA journal_mode").fetchone()[0]
+    rng = random.Random(args.seed)  # noqa: S311 - benchmark sampling, not secrets
+    _, staff = staff_svc.sign_in(till, CASHIER[0], CASHIER[3])
+    products = [(p.sku, p.price) for p in Product.select(Product.sku, Product.price)]
+    n_members = Member.select().count()
+    assert Staff.get_or_none(Staff.code == CASHIER[0]) is not None
+
+    # ---- lookups
+    lookups = args.lookups
+    cards = [card_of(rng.randrange(n_members)) for _ in range(lookups * 2)]
+    phones = [phone_of(rng.randrange(n_members)) for _ in range(lookups * 2)]
+    time_calls(lambda i: member_svc.by_card(cards[lookups + i]), min(lookups, 200))
+    by_card = time_calls(lambda i: member_svc.by_card(cards[i]), lookups)
+    by_phone = time_calls(lambda i: member_svc.by_phone(till, phones[i]), lookups)
+    found = member_svc.search(till, "zs")
+    by_initials = time_calls(lambda i: member_svc.search(till, "zs"), lookups)
+    log(
+        f"lookup by card   p50 {statistics.median(by_card):.3f} ms  p99 {pct(by_card, 99):.3f} ms\n"
+        f"lookup by phone  p50 {statistics.median(by_phone):.3f} ms  p99 {pct(by_phone, 99):.3f} ms\n"
+        f"search 'zs'      p50 {statistics.median(by_initials):.3f} ms  "
+        f"p99 {pct(by_initials, 99):.3f} ms  ({len(found)} shown, first {found[0].name if found else '-'})"
+    )
+
+    # ---- checkouts
+    def payload(card_no: str) -> dict[str, object]:
+        picked = rng.sample(products, 5)
+        lines = [{"sku": sku, "qty": rng.choice((1, 1, 1, 2, 3))} for sku, _ in picked]
+        gross = sum(price * line["qty"] for (_, price), line in zip(picked, lines, strict=True))
+        cash = -(-gross // 10000) * 10000  # the next ¥100 note above the list price
+        return {
+            "member": {"card_no": card_no},
+            "lines": lines,
+            "tenders": [{"kind": "cash", "amount": cash}],
+        }
+
+    def one_checkout(card_no: str) -> dict[str, object]:
+        member_svc.by_card(card_no)  # the card reader types the number; the till shows the member
+        req = sales.CheckoutRequest.from_request(payload(card_no))
+        return sales.checkout(till, staff, req)
+
+    warm_cards = [card_of(rng.randrange(n_members)) for _ in range(args.warmup)]
+    for card_no in warm_cards:
+        one_checkout(card_no)
+
+    bench_dir = db_dir / "baseline"
+    bench_dir.mkdir(exist_ok=True)
+    baseline_path = bench_dir / "bare.sqlite3"
+    for stale in bench_dir.glob("bare.sqlite3*"):
+        stale.unlink()
+    bare_commits(baseline_path, sync, min(args.warmup, 200))  # warm the file and the disk
+
+    # Interleave blocks of checkouts and bare commits so drift on the disk hits both alike.
+    checkout_ms: list[float] = []
+    baseline_ms: list[float] = []
+    earned = 0
+    blocks = 10
+    per_block = max(1, args.checkouts // blocks)
+    wall = 0.0
+    for _ in range(blocks):
+        block_cards = [card_of(rng.randrange(n_members)) for _ in range(per_block)]
+        t_block = time.perf_counter()
+        for card_no in block_cards:
+            t = time.perf_counter_ns()
+            result = one_checkout(card_no)
+            checkout_ms.append((time.perf_counter_ns() - t) / 1e6)
+            earned += int(result["points_earned"])  # type: ignore[call-overload]
+        wall += time.perf_counter() - t_block
+        baseline_ms.extend(bare_commits(baseline_path, sync, per_block))
+    till.db.close()
+
+    co = summary(checkout_ms)
+    base = summary(baseline_ms)
+    per_s = len(checkout_ms) / wall
+    ratio_p50 = co["p50_ms"] / base["p50_ms"] if base["p50_ms"] else float("inf")
+    ratio_p99 = co["p99_ms"] / base["p99_ms"] if base["p99_ms"] else float("inf")
+    log(
+        f"checkout ({len(checkout_ms)} timed after {args.warmup} warm-up; journal={mode}, "
+        f"synchronous={sync})\n"
+        f"  p50 {co['p50_ms']:.3f} ms  p99 {co['p99_ms']:.3f} ms  max {co['max_ms']:.3f} ms  "
+        f"{per_s:.0f} checkouts/s  ({earned} points earned in all)\n"
+        f"bare INSERT+COMMIT ({len(baseline_ms)}, WAL, synchronous={sync}, same disk)\n"
+        f"  p50 {base['p50_ms']:.3f} ms  p99 {base['p99_ms']:.3f} ms  max {base['max_ms']:.3f} ms\n"
+        f"ratio checkout/bare: p50 {ratio_p50:.2f}x  p99 {ratio_p99:.2f}x   "
+        f"targets: p99 <= 5 ms {'met' if co['p99_ms'] <= 5 else 'MISSED'}, "
+        f"p50 <= 3x bare {'met' if ratio_p50 <= 3 else 'MISSED'}"
+    )
+    return {
+        "bench": "till",
+        "members": n_members,
+        "products": len(products),
+        "checkouts": len(checkout_ms),
+        "p50_ms": co["p50_ms"],
+        "p99_ms": co["p99_ms"],
+        "max_ms": co["max_ms"],
+        "checkouts_per_s": round(per_s, 1),
+        "baseline_commit_ms": base["p50_ms"],
+        "baseline_p99_ms": base["p99_ms"],
+        "ratio_p50_vs_baseline": round(ratio_p50, 2),
+        "ratio_p99_vs_baseline": round(ratio_p99, 2),
+        "lookup_card_p50_ms": round(statistics.median(by_card), 3),
+        "lookup_card_p99_ms": round(pct(by_card, 99), 3),
+        "lookup_phone_p50_ms": round(statistics.median(by_phone), 3),
+        "lookup_phone_p99_ms": round(pct(by_phone, 99), 3),
+        "search_initials_p50_ms": round(statistics.median(by_initials), 3),
+        "search_initials_p99_ms": round(pct(by_initials, 99), 3),
+        "synchronous": sync,
+        "journal_mode": mode,
+        "db_path": str(config.db_path),
+        **machine(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--products", type=int, default=5_000)
+    parser.add_argument("--checkouts", type=int, default=2_000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--lookups", type=int, default=2_000)
+    parser.add_argument(
+        "--db-dir", default="", help="where to build/keep the database (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse a database of the same size in --db-dir"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.members < 1 or args.products < 5 or args.checkouts < 10:
+        parser.error("need at least 1 member, 5 products and 10 checkouts")
+    result = run(args)
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
