@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.names import pinyin_keys  # noqa: E402
 from edge.config import EdgeConfig, load_config  # noqa: E402
 from edge.demo_data import GIVEN, SURNAMES  # noqa: E402
-from edge.models import Card, Member, Product, Staff  # noqa: E402
+from edge.models import Member, Product, Staff  # noqa: E402
 from edge.services import members as member_svc  # noqa: E402
 from edge.services import sales  # noqa: E402
 from edge.services import staff as staff_svc  # noqa: E402
