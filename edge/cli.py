@@ -28,12 +28,13 @@ def _load() -> EdgeConfig:
         sys.exit(exc.code)
 
 
-def _open(create_key: bool = False):
+def _open(create_key: bool = False, online_authorization: bool = False):
     from edge.services.context import open_till
 
     cfg = _load()
+    authorizer = _start_authorizer(cfg) if online_authorization else None
     try:
-        return open_till(cfg, create_key=create_key)
+        return open_till(cfg, authorizer=authorizer, create_key=create_key)
     except HuiyuanError as exc:
         click.echo(exc.message, err=True)
         sys.exit(exc.code)
@@ -161,7 +162,8 @@ def serve(host: str | None, port: int | None) -> None:
 
     from edge.api import create_app
 
-    till = _open(create_key=True)
+    till = _open(create_key=True, online_authorization=True)
+    authorizer = getattr(till.authorizer, "stop", None)
     manager = _start_devices(till)
     app = create_app(till, manager)
     host = host or till.config.http.host
@@ -172,6 +174,39 @@ def serve(host: str | None, port: int | None) -> None:
     finally:
         if manager is not None:
             manager.stop()
+        if authorizer is not None:
+            authorizer()
+
+
+def _start_authorizer(cfg: EdgeConfig):  # noqa: ANN202
+    """With a [sync] section, spends are authorized online by HQ (else the offline policy)."""
+    if "sync" not in cfg.extra:
+        return None
+    from edge.services.context import system_clock
+    from edge.sync.authorizer import MqttAuthorizer
+    from edge.sync.config import SyncConfig
+
+    return MqttAuthorizer(
+        cfg.store.code,
+        SyncConfig.from_dict(cfg.extra["sync"]),
+        system_clock(cfg.store.utc_offset_minutes),
+    ).start(wait=3.0)
+
+
+@main.command("serve-sync")
+def serve_sync() -> None:
+    """Run the sync agent: outbox to HQ, HQ's changes to this store ([sync] section)."""
+    from edge.sync.agent import SyncAgent
+    from edge.sync.config import SyncConfig
+
+    till = _open(create_key=True)
+    try:
+        cfg = SyncConfig.from_dict(till.config.extra.get("sync", {}))
+    except ConfigError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(exc.code)
+    click.echo(f"sync agent for store {till.store} via {cfg.broker_url}")
+    SyncAgent(till, cfg).run_forever()
 
 
 def _start_devices(till):  # noqa: ANN001, ANN202

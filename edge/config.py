@@ -187,6 +187,14 @@ def config_problems(data: dict[str, Any]) -> tuple[EdgeConfig, list[str]]:
             pass  # devices package not present in this install: nothing to validate against
         except ConfigError as exc:
             problems.append(f"devices: {exc.message}")
+    sync = cfg.extra.get("sync")
+    if sync is not None:
+        from edge.sync.config import SyncConfig
+
+        try:
+            SyncConfig.from_dict(sync)
+        except ConfigError as exc:
+            problems.extend(exc.details.get("problems") or [exc.message])  # type: ignore[arg-type]
     return cfg, problems
 
 

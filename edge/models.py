@@ -271,3 +271,34 @@ def migrate(db: SqliteDatabase, path: Path) -> None:
                 "END"
             )
         db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+# ---- added by the sync agent (edge/sync); created by ensure_sync_tables on older files ----
+
+
+class MemberBase(BaseModel):
+    """HQ's last word on a member's balances and how far it had applied each store's items.
+
+    The cached balances on ``Member`` are this plus the store's own outbox items with a
+    seq above ``through[store]`` (see edge/sync/apply.py)."""
+
+    member_id = CharField(primary_key=True)
+    sv_principal = BigIntegerField(default=0)
+    sv_bonus = BigIntegerField(default=0)
+    points_debt = BigIntegerField(default=0)
+    lots = JSONField(default=list)  # [{lot_id, earned_on, expires_on, remaining}]
+    through = JSONField(default=dict)  # {store: seq}
+
+
+class SyncCoupon(BaseModel):
+    """A coupon as HQ last described it (issued | held | used)."""
+
+    code = CharField(primary_key=True)
+    member_id = CharField(null=True, index=True)
+    value = BigIntegerField(default=0)
+    status = CharField(default="issued")
+    expires_on = CharField(null=True)
+    data = JSONField(default=dict)
+
+
+MODELS += [MemberBase, SyncCoupon]

@@ -1,0 +1,603 @@
+"""Down-sync at the store: apply HQ's change records and snapshots, cursor in the same transaction.
+
+Every record carries an entity's full current state, so applying one twice, or an
+older snapshot and then a record, is harmless. Member balances are HQ's balances
+plus the effect of this store's own outbox items HQ had not applied when it wrote
+the record (``through[store]``): the cached balance never counts a local spend twice
+and never loses one. Each adjustment of a cached balance is written to the ledger
+(reason ``hq``) so that balances keep equalling the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from peewee import SqliteDatabase, fn
+
+from core.errors import ProtocolError
+from core.names import pinyin_keys
+from core.protocol import Change, ChangePage, validate_change
+from edge.models import (
+    Card,
+    Ledger,
+    Member,
+    MemberAlias,
+    MemberBase,
+    Outbox,
+    PointsLot,
+    Product,
+    Setting,
+    SyncCoupon,
+)
+from edge.security import MemberKeys
+
+log = logging.getLogger("edge.sync.apply")
+
+DOWN_CURSOR = "sync.down_cursor"
+SYNC_TABLES = (MemberBase, SyncCoupon)
+
+
+def ensure_sync_tables(db: SqliteDatabase) -> None:
+    """Tables added by the sync agent after schema 1; created if an older database lacks them."""
+    db.create_tables(SYNC_TABLES, safe=True)
+
+
+def get_setting(key: str, default: Any = None) -> Any:
+    row = Setting.get_or_none(Setting.key == key)
+    return row.value if row is not None else default
+
+
+def put_setting(key: str, value: Any) -> None:
+    Setting.insert(key=key, value=value).on_conflict_replace().execute()
+
+
+def down_cursor() -> int:
+    return int(get_setting(DOWN_CURSOR, 0))
+
+
+@dataclass
+class Applier:
+    """Applies change records for one store; call inside ``db.atomic()``."""
+
+    store: str
+    keys: MemberKeys
+    now: str
+
+    # ---- pages --------------------------------------------------------------------
+
+    def apply_changes(self, changes: Iterable[Change]) -> int:
+        changes = list(changes)
+        # merges first: a survivor's balance includes the local items of the ids merged into it
+        for change in changes:
+            if change.entity == "merge" and change.op == "upsert":
+                self.apply_merge(change.data, change.seq)
+            elif change.entity == "member" and change.data.get("status") == "merged":
+                if change.data.get("merged_into"):
+                    self._alias(change.key, change.data["merged_into"])
+        touched: set[str] = set()
+        for change in changes:
+            self.apply_one(change, touched)
+        for member_id in touched:
+            self.recompute(member_id, f"chg:{max(c.seq for c in changes)}")
+        return len(changes)
+
+    def apply_one(self, change: Change, touched: set[str]) -> None:
+        handler = getattr(self, f"_{change.entity}", None)
+        if handler is None:
+            log.warning("change %d: no handler for entity %r, skipped", change.seq, change.entity)
+            return
+        handler(change, touched)
+
+    # ---- entities -----------------------------------------------------------------
+
+    def _rules(self, change: Change, touched: set[str]) -> None:
+        if change.op != "upsert":
+            return
+        current = get_setting("rules")
+        version = int(change.data.get("version", 0))
+        if current is None or version >= int(current.get("version", 0)):
+            put_setting("rules", change.data)
+
+    def _offline_policy(self, change: Change, touched: set[str]) -> None:
+        put_setting(f"offline_policy.{change.key}", change.data if change.op == "upsert" else None)
+
+    def _named_map(self, setting: str, change: Change) -> None:
+        current = dict(get_setting(setting, {}) or {})
+        if change.op == "delete":
+            current.pop(change.key, None)
+        else:
+            current[change.key] = change.data
+        put_setting(setting, current)
+
+    def _card_type(self, change: Change, touched: set[str]) -> None:
+        self._named_map("card_types", change)
+
+    def _tier(self, change: Change, touched: set[str]) -> None:
+        self._named_map("tiers", change)
+
+    def _product(self, change: Change, touched: set[str]) -> None:
+        d = change.data
+        if change.op == "delete":
+            Product.update(active=False, updated_at=self.now).where(
+                Product.sku == change.key
+            ).execute()
+            return
+        barcode = d.get("barcode") or None
+        if barcode:
+            Product.update(barcode=None).where(
+                (Product.barcode == barcode) & (Product.sku != change.key)
+            ).execute()
+        price = d.get("unit_price", d.get("price"))
+        if isinstance(price, bool) or not isinstance(price, int):
+            raise ProtocolError(f"product {change.key}: unit_price must be integer fen")
+        Product.insert(
+            sku=change.key,
+            barcode=barcode,
+            name=d.get("name") or change.key,
+            price=price,
+            promo_price=d.get("promo_price"),
+            no_member_discount=bool(d.get("no_member_discount", False)),
+            no_points=bool(d.get("no_points", False)),
+            active=bool(d.get("active", True)),
+            updated_at=self.now,
+        ).on_conflict_replace().execute()
+
+    def _card(self, change: Change, touched: set[str]) -> None:
+        d = change.data
+        if change.op == "delete":
+            Card.delete().where(Card.card_no == change.key).execute()
+            return
+        existing = Card.get_or_none(Card.card_no == change.key)
+        Card.insert(
+            card_no=change.key,
+            member_id=d["member_id"],
+            status=d.get("status", "active"),
+            issued_at=existing.issued_at if existing else (d.get("issued_at") or self.now),
+        ).on_conflict_replace().execute()
+
+    def _card_block(self, change: Change, touched: set[str]) -> None:
+        blocked = bool(change.data.get("blocked", True)) and change.op == "upsert"
+        updated = (
+            Card.update(status="blocked" if blocked else "active")
+            .where(Card.card_no == change.key)
+            .execute()
+        )
+        if not updated:
+            log.info("card_block %s for a card this store does not know", change.key)
+
+    def _coupon(self, change: Change, touched: set[str]) -> None:
+        if change.op == "delete":
+            SyncCoupon.delete().where(SyncCoupon.code == change.key).execute()
+            return
+        d = change.data
+        SyncCoupon.insert(
+            code=change.key,
+            member_id=d.get("member_id"),
+            value=int(d.get("value") or 0),
+            status=d.get("status", "issued"),
+            expires_on=d.get("expires_on"),
+            data=d,
+        ).on_conflict_replace().execute()
+
+    def _merge(self, change: Change, touched: set[str]) -> None:
+        d = change.data
+        touched.update({d["from_member_id"], d["to_member_id"]})
+
+    def _member(self, change: Change, touched: set[str]) -> None:
+        if change.op == "delete":
+            Member.update(status="blocked", updated_at=self.now).where(
+                Member.id == change.key
+            ).execute()
+            return
+        self.upsert_member(change.key, change.data)
+        touched.add(change.key)
+        if change.data.get("status") == "merged" and change.data.get("merged_into"):
+            touched.add(change.data["merged_into"])
+
+    # ---- members --------------------------------------------------------------------
+
+    def upsert_member(self, member_id: str, d: dict[str, Any]) -> None:
+        existing = Member.get_or_none(Member.id == member_id)
+        status = d.get("status") or "active"
+        phone = d.get("phone") or ""
+        phone_hash = self.keys.lookup_hash(phone) if phone and status == "active" else None
+        if phone_hash:
+            # HQ keeps one live member per phone: a local holder of the same phone is stale
+            Member.update(phone_hash=None).where(
+                (Member.phone_hash == phone_hash) & (Member.id != member_id)
+            ).execute()
+        if existing is not None and existing.phone_hash == phone_hash and existing.phone_enc:
+            phone_enc = existing.phone_enc
+        else:
+            phone_enc = self.keys.encrypt(phone, member_id) if phone else None
+        name = d.get("name") or ""
+        pinyin, initials = cached_pinyin(name)
+        fields = {
+            "name": name,
+            "name_pinyin": pinyin,
+            "name_initials": initials,
+            "phone_hash": phone_hash,
+            "phone_enc": phone_enc,
+            "phone_tail": phone[-4:] if phone else "",
+            "gender": d.get("gender") or "",
+            "birthday": d.get("birthday"),
+            "birthday_calendar": d.get("birthday_calendar") or "solar",
+            "birthday_leap_month": bool(d.get("birthday_leap_month")),
+            "card_type": d.get("card_type") or "普通卡",
+            "tier": d.get("tier") or "",
+            "staff_code": d.get("staff_code"),
+            "status": status,
+            "registered_at": d.get("registered_at") or self.now,
+            "registered_store": d.get("registered_store") or "",
+            "updated_at": self.now,
+        }
+        if existing is None:
+            Member.insert(id=member_id, **fields).execute()
+        else:
+            Member.update(**fields).where(Member.id == member_id).execute()
+        sv = d.get("stored_value") or {}
+        MemberBase.insert(
+            member_id=member_id,
+            sv_principal=int(sv.get("principal", 0)),
+            sv_bonus=int(sv.get("bonus", 0)),
+            points_debt=int(d.get("points_debt", 0)),
+            lots=d.get("points_lots") or [],
+            through=d.get("through") or {},
+        ).on_conflict_replace().execute()
+
+    def _alias(self, old_id: str, survivor: str) -> None:
+        if old_id == survivor:
+            return
+        MemberAlias.insert(old_id=old_id, member_id=survivor).on_conflict_replace().execute()
+        # an id merged earlier into the one now merged follows it to the survivor
+        MemberAlias.update(member_id=survivor).where(MemberAlias.member_id == old_id).execute()
+
+    def apply_merge(self, d: dict[str, Any], seq: int) -> None:
+        old, survivor = d["from_member_id"], d["to_member_id"]
+        self._alias(old, survivor)
+        Member.update(status="merged", phone_hash=None, updated_at=self.now).where(
+            Member.id == old
+        ).execute()
+        Card.update(member_id=survivor).where(Card.member_id == old).execute()
+
+    def recompute(self, member_id: str, ref: str) -> None:
+        """Cached balances := HQ's + this store's unreflected items; the difference is ledgered."""
+        member = Member.get_or_none(Member.id == member_id)
+        base = MemberBase.get_or_none(MemberBase.member_id == member_id)
+        if member is None or base is None:
+            return
+        if member.status == "merged":
+            principal, bonus, debt, lots = 0, 0, 0, {}
+            alias = MemberAlias.get_or_none(MemberAlias.old_id == member_id)
+            if alias is not None:
+                PointsLot.update(member_id=alias.member_id).where(
+                    (PointsLot.member_id == member_id) & (PointsLot.remaining > 0)
+                ).execute()
+        else:
+            principal, bonus, debt = base.sv_principal, base.sv_bonus, base.points_debt
+            lots = {
+                lot["lot_id"]: {
+                    "earned_on": lot["earned_on"],
+                    "expires_on": lot["expires_on"],
+                    "remaining": int(lot["remaining"]),
+                }
+                for lot in base.lots
+            }
+            through = int((base.through or {}).get(self.store, 0))
+            ids = [member_id] + [
+                a.old_id for a in MemberAlias.select().where(MemberAlias.member_id == member_id)
+            ]
+            for item in unreflected_items(ids, through):
+                principal, bonus, debt = replay(item, principal, bonus, debt, lots)
+        old_points = _points_total(member_id) - member.points_debt
+        new_points = sum(lot["remaining"] for lot in lots.values()) - debt
+        rows = []
+        for account, delta in (
+            ("sv_principal", principal - member.sv_principal),
+            ("sv_bonus", bonus - member.sv_bonus),
+            ("points", new_points - old_points),
+        ):
+            if delta:
+                rows.append(
+                    {
+                        "member_id": member_id,
+                        "account": account,
+                        "delta": delta,
+                        "reason": "hq",
+                        "ref": ref,
+                        "occurred_at": self.now,
+                        "day": self.now[:10],
+                        "offline": False,
+                    }
+                )
+        if rows:
+            Ledger.insert_many(rows).execute()
+        Member.update(sv_principal=principal, sv_bonus=bonus, points_debt=debt).where(
+            Member.id == member_id
+        ).execute()
+        if member.status != "merged":
+            PointsLot.delete().where(PointsLot.member_id == member_id).execute()
+            if lots:
+                PointsLot.insert_many(
+                    [
+                        {
+                            "lot_id": lot_id,
+                            "member_id": member_id,
+                            "earned_on": lot["earned_on"],
+                            "expires_on": lot["expires_on"],
+                            "remaining": lot["remaining"],
+                            "origin": lot.get("origin", "hq"),
+                        }
+                        for lot_id, lot in lots.items()
+                    ]
+                ).on_conflict_replace().execute()
+
+
+@functools.lru_cache(maxsize=65536)
+def cached_pinyin(name: str) -> tuple[str, str]:
+    return pinyin_keys(name)
+
+
+def _points_total(member_id: str) -> int:
+    return int(
+        PointsLot.select(fn.COALESCE(fn.SUM(PointsLot.remaining), 0))
+        .where(PointsLot.member_id == member_id)
+        .scalar()
+    )
+
+
+def unreflected_items(member_ids: list[str], through: int) -> list[dict[str, Any]]:
+    """This store's items for these members that HQ had not applied (seq > through)."""
+    member_expr = fn.json_extract(Outbox.payload, "$.body.member_id")
+    rows = (
+        Outbox.select(Outbox.payload)
+        .where(
+            (Outbox.seq > through)
+            & (Outbox.kind.in_(("sale", "return", "topup")))
+            & (member_expr.in_(member_ids))
+            & (Outbox.reject_code.is_null())
+        )
+        .order_by(Outbox.seq)
+    )
+    return [json.loads(r.payload) for r in rows]
+
+
+def _take(lots: dict[str, dict[str, Any]], points: int, prefer: list[Any]) -> int:
+    """Take points from the named lots, then soonest-expiring; return what no lot covered."""
+    left = points
+    for lot_id, wanted in prefer:
+        lot = lots.get(str(lot_id))
+        if lot is None or left <= 0:
+            continue
+        take = min(int(wanted), lot["remaining"], left)
+        lot["remaining"] -= take
+        left -= take
+    for lot_id in sorted(lots, key=lambda k: (lots[k]["expires_on"], k)):
+        if left <= 0:
+            break
+        take = min(lots[lot_id]["remaining"], left)
+        lots[lot_id]["remaining"] -= take
+        left -= take
+    return left
+
+
+def replay(
+    item: dict[str, Any], principal: int, bonus: int, debt: int, lots: dict[str, dict[str, Any]]
+) -> tuple[int, int, int]:
+    """One local item's effect on a member's balances (lots changed in place)."""
+    body, kind = item["body"], item["kind"]
+    day = item["occurred_at"][:10]
+    if kind == "topup":
+        return principal + int(body["principal"]), bonus + int(body["bonus"]), debt
+    sv = body.get("stored_value") or {}
+    if kind == "sale":
+        principal -= int(sv.get("principal", 0))
+        bonus -= int(sv.get("bonus", 0))
+        used = int(body.get("points_used") or 0)
+        if used:
+            debt += _take(lots, used, body.get("points_lots_used") or [])
+        earned = int(body.get("points_earned") or 0)
+        if earned:
+            pay = min(debt, earned)
+            debt -= pay
+            new = body.get("points_lot") or {}
+            lot_id = new.get("lot_id") or f"{body['sale_id']}:earn"
+            lot = lots.setdefault(
+                lot_id,
+                {
+                    "earned_on": new.get("earned_on") or day,
+                    "expires_on": new.get("expires_on") or day,
+                    "remaining": 0,
+                    "origin": body["sale_id"],
+                },
+            )
+            lot["remaining"] += earned - pay
+    elif kind == "return":
+        principal += int(sv.get("principal", 0))
+        bonus += int(sv.get("bonus", 0))
+        for lot_id, n in body.get("points_lots_restored") or []:
+            local = PointsLot.get_or_none(PointsLot.lot_id == str(lot_id))
+            lot = lots.setdefault(
+                str(lot_id),
+                {
+                    "earned_on": local.earned_on if local else day,
+                    "expires_on": local.expires_on
+                    if local
+                    else (dt.date.fromisoformat(day) + dt.timedelta(days=365)).isoformat(),
+                    "remaining": 0,
+                    "origin": "restored",
+                },
+            )
+            lot["remaining"] += int(n)
+        reversed_pts = int(body.get("points_reversed") or 0)
+        new_debt = int(body.get("points_debt") or 0)
+        if reversed_pts - new_debt > 0:
+            debt += _take(lots, reversed_pts - new_debt, [])
+        debt += new_debt
+    return principal, bonus, debt
+
+
+# ---- pages, cursor, snapshots -------------------------------------------------------
+
+
+def apply_page(
+    db: SqliteDatabase, store: str, keys: MemberKeys, page: ChangePage, now: str
+) -> tuple[int, int]:
+    """Apply the records after our cursor and save the new cursor in one transaction.
+
+    Returns (records applied, cursor after). A page that starts after cursor + 1 is a
+    gap: nothing is applied and the caller asks for the changes after the cursor."""
+    with db.atomic():
+        cursor = down_cursor()
+        if page.from_seq > cursor + 1:
+            return 0, cursor
+        fresh = [c for c in page.changes if c.seq > cursor]
+        applied = Applier(store, keys, now).apply_changes(fresh) if fresh else 0
+        new_cursor = max(cursor, page.to_seq)
+        if new_cursor != cursor:
+            put_setting(DOWN_CURSOR, new_cursor)
+        return applied, new_cursor
+
+
+def load_snapshot(
+    db: SqliteDatabase,
+    store: str,
+    keys: MemberKeys,
+    records: Iterable[dict[str, Any]],
+    cursor: int,
+    now: str,
+    chunk: int = 20000,
+) -> int:
+    """Load a snapshot's records and set the down cursor to ``cursor``, in one transaction.
+
+    A store without members takes the bulk path (members inserted in large batches);
+    otherwise every record goes through the same code as a change page."""
+    applier = Applier(store, keys, now)
+    count = 0
+    with db.atomic():
+        fresh_store = not Member.select().exists()
+        members: list[dict[str, Any]] = []
+        bases: list[dict[str, Any]] = []
+        lots: list[dict[str, Any]] = []
+        ledger: list[dict[str, Any]] = []
+        others: list[Change] = []
+
+        def flush() -> None:
+            if members:
+                Member.insert_many(members).execute()
+                MemberBase.insert_many(bases).execute()
+            if lots:
+                PointsLot.insert_many(lots).on_conflict_replace().execute()
+            if ledger:
+                Ledger.insert_many(ledger).execute()
+            for rows in (members, bases, lots, ledger):
+                rows.clear()
+
+        for raw in records:
+            count += 1
+            if fresh_store and raw.get("entity") == "member" and raw.get("op") == "upsert":
+                _bulk_member_rows(applier, raw["key"], raw["data"], members, bases, lots, ledger)
+                if len(members) >= chunk:
+                    flush()
+                continue
+            others.append(validate_change(raw, "snapshot record"))
+            if len(others) >= chunk:
+                flush()
+                applier.apply_changes(others)
+                others.clear()
+        flush()
+        if others:
+            applier.apply_changes(others)
+        put_setting(DOWN_CURSOR, cursor)
+    return count
+
+
+def _bulk_member_rows(
+    applier: Applier,
+    member_id: str,
+    d: dict[str, Any],
+    members: list[dict[str, Any]],
+    bases: list[dict[str, Any]],
+    lots: list[dict[str, Any]],
+    ledger: list[dict[str, Any]],
+) -> None:
+    keys, now = applier.keys, applier.now
+    status = d.get("status") or "active"
+    phone = d.get("phone") or ""
+    pinyin, initials = cached_pinyin(d.get("name") or "")
+    sv = d.get("stored_value") or {}
+    principal, bonus = int(sv.get("principal", 0)), int(sv.get("bonus", 0))
+    debt = int(d.get("points_debt", 0))
+    if status == "merged":
+        principal = bonus = debt = 0
+    members.append(
+        {
+            "id": member_id,
+            "name": d.get("name") or "",
+            "name_pinyin": pinyin,
+            "name_initials": initials,
+            "phone_hash": keys.lookup_hash(phone) if phone and status == "active" else None,
+            "phone_enc": keys.encrypt(phone, member_id) if phone else None,
+            "phone_tail": phone[-4:],
+            "gender": d.get("gender") or "",
+            "birthday": d.get("birthday"),
+            "birthday_calendar": d.get("birthday_calendar") or "solar",
+            "birthday_leap_month": bool(d.get("birthday_leap_month")),
+            "card_type": d.get("card_type") or "普通卡",
+            "tier": d.get("tier") or "",
+            "staff_code": d.get("staff_code"),
+            "password_hash": None,
+            "status": status,
+            "registered_at": d.get("registered_at") or now,
+            "registered_store": d.get("registered_store") or "",
+            "sv_principal": principal,
+            "sv_bonus": bonus,
+            "points_debt": debt,
+            "updated_at": now,
+        }
+    )
+    member_lots = d.get("points_lots") or []
+    bases.append(
+        {
+            "member_id": member_id,
+            "sv_principal": principal,
+            "sv_bonus": bonus,
+            "points_debt": debt,
+            "lots": member_lots,
+            "through": d.get("through") or {},
+        }
+    )
+    points = -debt
+    if status != "merged":
+        for lot in member_lots:
+            lots.append(
+                {
+                    "lot_id": lot["lot_id"],
+                    "member_id": member_id,
+                    "earned_on": lot["earned_on"],
+                    "expires_on": lot["expires_on"],
+                    "remaining": int(lot["remaining"]),
+                    "origin": "hq",
+                }
+            )
+            points += int(lot["remaining"])
+    for account, delta in (("sv_principal", principal), ("sv_bonus", bonus), ("points", points)):
+        if delta:
+            ledger.append(
+                {
+                    "member_id": member_id,
+                    "account": account,
+                    "delta": delta,
+                    "reason": "hq",
+                    "ref": "snapshot",
+                    "occurred_at": now,
+                    "day": now[:10],
+                    "offline": False,
+                }
+            )
