@@ -44,7 +44,9 @@ class Birthday:
                 ) from None
         elif self.year is not None:
             try:
-                LunarDate(self.year, self.month, self.day, self.leap_month)
+                # the constructor checks nothing: only the conversion finds a 30th in a
+                # 29-day month or a leap month the year does not have
+                LunarDate(self.year, self.month, self.day, self.leap_month).to_solar_date()
             except ValueError:
                 raise ValidationError(
                     f"no such lunar date: {self.year}-{self.month}-{self.day}", field="birthday"
