@@ -6,12 +6,48 @@ import unicodedata
 
 from pypinyin import Style, lazy_pinyin
 
+# Surnames whose everyday reading differs from their reading as a surname: pypinyin
+# reads 曾小贤 as "ceng", so a cashier typing "zxx" would not find him.
+SURNAME_READINGS = {
+    "曾": "zeng",
+    "单": "shan",
+    "解": "xie",
+    "仇": "qiu",
+    "区": "ou",
+    "朴": "piao",
+    "查": "zha",
+    "缪": "miao",
+    "覃": "qin",
+    "翟": "zhai",
+    "盖": "ge",
+    "种": "chong",
+    "员": "yun",
+    "秘": "bi",
+    "阚": "kan",
+    "隗": "wei",
+    "召": "shao",
+    "宓": "fu",
+}
+
+
+def _syllables(text: str, style: Style) -> str:
+    return "".join(lazy_pinyin(text, style=style, errors="default"))
+
 
 def pinyin_keys(name: str) -> tuple[str, str]:
-    """'张三' -> ('zhangsan', 'zs'); Latin letters are kept, lower-cased; other marks dropped."""
+    """'张三' -> ('zhangsan', 'zs'); Latin letters are kept, lower-cased; other marks dropped.
+
+    A name's first character is read as a surname: '曾小贤' -> ('zengxiaoxian', 'zxx').
+    """
     name = unicodedata.normalize("NFKC", name).strip()
-    full = "".join(lazy_pinyin(name, style=Style.NORMAL, errors="default"))
-    initials = "".join(lazy_pinyin(name, style=Style.FIRST_LETTER, errors="default"))
+    surname = SURNAME_READINGS.get(name[:1])
+    if surname:
+        rest = name[1:]
+        full = surname + _syllables(rest, Style.NORMAL)
+        initials = surname[0] + _syllables(rest, Style.FIRST_LETTER)
+    else:
+        full = _syllables(name, Style.NORMAL)
+        initials = _syllables(name, Style.FIRST_LETTER)
     keep = str.isalnum
     return (
         "".join(ch for ch in full.lower() if keep(ch) and ch.isascii()),
