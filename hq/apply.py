@@ -7,7 +7,7 @@ business refusal rolls back only that item (it is then rejected in the ack).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import peewee as pw
@@ -18,13 +18,14 @@ from core.pricing import LineInput, MemberContext, price_basket
 from core.protocol import UpItem
 from core.rules import DEMO_RULES, Rules
 from hq.changes import ChangeSet, coupon_state
-from hq.ledger import Posting, credit_points, post_stored_value, resolve_member, spend_points
+from hq.ledger import Book, Posting, credit_points, post_stored_value, spend_points
 from hq.members import register_member, touch_through
 from hq.models import (
     Authorization,
     Coupon,
     HqException,
     Member,
+    PointsLot,
     Return,
     RulesVersion,
     Sale,
@@ -42,11 +43,72 @@ REPRICE_FIELDS = (
 
 
 @dataclass
+class BatchCache:
+    """What one batch's items share: the deferred book, rules by version, known ids."""
+
+    book: Book = field(default_factory=lambda: Book(deferred=True))
+    rules: dict[int, Rules | None] = field(default_factory=dict)
+    known_sales: set[str] = field(default_factory=set)
+    held_auths: dict[str, Authorization] = field(default_factory=dict)
+
+    def prefetch(self, store: str, items: list[Any]) -> None:
+        sale_ids = [
+            i["body"].get("sale_id")
+            for i in items
+            if isinstance(i, dict) and i.get("kind") == "sale" and isinstance(i.get("body"), dict)
+        ]
+        sale_ids = [s for s in sale_ids if isinstance(s, str)]
+        lot_ids = []
+        for i in items:
+            body = i.get("body") if isinstance(i, dict) else None
+            if not isinstance(body, dict):
+                continue
+            lot = body.get("points_lot")
+            if isinstance(lot, dict) and isinstance(lot.get("lot_id"), str):
+                lot_ids.append(lot["lot_id"])
+            for pair in body.get("points_lots_restored") or []:
+                if isinstance(pair, list) and pair and isinstance(pair[0], str):
+                    lot_ids.append(pair[0])
+        self.book.known_lots = (
+            {
+                lot
+                for (lot,) in PointsLot.select(PointsLot.lot_id)
+                .where(PointsLot.lot_id.in_(lot_ids))
+                .tuples()
+            }
+            if lot_ids
+            else set()
+        )
+        if not sale_ids:
+            return
+        self.known_sales.update(
+            s for (s,) in Sale.select(Sale.sale_id).where(Sale.sale_id.in_(sale_ids)).tuples()
+        )
+        for auth in Authorization.select().where(
+            (Authorization.store == store)
+            & (Authorization.sale_id.in_(sale_ids))
+            & (Authorization.status == "held")
+        ):
+            self.held_auths[auth.sale_id] = auth
+
+    def rules_for(self, version: int) -> Rules | None:
+        if version not in self.rules:
+            row = RulesVersion.get_or_none(RulesVersion.version == version)
+            self.rules[version] = Rules.from_dict(row.data) if row else None
+        return self.rules[version]
+
+
+@dataclass
 class ItemContext:
     db: pw.Database
     item: UpItem
     now: dt.datetime
     changes: ChangeSet
+    cache: BatchCache = field(default_factory=lambda: BatchCache(Book()))
+
+    @property
+    def book(self) -> Book:
+        return self.cache.book
 
     def posting(self, reason: str, ref: str | None) -> Posting:
         return Posting(reason, ref, self.item.store, self.item.seq, self.now)
@@ -77,7 +139,7 @@ def _member_for(ctx: ItemContext, member_id: str | None) -> Member | None:
     if not member_id:
         return None
     try:
-        return resolve_member(ctx.db, member_id)
+        return ctx.book.member(ctx.db, member_id)
     except NotFound:
         # A till only knows members it registered or received from HQ, so this is a
         # bug or a lost registration: keep the money, make the member, tell staff.
@@ -101,7 +163,9 @@ def _member_for(ctx: ItemContext, member_id: str | None) -> Member | None:
 
 def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     sale_id = body["sale_id"]
-    if Sale.get_or_none(Sale.sale_id == sale_id) is not None:
+    if sale_id in ctx.cache.known_sales or (
+        not ctx.book.deferred and Sale.get_or_none(Sale.sale_id == sale_id) is not None
+    ):
         raise Conflict(f"sale {sale_id} was already ingested", field="sale_id")
     member = _member_for(ctx, body.get("member_id"))
     principal, bonus = _split(body)
@@ -109,7 +173,8 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     points_earned = _int(body, "points_earned")
     if member is None and (principal or bonus or points_used or points_earned):
         raise ValidationError("a sale without a member cannot move balances", field="member_id")
-    Sale.create(
+    ctx.book.insert(
+        Sale,
         sale_id=sale_id,
         store=ctx.item.store,
         seq=ctx.item.seq,
@@ -122,13 +187,14 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
         body=body,
         ingested_at=ctx.now,
     )
+    ctx.cache.known_sales.add(sale_id)
     if member is not None:
         _settle_authorization(ctx, sale_id, member)
         posting = ctx.posting("sale", sale_id)
-        post_stored_value(member, -principal, -bonus, posting)
+        post_stored_value(member, -principal, -bonus, posting, ctx.book)
         if points_used:
             prefer = [(str(lot), int(n)) for lot, n in body.get("points_lots_used") or []]
-            spend_points(member, points_used, posting, prefer)
+            spend_points(member, points_used, posting, prefer, ctx.book)
         if points_earned:
             lot = body.get("points_lot") or {}
             day = _day(ctx.item.occurred_at)
@@ -141,16 +207,20 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
                 lot.get("lot_id") or f"{sale_id}:earn",
                 earned_on,
                 expires_on,
+                ctx.book,
             )
-        touch_through(member, ctx.item.store, ctx.item.seq)
+        touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
         ctx.changes.member(member.id)
     reprice_sale(ctx, body)
 
 
 def _settle_authorization(ctx: ItemContext, sale_id: str, member: Member) -> None:
-    auth = Authorization.get_or_none(
-        (Authorization.store == ctx.item.store) & (Authorization.sale_id == sale_id)
-    )
+    if ctx.book.deferred:
+        auth = ctx.cache.held_auths.pop(sale_id, None)
+    else:
+        auth = Authorization.get_or_none(
+            (Authorization.store == ctx.item.store) & (Authorization.sale_id == sale_id)
+        )
     if auth is None or auth.status != "held":
         return
     auth.status = "settled"
@@ -167,6 +237,7 @@ def apply_return(ctx: ItemContext, body: dict[str, Any]) -> None:
     return_id = body["return_id"]
     if Return.get_or_none(Return.return_id == return_id) is not None:
         raise Conflict(f"return {return_id} was already ingested", field="return_id")
+    ctx.book.flush()  # the sale may be in this batch
     sale = Sale.get_or_none(Sale.sale_id == body["sale_id"])
     member = _member_for(ctx, body.get("member_id") or (sale.member_id if sale else None))
     Return.create(
@@ -184,22 +255,28 @@ def apply_return(ctx: ItemContext, body: dict[str, Any]) -> None:
         return
     posting = ctx.posting("return", return_id)
     principal, bonus = _split(body)
-    post_stored_value(member, principal, bonus, posting)
+    post_stored_value(member, principal, bonus, posting, ctx.book)
     day = _day(ctx.item.occurred_at)
     restored = _int(body, "points_restored")
     pairs = [(str(lot), int(n)) for lot, n in body.get("points_lots_restored") or []]
     for lot_id, n in pairs:
-        credit_points(member, n, posting, lot_id, day, expiry_for(_rules(ctx), day))
+        credit_points(member, n, posting, lot_id, day, expiry_for(_rules(ctx), day), ctx.book)
     rest = restored - sum(n for _, n in pairs)
     if rest > 0:
         credit_points(
-            member, rest, posting, f"{return_id}:restore", day, expiry_for(_rules(ctx), day)
+            member,
+            rest,
+            posting,
+            f"{return_id}:restore",
+            day,
+            expiry_for(_rules(ctx), day),
+            ctx.book,
         )
     # what the till took back plus what it could not (its debt): HQ's balance is the truth
     take_back = _int(body, "points_reversed") + _int(body, "points_debt")
     if take_back:
-        spend_points(member, take_back, posting, [(f"{body['sale_id']}:earn", take_back)])
-    touch_through(member, ctx.item.store, ctx.item.seq)
+        spend_points(member, take_back, posting, [(f"{body['sale_id']}:earn", take_back)], ctx.book)
+    touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)
 
 
@@ -223,8 +300,8 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
         body=body,
         ingested_at=ctx.now,
     )
-    post_stored_value(member, principal, bonus, ctx.posting("topup", topup_id))
-    touch_through(member, ctx.item.store, ctx.item.seq)
+    post_stored_value(member, principal, bonus, ctx.posting("topup", topup_id), ctx.book)
+    touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)
 
 
@@ -244,17 +321,14 @@ APPLIERS = {
 
 
 def _rules(ctx: ItemContext) -> Rules:
-    row = RulesVersion.get_or_none(RulesVersion.version == ctx.item.rules_version)
-    if row is None:
-        return DEMO_RULES
-    return Rules.from_dict(row.data)
+    return ctx.cache.rules_for(ctx.item.rules_version) or DEMO_RULES
 
 
 def reprice_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     """Price the basket again with the rules version the till named; flag any difference."""
-    row = RulesVersion.get_or_none(RulesVersion.version == ctx.item.rules_version)
+    rules = ctx.cache.rules_for(ctx.item.rules_version)
     differences: dict[str, Any] = {}
-    if row is None:
+    if rules is None:
         differences["rules_version"] = f"HQ has no rules version {ctx.item.rules_version}"
     else:
         try:
@@ -262,7 +336,7 @@ def reprice_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
             lines = [LineInput(**line) for line in pi["lines"]]
             member = MemberContext(**pi["member"]) if pi.get("member") else None
             priced = price_basket(
-                Rules.from_dict(row.data),
+                rules,
                 lines,
                 member,
                 pi.get("order_discount_rate", 1000),

@@ -31,7 +31,7 @@ from core.protocol import (
     validate_batch,
     validate_item,
 )
-from hq.apply import ItemContext, apply_item
+from hq.apply import BatchCache, ItemContext, apply_item
 from hq.changes import ChangeSet, flush_changes
 from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, is_postgres
 
@@ -158,6 +158,25 @@ def ingest_batch(
             store.acked_through = 0
         changes = ChangeSet()
         rejected: list[Rejection] = []
+        cache = BatchCache()
+        cache.prefetch(store.code, batch.items)
+        ids = [
+            r.get("id") for r in batch.items if isinstance(r, dict) and isinstance(r.get("id"), str)
+        ]
+        seen_ids = (
+            {
+                i
+                for (i,) in ProcessedItem.select(ProcessedItem.item_id)
+                .where(ProcessedItem.item_id.in_(ids))
+                .tuples()
+            }
+            if ids
+            else set()
+        )
+        processed: list[dict[str, Any]] = []
+        run = _Run(
+            db, topic, store, now, changes, rejected, outcome, cache, seen_ids, processed, refused
+        )
         seqs = [(r.get("seq") if isinstance(r, dict) else None) for r in batch.items]
         ordered = sorted(
             zip(seqs, batch.items, strict=True),
@@ -187,7 +206,7 @@ def ingest_batch(
                     ).on_conflict_ignore().execute()
                     outcome.held += 1
                 continue
-            _process(db, topic, store, seq, raw_item, now, changes, rejected, outcome)
+            run.process(seq, raw_item)
             store.acked_through = seq
         # the gap may be filled now: apply what was held, in order
         while True:
@@ -198,13 +217,16 @@ def ingest_batch(
             )
             if held is None:
                 break
-            _process(db, topic, store, held.seq, held.item, now, changes, rejected, outcome)
+            run.process(held.seq, held.item)
             store.acked_through = held.seq
             held.delete_instance()
         HeldItem.delete().where(
             (HeldItem.store == store.code)
             & ((HeldItem.epoch < store.epoch) | (HeldItem.seq <= store.acked_through))
         ).execute()
+        cache.book.flush()
+        for i in range(0, len(processed), 500):
+            ProcessedItem.insert_many(processed[i : i + 500]).execute()
         store.last_seen = now
         store.online = True
         store.save()
@@ -212,7 +234,21 @@ def ingest_batch(
         outcome.ack = Ack(store.code, store.epoch, store.acked_through, tuple(rejected))
         return outcome
 
-    return _transaction(db, work)
+    refused: dict[int, str] = {}
+    for _ in range(len(batch.items) + 1):
+        try:
+            return _transaction(db, work)
+        except _ItemRefused as exc:
+            log.info("store %s seq %d refused: %s", topic_store, exc.seq, exc.reason)
+            refused[exc.seq] = exc.reason
+    raise AssertionError("every item refused and still failing")
+
+
+class _ItemRefused(Exception):
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(reason)
+        self.seq = seq
+        self.reason = reason
 
 
 def _bytes(raw: Any) -> bytes:
@@ -246,69 +282,111 @@ def _previous_rejection(store: Store, seq: int) -> Rejection | None:
     return Rejection(seq, row.code or "invalid", row.reason or "")
 
 
-def _process(
-    db: pw.Database,
-    topic: str,
-    store: Store,
-    seq: int,
-    raw_item: Any,
-    now: dt.datetime,
-    changes: ChangeSet,
-    rejected: list[Rejection],
-    outcome: IngestOutcome,
-) -> None:
-    """Apply the item at ``seq`` (the next one for the store) or reject it; either way
-    record it as processed, so the cursor can pass it."""
+@dataclass
+class _Run:
+    """One batch being applied: where items go, what they produced."""
 
-    def reject(code: str, reason: str, item_id: str | None = None, kind: str | None = None) -> None:
-        dead_letter(topic, _bytes(raw_item), code, reason, now, store.code, seq)
-        ProcessedItem.create(
-            item_id=item_id,
-            store=store.code,
-            epoch=store.epoch,
-            seq=seq,
-            kind=kind,
-            status="rejected",
-            code=code,
-            reason=reason,
-            processed_at=now,
-        )
-        rejected.append(Rejection(seq, code, reason))
+    db: pw.Database
+    topic: str
+    store: Store
+    now: dt.datetime
+    changes: ChangeSet
+    rejected: list[Rejection]
+    outcome: IngestOutcome
+    cache: BatchCache
+    seen_ids: set[str]
+    processed: list[dict[str, Any]]
+    refused: dict[int, str]
 
-    try:
-        item = validate_item(raw_item)
-    except ProtocolError as exc:
-        reject(_protocol_code(exc), exc.message)
-        return
-    if item.store != store.code:
-        reject("forged", f"item store {item.store!r} inside {store.code!r}'s batch")
-        return
-    if ProcessedItem.get_or_none(ProcessedItem.item_id == item.id) is not None:
-        reject(
-            "invalid", f"item id {item.id} was already processed at another seq", None, item.kind
+    def _record(
+        self,
+        seq: int,
+        item_id: str | None,
+        kind: str | None,
+        status: str,
+        code: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.processed.append(
+            {
+                "item_id": item_id,
+                "store": self.store.code,
+                "epoch": self.store.epoch,
+                "seq": seq,
+                "kind": kind,
+                "status": status,
+                "code": code,
+                "reason": reason,
+                "processed_at": self.now,
+            }
         )
-        return
-    item_changes = ChangeSet()
-    try:
-        with db.atomic():  # a savepoint: a refused item leaves nothing behind
-            apply_item(ItemContext(db, item, now, item_changes))
-    except (HuiyuanError, KeyError, TypeError, ValueError) as exc:
-        reason = exc.message if isinstance(exc, HuiyuanError) else f"{type(exc).__name__}: {exc}"
-        reject("apply_failed", reason, item.id, item.kind)
-        return
-    for key, value in item_changes.records.items():
-        changes.records.pop(key, None)
-        changes.records[key] = value
-    ProcessedItem.create(
-        item_id=item.id,
-        store=store.code,
-        epoch=store.epoch,
-        seq=seq,
-        kind=item.kind,
-        status="applied",
-        processed_at=now,
-    )
-    outcome.applied += 1
+        if item_id:
+            self.seen_ids.add(item_id)
+
+    def _reject(
+        self,
+        seq: int,
+        raw_item: Any,
+        code: str,
+        reason: str,
+        item_id: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        dead_letter(self.topic, _bytes(raw_item), code, reason, self.now, self.store.code, seq)
+        self._record(seq, item_id, kind, "rejected", code, reason)
+        self.rejected.append(Rejection(seq, code, reason))
+
+    def process(self, seq: int, raw_item: Any) -> None:
+        """Apply the item at ``seq`` (the store's next) or reject it; either way it is
+        recorded as processed, so the cursor can pass it."""
+        try:
+            item = validate_item(raw_item)
+        except ProtocolError as exc:
+            self._reject(seq, raw_item, _protocol_code(exc), exc.message)
+            return
+        if item.store != self.store.code:
+            self._reject(
+                seq,
+                raw_item,
+                "forged",
+                f"item store {item.store!r} inside {self.store.code!r}'s batch",
+            )
+            return
+        if item.id in self.seen_ids:
+            self._reject(
+                seq,
+                raw_item,
+                "invalid",
+                f"item id {item.id} was already processed at another seq",
+                None,
+                item.kind,
+            )
+            return
+        item_changes = ChangeSet()
+        if item.kind == "registration":
+            # a merge reads and moves members in the database: write what is pending
+            # and reload members afterwards
+            self.cache.book.forget()
+        refused = self.refused.get(seq)
+        if refused is not None:
+            self._reject(seq, raw_item, "apply_failed", refused, item.id, item.kind)
+            return
+        try:
+            apply_item(ItemContext(self.db, item, self.now, item_changes, self.cache))
+        except (HuiyuanError, KeyError, TypeError, ValueError) as exc:
+            reason = (
+                exc.message if isinstance(exc, HuiyuanError) else f"{type(exc).__name__}: {exc}"
+            )
+            # no savepoint per item (two round trips each): abandon the batch's transaction
+            # and run it again with this item rejected up front
+            raise _ItemRefused(seq, reason) from exc
+        if item.kind == "registration":
+            self.cache.book.forget()
+        for key, value in item_changes.records.items():
+            self.changes.records.pop(key, None)
+            self.changes.records[key] = value
+        self._record(seq, item.id, item.kind, "applied")
+        self.outcome.applied += 1
 
 
 def handle_hello(db: pw.Database, hello: Hello, now: dt.datetime) -> Ack:

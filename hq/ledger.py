@@ -30,6 +30,82 @@ class Posting:
     at: dt.datetime
 
 
+class Book:
+    """Where balance movements are written.
+
+    Immediate by default. The ingest uses a deferred book per batch: ledger rows are
+    inserted together and each touched member is updated once, at ``flush()`` (always
+    before the transaction commits, before a merge and before changes are read)."""
+
+    def __init__(self, deferred: bool = False) -> None:
+        self.deferred = deferred
+        self.rows: list[dict[str, object]] = []
+        self.members: dict[str, Member] = {}
+        self.aliases: dict[str, str] = {}
+        self.dirty: set[str] = set()
+        self.inserts: dict[type[pw.Model], list[dict[str, object]]] = {}
+        self.known_lots: set[str] | None = None  # lot ids that exist (prefetched), if known
+
+    def insert(self, model: type[pw.Model], **row: object) -> None:
+        if self.deferred:
+            self.inserts.setdefault(model, []).append(row)
+        else:
+            model.create(**row)
+
+    def entry(self, **row: object) -> None:
+        row = {"principal": 0, "bonus": 0, "points": 0, "lot_id": None, **row}
+        if self.deferred:
+            self.rows.append(row)
+        else:
+            LedgerEntry.create(**row)
+
+    def save(self, member: Member, fields: list[pw.Field]) -> None:
+        if self.deferred:
+            self.members[member.id] = member
+            self.dirty.add(member.id)
+        else:
+            member.save(only=fields)
+
+    def member(self, db: pw.Database, member_id: str) -> Member:
+        """The live member for an id, loaded (and locked) once per batch."""
+        key = self.aliases.get(member_id, member_id)
+        cached = self.members.get(key)
+        if cached is not None:
+            return cached
+        member = resolve_member(db, member_id)
+        self.aliases[member_id] = member.id
+        self.members[member.id] = member
+        return member
+
+    def flush(self) -> None:
+        for model, rows in self.inserts.items():
+            for i in range(0, len(rows), 500):
+                model.insert_many(rows[i : i + 500]).execute()
+        self.inserts.clear()
+        for i in range(0, len(self.rows), 500):
+            LedgerEntry.insert_many(self.rows[i : i + 500]).execute()
+        self.rows.clear()
+        for member_id in sorted(self.dirty):
+            m = self.members[member_id]
+            Member.update(
+                sv_principal=m.sv_principal,
+                sv_bonus=m.sv_bonus,
+                points=m.points,
+                through=m.through,
+                updated_at=m.updated_at,
+            ).where(Member.id == member_id).execute()
+        self.dirty.clear()
+
+    def forget(self) -> None:
+        """Flush, then drop cached members (a merge is about to change them in the database)."""
+        self.flush()
+        self.members.clear()
+        self.aliases.clear()
+
+
+IMMEDIATE = Book()
+
+
 def resolve_member(db: pw.Database, member_id: str, lock: bool = True) -> Member:
     """The live member for an id, following merges; locked for update on PostgreSQL."""
     current = member_id
@@ -85,12 +161,14 @@ def recover_debt(member_id: str, balance: str, amount: int, at: dt.datetime) -> 
         row.save()
 
 
-def post_stored_value(member: Member, principal: int, bonus: int, p: Posting) -> None:
+def post_stored_value(
+    member: Member, principal: int, bonus: int, p: Posting, book: Book = IMMEDIATE
+) -> None:
     """Add (positive) or take (negative) stored value, principal and bonus apart."""
     if principal == 0 and bonus == 0:
         return
     before = member.sv_principal + member.sv_bonus
-    LedgerEntry.create(
+    book.entry(
         member_id=member.id,
         balance="stored_value",
         principal=principal,
@@ -104,7 +182,7 @@ def post_stored_value(member: Member, principal: int, bonus: int, p: Posting) ->
     member.sv_principal += principal
     member.sv_bonus += bonus
     member.updated_at = p.at
-    member.save(only=[Member.sv_principal, Member.sv_bonus, Member.updated_at])
+    book.save(member, [Member.sv_principal, Member.sv_bonus, Member.updated_at])
     after = member.sv_principal + member.sv_bonus
     debt_before, debt_after = max(0, -before), max(0, -after)
     if debt_after > debt_before:
@@ -113,8 +191,8 @@ def post_stored_value(member: Member, principal: int, bonus: int, p: Posting) ->
         recover_debt(member.id, "stored_value", debt_before - debt_after, p.at)
 
 
-def _points_entry(member: Member, points: int, lot_id: str | None, p: Posting) -> None:
-    LedgerEntry.create(
+def _points_entry(member: Member, points: int, lot_id: str | None, p: Posting, book: Book) -> None:
+    book.entry(
         member_id=member.id,
         balance="points",
         points=points,
@@ -128,7 +206,11 @@ def _points_entry(member: Member, points: int, lot_id: str | None, p: Posting) -
 
 
 def spend_points(
-    member: Member, points: int, p: Posting, prefer: list[tuple[str, int]] | None = None
+    member: Member,
+    points: int,
+    p: Posting,
+    prefer: list[tuple[str, int]] | None = None,
+    book: Book = IMMEDIATE,
 ) -> list[tuple[str, int]]:
     """Take points: first from the lots the till named, then soonest-expiring first.
 
@@ -166,13 +248,13 @@ def spend_points(
             taken.append((lot.lot_id, take))
             left -= take
     for lot_id, n in taken:
-        _points_entry(member, -n, lot_id, p)
+        _points_entry(member, -n, lot_id, p, book)
     if left:
-        _points_entry(member, -left, None, p)
+        _points_entry(member, -left, None, p, book)
     before = member.points
     member.points -= points
     member.updated_at = p.at
-    member.save(only=[Member.points, Member.updated_at])
+    book.save(member, [Member.points, Member.updated_at])
     debt_before, debt_after = max(0, -before), max(0, -member.points)
     if debt_after > debt_before:
         _open_exception("overdraft", member, "points", debt_after - debt_before, p)
@@ -186,6 +268,7 @@ def credit_points(
     lot_id: str,
     earned_on: dt.date,
     expires_on: dt.date,
+    book: Book = IMMEDIATE,
 ) -> None:
     """Earned or restored points: pay any debt first, the rest into the lot."""
     if points <= 0:
@@ -193,7 +276,10 @@ def credit_points(
     debt = max(0, -member.points)
     pay = min(debt, points)
     into_lot = points - pay
-    lot = PointsLot.get_or_none(PointsLot.lot_id == lot_id)
+    if book.known_lots is not None and lot_id not in book.known_lots:
+        lot = None  # prefetched: no such lot yet
+    else:
+        lot = PointsLot.get_or_none(PointsLot.lot_id == lot_id)
     if lot is not None and lot.member_id == member.id:
         lot.remaining += into_lot
         lot.earned += into_lot if p.reason != "return" else 0
@@ -210,10 +296,12 @@ def credit_points(
             remaining=into_lot,
             store=p.store,
         )
-    _points_entry(member, points, lot_id, p)
+        if book.known_lots is not None:
+            book.known_lots.add(lot_id)
+    _points_entry(member, points, lot_id, p, book)
     member.points += points
     member.updated_at = p.at
-    member.save(only=[Member.points, Member.updated_at])
+    book.save(member, [Member.points, Member.updated_at])
     if pay:
         recover_debt(member.id, "points", pay, p.at)
 

@@ -11,7 +11,7 @@ from core.errors import Conflict, NotFound, ValidationError
 from core.ids import is_uuid
 from core.phone import normalise_phone
 from hq.changes import ChangeSet, card_state, merge_state
-from hq.ledger import recover_debt, resolve_member
+from hq.ledger import IMMEDIATE, Book, recover_debt, resolve_member
 from hq.models import (
     Authorization,
     Card,
@@ -40,12 +40,12 @@ def parse_instant(text: str, field: str = "registered_at") -> dt.datetime:
     return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def touch_through(member: Member, store: str, seq: int) -> None:
+def touch_through(member: Member, store: str, seq: int, book: Book = IMMEDIATE) -> None:
     through = dict(member.through or {})
     if seq > through.get(store, 0):
         through[store] = seq
         member.through = through
-        member.save(only=[Member.through])
+        book.save(member, [Member.through])
 
 
 def register_member(
