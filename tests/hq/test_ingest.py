@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from core import protocol as p
 from core.ids import uuid7
 from hq.ledger import ledger_sums
@@ -146,12 +148,57 @@ def test_bad_input_is_dead_lettered_and_good_input_applied(worker, edge, store_c
 
 def test_apply_failure_is_rejected_not_blocking(worker, edge, store_code):
     items = Items(store_code)
-    sale = items.sale(None, 1000, stored_value=(500, 0))  # balance move without a member
-    ok = items.sale(None, 1000)
-    edge.send([sale, ok])
-    ack = edge.wait_acked(2)
-    assert ack["rejected"][0]["code"] == "apply_failed"
+    mid = uuid7()
+    before = [items.registration(mid, "13800000010"), items.topup(mid, 1000)]
+    bad = items.sale(None, 1000, stored_value=(500, 0))  # a balance move without a member
+    also_bad = items.topup(uuid7(), 0)
+    after = items.sale(mid, 1000, stored_value=(300, 0))
+    edge.send([*before, bad, also_bad, after])
+    ack = edge.wait_acked(5)
+    assert [(r["seq"], r["code"]) for r in ack["rejected"]] == [
+        (3, "apply_failed"),
+        (4, "apply_failed"),
+    ]
+    assert "member" in ack["rejected"][0]["reason"]
     assert Sale.select().where(Sale.store == store_code).count() == 1
+    assert Member.get_by_id(mid).sv_principal == 700
+    balances_match_ledger(mid)
+    assert (
+        DeadLetter.select()
+        .where((DeadLetter.store == store_code) & (DeadLetter.code == "apply_failed"))
+        .count()
+        == 2
+    )
+
+
+def test_broker_restart_loses_and_doubles_nothing(hq_db, hq_db_url, own_mosquitto):
+    from hq.worker import IngestWorker
+    from tests.hq.conftest import hq_config
+    from tests.hq.edge_sim import EdgeSim
+
+    worker = IngestWorker(hq_config(hq_db_url, own_mosquitto.url), db=hq_db).start()
+    edge = EdgeSim(own_mosquitto.url, "R1")
+    try:
+        items = Items("R1")
+        mid = uuid7()
+        plan = [items.registration(mid, "13800000011")] + [items.topup(mid, 100) for _ in range(20)]
+        edge.send(plan[:11])
+        edge.wait_acked(11)
+        own_mosquitto.restart()
+        wait_until(worker.connected.is_set, 15, "worker reconnected")
+        wait_until(lambda: edge.client.is_connected(), 15, "edge reconnected")
+        time.sleep(0.3)  # subscriptions renewed in on_connect
+        acked = edge.acked_through()
+        edge.send(plan[acked:])  # the store resends from its last ack
+        edge.wait_acked(21)
+        edge.send(plan[5:15])  # and a stale resend changes nothing
+        wait_until(lambda: len(edge.acks) >= 3, 10, "re-ack")
+        assert Member.get_by_id(mid).sv_principal == 2000
+        assert TopUp.select().where(TopUp.store == "R1").count() == 20
+        balances_match_ledger(mid)
+    finally:
+        edge.close()
+        worker.stop()
 
 
 def test_hello_reports_cursor_and_pages(worker, edge, store_code):
