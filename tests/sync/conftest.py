@@ -1,0 +1,66 @@
+"""Sync fixtures: brokers that close their pipes, HQ on SQLite and PostgreSQL, stores."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from hq.worker import IngestWorker
+from tests.broker import Mosquitto
+from tests.hq.conftest import ClosingMosquitto, hq_config
+from tests.sync.helpers import HqProcess, StoreBox, init_hq
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    broker = ClosingMosquitto(tmp_path_factory.mktemp("mosquitto-sync"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path) -> Iterator[Mosquitto]:
+    broker = ClosingMosquitto(tmp_path / "mosquitto")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def hq_db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hq.sqlite3'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def sqlite_hq_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'hq.sqlite3'}"
+
+
+def start_worker(db_url: str, broker_url: str) -> IngestWorker:
+    db = init_hq(db_url)
+    return IngestWorker(hq_config(db_url, broker_url), db=db).start()
+
+
+@pytest.fixture
+def stores(tmp_path) -> Iterator[list[StoreBox]]:
+    made: list[StoreBox] = []
+    yield made
+    for store in made:
+        store.close()
+
+
+@pytest.fixture
+def hq_processes() -> Iterator[list[HqProcess]]:
+    made: list[HqProcess] = []
+    yield made
+    for proc in made:
+        proc.stop()
+
+
+def new_code(prefix: str = "S") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,288 @@
+"""Stores, HQ workers and agents for the sync tests: real processes where it matters.
+
+peewee binds model classes to one database at a time, so the test process touches
+each store's SQLite file inside ``store.bound()``; each store's sync agent runs as
+its own process (``python -m edge.cli serve-sync``), as it does on the box.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from core.rules import DEMO_RULES
+from edge.config import load_config
+from edge.demo_data import DEMO_PRODUCTS, DEMO_STAFF, load_demo
+from edge.models import MODELS, Ledger, Member, Outbox, Product, Staff
+from edge.services import members as member_svc
+from edge.services import sales
+from edge.services import staff as staff_svc
+from edge.services.context import SpendAuthorizer, Till, open_till
+from hq.models import bind as hq_bind
+from hq.models import open_database as hq_open
+from hq.rules import publish_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def init_hq(db_url: str):  # noqa: ANN201
+    db = hq_open(db_url)
+    hq_bind(db)
+    publish_rules(db, DEMO_RULES.to_dict())
+    return db
+
+
+def store_toml(workdir: Path, code: str, broker_url: str, **sync: Any) -> Path:
+    sync = {"broker_url": broker_url, "ack_timeout": 1.0, "snapshot_timeout": 10.0, **sync}
+    lines = [
+        f'data_dir = "{workdir / "edge"}"',
+        "",
+        "[store]",
+        f'code = "{code}"',
+        "",
+        "[security]",
+        "scrypt_n = 1024",
+        "",
+        "[offline.stored_value]",
+        'mode = "floor_limit"',
+        "daily_limit = 5000",
+        "",
+        "[offline.points]",
+        'mode = "floor_limit"',
+        "daily_limit = 300",
+        "",
+        "[sync]",
+    ]
+    for key, value in sync.items():
+        lines.append(f"{key} = " + (f'"{value}"' if isinstance(value, str) else repr(value)))
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "edge.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class StoreBox:
+    """One store: its till (opened in the test process) and its sync agent process."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        code: str,
+        broker_url: str,
+        authorizer: SpendAuthorizer | None = None,
+        **sync: Any,
+    ) -> None:
+        self.code = code
+        self.workdir = workdir
+        self.config_path = store_toml(workdir, code, broker_url, **sync)
+        self.config = load_config(self.config_path)
+        self.till: Till = open_till(self.config, authorizer=authorizer, create_key=True)
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "agent.log"
+        self._log = None
+        self._staff: staff_svc.SignedIn | None = None
+
+    @contextlib.contextmanager
+    def bound(self) -> Iterator[Till]:
+        with self.till.db.bind_ctx(MODELS):
+            yield self.till
+
+    # ---- setup --------------------------------------------------------------------
+
+    def load_demo(self, members: int = 2) -> None:
+        with self.bound():
+            load_demo(self.till, members=members)
+
+    def load_staff_and_products(self) -> None:
+        with self.bound():
+            for code, name, role, pin in DEMO_STAFF:
+                if Staff.get_or_none(Staff.code == code) is None:
+                    staff_svc.add_staff(self.till, code, name, role, pin)
+            now = self.till.now().isoformat(timespec="seconds")
+            with self.till.db.atomic():
+                for sku, barcode, name, price, promo, no_md, no_pts in DEMO_PRODUCTS:
+                    Product.insert(
+                        sku=sku,
+                        barcode=barcode,
+                        name=name,
+                        price=price,
+                        promo_price=promo,
+                        no_member_discount=no_md,
+                        no_points=no_pts,
+                        updated_at=now,
+                    ).on_conflict_ignore().execute()
+
+    def staff(self) -> staff_svc.SignedIn:
+        if self._staff is None:
+            with self.bound():
+                _, self._staff = staff_svc.sign_in(self.till, "1001", "1234")
+        return self._staff
+
+    # ---- the till -----------------------------------------------------------------
+
+    def sell(
+        self,
+        member: dict[str, str] | None = None,
+        lines: list[dict[str, Any]] | None = None,
+        tenders: list[dict[str, Any]] | None = None,
+        password: str | None = None,
+        sale_id: str | None = None,
+    ) -> dict[str, Any]:
+        staff = self.staff()
+        with self.bound():
+            req = {
+                "member": member,
+                "lines": lines or [{"sku": "P0001", "qty": 1}],
+                "tenders": tenders or [{"kind": "cash", "amount": 100000}],
+            }
+            if password:
+                req["member_password"] = password
+            if sale_id:
+                req["sale_id"] = sale_id
+            return sales.checkout(self.till, staff, sales.CheckoutRequest.from_request(req))
+
+    def top_up(self, member: dict[str, str], amount: int) -> dict[str, Any]:
+        staff = self.staff()
+        with self.bound():
+            return sales.top_up(self.till, staff, member, amount)
+
+    def register(self, name: str, phone: str, card_no: str | None = None) -> str:
+        with self.bound():
+            reg = member_svc.Registration(name=name, phone=phone, card_no=card_no)
+            return member_svc.register(self.till, reg, "1001").id
+
+    def member(self, member_id: str) -> Member | None:
+        with self.bound():
+            try:
+                return member_svc.resolve(member_id)
+            except Exception:
+                return None
+
+    def member_by_phone(self, phone: str) -> Member | None:
+        with self.bound():
+            return Member.get_or_none(Member.phone_hash == self.till.keys.lookup_hash(phone))
+
+    def query(self, fn: Callable[[], Any]) -> Any:
+        with self.bound():
+            return fn()
+
+    def pending(self) -> int:
+        return self.query(lambda: Outbox.select().where(Outbox.acked == False).count())  # noqa: E712
+
+    def outbox_count(self) -> int:
+        return self.query(lambda: Outbox.select().count())
+
+    def ledger_matches_balances(self) -> list[str]:
+        """Members whose cached balances differ from the sum of their ledger entries."""
+
+        def check() -> list[str]:
+            bad = []
+            for m in Member.select():
+                sums = {"sv_principal": 0, "sv_bonus": 0, "points": 0}
+                for row in Ledger.select().where(Ledger.member_id == m.id):
+                    sums[row.account] += row.delta
+                points = member_svc.points_balance(m.id, self.till.now().date()) - m.points_debt
+                if (m.sv_principal, m.sv_bonus) != (sums["sv_principal"], sums["sv_bonus"]):
+                    bad.append(f"{m.id}: sv {m.sv_principal}/{m.sv_bonus} ledger {sums}")
+                elif points != sums["points"]:
+                    bad.append(f"{m.id}: points {points} ledger {sums['points']}")
+            return bad
+
+        return self.query(check)
+
+    # ---- the agent process ----------------------------------------------------------
+
+    def start_agent(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "-c", str(self.config_path), "serve-sync"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill_agent(self) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.send_signal(signal.SIGKILL)
+            self.agent.wait(timeout=10)
+        self.agent = None
+
+    def stop_agent(self) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            self.agent.send_signal(signal.SIGTERM)
+            try:
+                self.agent.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait(timeout=5)
+        self.agent = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def close(self) -> None:
+        self.stop_agent()
+        self.till.db.close()
+
+    def agent_log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class HqProcess:
+    """``python -m hq.cli serve-ingest`` with an optional fault injected."""
+
+    def __init__(
+        self, db_url: str, broker_url: str, client_id: str, log: Path, fault: str = ""
+    ) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("HY_HQ_FAULT", None)
+        if fault:
+            env["HY_HQ_FAULT"] = fault
+        self._log = open(log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hq.cli",
+                "--database-url",
+                db_url,
+                "--mqtt-url",
+                broker_url,
+                "serve-ingest",
+                "--client-id",
+                client_id,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()

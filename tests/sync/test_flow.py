@@ -1,0 +1,51 @@
+"""The whole path, store to HQ and back, with real processes and a real broker."""
+
+from __future__ import annotations
+
+from hq.ledger import ledger_sums
+from hq.models import Member as HqMember
+from hq.models import Sale as HqSale
+from hq.models import Store as HqStore
+from tests.sync.conftest import new_code, start_worker
+from tests.sync.helpers import StoreBox, wait_until
+
+ZHANG = "13800000001"
+
+
+def test_sales_reach_hq_once_and_members_reach_the_other_store(
+    tmp_path, mosquitto, hq_db_url, stores
+):
+    worker = start_worker(hq_db_url, mosquitto.url)
+    try:
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url)
+        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto.url)
+        stores += [a, b]
+        a.load_demo(members=2)
+        b.load_staff_and_products()
+        a.top_up({"card_no": "C0001"}, 10000)
+        for _ in range(5):
+            a.sell({"card_no": "C0001"}, [{"sku": "P0002", "qty": 1}])
+        a.sell(None, [{"sku": "P0001", "qty": 2}])
+        total = a.outbox_count()
+        a.start_agent()
+        b.start_agent()
+        wait_until(lambda: a.pending() == 0, 30, "store A drained")
+        assert HqStore.get_by_id(a.code).acked_through == total
+        assert HqSale.select().where(HqSale.store == a.code).count() == 6
+        zhang_id = a.member_by_phone(ZHANG).id
+        m = HqMember.get_by_id(zhang_id)
+        sums = ledger_sums(zhang_id)
+        assert (m.sv_principal, m.points) == (sums["principal"], sums["points"])
+        # store B learns 张三 with HQ's balances
+        seen = wait_until(lambda: b.member_by_phone(ZHANG), 30, "张三 at store B")
+        wait_until(lambda: b.member(zhang_id).sv_principal == m.sv_principal, 15, "balance at B")
+        at_b = b.member(zhang_id)
+        assert (at_b.sv_principal, at_b.sv_bonus) == (m.sv_principal, m.sv_bonus)
+        assert seen.id == zhang_id
+        # and store A's cached balance is unchanged by HQ's echo of its own items
+        at_a = a.member(zhang_id)
+        assert (at_a.sv_principal, at_a.sv_bonus) == (m.sv_principal, m.sv_bonus)
+        assert a.ledger_matches_balances() == []
+        assert b.ledger_matches_balances() == []
+    finally:
+        worker.stop()
