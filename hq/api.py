@@ -21,6 +21,20 @@ members_bp = Blueprint("members", __name__, url_prefix="/api/members")
 dead_letters_bp = Blueprint("dead_letters", __name__, url_prefix="/api/dead-letters")
 exceptions_bp = Blueprint("exceptions", __name__, url_prefix="/api/exceptions")
 merges_bp = Blueprint("merges", __name__, url_prefix="/api/merges")
+cards_bp = Blueprint("cards", __name__, url_prefix="/api/cards")
+
+
+@cards_bp.post("/<card_no>/block")
+def block_card(card_no: str) -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        body = {}
+    blocked = body.get("blocked", True)
+    reason = body.get("reason", "挂失")
+    if not isinstance(blocked, bool) or not isinstance(reason, str):
+        raise ValidationError("blocked must be true/false and reason a string", field="blocked")
+    changes = services.block_card(_db(), card_no, blocked, reason, utcnow())
+    return jsonify({"card_no": card_no, "blocked": blocked, "changes": len(changes)})
 
 
 def _db() -> pw.Database:
@@ -116,7 +130,7 @@ def create_app(config: HqConfig | None = None, db: pw.Database | None = None) ->
     bind(database, create=False)
     app.extensions["hq_db"] = database
     app.config["HQ"] = config
-    for bp in (stores_bp, members_bp, dead_letters_bp, exceptions_bp, merges_bp):
+    for bp in (stores_bp, members_bp, dead_letters_bp, exceptions_bp, merges_bp, cards_bp):
         app.register_blueprint(bp)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)

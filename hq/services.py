@@ -181,3 +181,55 @@ def staff_merge(
             db, from_id, to_id, store=None, staff=staff, reason="manual", now=now, changes=changes
         )
         return merge, flush_changes(db, changes, now)
+
+
+def block_card(
+    db: pw.Database, card_no: str, blocked: bool, reason: str, now: dt.datetime
+) -> list[Change]:
+    """Block (挂失) or unblock a card chain-wide; the block goes down to every store."""
+    from hq.changes import card_state
+
+    with db.atomic():
+        card = Card.get_or_none(Card.card_no == card_no)
+        if card is None:
+            raise NotFound(f"卡不存在: {card_no}", field="card_no")
+        card.status = "blocked" if blocked else "active"
+        card.blocked_reason = reason if blocked else None
+        card.save()
+        changes = ChangeSet()
+        changes.add("card", card.card_no, card_state(card))
+        changes.add(
+            "card_block",
+            card.card_no,
+            {"card_no": card.card_no, "blocked": blocked, "reason": reason},
+        )
+        return flush_changes(db, changes, now)
+
+
+def issue_coupon(
+    db: pw.Database,
+    code: str,
+    value: int,
+    member_id: str | None,
+    expires_on: dt.date | None,
+    now: dt.datetime,
+) -> list[Change]:
+    """Issue a coupon (to one member, or to anyone when ``member_id`` is None)."""
+    from hq.changes import coupon_state
+    from hq.models import Coupon
+
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValidationError("coupon value must be a positive integer of fen", field="value")
+    if not code or len(code) > 64:
+        raise ValidationError("coupon code must be 1..64 characters", field="code")
+    with db.atomic():
+        if member_id is not None:
+            member_id = resolve_member(db, member_id).id
+        if Coupon.get_or_none(Coupon.code == code) is not None:
+            from core.errors import Conflict
+
+            raise Conflict(f"优惠券已存在: {code}", field="code")
+        coupon = Coupon.create(code=code, member_id=member_id, value=value, expires_on=expires_on)
+        changes = ChangeSet()
+        changes.add("coupon", code, coupon_state(coupon))
+        return flush_changes(db, changes, now)

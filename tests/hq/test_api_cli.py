@@ -157,3 +157,14 @@ def test_cli_rejects_bad_urls():
     assert result.exit_code == 17
     result = CliRunner().invoke(main, ["--mqtt-url", "http://x", "dead-letters"])
     assert result.exit_code == 17
+
+
+def test_card_block_goes_to_the_change_log(client, seeded):
+    response = client.post("/api/cards/K1/block", json={"reason": "挂失"})
+    assert response.status_code == 200
+    rows = list(ChangeRecord.select().order_by(ChangeRecord.seq.desc()).limit(2))
+    assert {r.entity for r in rows} == {"card", "card_block"}
+    block = next(r for r in rows if r.entity == "card_block")
+    assert block.data == {"card_no": "K1", "blocked": True, "reason": "挂失"}
+    assert client.post("/api/cards/NOPE/block").status_code == 404
+    assert client.post("/api/cards/K1/block", json={"blocked": "yes"}).status_code == 400

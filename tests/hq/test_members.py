@@ -216,3 +216,27 @@ def test_reprice_mismatch_is_flagged(worker, edge, store_code):
     flagged = list(HqException.select().where(HqException.store == store_code))
     assert [(e.kind, e.seq) for e in flagged] == [("reprice_mismatch", 2)]
     assert flagged[0].details["total"] == {"till": 1200, "hq": 1234}
+
+
+def test_coupon_held_by_authorization_and_used_by_the_sale(worker, hq_db, edge, store_code):
+    import datetime as dt
+
+    from hq.models import Coupon, utcnow
+    from hq.services import issue_coupon
+
+    items = Items(store_code)
+    mid = uuid7()
+    edge.send([items.registration(mid, "13600000002")])
+    edge.wait_acked(1)
+    issue_coupon(hq_db, f"CP-{store_code}", 1000, mid, dt.date(2099, 1, 1), utcnow())
+    sale_id = uuid7()
+    req = p.AuthRequest(store_code, sale_id, mid, "hold", 0, 0, (f"CP-{store_code}",))
+    assert edge.authorize(req)["status"] == "approved"
+    assert Coupon.get_by_id(f"CP-{store_code}").status == "held"
+    other = edge.authorize(
+        p.AuthRequest(store_code, uuid7(), mid, "hold", 0, 0, (f"CP-{store_code}",))
+    )
+    assert other["code"] == "coupon_unusable"
+    edge.send([items.sale(mid, 5000, sale_id=sale_id)])
+    edge.wait_acked(2)
+    assert Coupon.get_by_id(f"CP-{store_code}").status == "used"
