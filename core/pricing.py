@@ -19,7 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import ValidationError
-from core.money import MAX_AMOUNT, MAX_QTY, Rounding, allocate, apply_rate, check_rate, round_due
+from core.money import (
+    MAX_AMOUNT,
+    MAX_QTY,
+    MoneyError,
+    Rounding,
+    allocate,
+    apply_rate,
+    check_rate,
+    round_due,
+)
 from core.rules import Rules
 
 
@@ -100,6 +109,12 @@ def _check_line(i: int, line: LineInput) -> None:
             raise ValidationError(f"{where}.{name} must be an integer", field=f"{where}.{name}")
     if not 1 <= line.qty <= MAX_QTY:
         raise ValidationError(f"{where}.qty must be from 1 to {MAX_QTY}", field=f"{where}.qty")
+    if line.promo_price is not None and (
+        isinstance(line.promo_price, bool) or not isinstance(line.promo_price, int)
+    ):
+        raise ValidationError(
+            f"{where}.promo_price must be an integer", field=f"{where}.promo_price"
+        )
     for name in ("unit_price", "promo_price"):
         value = getattr(line, name)
         if value is not None and not 0 <= value <= MAX_AMOUNT:
@@ -125,7 +140,17 @@ def price_basket(
     """Price a basket. ``rounding`` overrides the rules' 抹零 when the store configures its own."""
     if not lines:
         raise ValidationError("the basket is empty", field="lines")
-    check_rate(order_discount_rate, "order_discount_rate")
+    try:
+        check_rate(order_discount_rate, "order_discount_rate")
+    except MoneyError as exc:
+        raise ValidationError(str(exc), field="order_discount_rate") from None
+    try:
+        rounding_mode = Rounding(rules.rounding if rounding is None else rounding)
+    except ValueError:
+        raise ValidationError(
+            f"rounding must be one of {[r.value for r in Rounding]}, got {rounding!r}",
+            field="rounding",
+        ) from None
     for i, line in enumerate(lines):
         _check_line(i, line)
     member_rate = rules.member_rate(member.card_type, member.tier) if member else 1000
@@ -166,7 +191,7 @@ def price_basket(
     manual = allocate(manual_adjustment, after_order)
     after_manual = [a - m for a, m in zip(after_order, manual, strict=True)]
     due = sum(after_manual)
-    rounded = round_due(due, rules.rounding if rounding is None else rounding)
+    rounded = round_due(due, rounding_mode)
     # half-up rounding may round up; allocate the signed difference
     rounding_parts = allocate(due - rounded, after_manual)
     amounts = [a - r for a, r in zip(after_manual, rounding_parts, strict=True)]
