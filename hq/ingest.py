@@ -82,17 +82,28 @@ def _protocol_code(exc: ProtocolError) -> str:
     return "invalid"
 
 
+RETRYABLE_NAMES = {"DeadlockDetected", "SerializationFailure", "TransactionRollbackError"}
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, pw.IntegrityError | pw.OperationalError | pw.InterfaceError):
+        return True
+    return any(cls.__name__ in RETRYABLE_NAMES for cls in type(exc).__mro__)
+
+
 def _transaction(db: pw.Database, work: Any) -> Any:
-    """Run ``work`` in a transaction, retrying on serialization failures, deadlocks and
-    unique-key races (two workers registering one phone)."""
+    """Run ``work`` in a transaction, retrying on deadlocks, serialization failures,
+    unique-key races (two workers registering one phone) and lost connections."""
     for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
         try:
             with db.atomic():
                 return work()
-        except (pw.IntegrityError, pw.OperationalError) as exc:
-            if attempt == TRANSACTION_ATTEMPTS:
+        except Exception as exc:
+            if not _retryable(exc) or attempt == TRANSACTION_ATTEMPTS:
                 raise
             log.info("transaction retry %d after %s: %s", attempt, type(exc).__name__, exc)
+            if isinstance(exc, pw.OperationalError | pw.InterfaceError) and not db.in_transaction():
+                db.close()  # reconnect on the next attempt if the connection is gone
             time.sleep(0.02 * attempt)
     raise AssertionError("unreachable")
 

@@ -146,7 +146,9 @@ def test_two_workers_ingest_three_stores_at_once_on_postgres(pg_url, own_mosquit
         for n, store in enumerate(stores):
             items = Items(store)
             mid = shared_member if n == 0 else uuid7()
-            plan = [items.registration(mid, f"1320000000{n}")]
+            # stores 1 and 2 register the same phone at once: one merge, whichever worker wins
+            phone = "13200000000" if n == 0 else "13200000099"
+            plan = [items.registration(mid, phone)]
             for k in range(59):
                 if k % 3 == 0:
                     plan.append(items.topup(shared_member if n == 0 or k % 2 else mid, 1000))
@@ -172,6 +174,12 @@ def test_two_workers_ingest_three_stores_at_once_on_postgres(pg_url, own_mosquit
         for m in Member.select():
             sums = ledger_sums(m.id)
             assert (m.sv_principal, m.points) == (sums["principal"], sums["points"])
+        from hq.models import Merge
+
+        merged = [m for m in Member.select() if m.status == "merged"]
+        assert len(merged) == 1 and Merge.select().count() == 1
+        survivor = Member.get_by_id(merged[0].merged_into)
+        assert survivor.through.keys() >= {stores[1], stores[2]}
         total_topups = sum(
             i["body"]["principal"] for plan in plans.values() for i in plan if i["kind"] == "topup"
         )
