@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -548,9 +549,19 @@ def validate_snapshot_chunk(raw: Any, where: str = "snap") -> SnapshotChunk:
 
 
 def encode_snapshot(records: Iterable[dict[str, Any]]) -> bytes:
-    """gzip'd JSON lines, one change-shaped record per line."""
-    lines = b"".join(encode_json(r) + b"\n" for r in records)
-    return gzip.compress(lines, compresslevel=6, mtime=0)
+    """gzip'd JSON lines, one change-shaped record per line (streamed: records may be
+    a generator over millions of members)."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as gz:
+        buffer: list[bytes] = []
+        for record in records:
+            buffer.append(encode_json(record))
+            if len(buffer) >= 1000:
+                gz.write(b"\n".join(buffer) + b"\n")
+                buffer.clear()
+        if buffer:
+            gz.write(b"\n".join(buffer) + b"\n")
+    return out.getvalue()
 
 
 def snapshot_chunks(

@@ -9,6 +9,7 @@ never sees n+1 before n).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,41 +201,45 @@ def changes_after(after: int, limit: int) -> ChangePage:
     return ChangePage(after + 1, to_seq, changes, to_seq < latest, latest)
 
 
-def snapshot_records(db: pw.Database) -> tuple[int, list[dict[str, Any]]]:
+def snapshot_records(db: pw.Database) -> tuple[int, Iterator[dict[str, Any]]]:
     """Every live entity as change-shaped records, and the change seq they are as new as.
 
-    Call inside a read transaction (REPEATABLE READ on PostgreSQL)."""
+    Consume the records inside the same read transaction (REPEATABLE READ on
+    PostgreSQL); they are generated lazily, members without caching model rows."""
     cursor = latest_change_seq()
-    records: list[dict[str, Any]] = []
 
-    def add(entity: str, key: str, data: dict[str, Any]) -> None:
-        records.append({"seq": cursor, "entity": entity, "key": key, "op": "upsert", "data": data})
+    def rec(entity: str, key: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {"seq": cursor, "entity": entity, "key": key, "op": "upsert", "data": data}
 
-    for r in RulesVersion.select().order_by(RulesVersion.version):
-        add("rules", str(r.version), r.data)
-    for p in OfflinePolicyRow.select():
-        add(
-            "offline_policy", p.kind, {"kind": p.kind, "mode": p.mode, "daily_limit": p.daily_limit}
-        )
-    for ct in CardType.select():
-        add("card_type", ct.name, {"name": ct.name, **ct.data})
-    for t in Tier.select():
-        add("tier", t.name, {"name": t.name, **t.data})
-    for prod in Product.select():
-        add(
-            "product",
-            prod.sku,
-            {"sku": prod.sku, "name": prod.name, "unit_price": prod.unit_price, **prod.data},
-        )
-    lots_by_member: dict[str, list[PointsLot]] = {}
-    for lot in _live_lots():
-        lots_by_member.setdefault(lot.member_id, []).append(lot)
-    for m in Member.select().order_by(Member.id):
-        add("member", m.id, member_state(m, lots_by_member.get(m.id, [])))
-    for c in Card.select():
-        add("card", c.card_no, card_state(c))
-    for cp in Coupon.select():
-        add("coupon", cp.code, coupon_state(cp))
-    for mg in Merge.select().order_by(Merge.id):
-        add("merge", mg.from_member, merge_state(mg))
-    return cursor, records
+    def generate() -> Iterator[dict[str, Any]]:
+        for r in RulesVersion.select().order_by(RulesVersion.version):
+            yield rec("rules", str(r.version), r.data)
+        for p in OfflinePolicyRow.select():
+            yield rec(
+                "offline_policy",
+                p.kind,
+                {"kind": p.kind, "mode": p.mode, "daily_limit": p.daily_limit},
+            )
+        for ct in CardType.select():
+            yield rec("card_type", ct.name, {"name": ct.name, **ct.data})
+        for t in Tier.select():
+            yield rec("tier", t.name, {"name": t.name, **t.data})
+        for prod in Product.select():
+            yield rec(
+                "product",
+                prod.sku,
+                {"sku": prod.sku, "name": prod.name, "unit_price": prod.unit_price, **prod.data},
+            )
+        lots_by_member: dict[str, list[PointsLot]] = {}
+        for lot in _live_lots().iterator():
+            lots_by_member.setdefault(lot.member_id, []).append(lot)
+        for m in Member.select().order_by(Member.id).iterator():
+            yield rec("member", m.id, member_state(m, lots_by_member.pop(m.id, [])))
+        for c in Card.select().iterator():
+            yield rec("card", c.card_no, card_state(c))
+        for cp in Coupon.select().iterator():
+            yield rec("coupon", cp.code, coupon_state(cp))
+        for mg in Merge.select().order_by(Merge.id).iterator():
+            yield rec("merge", mg.from_member, merge_state(mg))
+
+    return cursor, generate()

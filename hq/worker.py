@@ -301,14 +301,8 @@ class IngestWorker:
             if is_postgres(self.db):
                 self.db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor, records = snapshot_records(self.db)
-        chunks = snapshot_chunks(records, cursor, uuid7())
-        log.info(
-            "snapshot for %s: %d records in %d chunks at cursor %d",
-            store,
-            len(records),
-            len(chunks),
-            cursor,
-        )
+            chunks = snapshot_chunks(records, cursor, uuid7())
+        log.info("snapshot for %s: %d chunks at cursor %d", store, len(chunks), cursor)
         for chunk in chunks:
             self._publish(down_topic(store, "snap"), chunk.to_dict())
 
