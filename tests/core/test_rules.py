@@ -1,0 +1,62 @@
+"""The rules document: round trip and validation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from core.errors import ValidationError
+from core.money import MoneyError, Rounding
+from core.rules import DEMO_RULES, Rules, TopUpBonus
+
+
+def test_round_trip() -> None:
+    assert Rules.from_dict(DEMO_RULES.to_dict()) == DEMO_RULES
+
+
+@pytest.mark.parametrize(
+    ("card_type", "tier", "rate"),
+    [
+        ("金卡", "钻石", 880),
+        ("金卡", "", 900),
+        (None, None, 1000),
+        ("银卡", "钻石", 880),
+        ("银卡", None, 950),
+    ],
+)
+def test_member_rate_the_better_applies(card_type: str | None, tier: str | None, rate: int) -> None:
+    assert DEMO_RULES.member_rate(card_type, tier) == rate
+
+
+def test_member_day_by_weekday_or_day_of_month() -> None:
+    rules = Rules(member_day_weekdays=(2,), member_day_month_days=(18,))
+    assert rules.is_member_day(dt.date(2026, 11, 25))  # Wednesday
+    assert rules.is_member_day(dt.date(2026, 12, 18))
+    assert not rules.is_member_day(dt.date(2026, 11, 23))
+
+
+def test_topup_bonus_takes_the_best_tier_met() -> None:
+    rules = Rules(topup_bonuses=(TopUpBonus(100000, 25000), TopUpBonus(50000, 10000)))
+    assert [rules.topup_bonus(a) for a in (49999, 50000, 100000)] == [0, 10000, 25000]
+
+
+@pytest.mark.parametrize(
+    ("doc", "field"),
+    [
+        ({"colour": "red"}, "colour"),
+        ({"card_type_discount": {"金卡": 1200}}, None),
+        ({"rounding": "to_even"}, "rounding"),
+        ({"points_per_yuan_redeemed": 0}, None),
+        ({"member_day_points_multiplier": 0}, None),
+    ],
+)
+def test_bad_rules_documents(doc: dict, field: str | None) -> None:
+    with pytest.raises((ValidationError, MoneyError)) as err:
+        Rules.from_dict(doc)
+    if field:
+        assert isinstance(err.value, ValidationError) and err.value.field == field
+
+
+def test_rounding_is_read_from_text() -> None:
+    assert Rules.from_dict({"rounding": "yuan_down"}).rounding is Rounding.YUAN_DOWN
