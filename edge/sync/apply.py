@@ -83,8 +83,19 @@ class Applier:
         touched: set[str] = set()
         for change in changes:
             self.apply_one(change, touched)
-        for member_id in touched:
-            self.recompute(member_id, f"chg:{max(c.seq for c in changes)}")
+        ref = f"chg:{max(c.seq for c in changes)}"
+        merged = (
+            {
+                m.id
+                for m in Member.select(Member.id).where(Member.id.in_(list(touched)))
+                if m.status == "merged"
+            }
+            if touched
+            else set()
+        )
+        # merged ids first: their balances move to the survivor, which is recomputed after
+        for member_id in sorted(touched, key=lambda m: m not in merged):
+            self.recompute(member_id, ref)
         return len(changes)
 
     def apply_one(self, change: Change, touched: set[str]) -> None:
@@ -270,73 +281,110 @@ class Applier:
         """Cached balances := HQ's + this store's unreflected items; the difference is ledgered."""
         member = Member.get_or_none(Member.id == member_id)
         base = MemberBase.get_or_none(MemberBase.member_id == member_id)
+        if member is not None and member.status == "merged":
+            self.hand_over(member, ref)
+            return
         if member is None or base is None:
             return
-        if member.status == "merged":
-            principal, bonus, debt, lots = 0, 0, 0, {}
-            alias = MemberAlias.get_or_none(MemberAlias.old_id == member_id)
-            if alias is not None:
-                PointsLot.update(member_id=alias.member_id).where(
-                    (PointsLot.member_id == member_id) & (PointsLot.remaining > 0)
-                ).execute()
-        else:
-            principal, bonus, debt = base.sv_principal, base.sv_bonus, base.points_debt
-            lots = {
-                lot["lot_id"]: {
-                    "earned_on": lot["earned_on"],
-                    "expires_on": lot["expires_on"],
-                    "remaining": int(lot["remaining"]),
-                }
-                for lot in base.lots
+        principal, bonus, debt = base.sv_principal, base.sv_bonus, base.points_debt
+        lots = {
+            lot["lot_id"]: {
+                "earned_on": lot["earned_on"],
+                "expires_on": lot["expires_on"],
+                "remaining": int(lot["remaining"]),
             }
-            through = int((base.through or {}).get(self.store, 0))
-            ids = [member_id] + [
-                a.old_id for a in MemberAlias.select().where(MemberAlias.member_id == member_id)
-            ]
-            for item in unreflected_items(ids, through):
-                principal, bonus, debt = replay(item, principal, bonus, debt, lots)
+            for lot in base.lots
+        }
+        through = int((base.through or {}).get(self.store, 0))
+        ids = [member_id] + [
+            a.old_id for a in MemberAlias.select().where(MemberAlias.member_id == member_id)
+        ]
+        for item in unreflected_items(ids, through):
+            principal, bonus, debt = replay(item, principal, bonus, debt, lots)
         old_points = _points_total(member_id) - member.points_debt
         new_points = sum(lot["remaining"] for lot in lots.values()) - debt
         rows = []
+        # a lot HQ now lists for this member but cached under another (a merge whose
+        # record has not reached us yet) changes hands here, in the ledger too
+        for lot in PointsLot.select().where(
+            PointsLot.lot_id.in_(list(lots)) & (PointsLot.member_id != member_id)
+        ):
+            if lot.remaining:
+                rows.append(self._ledger_row(lot.member_id, "points", -lot.remaining, ref))
+                rows.append(self._ledger_row(member_id, "points", lot.remaining, ref))
+                old_points += lot.remaining
         for account, delta in (
             ("sv_principal", principal - member.sv_principal),
             ("sv_bonus", bonus - member.sv_bonus),
             ("points", new_points - old_points),
         ):
             if delta:
-                rows.append(
-                    {
-                        "member_id": member_id,
-                        "account": account,
-                        "delta": delta,
-                        "reason": "hq",
-                        "ref": ref,
-                        "occurred_at": self.now,
-                        "day": self.now[:10],
-                        "offline": False,
-                    }
-                )
+                rows.append(self._ledger_row(member_id, account, delta, ref))
         if rows:
             Ledger.insert_many(rows).execute()
         Member.update(sv_principal=principal, sv_bonus=bonus, points_debt=debt).where(
             Member.id == member_id
         ).execute()
-        if member.status != "merged":
-            PointsLot.delete().where(PointsLot.member_id == member_id).execute()
-            if lots:
-                PointsLot.insert_many(
-                    [
-                        {
-                            "lot_id": lot_id,
-                            "member_id": member_id,
-                            "earned_on": lot["earned_on"],
-                            "expires_on": lot["expires_on"],
-                            "remaining": lot["remaining"],
-                            "origin": lot.get("origin", "hq"),
-                        }
-                        for lot_id, lot in lots.items()
-                    ]
-                ).on_conflict_replace().execute()
+        PointsLot.delete().where(PointsLot.member_id == member_id).execute()
+        if lots:
+            PointsLot.insert_many(
+                [
+                    {
+                        "lot_id": lot_id,
+                        "member_id": member_id,
+                        "earned_on": lot["earned_on"],
+                        "expires_on": lot["expires_on"],
+                        "remaining": lot["remaining"],
+                        "origin": lot.get("origin", "hq"),
+                    }
+                    for lot_id, lot in lots.items()
+                ]
+            ).on_conflict_replace().execute()
+
+    def hand_over(self, loser: Member, ref: str) -> None:
+        """A member merged at HQ: its cached balances and lots move to the survivor here,
+        in the ledger too (the survivor's own record then sets the final figures)."""
+        alias = MemberAlias.get_or_none(MemberAlias.old_id == loser.id)
+        survivor = Member.get_or_none(Member.id == alias.member_id) if alias else None
+        points = _points_total(loser.id) - loser.points_debt
+        moves = [
+            ("sv_principal", loser.sv_principal),
+            ("sv_bonus", loser.sv_bonus),
+            ("points", points),
+        ]
+        rows = []
+        for account, amount in moves:
+            if not amount:
+                continue
+            rows.append(self._ledger_row(loser.id, account, -amount, ref))
+            if survivor is not None:
+                rows.append(self._ledger_row(survivor.id, account, amount, ref))
+        if rows:
+            Ledger.insert_many(rows).execute()
+        if survivor is not None:
+            Member.update(
+                sv_principal=Member.sv_principal + loser.sv_principal,
+                sv_bonus=Member.sv_bonus + loser.sv_bonus,
+                points_debt=Member.points_debt + loser.points_debt,
+            ).where(Member.id == survivor.id).execute()
+            PointsLot.update(member_id=survivor.id).where(PointsLot.member_id == loser.id).execute()
+        else:
+            PointsLot.delete().where(PointsLot.member_id == loser.id).execute()
+        Member.update(sv_principal=0, sv_bonus=0, points_debt=0).where(
+            Member.id == loser.id
+        ).execute()
+
+    def _ledger_row(self, member_id: str, account: str, delta: int, ref: str) -> dict[str, Any]:
+        return {
+            "member_id": member_id,
+            "account": account,
+            "delta": delta,
+            "reason": "hq",
+            "ref": ref,
+            "occurred_at": self.now,
+            "day": self.now[:10],
+            "offline": False,
+        }
 
 
 @functools.lru_cache(maxsize=65536)

@@ -20,7 +20,7 @@ from typing import Any
 from core.rules import DEMO_RULES
 from edge.config import load_config
 from edge.demo_data import DEMO_PRODUCTS, DEMO_STAFF, load_demo
-from edge.models import MODELS, Ledger, Member, Outbox, Product, Staff
+from edge.models import MODELS, Ledger, Member, Outbox, PointsLot, Product, Staff
 from edge.services import members as member_svc
 from edge.services import sales
 from edge.services import staff as staff_svc
@@ -202,7 +202,18 @@ class StoreBox:
                 if (m.sv_principal, m.sv_bonus) != (sums["sv_principal"], sums["sv_bonus"]):
                     bad.append(f"{m.id}: sv {m.sv_principal}/{m.sv_bonus} ledger {sums}")
                 elif points != sums["points"]:
-                    bad.append(f"{m.id}: points {points} ledger {sums['points']}")
+                    rows = [
+                        (r.account, r.delta, r.reason, r.ref)
+                        for r in Ledger.select().where(Ledger.member_id == m.id)
+                    ]
+                    lots = [
+                        (lot.lot_id, lot.remaining)
+                        for lot in PointsLot.select().where(PointsLot.member_id == m.id)
+                    ]
+                    bad.append(
+                        f"{m.id} ({m.status}) at {self.code}: points {points} "
+                        f"ledger {sums['points']} {rows} lots {lots} debt {m.points_debt}"
+                    )
             return bad
 
         return self.query(check)
