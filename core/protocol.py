@@ -321,6 +321,7 @@ class Hello:
     epoch: int
     acked_through: int  # what the store believes HQ has acknowledged
     down_cursor: int | None = None  # ask for the change page after it too
+    last_seq: int | None = None  # the newest seq in the store's outbox (HQ shows the backlog)
     v: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,6 +331,7 @@ class Hello:
             "epoch": self.epoch,
             "acked_through": self.acked_through,
             "down_cursor": self.down_cursor,
+            "last_seq": self.last_seq,
         }
 
 
@@ -341,7 +343,10 @@ def validate_hello(raw: Any, where: str = "hello") -> Hello:
     cursor = raw.get("down_cursor")
     if cursor is not None:
         cursor = _nonneg(raw, "down_cursor", where)
-    return Hello(store, epoch, acked, cursor)
+    last_seq = raw.get("last_seq")
+    if last_seq is not None:
+        last_seq = _nonneg(raw, "last_seq", where)
+    return Hello(store, epoch, acked, cursor, last_seq)
 
 
 @dataclass(frozen=True, slots=True)

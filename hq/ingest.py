@@ -10,6 +10,7 @@ See docs/protocol.md, "Batches, acks and resends".
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from core.protocol import (
     HOLD_WINDOW,
     MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
-    UP_KINDS,
     Ack,
     Change,
     Hello,
@@ -235,6 +235,7 @@ def ingest_batch(
             (HeldItem.store == store.code)
             & ((HeldItem.epoch < store.epoch) | (HeldItem.seq <= store.acked_through))
         ).execute()
+        store.reported_seq = max(store.reported_seq, batch.last_seq)
         cache.book.flush()
         for i in range(0, len(processed), 500):
             ProcessedItem.insert_many(processed[i : i + 500]).execute()
@@ -263,8 +264,6 @@ class _ItemRefused(Exception):
 
 
 def _bytes(raw: Any) -> bytes:
-    import json
-
     return json.dumps(raw, ensure_ascii=False, default=str).encode()
 
 
@@ -412,6 +411,8 @@ def handle_hello(db: pw.Database, hello: Hello, now: dt.datetime) -> Ack:
         store.online = True
         if hello.down_cursor is not None:
             store.down_cursor = hello.down_cursor
+        if hello.last_seq is not None:
+            store.reported_seq = hello.last_seq
         store.save()
         return Ack(store.code, store.epoch, store.acked_through, ())
 
@@ -427,6 +428,3 @@ def note_store_state(db: pw.Database, store_code: str, payload: bytes, now: dt.d
     with db.atomic():
         Store.insert(code=store_code, created_at=now).on_conflict_ignore().execute()
         Store.update(online=online, last_seen=now).where(Store.code == store_code).execute()
-
-
-KNOWN_KINDS = tuple(UP_KINDS)

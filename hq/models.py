@@ -42,6 +42,7 @@ class Store(BaseModel):
     name = pw.CharField(default="")
     epoch = pw.IntegerField(default=1)
     acked_through = pw.BigIntegerField(default=0)  # the ingest cursor: contiguous seqs applied
+    reported_seq = pw.BigIntegerField(default=0)  # newest seq the store has told us of
     last_seen = pw.DateTimeField(null=True)
     online = pw.BooleanField(default=False)
     down_cursor = pw.BigIntegerField(default=0)  # the store's change cursor, as it last told us

@@ -41,6 +41,8 @@ def list_stores() -> list[dict[str, Any]]:
             "name": s.name,
             "epoch": s.epoch,
             "acked_through": s.acked_through,
+            "reported_seq": s.reported_seq,
+            "backlog": max(0, s.reported_seq - s.acked_through),
             "held_after_gap": held.get(s.code, 0),
             "down_cursor": s.down_cursor,
             "online": s.online,

@@ -47,6 +47,7 @@ def test_stores_and_member_lookup(client, seeded):
     stores = client.get("/api/stores").get_json()["stores"]
     s1 = next(s for s in stores if s["code"] == "S001")
     assert (s1["acked_through"], s1["held_after_gap"], s1["online"]) == (2, 0, True)
+    assert (s1["reported_seq"], s1["backlog"]) == (2, 0)
     assert s1["last_seen"].startswith("2026-11-23T02:00")
     for q in (seeded, "K1", "131-0000-0001"):
         body = client.get("/api/members", query_string={"q": q}).get_json()

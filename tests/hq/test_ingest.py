@@ -207,9 +207,11 @@ def test_hello_reports_cursor_and_pages(worker, edge, store_code):
     edge.send([items.registration(mid, "13800000006")])
     edge.wait_acked(1)
     before = len(edge.acks)
-    edge.hello(acked_through=0, down_cursor=0)
+    edge.publish("hello", p.encode_json(p.Hello(store_code, 1, 0, 0, last_seq=9).to_dict()))
     acks = edge.wait_ack_count(before + 1)
     assert acks[-1]["acked_through"] == 1 and acks[-1]["rejected"] == []
+    store = Store.get_by_id(store_code)
+    assert store.reported_seq - store.acked_through == 8  # the backlog HQ shows
     page = wait_until(lambda: edge.pages, 10, "page")[-1]
     assert page["snapshot_required"] is True  # cursor 0 with members: load a snapshot first
     latest = page["latest"]
