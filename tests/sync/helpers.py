@@ -222,6 +222,8 @@ class StoreBox:
 
     def start_agent(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if self._log is not None:
+            self._log.close()
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.agent = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "-c", str(self.config_path), "serve-sync"],
