@@ -86,8 +86,9 @@ class Till:
         self._rules_cache = (key, rules)
         return rules
 
-    def rounding(self) -> str:
-        return self.config.till.rounding or str(self.rules().rounding)
+    def rounding(self, rules: Rules | None = None) -> str:
+        """The store's 抹零 override, else that of ``rules`` (default: the rules in force)."""
+        return self.config.till.rounding or str((rules or self.rules()).rounding)
 
 
 def open_till(

@@ -13,6 +13,7 @@ from core.ids import is_uuid, uuid7
 from core.money import MAX_AMOUNT, MAX_QTY
 from core.points import consume, expiry_for, points_earned, points_for_fen
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
+from core.rules import Rules
 from core.stored_value import Split, refund_split, spend_split, topup_split
 from core.tenders import TENDER_KINDS, Settlement, Tender, settle
 from edge.models import Ledger, Member, PointsLot, Product, Sale, SaleLine, SaleReturn, TopUp
@@ -154,21 +155,30 @@ def find_member(till: Till, ref: dict[str, str] | None) -> Member | None:
     return member
 
 
-def _product(code: str) -> Product:
-    product = Product.get_or_none(Product.sku == code) or Product.get_or_none(
-        Product.barcode == code
-    )
-    if product is None or not product.active:
-        raise NotFound(f"商品 {code} 不存在或已下架 (unknown product)", field="lines", sku=code)
-    return product
+def _products(codes: list[str]) -> dict[str, Product]:
+    """The product each code names, by SKU first, else by barcode: one query per basket."""
+    unique = sorted(set(codes))
+    rows = list(Product.select().where(Product.sku.in_(unique) | Product.barcode.in_(unique)))
+    by_sku = {p.sku: p for p in rows}
+    by_barcode = {p.barcode: p for p in rows if p.barcode is not None}
+    found = {}
+    for code in unique:
+        product = by_sku.get(code) or by_barcode.get(code)
+        if product is not None:
+            found[code] = product
+    return found
 
 
 def price(
-    till: Till, req: BasketRequest, member: Member | None
+    till: Till, req: BasketRequest, member: Member | None, rules: Rules | None = None
 ) -> tuple[PricedBasket, list[dict[str, Any]]]:
+    rules = rules or till.rules()
+    products = _products([code for code, _, _ in req.lines])
     lines, inputs = [], []
     for code, qty, line_discount in req.lines:
-        p = _product(code)
+        p = products.get(code)
+        if p is None or not p.active:
+            raise NotFound(f"商品 {code} 不存在或已下架 (unknown product)", field="lines", sku=code)
         line = LineInput(
             p.sku,
             p.name,
@@ -194,7 +204,7 @@ def price(
         )
     ctx = MemberContext(member.id, member.card_type, member.tier) if member else None
     basket = price_basket(
-        till.rules(), lines, ctx, req.order_discount_rate, req.manual_adjustment, till.rounding()
+        rules, lines, ctx, req.order_discount_rate, req.manual_adjustment, till.rounding(rules)
     )
     return basket, inputs
 
@@ -325,7 +335,7 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             return sale_result(done, replay=True)
     rules = till.rules()
     member = find_member(till, req.basket.member)
-    basket, inputs = price(till, req.basket, member)
+    basket, inputs = price(till, req.basket, member, rules)
     approver = None
     if req.basket.manual_adjustment:
         approver = require_manager(till, staff, req.basket.manager, "折让")
@@ -354,7 +364,9 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             raise InsufficientFunds(f"总部拒绝授权: {decision.reason}", field="tenders")
 
     with till.db.atomic():
-        done = Sale.get_or_none(Sale.id == sale_id)
+        # a retry with the client's sale id may have committed meanwhile; an id minted
+        # here just now cannot have
+        done = Sale.get_or_none(Sale.id == sale_id) if req.sale_id else None
         if done is not None:
             return sale_result(done, replay=True)
         sale = _write_sale(
@@ -372,6 +384,7 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             today,
             day,
             req,
+            rules,
         )
     return sale_result(sale)
 
@@ -391,8 +404,9 @@ def _write_sale(
     today,
     day,
     req,
+    rules=None,
 ) -> Sale:  # noqa: ANN001
-    rules = till.rules()
+    rules = rules or till.rules()  # the rules the basket was priced with
     at = now.isoformat(timespec="milliseconds")
     offline = decision is not None and not decision.online
     ledger: list[dict[str, Any]] = []
@@ -434,7 +448,10 @@ def _write_sale(
         member.sv_principal -= sv.principal
         member.sv_bonus -= sv.bonus
         member.updated_at = at
-        member.save()
+        # only the balances changed; writing all 22 columns cost more than the sale's SQL
+        member.save(
+            only=[Member.sv_principal, Member.sv_bonus, Member.points_debt, Member.updated_at]
+        )
     if ledger:
         Ledger.insert_many(ledger).execute()
     body = {
@@ -450,7 +467,7 @@ def _write_sale(
             else None,
             "order_discount_rate": req.basket.order_discount_rate,
             "manual_adjustment": req.basket.manual_adjustment,
-            "rounding": till.rounding(),
+            "rounding": till.rounding(rules),
         },
         **basket_dict(basket),
         "tenders": [{"kind": t.kind, "amount": t.amount} for t in settlement.applied()],
