@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.models import Member as EdgeMember
 from hq.ledger import ledger_sums
 from hq.models import Member as HqMember
 from hq.models import Sale as HqSale
@@ -47,5 +48,30 @@ def test_sales_reach_hq_once_and_members_reach_the_other_store(
         assert (at_a.sv_principal, at_a.sv_bonus) == (m.sv_principal, m.sv_bonus)
         assert a.ledger_matches_balances() == []
         assert b.ledger_matches_balances() == []
+    finally:
+        worker.stop()
+
+
+def test_a_new_store_loads_a_snapshot_then_follows_live_changes(tmp_path, mosquitto, stores):
+    url = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
+    worker = start_worker(url, mosquitto.url)
+    try:
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url)
+        stores.append(a)
+        a.load_demo(members=20)
+        a.start_agent()
+        wait_until(lambda: a.pending() == 0, 30, "A drained")
+        c = StoreBox(tmp_path / "c", new_code("C"), mosquitto.url)
+        stores.append(c)
+        c.load_staff_and_products()
+        c.start_agent()
+        wait_until(lambda: c.member_by_phone(ZHANG), 30, "snapshot loaded at C")
+        assert "loaded snapshot" in c.agent_log()
+        assert c.query(lambda: EdgeMember.select().count()) == 20
+        # then live: a top-up at A reaches C through the change log
+        a.top_up({"card_no": "C0001"}, 5000)
+        zhang = a.member_by_phone(ZHANG).id
+        wait_until(lambda: c.member(zhang).sv_principal >= 5000, 30, "live change at C")
+        assert c.ledger_matches_balances() == []
     finally:
         worker.stop()
