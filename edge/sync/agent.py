@@ -123,6 +123,7 @@ class SyncAgent:
         self.drain = DrainState(ack_timeout=cfg.ack_timeout)
         self.hq_online: bool | None = None
         self.page_requested_at = 0.0
+        self.page_pending = False  # a hello or change request not yet answered
         self.snapshot_requested_at = 0.0
         self.snapshot_last_chunk = 0.0
         self.snapshot_chunks: dict[int, SnapshotChunk] = {}
@@ -130,6 +131,7 @@ class SyncAgent:
         self.handlers = {
             "ack": self.on_ack,
             "chg": self.on_page,
+            "live": self.on_live_page,
             "snap": self.on_snapshot_chunk,
             "hqstate": self.on_hq_state,
             "connected": self.on_connected,
@@ -237,7 +239,7 @@ class SyncAgent:
         if msg.topic == hq_state_topic():
             self.events.put(("hqstate", msg.payload))
         elif msg.topic == hq_changes_topic():
-            self.events.put(("chg", msg.payload))
+            self.events.put(("live", msg.payload))
         elif msg.topic.startswith(f"hy/v1/{self.store}/down/"):
             name = msg.topic.rsplit("/", 1)[1]
             if name in ("ack", "chg", "snap"):
@@ -317,6 +319,15 @@ class SyncAgent:
             d.ack_timeout = min(MAX_ACK_TIMEOUT, d.ack_timeout * 2)
             self.resend()
         if (
+            self.page_pending
+            and self.connected.is_set()
+            and not self.snapshot_requested_at
+            and now - self.page_requested_at > PAGE_RETRY_S
+        ):
+            # the request or its answer was lost (the broker is a pipe): ask again
+            log.warning("no change page for %.0fs: asking again", PAGE_RETRY_S)
+            self.request_page(down_cursor())
+        if (
             self.snapshot_requested_at
             and self.connected.is_set()
             and now - max(self.snapshot_requested_at, self.snapshot_last_chunk)
@@ -343,6 +354,7 @@ class SyncAgent:
         hello = Hello(self.store, self.epoch, self.drain.acked_through, down_cursor())
         self._publish(up_topic(self.store, "hello"), hello.to_dict())
         self.page_requested_at = time.monotonic()
+        self.page_pending = True
 
     def on_hq_state(self, payload: bytes) -> None:
         if not payload:
@@ -392,8 +404,13 @@ class SyncAgent:
             d.last_progress = time.monotonic()
             d.ack_timeout = self.cfg.ack_timeout
 
-    def on_page(self, payload: bytes) -> None:
+    def on_live_page(self, payload: bytes) -> None:
+        self.on_page(payload, live=True)
+
+    def on_page(self, payload: bytes, live: bool = False) -> None:
         page = validate_change_page(decode_json(payload, "change page"))
+        if not live:
+            self.page_pending = False
         if page.snapshot_required:
             if not self.snapshot_requested_at:
                 self.request_snapshot()
@@ -414,6 +431,7 @@ class SyncAgent:
         req = ChangeRequest(self.store, after, self.cfg.page_size)
         self._publish(up_topic(self.store, "chgreq"), req.to_dict())
         self.page_requested_at = time.monotonic()
+        self.page_pending = True
 
     def request_snapshot(self) -> None:
         self.snapshot_chunks.clear()

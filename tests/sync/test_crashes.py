@@ -57,8 +57,11 @@ def test_sigkill_of_the_edge_agent_mid_batch(tmp_path, mosquitto, hq_db_url, sto
 
 
 def test_hq_worker_killed_between_commit_and_ack(
-    tmp_path, mosquitto, sqlite_hq_url, stores, hq_processes
+    tmp_path, own_mosquitto, sqlite_hq_url, stores, hq_processes
 ):
+    # its own broker: `serve-ingest` keeps a day-long session in the shared subscription,
+    # and Mosquitto goes on handing a share of messages to the killed worker's session
+    mosquitto = own_mosquitto
     db = init_hq(sqlite_hq_url)
     a = StoreBox(tmp_path / "a", new_code("H"), mosquitto.url, batch_size=25, window=1)
     stores.append(a)
