@@ -513,6 +513,113 @@ def apply_page(
         return applied, new_cursor
 
 
+class BulkRows:
+    """Rows of a fresh store's snapshot, written with one prepared statement per table.
+
+    The ORM's per-row overhead would dominate a million-member load; the rows are the
+    same ones ``Applier`` writes, in the models' own column order."""
+
+    TABLES = (Member, Card, PointsLot, Ledger)
+
+    def __init__(self, db: SqliteDatabase, chunk: int = 20000) -> None:
+        self.db = db
+        self.chunk = chunk
+        self.columns = {
+            m: [
+                f.column_name for f in m._meta.sorted_fields if not (m is Ledger and f.name == "id")
+            ]
+            for m in self.TABLES
+        }
+        self.rows: dict[Any, list[tuple[Any, ...]]] = {m: [] for m in self.TABLES}
+        self.sql = {
+            # identifiers come from the models, values are bound parameters
+            m: 'INSERT OR REPLACE INTO "{}" ({}) VALUES ({})'.format(  # noqa: S608
+                m._meta.table_name,
+                ", ".join(f'"{c}"' for c in cols),
+                ", ".join("?" for _ in cols),
+            )
+            for m, cols in self.columns.items()
+        }
+
+    def add(self, model: Any, row: tuple[Any, ...]) -> None:
+        rows = self.rows[model]
+        rows.append(row)
+        if len(rows) >= self.chunk:
+            self.flush(model)
+
+    def flush(self, model: Any = None) -> None:
+        for m in [model] if model is not None else self.TABLES:
+            if self.rows[m]:
+                self.db.cursor().executemany(self.sql[m], self.rows[m])
+                self.rows[m].clear()
+
+
+def member_snapshot_rows(
+    keys: MemberKeys, member_id: str, d: dict[str, Any], now: str
+) -> list[tuple[Any, tuple[Any, ...]]]:
+    """The rows a fresh store holds for one snapshot member: (model, values in column order)."""
+    status = d.get("status") or "active"
+    phone = d.get("phone") or ""
+    name = d.get("name") or ""
+    pinyin, initials = cached_pinyin(name)
+    sv = d.get("stored_value") or {}
+    principal, bonus = int(sv.get("principal", 0)), int(sv.get("bonus", 0))
+    debt = int(d.get("points_debt", 0))
+    lots = d.get("points_lots") or []
+    if status == "merged":
+        principal = bonus = debt = 0
+        lots = []
+    out: list[tuple[Any, tuple[Any, ...]]] = [
+        (
+            Member,
+            (
+                member_id,
+                name,
+                pinyin,
+                initials,
+                keys.lookup_hash(phone) if phone and status == "active" else None,
+                keys.encrypt(phone, member_id) if phone else None,
+                phone[-4:],
+                d.get("gender") or "",
+                d.get("birthday"),
+                d.get("birthday_calendar") or "solar",
+                bool(d.get("birthday_leap_month")),
+                d.get("card_type") or "普通卡",
+                d.get("tier") or "",
+                d.get("staff_code"),
+                None,
+                status,
+                d.get("registered_at") or now,
+                d.get("registered_store") or "",
+                principal,
+                bonus,
+                debt,
+                now,
+            ),
+        )
+    ]
+    points = -debt
+    for lot in lots:
+        remaining = int(lot["remaining"])
+        out.append(
+            (
+                PointsLot,
+                (lot["lot_id"], member_id, lot["earned_on"], lot["expires_on"], remaining, "hq"),
+            )
+        )
+        points += remaining
+    for account, delta in (("sv_principal", principal), ("sv_bonus", bonus), ("points", points)):
+        if delta:
+            out.append(
+                (Ledger, (member_id, account, delta, "hq", "snapshot", now, now[:10], False))
+            )
+    return out
+
+
+def card_snapshot_row(d: dict[str, Any], now: str) -> tuple[Any, ...]:
+    return (d["card_no"], d["member_id"], d.get("status", "active"), d.get("issued_at") or now)
+
+
 def load_snapshot(
     db: SqliteDatabase,
     store: str,
@@ -524,128 +631,33 @@ def load_snapshot(
 ) -> int:
     """Load a snapshot's records and set the down cursor to ``cursor``, in one transaction.
 
-    A store without members takes the bulk path (members inserted in large batches);
-    otherwise every record goes through the same code as a change page."""
+    A store without members takes the bulk path for members and cards; otherwise
+    every record goes through the same code as a change page. (A member needs no
+    ``MemberBase`` row until HQ sends a change for it: the snapshot balances are the
+    cached balances, and the till moves them with every local fact.)"""
     applier = Applier(store, keys, now)
     count = 0
     with db.atomic():
         fresh_store = not Member.select().exists()
-        members: list[dict[str, Any]] = []
-        bases: list[dict[str, Any]] = []
-        lots: list[dict[str, Any]] = []
-        ledger: list[dict[str, Any]] = []
+        bulk = BulkRows(db, chunk)
         others: list[Change] = []
-
-        def flush() -> None:
-            if members:
-                Member.insert_many(members).execute()
-                MemberBase.insert_many(bases).execute()
-            if lots:
-                PointsLot.insert_many(lots).on_conflict_replace().execute()
-            if ledger:
-                Ledger.insert_many(ledger).execute()
-            for rows in (members, bases, lots, ledger):
-                rows.clear()
-
         for raw in records:
             count += 1
-            if fresh_store and raw.get("entity") == "member" and raw.get("op") == "upsert":
-                _bulk_member_rows(applier, raw["key"], raw["data"], members, bases, lots, ledger)
-                if len(members) >= chunk:
-                    flush()
+            entity = raw.get("entity")
+            if fresh_store and raw.get("op") == "upsert" and entity in ("member", "card"):
+                if entity == "member":
+                    for model, row in member_snapshot_rows(keys, raw["key"], raw["data"], now):
+                        bulk.add(model, row)
+                else:
+                    bulk.add(Card, card_snapshot_row(raw["data"], now))
                 continue
             others.append(validate_change(raw, "snapshot record"))
             if len(others) >= chunk:
-                flush()
+                bulk.flush()
                 applier.apply_changes(others)
                 others.clear()
-        flush()
+        bulk.flush()
         if others:
             applier.apply_changes(others)
         put_setting(DOWN_CURSOR, cursor)
     return count
-
-
-def _bulk_member_rows(
-    applier: Applier,
-    member_id: str,
-    d: dict[str, Any],
-    members: list[dict[str, Any]],
-    bases: list[dict[str, Any]],
-    lots: list[dict[str, Any]],
-    ledger: list[dict[str, Any]],
-) -> None:
-    keys, now = applier.keys, applier.now
-    status = d.get("status") or "active"
-    phone = d.get("phone") or ""
-    pinyin, initials = cached_pinyin(d.get("name") or "")
-    sv = d.get("stored_value") or {}
-    principal, bonus = int(sv.get("principal", 0)), int(sv.get("bonus", 0))
-    debt = int(d.get("points_debt", 0))
-    if status == "merged":
-        principal = bonus = debt = 0
-    members.append(
-        {
-            "id": member_id,
-            "name": d.get("name") or "",
-            "name_pinyin": pinyin,
-            "name_initials": initials,
-            "phone_hash": keys.lookup_hash(phone) if phone and status == "active" else None,
-            "phone_enc": keys.encrypt(phone, member_id) if phone else None,
-            "phone_tail": phone[-4:],
-            "gender": d.get("gender") or "",
-            "birthday": d.get("birthday"),
-            "birthday_calendar": d.get("birthday_calendar") or "solar",
-            "birthday_leap_month": bool(d.get("birthday_leap_month")),
-            "card_type": d.get("card_type") or "普通卡",
-            "tier": d.get("tier") or "",
-            "staff_code": d.get("staff_code"),
-            "password_hash": None,
-            "status": status,
-            "registered_at": d.get("registered_at") or now,
-            "registered_store": d.get("registered_store") or "",
-            "sv_principal": principal,
-            "sv_bonus": bonus,
-            "points_debt": debt,
-            "updated_at": now,
-        }
-    )
-    member_lots = d.get("points_lots") or []
-    bases.append(
-        {
-            "member_id": member_id,
-            "sv_principal": principal,
-            "sv_bonus": bonus,
-            "points_debt": debt,
-            "lots": member_lots,
-            "through": d.get("through") or {},
-        }
-    )
-    points = -debt
-    if status != "merged":
-        for lot in member_lots:
-            lots.append(
-                {
-                    "lot_id": lot["lot_id"],
-                    "member_id": member_id,
-                    "earned_on": lot["earned_on"],
-                    "expires_on": lot["expires_on"],
-                    "remaining": int(lot["remaining"]),
-                    "origin": "hq",
-                }
-            )
-            points += int(lot["remaining"])
-    for account, delta in (("sv_principal", principal), ("sv_bonus", bonus), ("points", points)):
-        if delta:
-            ledger.append(
-                {
-                    "member_id": member_id,
-                    "account": account,
-                    "delta": delta,
-                    "reason": "hq",
-                    "ref": "snapshot",
-                    "occurred_at": now,
-                    "day": now[:10],
-                    "offline": False,
-                }
-            )
