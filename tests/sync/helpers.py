@@ -19,12 +19,13 @@ from typing import Any
 
 from core.rules import DEMO_RULES
 from edge.config import load_config
-from edge.demo_data import DEMO_PRODUCTS, DEMO_STAFF, load_demo
-from edge.models import MODELS, Ledger, Member, Outbox, PointsLot, Product, Staff
+from edge.demo_data import load_demo
+from edge.models import MODELS, Ledger, Member, Outbox, PointsLot
 from edge.services import members as member_svc
 from edge.services import sales
 from edge.services import staff as staff_svc
 from edge.services.context import SpendAuthorizer, Till, open_till
+from edge.sync.demo import load_staff_and_products
 from hq.models import bind as hq_bind
 from hq.models import open_database as hq_open
 from hq.rules import publish_rules
@@ -112,22 +113,7 @@ class StoreBox:
 
     def load_staff_and_products(self) -> None:
         with self.bound():
-            for code, name, role, pin in DEMO_STAFF:
-                if Staff.get_or_none(Staff.code == code) is None:
-                    staff_svc.add_staff(self.till, code, name, role, pin)
-            now = self.till.now().isoformat(timespec="seconds")
-            with self.till.db.atomic():
-                for sku, barcode, name, price, promo, no_md, no_pts in DEMO_PRODUCTS:
-                    Product.insert(
-                        sku=sku,
-                        barcode=barcode,
-                        name=name,
-                        price=price,
-                        promo_price=promo,
-                        no_member_discount=no_md,
-                        no_points=no_pts,
-                        updated_at=now,
-                    ).on_conflict_ignore().execute()
+            load_staff_and_products(self.till)
 
     def staff(self) -> staff_svc.SignedIn:
         if self._staff is None:
