@@ -334,6 +334,7 @@ def test_snapshot_into_a_fresh_store_and_into_one_with_members(till, tmp_path):
     assert Member.select().count() == 300 and down_cursor() == 50
     m = member_svc.by_phone(till, "13600000299")
     assert (m.name, m.sv_principal) == ("会员299", 299)
+    assert member_svc.phone_of(till, m) == "13600000299"  # MemberKeys reads the bulk path's
     assert member_svc.by_card("N7").name == "会员7"
     assert member_svc.search(till, "hy")  # pinyin keys were built (会员 -> hy)
     assert ledger_total(m.id, ("sv_principal",)) == 299

@@ -1,0 +1,439 @@
+"""Sync benchmark: a store's outbox drained to HQ, and a million-member snapshot loaded.
+
+1. A store with ``--sales`` queued sales (a third of them to members, so HQ also
+   writes and pushes member changes) drains to HQ through a private Mosquitto:
+   the sync agent (this process) publishes QoS 1 batches, one ``huiyuan-hq
+   serve-ingest`` process commits and acks, the agent marks its outbox. Timed from
+   the agent's start to the last ack marked: sales/s end to end. Run for HQ on
+   SQLite and on PostgreSQL (``HY_TEST_PG`` admin DSN, as the tests use).
+2. In the same run, through the same broker: the raw rate of QoS 1 publishes of
+   one sale item's size from one publisher to one subscriber.
+3. A ``--members`` snapshot (members, one card each, some stored value and
+   points) built with ``core.protocol.snapshot_chunks`` and loaded into a fresh
+   store by ``edge.sync.apply.load_snapshot`` (base64, sha256, gunzip, JSON,
+   phone hashing and encryption, pinyin keys, inserts, one transaction), against
+   a raw ``sqlite3`` ``executemany`` of exactly the rows the loader writes, into
+   a fresh database with the same schema and settings (WAL, synchronous=FULL).
+
+Prints figures and ratios; the last line is one JSON object.
+
+    .venv/bin/python bench/sync.py                 # 10,000 sales, 1,000,000 members
+    .venv/bin/python bench/sync.py --sales 2000 --members 100000 --no-postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+from core import protocol as p  # noqa: E402
+from core.rules import DEMO_RULES  # noqa: E402
+from edge.config import load_config  # noqa: E402
+from edge.demo_data import GIVEN, SURNAMES, load_demo  # noqa: E402
+from edge.models import Card, Ledger, Member, Outbox, PointsLot, open_database  # noqa: E402
+from edge.services import sales  # noqa: E402
+from edge.services.context import open_till  # noqa: E402
+from edge.services.staff import sign_in  # noqa: E402
+from edge.sync.agent import SyncAgent  # noqa: E402
+from edge.sync.apply import (  # noqa: E402
+    BulkRows,
+    card_snapshot_row,
+    load_snapshot,
+    member_snapshot_rows,
+)
+from edge.sync.config import SyncConfig  # noqa: E402
+from edge.sync.demo import PrivateBroker  # noqa: E402
+
+STORE = "B001"
+PG_ADMIN_DSN = os.environ.get("HY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+NOW = "2026-11-23T10:00:00+08:00"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def store_config(workdir: Path, broker_url: str) -> Path:
+    path = workdir / "edge.toml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'data_dir = "{workdir / "edge"}"\n[store]\ncode = "{STORE}"\n'
+        f'[security]\nscrypt_n = 1024\n[sync]\nbroker_url = "{broker_url}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+# ---- 1. the drain -------------------------------------------------------------------
+
+
+def build_store(template: Path, n_sales: int) -> float:
+    """A store with ``n_sales`` completed sales in its outbox; returns the mean item size."""
+    till = open_till(load_config(store_config(template, "mqtt://127.0.0.1:1")), create_key=True)
+    load_demo(till, members=200)
+    _, staff = sign_in(till, "1001", "1234")
+    rng = random.Random(7)  # noqa: S311 - repeatable baskets
+    cards = ["C0001", "C0002"] + [f"C{i + 10000:05d}" for i in range(198)]
+    started = time.monotonic()
+    for i in range(n_sales):
+        req = {
+            "member": {"card_no": rng.choice(cards)} if i % 3 == 0 else None,
+            "lines": [
+                {"sku": f"P{rng.randint(1, 15):04d}", "qty": rng.randint(1, 3)}
+                for _ in range(rng.randint(1, 5))
+            ],
+            "tenders": [{"kind": "cash", "amount": 5_000_000}],
+        }
+        sales.checkout(till, staff, sales.CheckoutRequest.from_request(req))
+    took = time.monotonic() - started
+    sizes = [len(r.payload.encode()) for r in Outbox.select(Outbox.payload)]
+    till.db.close()
+    log(
+        f"store built: {n_sales} sales queued in {took:.1f}s, mean item {sum(sizes) / len(sizes):.0f} B"
+    )
+    return sum(sizes) / len(sizes)
+
+
+def pg_database() -> tuple[str, Any]:
+    import psycopg2
+
+    admin = psycopg2.connect(PG_ADMIN_DSN, connect_timeout=3)
+    admin.autocommit = True
+    name = f"hy_bench_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    params = admin.get_dsn_parameters()
+    url = f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:{params.get('port', '5432')}/{name}"
+
+    def drop() -> None:
+        with admin.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+    return url, drop
+
+
+def hq_online(broker: PrivateBroker, timeout: float = 20.0) -> None:
+    seen = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+        if msg.payload and p.decode_json(msg.payload).get("online") is True:
+            seen.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: c.subscribe(p.hq_state_topic(), qos=1)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        if not seen.wait(timeout):
+            raise RuntimeError("HQ did not come online")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def drain(template: Path, workdir: Path, db_url: str, n: int) -> float:
+    """One drain on a broker of its own (an ingest worker's session left in a shared
+    subscription by an earlier run would keep receiving a share of the messages)."""
+    broker = PrivateBroker(workdir / "mosquitto").start()
+    try:
+        return _drain(template, workdir, broker, db_url, n)
+    finally:
+        broker.stop()
+
+
+def _drain(template: Path, workdir: Path, broker: PrivateBroker, db_url: str, n: int) -> float:
+    from hq.models import ProcessedItem, Sale, bind
+    from hq.models import open_database as hq_open
+    from hq.rules import publish_rules
+
+    hq_db = hq_open(db_url)
+    bind(hq_db)
+    publish_rules(hq_db, DEMO_RULES.to_dict())
+    shutil.copytree(template, workdir, dirs_exist_ok=True)
+    store_config(workdir, broker.url)
+    hq_log = open(workdir / "hq.log", "wb")  # noqa: SIM115
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    hq = subprocess.Popen(
+        [sys.executable, "-m", "hq.cli", "--database-url", db_url, "--mqtt-url", broker.url]
+        + ["serve-ingest", "--client-id", f"hq-bench-{uuid.uuid4().hex[:6]}"],
+        cwd=ROOT,
+        env=env,
+        stdout=hq_log,
+        stderr=subprocess.STDOUT,
+    )
+    till = open_till(load_config(workdir / "edge.toml"))
+    try:
+        hq_online(broker)
+        total = Outbox.select().count()
+        cfg = SyncConfig.from_dict({"broker_url": broker.url, "batch_size": 150, "window": 8})
+        agent = SyncAgent(till, cfg, client_id=f"edge-bench-{uuid.uuid4().hex[:6]}")
+        started = time.monotonic()
+        agent.start()
+        wait_for(lambda: agent.drain.acked_through >= total, 600, "the drain")
+        took = time.monotonic() - started
+        agent.stop()
+        processed = ProcessedItem.select().where(ProcessedItem.store == STORE).count()
+        sold = Sale.select().where(Sale.store == STORE).count()
+        assert processed == total and sold == n, (processed, sold, total)  # noqa: S101
+        return n / took
+    finally:
+        hq.terminate()
+        hq.wait(timeout=15)
+        hq_log.close()
+        till.db.close()
+        hq_db.close()
+
+
+# ---- 2. raw QoS 1 -------------------------------------------------------------------
+
+
+def raw_qos1(broker: PrivateBroker, size: int, n: int) -> float:
+    topic = f"bench/raw/{uuid.uuid4().hex[:6]}"
+    got = [0]
+    done = threading.Event()
+
+    def on_message(client, userdata, msg) -> None:  # noqa: ANN001
+        got[0] += 1
+        if got[0] >= n:
+            done.set()
+
+    subscribed = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.max_inflight_messages_set(100)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        subscribed.wait(10)
+        payload = b"x" * size
+        started = time.monotonic()
+        for _ in range(n):
+            pub.publish(topic, payload, qos=1)
+        if not done.wait(300):
+            raise RuntimeError(f"raw QoS 1: {got[0]} of {n} arrived")
+        return n / (time.monotonic() - started)
+    finally:
+        for c in (pub, sub):
+            c.disconnect()
+            c.loop_stop()
+
+
+# ---- 3. the snapshot ----------------------------------------------------------------
+
+
+def snapshot_records(n: int) -> list[dict[str, Any]]:
+    rng = random.Random(11)  # noqa: S311
+    names = [s + g for s in SURNAMES for g in GIVEN]
+    records: list[dict[str, Any]] = [
+        {"seq": n, "entity": "rules", "key": "1", "op": "upsert", "data": DEMO_RULES.to_dict()}
+    ]
+    cards = []
+    for i in range(n):
+        mid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        sv = rng.randrange(0, 100000) if i % 5 == 0 else 0
+        lots = (
+            [
+                {
+                    "lot_id": f"L{i}",
+                    "earned_on": "2026-06-01",
+                    "expires_on": "2027-06-01",
+                    "remaining": rng.randrange(1, 5000),
+                }
+            ]
+            if i % 5 < 2
+            else []
+        )
+        data = {
+            "member_id": mid,
+            "name": rng.choice(names),
+            "phone": f"15{i:09d}",
+            "gender": rng.choice("MF"),
+            "birthday": None,
+            "birthday_calendar": "solar",
+            "birthday_leap_month": False,
+            "card_type": rng.choice(("普通卡", "银卡", "金卡")),
+            "tier": "",
+            "staff_code": None,
+            "registered_at": "2025-01-01T10:00:00+08:00",
+            "registered_store": f"S{i % 300:03d}",
+            "status": "active",
+            "merged_into": None,
+            "stored_value": {"principal": sv, "bonus": 0},
+            "points": sum(lot["remaining"] for lot in lots),
+            "points_lots": lots,
+            "points_debt": 0,
+            "through": {},
+        }
+        records.append({"seq": n, "entity": "member", "key": mid, "op": "upsert", "data": data})
+        card = {"card_no": f"M{i:09d}", "member_id": mid, "card_type": data["card_type"]}
+        cards.append(
+            {
+                "seq": n,
+                "entity": "card",
+                "key": card["card_no"],
+                "op": "upsert",
+                "data": card | {"status": "active"},
+            }
+        )
+    return records + cards
+
+
+def snapshot(workdir: Path, n: int) -> tuple[float, float, int, int]:
+    records = snapshot_records(n)
+    started = time.monotonic()
+    chunks = [
+        p.validate_snapshot_chunk(json.loads(p.encode_json(c.to_dict())))
+        for c in p.snapshot_chunks(records, n, "bench")
+    ]
+    gz = sum(len(c.data) for c in chunks) * 3 // 4
+    log(
+        f"snapshot built: {len(records)} records, {len(chunks)} chunks, {gz / 1e6:.0f} MB gzip ({time.monotonic() - started:.0f}s)"
+    )
+
+    till = open_till(
+        load_config(store_config(workdir / "snap", "mqtt://127.0.0.1:1")), create_key=True
+    )
+    started = time.monotonic()
+    load_snapshot(till.db, STORE, till.keys, p.assemble_snapshot(chunks), n, NOW)
+    snapshot_s = time.monotonic() - started
+    members = Member.select().count()
+    assert members == n and Card.select().count() == n  # noqa: S101
+
+    # the same rows, built outside the clock, inserted raw into a fresh database
+    rows: dict[Any, list[tuple[Any, ...]]] = {m: [] for m in BulkRows.TABLES}
+    for r in records:
+        if r["entity"] == "member":
+            for model, row in member_snapshot_rows(till.keys, r["key"], r["data"], NOW):
+                rows[model].append(row)
+        elif r["entity"] == "card":
+            rows[Card].append(card_snapshot_row(r["data"], NOW))
+    written = {m._meta.table_name: len(v) for m, v in rows.items()}
+    stored = {
+        "member": Member.select().count(),
+        "card": Card.select().count(),
+        "points_lot": PointsLot.select().count(),
+        "ledger": Ledger.select().count(),
+    }
+    assert written == stored, (written, stored)  # noqa: S101
+    bulk = BulkRows(till.db)
+    till.db.close()
+    raw_path = workdir / "raw" / "edge.sqlite3"
+    open_database(raw_path).close()  # the same schema, indexes and triggers
+    conn = sqlite3.connect(raw_path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("PRAGMA synchronous=FULL")
+    started = time.monotonic()
+    conn.execute("BEGIN IMMEDIATE")
+    for model, table_rows in rows.items():
+        conn.executemany(bulk.sql[model], table_rows)
+    conn.execute("COMMIT")
+    raw_s = time.monotonic() - started
+    conn.close()
+    return snapshot_s, raw_s, sum(written.values()), gz
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sales", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--dir", default="", help="work directory (default: a temporary one)")
+    args = parser.parse_args()
+    workdir = Path(args.dir or tempfile.mkdtemp(prefix="hy-bench-sync-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    log(
+        f"sync benchmark {dt.datetime.now().isoformat(timespec='seconds')} on "
+        f"{platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}), work dir {workdir}"
+    )
+    result: dict[str, Any] = {"sales": args.sales, "members": args.members}
+    template = workdir / "template"
+    item_size = build_store(template, args.sales)
+    result["item_bytes"] = round(item_size)
+    rate = drain(
+        template, workdir / "drain-sqlite", f"sqlite:///{workdir / 'hq.sqlite3'}", args.sales
+    )
+    result["drain_sales_per_s_sqlite"] = round(rate)
+    log(f"drain, HQ on SQLite:     {rate:8.0f} sales/s")
+    if args.no_postgres:
+        result["drain_sales_per_s_postgres"] = None
+    else:
+        url, drop = pg_database()
+        try:
+            rate = drain(template, workdir / "drain-postgres", url, args.sales)
+        finally:
+            drop()
+        result["drain_sales_per_s_postgres"] = round(rate)
+        log(f"drain, HQ on PostgreSQL: {rate:8.0f} sales/s (target >= 2000)")
+    broker = PrivateBroker(workdir / "mosquitto-raw").start()
+    try:
+        raw = raw_qos1(broker, round(item_size), args.sales)
+    finally:
+        broker.stop()
+    result["raw_qos1_msgs_per_s"] = round(raw)
+    log(f"raw QoS 1, {round(item_size)} B, 1 pub -> 1 sub: {raw:8.0f} msgs/s")
+    for key in ("drain_sales_per_s_sqlite", "drain_sales_per_s_postgres"):
+        if result.get(key):
+            ratio = result[key] / raw
+            result[key.replace("drain_sales_per_s", "drain_vs_raw")] = round(ratio, 2)
+            log(f"  {key} / raw QoS 1 = {ratio:.2f}")
+
+    snap_s, raw_s, rows, gz = snapshot(workdir, args.members)
+    result.update(
+        snapshot_s=round(snap_s, 1),
+        raw_bulk_insert_s=round(raw_s, 1),
+        snapshot_vs_raw=round(snap_s / raw_s, 2),
+        snapshot_rows=rows,
+        snapshot_gzip_bytes=gz,
+    )
+    log(
+        f"snapshot of {args.members} members loaded in {snap_s:.1f}s ({args.members / snap_s:.0f} members/s)"
+    )
+    log(
+        f"raw sqlite3 executemany of the same {rows} rows: {raw_s:.1f}s; ratio {snap_s / raw_s:.2f} (target <= 2)"
+    )
+    if not args.dir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
