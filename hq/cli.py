@@ -110,16 +110,24 @@ def init_db(ctx: click.Context) -> None:
 
 @main.command("serve-ingest")
 @click.option("--client-id", default="", help="stable MQTT client id (one per worker)")
+@click.option(
+    "--session-expiry",
+    type=click.IntRange(0, 86400 * 7),
+    default=0,
+    help="seconds the broker keeps this worker's session after it goes (0: none; see docs)",
+)
 @click.pass_context
-def serve_ingest(ctx: click.Context, client_id: str) -> None:
+def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> None:
     """Run an ingest worker (start as many as needed: they share the subscription)."""
     from dataclasses import replace
 
     from hq.worker import IngestWorker
 
     config = _config(ctx)
-    if client_id:
-        config = replace(config, mqtt=replace(config.mqtt, client_id=client_id))
+    mqtt = replace(
+        config.mqtt, client_id=client_id or config.mqtt.client_id, session_expiry=session_expiry
+    )
+    config = replace(config, mqtt=mqtt)
     IngestWorker(config).run_forever()
 
 

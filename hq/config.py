@@ -26,8 +26,10 @@ class MqttSettings:
         default="", metadata={"doc": "stable MQTT client id; empty = hq-<role>-<host>-<pid>"}
     )
     keepalive: int = field(default=30, metadata={"doc": "MQTT keepalive, seconds"})
+    # 0 on purpose: in a shared subscription a dead worker's persistent session keeps
+    # taking its turn of the group's messages until it expires; the edge resends anyway
     session_expiry: int = field(
-        default=86400, metadata={"doc": "broker keeps our session this long, seconds"}
+        default=0, metadata={"doc": "seconds the broker keeps a worker's session after it goes"}
     )
 
     @property
