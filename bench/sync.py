@@ -6,8 +6,9 @@
    serve-ingest`` process commits and acks, the agent marks its outbox. Timed from
    the agent's start to the last ack marked: sales/s end to end. Run for HQ on
    SQLite and on PostgreSQL (``HY_TEST_PG`` admin DSN, as the tests use).
-2. In the same run, through the same broker: the raw rate of QoS 1 publishes of
-   one sale item's size from one publisher to one subscriber.
+2. In the same run, through a Mosquitto of the same build and configuration (each
+   drain gets a fresh one too): the raw rate of QoS 1 publishes of one sale
+   item's size from one publisher to one subscriber.
 3. A ``--members`` snapshot (members, one card each, some stored value and
    points) built with ``core.protocol.snapshot_chunks`` and loaded into a fresh
    store by ``edge.sync.apply.load_snapshot`` (base64, sha256, gunzip, JSON,

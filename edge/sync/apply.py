@@ -311,15 +311,19 @@ class Applier:
         ]
         for item in unreflected_items(ids, through):
             principal, bonus, debt = replay(item, principal, bonus, debt, lots)
-        old_points = _points_total(member_id) - member.points_debt
+        cached = list(PointsLot.select().where(PointsLot.member_id == member_id))
+        elsewhere = [k for k in lots if k not in {lot.lot_id for lot in cached}]
+        if elsewhere:
+            cached += list(PointsLot.select().where(PointsLot.lot_id.in_(elsewhere)))
+        old_points = (
+            sum(lot.remaining for lot in cached if lot.member_id == member_id) - member.points_debt
+        )
         new_points = sum(lot["remaining"] for lot in lots.values()) - debt
         rows = []
-        # a lot HQ now lists for this member but cached under another (a merge whose
-        # record has not reached us yet) changes hands here, in the ledger too
-        for lot in PointsLot.select().where(
-            PointsLot.lot_id.in_(list(lots)) & (PointsLot.member_id != member_id)
-        ):
-            if lot.remaining:
+        for lot in cached:
+            if lot.member_id != member_id and lot.remaining:
+                # a lot HQ now lists for this member but cached under another (a merge whose
+                # record has not reached us yet) changes hands here, in the ledger too
                 rows.append(self._ledger_row(lot.member_id, "points", -lot.remaining, ref))
                 rows.append(self._ledger_row(member_id, "points", lot.remaining, ref))
                 old_points += lot.remaining
@@ -332,24 +336,33 @@ class Applier:
                 rows.append(self._ledger_row(member_id, account, delta, ref))
         if rows:
             Ledger.insert_many(rows).execute()
-        Member.update(sv_principal=principal, sv_bonus=bonus, points_debt=debt).where(
-            Member.id == member_id
-        ).execute()
-        PointsLot.delete().where(PointsLot.member_id == member_id).execute()
-        if lots:
-            PointsLot.insert_many(
-                [
-                    {
-                        "lot_id": lot_id,
-                        "member_id": member_id,
-                        "earned_on": lot["earned_on"],
-                        "expires_on": lot["expires_on"],
-                        "remaining": lot["remaining"],
-                        "origin": lot.get("origin", "hq"),
-                    }
-                    for lot_id, lot in lots.items()
-                ]
-            ).on_conflict_replace().execute()
+        if (principal, bonus, debt) != (member.sv_principal, member.sv_bonus, member.points_debt):
+            Member.update(sv_principal=principal, sv_bonus=bonus, points_debt=debt).where(
+                Member.id == member_id
+            ).execute()
+        # write only the lots that differ: a member's lots are mostly unchanged
+        current = {
+            lot.lot_id: (lot.member_id, lot.earned_on, lot.expires_on, lot.remaining)
+            for lot in cached
+        }
+        gone = [k for k, v in current.items() if v[0] == member_id and k not in lots]
+        if gone:
+            PointsLot.delete().where(PointsLot.lot_id.in_(gone)).execute()
+        changed = [
+            {
+                "lot_id": lot_id,
+                "member_id": member_id,
+                "earned_on": lot["earned_on"],
+                "expires_on": lot["expires_on"],
+                "remaining": lot["remaining"],
+                "origin": lot.get("origin", "hq"),
+            }
+            for lot_id, lot in lots.items()
+            if current.get(lot_id)
+            != (member_id, lot["earned_on"], lot["expires_on"], lot["remaining"])
+        ]
+        if changed:
+            PointsLot.insert_many(changed).on_conflict_replace().execute()
 
     def hand_over(self, loser: Member, ref: str) -> None:
         """A member merged at HQ: its cached balances and lots move to the survivor here,
