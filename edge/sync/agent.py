@@ -65,6 +65,7 @@ ACKED_THROUGH = "sync.acked_through"
 EPOCH = "sync.epoch"
 MAX_ACK_TIMEOUT = 60.0
 PAGE_RETRY_S = 5.0
+POLL_S = 0.1  # how soon a sale the till just committed is picked up
 
 
 @dataclass
@@ -249,10 +250,13 @@ class SyncAgent:
     # ---- the worker ---------------------------------------------------------------
 
     def _work(self) -> None:
+        wait = 0.0
         while not self.stop_event.is_set():
             try:
-                self._handle_events(0.05 if not self._can_send() else 0.0)
-                self.pump()
+                self._handle_events(wait)
+                # nothing to publish (window full, or no new items): sleep until an event
+                # arrives or POLL_S passes, when the till may have queued more
+                wait = 0.0 if self.pump() else POLL_S
                 self.check_timers()
             except HuiyuanError as exc:
                 log.error("sync step failed: %s", exc.message)
