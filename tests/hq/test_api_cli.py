@@ -169,3 +169,38 @@ def test_card_block_goes_to_the_change_log(client, seeded):
     assert block.data == {"card_no": "K1", "blocked": True, "reason": "挂失"}
     assert client.post("/api/cards/NOPE/block").status_code == 404
     assert client.post("/api/cards/K1/block", json={"blocked": "yes"}).status_code == 400
+
+
+def test_merge_nets_one_records_debt_against_the_others_balance(hq_db):
+    """Straight through ingest_batch: a member in points debt merged with one holding lots."""
+    from hq.ledger import ledger_sums
+    from hq.models import HqException, PointsLot
+
+    items = Items("S005")
+    early, late = uuid7(), uuid7()
+    batch = [
+        items.registration(early, "13100000005", at="2026-11-23T08:00:00+08:00"),
+        items.sale(early, 1000, points_used=40, offline=True),  # 40 points of debt
+    ]
+    ingest_batch(hq_db, "hy/v1/S005/up/tx", "S005", p.make_batch("S005", 1, batch), NOW)
+    assert Member.get_by_id(early).points == -40
+    batch = [
+        items.registration(late, "13100000006", at="2026-11-23T09:00:00+08:00"),
+        items.sale(late, 10000, points_earned=100),
+    ]
+    ingest_batch(hq_db, "hy/v1/S005/up/tx", "S005", p.make_batch("S005", 1, batch), NOW)
+    with hq_db.atomic():
+        changes = ChangeSet()
+        from hq.members import merge_members
+
+        merge_members(
+            hq_db, late, early, store=None, staff="hq", reason="manual", now=NOW, changes=changes
+        )
+        flush_changes(hq_db, changes, NOW)
+    survivor = Member.get_by_id(early)
+    assert survivor.points == 60
+    assert ledger_sums(early)["points"] == 60
+    lots = sum(x.remaining for x in PointsLot.select().where(PointsLot.member_id == early))
+    assert lots == 60
+    debt = HqException.get((HqException.member_id == early) & (HqException.kind == "overdraft"))
+    assert (debt.recovered, debt.status) == (40, "closed")
