@@ -167,6 +167,7 @@ def ingest_batch(
             log.warning("store %s starts epoch %d (was %d)", store.code, batch.epoch, store.epoch)
             store.epoch = batch.epoch
             store.acked_through = 0
+            store.reported_seq = 0
         changes = ChangeSet()
         rejected: list[Rejection] = []
         cache = BatchCache()
@@ -407,6 +408,7 @@ def handle_hello(db: pw.Database, hello: Hello, now: dt.datetime) -> Ack:
         if hello.epoch > store.epoch:
             store.epoch = hello.epoch
             store.acked_through = 0
+            store.reported_seq = 0
         store.last_seen = now
         store.online = True
         if hello.down_cursor is not None:

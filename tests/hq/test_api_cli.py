@@ -204,3 +204,30 @@ def test_merge_nets_one_records_debt_against_the_others_balance(hq_db):
     assert lots == 60
     debt = HqException.get((HqException.member_id == early) & (HqException.kind == "overdraft"))
     assert (debt.recovered, debt.status) == (40, "closed")
+
+
+def test_new_epoch_restarts_the_sequence_and_old_epochs_are_stale(hq_db):
+    from hq.models import Store
+
+    items = Items("S006")
+    mid = uuid7()
+    first = [items.registration(mid, "13100000007"), items.topup(mid, 100)]
+    topic = "hy/v1/S006/up/tx"
+    assert (
+        ingest_batch(hq_db, topic, "S006", p.make_batch("S006", 1, first), NOW).ack.acked_through
+        == 2
+    )
+    # the box is rebuilt: epoch 2 starts again at seq 1
+    items.seq = 0
+    fresh = items.topup(mid, 50)
+    out = ingest_batch(hq_db, topic, "S006", p.make_batch("S006", 2, [fresh]), NOW)
+    assert (out.ack.epoch, out.ack.acked_through, out.ack.rejected) == (2, 1, ())
+    # an old item resent under the new epoch is recognised by its id
+    stale_copy = {**first[1], "seq": 2}
+    out = ingest_batch(hq_db, topic, "S006", p.make_batch("S006", 2, [stale_copy]), NOW)
+    assert out.ack.acked_through == 2 and out.ack.rejected[0].code == "invalid"
+    # and a batch of the old epoch is refused whole
+    out = ingest_batch(hq_db, topic, "S006", p.make_batch("S006", 1, first), NOW)
+    assert out.ack is None and out.dead_letter == "stale_epoch"
+    assert Member.get_by_id(mid).sv_principal == 150
+    assert Store.get_by_id("S006").epoch == 2
