@@ -9,6 +9,8 @@
 2. In the same run, through a Mosquitto of the same build and configuration (each
    drain gets a fresh one too): the raw rate of QoS 1 publishes of one sale
    item's size from one publisher to one subscriber.
+   Diagnostic beside it: HQ's ``ingest_batch`` alone on the same batches (in
+   process, no broker, no edge), the ceiling any drain can reach.
 3. A ``--members`` snapshot (members, one card each, some stored value and
    points) built with ``core.protocol.snapshot_chunks`` and loaded into a fresh
    store by ``edge.sync.apply.load_snapshot`` (base64, sha256, gunzip, JSON,
@@ -218,6 +220,32 @@ def _drain(template: Path, workdir: Path, broker: PrivateBroker, db_url: str, n:
         hq_db.close()
 
 
+def hq_ingest_alone(template: Path, db_url: str) -> float:
+    """Diagnostic: HQ's ``ingest_batch`` on the same batches, in process, no MQTT: the
+    most any end-to-end drain against that database can reach."""
+    from edge.sync.agent import build_batch
+    from hq.ingest import ingest_batch
+    from hq.models import bind, utcnow
+    from hq.models import open_database as hq_open
+    from hq.rules import publish_rules
+
+    db = hq_open(db_url)
+    bind(db)
+    publish_rules(db, DEMO_RULES.to_dict())
+    conn = sqlite3.connect(template / "edge" / "edge.sqlite3")
+    rows = conn.execute("SELECT seq, payload FROM outbox ORDER BY seq").fetchall()
+    conn.close()
+    batches = [
+        b for i in range(0, len(rows), 150) for b in build_batch(STORE, 1, rows[i : i + 150])
+    ]
+    started = time.monotonic()
+    for _, _, payload in batches:
+        ingest_batch(db, p.up_topic(STORE, "tx"), STORE, payload, utcnow())
+    took = time.monotonic() - started
+    db.close()
+    return len(rows) / took
+
+
 # ---- 2. raw QoS 1 -------------------------------------------------------------------
 
 
@@ -394,6 +422,9 @@ def main() -> None:
     )
     result["drain_sales_per_s_sqlite"] = round(rate)
     log(f"drain, HQ on SQLite:     {rate:8.0f} sales/s")
+    alone = hq_ingest_alone(template, f"sqlite:///{workdir / 'hq-alone.sqlite3'}")
+    result["hq_ingest_alone_items_per_s_sqlite"] = round(alone)
+    log(f"  HQ ingest_batch alone on SQLite (no MQTT, no edge): {alone:8.0f} items/s")
     if args.no_postgres:
         result["drain_sales_per_s_postgres"] = None
     else:
@@ -404,6 +435,13 @@ def main() -> None:
             drop()
         result["drain_sales_per_s_postgres"] = round(rate)
         log(f"drain, HQ on PostgreSQL: {rate:8.0f} sales/s (target >= 2000)")
+        url, drop = pg_database()
+        try:
+            alone = hq_ingest_alone(template, url)
+        finally:
+            drop()
+        result["hq_ingest_alone_items_per_s_postgres"] = round(alone)
+        log(f"  HQ ingest_batch alone on PostgreSQL (no MQTT, no edge): {alone:8.0f} items/s")
     broker = PrivateBroker(workdir / "mosquitto-raw").start()
     try:
         raw = raw_qos1(broker, round(item_size), args.sales)
