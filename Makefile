@@ -1,11 +1,11 @@
 # Two commands on a fresh Debian machine:
-#   make demo   sets everything up and runs a demo store
+#   make demo   sets everything up and runs a demo chain (HQ and two stores)
 #   make test   sets everything up and runs the whole test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps demo test lint clean
+.PHONY: setup system-deps demo demo-store test lint clean
 
 setup: system-deps $(STAMP)
 
@@ -27,7 +27,13 @@ system-deps:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
+# A private Mosquitto, HQ on SQLite (ingest worker and API) and two stores, each
+# with its till API and sync agent; Ctrl-C stops them all.
 demo: setup
+	$(PY) -m edge.sync.demo --dir var/chain-demo
+
+# One store on its own, no HQ: the till API on http://127.0.0.1:8080.
+demo-store: setup
 	$(PY) -m edge.demo
 
 test: setup
