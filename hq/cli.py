@@ -136,12 +136,16 @@ def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> Non
 @click.option("--port", type=int, default=None)
 @click.pass_context
 def serve_api(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """Serve the HQ JSON API."""
+    """Serve the HQ JSON API (waitress, a production WSGI server)."""
+    from waitress import serve as waitress_serve
+
     from hq.api import create_app
 
     config = _config(ctx)
     app = create_app(config)
-    app.run(host=host or config.api_host, port=port or config.api_port)
+    host, port = host or config.api_host, port or config.api_port
+    click.echo(f"HQ API on http://{host}:{port}/api/stores")
+    waitress_serve(app, host=host, port=port, threads=4)
 
 
 @main.command("publish-rules")
