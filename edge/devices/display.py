@@ -18,7 +18,7 @@ from core.money import format_yuan
 from ._hw import require
 from .profiles import DisplayProfile
 from .state import Backoff, DeviceState, HealthTracker
-from .text import center, is_ascii, left_right, pad_right
+from .text import YUAN, center, gb_printable, is_ascii, left_right, normalize, pad_right
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class FrameFormatter:
         self.idle_rows = idle
 
     def _amount(self, fen: int) -> str:
-        return format_yuan(fen, symbol="￥" if self.chinese else "")
+        return format_yuan(fen, symbol=YUAN if self.chinese else "")
 
     def _frame(self, *rows: str) -> Frame:
         padded = [pad_right(self._fit(r), self.columns) for r in rows[: self.rows]]
@@ -82,8 +82,9 @@ class FrameFormatter:
         return Frame(tuple(padded))
 
     def _fit(self, text: str) -> str:
+        text = normalize(text)
         if self.chinese:
-            return text
+            return gb_printable(text)
         return text if is_ascii(text) else "".join(c if ord(c) < 128 else "" for c in text).strip()
 
     def _pick(self, chinese: str, ascii_text: str) -> str:
@@ -133,7 +134,7 @@ def encode_frame(frame: Frame, profile: DisplayProfile) -> bytes:
     rows = []
     for row in frame.rows:
         if profile.chinese and not is_ascii(row):
-            encoded = profile.chinese_enter + row.encode(profile.encoding, "replace")
+            encoded = profile.chinese_enter + gb_printable(row).encode(profile.encoding, "replace")
             rows.append(encoded + profile.chinese_exit)
         else:
             rows.append(row.encode("ascii", "replace"))

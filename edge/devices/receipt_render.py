@@ -8,10 +8,12 @@ printers without a Chinese font in ROM.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.errors import DeviceError
 from core.money import format_yuan
@@ -20,13 +22,19 @@ from core.receipt import Receipt
 from . import escpos_commands as cmd
 from ._hw import require
 from .profiles import PrinterProfile
-from .text import center, columns, left_right, pad_left, split_to_width, text_width
+from .text import (
+    YUAN,
+    center,
+    columns,
+    gb_printable,
+    left_right,
+    normalize,
+    pad_left,
+    split_to_width,
+    text_width,
+)
 
 log = logging.getLogger(__name__)
-
-#: Full-width yen sign: one GB2312 character (A3A4), where "¥" would need a
-#: four-byte GB18030 sequence that printer ROM fonts lack.
-YUAN = "￥"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +58,26 @@ def money(amount: int) -> str:
 
 
 def printable(text: str, method: str) -> str:
-    """Replace what the printer cannot print (ROM fonts hold GB2312/GBK, not all of GB18030)."""
-    text = text.replace("¥", YUAN).replace("\t", " ")
-    if method != "gb18030_fs":
-        return text
-    out = []
-    for ch in text:
-        if ord(ch) < 0x20:
-            out.append(" ")
-        elif ord(ch) < 0x80 or len(ch.encode("gb18030")) == 2:
-            out.append(ch)
-        else:
-            out.append("?")
-    return "".join(out)
+    """What the printer can print, column for column (ROM fonts hold GB2312/GBK only)."""
+    return gb_printable(text) if method == "gb18030_fs" else normalize(text)
+
+
+def _normalized(value: Any) -> Any:
+    """A receipt (or any part of it) with every string normalized before it is measured."""
+    if isinstance(value, str):
+        return normalize(value)
+    if isinstance(value, tuple):
+        return tuple(_normalized(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _normalized(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    return value
 
 
 def layout_receipt(receipt: Receipt, chars: int, header_lines: Iterable[str] = ()) -> list[Block]:
     """The receipt as lines exactly ``chars`` columns wide (plus a QR block)."""
+    receipt = _normalized(receipt)
+    header_lines = [normalize(h) for h in header_lines]
     rule = "-" * chars
     blocks: list[Block] = [
         TextLine(center(receipt.store_name, chars), "c", bold=True, tall=True),

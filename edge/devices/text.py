@@ -1,14 +1,64 @@
-"""Column layout for fixed-pitch devices where a CJK character takes two columns."""
+"""Column layout for fixed-pitch devices where a CJK character takes two columns.
+
+Receipt printers and pole displays in their Chinese (GB) mode print every
+double-byte GB character as a full-width glyph, so "×", "…", "“" and "·",
+which Unicode calls ambiguous width, take two columns there too. ``char_width``
+counts what the device prints, and ``gb_printable`` swaps what a GB ROM font
+lacks for a placeholder of the same width, so a layout never shifts.
+"""
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
+#: Full-width yen sign: one GB2312 character (A3A4), where "¥" would need a
+#: four-byte GB18030 sequence that printer ROM fonts lack.
+YUAN = "￥"
 
+
+@functools.lru_cache(maxsize=8192)
 def char_width(ch: str) -> int:
+    if ord(ch) < 0x80:
+        return 1
     if unicodedata.combining(ch):
         return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    if unicodedata.east_asian_width(ch) in ("W", "F", "A"):
+        return 2
+    try:
+        return 2 if len(ch.encode("gb18030")) == 2 else 1
+    except UnicodeEncodeError:  # a lone surrogate
+        return 1
+
+
+def normalize(text: str) -> str:
+    """Text as a device should lay it out: control characters as spaces, ¥ as ￥."""
+    return "".join(
+        " " if ord(ch) < 0x20 or ch == "\x7f" else YUAN if ch == "¥" else ch for ch in text
+    )
+
+
+def gb_printable(text: str) -> str:
+    """``text`` with what a GB2312/GBK ROM font cannot print replaced, width for width.
+
+    ROM fonts hold the double-byte GB characters, not the four-byte GB18030
+    ones (emoji, rare ideographs); those become "？" (two columns) or "?" (one).
+    """
+    out = []
+    for ch in normalize(text):
+        if ord(ch) < 0x80:
+            out.append(ch)
+            continue
+        width = char_width(ch)
+        try:
+            double_byte = len(ch.encode("gb18030")) == 2
+        except UnicodeEncodeError:
+            double_byte = False
+        if double_byte:
+            out.append(ch)
+        elif width:
+            out.append("？" if width == 2 else "?")
+    return "".join(out)
 
 
 def text_width(text: str) -> int:

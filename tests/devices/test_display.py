@@ -182,3 +182,13 @@ def test_missing_serial_port_is_reported():
     finally:
         worker.stop()
     assert "cannot open display port /dev/nonexistent-tty" in health.health.last_error
+
+
+def test_chinese_display_counts_gb_symbols_full_width_and_swaps_missing_glyphs():
+    f = FrameFormatter(DMD_CN)
+    item = f.item("¥9.9可乐×2𠮷野家", 990)
+    assert item.rows[0] == "￥9.9可乐×2？野家  "  # ￥, ×, ？ take two columns each
+    assert all(text_width(row) == 20 for row in item.rows)
+    encoded = encode_frame(item, DMD_CN)
+    assert "𠮷".encode("gb18030") not in encoded and "¥".encode("gb18030") not in encoded
+    assert "×".encode("gb18030") in encoded

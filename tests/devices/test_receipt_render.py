@@ -17,7 +17,7 @@ from edge.devices.receipt_render import (
     printable,
     render,
 )
-from edge.devices.text import text_width
+from edge.devices.text import char_width, normalize, text_width
 
 from .conftest import make_receipt
 
@@ -157,12 +157,64 @@ def test_header_lines_are_centred(receipt):
     [
         ("¥12", "￥12"),  # one GB2312 character instead of a 4-byte GB18030 sequence
         ("会员：张三，您好！", "会员：张三，您好！"),  # Chinese punctuation prints
-        ("😀ok", "?ok"),  # no ROM glyph: a visible placeholder
+        ("😀ok", "？ok"),  # no ROM glyph: a placeholder as wide as the emoji
+        ("𠮷野家", "？野家"),  # a four-byte GB18030 ideograph: two columns kept
+        ("ｱｲ", "??"),  # half-width katakana: four-byte GB18030, one column each
+        ("cafe\u0301", "cafe"),  # a combining accent takes no column and has no glyph
+        ("500ml×12…“特价”·—", "500ml×12…“特价”·—"),  # double-byte GB symbols print
         ("a\tb", "a b"),
     ],
 )
 def test_printable(text, expected):
     assert printable(text, "gb18030_fs") == expected
+    assert text_width(printable(text, "gb18030_fs")) == text_width(normalize(text))
+
+
+@pytest.mark.parametrize(
+    ("ch", "width"),
+    [
+        ("a", 1),
+        ("中", 2),
+        ("，", 2),
+        ("￥", 2),
+        ("×", 2),  # Unicode says ambiguous; a GB printer prints it full width
+        ("…", 2),
+        ("“", 2),
+        ("·", 2),
+        ("é", 2),  # GB18030 A8A6, printed full width
+        ("ｱ", 1),
+        ("\u0301", 0),
+    ],
+)
+def test_char_width_counts_what_a_gb_printer_prints(ch, width):
+    assert char_width(ch) == width
+
+
+def test_symbols_in_product_names_keep_the_columns_aligned():
+    receipt = make_receipt(
+        store_name="¥9.9 特价店",
+        lines=(
+            ReceiptLine("可乐330ml×24“整箱”…", 1, 6990, 6990),
+            ReceiptLine("𠮷野家¥牛肉饭", 2, 2500, 5000),
+        ),
+        subtotal=11990,
+        discount_total=0,
+        total=11990,
+        tenders=(ReceiptTender("stored_value", "储值", 11990),),
+        change=0,
+        member=None,
+        footer=(),
+    )
+    for profile, chars in ((P80, 48), (P58, 32)):
+        lines = decode(render(layout_receipt(receipt, chars), profile, RenderOptions())).lines
+        assert all(text_width(line) <= chars for line in lines), lines
+        assert lines[0].strip() == "￥9.9 特价店"
+        amounts = [x for x in lines if x.endswith(("￥69.90", "￥50.00"))]
+        assert len(amounts) == 2 and all(text_width(x) == chars for x in amounts), amounts
+    lines = decode(render(layout_receipt(receipt, 48), P80, RenderOptions())).lines
+    i = lines.index("可乐330ml×24“整箱”     1   ￥69.90    ￥69.90")
+    assert lines[i + 1] == "…"  # the name wraps; the numbers stay in their columns
+    assert "？野家￥牛肉饭            2   ￥25.00    ￥50.00" in lines
 
 
 def test_native_qr_bytes():
