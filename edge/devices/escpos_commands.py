@@ -44,6 +44,14 @@ def drawer_kick(pin: int, on_ms: int, off_ms: int) -> bytes:
     return ESC + b"p" + bytes([m, max(1, min(on_ms // 2, 255)), max(1, min(off_ms // 2, 255))])
 
 
+def drawer_pulse_realtime(pin: int, on_ms: int) -> bytes:
+    """DLE DC4 1 m t: a real-time pulse, run at once even while the printer is offline for
+    lack of paper (ESC p would wait in the buffer and open the drawer when paper returns).
+    t counts 100 ms units, 1-8."""
+    m = 0 if pin == 2 else 1
+    return DLE + b"\x14\x01" + bytes([m, max(1, min((on_ms + 99) // 100, 8))])
+
+
 def _gs_k(fn: bytes, params: bytes) -> bytes:
     body = b"1" + fn + params  # cn = '1' (49): QR Code
     n = len(body)

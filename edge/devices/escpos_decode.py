@@ -99,6 +99,9 @@ def decode(data: bytes, encoding: str = "gb18030") -> Decoded:
         elif b == 0x10 and data[i + 1 : i + 2] == b"\x04":  # DLE EOT n
             out.status_queries += 1
             i += 3
+        elif b == 0x10 and data[i + 1 : i + 3] == b"\x14\x01":  # DLE DC4 1 m t: pulse now
+            out.drawer_kicks += 1
+            i += 5
         else:
             if chinese and b >= 0x81:
                 # GB18030: two bytes, or four when the second is a digit

@@ -148,8 +148,15 @@ class DeviceManager:
     # ------------------------------------------------------------ printer
 
     def print_receipt(self, receipt: Receipt) -> str:
-        """Queue ``receipt``; returns the print job id. Never raises."""
-        return self._enqueue("receipt", receipt, open_drawer=receipt.opens_drawer)
+        """Queue ``receipt``; returns the print job id. Never raises.
+
+        A cash sale's drawer kick goes out at once, on its own, so the drawer opens
+        while the receipt waits for paper; a kick the printer could not take within
+        ``PrinterWorker.DRAWER_MAX_AGE_S`` is dropped rather than sent later.
+        """
+        if receipt.opens_drawer:
+            self.open_drawer()
+        return self._enqueue("receipt", receipt, open_drawer=False)
 
     def reprint(self, receipt: Receipt) -> str:
         """Queue a copy marked 重印; a reprint never opens the drawer."""

@@ -280,7 +280,10 @@ class PrinterWorker:
         if job.kind == "receipt":
             receipt = Receipt.from_dict(job.payload["receipt"])
             blocks = layout_receipt(receipt, self.profile.paper_chars, self.header_lines)
-            opens = bool(job.payload.get("open_drawer"))
+            # a receipt printed long after its sale (printer back, box restarted) must not
+            # pop the drawer open in front of nobody
+            fresh = time.time() - job.created_at <= self.DRAWER_MAX_AGE_S
+            opens = bool(job.payload.get("open_drawer")) and fresh
             options = RenderOptions(opens, self.options.qr_size, self.options.font_path)
             return render(blocks, self.profile, options)
         raise ValueError(f"unknown print job kind {job.kind!r}")
@@ -323,7 +326,9 @@ class PrinterWorker:
                 paper = self.transport.paper_status()
                 if paper == PAPER_OUT:
                     self.health.set(DeviceState.PAPER_OUT, "paper out (缺纸)")
-                    self._stop.wait(self.backoff.next_delay())
+                    # woken early by a drawer request: the cashier still needs to give change
+                    self._wake.wait(self.backoff.next_delay())
+                    self._wake.clear()
                     continue
                 if paper == PAPER_NEAR_END:
                     self.health.set(self.health.state, "paper near end (纸将用尽)")
@@ -348,6 +353,15 @@ class PrinterWorker:
             return
         p = self.profile
         try:
+            if self.transport.paper_status() == PAPER_OUT:
+                if not p.has_quirk("realtime_drawer_pulse"):
+                    # ESC p would sit in the buffer and open the drawer when paper returns
+                    message = "drawer not opened: paper out (缺纸, 请用钥匙开钱箱)"
+                    log.warning("printer: %s", message)
+                    self.health.set(DeviceState.PAPER_OUT, message)
+                    return
+                self.transport.write(cmd.drawer_pulse_realtime(p.drawer_pin, p.drawer_on_ms))
+                return
             self.transport.write(cmd.drawer_kick(p.drawer_pin, p.drawer_on_ms, p.drawer_off_ms))
         except DeviceError:
             with self._lock:  # try again after reconnecting, while still fresh

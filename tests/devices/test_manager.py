@@ -11,7 +11,7 @@ from edge.devices.config import DevicesConfig
 from edge.devices.display import encode_frame
 from edge.devices.escpos_decode import decode
 from edge.devices.manager import DeviceManager
-from edge.devices.printer import PAPER_OUT
+from edge.devices.printer import PAPER_OUT, PrinterWorker
 
 from .conftest import make_receipt, wait_for
 
@@ -173,3 +173,44 @@ def test_usb_reader_gets_the_profile_s_key_repeat_quirk(tmp_path):
         assert (m.card_reader.vendor_id, m.card_reader.product_id) == (0x0801, 0x0002)
     finally:
         m.stop()
+
+
+def test_a_cash_sale_opens_the_drawer_while_its_receipt_waits_for_paper(manager):
+    printer = manager.virtual_printer
+    printer.set_paper(PAPER_OUT)
+    wait_for(lambda: manager.states()["printer"]["state"] == "ready")
+    job_id = manager.print_receipt(make_receipt(opens_drawer=True))
+    # the real-time pulse (DLE DC4 1): ESC p would wait in the offline printer's buffer
+    wait_for(lambda: printer.output == b"\x10\x14\x01\x00\x01")
+    assert manager.print_job(job_id).status == "queued"
+    printer.set_paper(2)
+    wait_for(lambda: manager.print_job(job_id).status == "done")
+    assert decode(printer.output).drawer_kicks == 1  # the receipt itself carries no kick
+
+
+def test_without_a_real_time_pulse_paper_out_drops_the_kick_and_says_so(tmp_path):
+    cfg = DevicesConfig.from_dict({**FAST, "printer": {"profile": "virtual_printer_58mm_raster"}})
+    m = DeviceManager.from_config(cfg, tmp_path)
+    m.virtual_printer.set_paper(PAPER_OUT)
+    m.start()
+    try:
+        wait_for(lambda: m.states()["printer"]["state"] == "ready")
+        m.open_drawer()
+        wait_for(lambda: "drawer not opened" in (m.states()["printer"]["last_error"] or ""))
+        assert m.states()["printer"]["state"] == "paper_out"
+        assert m.virtual_printer.output == b""
+    finally:
+        m.stop()
+
+
+def test_a_receipt_printed_long_after_its_sale_does_not_open_the_drawer(manager, monkeypatch):
+    monkeypatch.setattr(PrinterWorker, "DRAWER_MAX_AGE_S", 0.2)
+    printer = manager.virtual_printer
+    printer.unplug()
+    job_id = manager.print_receipt(make_receipt(opens_drawer=True))
+    time.sleep(0.4)  # the printer stays away longer than a cashier waits
+    printer.plug()
+    wait_for(lambda: manager.print_job(job_id).status == "done")
+    out = decode(printer.output)
+    assert "应付" in "\n".join(out.lines)
+    assert out.drawer_kicks == 0

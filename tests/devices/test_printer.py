@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -296,3 +297,12 @@ def test_write_without_open_is_a_device_error():
         VirtualPrinter().write(b"x")
     with pytest.raises(DeviceError):
         EscposTransport("network", P80, host="127.0.0.1").write(b"x")
+
+
+def test_a_stale_queued_job_renders_without_its_drawer_kick(queue):
+    worker, _ = make_worker(VirtualPrinter(), queue)
+    job_id = queue.enqueue("receipt", {"receipt": make_receipt().to_dict(), "open_drawer": True})
+    fresh = queue.get(job_id)
+    assert decode(worker.render_job(fresh)).drawer_kicks == 1
+    stale = dataclasses.replace(fresh, created_at=fresh.created_at - worker.DRAWER_MAX_AGE_S - 1)
+    assert decode(worker.render_job(stale)).drawer_kicks == 0
