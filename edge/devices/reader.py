@@ -24,6 +24,13 @@ from .state import Backoff, DeviceState, HealthTracker
 log = logging.getLogger(__name__)
 
 
+HID_CLASS_OUT = 0x21  # host to device, class request, to an interface
+HID_SET_IDLE = 0x0A
+HID_SET_PROTOCOL = 0x0B
+HID_PROTOCOL_BOOT = 0
+HID_SUBCLASS_BOOT = 1
+
+
 class CardReader(Protocol):
     def open(self) -> None: ...
     def read(self, timeout_s: float) -> list[str]: ...
@@ -79,8 +86,25 @@ class UsbHidReader:
             usb_util.claim_interface(dev, self.interface)
         except usb_core.USBError as exc:
             raise DeviceError(f"cannot claim USB card reader: {exc}") from exc
+        self._request_boot_reports(dev, intf, usb_core)
         self._dev, self._ep = dev, ep
         self.decoder.reset()
+
+    def _request_boot_reports(self, dev: Any, intf: Any, usb_core: Any) -> None:
+        """Ask for 8-byte boot reports, sent only when a key changes.
+
+        With the kernel driver gone nobody else sets this up: a keyboard left in report
+        protocol may send another layout, and a non-zero idle rate repeats the last
+        report, which a reader that repeats keys without release would type twice.
+        """
+        requests = [(HID_SET_IDLE, 0, "SET_IDLE 0")]
+        if intf.bInterfaceSubClass == HID_SUBCLASS_BOOT:
+            requests.insert(0, (HID_SET_PROTOCOL, HID_PROTOCOL_BOOT, "SET_PROTOCOL boot"))
+        for request, value, name in requests:
+            try:
+                dev.ctrl_transfer(HID_CLASS_OUT, request, value, self.interface, None, 500)
+            except usb_core.USBError as exc:  # optional for a boot device; many stall it
+                log.info("card reader ignored %s: %s", name, exc)
 
     def read(self, timeout_s: float) -> list[str]:
         if self._dev is None:

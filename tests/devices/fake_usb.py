@@ -31,6 +31,7 @@ class FakeHidKeyboardBackend(usb.backend.IBackend):
         self.plugged = True
         self.calls: list[str] = []
         self.claimed: set[int] = set()
+        self.stalls: set[tuple[int, int]] = set()  # control requests answered with a STALL
         self.configuration = 0
         self._reports: queue.Queue[bytes] = queue.Queue()
         self._lock = threading.Lock()
@@ -170,6 +171,13 @@ class FakeHidKeyboardBackend(usb.backend.IBackend):
     def attach_kernel_driver(self, dev_handle, intf):
         self.calls.append(f"attach {intf}")
         self.kernel_driver_active = True
+
+    def ctrl_transfer(self, dev_handle, bmRequestType, bRequest, wValue, wIndex, data, timeout):
+        self._gone()
+        self.calls.append(f"ctrl {bmRequestType:#04x} {bRequest:#04x} {wValue} {wIndex}")
+        if (bmRequestType, bRequest) in self.stalls:
+            raise usb.core.USBError("Pipe error", 32, 32)
+        return len(data) if data is not None else 0
 
     def intr_read(self, dev_handle, ep, intf, buff, timeout):
         self._gone()

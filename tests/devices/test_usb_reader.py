@@ -86,3 +86,46 @@ def test_reopen_after_replug(backend):
 def test_wrong_ids_are_not_found(backend):
     with pytest.raises(DeviceError, match="1234:5678"):
         UsbHidReader(0x1234, 0x5678, backend=backend).open()
+
+
+def test_open_asks_for_boot_reports_sent_only_on_change(backend):
+    reader = UsbHidReader(VID, PID, backend=backend)
+    reader.open()
+    claim = backend.calls.index("claim 0")
+    assert backend.calls[claim + 1 : claim + 3] == [
+        "ctrl 0x21 0x0b 0 0",  # SET_PROTOCOL boot, on the claimed interface
+        "ctrl 0x21 0x0a 0 0",  # SET_IDLE 0: no repeated reports while a key is held
+    ]
+    reader.close()
+
+
+def test_a_reader_that_stalls_the_hid_requests_still_reads(backend):
+    backend.stalls = {(0x21, 0x0A), (0x21, 0x0B)}
+    reader = UsbHidReader(VID, PID, backend=backend)
+    reader.open()
+    backend.push(*report_for("0012345678"))
+    assert read_until(reader, 1) == ["0012345678"]
+    reader.close()
+
+
+def test_a_non_boot_hid_interface_gets_no_set_protocol(backend):
+    backend.interface_descriptor.bInterfaceSubClass = 0
+    reader = UsbHidReader(VID, PID, backend=backend)
+    reader.open()
+    assert not any(c.startswith("ctrl 0x21 0x0b") for c in backend.calls)
+    assert "ctrl 0x21 0x0a 0 0" in backend.calls
+    reader.close()
+
+
+def test_several_keys_and_both_shifts_through_the_usb_path(backend):
+    reader = UsbHidReader(VID, PID, backend=backend)
+    reader.open()
+    backend.push(
+        bytes.fromhex("0000331e1f000000"),  # ";12" in one report
+        bytes.fromhex("0000000000000000"),
+        bytes.fromhex("2000380000000000"),  # right shift + "/" = "?"
+        bytes.fromhex("0200040000000000"),  # left shift + "a" = "A"
+        bytes.fromhex("0000280000000000"),  # Enter
+    )
+    assert read_until(reader, 1) == [";12?A"]
+    reader.close()
