@@ -137,8 +137,9 @@ PRINTER_SCHEMA: dict[str, tuple[Any, bool]] = {
     "paper": (
         {
             "width_mm": (_int_range(40, 120), True),
-            "dots": (_int_range(200, 1000), True),
-            "chars": (_int_range(16, 80), True),
+            # either may be left out when escpos_profile names a python-escpos model
+            "dots": (_int_range(200, 1000), False),
+            "chars": (_int_range(16, 80), False),
         },
         True,
     ),
@@ -295,6 +296,50 @@ class DisplayProfile(Profile):
 AnyProfile = PrinterProfile | ReaderProfile | DisplayProfile
 
 
+def escpos_capability(name: str) -> dict[str, Any] | None:
+    """python-escpos's capability profile ``name`` (media and fonts), or None without the
+    library. An unknown name is a ConfigError: python-escpos would refuse it at open."""
+    try:
+        from escpos.capabilities import CAPABILITIES
+    except ImportError:
+        return None
+    known = CAPABILITIES["profiles"]
+    if name not in known:
+        raise ConfigError(f"escpos_profile: python-escpos has no profile {name!r}", field=name)
+    return known[name]
+
+
+def _paper_size(paper: dict[str, Any], escpos_profile: str, source: str) -> tuple[int, int]:
+    """Dots and font A columns: the profile's own, else inherited from python-escpos; a
+    stated width wider than python-escpos says the model prints is an error."""
+    try:
+        capability = escpos_capability(escpos_profile)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}", field=source) from exc
+    pixels = columns = None
+    if capability is not None:
+        pixels = capability.get("media", {}).get("width", {}).get("pixels")
+        columns = capability.get("fonts", {}).get("0", {}).get("columns")
+        pixels = pixels if isinstance(pixels, int) else None
+        columns = columns if isinstance(columns, int) and pixels is not None else None
+    dots = paper.get("dots", pixels)
+    chars = paper.get("chars", columns)
+    if dots is None or chars is None:
+        missing = "paper.dots" if dots is None else "paper.chars"
+        raise ConfigError(
+            f"{source}: {missing}: required (python-escpos profile {escpos_profile!r} "
+            "does not give it, or python-escpos is not installed)",
+            field=source,
+        )
+    if pixels is not None and dots > pixels:
+        raise ConfigError(
+            f"{source}: paper.dots: {dots} is wider than the {pixels} dots python-escpos "
+            f"profile {escpos_profile!r} prints",
+            field=source,
+        )
+    return dots, chars
+
+
 def build_profile(name: str, data: dict[str, Any], source: str) -> AnyProfile:
     problems = validate(data, source)
     if problems:
@@ -317,14 +362,15 @@ def build_profile(name: str, data: dict[str, Any], source: str) -> AnyProfile:
     }
     if data["kind"] == "printer":
         drawer = data.get("drawer")
+        dots, chars = _paper_size(data["paper"], data["escpos_profile"], source)
         return PrinterProfile(
             **common,
             escpos_profile=data["escpos_profile"],
             chinese_method=data["chinese"]["method"],
             encoding=data["chinese"].get("encoding", "gb18030"),
             paper_width_mm=data["paper"]["width_mm"],
-            paper_dots=data["paper"]["dots"],
-            paper_chars=data["paper"]["chars"],
+            paper_dots=dots,
+            paper_chars=chars,
             cutter=data["cutter"],
             drawer_pin=drawer["pin"] if drawer else None,
             drawer_on_ms=drawer["on_ms"] if drawer else 100,

@@ -46,9 +46,10 @@ def test_printer_widths_match_paper(library):
         if isinstance(p, PrinterProfile):
             assert (p.paper_width_mm, p.paper_dots, p.paper_chars) in (
                 (58, 384, 32),
-                (80, 576, 48),
+                (80, 576, 48),  # 203 dpi
+                (80, 512, 42),  # 180 dpi (TM-T88V): 12-dot font A, 512 // 12 == 42
             ), p.name
-            assert p.paper_dots % p.paper_chars == 0, p.name
+            assert p.paper_chars * 12 <= p.paper_dots, p.name
 
 
 def test_escpos_capability_profiles_exist(library):
@@ -132,3 +133,40 @@ def test_invalid_file_in_a_directory_is_reported_not_fatal(tmp_path: Path, libra
     assert any(p.startswith("broken.json: cannot read profile") for p in problems)
     with pytest.raises(ConfigError, match="bad.json: cutter"):
         ProfileLibrary(tmp_path).load("bad")
+
+
+def _printer_with(tmp_path: Path, escpos_profile: str, paper: dict) -> Path:
+    data = json.loads(
+        (Path(ProfileLibrary().directory) / "epson_tm_t88v.json").read_text(encoding="utf-8")
+    )
+    data["escpos_profile"] = escpos_profile
+    data["paper"] = paper
+    (tmp_path / "model_x.json").write_text(json.dumps(data), encoding="utf-8")
+    return tmp_path
+
+
+def test_paper_width_is_inherited_from_the_python_escpos_profile(tmp_path):
+    pytest.importorskip("escpos.capabilities")
+    library = ProfileLibrary(_printer_with(tmp_path, "TM-T88V", {"width_mm": 80}))
+    profile = library.load("model_x")
+    assert (profile.paper_dots, profile.paper_chars) == (512, 42)
+    library = ProfileLibrary(_printer_with(tmp_path, "TM-T20II", {"width_mm": 80, "chars": 44}))
+    assert (library.load("model_x").paper_dots, library.load("model_x").paper_chars) == (576, 44)
+
+
+@pytest.mark.parametrize(
+    ("escpos_profile", "paper", "message"),
+    [
+        ("TM-T88V", {"width_mm": 80, "dots": 576, "chars": 48}, "wider than the 512 dots"),
+        ("default", {"width_mm": 80}, "paper.dots: required"),
+        ("TM-T99", {"width_mm": 80, "dots": 576, "chars": 48}, "no profile 'TM-T99'"),
+    ],
+)
+def test_paper_width_disagreeing_with_python_escpos_is_refused(
+    tmp_path, escpos_profile, paper, message
+):
+    pytest.importorskip("escpos.capabilities")
+    library = ProfileLibrary(_printer_with(tmp_path, escpos_profile, paper))
+    with pytest.raises(ConfigError, match=message) as caught:
+        library.load("model_x")
+    assert "model_x.json" in caught.value.message

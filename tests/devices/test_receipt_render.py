@@ -293,3 +293,15 @@ def test_member_block_uses_masked_values_only():
     ).lines
     assert any(line.startswith("会员:欧***") for line in lines)
     assert any(line.startswith("等级:银卡") and line.endswith("卡号尾号:0001") for line in lines)
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [p for p in LIB.load_all()[0] if p.kind == "printer" and p.chinese_method == "gb18030_fs"],
+    ids=lambda p: p.name,
+)
+def test_every_text_printer_gets_lines_that_fit_its_paper(receipt, profile):
+    data = render(layout_receipt(receipt, profile.paper_chars), profile, RenderOptions())
+    lines = decode(data, profile.encoding).lines
+    assert max(text_width(line) for line in lines) == profile.paper_chars
+    assert all(text_width(line) <= profile.paper_chars for line in lines), profile.name
