@@ -44,7 +44,7 @@ from edge.models import Member, Product, Staff  # noqa: E402
 from edge.services import members as member_svc  # noqa: E402
 from edge.services import sales  # noqa: E402
 from edge.services import staff as staff_svc  # noqa: E402
-from edge.services.context import Till, open_till  # noqa: E402
+from edge.services.context import Till, open_till, start_checkpointer  # noqa: E402
 
 CASHIER = ("1001", "王收银", "cashier", "1234")
 CARD_TYPES = ("普通卡", "普通卡", "普通卡", "银卡", "金卡")
@@ -252,9 +252,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     log(f"database file: {config.db_path.stat().st_size / 2**20:.0f} MiB")
 
     till: Till = open_till(config)
+    checkpointer = None
     if args.wal_autocheckpoint is not None:
-        # diagnostic: 0 keeps checkpoints out of the timed commits (the WAL just grows)
+        # diagnostic: no checkpointer thread; SQLite's automatic checkpoint every N pages
+        # (0: none, the WAL just grows)
         till.db.execute_sql(f"PRAGMA wal_autocheckpoint={int(args.wal_autocheckpoint)}")
+    else:
+        checkpointer = start_checkpointer(till)  # as `huiyuan-edge serve` does
     autocheckpoint = till.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]
     sync = config.database.synchronous.upper()
     mode = till.db.execute_sql("PRAGMA journal_mode").fetchone()[0]
@@ -313,6 +317,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     cpu_ms: list[float] = []  # this process's CPU time per checkout: Python, not the disk
     baseline_ms: list[float] = []
     earned = 0
+    wal_path = config.db_path.with_name(config.db_path.name + "-wal")
+    wal_sizes: list[int] = []
     blocks = 10
     per_block = max(1, args.checkouts // blocks)
     wall = 0.0
@@ -326,8 +332,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             checkout_ms.append((time.perf_counter_ns() - t) / 1e6)
             cpu_ms.append((time.process_time_ns() - c) / 1e6)
             earned += int(result["points_earned"])  # type: ignore[call-overload]
+            wal_sizes.append(wal_path.stat().st_size if wal_path.exists() else 0)
         wall += time.perf_counter() - t_block
         baseline_ms.extend(bare_commits(baseline_path, sync, per_block))
+    checkpoints = dict(checkpointer.counts) if checkpointer else None
+    wal_max = max(wal_sizes) if wal_sizes else 0
+    if checkpointer:
+        checkpointer.stop()
     till.db.close()
 
     co = summary(checkout_ms)
@@ -342,7 +353,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         f"{per_s:.0f} checkouts/s  ({earned} points earned in all)\n"
         f"  CPU time per checkout p50 {statistics.median(cpu_ms):.3f} ms; "
         f"{sum(ms > 5 for ms in checkout_ms)} of {len(checkout_ms)} over 5 ms; "
-        f"wal_autocheckpoint={autocheckpoint}\n"
+        f"wal_autocheckpoint={autocheckpoint}; largest WAL {wal_max / 2**20:.1f} MiB; "
+        f"checkpointer {checkpoints}\n"
         f"bare INSERT+COMMIT ({len(baseline_ms)}, WAL, synchronous={sync}, same disk)\n"
         f"  p50 {base['p50_ms']:.3f} ms  p99 {base['p99_ms']:.3f} ms  max {base['max_ms']:.3f} ms\n"
         f"ratio checkout/bare: p50 {ratio_p50:.2f}x  p99 {ratio_p99:.2f}x   "
@@ -361,6 +373,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "cpu_p50_ms": round(statistics.median(cpu_ms), 3),
         "over_5ms": sum(ms > 5 for ms in checkout_ms),
         "wal_autocheckpoint": autocheckpoint,
+        "checkpointer": checkpoints,
+        "wal_max_mib": round(wal_max / 2**20, 1),
         "baseline_commit_ms": base["p50_ms"],
         "baseline_p99_ms": base["p99_ms"],
         "ratio_p50_vs_baseline": round(ratio_p50, 2),
@@ -396,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         "--wal-autocheckpoint",
         type=int,
         default=None,
-        help="diagnostic: PRAGMA wal_autocheckpoint for the till (default: as opened, 1000)",
+        help="diagnostic: no checkpointer thread, PRAGMA wal_autocheckpoint=N instead "
+        "(1000 is SQLite's default)",
     )
     args = parser.parse_args(argv)
     if args.members < 1 or args.products < 5 or args.checkouts < 10:

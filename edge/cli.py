@@ -161,9 +161,11 @@ def serve(host: str | None, port: int | None) -> None:
     from waitress import serve as waitress_serve
 
     from edge.api import create_app
+    from edge.services.context import start_checkpointer
 
     till = _open(create_key=True, online_authorization=True)
     authorizer = getattr(till.authorizer, "stop", None)
+    checkpointer = start_checkpointer(till)  # before any request thread opens a connection
     manager = _start_devices(till)
     app = create_app(till, manager)
     host = host or till.config.http.host
@@ -176,6 +178,7 @@ def serve(host: str | None, port: int | None) -> None:
             manager.stop()
         if authorizer is not None:
             authorizer()
+        checkpointer.stop()
 
 
 def _start_authorizer(cfg: EdgeConfig):  # noqa: ANN202

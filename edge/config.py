@@ -33,6 +33,14 @@ class DatabaseSection:
     synchronous: str = field(
         default="FULL", metadata={"doc": "SQLite synchronous: FULL survives power loss"}
     )
+    checkpoint_interval_ms: int = field(
+        default=1000,
+        metadata={"doc": "till server: copy the WAL into the database this often, between sales"},
+    )
+    wal_limit_mb: int = field(
+        default=16,
+        metadata={"doc": "till server: past this WAL size, checkpoint fully even if sales wait"},
+    )
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,10 @@ def _check(cfg: EdgeConfig, problems: list[str]) -> None:
         problems.append(
             f"database.synchronous: {cfg.database.synchronous!r} not OFF/NORMAL/FULL/EXTRA"
         )
+    if cfg.database.checkpoint_interval_ms <= 0:
+        problems.append("database.checkpoint_interval_ms: must be positive")
+    if cfg.database.wal_limit_mb <= 0:
+        problems.append("database.wal_limit_mb: must be positive")
     if cfg.till.rounding and cfg.till.rounding not in {r.value for r in Rounding}:
         problems.append(
             f"till.rounding: {cfg.till.rounding!r} not one of {[r.value for r in Rounding]}"
@@ -242,6 +254,12 @@ def reference_toml(cfg: Any = None, path: str = "") -> str:
             tables.append(f"\n[{key_path}]\n" + reference_toml(value, key_path))
         else:
             doc = f.metadata.get("doc", "")
-            literal = f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+            literal = (
+                f'"{value}"'
+                if isinstance(value, str)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
             scalars.append(f"{f.name} = {literal}" + (f"  # {doc}" if doc else ""))
     return "\n".join(scalars) + "".join(tables) + ("\n" if not path else "")

@@ -4,12 +4,27 @@ SQLite in WAL mode with synchronous=FULL: a transaction the till acknowledged
 survives a process kill and a power cut. Every write transaction begins
 IMMEDIATE so the till API and the sync agent (two processes) queue for the
 write lock instead of failing half-way.
+
+Who checkpoints the WAL (copies it back into the database file):
+
+- the till server (``huiyuan-edge serve``) turns off its connections' automatic
+  checkpoint and runs a ``WalCheckpointer`` thread with its own connection, so no
+  sale pays for copying the WAL;
+- every other process (the sync agent, CLI commands, tests) keeps SQLite's automatic
+  checkpoint at commit, every ``AUTOCHECKPOINT_PAGES``, so the WAL stays bounded
+  whether or not the till server runs. The sync agent's commits are not on a
+  cashier's clock, and a checkpoint in another process never blocks the till's writes.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +237,9 @@ MODELS = [
 ]
 
 SCHEMA_VERSION = 1
+AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
+
+log = logging.getLogger(__name__)
 
 
 def open_database(path: str | Path, synchronous: str = "FULL") -> SqliteDatabase:
@@ -271,6 +289,125 @@ def migrate(db: SqliteDatabase, path: Path) -> None:
                 "END"
             )
         db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+class WalCheckpointer:
+    """Copies the WAL into the database between sales, from a thread with its own connection.
+
+    ``start()`` turns off the automatic checkpoint of ``db``'s connections (each thread of
+    the till server has one); then, every ``interval`` seconds:
+
+    - while sales come in: PASSIVE checkpoints, which never block a writer, each followed,
+      once all is copied, by a RESTART that succeeds only between two sales (busy timeout
+      0) and starts the WAL again from its beginning; a few rounds a millisecond apart,
+      so one lands between two sales. The next sale cuts the file back to ``limit_bytes``;
+    - once nothing was committed for a whole interval: TRUNCATE, leaving an empty WAL;
+    - as a backstop, when the WAL file outgrows ``limit_bytes`` (readers or an endless
+      stream of commits kept the passive ones from catching up): TRUNCATE, attempted
+      without waiting (busy timeout 0), so it gives up at once rather than hold a sale;
+      past twice the limit it waits up to 100 ms, and a sale may then wait for it.
+
+    ``stop()`` ends the thread after a last TRUNCATE and gives ``db`` its automatic
+    checkpoint back.
+    """
+
+    CATCH_UP_ROUNDS = 8
+
+    def __init__(
+        self, db: SqliteDatabase, interval: float = 1.0, limit_bytes: int = 16 * 2**20
+    ) -> None:
+        self.db = db
+        self.path = str(db.database)
+        self.wal_path = self.path + "-wal"
+        self.interval = interval
+        self.limit_bytes = limit_bytes
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_version: int | None = None
+        self.counts = {
+            "passive": 0,
+            "restart": 0,
+            "truncate": 0,
+            "busy": 0,
+            "failed": 0,
+        }  # what it did, for tests
+
+    def start(self) -> WalCheckpointer:
+        self.db.pragma("wal_autocheckpoint", 0, permanent=True)
+        self.db.pragma("journal_size_limit", self.limit_bytes, permanent=True)
+        self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("WAL checkpointer did not stop within %.1f s", timeout)
+        self.db.pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES, permanent=True)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wal_size(self) -> int:
+        try:
+            return os.path.getsize(self.wal_path)
+        except OSError:
+            return 0
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            # never wait for the till's write lock: a checkpoint that cannot run now runs
+            # next round
+            conn.execute("PRAGMA busy_timeout = 0")
+            while not self._stop.wait(self.interval):
+                self.checkpoint_once(conn)
+            conn.execute("PRAGMA busy_timeout = 2000")  # stopping: the last one may wait
+            self._checkpoint(conn, "TRUNCATE")
+        finally:
+            conn.close()
+
+    def checkpoint_once(self, conn: sqlite3.Connection) -> None:
+        """One round: passive while busy, truncate when idle or past the limit."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        idle, self._last_version = version == self._last_version, version
+        if idle:
+            if self.wal_size():
+                self._checkpoint(conn, "TRUNCATE")
+            return
+        for _ in range(self.CATCH_UP_ROUNDS):
+            busy, frames, copied = self._checkpoint(conn, "PASSIVE")
+            if busy:
+                break
+            # All copied: start the WAL over from its beginning. RESTART takes the write
+            # lock for a moment only if no sale holds it (busy timeout 0), and has nothing
+            # left to copy, so it does not make a sale wait for a copy or an fsync.
+            if frames == copied and not self._checkpoint(conn, "RESTART")[0]:
+                break
+            time.sleep(0.001)  # let the sale that is writing now finish
+        size = self.wal_size()
+        if size > 2 * self.limit_bytes:
+            # far past the limit: this one may make a sale wait, up to 100 ms
+            conn.execute("PRAGMA busy_timeout = 100")
+            try:
+                self._checkpoint(conn, "TRUNCATE")
+            finally:
+                conn.execute("PRAGMA busy_timeout = 0")
+        elif size > self.limit_bytes:
+            self._checkpoint(conn, "TRUNCATE")
+
+    def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> tuple[int, int, int]:
+        try:
+            busy, frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error as exc:  # e.g. locked: try again next round
+            self.counts["failed"] += 1
+            log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
+            return 1, 0, 0
+        self.counts[mode.lower() if not busy else "busy"] += 1
+        return busy, frames, copied
 
 
 # ---- added by the sync agent (edge/sync); created by ensure_sync_tables on older files ----

@@ -14,7 +14,7 @@ from peewee import SqliteDatabase
 from core.errors import ConfigError, ValidationError
 from core.rules import DEMO_RULES, Rules
 from edge.config import EdgeConfig
-from edge.models import Setting
+from edge.models import Setting, WalCheckpointer
 from edge.security import MemberKeys
 
 
@@ -89,6 +89,16 @@ class Till:
     def rounding(self, rules: Rules | None = None) -> str:
         """The store's 抹零 override, else that of ``rules`` (default: the rules in force)."""
         return self.config.till.rounding or str((rules or self.rules()).rounding)
+
+
+def start_checkpointer(till: Till) -> WalCheckpointer:
+    """The till server's WAL checkpointer (see edge/models.py); call before serving."""
+    from edge.models import WalCheckpointer
+
+    db_cfg = till.config.database
+    return WalCheckpointer(
+        till.db, db_cfg.checkpoint_interval_ms / 1000, db_cfg.wal_limit_mb * 2**20
+    ).start()
 
 
 def open_till(

@@ -25,6 +25,7 @@ def test_every_problem_is_reported_with_its_key_path():
                 "offline": {"points": {"mode": "maybe", "daily_limit": -1}},
                 "till": {"rounding": "up"},
                 "http": {"port": "80"},
+                "database": {"checkpoint_interval_ms": 0, "wal_limit_mb": -1},
             }
         )
     problems = info.value.details["problems"]
@@ -34,6 +35,8 @@ def test_every_problem_is_reported_with_its_key_path():
     assert any(p.startswith("offline.points.daily_limit:") for p in problems)
     assert any(p.startswith("till.rounding:") for p in problems)
     assert any(p.startswith("http.port:") for p in problems)
+    assert any(p.startswith("database.checkpoint_interval_ms:") for p in problems)
+    assert any(p.startswith("database.wal_limit_mb:") for p in problems)
 
 
 def test_partial_section_keeps_other_defaults():

@@ -1,0 +1,119 @@
+"""The till server's WAL checkpointer: the WAL stays bounded under a stream of sales,
+empties when the store goes idle, and stopping it loses nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+from edge.models import AUTOCHECKPOINT_PAGES, WalCheckpointer
+from edge.services import sales
+from edge.services import staff as staff_svc
+from edge.services.context import start_checkpointer
+from tests.edge.conftest import make_config
+
+MB = 2**20
+
+
+def _sell(till, n: int, wal_sizes: list[int] | None = None) -> list[str]:  # noqa: ANN001
+    _, staff = staff_svc.sign_in(till, "1001", "1234")
+    ids = []
+    for i in range(n):
+        req = {
+            "member": {"card_no": "C0001" if i % 2 else "C0002"},
+            "lines": [{"sku": "P0009", "qty": 1 + i % 3}, {"sku": "P0002"}, {"sku": "P0010"}],
+            "tenders": [{"kind": "cash", "amount": 50000}],
+        }
+        ids.append(sales.checkout(till, staff, sales.CheckoutRequest.from_request(req))["sale_id"])
+        if wal_sizes is not None:
+            wal_sizes.append(_wal_size(till))
+    return ids
+
+
+def _wal_size(till) -> int:  # noqa: ANN001
+    path = till.config.db_path.with_name(till.config.db_path.name + "-wal")
+    return path.stat().st_size if path.exists() else 0
+
+
+def _autocheckpoint(till) -> int:  # noqa: ANN001
+    return till.db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0]
+
+
+def _wait_for(predicate, timeout: float = 5.0) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_without_its_rounds_the_wal_grows_with_every_sale(demo_till):
+    # the control for the test below: automatic checkpoints off and no round run yet
+    checkpointer = WalCheckpointer(demo_till.db, interval=3600, limit_bytes=MB).start()
+    try:
+        sizes: list[int] = []
+        _sell(demo_till, 300, sizes)
+    finally:
+        checkpointer.stop()
+    assert sizes == sorted(sizes) and sizes[-1] > 8 * MB
+
+
+def test_wal_stays_bounded_under_a_stream_of_sales_and_empties_when_idle(demo_till):
+    checkpointer = WalCheckpointer(demo_till.db, interval=0.02, limit_bytes=MB).start()
+    try:
+        assert _autocheckpoint(demo_till) == 0  # no sale pays for a checkpoint
+        sizes: list[int] = []
+        _sell(demo_till, 300, sizes)
+        assert max(sizes) <= 4 * MB, max(sizes)
+        assert checkpointer.counts["passive"] > 0 and checkpointer.counts["failed"] == 0
+        # idle: the next rounds truncate the WAL to nothing
+        assert _wait_for(lambda: _wal_size(demo_till) == 0), _wal_size(demo_till)
+        assert checkpointer.counts["truncate"] >= 1
+    finally:
+        checkpointer.stop()
+
+
+def test_connections_opened_after_start_do_not_checkpoint_either(demo_till):
+    checkpointer = WalCheckpointer(demo_till.db, interval=3600).start()
+    seen = []
+
+    def request_thread() -> None:  # as waitress runs each request on its own thread
+        seen.append(_autocheckpoint(demo_till))
+        demo_till.db.close()
+
+    try:
+        worker = threading.Thread(target=request_thread)
+        worker.start()
+        worker.join()
+    finally:
+        checkpointer.stop()
+    assert seen == [0]
+    assert _autocheckpoint(demo_till) == AUTOCHECKPOINT_PAGES
+
+
+def test_stop_ends_the_thread_empties_the_wal_and_loses_nothing(tmp_path, clock):
+    from edge.demo_data import load_demo
+    from edge.services.context import open_till
+
+    cfg = make_config(tmp_path, database={"checkpoint_interval_ms": 3_600_000, "wal_limit_mb": 64})
+    till = open_till(cfg, clock=clock, create_key=True)
+    load_demo(till, members=5)
+    checkpointer = start_checkpointer(till)
+    assert checkpointer.interval == 3600 and checkpointer.limit_bytes == 64 * MB
+    ids = _sell(till, 50)
+    assert _wal_size(till) > 0
+    started = time.monotonic()
+    checkpointer.stop()
+    assert time.monotonic() - started < 2 and not checkpointer.running
+    assert _wal_size(till) == 0  # its last round was a TRUNCATE
+    assert _autocheckpoint(till) == AUTOCHECKPOINT_PAGES
+    till.db.close()
+
+    conn = sqlite3.connect(cfg.db_path)
+    assert {r[0] for r in conn.execute("SELECT id FROM sale")} == set(ids)
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM outbox ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert conn.execute("SELECT count(*) FROM outbox WHERE kind = 'sale'").fetchone()[0] == 50
+    conn.close()
