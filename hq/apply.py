@@ -1,7 +1,8 @@
 """Applying one up item (sale, return, top-up, registration) to the chain database.
 
-Called by the ingest inside the batch's transaction, one savepoint per item, so a
-business refusal rolls back only that item (it is then rejected in the ack).
+Called by the ingest inside the batch's transaction, with the batch's ``Book``
+(members, lots and rows held in memory, written together). A business refusal
+makes the ingest run the batch again with that item rejected up front.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import peewee as pw
 
 from core.errors import Conflict, HuiyuanError, NotFound, ValidationError
+from core.phone import normalise_phone
 from core.points import expiry_for
 from core.pricing import LineInput, MemberContext, price_basket
 from core.protocol import UpItem
@@ -22,10 +24,11 @@ from hq.ledger import Book, Posting, credit_points, post_stored_value, spend_poi
 from hq.members import register_member, touch_through
 from hq.models import (
     Authorization,
+    Card,
     Coupon,
     HqException,
     Member,
-    PointsLot,
+    PhoneKey,
     Return,
     RulesVersion,
     Sale,
@@ -44,41 +47,72 @@ REPRICE_FIELDS = (
 
 @dataclass
 class BatchCache:
-    """What one batch's items share: the deferred book, rules by version, known ids."""
+    """What one batch's items share: the book, rules by version, ids known to exist."""
 
-    book: Book = field(default_factory=lambda: Book(deferred=True))
+    book: Book
     rules: dict[int, Rules | None] = field(default_factory=dict)
     known_sales: set[str] = field(default_factory=set)
+    known_topups: set[str] = field(default_factory=set)
     held_auths: dict[str, Authorization] = field(default_factory=dict)
 
     def prefetch(self, store: str, items: list[Any]) -> None:
-        sale_ids = [
-            i["body"].get("sale_id")
-            for i in items
-            if isinstance(i, dict) and i.get("kind") == "sale" and isinstance(i.get("body"), dict)
-        ]
-        sale_ids = [s for s in sale_ids if isinstance(s, str)]
-        lot_ids = []
-        for i in items:
-            body = i.get("body") if isinstance(i, dict) else None
+        """Read what the batch's items will look up with one query per table (members and
+        lots are loaded by the book on first use), instead of one per item."""
+        members: set[str] = set()
+        lots: set[str] = set()
+        sale_ids: set[str] = set()
+        topup_ids: set[str] = set()
+        cards: set[str] = set()
+        phones: set[str] = set()
+        for item in items:
+            body = item.get("body") if isinstance(item, dict) else None
             if not isinstance(body, dict):
                 continue
+            kind = item.get("kind")
+            members.update(_strings(body.get("member_id")))
             lot = body.get("points_lot")
-            if isinstance(lot, dict) and isinstance(lot.get("lot_id"), str):
-                lot_ids.append(lot["lot_id"])
-            for pair in body.get("points_lots_restored") or []:
-                if isinstance(pair, list) and pair and isinstance(pair[0], str):
-                    lot_ids.append(pair[0])
-        self.book.known_lots = (
-            {
-                lot
-                for (lot,) in PointsLot.select(PointsLot.lot_id)
-                .where(PointsLot.lot_id.in_(lot_ids))
+            if isinstance(lot, dict):
+                lots.update(_strings(lot.get("lot_id")))
+            for key in ("points_lots_used", "points_lots_restored"):
+                for pair in body.get(key) or []:
+                    if isinstance(pair, list) and pair:
+                        lots.update(_strings(pair[0]))
+            for sale_id in _strings(body.get("sale_id")):
+                lots.add(f"{sale_id}:earn")
+                if kind == "sale":
+                    sale_ids.add(sale_id)
+            if kind == "return":
+                lots.update(f"{r}:restore" for r in _strings(body.get("return_id")))
+            elif kind == "topup":
+                topup_ids.update(_strings(body.get("topup_id")))
+            elif kind == "registration":
+                cards.update(_strings(body.get("card_no")))
+                for phone in _strings(body.get("phone")):
+                    try:
+                        phones.add(normalise_phone(phone))
+                    except HuiyuanError:
+                        pass  # the item is refused when it is applied
+        book = self.book
+        book.want(members, lots)
+        if cards:
+            book.card_owners.update(dict.fromkeys(cards))
+            book.card_owners.update(
+                Card.select(Card.card_no, Card.member_id).where(Card.card_no.in_(cards)).tuples()
+            )
+        if phones:
+            book.phone_owners.update(dict.fromkeys(phones))
+            book.phone_owners.update(
+                PhoneKey.select(PhoneKey.phone, PhoneKey.member_id)
+                .where(PhoneKey.phone.in_(phones))
                 .tuples()
-            }
-            if lot_ids
-            else set()
-        )
+            )
+        if topup_ids:
+            self.known_topups.update(
+                t
+                for (t,) in TopUp.select(TopUp.topup_id)
+                .where(TopUp.topup_id.in_(topup_ids))
+                .tuples()
+            )
         if not sale_ids:
             return
         self.known_sales.update(
@@ -104,7 +138,7 @@ class ItemContext:
     item: UpItem
     now: dt.datetime
     changes: ChangeSet
-    cache: BatchCache = field(default_factory=lambda: BatchCache(Book()))
+    cache: BatchCache
 
     @property
     def book(self) -> Book:
@@ -139,7 +173,7 @@ def _member_for(ctx: ItemContext, member_id: str | None) -> Member | None:
     if not member_id:
         return None
     try:
-        return ctx.book.member(ctx.db, member_id)
+        return ctx.book.member(member_id)
     except NotFound:
         # A till only knows members it registered or received from HQ, so this is a
         # bug or a lost registration: keep the money, make the member, tell staff.
@@ -158,14 +192,13 @@ def _member_for(ctx: ItemContext, member_id: str | None) -> Member | None:
             details={"kind": ctx.item.kind},
             created_at=ctx.now,
         )
+        ctx.book.adopt(member)
         return member
 
 
 def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     sale_id = body["sale_id"]
-    if sale_id in ctx.cache.known_sales or (
-        not ctx.book.deferred and Sale.get_or_none(Sale.sale_id == sale_id) is not None
-    ):
+    if sale_id in ctx.cache.known_sales:
         raise Conflict(f"sale {sale_id} was already ingested", field="sale_id")
     member = _member_for(ctx, body.get("member_id"))
     principal, bonus = _split(body)
@@ -215,13 +248,8 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
 
 
 def _settle_authorization(ctx: ItemContext, sale_id: str, member: Member) -> None:
-    if ctx.book.deferred:
-        auth = ctx.cache.held_auths.pop(sale_id, None)
-    else:
-        auth = Authorization.get_or_none(
-            (Authorization.store == ctx.item.store) & (Authorization.sale_id == sale_id)
-        )
-    if auth is None or auth.status != "held":
+    auth = ctx.cache.held_auths.pop(sale_id, None)
+    if auth is None:
         return
     auth.status = "settled"
     auth.save(only=[Authorization.status])
@@ -282,14 +310,16 @@ def apply_return(ctx: ItemContext, body: dict[str, Any]) -> None:
 
 def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
     topup_id = body["topup_id"]
-    if TopUp.get_or_none(TopUp.topup_id == topup_id) is not None:
+    if topup_id in ctx.cache.known_topups:
         raise Conflict(f"top-up {topup_id} was already ingested", field="topup_id")
     principal, bonus = _int(body, "principal"), _int(body, "bonus")
     if principal <= 0 or bonus < 0:
         raise ValidationError("top-up principal must be positive and bonus not negative")
     member = _member_for(ctx, body["member_id"])
     assert member is not None  # noqa: S101 - member_id is required by the envelope
-    TopUp.create(
+    ctx.cache.known_topups.add(topup_id)
+    ctx.book.insert(
+        TopUp,
         topup_id=topup_id,
         store=ctx.item.store,
         seq=ctx.item.seq,
@@ -306,7 +336,7 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
 
 
 def apply_registration(ctx: ItemContext, body: dict[str, Any]) -> None:
-    register_member(ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes)
+    register_member(ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes, ctx.book)
 
 
 APPLIERS = {
@@ -354,7 +384,8 @@ def reprice_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
             if till_lines != hq_lines:
                 differences["lines"] = {"till": till_lines, "hq": hq_lines}
     if differences:
-        HqException.create(
+        ctx.book.insert(
+            HqException,
             kind="reprice_mismatch",
             member_id=body.get("member_id"),
             store=ctx.item.store,
@@ -362,7 +393,16 @@ def reprice_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
             ref=body.get("sale_id"),
             details=differences,
             created_at=ctx.now,
+            status="open",
+            balance=None,
+            amount=0,
+            recovered=0,
+            closed_at=None,
         )
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) and value else ()
 
 
 def _date(text: Any) -> dt.date | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -31,6 +31,9 @@ from hq.models import (
     Tier,
     is_postgres,
 )
+
+if TYPE_CHECKING:
+    from hq.ledger import Book
 
 CHANGE_COUNTER = "change_seq"
 
@@ -128,31 +131,52 @@ def merge_state(merge: Merge) -> dict[str, Any]:
     }
 
 
-def _lock_counter(db: pw.Database) -> Counter:
+def _take_change_seqs(db: pw.Database, n: int) -> int:
+    """Reserve ``n`` change seqs and return the first; the counter row stays locked until
+    commit, so seqs commit in order."""
+    if is_postgres(db):
+        bumped = (
+            Counter.update(value=Counter.value + n)
+            .where(Counter.name == CHANGE_COUNTER)
+            .returning(Counter.value)
+            .tuples()
+            .execute()
+        )
+        for (value,) in bumped:
+            return value - n + 1
     Counter.insert(name=CHANGE_COUNTER, value=0).on_conflict_ignore().execute()
     query = Counter.select().where(Counter.name == CHANGE_COUNTER)
     if is_postgres(db):
         query = query.for_update()
-    return query.get()
+    counter = query.get()
+    Counter.update(value=counter.value + n).where(Counter.name == CHANGE_COUNTER).execute()
+    return counter.value + 1
 
 
-def flush_changes(db: pw.Database, changes: ChangeSet, now: dt.datetime) -> list[Change]:
-    """Write the transaction's changes to the log; call last, inside the transaction."""
+def flush_changes(
+    db: pw.Database, changes: ChangeSet, now: dt.datetime, book: Book | None = None
+) -> list[Change]:
+    """Write the transaction's changes to the log; call last, inside the transaction.
+
+    A member's state comes from ``book`` when it holds the member (flushed), else from
+    the database."""
     if not changes:
         return []
     rows: list[tuple[str, str, str, dict[str, Any]]] = []
     for (entity, key), (op, data) in changes.records.items():
         if entity == "member" and data is None:
-            member = Member.get_or_none(Member.id == key)
-            if member is None:
-                continue
-            data = member_state(member)
+            cached = book.members.get(key) if book is not None else None
+            if cached is not None:
+                data = member_state(cached, book.live_lots(key))
+            else:
+                member = Member.get_or_none(Member.id == key)
+                if member is None:
+                    continue
+                data = member_state(member)
         rows.append((entity, key, op, data or {}))
     if not rows:
         return []
-    counter = _lock_counter(db)
-    first = counter.value + 1
-    Counter.update(value=counter.value + len(rows)).where(Counter.name == CHANGE_COUNTER).execute()
+    first = _take_change_seqs(db, len(rows))
     out = []
     for i, (entity, key, op, data) in enumerate(rows):
         out.append(Change(first + i, entity, key, op, data))

@@ -33,6 +33,7 @@ from core.protocol import (
 )
 from hq.apply import BatchCache, ItemContext, apply_item
 from hq.changes import ChangeSet, flush_changes
+from hq.ledger import Book
 from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, is_postgres
 
 log = logging.getLogger("hq.ingest")
@@ -109,11 +110,14 @@ def _transaction(db: pw.Database, work: Any) -> Any:
 
 
 def _lock_store(db: pw.Database, code: str, epoch: int, now: dt.datetime) -> Store:
-    Store.insert(code=code, epoch=epoch, created_at=now).on_conflict_ignore().execute()
     query = Store.select().where(Store.code == code)
     if is_postgres(db):
         query = query.for_update()
-    return query.get()
+    store = query.get_or_none()
+    if store is None:
+        Store.insert(code=code, epoch=epoch, created_at=now).on_conflict_ignore().execute()
+        store = query.get()
+    return store
 
 
 def ingest_batch(
@@ -170,7 +174,7 @@ def ingest_batch(
             store.reported_seq = 0
         changes = ChangeSet()
         rejected: list[Rejection] = []
-        cache = BatchCache()
+        cache = BatchCache(Book(db))
         cache.prefetch(store.code, batch.items)
         ids = [
             r.get("id") for r in batch.items if isinstance(r, dict) and isinstance(r.get("id"), str)
@@ -186,6 +190,7 @@ def ingest_batch(
             else set()
         )
         processed: list[dict[str, Any]] = []
+        duplicates: list[int] = []
         run = _Run(
             db, topic, store, now, changes, rejected, outcome, cache, seen_ids, processed, refused
         )
@@ -207,9 +212,7 @@ def ingest_batch(
                 continue
             if seq <= store.acked_through:
                 outcome.duplicates += 1
-                previous = _previous_rejection(store, seq)
-                if previous:
-                    rejected.append(previous)
+                duplicates.append(seq)
                 continue
             if seq > store.acked_through + 1:
                 if seq - store.acked_through <= HOLD_WINDOW:
@@ -220,22 +223,27 @@ def ingest_batch(
                 continue
             run.process(seq, raw_item)
             store.acked_through = seq
+        rejected[:0] = _previous_rejections(store, duplicates)
         # the gap may be filled now: apply what was held, in order
-        while True:
-            held = HeldItem.get_or_none(
+        held = list(
+            HeldItem.select(HeldItem.id, HeldItem.epoch, HeldItem.seq)
+            .where(HeldItem.store == store.code)
+            .order_by(HeldItem.seq)
+            .tuples()
+        )
+        run_ids = []
+        for row_id, epoch, seq in held:
+            if epoch == store.epoch and seq == store.acked_through + 1 + len(run_ids):
+                run_ids.append(row_id)
+        if run_ids:
+            for row in HeldItem.select().where(HeldItem.id.in_(run_ids)).order_by(HeldItem.seq):
+                run.process(row.seq, row.item)
+                store.acked_through = row.seq
+        if held:
+            HeldItem.delete().where(
                 (HeldItem.store == store.code)
-                & (HeldItem.epoch == store.epoch)
-                & (HeldItem.seq == store.acked_through + 1)
-            )
-            if held is None:
-                break
-            run.process(held.seq, held.item)
-            store.acked_through = held.seq
-            held.delete_instance()
-        HeldItem.delete().where(
-            (HeldItem.store == store.code)
-            & ((HeldItem.epoch < store.epoch) | (HeldItem.seq <= store.acked_through))
-        ).execute()
+                & ((HeldItem.epoch < store.epoch) | (HeldItem.seq <= store.acked_through))
+            ).execute()
         store.reported_seq = max(store.reported_seq, batch.last_seq)
         cache.book.flush()
         for i in range(0, len(processed), 500):
@@ -243,7 +251,7 @@ def ingest_batch(
         store.last_seen = now
         store.online = True
         store.save()
-        outcome.changes = flush_changes(db, changes, now)
+        outcome.changes = flush_changes(db, changes, now, cache.book)
         outcome.ack = Ack(store.code, store.epoch, store.acked_through, tuple(rejected))
         return outcome
 
@@ -282,15 +290,21 @@ def _refuse(
     return IngestOutcome(dead_letter=code)
 
 
-def _previous_rejection(store: Store, seq: int) -> Rejection | None:
-    row = ProcessedItem.get_or_none(
-        (ProcessedItem.store == store.code)
-        & (ProcessedItem.epoch == store.epoch)
-        & (ProcessedItem.seq == seq)
+def _previous_rejections(store: Store, seqs: list[int]) -> list[Rejection]:
+    """The resent items that HQ had rejected: listed again in the ack."""
+    if not seqs:
+        return []
+    rows = (
+        ProcessedItem.select(ProcessedItem.seq, ProcessedItem.code, ProcessedItem.reason)
+        .where(
+            (ProcessedItem.store == store.code)
+            & (ProcessedItem.epoch == store.epoch)
+            & (ProcessedItem.seq.in_(seqs))
+            & (ProcessedItem.status == "rejected")
+        )
+        .order_by(ProcessedItem.seq)
     )
-    if row is None or row.status != "rejected":
-        return None
-    return Rejection(seq, row.code or "invalid", row.reason or "")
+    return [Rejection(r.seq, r.code or "invalid", r.reason or "") for r in rows]
 
 
 @dataclass
@@ -374,10 +388,6 @@ class _Run:
             )
             return
         item_changes = ChangeSet()
-        if item.kind == "registration":
-            # a merge reads and moves members in the database: write what is pending
-            # and reload members afterwards
-            self.cache.book.forget()
         refused = self.refused.get(seq)
         if refused is not None:
             self._reject(seq, raw_item, "apply_failed", refused, item.id, item.kind)
@@ -391,8 +401,6 @@ class _Run:
             # no savepoint per item (two round trips each): abandon the batch's transaction
             # and run it again with this item rejected up front
             raise _ItemRefused(seq, reason) from exc
-        if item.kind == "registration":
-            self.cache.book.forget()
         for key, value in item_changes.records.items():
             self.changes.records.pop(key, None)
             self.changes.records[key] = value

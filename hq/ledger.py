@@ -9,6 +9,9 @@ later credits (top-ups, earned or restored points) pay the debt first.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import peewee as pw
@@ -31,79 +34,207 @@ class Posting:
 
 
 class Book:
-    """Where balance movements are written.
+    """A batch's unit of work, where balance movements are written.
 
-    Immediate by default. The ingest uses a deferred book per batch: ledger rows are
-    inserted together and each touched member is updated once, at ``flush()`` (always
-    before the transaction commits, before a merge and before changes are read)."""
+    The ingest keeps one per batch attempt. The members the batch names are loaded
+    (and locked, in id order) with one query the first time one is needed, their live
+    points lots with one more; balance movements change them in memory, and
+    ``flush()`` writes the ledger rows, new and changed lots, touched members and any
+    other deferred rows with one statement each (always before the transaction
+    commits, before a merge and before changes are read)."""
 
-    def __init__(self, deferred: bool = False) -> None:
-        self.deferred = deferred
-        self.rows: list[dict[str, object]] = []
-        self.members: dict[str, Member] = {}
-        self.aliases: dict[str, str] = {}
+    def __init__(self, db: pw.Database) -> None:
+        self.db = db
+        self.wanted_members: set[str] = set()  # ids the batch names, loaded together
+        self.wanted_lots: set[str] = set()  # lot ids the batch names, loaded together
+        self.members: dict[str, Member] = {}  # live id -> member
+        self.aliases: dict[str, str] = {}  # any id seen -> live id
+        self.missing: set[str] = set()  # ids without a row
+        self.lots: dict[str, PointsLot | None] = {}  # lot id -> lot (None: no such lot)
+        self.member_lots: dict[str, dict[str, PointsLot]] = {}  # live lots, loaded per member
+        self.new_lots: dict[str, PointsLot] = {}
+        self.dirty_lots: set[str] = set()
         self.dirty: set[str] = set()
+        self.rows: list[dict[str, object]] = []
         self.inserts: dict[type[pw.Model], list[dict[str, object]]] = {}
-        self.known_lots: set[str] | None = None  # lot ids that exist (prefetched), if known
+        # what registrations look up, when prefetched: card no / phone -> member id or None
+        self.card_owners: dict[str, str | None] = {}
+        self.phone_owners: dict[str, str | None] = {}
+
+    # ---- deferred rows --------------------------------------------------------------
 
     def insert(self, model: type[pw.Model], **row: object) -> None:
-        if self.deferred:
-            self.inserts.setdefault(model, []).append(row)
-        else:
-            model.create(**row)
+        self.inserts.setdefault(model, []).append(row)
 
     def entry(self, **row: object) -> None:
-        row = {"principal": 0, "bonus": 0, "points": 0, "lot_id": None, **row}
-        if self.deferred:
-            self.rows.append(row)
-        else:
-            LedgerEntry.create(**row)
+        self.rows.append({"principal": 0, "bonus": 0, "points": 0, "lot_id": None, **row})
 
-    def save(self, member: Member, fields: list[pw.Field]) -> None:
-        if self.deferred:
-            self.members[member.id] = member
-            self.dirty.add(member.id)
-        else:
-            member.save(only=fields)
+    def save(self, member: Member) -> None:
+        self.dirty.add(member.id)
 
-    def member(self, db: pw.Database, member_id: str) -> Member:
-        """The live member for an id, loaded (and locked) once per batch."""
-        key = self.aliases.get(member_id, member_id)
-        cached = self.members.get(key)
-        if cached is not None:
-            return cached
-        member = resolve_member(db, member_id)
-        self.aliases[member_id] = member.id
+    # ---- members --------------------------------------------------------------------
+
+    def want(self, member_ids: Iterable[str], lot_ids: Iterable[str] = ()) -> None:
+        """Ids the batch will ask for: loaded together on the first miss."""
+        self.wanted_members.update(member_ids)
+        self.wanted_lots.update(lot_ids)
+
+    def member(self, member_id: str) -> Member:
+        """The live member for an id (following merges), loaded and locked once per batch."""
+        key = self.aliases.get(member_id)
+        if key is None:
+            self._load_members({member_id} | self.wanted_members)
+            key = self.aliases.get(member_id)
+        if key is None:
+            raise NotFound(f"会员不存在: {member_id}", field="member_id")
+        return self.members[key]
+
+    def exists(self, member_id: str) -> bool:
+        """Whether a member row has this id (merged or not), without following merges."""
+        if member_id not in self.aliases and member_id not in self.missing:
+            self._load_members({member_id} | self.wanted_members)
+        return member_id not in self.missing
+
+    def adopt(self, member: Member) -> None:
+        """A member created in this batch: known, with no lots yet."""
+        self.aliases[member.id] = member.id
         self.members[member.id] = member
-        return member
+        self.missing.discard(member.id)
+        self.member_lots.setdefault(member.id, {})
+
+    def _load_members(self, ids: set[str]) -> None:
+        todo = sorted(i for i in ids if i not in self.aliases and i not in self.missing)
+        pending: dict[str, str] = {i: i for i in todo}  # id asked for -> id to look up next
+        for _ in range(MAX_MERGE_HOPS):
+            if not pending:
+                return
+            lookup = sorted(set(pending.values()) - set(self.members))
+            rows = {}
+            if lookup:
+                query = Member.select().where(Member.id.in_(lookup)).order_by(Member.id)
+                if is_postgres(self.db):
+                    query = query.for_update()  # in id order: no deadlock between batches
+                rows = {m.id: m for m in query}
+            follow: dict[str, str] = {}
+            for asked, current in pending.items():
+                member = self.members.get(current) or rows.get(current)
+                if member is None:
+                    if asked == current:
+                        self.missing.add(asked)
+                    # else: a merge pointing at a member that is gone; resolve_member's error
+                    continue
+                if member.status == "merged" and member.merged_into:
+                    follow[asked] = member.merged_into
+                    continue
+                self.members[member.id] = member
+                self.aliases[asked] = member.id
+            pending = follow
+        for asked in pending:  # a chain longer than MAX_MERGE_HOPS: resolve_member says so
+            resolve_member(self.db, asked)
+
+    # ---- points lots ----------------------------------------------------------------
+
+    def lot(self, lot_id: str) -> PointsLot | None:
+        """The lot with this id, whoever holds it, or None."""
+        if lot_id not in self.lots:
+            self._load_lots({lot_id})
+        return self.lots.get(lot_id)
+
+    def live_lots(self, member_id: str) -> list[PointsLot]:
+        """A member's lots with points left, soonest-expiring first."""
+        if member_id not in self.member_lots:
+            self._load_lots(set(), {member_id})
+        lots = [lot for lot in self.member_lots[member_id].values() if lot.remaining > 0]
+        lots.sort(key=lambda lot: (lot.expires_on, lot.earned_on, lot.lot_id))
+        return lots
+
+    def _load_lots(self, lot_ids: set[str], member_ids: set[str] = frozenset()) -> None:
+        members = sorted((set(self.members) | member_ids) - set(self.member_lots))
+        ids = sorted((lot_ids | self.wanted_lots) - set(self.lots))
+        where = []
+        if members:
+            where.append(PointsLot.member_id.in_(members) & (PointsLot.remaining > 0))
+        if ids:
+            where.append(PointsLot.lot_id.in_(ids))
+        if not where:
+            return
+        found = list(PointsLot.select().where(functools.reduce(operator.or_, where)))
+        for member_id in members:
+            self.member_lots[member_id] = {}
+        for lot in list(self.lots.values()):
+            if lot is not None:
+                self._keep(lot)
+        for lot in found:
+            lot = self.lots.get(lot.lot_id) or lot  # an object already cached is the newer
+            self._keep(lot)
+        for lot_id in ids:
+            self.lots.setdefault(lot_id, None)
+
+    def _keep(self, lot: PointsLot) -> None:
+        self.lots[lot.lot_id] = lot
+        held = self.member_lots.get(lot.member_id)
+        if held is not None:
+            held[lot.lot_id] = lot
+
+    def add_lot(self, lot: PointsLot) -> None:
+        self.new_lots[lot.lot_id] = lot
+        self._keep(lot)
+
+    def save_lot(self, lot: PointsLot) -> None:
+        if lot.lot_id not in self.new_lots:
+            self.dirty_lots.add(lot.lot_id)
 
     def flush(self) -> None:
         for model, rows in self.inserts.items():
-            for i in range(0, len(rows), 500):
-                model.insert_many(rows[i : i + 500]).execute()
+            _insert_many(model, rows)
         self.inserts.clear()
-        for i in range(0, len(self.rows), 500):
-            LedgerEntry.insert_many(self.rows[i : i + 500]).execute()
+        _insert_many(LedgerEntry, self.rows)
         self.rows.clear()
-        for member_id in sorted(self.dirty):
-            m = self.members[member_id]
-            Member.update(
-                sv_principal=m.sv_principal,
-                sv_bonus=m.sv_bonus,
-                points=m.points,
-                through=m.through,
-                updated_at=m.updated_at,
-            ).where(Member.id == member_id).execute()
-        self.dirty.clear()
+        _insert_many(PointsLot, [row_of(lot) for lot in self.new_lots.values()])
+        self.new_lots.clear()
+        if self.dirty_lots:
+            changed = [row_of(self.lots[i]) for i in sorted(self.dirty_lots)]
+            _insert_many(PointsLot, changed, [PointsLot.remaining, PointsLot.earned])
+            self.dirty_lots.clear()
+        if self.dirty:
+            touched = [row_of(self.members[i]) for i in sorted(self.dirty)]
+            _insert_many(Member, touched, MEMBER_BALANCE_FIELDS)
+            self.dirty.clear()
 
     def forget(self) -> None:
-        """Flush, then drop cached members (a merge is about to change them in the database)."""
+        """Flush, then drop what is cached (a merge is about to change it in the database);
+        what the batch wants is loaded again on the next miss."""
         self.flush()
-        self.members.clear()
-        self.aliases.clear()
+        for cache in (self.members, self.aliases, self.lots, self.member_lots):
+            cache.clear()
+        self.missing.clear()
+        self.card_owners.clear()
+        self.phone_owners.clear()
 
 
-IMMEDIATE = Book()
+MEMBER_BALANCE_FIELDS = [
+    Member.sv_principal,
+    Member.sv_bonus,
+    Member.points,
+    Member.through,
+    Member.updated_at,
+]
+
+
+def row_of(obj: pw.Model) -> dict[str, object]:
+    return {f.name: obj.__data__.get(f.name) for f in type(obj)._meta.sorted_fields}
+
+
+def _insert_many(
+    model: type[pw.Model], rows: list[dict[str, object]], update: list[pw.Field] | None = None
+) -> None:
+    """One statement per 500 rows; with ``update``, rows that exist get those fields
+    (every row is complete, so this is an UPDATE of many rows in one round trip)."""
+    for i in range(0, len(rows), 500):
+        query = model.insert_many(rows[i : i + 500])
+        if update:
+            query = query.on_conflict(conflict_target=[model._meta.primary_key], preserve=update)
+        query.execute()
 
 
 def resolve_member(db: pw.Database, member_id: str, lock: bool = True) -> Member:
@@ -161,9 +292,7 @@ def recover_debt(member_id: str, balance: str, amount: int, at: dt.datetime) -> 
         row.save()
 
 
-def post_stored_value(
-    member: Member, principal: int, bonus: int, p: Posting, book: Book = IMMEDIATE
-) -> None:
+def post_stored_value(member: Member, principal: int, bonus: int, p: Posting, book: Book) -> None:
     """Add (positive) or take (negative) stored value, principal and bonus apart."""
     if principal == 0 and bonus == 0:
         return
@@ -182,7 +311,7 @@ def post_stored_value(
     member.sv_principal += principal
     member.sv_bonus += bonus
     member.updated_at = p.at
-    book.save(member, [Member.sv_principal, Member.sv_bonus, Member.updated_at])
+    book.save(member)
     after = member.sv_principal + member.sv_bonus
     debt_before, debt_after = max(0, -before), max(0, -after)
     if debt_after > debt_before:
@@ -209,8 +338,8 @@ def spend_points(
     member: Member,
     points: int,
     p: Posting,
-    prefer: list[tuple[str, int]] | None = None,
-    book: Book = IMMEDIATE,
+    prefer: list[tuple[str, int]] | None,
+    book: Book,
 ) -> list[tuple[str, int]]:
     """Take points: first from the lots the till named, then soonest-expiring first.
 
@@ -222,29 +351,22 @@ def spend_points(
     for lot_id, wanted in prefer or []:
         if left == 0:
             break
-        lot = PointsLot.get_or_none(
-            (PointsLot.lot_id == str(lot_id)) & (PointsLot.member_id == member.id)
-        )
-        if lot is None or lot.remaining <= 0:
+        lot = book.lot(str(lot_id))
+        if lot is None or lot.member_id != member.id or lot.remaining <= 0:
             continue
         take = min(int(wanted), lot.remaining, left)
         if take > 0:
             lot.remaining -= take
-            lot.save(only=[PointsLot.remaining])
+            book.save_lot(lot)
             taken.append((lot.lot_id, take))
             left -= take
     if left:
-        lots = (
-            PointsLot.select()
-            .where((PointsLot.member_id == member.id) & (PointsLot.remaining > 0))
-            .order_by(PointsLot.expires_on, PointsLot.earned_on, PointsLot.lot_id)
-        )
-        for lot in lots:
+        for lot in book.live_lots(member.id):
             if left == 0:
                 break
             take = min(lot.remaining, left)
             lot.remaining -= take
-            lot.save(only=[PointsLot.remaining])
+            book.save_lot(lot)
             taken.append((lot.lot_id, take))
             left -= take
     for lot_id, n in taken:
@@ -254,7 +376,7 @@ def spend_points(
     before = member.points
     member.points -= points
     member.updated_at = p.at
-    book.save(member, [Member.points, Member.updated_at])
+    book.save(member)
     debt_before, debt_after = max(0, -before), max(0, -member.points)
     if debt_after > debt_before:
         _open_exception("overdraft", member, "points", debt_after - debt_before, p)
@@ -268,7 +390,7 @@ def credit_points(
     lot_id: str,
     earned_on: dt.date,
     expires_on: dt.date,
-    book: Book = IMMEDIATE,
+    book: Book,
 ) -> None:
     """Earned or restored points: pay any debt first, the rest into the lot."""
     if points <= 0:
@@ -276,32 +398,29 @@ def credit_points(
     debt = max(0, -member.points)
     pay = min(debt, points)
     into_lot = points - pay
-    if book.known_lots is not None and lot_id not in book.known_lots:
-        lot = None  # prefetched: no such lot yet
-    else:
-        lot = PointsLot.get_or_none(PointsLot.lot_id == lot_id)
+    lot = book.lot(lot_id)
     if lot is not None and lot.member_id == member.id:
         lot.remaining += into_lot
         lot.earned += into_lot if p.reason != "return" else 0
-        lot.save(only=[PointsLot.remaining, PointsLot.earned])
+        book.save_lot(lot)
     else:
         if lot is not None:  # an id collision with another member's lot: keep both apart
             lot_id = f"{lot_id}:{member.id[:8]}"
-        PointsLot.create(
-            lot_id=lot_id,
-            member_id=member.id,
-            earned_on=earned_on,
-            expires_on=expires_on,
-            earned=points,
-            remaining=into_lot,
-            store=p.store,
+        book.add_lot(
+            PointsLot(
+                lot_id=lot_id,
+                member_id=member.id,
+                earned_on=earned_on,
+                expires_on=expires_on,
+                earned=points,
+                remaining=into_lot,
+                store=p.store,
+            )
         )
-        if book.known_lots is not None:
-            book.known_lots.add(lot_id)
     _points_entry(member, points, lot_id, p, book)
     member.points += points
     member.updated_at = p.at
-    book.save(member, [Member.points, Member.updated_at])
+    book.save(member)
     if pay:
         recover_debt(member.id, "points", pay, p.at)
 

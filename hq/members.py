@@ -11,7 +11,7 @@ from core.errors import Conflict, NotFound, ValidationError
 from core.ids import is_uuid
 from core.phone import normalise_phone
 from hq.changes import ChangeSet, card_state, merge_state
-from hq.ledger import IMMEDIATE, Book, recover_debt, resolve_member
+from hq.ledger import Book, recover_debt, resolve_member, row_of
 from hq.models import (
     Authorization,
     Card,
@@ -40,12 +40,20 @@ def parse_instant(text: str, field: str = "registered_at") -> dt.datetime:
     return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def touch_through(member: Member, store: str, seq: int, book: Book = IMMEDIATE) -> None:
+def touch_through(member: Member, store: str, seq: int, book: Book) -> None:
     through = dict(member.through or {})
     if seq > through.get(store, 0):
         through[store] = seq
         member.through = through
-        book.save(member, [Member.through])
+        book.save(member)
+
+
+def _owner(book_cache: dict[str, str | None], model: type[pw.Model], key: pw.Field, value: str):
+    """Who holds a card number or phone: from what the batch prefetched, else the database."""
+    if value not in book_cache:
+        row = model.get_or_none(key == value)
+        book_cache[value] = row.member_id if row is not None else None
+    return book_cache[value]
 
 
 def register_member(
@@ -55,16 +63,44 @@ def register_member(
     seq: int,
     now: dt.datetime,
     changes: ChangeSet,
+    book: Book | None = None,
 ) -> Member:
-    """Create the member a till registered; merge with an existing member of the same phone."""
+    """Create the member a till registered; merge with an existing member of the same phone.
+
+    In a batch, the new member, its card and its phone key are written with the batch's
+    other rows (a concurrent registration of the same phone or card then fails the
+    batch's flush with an IntegrityError; the ingest retries the batch, finds the key
+    and merges). Without a book they are written before this returns."""
+    if book is None:
+        book = Book(db)
+        member = register_member(db, body, store, seq, now, changes, book)
+        book.flush()
+        return member
     member_id = body["member_id"]
     if not is_uuid(member_id):
         raise ValidationError("member_id is not a UUID", field="member_id")
     phone = normalise_phone(body["phone"])
     registered_utc = parse_instant(body["registered_at"])
-    if Member.get_or_none(Member.id == member_id) is not None:
+    if book.exists(member_id):
         raise Conflict(f"member {member_id} is already registered", field="member_id")
-    member = Member.create(
+    card_no = body.get("card_no")
+    if card_no:
+        owner = _owner(book.card_owners, Card, Card.card_no, card_no)
+        if owner is not None and owner != member_id:
+            raise Conflict(f"card {card_no} belongs to another member", field="card_no")
+        if owner is None:
+            card = Card(
+                card_no=card_no,
+                member_id=member_id,
+                card_type=body.get("card_type"),
+                issued_store=store,
+                status="active",
+                blocked_reason=None,
+            )
+            book.insert(Card, **row_of(card))
+            book.card_owners[card_no] = member_id
+            changes.add("card", card.card_no, card_state(card))
+    member = Member(
         id=member_id,
         name=str(body.get("name") or ""),
         phone=phone,
@@ -82,29 +118,19 @@ def register_member(
         created_at=now,
         updated_at=now,
     )
-    card_no = body.get("card_no")
-    if card_no:
-        existing = Card.get_or_none(Card.card_no == card_no)
-        if existing is not None and existing.member_id != member_id:
-            raise Conflict(f"card {card_no} belongs to another member", field="card_no")
-        if existing is None:
-            card = Card.create(
-                card_no=card_no,
-                member_id=member_id,
-                card_type=body.get("card_type"),
-                issued_store=store,
-            )
-            changes.add("card", card.card_no, card_state(card))
+    book.insert(Member, **row_of(member))
+    book.adopt(member)
     changes.member(member_id)
-    key = PhoneKey.get_or_none(PhoneKey.phone == phone)
-    if key is None:
-        # a concurrent registration of the same phone fails here with IntegrityError;
-        # the ingest retries the batch and then finds the key and merges
-        PhoneKey.create(phone=phone, member_id=member_id)
+    key_owner = _owner(book.phone_owners, PhoneKey, PhoneKey.phone, phone)
+    if key_owner is None:
+        book.insert(PhoneKey, phone=phone, member_id=member_id)
+        book.phone_owners[phone] = member_id
         return member
-    other = resolve_member(db, key.member_id)
+    book.forget()  # the merge reads and moves rows in the database: write what is pending
+    other = resolve_member(db, key_owner)
     if other.id == member_id:
         return member
+    member = Member.get_by_id(member_id)
     first, second = sorted(
         [member, other], key=lambda m: (m.registered_utc or dt.datetime.max, m.id)
     )
