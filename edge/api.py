@@ -270,6 +270,13 @@ def status():
     )
 
 
+def _devices_need_a_signed_in_cashier() -> None:
+    """Card reads, test pages and injected faults are for the till's own staff; the
+    devices' states stay readable without sign-in, as in /api/v1/status."""
+    if request.blueprint == "devices" and request.endpoint != "devices.states":
+        signed_in()
+
+
 def _error(exc: HuiyuanError):
     return jsonify(exc.to_dict()), exc.http_status
 
@@ -297,6 +304,7 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
         devices_bp = None
     if devices_bp is not None:
         app.register_blueprint(devices_bp)
+        app.before_request(_devices_need_a_signed_in_cashier)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)

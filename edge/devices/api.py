@@ -13,6 +13,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from core.errors import HuiyuanError
 
+from . import discovery
+
 log = logging.getLogger(__name__)
 
 devices_bp = Blueprint("devices", __name__, url_prefix="/api/v1/devices")
@@ -68,6 +70,26 @@ def printer_test() -> tuple[Response, int]:
 def display_test() -> tuple[Response, int]:
     _manager().display_test()
     return jsonify({"message": "测试图案已发送 / test pattern sent"}), 202
+
+
+@devices_bp.post("/virtual/<role>/<action>")
+def rehearse(role: str, action: str) -> tuple[Response, int]:
+    """Rehearsals and remote support: inject a fault or a swipe into a virtual device."""
+    data = request.get_json(silent=True)
+    card_no = data.get("card_no", "") if isinstance(data, dict) else ""
+    if not isinstance(card_no, str):
+        return _error(400, "invalid", "card_no must be a string")
+    manager = _manager()
+    manager.rehearse(role, action, card_no)
+    return jsonify({"role": role, "action": action, "state": manager.states()[role]}), 202
+
+
+@devices_bp.get("/scan")
+def scan() -> Response:
+    """What is plugged into the box, matched to firmware profiles (as the technician CLI)."""
+    manager = _manager()
+    found, problems = discovery.scan_and_match(manager.cfg.profile_library())
+    return jsonify({"devices": [f.to_dict() for f in found], "problems": problems})
 
 
 @devices_bp.get("/reader/next")

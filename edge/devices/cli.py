@@ -22,7 +22,7 @@ import click
 from core.errors import ConfigError, DeviceError, HuiyuanError
 
 from .config import DevicesConfig, to_toml
-from .discovery import match, scan_serial, scan_usb
+from .discovery import scan_and_match, scan_serial, scan_usb
 from .profiles import ProfileLibrary
 
 log = logging.getLogger(__name__)
@@ -85,34 +85,11 @@ def devices(ctx: click.Context, data_dir: Path, profiles_dir: str) -> None:
 @click.pass_obj
 def scan(obj: Context, as_json: bool) -> None:
     """扫描 USB 与串口设备 / scan USB and serial ports and match them to profiles."""
-    try:
-        usb_devices = scan_usb()
-    except DeviceError as exc:
-        click.echo(f"USB: {exc.message}", err=True)
-        usb_devices = []
-    try:
-        serial_ports = scan_serial()
-    except DeviceError as exc:
-        click.echo(f"serial: {exc.message}", err=True)
-        serial_ports = []
-    found = match(obj.library(), usb_devices, serial_ports)
+    found, problems = scan_and_match(obj.library(), scan_usb, scan_serial)
+    for problem in problems:
+        click.echo(problem, err=True)
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "bus": f.bus,
-                        "usb_id": f.usb_id,
-                        "where": f.where,
-                        "description": f.description,
-                        "profiles": list(f.profiles),
-                    }
-                    for f in found
-                ],
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        click.echo(json.dumps([f.to_dict() for f in found], ensure_ascii=False, indent=2))
         return
     if not found:
         click.echo("未发现设备 / no USB devices or serial ports found")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,15 @@ class FoundDevice:
         if self.vendor_id is None or self.product_id is None:
             return "-"
         return f"{self.vendor_id:04x}:{self.product_id:04x}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bus": self.bus,
+            "usb_id": self.usb_id,
+            "where": self.where,
+            "description": self.description,
+            "profiles": list(self.profiles),
+        }
 
 
 def scan_usb(backend: Any = None) -> list[tuple[int, int, str, int]]:
@@ -75,3 +85,25 @@ def match(
         names = tuple(p.name for p in by_usb.get((vid, pid), ())) if vid is not None else ()
         out.append(FoundDevice("serial", vid, pid, device, description, names))
     return out
+
+
+def scan_and_match(
+    library: ProfileLibrary,
+    usb_scan: Callable[[], list[tuple[int, int, str, int]]] | None = None,
+    serial_scan: Callable[[], list[tuple[str, str, int | None, int | None]]] | None = None,
+) -> tuple[list[FoundDevice], list[str]]:
+    """Everything plugged in, matched to profiles, and why a bus could not be scanned."""
+    usb_scan = usb_scan or scan_usb
+    serial_scan = serial_scan or scan_serial
+    problems: list[str] = []
+    try:
+        usb_devices = usb_scan()
+    except DeviceError as exc:
+        problems.append(f"USB: {exc.message}")
+        usb_devices = []
+    try:
+        serial_ports = serial_scan()
+    except DeviceError as exc:
+        problems.append(f"serial: {exc.message}")
+        serial_ports = []
+    return match(library, usb_devices, serial_ports), problems

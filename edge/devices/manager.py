@@ -18,14 +18,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
+from core.errors import ConfigError, Conflict, NotFound, ValidationError
 from core.receipt import Receipt
 
 from .config import DevicesConfig
 from .display import DisplayTransport, DisplayWorker, FrameFormatter, SerialDisplay, VirtualDisplay
 from .escpos_decode import decode
 from .print_queue import PrintJob, PrintQueue
-from .printer import EscposTransport, PrinterTransport, PrinterWorker, VirtualPrinter
+from .printer import (
+    PAPER_NEAR_END,
+    PAPER_OK,
+    PAPER_OUT,
+    EscposTransport,
+    PrinterTransport,
+    PrinterWorker,
+    VirtualPrinter,
+)
 from .profiles import DisplayProfile, PrinterProfile, ReaderProfile
 from .reader import CardReader, ReaderWorker, SerialReader, UsbHidReader, VirtualReader
 from .receipt_render import RenderOptions
@@ -282,6 +290,49 @@ class DeviceManager:
             log.warning("print queue depth: %s", exc)
             out["printer"]["queue_depth"] = None
         return out
+
+    # ------------------------------------------------------------ rehearsals
+
+    def rehearse(self, role: str, action: str, card_no: str = "") -> None:
+        """Inject a fault or an input into a virtual device, so a store can rehearse.
+
+        printer: unplug | plug | paper_out | paper_near_end | paper_ok | fail_write
+        reader:  unplug | plug | swipe (card_no) | garbage
+        display: unplug | plug
+        """
+        device = {
+            "printer": self.virtual_printer,
+            "reader": self.virtual_reader,
+            "display": self.virtual_display,
+        }.get(role)
+        if role not in ROLES:
+            raise NotFound(f"no device role {role!r}", field="role")
+        if device is None:
+            raise Conflict(
+                f"the {role} is a real device ({self.cfg.to_dict()[role]['driver']});"
+                " faults can be injected into virtual devices only",
+                field="role",
+            )
+        actions: dict[str, Callable[[], None]] = {"unplug": device.unplug, "plug": device.plug}
+        if isinstance(device, VirtualPrinter):
+            actions.update(
+                paper_out=lambda: device.set_paper(PAPER_OUT),
+                paper_near_end=lambda: device.set_paper(PAPER_NEAR_END),
+                paper_ok=lambda: device.set_paper(PAPER_OK),
+                fail_write=device.fail_next_write,
+            )
+        elif isinstance(device, VirtualReader):
+            actions.update(swipe=lambda: device.swipe(card_no), garbage=device.inject_garbage)
+            if action == "swipe" and not (card_no.isascii() and card_no.isprintable() and card_no):
+                raise ValidationError("swipe needs a card_no of printable ASCII", field="card_no")
+        if action not in actions:
+            raise ValidationError(
+                f"{role} rehearsal actions: {', '.join(actions)}; got {action!r}", field="action"
+            )
+        log.warning("rehearsal: %s %s", role, action)
+        actions[action]()
+        if role == "printer":
+            self.printer_worker.wake()
 
     # ------------------------------------------------------------ virtual devices, for tests
 

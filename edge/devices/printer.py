@@ -185,6 +185,11 @@ class VirtualPrinter:
         with self._lock:
             self.paper = status
 
+    def fail_next_write(self) -> None:
+        """The next write fails, as a cable pulled in the middle of a receipt would."""
+        with self._lock:
+            self.fail_writes += 1
+
     def open(self) -> None:
         with self._lock:
             if not self.connected:

@@ -212,6 +212,19 @@ class VirtualReader:
         for report in reports:
             self._reports.put(bytes(report))
 
+    def inject_garbage(self) -> None:
+        """What a dirty stripe or a half swipe sends: a short report, an error-rollover
+        report, an unmapped key, then Enter with nothing read."""
+        self.inject_reports(
+            [
+                b"\x00",
+                bytes([0, 0, 1, 1, 1, 1, 1, 1]),
+                bytes([0, 0, 0x3A, 0, 0, 0, 0, 0]),
+                bytes(8),
+                *report_for(""),
+            ]
+        )
+
     def unplug(self) -> None:
         with self._lock:
             self.connected = False

@@ -71,3 +71,47 @@ def test_unplugged_printer_reprints_on_return(till_client, devices):
     text = "\n".join(printer.text_lines())
     assert text.count("销售小票") == 2
     assert "重印" in text
+
+
+def test_a_swipe_on_the_store_reader_becomes_a_member_lookup(till_client, devices):
+    headers = sign_in(till_client)
+    wait_for(lambda: devices.states()["reader"]["state"] == "ready")
+    swiped = till_client.post(
+        "/api/v1/devices/virtual/reader/swipe", headers=headers, json={"card_no": "C0001"}
+    )
+    assert swiped.status_code == 202, swiped.json
+    # what the cashier screen does: wait for a read, then look the card up
+    read = till_client.get("/api/v1/devices/reader/next?timeout=2", headers=headers)
+    assert read.status_code == 200 and read.json == {"card_no": "C0001"}
+    member = till_client.get(f"/api/v1/members/by-card/{read.json['card_no']}", headers=headers)
+    assert member.status_code == 200 and member.json["member"]["masked_name"] == "张*"
+    found = member.json["member"]
+    greeting = devices.formatter.greeting("张*", found["tier"] or found["card_type"])
+    wait_for(lambda: devices.display_worker.current == greeting)
+
+
+def test_card_reads_and_device_checks_need_a_signed_in_cashier(till_client, devices):
+    devices.virtual_reader.swipe("C0001")
+    for method, path in (
+        ("get", "/api/v1/devices/reader/next?timeout=0"),
+        ("post", "/api/v1/devices/printer/test"),
+        ("post", "/api/v1/devices/virtual/printer/unplug"),
+        ("get", "/api/v1/devices/scan"),
+    ):
+        res = getattr(till_client, method)(path)
+        assert res.status_code == 401, (path, res.json)
+        assert res.json["error"]
+    assert till_client.get("/api/v1/devices").status_code == 200  # states stay readable
+    assert devices.next_card(2) == "C0001"  # nobody took the read
+
+
+def test_a_rehearsed_paper_out_through_the_api(till_client, devices):
+    headers = sign_in(till_client)
+    res = till_client.post("/api/v1/devices/virtual/printer/paper_out", headers=headers)
+    assert res.status_code == 202
+    sale = till_client.post("/api/v1/sales", headers=headers, json=SALE)
+    assert sale.status_code == 201
+    wait_for(lambda: till_client.get("/api/v1/devices").json["printer"]["state"] == "paper_out")
+    till_client.post("/api/v1/devices/virtual/printer/paper_ok", headers=headers)
+    wait_for(lambda: devices.states()["printer"]["queue_depth"] == 0, timeout=5)
+    assert any("销售小票" in line for line in devices.virtual_printer.text_lines())
