@@ -29,6 +29,7 @@ from hq.models import (
     Product,
     RulesVersion,
     Tier,
+    insert_rows,
     is_postgres,
 )
 
@@ -180,7 +181,8 @@ def flush_changes(
     out = []
     for i, (entity, key, op, data) in enumerate(rows):
         out.append(Change(first + i, entity, key, op, data))
-    ChangeRecord.insert_many(
+    insert_rows(
+        ChangeRecord,
         [
             {
                 "seq": c.seq,
@@ -191,8 +193,8 @@ def flush_changes(
                 "created_at": now,
             }
             for c in out
-        ]
-    ).execute()
+        ],
+    )
     changes.records.clear()
     return out
 

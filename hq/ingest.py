@@ -34,7 +34,7 @@ from core.protocol import (
 from hq.apply import BatchCache, ItemContext, apply_item
 from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book
-from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, is_postgres
+from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, insert_rows, is_postgres
 
 log = logging.getLogger("hq.ingest")
 
@@ -246,8 +246,7 @@ def ingest_batch(
             ).execute()
         store.reported_seq = max(store.reported_seq, batch.last_seq)
         cache.book.flush()
-        for i in range(0, len(processed), 500):
-            ProcessedItem.insert_many(processed[i : i + 500]).execute()
+        insert_rows(ProcessedItem, processed)
         store.last_seen = now
         store.online = True
         store.save()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import peewee as pw
 
 from core.errors import NotFound
-from hq.models import HqException, LedgerEntry, Member, PointsLot, is_postgres
+from hq.models import HqException, LedgerEntry, Member, PointsLot, insert_rows, is_postgres
 
 MAX_MERGE_HOPS = 16
 
@@ -186,19 +186,19 @@ class Book:
 
     def flush(self) -> None:
         for model, rows in self.inserts.items():
-            _insert_many(model, rows)
+            insert_rows(model, rows)
         self.inserts.clear()
-        _insert_many(LedgerEntry, self.rows)
+        insert_rows(LedgerEntry, self.rows)
         self.rows.clear()
-        _insert_many(PointsLot, [row_of(lot) for lot in self.new_lots.values()])
+        insert_rows(PointsLot, [row_of(lot) for lot in self.new_lots.values()])
         self.new_lots.clear()
         if self.dirty_lots:
             changed = [row_of(self.lots[i]) for i in sorted(self.dirty_lots)]
-            _insert_many(PointsLot, changed, [PointsLot.remaining, PointsLot.earned])
+            insert_rows(PointsLot, changed, [PointsLot.remaining, PointsLot.earned])
             self.dirty_lots.clear()
         if self.dirty:
             touched = [row_of(self.members[i]) for i in sorted(self.dirty)]
-            _insert_many(Member, touched, MEMBER_BALANCE_FIELDS)
+            insert_rows(Member, touched, MEMBER_BALANCE_FIELDS)
             self.dirty.clear()
 
     def forget(self) -> None:
@@ -223,18 +223,6 @@ MEMBER_BALANCE_FIELDS = [
 
 def row_of(obj: pw.Model) -> dict[str, object]:
     return {f.name: obj.__data__.get(f.name) for f in type(obj)._meta.sorted_fields}
-
-
-def _insert_many(
-    model: type[pw.Model], rows: list[dict[str, object]], update: list[pw.Field] | None = None
-) -> None:
-    """One statement per 500 rows; with ``update``, rows that exist get those fields
-    (every row is complete, so this is an UPDATE of many rows in one round trip)."""
-    for i in range(0, len(rows), 500):
-        query = model.insert_many(rows[i : i + 500])
-        if update:
-            query = query.on_conflict(conflict_target=[model._meta.primary_key], preserve=update)
-        query.execute()
 
 
 def resolve_member(db: pw.Database, member_id: str, lock: bool = True) -> Member:
