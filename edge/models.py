@@ -297,10 +297,11 @@ class WalCheckpointer:
     ``start()`` turns off the automatic checkpoint of ``db``'s connections (each thread of
     the till server has one); then, every ``interval`` seconds:
 
-    - while sales come in: PASSIVE checkpoints, which never block a writer, each followed,
-      once all is copied, by a RESTART that succeeds only between two sales (busy timeout
-      0) and starts the WAL again from its beginning; a few rounds a millisecond apart,
-      so one lands between two sales. The next sale cuts the file back to ``limit_bytes``;
+    - while sales come in: PASSIVE checkpoints, which never block a writer, a few rounds a
+      millisecond apart until one finds nothing new to copy; once all is copied the next
+      sale starts the WAL again from its beginning (cutting the file to ``limit_bytes``).
+      A RESTART checkpoint would force that, but it holds the write lock while it copies
+      what the last sale wrote, so a sale would wait for it;
     - once nothing was committed for a whole interval: TRUNCATE, leaving an empty WAL;
     - as a backstop, when the WAL file outgrows ``limit_bytes`` (readers or an endless
       stream of commits kept the passive ones from catching up): TRUNCATE, attempted
@@ -378,15 +379,12 @@ class WalCheckpointer:
             if self.wal_size():
                 self._checkpoint(conn, "TRUNCATE")
             return
+        previous = -1
         for _ in range(self.CATCH_UP_ROUNDS):
             busy, frames, copied = self._checkpoint(conn, "PASSIVE")
-            if busy:
-                break
-            # All copied: start the WAL over from its beginning. RESTART takes the write
-            # lock for a moment only if no sale holds it (busy timeout 0), and has nothing
-            # left to copy, so it does not make a sale wait for a copy or an fsync.
-            if frames == copied and not self._checkpoint(conn, "RESTART")[0]:
-                break
+            if busy or frames == copied == previous:
+                break  # all copied and nothing committed since: the next sale restarts the WAL
+            previous = frames
             time.sleep(0.001)  # let the sale that is writing now finish
         size = self.wal_size()
         if size > 2 * self.limit_bytes:
