@@ -46,6 +46,11 @@ class OfflineOnly:
         return SpendDecision(online=False, reason="no online authorizer configured")
 
 
+_RULES_VERSION_SQL = (
+    'SELECT json_extract("value", \'$.version\') FROM "setting" WHERE "key" = \'rules\''
+)
+
+
 def system_clock(offset_minutes: int) -> Callable[[], dt.datetime]:
     tz = dt.timezone(dt.timedelta(minutes=offset_minutes))
     return lambda: dt.datetime.now(tz)
@@ -69,6 +74,11 @@ class Till:
 
     def rules(self) -> Rules:
         """The rules in force: HQ's latest (a Setting) else the configured file else the demo."""
+        if self._rules_cache:
+            # every checkout asks: compare the version without loading the document
+            row = self.db.execute_sql(_RULES_VERSION_SQL).fetchone()
+            if ("setting", row[0] if row else None) == self._rules_cache[0]:
+                return self._rules_cache[1]
         row = Setting.get_or_none(Setting.key == "rules")
         doc = row.value if row else None
         key = ("setting", doc.get("version") if doc else None)

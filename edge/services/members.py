@@ -24,29 +24,55 @@ SEARCH_LIMIT = 20
 GENDERS = ("M", "F", "")
 
 
-# One statement, written out: building the 22-column SELECT and the alias lookup through
-# the query builder cost more than running them, on every card swipe.
+# Written-out statements for what every card swipe and checkout runs: building them
+# through the query builder (a 22-column SELECT, the alias lookup) cost more than running
+# them. Columns are named in the model's order, so a row becomes a Member as peewee's own
+# SELECT * would make it. (Only the model's column names are formatted in; values are
+# always bound.)
+_MEMBER_FIELDS = tuple(Member._meta.sorted_fields)
+_MEMBER_COLUMNS = ", ".join(f'm."{f.column_name}"' for f in _MEMBER_FIELDS)
+_ALIAS_OR = 'COALESCE((SELECT "member_id" FROM "member_alias" WHERE "old_id" = {0}), {0})'
 _RESOLVE_SQL = (
-    'SELECT * FROM "member" WHERE "id" = '
-    'COALESCE((SELECT "member_id" FROM "member_alias" WHERE "old_id" = ?), ?)'
+    f'SELECT {_MEMBER_COLUMNS} FROM "member" m '  # noqa: S608
+    f'WHERE m."id" = {_ALIAS_OR.format("?")}'
 )
+_BY_CARD_SQL = (
+    f'SELECT c."status", c."member_id", {_MEMBER_COLUMNS} FROM "card" c '  # noqa: S608
+    'LEFT JOIN "member" m ON m."id" = '
+    + _ALIAS_OR.format('c."member_id"')
+    + ' WHERE c."card_no" = ?'
+)
+_LOTS_SQL = (
+    'SELECT "lot_id", "earned_on", "expires_on", "remaining" FROM "points_lot" '
+    'WHERE "member_id" = ?'
+)
+
+
+def member_from_row(row: tuple[Any, ...]) -> Member:
+    """A Member from a row of ``_MEMBER_COLUMNS``, converted as peewee converts its own."""
+    member = Member(__no_default__=1)
+    member.__data__ = {f.name: f.python_value(v) for f, v in zip(_MEMBER_FIELDS, row, strict=True)}
+    return member
 
 
 def resolve(member_id: str) -> Member:
     """The member row for an id, following a merge at HQ to the surviving member."""
-    member = next(iter(Member.raw(_RESOLVE_SQL, member_id, member_id)), None)
-    if member is None:
+    row = Member._meta.database.execute_sql(_RESOLVE_SQL, (member_id, member_id)).fetchone()
+    if row is None:
         raise NotFound(f"会员不存在: {member_id}", field="member_id")
-    return member
+    return member_from_row(row)
 
 
 def by_card(card_no: str) -> Member:
-    card = Card.get_or_none(Card.card_no == card_no.strip())
-    if card is None:
+    """The card's member (following a merge) in one statement: what a card swipe runs."""
+    row = Member._meta.database.execute_sql(_BY_CARD_SQL, (card_no.strip(),)).fetchone()
+    if row is None:
         raise NotFound(f"卡号 {card_no} 未登记 (unknown card)", field="card_no")
-    if card.status != "active":
+    if row[0] != "active":
         raise Forbidden(f"卡号 {card_no} 已挂失或停用 (card blocked)", field="card_no")
-    return resolve(card.member_id)
+    if row[2] is None:
+        raise NotFound(f"会员不存在: {row[1]}", field="member_id")
+    return member_from_row(row[2:])
 
 
 def by_phone(till: Till, phone: str) -> Member:
@@ -104,14 +130,12 @@ def search(till: Till, query: str, limit: int = SEARCH_LIMIT) -> list[Member]:
 
 
 def lots_of(member_id: str) -> list[Lot]:
+    date = dt.date.fromisoformat
     return [
-        Lot(
-            r.lot_id,
-            dt.date.fromisoformat(r.earned_on),
-            dt.date.fromisoformat(r.expires_on),
-            r.remaining,
+        Lot(lot_id, date(earned_on), date(expires_on), remaining)
+        for lot_id, earned_on, expires_on, remaining in PointsLot._meta.database.execute_sql(
+            _LOTS_SQL, (member_id,)
         )
-        for r in PointsLot.select().where(PointsLot.member_id == member_id)
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import fields
 from typing import Any
 
 from core.receipt import Receipt, ReceiptLine, ReceiptMember, ReceiptTender, mask_name
@@ -12,6 +13,25 @@ from edge.services import members as member_svc
 from edge.services.context import Till
 from edge.services.staff import SignedIn
 
+_FIRST_CARD_SQL = 'SELECT "card_no" FROM "card" WHERE "member_id" = ? ORDER BY "issued_at" LIMIT 1'
+_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls))
+    for cls in (Receipt, ReceiptLine, ReceiptMember, ReceiptTender)
+}
+
+
+def as_dict(value: Any) -> Any:
+    """``Receipt.to_dict()`` (dataclasses.asdict) for the receipt model, without its deep copy:
+    the same dicts, tuples and lists, at a fraction of the cost on every sale."""
+    names = _FIELDS.get(type(value))
+    if names is not None:
+        return {name: as_dict(getattr(value, name)) for name in names}
+    if type(value) in (tuple, list):
+        return type(value)(as_dict(v) for v in value)
+    if type(value) is dict:
+        return {k: as_dict(v) for k, v in value.items()}
+    return value
+
 
 def _local(at: str) -> str:
     return dt.datetime.fromisoformat(at).strftime("%Y-%m-%d %H:%M:%S")
@@ -20,11 +40,11 @@ def _local(at: str) -> str:
 def _member(till: Till, member: Member | None, earned: int, today: dt.date) -> ReceiptMember | None:
     if member is None:
         return None
-    card = Card.select().where(Card.member_id == member.id).order_by(Card.issued_at).first()
+    card = Card._meta.database.execute_sql(_FIRST_CARD_SQL, (member.id,)).fetchone()
     return ReceiptMember(
         masked_name=mask_name(member.name),
         masked_phone=f"*******{member.phone_tail}" if member.phone_tail else "",
-        card_no_tail=card.card_no[-4:] if card else "",
+        card_no_tail=card[0][-4:] if card else "",
         tier=member.tier or member.card_type,
         points_earned=earned,
         points_balance=member_svc.points_balance(member.id, today) - member.points_debt,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from peewee import fn
 
@@ -155,10 +156,35 @@ def find_member(till: Till, ref: dict[str, str] | None) -> Member | None:
     return member
 
 
-def _products(codes: list[str]) -> dict[str, Product]:
+class _Product(NamedTuple):
+    sku: str
+    barcode: str | None
+    name: str
+    price: int
+    promo_price: int | None
+    no_member_discount: bool
+    no_points: bool
+    active: bool
+
+
+@lru_cache(maxsize=64)
+def _products_sql(n: int) -> str:
+    marks = ", ".join("?" * n)
+    return (
+        'SELECT "sku", "barcode", "name", "price", "promo_price", "no_member_discount", '  # noqa: S608
+        f'"no_points", "active" FROM "product" WHERE "sku" IN ({marks}) OR "barcode" IN ({marks})'
+    )
+
+
+def _products(codes: list[str]) -> dict[str, _Product]:
     """The product each code names, by SKU first, else by barcode: one query per basket."""
     unique = sorted(set(codes))
-    rows = list(Product.select().where(Product.sku.in_(unique) | Product.barcode.in_(unique)))
+    rows = [
+        _Product(sku, barcode, name, price, promo, bool(no_md), bool(no_pts), bool(active))
+        for sku, barcode, name, price, promo, no_md, no_pts, active in Product._meta.database.execute_sql(
+            _products_sql(len(unique)), unique + unique
+        )
+    ]
     by_sku = {p.sku: p for p in rows}
     by_barcode = {p.barcode: p for p in rows if p.barcode is not None}
     found = {}
@@ -330,7 +356,7 @@ def _ledger(
 
 def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any]:
     if req.sale_id:
-        done = Sale.get_or_none(Sale.id == req.sale_id)
+        done = _committed_sale(till, req.sale_id)
         if done is not None:
             return sale_result(done, replay=True)
     rules = till.rules()
@@ -366,7 +392,7 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
     with till.db.atomic():
         # a retry with the client's sale id may have committed meanwhile; an id minted
         # here just now cannot have
-        done = Sale.get_or_none(Sale.id == sale_id) if req.sale_id else None
+        done = _committed_sale(till, sale_id) if req.sale_id else None
         if done is not None:
             return sale_result(done, replay=True)
         sale = _write_sale(
@@ -389,12 +415,57 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
     return sale_result(sale)
 
 
+def _committed_sale(till: Till, sale_id: str) -> Sale | None:
+    """The sale with this id if one was committed; the cashier UI sends an id with every sale."""
+    if till.db.execute_sql(_SALE_EXISTS_SQL, (sale_id,)).fetchone() is None:
+        return None
+    return Sale.get_or_none(Sale.id == sale_id)
+
+
+# The statements a checkout writes, written out: the query builder cost more than running
+# them (docs/benchmarks.md, till). Same columns and values as Model.create/insert_many gave.
+_SALE_EXISTS_SQL = 'SELECT 1 FROM "sale" WHERE "id" = ?'
+_MEMBER_SQL = 'SELECT * FROM "member" WHERE "id" = ?'
+_MEMBER_BALANCES_SQL = (
+    'UPDATE "member" SET "sv_principal" = ?, "sv_bonus" = ?, "points_debt" = ?, '
+    '"updated_at" = ? WHERE "id" = ?'
+)
+_LOT_TAKE_SQL = 'UPDATE "points_lot" SET "remaining" = "remaining" - ? WHERE "lot_id" = ?'
+_LOT_SQL = (
+    'INSERT INTO "points_lot" ("lot_id", "member_id", "earned_on", "expires_on", "remaining", '
+    '"origin") VALUES (?, ?, ?, ?, ?, ?)'
+)
+_SALE_SQL = (
+    'INSERT INTO "sale" ("id", "member_id", "cashier", "occurred_at", "rules_version", "total", '
+    '"refunded", "status", "body", "receipt") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)'
+)
+_LEDGER_COLUMNS = (
+    "member_id",
+    "account",
+    "delta",
+    "reason",
+    "ref",
+    "occurred_at",
+    "day",
+    "offline",
+)
+_LINE_COLUMNS = ("sale_id", "line_no", "sku", "qty", "amount", "earns_points", "returned_qty")
+
+
+@lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
+    """INSERT of ``rows`` rows in one statement (tables and columns are ours, values bound)."""
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([row] * rows)  # noqa: S608
+
+
 def _member_row(member_id: str) -> Member:
     """Member.get_by_id, written out: its query builder cost more than the read itself."""
-    row = next(iter(Member.raw('SELECT * FROM "member" WHERE "id" = ?', member_id)), None)
+    row = Member._meta.database.execute_sql(_MEMBER_SQL, (member_id,)).fetchone()
     if row is None:
         raise Member.DoesNotExist(f"member {member_id} does not exist")
-    return row
+    return member_svc.member_from_row(row)
 
 
 def _write_sale(
@@ -415,6 +486,7 @@ def _write_sale(
     rules=None,
 ) -> Sale:  # noqa: ANN001
     rules = rules or till.rules()  # the rules the basket was priced with
+    db = till.db
     at = now.isoformat(timespec="milliseconds")
     offline = decision is not None and not decision.online
     ledger: list[dict[str, Any]] = []
@@ -439,9 +511,7 @@ def _write_sale(
         _ledger(ledger, member.id, "points", -points_needed, "sale", sale_id, at, day, offline)
         _ledger(ledger, member.id, "points", earned, "sale", sale_id, at, day)
         for lot_id, taken in lots_used:
-            PointsLot.update(remaining=PointsLot.remaining - taken).where(
-                PointsLot.lot_id == lot_id
-            ).execute()
+            db.execute_sql(_LOT_TAKE_SQL, (taken, lot_id))
         if earned:
             recovered = min(member.points_debt, earned)
             new_lot = {
@@ -449,19 +519,32 @@ def _write_sale(
                 "earned_on": day,
                 "expires_on": expiry_for(rules, today).isoformat(),
             }
-            PointsLot.create(
-                member_id=member.id, remaining=earned - recovered, origin=sale_id, **new_lot
+            db.execute_sql(
+                _LOT_SQL,
+                (
+                    new_lot["lot_id"],
+                    member.id,
+                    day,
+                    new_lot["expires_on"],
+                    earned - recovered,
+                    sale_id,
+                ),
             )
             member.points_debt -= recovered
         member.sv_principal -= sv.principal
         member.sv_bonus -= sv.bonus
         member.updated_at = at
         # only the balances changed; writing all 22 columns cost more than the sale's SQL
-        member.save(
-            only=[Member.sv_principal, Member.sv_bonus, Member.points_debt, Member.updated_at]
+        db.execute_sql(
+            _MEMBER_BALANCES_SQL,
+            (member.sv_principal, member.sv_bonus, member.points_debt, at, member.id),
         )
+        member._dirty.clear()
     if ledger:
-        Ledger.insert_many(ledger).execute()
+        db.execute_sql(
+            _insert_sql("ledger", _LEDGER_COLUMNS, len(ledger)),
+            [row[c] for row in ledger for c in _LEDGER_COLUMNS],
+        )
     body = {
         "sale_id": sale_id,
         "member_id": member.id if member else None,
@@ -491,7 +574,7 @@ def _write_sale(
     body.pop("rules_version")
     item = enqueue(till, "sale", body, at, rules.version)
     receipt = receipts.sale_receipt(till, body, member, staff, at, today)
-    sale = Sale.create(
+    sale = Sale(
         id=sale_id,
         member_id=body["member_id"],
         cashier=staff.code,
@@ -499,21 +582,31 @@ def _write_sale(
         rules_version=rules.version,
         total=basket.total,
         body=body,
-        receipt=receipt.to_dict() | {"outbox_seq": item.seq},
+        receipt=receipts.as_dict(receipt) | {"outbox_seq": item.seq},
     )
-    SaleLine.insert_many(
+    db.execute_sql(
+        _SALE_SQL,
+        (
+            sale_id,
+            sale.member_id,
+            sale.cashier,
+            at,
+            sale.rules_version,
+            sale.total,
+            sale.status,
+            Sale.body.db_value(body),
+            Sale.receipt.db_value(sale.receipt),
+        ),
+    )
+    sale._dirty.clear()
+    db.execute_sql(
+        _insert_sql("sale_line", _LINE_COLUMNS, len(basket.lines)),
         [
-            {
-                "sale_id": sale_id,
-                "line_no": ln.line_no,
-                "sku": ln.sku,
-                "qty": ln.qty,
-                "amount": ln.amount,
-                "earns_points": ln.earns_points,
-            }
+            value
             for ln in basket.lines
-        ]
-    ).execute()
+            for value in (sale_id, ln.line_no, ln.sku, ln.qty, ln.amount, ln.earns_points, 0)
+        ],
+    )
     return sale
 
 
