@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from peewee import SqliteDatabase, fn
 
@@ -224,17 +224,15 @@ class Applier:
     # ---- members --------------------------------------------------------------------
 
     def upsert_member(self, member_id: str, d: dict[str, Any]) -> None:
-        existing = Member.get_or_none(Member.id == member_id)
+        existing = _one(SQL.member_phone, (member_id,))
         status = d.get("status") or "active"
         phone = d.get("phone") or ""
         phone_hash = self.keys.lookup_hash(phone) if phone and status == "active" else None
         if phone_hash:
             # HQ keeps one live member per phone: a local holder of the same phone is stale
-            Member.update(phone_hash=None).where(
-                (Member.phone_hash == phone_hash) & (Member.id != member_id)
-            ).execute()
-        if existing is not None and existing.phone_hash == phone_hash and existing.phone_enc:
-            phone_enc = existing.phone_enc
+            _run(SQL.release_phone, (phone_hash, member_id))
+        if existing is not None and existing[0] == phone_hash and existing[1]:
+            phone_enc = existing[1]
         else:
             phone_enc = self.keys.encrypt(phone, member_id) if phone else None
         name = d.get("name") or ""
@@ -261,16 +259,19 @@ class Applier:
         if existing is None:
             Member.insert(id=member_id, **fields).execute()
         else:
-            Member.update(**fields).where(Member.id == member_id).execute()
+            _run(SQL.update_member, (*fields.values(), member_id))
         sv = d.get("stored_value") or {}
-        MemberBase.insert(
-            member_id=member_id,
-            sv_principal=int(sv.get("principal", 0)),
-            sv_bonus=int(sv.get("bonus", 0)),
-            points_debt=int(d.get("points_debt", 0)),
-            lots=d.get("points_lots") or [],
-            through=d.get("through") or {},
-        ).on_conflict_replace().execute()
+        _run(
+            SQL.replace_base,
+            (
+                member_id,
+                int(sv.get("principal", 0)),
+                int(sv.get("bonus", 0)),
+                int(d.get("points_debt", 0)),
+                MemberBase.lots.db_value(d.get("points_lots") or []),
+                MemberBase.through.db_value(d.get("through") or {}),
+            ),
+        )
 
     def _alias(self, old_id: str, survivor: str) -> None:
         if old_id == survivor:
@@ -289,34 +290,34 @@ class Applier:
 
     def recompute(self, member_id: str, ref: str) -> None:
         """Cached balances := HQ's + this store's unreflected items; the difference is ledgered."""
-        member = Member.get_or_none(Member.id == member_id)
-        base = MemberBase.get_or_none(MemberBase.member_id == member_id)
-        if member is not None and member.status == "merged":
-            self.hand_over(member, ref)
+        member = _one(SQL.member_balances, (member_id,))
+        if member is not None and member[0] == "merged":
+            self.hand_over(Member.get_by_id(member_id), ref)
             return
+        base = _one(SQL.base, (member_id,))
         if member is None or base is None:
             return
-        principal, bonus, debt = base.sv_principal, base.sv_bonus, base.points_debt
+        _, member_principal, member_bonus, member_debt = member
+        principal, bonus, debt = base[0], base[1], base[2]
         lots = {
             lot["lot_id"]: {
                 "earned_on": lot["earned_on"],
                 "expires_on": lot["expires_on"],
                 "remaining": int(lot["remaining"]),
             }
-            for lot in base.lots
+            for lot in MemberBase.lots.python_value(base[3]) or []
         }
-        through = int((base.through or {}).get(self.store, 0))
-        ids = [member_id] + [
-            a.old_id for a in MemberAlias.select().where(MemberAlias.member_id == member_id)
-        ]
+        through = int((MemberBase.through.python_value(base[4]) or {}).get(self.store, 0))
+        ids = [member_id] + [old for (old,) in _all(SQL.aliases_of, (member_id,))]
         for item in unreflected_items(ids, through):
             principal, bonus, debt = replay(item, principal, bonus, debt, lots)
-        cached = list(PointsLot.select().where(PointsLot.member_id == member_id))
+        cached = [_Lot(*row) for row in _all(SQL.lots_of, (member_id,))]
         elsewhere = [k for k in lots if k not in {lot.lot_id for lot in cached}]
         if elsewhere:
-            cached += list(PointsLot.select().where(PointsLot.lot_id.in_(elsewhere)))
+            by_id = f"{SQL.lots} WHERE lot_id IN ({SQL.marks(len(elsewhere))})"  # noqa: S608
+            cached += [_Lot(*row) for row in _all(by_id, elsewhere)]
         old_points = (
-            sum(lot.remaining for lot in cached if lot.member_id == member_id) - member.points_debt
+            sum(lot.remaining for lot in cached if lot.member_id == member_id) - member_debt
         )
         new_points = sum(lot["remaining"] for lot in lots.values()) - debt
         rows = []
@@ -328,18 +329,15 @@ class Applier:
                 rows.append(self._ledger_row(member_id, "points", lot.remaining, ref))
                 old_points += lot.remaining
         for account, delta in (
-            ("sv_principal", principal - member.sv_principal),
-            ("sv_bonus", bonus - member.sv_bonus),
+            ("sv_principal", principal - member_principal),
+            ("sv_bonus", bonus - member_bonus),
             ("points", new_points - old_points),
         ):
             if delta:
                 rows.append(self._ledger_row(member_id, account, delta, ref))
-        if rows:
-            Ledger.insert_many(rows).execute()
-        if (principal, bonus, debt) != (member.sv_principal, member.sv_bonus, member.points_debt):
-            Member.update(sv_principal=principal, sv_bonus=bonus, points_debt=debt).where(
-                Member.id == member_id
-            ).execute()
+        _insert_ledger(rows)
+        if (principal, bonus, debt) != (member_principal, member_bonus, member_debt):
+            _run(SQL.set_balances, (principal, bonus, debt, member_id))
         # write only the lots that differ: a member's lots are mostly unchanged
         current = {
             lot.lot_id: (lot.member_id, lot.earned_on, lot.expires_on, lot.remaining)
@@ -347,22 +345,22 @@ class Applier:
         }
         gone = [k for k, v in current.items() if v[0] == member_id and k not in lots]
         if gone:
-            PointsLot.delete().where(PointsLot.lot_id.in_(gone)).execute()
+            _run(f"DELETE FROM points_lot WHERE lot_id IN ({SQL.marks(len(gone))})", gone)  # noqa: S608
         changed = [
-            {
-                "lot_id": lot_id,
-                "member_id": member_id,
-                "earned_on": lot["earned_on"],
-                "expires_on": lot["expires_on"],
-                "remaining": lot["remaining"],
-                "origin": lot.get("origin", "hq"),
-            }
+            (
+                lot_id,
+                member_id,
+                lot["earned_on"],
+                lot["expires_on"],
+                lot["remaining"],
+                lot.get("origin", "hq"),
+            )
             for lot_id, lot in lots.items()
             if current.get(lot_id)
             != (member_id, lot["earned_on"], lot["expires_on"], lot["remaining"])
         ]
         if changed:
-            PointsLot.insert_many(changed).on_conflict_replace().execute()
+            Member._meta.database.cursor().executemany(SQL.replace_lot, changed)
 
     def hand_over(self, loser: Member, ref: str) -> None:
         """A member merged at HQ: its cached balances and lots move to the survivor here,
@@ -382,8 +380,7 @@ class Applier:
             rows.append(self._ledger_row(loser.id, account, -amount, ref))
             if survivor is not None:
                 rows.append(self._ledger_row(survivor.id, account, amount, ref))
-        if rows:
-            Ledger.insert_many(rows).execute()
+        _insert_ledger(rows)
         if survivor is not None:
             Member.update(
                 sv_principal=Member.sv_principal + loser.sv_principal,
@@ -413,6 +410,77 @@ class Applier:
 @functools.lru_cache(maxsize=65536)
 def cached_pinyin(name: str) -> tuple[str, str]:
     return pinyin_keys(name)
+
+
+class _Lot(NamedTuple):
+    lot_id: str
+    member_id: str
+    earned_on: str
+    expires_on: str
+    remaining: int
+
+
+class SQL:
+    """What the applier runs for every member record, written out once: a page's time
+    went mostly to the query builder, not to SQLite (tables and columns as in
+    edge/models.py; values are bound parameters)."""
+
+    # the ledger's columns, as BulkRows writes them (all but the row id)
+    LEDGER_FIELDS = tuple(f.name for f in Ledger._meta.sorted_fields if f.name != "id")
+    member_phone = "SELECT phone_hash, phone_enc FROM member WHERE id = ?"
+    release_phone = "UPDATE member SET phone_hash = NULL WHERE phone_hash = ? AND id != ?"
+    # in the order of the fields upsert_member builds
+    update_member = (
+        "UPDATE member SET name = ?, name_pinyin = ?, name_initials = ?, phone_hash = ?, "
+        "phone_enc = ?, phone_tail = ?, gender = ?, birthday = ?, birthday_calendar = ?, "
+        "birthday_leap_month = ?, card_type = ?, tier = ?, staff_code = ?, status = ?, "
+        "registered_at = ?, registered_store = ?, updated_at = ? WHERE id = ?"
+    )
+    member_balances = "SELECT status, sv_principal, sv_bonus, points_debt FROM member WHERE id = ?"
+    set_balances = "UPDATE member SET sv_principal = ?, sv_bonus = ?, points_debt = ? WHERE id = ?"
+    replace_base = (
+        "INSERT OR REPLACE INTO member_base "
+        "(member_id, sv_principal, sv_bonus, points_debt, lots, through) "
+        "VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    base = (
+        "SELECT sv_principal, sv_bonus, points_debt, lots, through FROM member_base "
+        "WHERE member_id = ?"
+    )
+    aliases_of = "SELECT old_id FROM member_alias WHERE member_id = ?"
+    lots = "SELECT lot_id, member_id, earned_on, expires_on, remaining FROM points_lot"
+    lots_of = lots + " WHERE member_id = ?"
+    replace_lot = (
+        "INSERT OR REPLACE INTO points_lot "
+        "(lot_id, member_id, earned_on, expires_on, remaining, origin) VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    insert_ledger = (
+        f"INSERT INTO ledger ({', '.join(LEDGER_FIELDS)}) "  # noqa: S608
+        f"VALUES ({', '.join('?' for _ in LEDGER_FIELDS)})"
+    )
+
+    @staticmethod
+    def marks(n: int) -> str:
+        return ", ".join("?" for _ in range(n))
+
+
+def _all(sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
+    return Member._meta.database.execute_sql(sql, tuple(params)).fetchall()
+
+
+def _one(sql: str, params: Iterable[Any]) -> tuple[Any, ...] | None:
+    return Member._meta.database.execute_sql(sql, tuple(params)).fetchone()
+
+
+def _run(sql: str, params: Iterable[Any]) -> None:
+    Member._meta.database.execute_sql(sql, tuple(params))
+
+
+def _insert_ledger(rows: list[dict[str, Any]]) -> None:
+    if rows:
+        Member._meta.database.cursor().executemany(
+            SQL.insert_ledger, [tuple(r[f] for f in SQL.LEDGER_FIELDS) for r in rows]
+        )
 
 
 def _points_total(member_id: str) -> int:
