@@ -327,7 +327,6 @@ class WalCheckpointer:
         self._last_version: int | None = None
         self.counts = {
             "passive": 0,
-            "restart": 0,
             "truncate": 0,
             "busy": 0,
             "failed": 0,

@@ -439,17 +439,9 @@ _SALE_SQL = (
     'INSERT INTO "sale" ("id", "member_id", "cashier", "occurred_at", "rules_version", "total", '
     '"refunded", "status", "body", "receipt") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)'
 )
-_LEDGER_COLUMNS = (
-    "member_id",
-    "account",
-    "delta",
-    "reason",
-    "ref",
-    "occurred_at",
-    "day",
-    "offline",
-)
-_LINE_COLUMNS = ("sale_id", "line_no", "sku", "qty", "amount", "earns_points", "returned_qty")
+# every column but the ledger's own id, in the model's order
+_LEDGER_COLUMNS = tuple(f.column_name for f in Ledger._meta.sorted_fields if f.name != "id")
+_LINE_COLUMNS = tuple(f.column_name for f in SaleLine._meta.sorted_fields)
 
 
 @lru_cache(maxsize=256)
