@@ -13,6 +13,7 @@ import functools
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import peewee as pw
 
@@ -33,6 +34,32 @@ class Posting:
     at: dt.datetime
 
 
+@dataclass(slots=True)
+class Lot:
+    """A points lot as the book holds it (a plain object: a batch loads hundreds)."""
+
+    lot_id: str
+    member_id: str
+    earned_on: dt.date
+    expires_on: dt.date
+    earned: int
+    remaining: int
+    store: str | None
+
+    FIELDS: ClassVar[tuple[pw.Field, ...]] = (
+        PointsLot.lot_id,
+        PointsLot.member_id,
+        PointsLot.earned_on,
+        PointsLot.expires_on,
+        PointsLot.earned,
+        PointsLot.remaining,
+        PointsLot.store,
+    )
+
+    def row(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in self.FIELDS}
+
+
 class Book:
     """A batch's unit of work, where balance movements are written.
 
@@ -50,9 +77,9 @@ class Book:
         self.members: dict[str, Member] = {}  # live id -> member
         self.aliases: dict[str, str] = {}  # any id seen -> live id
         self.missing: set[str] = set()  # ids without a row
-        self.lots: dict[str, PointsLot | None] = {}  # lot id -> lot (None: no such lot)
-        self.member_lots: dict[str, dict[str, PointsLot]] = {}  # live lots, loaded per member
-        self.new_lots: dict[str, PointsLot] = {}
+        self.lots: dict[str, Lot | None] = {}  # lot id -> lot (None: no such lot)
+        self.member_lots: dict[str, dict[str, Lot]] = {}  # live lots, loaded per member
+        self.new_lots: dict[str, Lot] = {}
         self.dirty_lots: set[str] = set()
         self.dirty: set[str] = set()
         self.rows: list[dict[str, object]] = []
@@ -134,13 +161,13 @@ class Book:
 
     # ---- points lots ----------------------------------------------------------------
 
-    def lot(self, lot_id: str) -> PointsLot | None:
+    def lot(self, lot_id: str) -> Lot | None:
         """The lot with this id, whoever holds it, or None."""
         if lot_id not in self.lots:
             self._load_lots({lot_id})
         return self.lots.get(lot_id)
 
-    def live_lots(self, member_id: str) -> list[PointsLot]:
+    def live_lots(self, member_id: str) -> list[Lot]:
         """A member's lots with points left, soonest-expiring first."""
         if member_id not in self.member_lots:
             self._load_lots(set(), {member_id})
@@ -158,7 +185,8 @@ class Book:
             where.append(PointsLot.lot_id.in_(ids))
         if not where:
             return
-        found = list(PointsLot.select().where(functools.reduce(operator.or_, where)))
+        query = PointsLot.select(*Lot.FIELDS).where(functools.reduce(operator.or_, where))
+        found = [Lot(*row) for row in query.tuples()]
         for member_id in members:
             self.member_lots[member_id] = {}
         for lot in list(self.lots.values()):
@@ -170,17 +198,17 @@ class Book:
         for lot_id in ids:
             self.lots.setdefault(lot_id, None)
 
-    def _keep(self, lot: PointsLot) -> None:
+    def _keep(self, lot: Lot) -> None:
         self.lots[lot.lot_id] = lot
         held = self.member_lots.get(lot.member_id)
         if held is not None:
             held[lot.lot_id] = lot
 
-    def add_lot(self, lot: PointsLot) -> None:
+    def add_lot(self, lot: Lot) -> None:
         self.new_lots[lot.lot_id] = lot
         self._keep(lot)
 
-    def save_lot(self, lot: PointsLot) -> None:
+    def save_lot(self, lot: Lot) -> None:
         if lot.lot_id not in self.new_lots:
             self.dirty_lots.add(lot.lot_id)
 
@@ -190,10 +218,10 @@ class Book:
         self.inserts.clear()
         insert_rows(LedgerEntry, self.rows)
         self.rows.clear()
-        insert_rows(PointsLot, [row_of(lot) for lot in self.new_lots.values()])
+        insert_rows(PointsLot, [lot.row() for lot in self.new_lots.values()])
         self.new_lots.clear()
         if self.dirty_lots:
-            changed = [row_of(self.lots[i]) for i in sorted(self.dirty_lots)]
+            changed = [self.lots[i].row() for i in sorted(self.dirty_lots)]
             insert_rows(PointsLot, changed, [PointsLot.remaining, PointsLot.earned])
             self.dirty_lots.clear()
         if self.dirty:
@@ -395,7 +423,7 @@ def credit_points(
         if lot is not None:  # an id collision with another member's lot: keep both apart
             lot_id = f"{lot_id}:{member.id[:8]}"
         book.add_lot(
-            PointsLot(
+            Lot(
                 lot_id=lot_id,
                 member_id=member.id,
                 earned_on=earned_on,
