@@ -29,6 +29,7 @@ from hq.models import (
     Product,
     RulesVersion,
     Tier,
+    Writes,
     insert_rows,
     is_postgres,
 )
@@ -132,19 +133,18 @@ def merge_state(merge: Merge) -> dict[str, Any]:
     }
 
 
-def _take_change_seqs(db: pw.Database, n: int) -> int:
+def _take_change_seqs(db: pw.Database, n: int, writes: Writes | None = None) -> int:
     """Reserve ``n`` change seqs and return the first; the counter row stays locked until
-    commit, so seqs commit in order."""
+    commit, so seqs commit in order. On PostgreSQL the update goes with ``writes``."""
     if is_postgres(db):
-        bumped = (
+        bump = (
             Counter.update(value=Counter.value + n)
             .where(Counter.name == CHANGE_COUNTER)
             .returning(Counter.value)
-            .tuples()
-            .execute()
         )
-        for (value,) in bumped:
-            return value - n + 1
+        bumped = (writes or Writes(db)).send(bump).fetchone()
+        if bumped is not None:
+            return bumped[0] - n + 1
     Counter.insert(name=CHANGE_COUNTER, value=0).on_conflict_ignore().execute()
     query = Counter.select().where(Counter.name == CHANGE_COUNTER)
     if is_postgres(db):
@@ -155,12 +155,17 @@ def _take_change_seqs(db: pw.Database, n: int) -> int:
 
 
 def flush_changes(
-    db: pw.Database, changes: ChangeSet, now: dt.datetime, book: Book | None = None
+    db: pw.Database,
+    changes: ChangeSet,
+    now: dt.datetime,
+    book: Book | None = None,
+    writes: Writes | None = None,
 ) -> list[Change]:
     """Write the transaction's changes to the log; call last, inside the transaction.
 
-    A member's state comes from ``book`` when it holds the member (flushed), else from
-    the database."""
+    A member's state comes from ``book`` when it holds the member (flushed, perhaps
+    into ``writes``), else from the database. ``writes`` still pending go with the
+    counter's update."""
     if not changes:
         return []
     rows: list[tuple[str, str, str, dict[str, Any]]] = []

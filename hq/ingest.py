@@ -34,7 +34,7 @@ from core.protocol import (
 from hq.apply import BatchCache, ItemContext, apply_item
 from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book
-from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, insert_rows, is_postgres
+from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, Writes, is_postgres
 
 log = logging.getLogger("hq.ingest")
 
@@ -245,12 +245,22 @@ def ingest_batch(
                 & ((HeldItem.epoch < store.epoch) | (HeldItem.seq <= store.acked_through))
             ).execute()
         store.reported_seq = max(store.reported_seq, batch.last_seq)
-        cache.book.flush()
-        insert_rows(ProcessedItem, processed)
-        store.last_seen = now
-        store.online = True
-        store.save()
-        outcome.changes = flush_changes(db, changes, now, cache.book)
+        # the batch's writes, the change log's counter and its records: on PostgreSQL
+        # two round trips (see hq.models.Writes)
+        writes = Writes(db)
+        cache.book.flush(writes)
+        writes.insert(ProcessedItem, processed)
+        writes.query(
+            Store.update(
+                epoch=store.epoch,
+                acked_through=store.acked_through,
+                reported_seq=store.reported_seq,
+                last_seen=now,
+                online=True,
+            ).where(Store.code == store.code)
+        )
+        outcome.changes = flush_changes(db, changes, now, cache.book, writes)
+        writes.send()
         outcome.ack = Ack(store.code, store.epoch, store.acked_through, tuple(rejected))
         return outcome
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 import peewee as pw
 
 from core.errors import NotFound
-from hq.models import HqException, LedgerEntry, Member, PointsLot, insert_rows, is_postgres
+from hq.models import HqException, LedgerEntry, Member, PointsLot, Writes, is_postgres
 
 MAX_MERGE_HOPS = 16
 
@@ -212,22 +212,26 @@ class Book:
         if lot.lot_id not in self.new_lots:
             self.dirty_lots.add(lot.lot_id)
 
-    def flush(self) -> None:
+    def flush(self, writes: Writes | None = None) -> None:
+        """Write what is pending: now, or with ``writes`` when given (sent by the caller)."""
+        out = writes or Writes(self.db)
         for model, rows in self.inserts.items():
-            insert_rows(model, rows)
+            out.insert(model, rows)
         self.inserts.clear()
-        insert_rows(LedgerEntry, self.rows)
+        out.insert(LedgerEntry, self.rows)
         self.rows.clear()
-        insert_rows(PointsLot, [lot.row() for lot in self.new_lots.values()])
+        out.insert(PointsLot, [lot.row() for lot in self.new_lots.values()])
         self.new_lots.clear()
         if self.dirty_lots:
             changed = [self.lots[i].row() for i in sorted(self.dirty_lots)]
-            insert_rows(PointsLot, changed, [PointsLot.remaining, PointsLot.earned])
+            out.insert(PointsLot, changed, [PointsLot.remaining, PointsLot.earned])
             self.dirty_lots.clear()
         if self.dirty:
             touched = [row_of(self.members[i]) for i in sorted(self.dirty)]
-            insert_rows(Member, touched, MEMBER_BALANCE_FIELDS)
+            out.insert(Member, touched, MEMBER_BALANCE_FIELDS)
             self.dirty.clear()
+        if writes is None:
+            out.send()
 
     def forget(self) -> None:
         """Flush, then drop what is cached (a merge is about to change it in the database);

@@ -339,35 +339,79 @@ def is_postgres(db: pw.Database) -> bool:
     return isinstance(db, pw.PostgresqlDatabase)
 
 
+class Writes:
+    """Statements of one transaction written without the query builder (whose cost per
+    value dominated an ingest batch's writes) and sent together: on PostgreSQL as one
+    multi-statement round trip at ``send()`` (each one costs a scheduling round on a
+    busy box), on SQLite (in process) at once. Errors are peewee's, so an
+    IntegrityError still makes the ingest retry its transaction."""
+
+    def __init__(self, db: pw.Database) -> None:
+        self.db = db
+        self.postgres = is_postgres(db)
+        self.pending: list[bytes] = []
+
+    def insert(
+        self, model: type[BaseModel], rows: list[dict[str, Any]], update: Sequence[pw.Field] = ()
+    ) -> None:
+        """INSERT complete rows (dicts with the same keys), 500 to a statement. With
+        ``update``, a row whose primary key exists sets those columns from the new row
+        instead (``ON CONFLICT DO UPDATE``): an UPDATE of many rows in one statement."""
+        if not rows:
+            return
+        fields = [model._meta.fields[name] for name in rows[0]]
+        columns = ", ".join(f'"{f.column_name}"' for f in fields)
+        # identifiers come from the model, values are bound parameters
+        head = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES '  # noqa: S608
+        tail = ""
+        if update:
+            sets = ", ".join(f'"{f.column_name}" = EXCLUDED."{f.column_name}"' for f in update)
+            tail = f' ON CONFLICT ("{model._meta.primary_key.column_name}") DO UPDATE SET {sets}'
+        values = [tuple(f.db_value(row[f.name]) for f in fields) for row in rows]
+        if not self.postgres:
+            marks = ", ".join("?" for _ in fields)
+            with pw.__exception_wrapper__:
+                self.db.cursor().executemany(f"{head}({marks}){tail}", values)
+            return
+        cursor = self.db.cursor()
+        template = "(" + ", ".join("%s" for _ in fields) + ")"
+        for i in range(0, len(values), 500):
+            tuples = b", ".join(cursor.mogrify(template, v) for v in values[i : i + 500])
+            self.pending.append(head.encode() + tuples + tail.encode())
+
+    def query(self, query: pw.Query) -> None:
+        """A peewee write query, sent with the others."""
+        sql, params = query.sql()
+        if self.postgres:
+            self.pending.append(self.db.cursor().mogrify(sql, params))
+        else:
+            self.db.execute_sql(sql, params)
+
+    def send(self, last: pw.Query | None = None) -> Any:
+        """Send what is pending, then ``last`` (if any) in the same round trip; returns
+        the cursor, holding ``last``'s rows (PostgreSQL runs the statements in order
+        and answers with the last one's result)."""
+        if last is not None:
+            sql, params = last.sql()
+            if not self.postgres:
+                return self.db.execute_sql(sql, params)
+            self.pending.append(self.db.cursor().mogrify(sql, params))
+        if not self.pending:
+            return None
+        with pw.__exception_wrapper__:
+            cursor = self.db.cursor()
+            cursor.execute(b";\n".join(self.pending))
+        self.pending.clear()
+        return cursor
+
+
 def insert_rows(
     model: type[BaseModel], rows: list[dict[str, Any]], update: Sequence[pw.Field] = ()
 ) -> None:
-    """INSERT complete rows (dicts with the same keys), 500 to a statement, without the
-    query builder, whose cost per value dominated an ingest batch's writes. With
-    ``update``, a row whose primary key exists sets those columns from the new row
-    instead (``ON CONFLICT DO UPDATE``): an UPDATE of many rows in one round trip.
-    Errors are peewee's (an IntegrityError makes the ingest retry its transaction)."""
-    if not rows:
-        return
-    db = model._meta.database
-    fields = [model._meta.fields[name] for name in rows[0]]
-    columns = ", ".join(f'"{f.column_name}"' for f in fields)
-    # identifiers come from the model, values are bound parameters
-    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES '  # noqa: S608
-    tail = ""
-    if update:
-        sets = ", ".join(f'"{f.column_name}" = EXCLUDED."{f.column_name}"' for f in update)
-        tail = f' ON CONFLICT ("{model._meta.primary_key.column_name}") DO UPDATE SET {sets}'
-    values = [tuple(f.db_value(row[f.name]) for f in fields) for row in rows]
-    with pw.__exception_wrapper__:
-        cursor = db.cursor()
-        if is_postgres(db):
-            from psycopg2.extras import execute_values
-
-            execute_values(cursor, sql + "%s" + tail, values, page_size=500)
-        else:
-            marks = ", ".join("?" for _ in fields)
-            cursor.executemany(f"{sql}({marks}){tail}", values)
+    """``Writes.insert`` sent at once."""
+    writes = Writes(model._meta.database)
+    writes.insert(model, rows, update)
+    writes.send()
 
 
 def bind(db: pw.Database, create: bool = True) -> pw.Database:
