@@ -312,7 +312,8 @@ class Applier:
         for item in unreflected_items(ids, through):
             principal, bonus, debt = replay(item, principal, bonus, debt, lots)
         cached = [_Lot(*row) for row in _all(SQL.lots_of, (member_id,))]
-        elsewhere = [k for k in lots if k not in {lot.lot_id for lot in cached}]
+        held_here = {lot.lot_id for lot in cached}
+        elsewhere = [k for k in lots if k not in held_here]
         if elsewhere:
             by_id = f"{SQL.lots} WHERE lot_id IN ({SQL.marks(len(elsewhere))})"  # noqa: S608
             cached += [_Lot(*row) for row in _all(by_id, elsewhere)]
