@@ -33,6 +33,7 @@ from hq.models import (
     RulesVersion,
     Sale,
     TopUp,
+    one_of,
 )
 
 REPRICE_FIELDS = (
@@ -97,30 +98,32 @@ class BatchCache:
         if cards:
             book.card_owners.update(dict.fromkeys(cards))
             book.card_owners.update(
-                Card.select(Card.card_no, Card.member_id).where(Card.card_no.in_(cards)).tuples()
+                Card.select(Card.card_no, Card.member_id)
+                .where(one_of(Card.card_no, cards))
+                .tuples()
             )
         if phones:
             book.phone_owners.update(dict.fromkeys(phones))
             book.phone_owners.update(
                 PhoneKey.select(PhoneKey.phone, PhoneKey.member_id)
-                .where(PhoneKey.phone.in_(phones))
+                .where(one_of(PhoneKey.phone, phones))
                 .tuples()
             )
         if topup_ids:
             self.known_topups.update(
                 t
                 for (t,) in TopUp.select(TopUp.topup_id)
-                .where(TopUp.topup_id.in_(topup_ids))
+                .where(one_of(TopUp.topup_id, topup_ids))
                 .tuples()
             )
         if not sale_ids:
             return
         self.known_sales.update(
-            s for (s,) in Sale.select(Sale.sale_id).where(Sale.sale_id.in_(sale_ids)).tuples()
+            s for (s,) in Sale.select(Sale.sale_id).where(one_of(Sale.sale_id, sale_ids)).tuples()
         )
         for auth in Authorization.select().where(
             (Authorization.store == store)
-            & (Authorization.sale_id.in_(sale_ids))
+            & (one_of(Authorization.sale_id, sale_ids))
             & (Authorization.status == "held")
         ):
             self.held_auths[auth.sale_id] = auth

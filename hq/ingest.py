@@ -34,7 +34,7 @@ from core.protocol import (
 from hq.apply import BatchCache, ItemContext, apply_item
 from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book
-from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, Writes, is_postgres
+from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, Writes, is_postgres, one_of
 
 log = logging.getLogger("hq.ingest")
 
@@ -183,7 +183,7 @@ def ingest_batch(
             {
                 i
                 for (i,) in ProcessedItem.select(ProcessedItem.item_id)
-                .where(ProcessedItem.item_id.in_(ids))
+                .where(one_of(ProcessedItem.item_id, ids))
                 .tuples()
             }
             if ids
@@ -308,7 +308,7 @@ def _previous_rejections(store: Store, seqs: list[int]) -> list[Rejection]:
         .where(
             (ProcessedItem.store == store.code)
             & (ProcessedItem.epoch == store.epoch)
-            & (ProcessedItem.seq.in_(seqs))
+            & (one_of(ProcessedItem.seq, seqs))
             & (ProcessedItem.status == "rejected")
         )
         .order_by(ProcessedItem.seq)

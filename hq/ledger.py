@@ -18,7 +18,7 @@ from typing import ClassVar
 import peewee as pw
 
 from core.errors import NotFound
-from hq.models import HqException, LedgerEntry, Member, PointsLot, Writes, is_postgres
+from hq.models import HqException, LedgerEntry, Member, PointsLot, Writes, is_postgres, one_of
 
 MAX_MERGE_HOPS = 16
 
@@ -138,7 +138,7 @@ class Book:
             lookup = sorted(set(pending.values()) - set(self.members))
             rows = {}
             if lookup:
-                query = Member.select().where(Member.id.in_(lookup)).order_by(Member.id)
+                query = Member.select().where(one_of(Member.id, lookup)).order_by(Member.id)
                 if is_postgres(self.db):
                     query = query.for_update()  # in id order: no deadlock between batches
                 rows = {m.id: m for m in query}
@@ -180,9 +180,9 @@ class Book:
         ids = sorted((lot_ids | self.wanted_lots) - set(self.lots))
         where = []
         if members:
-            where.append(PointsLot.member_id.in_(members) & (PointsLot.remaining > 0))
+            where.append(one_of(PointsLot.member_id, members) & (PointsLot.remaining > 0))
         if ids:
-            where.append(PointsLot.lot_id.in_(ids))
+            where.append(one_of(PointsLot.lot_id, ids))
         if not where:
             return
         query = PointsLot.select(*Lot.FIELDS).where(functools.reduce(operator.or_, where))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -337,6 +337,16 @@ def open_database(url: str) -> pw.Database:
 
 def is_postgres(db: pw.Database) -> bool:
     return isinstance(db, pw.PostgresqlDatabase)
+
+
+def one_of(field: pw.Field, values: Iterable[Any]) -> pw.Expression:
+    """``field IN (values)``; on PostgreSQL ``field = ANY(%s)`` with the values as one
+    array parameter (the query builder's cost grows with every value of an IN list,
+    and a batch asks for hundreds of ids)."""
+    values = list(values)
+    if is_postgres(field.model._meta.database):
+        return field == pw.fn.ANY(pw.Value(values, unpack=False, converter=False))
+    return field.in_(values)
 
 
 class Writes:
