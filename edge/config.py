@@ -68,6 +68,12 @@ class TillSection:
         default="", metadata={"doc": "JSON rules document; empty = built-in demo rules"}
     )
     session_hours: int = field(default=12, metadata={"doc": "how long a staff sign-in lasts"})
+    pin_max_failures: int = field(
+        default=5, metadata={"doc": "wrong PINs in a row that lock a staff code"}
+    )
+    pin_lockout_minutes: int = field(
+        default=5, metadata={"doc": "how long a staff code stays locked after too many wrong PINs"}
+    )
     self_service_url: str = field(
         default="https://m.example.cn/member/{member_id}",
         metadata={"doc": "QR code target on receipts"},
@@ -183,6 +189,10 @@ def _check(cfg: EdgeConfig, problems: list[str]) -> None:
         problems.append(f"http.port: {cfg.http.port} out of range")
     if cfg.till.session_hours <= 0:
         problems.append("till.session_hours: must be positive")
+    if cfg.till.pin_max_failures <= 0:
+        problems.append("till.pin_max_failures: must be positive")
+    if cfg.till.pin_lockout_minutes <= 0:
+        problems.append("till.pin_lockout_minutes: must be positive")
 
 
 def config_problems(data: dict[str, Any]) -> tuple[EdgeConfig, list[str]]:

@@ -1,4 +1,11 @@
-"""Staff: PIN sign-in, sessions, and manager approval."""
+"""Staff: PIN sign-in, sessions, and manager approval.
+
+A PIN of four digits is guessed in at most 10,000 tries, so wrong PINs are counted
+per staff code (at sign-in and when a manager's PIN is given to approve an action):
+after ``till.pin_max_failures`` in a row the code is locked for
+``till.pin_lockout_minutes``, even for the right PIN. The count lives in the
+database, so restarting the till server does not reset it; a right PIN resets it.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,18 @@ import secrets
 from dataclasses import dataclass
 
 from core.errors import Conflict, Forbidden, Unauthorized, ValidationError
-from edge.models import Staff, StaffSession
+from edge.models import Setting, Staff, StaffSession
 from edge.security import hash_secret, verify_secret
 from edge.services.context import Till
 
 ROLES = ("cashier", "manager")
+
+
+class LockedOut(Forbidden):
+    """Too many wrong PINs in a row for one staff code."""
+
+    http_status = 429
+    slug = "locked"
 
 
 @dataclass(frozen=True)
@@ -48,11 +62,59 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _failures_key(code: str) -> str:
+    return f"pin_failures:{code}"
+
+
+def _refuse_if_locked(till: Till, code: str, field: str) -> None:
+    row = Setting.get_or_none(Setting.key == _failures_key(code))
+    locked_until = row.value.get("locked_until") if row else None
+    if locked_until is None:
+        return
+    left = dt.datetime.fromisoformat(locked_until) - till.now()
+    if left > dt.timedelta(0):
+        minutes = -(-int(left.total_seconds()) // 60)
+        raise LockedOut(
+            f"员工 {code} 的PIN连续输错次数过多, 已锁定, 请 {minutes} 分钟后再试或联系店长"
+            f" (too many wrong PINs: staff code locked for {minutes} more minutes)",
+            field=field,
+            locked_until=locked_until,
+        )
+
+
+def _verify_pin(till: Till, staff: Staff, pin: str, field: str) -> bool:
+    """Check ``pin`` for ``staff``, counting wrong ones; raises LockedOut when locked."""
+    _refuse_if_locked(till, staff.code, field)
+    key = _failures_key(staff.code)
+    if verify_secret(pin, staff.pin_hash):
+        if Setting.get_or_none(Setting.key == key) is not None:
+            with till.db.atomic():
+                Setting.delete().where(Setting.key == key).execute()
+        return True
+    cfg = till.config.till
+    now = till.now()
+    with till.db.atomic():
+        row = Setting.get_or_none(Setting.key == key)
+        failures = (row.value.get("failures", 0) if row else 0) + 1
+        value: dict[str, object] = {"failures": failures, "last_at": now.isoformat()}
+        if failures >= cfg.pin_max_failures:
+            # the lock starts a fresh count: after it, another full round of tries
+            value = {
+                "failures": 0,
+                "locked_until": (now + dt.timedelta(minutes=cfg.pin_lockout_minutes)).isoformat(),
+            }
+        Setting.insert(key=key, value=value).on_conflict_replace().execute()
+    if failures >= cfg.pin_max_failures:
+        _refuse_if_locked(till, staff.code, field)
+    return False
+
+
 def sign_in(till: Till, code: object, pin: object) -> tuple[str, SignedIn]:
     if not isinstance(code, str) or not code:
         raise ValidationError("staff code is required", field="staff_code")
+    pin = _check_pin(pin)
     staff = Staff.get_or_none((Staff.code == code) & (Staff.active == True))  # noqa: E712
-    if staff is None or not verify_secret(_check_pin(pin), staff.pin_hash):
+    if staff is None or not _verify_pin(till, staff, pin, "staff_code"):
         raise Forbidden("员工编号或PIN错误 (wrong staff code or PIN)", field="pin")
     token = secrets.token_urlsafe(24)
     now = till.now()
@@ -90,11 +152,22 @@ def require_manager(till: Till, staff: SignedIn, approval: object, action: str) 
     if not isinstance(approval, dict):
         raise Forbidden(f"{action}需要店长授权 (manager PIN required)", field="manager")
     code, pin = approval.get("code"), approval.get("pin")
+    if not isinstance(code, str) or not code:
+        raise ValidationError(
+            f"{action}需要店长授权: 请填写店长编号 (manager.code is required)", field="manager.code"
+        )
+    if not isinstance(pin, str) or not pin.isdigit() or not 4 <= len(pin) <= 8:
+        raise ValidationError(
+            f"{action}需要店长授权: 店长PIN须为4到8位数字 (manager.pin must be 4-8 digits)",
+            field="manager.pin",
+        )
     manager = Staff.get_or_none((Staff.code == code) & (Staff.active == True))  # noqa: E712
     if (
         manager is None
         or manager.role != "manager"
-        or not verify_secret(_check_pin(pin), manager.pin_hash)
+        or not _verify_pin(till, manager, pin, "manager")
     ):
-        raise Forbidden(f"{action}需要店长授权: 店长编号或PIN错误", field="manager")
+        raise Forbidden(
+            f"{action}需要店长授权: 店长编号或PIN错误 (wrong manager code or PIN)", field="manager"
+        )
     return SignedIn(manager.code, manager.name, manager.role)
