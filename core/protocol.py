@@ -48,7 +48,8 @@ STORE_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 #     points_lots_restored: [[lot_id, n]], points_reversed, points_debt}
 #   topup: {topup_id, member_id, principal, bonus, tender: "cash", cashier}
 #   registration: {member_id, name, phone, gender, birthday, birthday_calendar,
-#     birthday_leap_month, card_no|null, card_type, staff_code|null, registered_at}
+#     birthday_leap_month, card_no|null, card_type, staff_code|null, registered_at,
+#     password_hash|null (optional; see PASSWORD_HASH_RE)}
 UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "sale": {"sale_id": str, "lines": list, "total": int, "tenders": list},
     "return": {"return_id": str, "sale_id": str, "lines": list, "refund_total": int},
@@ -158,7 +159,29 @@ def validate_item(raw: Any, where: str = "item") -> UpItem:
     body = _require(raw, "body", dict, where)
     for key, typ in UP_KINDS[kind].items():
         _require(body, key, typ, f"{where} {kind} body")
+    if kind == "registration":
+        validate_password_hash(body.get("password_hash"), f"{where} registration body")
     return UpItem(v, store, seq, item_id, kind, occurred_at, rules_version, body)
+
+
+# A member password travels only as the memory-hard hash the till made of it
+# (edge.security.hash_secret): scrypt$N$r$p$salt$digest, base64 salt and digest.
+PASSWORD_HASH_RE = re.compile(
+    r"^scrypt\$\d{1,8}\$\d{1,3}\$\d{1,3}\$[A-Za-z0-9+/=]{4,64}\$[A-Za-z0-9+/=]{4,128}$"
+)
+
+
+def validate_password_hash(value: Any, where: str = "member") -> str | None:
+    """None (no password set) or a hash of the shape the tills write."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not PASSWORD_HASH_RE.fullmatch(value):
+        raise ProtocolError(
+            f"{where}: password_hash must be null or an scrypt hash "
+            "(scrypt$N$r$p$salt$digest), never a password",
+            field="password_hash",
+        )
+    return value
 
 
 def decode_json(payload: bytes, what: str = "payload") -> Any:

@@ -82,6 +82,7 @@ def member_state(member: Member, lots: list[PointsLot] | None = None) -> dict[st
         "card_type": member.card_type,
         "tier": member.tier,
         "staff_code": member.staff_code,
+        "password_hash": member.password_hash,
         "registered_at": member.registered_at,
         "registered_store": member.registered_store,
         "status": member.status,

@@ -111,6 +111,7 @@ def register_member(
         card_type=body.get("card_type"),
         tier=body.get("tier"),
         staff_code=body.get("staff_code"),
+        password_hash=body.get("password_hash"),
         registered_at=body["registered_at"],
         registered_utc=registered_utc,
         registered_store=store,
@@ -189,6 +190,8 @@ def merge_members(
     survivor.sv_principal += loser.sv_principal
     survivor.sv_bonus += loser.sv_bonus
     survivor.points += loser.points
+    # the survivor's own password stands; without one, it takes the other record's
+    survivor.password_hash = survivor.password_hash or loser.password_hash
     through = dict(survivor.through or {})
     for code, seq in (loser.through or {}).items():
         through[code] = max(seq, through.get(code, 0))

@@ -61,6 +61,9 @@ class Member(BaseModel):
     card_type = pw.CharField(null=True)
     tier = pw.CharField(null=True)
     staff_code = pw.CharField(null=True)
+    # the scrypt hash the registering till made (never the password); goes down to
+    # every store so the member pays with stored value anywhere in the chain
+    password_hash = pw.CharField(null=True, max_length=200)
     registered_at = pw.CharField(default="")  # ISO with offset, as the till wrote it
     registered_utc = pw.DateTimeField(null=True)  # the same instant, for ordering
     registered_store = pw.CharField(null=True, max_length=32)
@@ -429,7 +432,34 @@ def bind(db: pw.Database, create: bool = True) -> pw.Database:
     if create:
         with db.connection_context() if db.is_closed() else _noop():
             db.create_tables(MODELS, safe=True)
+            add_missing_columns(db)
     return db
+
+
+def add_missing_columns(db: pw.Database) -> list[str]:
+    """Add the nullable columns a newer release declares to tables an older one made
+    (``init-db`` after an upgrade). Anything else (a new NOT NULL column, a changed
+    type) is refused by name rather than guessed at."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    added = []
+    migrator = SchemaMigrator.from_database(db)
+    for model in MODELS:
+        table = model._meta.table_name
+        have = {c.name for c in db.get_columns(table)}
+        for f in model._meta.sorted_fields:
+            if f.column_name in have:
+                continue
+            if not f.null:
+                raise ConfigError(
+                    f"table {table} lacks column {f.column_name}, which is NOT NULL: "
+                    "this upgrade needs a migration",
+                    field="database_url",
+                )
+            with db.atomic():
+                migrate(migrator.add_column(table, f.column_name, f))
+            added.append(f"{table}.{f.column_name}")
+    return added
 
 
 class _noop:

@@ -77,8 +77,11 @@ def member_detail(member: Member, ledger_limit: int = 200) -> dict[str, Any]:
         .order_by(LedgerEntry.id.desc())
         .limit(ledger_limit)
     )
+    state = member_state(member)
+    # staff see whether a password is set, never its hash
+    state["has_password"] = bool(state.pop("password_hash"))
     return {
-        "member": member_state(member),
+        "member": state,
         "cards": [
             {"card_no": c.card_no, "status": c.status, "card_type": c.card_type}
             for c in Card.select().where(Card.member_id == member.id)

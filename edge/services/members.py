@@ -260,6 +260,9 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
                 "card_no": reg.card_no,
                 "card_type": reg.card_type,
                 "staff_code": reg.staff_code,
+                # the scrypt hash, never the password: the member pays with stored value
+                # at every store of the chain with the same password
+                "password_hash": password_hash,
                 "cashier": cashier,
                 "registered_at": member.registered_at,
             },

@@ -251,6 +251,9 @@ class Applier:
             "card_type": d.get("card_type") or "普通卡",
             "tier": d.get("tier") or "",
             "staff_code": d.get("staff_code"),
+            # HQ's hash when it has one; else the one set here stays (HQ may not have
+            # ingested this store's registration yet)
+            "password_hash": d.get("password_hash"),
             "status": status,
             "registered_at": d.get("registered_at") or self.now,
             "registered_store": d.get("registered_store") or "",
@@ -434,7 +437,8 @@ class SQL:
     update_member = (
         "UPDATE member SET name = ?, name_pinyin = ?, name_initials = ?, phone_hash = ?, "
         "phone_enc = ?, phone_tail = ?, gender = ?, birthday = ?, birthday_calendar = ?, "
-        "birthday_leap_month = ?, card_type = ?, tier = ?, staff_code = ?, status = ?, "
+        "birthday_leap_month = ?, card_type = ?, tier = ?, staff_code = ?, "
+        "password_hash = COALESCE(?, password_hash), status = ?, "
         "registered_at = ?, registered_store = ?, updated_at = ? WHERE id = ?"
     )
     member_balances = "SELECT status, sv_principal, sv_bonus, points_debt FROM member WHERE id = ?"
@@ -721,7 +725,7 @@ def member_snapshot_rows(
                 d.get("card_type") or "普通卡",
                 d.get("tier") or "",
                 d.get("staff_code"),
-                None,
+                d.get("password_hash"),
                 status,
                 d.get("registered_at") or now,
                 d.get("registered_store") or "",

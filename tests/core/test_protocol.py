@@ -191,3 +191,22 @@ def test_auth_request_and_response():
 def test_offline_allowance(mode, limit, balance, spent, allowed):
     policy = p.validate_offline_policy({"kind": "stored_value", "mode": mode, "daily_limit": limit})
     assert p.offline_allowance(policy, balance, spent) == allowed
+
+
+REGISTRATION = {"member_id": "m", "name": "张三", "phone": "13800000001", "registered_at": "x"}
+A_HASH = "scrypt$16384$8$1$mpOvquO9GQMJIvpFRfJs8w==$5U9Kt5ZN31nxipQk6pM6lheaECMdztfuXIcvTR2PoX0="
+
+
+@pytest.mark.parametrize("value", [None, A_HASH])
+def test_registration_carries_a_password_hash_or_none(value):
+    body = {**REGISTRATION, "password_hash": value}
+    raw = item(1, kind="registration", over={"kind": "registration", "body": body})
+    assert p.validate_item(raw).body["password_hash"] == value
+
+
+@pytest.mark.parametrize("value", ["123456", "", 123456, "scrypt$1$8$1$$", f"{A_HASH}\n", "sha1$x"])
+def test_registration_refuses_anything_but_a_hash(value):
+    body = {**REGISTRATION, "password_hash": value}
+    raw = item(1, kind="registration", over={"kind": "registration", "body": body})
+    with pytest.raises(ProtocolError, match="password_hash"):
+        p.validate_item(raw)

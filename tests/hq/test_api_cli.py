@@ -9,14 +9,24 @@ import pytest
 from click.testing import CliRunner
 
 from core import protocol as p
+from core.errors import ConfigError
 from core.ids import uuid7
 from hq.api import create_app
 from hq.changes import ChangeSet, flush_changes
 from hq.cli import main
 from hq.config import HqConfig
 from hq.ingest import ingest_batch
-from hq.members import register_member
-from hq.models import ChangeRecord, DeadLetter, Member, Merge, RulesVersion, bind, utcnow
+from hq.members import merge_members, register_member
+from hq.models import (
+    ChangeRecord,
+    DeadLetter,
+    Member,
+    Merge,
+    RulesVersion,
+    add_missing_columns,
+    bind,
+    utcnow,
+)
 from tests.hq.edge_sim import Items
 
 NOW = dt.datetime(2026, 11, 23, 2, 0)
@@ -54,6 +64,51 @@ def test_stores_and_member_lookup(client, seeded):
         assert body["member"]["member_id"] == seeded
         assert body["member"]["stored_value"]["principal"] == 3000
         assert body["ledger"][0]["reason"] == "topup"
+
+
+A_HASH = "scrypt$16384$8$1$mpOvquO9GQMJIvpFRfJs8w==$5U9Kt5ZN31nxipQk6pM6lheaECMdztfuXIcvTR2PoX0="
+
+
+def test_password_hash_goes_down_to_stores_but_never_out_of_the_api(client, hq_db):
+    items = Items("S001")
+    with_pw, without_pw = uuid7(), uuid7()
+    batch = p.make_batch(
+        "S001",
+        1,
+        [
+            items.registration(with_pw, "13100000007", password_hash=A_HASH),
+            items.registration(without_pw, "13100000008", password_hash=None),
+        ],
+    )
+    assert ingest_batch(hq_db, "hy/v1/S001/up/tx", "S001", batch, NOW).ack.acked_through == 2
+    assert Member.get_by_id(with_pw).password_hash == A_HASH
+    down = {
+        r.key: r.data
+        for r in ChangeRecord.select()
+        .where(ChangeRecord.entity == "member")
+        .order_by(ChangeRecord.seq)
+    }
+    assert down[with_pw]["password_hash"] == A_HASH
+    assert down[without_pw]["password_hash"] is None
+    for mid, has in ((with_pw, True), (without_pw, False)):
+        body = client.get(f"/api/members/{mid}")
+        assert "scrypt" not in body.get_data(as_text=True)
+        assert body.get_json()["member"]["has_password"] is has
+    # merged, the survivor without a password takes the other record's
+    changes = ChangeSet()
+    with hq_db.atomic():
+        merge_members(
+            hq_db,
+            with_pw,
+            without_pw,
+            store=None,
+            staff="E9",
+            reason="staff",
+            now=NOW,
+            changes=changes,
+        )
+        flush_changes(hq_db, changes, NOW)
+    assert Member.get_by_id(without_pw).password_hash == A_HASH
 
 
 def test_dead_letters_and_exceptions(client, seeded):
@@ -231,3 +286,17 @@ def test_new_epoch_restarts_the_sequence_and_old_epochs_are_stale(hq_db):
     assert out.ack is None and out.dead_letter == "stale_epoch"
     assert Member.get_by_id(mid).sv_principal == 150
     assert Store.get_by_id("S006").epoch == 2
+
+
+def test_init_db_after_an_upgrade_adds_the_new_nullable_columns(hq_db):
+    hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "password_hash"')
+    assert "password_hash" not in {c.name for c in hq_db.get_columns("member")}
+    assert add_missing_columns(hq_db) == ["member.password_hash"]
+    assert "password_hash" in {c.name for c in hq_db.get_columns("member")}
+    assert add_missing_columns(hq_db) == []  # safe to run again
+
+
+def test_init_db_refuses_a_missing_not_null_column(hq_db):
+    hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "points"')
+    with pytest.raises(ConfigError, match="member lacks column points"):
+        add_missing_columns(hq_db)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from core.errors import Forbidden
 from edge.models import Member as EdgeMember
 from hq.ledger import ledger_sums
 from hq.models import Member as HqMember
@@ -43,6 +46,16 @@ def test_sales_reach_hq_once_and_members_reach_the_other_store(
         at_b = b.member(zhang_id)
         assert (at_b.sv_principal, at_b.sv_bonus) == (m.sv_principal, m.sv_bonus)
         assert seen.id == zhang_id
+        # 张三 set his password at A; at B the same password pays with stored value
+        sv_tender = [{"kind": "stored_value", "amount": 1000}, {"kind": "cash", "amount": 9000}]
+        with pytest.raises(Forbidden, match="会员密码错误"):
+            b.sell({"card_no": "C0001"}, [{"sku": "P0002"}], sv_tender, password="654321")
+        b.sell({"card_no": "C0001"}, [{"sku": "P0002"}], sv_tender, password="123456")
+        after = b.member(zhang_id)
+        assert after.sv_principal + after.sv_bonus == at_b.sv_principal + at_b.sv_bonus - 1000
+        wait_until(lambda: b.pending() == 0, 30, "store B drained")
+        m = HqMember.get_by_id(zhang_id)
+        assert m.password_hash and m.password_hash.startswith("scrypt$")
         # and store A's cached balance is unchanged by HQ's echo of its own items
         at_a = a.member(zhang_id)
         assert (at_a.sv_principal, at_a.sv_bonus) == (m.sv_principal, m.sv_bonus)
@@ -68,9 +81,14 @@ def test_a_new_store_loads_a_snapshot_then_follows_live_changes(tmp_path, mosqui
         wait_until(lambda: c.member_by_phone(ZHANG), 30, "snapshot loaded at C")
         assert "loaded snapshot" in c.agent_log()
         assert c.query(lambda: EdgeMember.select().count()) == 20
+        # the snapshot carries the password hash: 张三 pays with stored value at C
+        a.top_up({"card_no": "C0001"}, 3000)
+        zhang = a.member_by_phone(ZHANG).id
+        wait_until(lambda: c.member(zhang).sv_principal >= 3000, 30, "top-up at C")
+        sv_tender = [{"kind": "stored_value", "amount": 1000}, {"kind": "cash", "amount": 9000}]
+        c.sell({"card_no": "C0001"}, [{"sku": "P0002"}], sv_tender, password="123456")
         # then live: a top-up at A reaches C through the change log
         a.top_up({"card_no": "C0001"}, 5000)
-        zhang = a.member_by_phone(ZHANG).id
         wait_until(lambda: c.member(zhang).sv_principal >= 5000, 30, "live change at C")
         assert c.ledger_matches_balances() == []
     finally:
