@@ -29,7 +29,11 @@ def till() -> Till:
 
 
 def body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        # silent=True covers malformed JSON, not JSON nested past the parser's depth
+        raise ValidationError("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object (Content-Type: application/json)")
     return data
@@ -240,9 +244,7 @@ def return_sale(sale_id: str):
 def create_topup():
     staff = signed_in()
     data = body()
-    member = data.get("member")
-    if not isinstance(member, dict):
-        raise ValidationError("member must name card_no, member_id or phone", field="member")
+    member = sales_svc.member_ref(data.get("member"))
     amount = data.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
         raise ValidationError(
@@ -292,6 +294,8 @@ def _unexpected(exc: Exception):
 
 def create_app(t: Till, device_manager: Any = None) -> Flask:
     app = Flask(__name__)
+    # a till request is a basket of at most 200 lines; anything far larger is refused (413)
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["huiyuan.till"] = t
     if device_manager is not None:

@@ -58,6 +58,23 @@ def _optional_id(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
+MEMBER_KEYS = ("card_no", "member_id", "phone")
+
+
+def member_ref(value: Any) -> dict[str, str]:
+    """``{card_no | member_id | phone: text}`` as a till sends it, checked: the first one given."""
+    if not isinstance(value, dict):
+        raise ValidationError("member must name card_no, member_id or phone", field="member")
+    for key in MEMBER_KEYS:
+        given = value.get(key)
+        if given is not None and not isinstance(given, str):
+            raise ValidationError(f"member.{key} must be a string", field=f"member.{key}")
+    for key in MEMBER_KEYS:
+        if value.get(key, "").strip():
+            return {key: value[key].strip()}
+    raise ValidationError("member must name card_no, member_id or phone", field="member")
+
+
 @dataclass(frozen=True)
 class BasketRequest:
     member: dict[str, str] | None
@@ -70,14 +87,7 @@ class BasketRequest:
     def from_request(cls, data: Any) -> BasketRequest:
         if not isinstance(data, dict):
             raise ValidationError("request body must be a JSON object")
-        member = data.get("member")
-        if member is not None:
-            if not isinstance(member, dict) or not any(
-                isinstance(member.get(k), str) for k in ("card_no", "member_id", "phone")
-            ):
-                raise ValidationError(
-                    "member must name card_no, member_id or phone", field="member"
-                )
+        member = member_ref(data.get("member")) if data.get("member") is not None else None
         raw_lines = data.get("lines")
         if not isinstance(raw_lines, list) or not raw_lines:
             raise ValidationError("lines must be a non-empty list", field="lines")
