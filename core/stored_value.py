@@ -49,8 +49,15 @@ def spend_split(balance: Split, amount: int) -> Split:
 
 
 def refund_split(spent: Split, part: int, whole: int, already: int = 0) -> Split:
-    """The split to put back when ``part`` of ``whole`` (e.g. fen of the tender) is refunded."""
-    return Split(
-        share_of(spent.principal, part, whole, already),
-        share_of(spent.bonus, part, whole, already),
-    )
+    """The split to put back when ``part`` fen of the ``whole``-fen stored value tender
+    are refunded, after ``already`` fen refunded before.
+
+    The two halves add up to ``part`` exactly on every return (the member gets back
+    what the receipt says), and over all returns to exactly the split that was spent.
+    """
+    if whole != spent.total:
+        raise ValidationError(
+            f"refund of a {whole}-fen tender from a {spent.total}-fen spend", field="stored_value"
+        )
+    principal = share_of(spent.principal, part, whole, already)
+    return Split(principal, part - principal)

@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 
 from peewee import fn
 
-from core.errors import Forbidden, InsufficientFunds, NotFound, ValidationError
+from core.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationError
 from core.ids import is_uuid, uuid7
-from core.money import MAX_AMOUNT, MAX_QTY
+from core.money import MAX_AMOUNT, MAX_QTY, allocate
 from core.points import consume, expiry_for, points_earned, points_for_fen
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
 from core.rules import Rules
@@ -645,12 +645,7 @@ def return_sale(
     if return_id:
         done = SaleReturn.get_or_none(SaleReturn.id == return_id)
         if done is not None:
-            return {
-                "return_id": done.id,
-                "replayed": True,
-                "return": done.body,
-                "receipt": done.receipt,
-            }
+            return _replayed_return(done, sale_id)
     return_id = return_id or uuid7()
     rules = till.rules()
     now = till.now()
@@ -658,12 +653,7 @@ def return_sale(
     with till.db.atomic():
         done = SaleReturn.get_or_none(SaleReturn.id == return_id)
         if done is not None:
-            return {
-                "return_id": done.id,
-                "replayed": True,
-                "return": done.body,
-                "receipt": done.receipt,
-            }
+            return _replayed_return(done, sale_id)
         sale = Sale.get_or_none(Sale.id == sale_id)
         if sale is None:
             raise NotFound(f"小票 {sale_id} 不存在 (unknown sale)", field="sale_id")
@@ -679,6 +669,12 @@ def return_sale(
         )
         if not wanted:
             raise ValidationError("这张小票已全部退货 (nothing left to return)", field="lines")
+        listed = [line_no for line_no, _ in wanted]
+        if len(set(listed)) != len(listed):
+            twice = next(n for n in listed if listed.count(n) > 1)
+            raise ValidationError(
+                f"第 {twice} 行列了两次, 请合并数量 (line {twice} listed twice)", field="lines"
+            )
         returned, refund_total = [], 0
         eligible_total = sum(sl.amount for sl in sale_lines.values() if sl.earns_points)
         eligible_before = sum(
@@ -708,32 +704,35 @@ def return_sale(
                 (SaleLine.sale_id == sale_id) & (SaleLine.line_no == line_no)
             ).execute()
         body = sale.body
-        already = sale.refunded
-        tenders = []
-        for t in body["tenders"]:
-            amount = share_of(t["amount"], refund_total, sale.total, already) if sale.total else 0
-            if amount:
-                tenders.append({"kind": t["kind"], "amount": amount})
-        sv_tender = next((t["amount"] for t in body["tenders"] if t["kind"] == "stored_value"), 0)
+        last = all(
+            sl.returned_qty + sum(r["qty"] for r in returned if r["line_no"] == n) >= sl.qty
+            for n, sl in sale_lines.items()
+        )
+        paid = {t["kind"]: t["amount"] for t in body["tenders"]}
+        before = _refunded_by_tender(sale_id)
+        back = _tender_refunds(paid, before, refund_total, last)
+        tenders = [{"kind": k, "amount": back[k]} for k in paid if back[k]]
         sv_back = Split(0, 0)
-        if sv_tender:
+        if back.get("stored_value"):
             spent = Split(body["stored_value"]["principal"], body["stored_value"]["bonus"])
-            part = share_of(sv_tender, refund_total, sale.total, already)
-            sv_back = refund_split(spent, part, sv_tender, sv_tender * already // sale.total)
+            sv_back = refund_split(
+                spent, back["stored_value"], paid["stored_value"], before.get("stored_value", 0)
+            )
         ledger: list[dict[str, Any]] = []
         points_restored, lots_restored, reversed_pts, debt = 0, [], 0, 0
         member = Member.get_or_none(Member.id == body["member_id"]) if body["member_id"] else None
         if member is not None:
             member = member_svc.resolve(member.id)
-            if body["points_used"] and sale.total:
-                points_restored = share_of(body["points_used"], refund_total, sale.total, already)
+            if body["points_used"] and back.get("points"):
+                # points go back as points, in step with the fen the points tender refunds
+                points_before = share_of(
+                    body["points_used"], before.get("points", 0), paid["points"]
+                )
+                points_restored = share_of(
+                    body["points_used"], back["points"], paid["points"], before.get("points", 0)
+                )
                 lots_restored = _restore_lots(
-                    body,
-                    points_restored,
-                    body["points_used"] * already // sale.total,
-                    member.id,
-                    rules,
-                    today,
+                    body, points_restored, points_before, member.id, rules, today
                 )
             if body["points_earned"] and eligible_total:
                 reversed_pts = share_of(
@@ -762,11 +761,7 @@ def return_sale(
             if ledger:
                 Ledger.insert_many(ledger).execute()
         sale.refunded += refund_total
-        all_back = all(
-            sl.returned_qty + sum(r["qty"] for r in returned if r["line_no"] == n) >= sl.qty
-            for n, sl in sale_lines.items()
-        )
-        sale.status = "returned" if all_back else "partly_returned"
+        sale.status = "returned" if last else "partly_returned"
         sale.save()
         ret_body = {
             "return_id": return_id,
@@ -800,6 +795,41 @@ def return_sale(
         "return": ret_body,
         "receipt": receipt.to_dict(),
     }
+
+
+def _replayed_return(done: SaleReturn, sale_id: str) -> dict[str, Any]:
+    if done.sale_id != sale_id:
+        raise Conflict(
+            f"退货单号 {done.id} 已用于另一张小票 (return_id already used for another sale)",
+            field="return_id",
+        )
+    return {"return_id": done.id, "replayed": True, "return": done.body, "receipt": done.receipt}
+
+
+def _refunded_by_tender(sale_id: str) -> dict[str, int]:
+    """Fen refunded so far to each tender kind of a sale, over its earlier returns."""
+    out: dict[str, int] = {}
+    for (ret_body,) in (
+        SaleReturn.select(SaleReturn.body).where(SaleReturn.sale_id == sale_id).tuples()
+    ):
+        for t in ret_body["tenders"]:
+            out[t["kind"]] = out.get(t["kind"], 0) + t["amount"]
+    return out
+
+
+def _tender_refunds(
+    paid: dict[str, int], before: dict[str, int], refund_total: int, last: bool
+) -> dict[str, int]:
+    """Split a return's ``refund_total`` over the tenders, in proportion to what each has
+    left to refund: the parts add up to the refund exactly (so the receipt, the drawer and
+    the balances agree), no tender gets back more than it paid, and the return that takes
+    the last units gives every tender exactly what it has left."""
+    left = {kind: amount - before.get(kind, 0) for kind, amount in paid.items()}
+    if last:
+        return left
+    kinds = list(left)
+    parts = allocate(min(refund_total, sum(left.values())), [left[k] for k in kinds])
+    return dict(zip(kinds, parts, strict=True))
 
 
 def _restore_lots(

@@ -75,6 +75,14 @@ def test_refund_split_over_partial_refunds_restores_the_spent_split() -> None:
     assert back == spent
 
 
+def test_each_refund_puts_back_exactly_its_part() -> None:
+    # 2500 principal + 500 bonus spent; 255 fen of it refunded: not 212 + 42 = 254
+    step = refund_split(Split(2500, 500), 255, 3000)
+    assert step == Split(212, 43)
+    with pytest.raises(ValidationError):
+        refund_split(Split(2500, 500), 255, 8440)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(0, 10**8),
@@ -97,6 +105,7 @@ def test_a_full_return_restores_every_balance(
     for a, b in zip(bounds, bounds[1:], strict=False):
         step = refund_split(spent, b - a, amount, already) if amount else Split(0, 0)
         assert step.principal >= 0 and step.bonus >= 0
+        assert step.total == b - a  # each return puts back what its receipt says
         left = Split(left.principal + step.principal, left.bonus + step.bonus)
         already += b - a
     assert left == balance
