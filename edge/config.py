@@ -68,6 +68,13 @@ class TillSection:
         default="", metadata={"doc": "JSON rules document; empty = built-in demo rules"}
     )
     session_hours: int = field(default=12, metadata={"doc": "how long a staff sign-in lasts"})
+    cashier_discount_limit: int = field(
+        default=100,
+        metadata={
+            "doc": "line and order discounts a cashier gives without a manager, permille of"
+            " the subtotal (0: none; 1000: any)"
+        },
+    )
     pin_max_failures: int = field(
         default=5, metadata={"doc": "wrong PINs in a row that lock a staff code"}
     )
@@ -189,6 +196,8 @@ def _check(cfg: EdgeConfig, problems: list[str]) -> None:
         problems.append(f"http.port: {cfg.http.port} out of range")
     if cfg.till.session_hours <= 0:
         problems.append("till.session_hours: must be positive")
+    if not 0 <= cfg.till.cashier_discount_limit <= 1000:
+        problems.append("till.cashier_discount_limit: must be permille from 0 to 1000")
     if cfg.till.pin_max_failures <= 0:
         problems.append("till.pin_max_failures: must be positive")
     if cfg.till.pin_lockout_minutes <= 0:

@@ -375,6 +375,10 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
     approver = None
     if req.basket.manual_adjustment:
         approver = require_manager(till, staff, req.basket.manager, "折让")
+    elif not staff.is_manager and _over_cashier_discount_limit(till, basket):
+        limit = till.config.till.cashier_discount_limit
+        percent = f"{limit // 10}" + (f".{limit % 10}" if limit % 10 else "")
+        approver = require_manager(till, staff, req.basket.manager, f"手工折扣超过小计的{percent}%")
     settlement = settle(basket.total, list(req.tenders))
     points_needed = points_for_fen(rules, settlement.points_fen) if settlement.points_fen else 0
     if (settlement.stored_value or points_needed) and member is None:
@@ -423,6 +427,13 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             rules,
         )
     return sale_result(sale)
+
+
+def _over_cashier_discount_limit(till: Till, basket: PricedBasket) -> bool:
+    """Line and order discounts are typed in by hand: past the store's limit a cashier
+    needs a manager, as for a 折让 (member discounts and promotion prices are the rules')."""
+    given = basket.line_discount + basket.order_discount
+    return given * 1000 > basket.subtotal * till.config.till.cashier_discount_limit
 
 
 def _committed_sale(till: Till, sale_id: str) -> Sale | None:
