@@ -295,22 +295,30 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """HQ's cumulative acknowledgement, sent on down/ack only after its commit."""
+    """HQ's cumulative acknowledgement, sent on down/ack only after its commit.
+
+    ``rewind`` (answering a hello only) says HQ holds less than it once acknowledged,
+    i.e. its database was restored from a backup: the store takes ``acked_through``
+    as the truth even though it is lower, and resends everything after it."""
 
     store: str
     epoch: int
     acked_through: int
     rejected: tuple[Rejection, ...] = ()
     v: int = SCHEMA_VERSION
+    rewind: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "v": self.v,
             "store": self.store,
             "epoch": self.epoch,
             "acked_through": self.acked_through,
             "rejected": [r.to_dict() for r in self.rejected],
         }
+        if self.rewind:
+            out["rewind"] = True
+        return out
 
 
 def validate_ack(raw: Any, where: str = "ack") -> Ack:
@@ -330,7 +338,10 @@ def validate_ack(raw: Any, where: str = "ack") -> Ack:
                 _require(r, "reason", str, w),
             )
         )
-    return Ack(store, epoch, acked, tuple(rejected))
+    rewind = raw.get("rewind", False)
+    if not isinstance(rewind, bool):
+        raise ProtocolError(f"{where}: rewind must be true or false", field="rewind")
+    return Ack(store, epoch, acked, tuple(rejected), rewind=rewind)
 
 
 # ---- hello and state ----------------------------------------------------------------

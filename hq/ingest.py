@@ -433,7 +433,20 @@ def handle_hello(db: pw.Database, hello: Hello, now: dt.datetime) -> Ack:
         if hello.last_seq is not None:
             store.reported_seq = hello.last_seq
         store.save()
-        return Ack(store.code, store.epoch, store.acked_through, ())
+        # HQ acks only after its commit, so a store can never hold an ack past HQ's
+        # cursor in the same epoch, unless HQ's database went back in time (restored
+        # from a backup): then ask the store to resend what HQ no longer has
+        rewind = hello.epoch == store.epoch and hello.acked_through > store.acked_through
+        if rewind:
+            log.warning(
+                "store %s says HQ acked through %d, HQ holds through %d: restored database? "
+                "asking it to resend from %d",
+                store.code,
+                hello.acked_through,
+                store.acked_through,
+                store.acked_through + 1,
+            )
+        return Ack(store.code, store.epoch, store.acked_through, (), rewind=rewind)
 
     return _transaction(db, work)
 

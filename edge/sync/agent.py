@@ -378,7 +378,31 @@ class SyncAgent:
         if ack.store != self.store or ack.epoch != self.epoch:
             log.warning("ignored an ack for %s epoch %d", ack.store, ack.epoch)
             return
+        if ack.rewind and ack.acked_through < self.drain.acked_through:
+            self.rewind_to(ack.acked_through)
+            return
         self.record_ack(ack.acked_through, [(r.seq, r.code, r.reason) for r in ack.rejected])
+
+    def rewind_to(self, acked_through: int) -> None:
+        """HQ lost what it had acknowledged after ``acked_through`` (its database was
+        restored): those outbox rows, kept after their ack, become unsent again."""
+        d = self.drain
+        log.warning(
+            "HQ holds only through seq %d of the %d it acknowledged: resending from %d",
+            acked_through,
+            d.acked_through,
+            acked_through + 1,
+        )
+        with self.till.db.atomic():
+            Outbox.update(acked=False, acked_at=None, reject_code=None, reject_reason=None).where(
+                Outbox.seq > acked_through
+            ).execute()
+            self._restore_scrubbed_phones(acked_through)
+            put_setting(ACKED_THROUGH, acked_through)
+        d.acked_through = d.sent_through = acked_through
+        d.inflight = []
+        d.last_progress = time.monotonic()
+        d.ack_timeout = self.cfg.ack_timeout
 
     def record_ack(self, acked_through: int, rejected: list[tuple[int, str, str]]) -> None:
         d = self.drain
@@ -407,6 +431,23 @@ class SyncAgent:
             d.sent_through = max(d.sent_through, acked_through)
             d.last_progress = time.monotonic()
             d.ack_timeout = self.cfg.ack_timeout
+
+    def _restore_scrubbed_phones(self, after: int) -> None:
+        """An acknowledged registration's phone was scrubbed from its outbox copy; a
+        resent one needs it back, from the member's encrypted phone."""
+        scrubbed = self.till.db.execute_sql(
+            "SELECT o.seq, m.id, m.phone_enc FROM outbox o "
+            "JOIN member m ON m.id = json_extract(o.payload, '$.body.member_id') "
+            "WHERE o.seq > ? AND o.kind = 'registration' "
+            "AND json_extract(o.payload, '$.body.phone') = '' AND m.phone_enc IS NOT NULL",
+            (after,),
+        ).fetchall()
+        for seq, member_id, phone_enc in scrubbed:
+            phone = self.till.keys.decrypt(phone_enc, member_id)
+            self.till.db.execute_sql(
+                "UPDATE outbox SET payload = json_set(payload, '$.body.phone', ?) WHERE seq = ?",
+                (phone, seq),
+            )
 
     def on_live_page(self, payload: bytes) -> None:
         self.on_page(payload, live=True)

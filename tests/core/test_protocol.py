@@ -103,6 +103,15 @@ def test_ack_roundtrip():
     assert p.validate_ack(p.decode_json(p.encode_json(ack.to_dict()))) == ack
 
 
+def test_ack_rewind_is_said_only_when_true():
+    plain = p.Ack("S1", 1, 7)
+    assert "rewind" not in plain.to_dict()
+    rewind = p.Ack("S1", 1, 3, rewind=True)
+    assert p.validate_ack(p.decode_json(p.encode_json(rewind.to_dict()))) == rewind
+    with pytest.raises(ProtocolError, match="rewind"):
+        p.validate_ack({**plain.to_dict(), "rewind": "yes"})
+
+
 def test_ack_rejects_negative():
     with pytest.raises(ProtocolError):
         p.validate_ack({"v": 1, "store": "S1", "epoch": 1, "acked_through": -1, "rejected": []})

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 from core import protocol as p
 from core.ids import uuid7
+from hq.ingest import handle_hello, ingest_batch
 from hq.ledger import ledger_sums
 from hq.models import DeadLetter, HeldItem, Member, ProcessedItem, Sale, Store, TopUp
 from tests.hq.edge_sim import Items, wait_until
+
+NOW = dt.datetime(2026, 11, 23, 2, 0)
 
 
 def balances_match_ledger(member_id: str) -> None:
@@ -210,6 +214,7 @@ def test_hello_reports_cursor_and_pages(worker, edge, store_code):
     edge.publish("hello", p.encode_json(p.Hello(store_code, 1, 0, 0, last_seq=9).to_dict()))
     acks = edge.wait_ack_count(before + 1)
     assert acks[-1]["acked_through"] == 1 and acks[-1]["rejected"] == []
+    assert "rewind" not in acks[-1]
     store = Store.get_by_id(store_code)
     assert store.reported_seq - store.acked_through == 8  # the backlog HQ shows
     page = wait_until(lambda: edge.pages, 10, "page")[-1]
@@ -219,6 +224,19 @@ def test_hello_reports_cursor_and_pages(worker, edge, store_code):
     page = wait_until(lambda: len(edge.pages) >= 2 and edge.pages[-1], 10, "page 2")
     assert page["from"] == latest and page["to"] == latest and page["more"] is False
     assert len(page["changes"]) == 1
+
+
+def test_hello_past_hqs_cursor_gets_a_rewind(hq_db, store_code):
+    """A store holding an ack HQ no longer has (HQ restored from a backup) is told
+    to resend; a store in an older epoch, or at HQ's cursor, is not."""
+    items = Items(store_code)
+    batch = p.make_batch(store_code, 1, [items.registration(uuid7(), "13800000016")])
+    assert ingest_batch(hq_db, f"hy/v1/{store_code}/up/tx", store_code, batch, NOW).ack
+    at_cursor = handle_hello(hq_db, p.Hello(store_code, 1, 1, 0), NOW)
+    assert (at_cursor.acked_through, at_cursor.rewind) == (1, False)
+    past = handle_hello(hq_db, p.Hello(store_code, 1, 40, 0), NOW)
+    assert (past.acked_through, past.rewind) == (1, True)
+    assert Store.get_by_id(store_code).acked_through == 1  # HQ's cursor is not moved by it
 
 
 def test_snapshot_chunks_carry_members(worker, edge, store_code):
