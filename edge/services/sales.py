@@ -70,7 +70,7 @@ def member_ref(value: Any) -> dict[str, str]:
         if given is not None and not isinstance(given, str):
             raise ValidationError(f"member.{key} must be a string", field=f"member.{key}")
     for key in MEMBER_KEYS:
-        if value.get(key, "").strip():
+        if (value.get(key) or "").strip():
             return {key: value[key].strip()}
     raise ValidationError("member must name card_no, member_id or phone", field="member")
 

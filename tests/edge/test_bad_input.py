@@ -15,6 +15,7 @@ BASKET = {"lines": [{"sku": "P0001"}], "tenders": [{"kind": "cash", "amount": 10
         ({"member_id": ["x"]}, "member.member_id"),
         ({"phone": 13800000001}, "member.phone"),
         ({"card_no": "  "}, "member"),
+        ({"card_no": None}, "member"),
         ("C0001", "member"),
     ],
 )
