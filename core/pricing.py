@@ -101,6 +101,14 @@ class PricedBasket:
         return sum(line.amount for line in self.lines if line.earns_points)
 
 
+def _charged(line: LineInput) -> int:
+    """The unit price charged: a promotion price only ever lowers the list price (a
+    "promotion" above it, e.g. a stale or mistyped price, never charges more)."""
+    if line.promo_price is not None and line.promo_price < line.unit_price:
+        return line.promo_price
+    return line.unit_price
+
+
 def _check_line(i: int, line: LineInput) -> None:
     where = f"lines[{i}]"
     for name in ("qty", "unit_price", "line_discount"):
@@ -121,7 +129,7 @@ def _check_line(i: int, line: LineInput) -> None:
             raise ValidationError(
                 f"{where}.{name} must be from 0 to {MAX_AMOUNT} fen", field=f"{where}.{name}"
             )
-    gross = line.qty * (line.unit_price if line.promo_price is None else line.promo_price)
+    gross = line.qty * _charged(line)
     if not 0 <= line.line_discount <= gross:
         raise ValidationError(
             f"{where}.line_discount must be between 0 and the line's {gross} fen",
@@ -159,7 +167,7 @@ def price_basket(
     promo_flags, earns = [], []
     for line in lines:
         promo = line.promo_price is not None and line.promo_price < line.unit_price
-        unit = line.promo_price if line.promo_price is not None else line.unit_price
+        unit = _charged(line)
         g = line.qty * unit
         net = g - line.line_discount
         excluded = line.no_member_discount or (promo and rules.promo_excludes_member_discount)
@@ -202,7 +210,7 @@ def price_basket(
             sku=line.sku,
             name=line.name,
             qty=line.qty,
-            unit_price=line.promo_price if line.promo_price is not None else line.unit_price,
+            unit_price=_charged(line),
             list_price=line.unit_price,
             gross=gross[i],
             line_discount=line_disc[i],

@@ -151,7 +151,8 @@ def get_product(code: str):
         raise NotFound(f"商品 {code} 不存在", field="code")
     manager = devices()
     if manager is not None:
-        manager.display_item(p.name, p.promo_price if p.promo_price is not None else p.price)
+        shown = p.price if p.promo_price is None else min(p.price, p.promo_price)
+        manager.display_item(p.name, shown)  # what the till charges (core.pricing)
     return jsonify(product=_product(p))
 
 

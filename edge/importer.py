@@ -176,6 +176,12 @@ def _product_row(cols: dict[str, str]) -> dict[str, Any]:
     promo = parse_yuan(cols["promo_price"]) if cols.get("promo_price") else None
     if price < 0 or (promo is not None and promo < 0):
         raise ValidationError("prices must not be negative", field="price")
+    if promo is not None and promo >= price:
+        raise ValidationError(
+            f"促销价 {cols['promo_price']} 不低于售价 {cols['price']}"
+            " (promo_price must be below price)",
+            field="promo_price",
+        )
     return {
         "sku": sku,
         "barcode": cols.get("barcode") or None,

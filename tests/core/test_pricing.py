@@ -89,6 +89,15 @@ def test_promotion_line_reports_both_prices() -> None:
     assert basket.subtotal == 9980
 
 
+def test_a_promotion_price_above_the_list_price_never_charges_more() -> None:
+    basket = price_basket(RULES, [line(qty=2, unit=500, promo=900)], GOLD)
+    (ln,) = basket.lines
+    assert (ln.unit_price, ln.list_price, ln.gross, ln.promo) == (500, 500, 1000, False)
+    assert ln.member_discount == 100  # an ordinary line: 金卡 9折 applies
+    same = price_basket(RULES, [line(unit=500, promo=500)], GOLD).lines[0]
+    assert (same.unit_price, same.promo, same.member_discount) == (500, False, 50)
+
+
 def test_promotion_goods_get_member_discount_when_the_rules_allow() -> None:
     rules = dataclasses.replace(RULES, promo_excludes_member_discount=False)
     basket = price_basket(rules, [line(unit=5990, promo=4990)], GOLD)
@@ -305,7 +314,7 @@ def line_inputs(draw: st.DrawFn, i: int) -> LineInput:
     qty = draw(st.integers(1, 50))
     unit = draw(st.integers(0, 200_000))
     promo = draw(st.none() | st.integers(0, unit + 1000))
-    gross = qty * (unit if promo is None else promo)
+    gross = qty * (unit if promo is None else min(unit, promo))  # promo never charges more
     disc = draw(st.integers(0, gross))
     return LineInput(f"P{i}", "x", qty, unit, promo, disc, draw(st.booleans()), draw(st.booleans()))
 

@@ -104,3 +104,15 @@ def test_a_stolen_box_leaks_no_phone_numbers_once_hq_has_them(till, tmp_path):
     raw = b"".join(f.read_bytes() for f in files if f.exists())
     assert b"13800000002" not in raw
     assert member_svc.phone_of(till, member_svc.by_phone(till, "13800000002")) == "13800000002"
+
+
+def test_a_promotion_price_not_below_the_price_is_a_bad_row(till, tmp_path):
+    path = tmp_path / "products.csv"
+    path.write_text(
+        "商品编码,名称,售价,促销价\nA1,甲,5.00,9.00\nA2,乙,5.00,5.00\nA3,丙,5.00,4.50\n",
+        encoding="utf-8",
+    )
+    report = import_products(till, path)
+    assert report.added == 1
+    assert [row for row, _ in report.errors] == [2, 3]
+    assert all(reason.startswith("促销价") for _, reason in report.errors)
