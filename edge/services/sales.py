@@ -18,12 +18,11 @@ from core.rules import Rules
 from core.stored_value import Split, refund_split, spend_split, topup_split
 from core.tenders import TENDER_KINDS, Settlement, Tender, settle
 from edge.models import Ledger, Member, PointsLot, Product, Sale, SaleLine, SaleReturn, TopUp
-from edge.security import verify_secret
 from edge.services import members as member_svc
 from edge.services import receipts
 from edge.services.context import SpendDecision, SpendRequest, Till
 from edge.services.outbox import enqueue
-from edge.services.staff import SignedIn, require_manager
+from edge.services.staff import SignedIn, require_manager, verify_counted
 
 MAX_LINES = 200
 
@@ -390,7 +389,14 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             raise Forbidden(
                 "会员未设置密码, 不能使用储值 (member has no password)", field="member_password"
             )
-        if not req.member_password or not verify_secret(req.member_password, member.password_hash):  # type: ignore[union-attr]
+        if not req.member_password or not verify_counted(
+            till,
+            f"password_failures:{member.id}",  # type: ignore[union-attr]
+            "会员密码",
+            req.member_password,
+            member.password_hash,  # type: ignore[union-attr]
+            "member_password",
+        ):
             raise Forbidden("会员密码错误 (wrong member password)", field="member_password")
     now = till.now()
     today, day = now.date(), now.date().isoformat()

@@ -62,12 +62,8 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _failures_key(code: str) -> str:
-    return f"pin_failures:{code}"
-
-
-def _refuse_if_locked(till: Till, code: str, field: str) -> None:
-    row = Setting.get_or_none(Setting.key == _failures_key(code))
+def _refuse_if_locked(till: Till, key: str, who: str, field: str) -> None:
+    row = Setting.get_or_none(Setting.key == key)
     locked_until = row.value.get("locked_until") if row else None
     if locked_until is None:
         return
@@ -75,18 +71,20 @@ def _refuse_if_locked(till: Till, code: str, field: str) -> None:
     if left > dt.timedelta(0):
         minutes = -(-int(left.total_seconds()) // 60)
         raise LockedOut(
-            f"员工 {code} 的PIN连续输错次数过多, 已锁定, 请 {minutes} 分钟后再试或联系店长"
-            f" (too many wrong PINs: staff code locked for {minutes} more minutes)",
+            f"{who}连续输错次数过多, 已锁定, 请 {minutes} 分钟后再试或联系店长"
+            f" (too many wrong attempts: locked for {minutes} more minutes)",
             field=field,
             locked_until=locked_until,
         )
 
 
-def _verify_pin(till: Till, staff: Staff, pin: str, field: str) -> bool:
-    """Check ``pin`` for ``staff``, counting wrong ones; raises LockedOut when locked."""
-    _refuse_if_locked(till, staff.code, field)
-    key = _failures_key(staff.code)
-    if verify_secret(pin, staff.pin_hash):
+def verify_counted(
+    till: Till, key: str, who: str, secret: str, stored: str | None, field: str
+) -> bool:
+    """Check ``secret`` against ``stored``, counting wrong ones under ``key``; after
+    ``till.pin_max_failures`` in a row raise LockedOut (naming ``who``) until the lock ends."""
+    _refuse_if_locked(till, key, who, field)
+    if verify_secret(secret, stored):
         if Setting.get_or_none(Setting.key == key) is not None:
             with till.db.atomic():
                 Setting.delete().where(Setting.key == key).execute()
@@ -105,8 +103,14 @@ def _verify_pin(till: Till, staff: Staff, pin: str, field: str) -> bool:
             }
         Setting.insert(key=key, value=value).on_conflict_replace().execute()
     if failures >= cfg.pin_max_failures:
-        _refuse_if_locked(till, staff.code, field)
+        _refuse_if_locked(till, key, who, field)
     return False
+
+
+def _verify_pin(till: Till, staff: Staff, pin: str, field: str) -> bool:
+    return verify_counted(
+        till, f"pin_failures:{staff.code}", f"员工 {staff.code} 的PIN", pin, staff.pin_hash, field
+    )
 
 
 def sign_in(till: Till, code: object, pin: object) -> tuple[str, SignedIn]:

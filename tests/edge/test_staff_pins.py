@@ -90,3 +90,27 @@ def test_lockout_settings_are_validated():
     _, problems = config_problems({"till": {"pin_max_failures": 0, "pin_lockout_minutes": -1}})
     assert any(p.startswith("till.pin_max_failures") for p in problems)
     assert any(p.startswith("till.pin_lockout_minutes") for p in problems)
+
+
+def test_guessing_a_members_password_locks_their_stored_value(client, cashier, clock):
+    client.post(
+        "/api/v1/topups", headers=cashier, json={"member": {"card_no": "C0001"}, "amount": 10000}
+    )
+    body = {
+        "member": {"card_no": "C0001"},
+        "lines": [{"sku": OIL}],
+        "tenders": [{"kind": "stored_value", "amount": 6290}],
+    }
+    for _ in range(4):
+        res = client.post(
+            "/api/v1/sales", headers=cashier, json=body | {"member_password": "000000"}
+        )
+        assert res.status_code == 403 and res.json["field"] == "member_password", res.json
+    fifth = client.post("/api/v1/sales", headers=cashier, json=body | {"member_password": "000000"})
+    assert fifth.status_code == 429 and fifth.json["field"] == "member_password"
+    assert fifth.json["message"].startswith("会员密码连续输错次数过多, 已锁定")
+    right = client.post("/api/v1/sales", headers=cashier, json=body | {"member_password": "123456"})
+    assert right.status_code == 429
+    clock.advance(minutes=6)
+    right = client.post("/api/v1/sales", headers=cashier, json=body | {"member_password": "123456"})
+    assert right.status_code == 201, right.json
