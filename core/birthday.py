@@ -23,24 +23,27 @@ class Birthday:
     def __post_init__(self) -> None:
         if self.calendar not in CALENDARS:
             raise ValidationError(
-                f"birthday calendar must be solar or lunar, got {self.calendar!r}",
+                f"生日历法须为公历或农历 (birthday calendar must be solar or lunar, got {self.calendar!r})",
                 field="birthday_calendar",
             )
         if not 1 <= self.month <= 12:
             raise ValidationError(
-                f"birthday month must be 1-12, got {self.month}", field="birthday"
+                f"生日月份须为1到12 (birthday month must be 1-12, got {self.month})",
+                field="birthday",
             )
         limit = 31 if self.calendar == "solar" else 30
         if not 1 <= self.day <= limit:
             raise ValidationError(
-                f"birthday day must be 1-{limit}, got {self.day}", field="birthday"
+                f"生日日期须为1到{limit} (birthday day must be 1-{limit}, got {self.day})",
+                field="birthday",
             )
         if self.calendar == "solar":
             try:
                 dt.date(self.year or 2000, self.month, self.day)
             except ValueError:
                 raise ValidationError(
-                    f"no such date: {self.month}-{self.day}", field="birthday"
+                    f"没有这一天: {self.month}月{self.day}日 (no such date: {self.month}-{self.day})",
+                    field="birthday",
                 ) from None
         elif self.year is not None:
             try:
@@ -49,7 +52,10 @@ class Birthday:
                 LunarDate(self.year, self.month, self.day, self.leap_month).to_solar_date()
             except ValueError:
                 raise ValidationError(
-                    f"no such lunar date: {self.year}-{self.month}-{self.day}", field="birthday"
+                    "农历没有这一天: "
+                    f"{self.year}年{'闰' if self.leap_month else ''}{self.month}月{self.day}日 "
+                    f"(no such lunar date: {self.year}-{self.month}-{self.day})",
+                    field="birthday",
                 ) from None
 
     @classmethod
@@ -60,14 +66,16 @@ class Birthday:
             nums = [int(p) for p in parts]
         except ValueError:
             raise ValidationError(
-                f"birthday must look like YYYY-MM-DD or MM-DD: {text!r}", field="birthday"
+                f"生日格式应为 YYYY-MM-DD 或 MM-DD: {text!r} (birthday must look like YYYY-MM-DD or MM-DD)",
+                field="birthday",
             ) from None
         if len(nums) == 3:
             return cls(calendar, nums[0], nums[1], nums[2], leap_month)
         if len(nums) == 2:
             return cls(calendar, None, nums[0], nums[1], leap_month)
         raise ValidationError(
-            f"birthday must look like YYYY-MM-DD or MM-DD: {text!r}", field="birthday"
+            f"生日格式应为 YYYY-MM-DD 或 MM-DD: {text!r} (birthday must look like YYYY-MM-DD or MM-DD)",
+            field="birthday",
         )
 
     def isoformat(self) -> str:

@@ -147,7 +147,7 @@ def price_basket(
 ) -> PricedBasket:
     """Price a basket. ``rounding`` overrides the rules' 抹零 when the store configures its own."""
     if not lines:
-        raise ValidationError("the basket is empty", field="lines")
+        raise ValidationError("购物车为空 (the basket is empty)", field="lines")
     try:
         check_rate(order_discount_rate, "order_discount_rate")
     except MoneyError as exc:

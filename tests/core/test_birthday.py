@@ -103,3 +103,18 @@ def test_parse_refuses_other_shapes(text: str) -> None:
     with pytest.raises(ValidationError) as err:
         Birthday.parse(text)
     assert err.value.field == "birthday"
+
+
+@pytest.mark.parametrize(
+    ("args", "cashier_reads"),
+    [
+        (("lunar", 2026, 4, 1, True), "农历没有这一天: 2026年闰4月1日"),
+        (("lunar", 2026, 12, 30), "农历没有这一天: 2026年12月30日"),
+        (("solar", 1990, 2, 29), "没有这一天: 2月29日"),
+        (("solar", 1990, 13, 1), "生日月份须为1到12"),
+    ],
+)
+def test_the_cashier_reads_chinese_first(args: tuple, cashier_reads: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        Birthday(*args)
+    assert err.value.message.startswith(cashier_reads)
