@@ -367,7 +367,7 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
     if req.sale_id:
         done = _committed_sale(till, req.sale_id)
         if done is not None:
-            return sale_result(done, replay=True)
+            return _replayed_sale(till, done, req)
     rules = till.rules()
     member = find_member(till, req.basket.member)
     basket, inputs = price(till, req.basket, member, rules)
@@ -414,7 +414,7 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
         # here just now cannot have
         done = _committed_sale(till, sale_id) if req.sale_id else None
         if done is not None:
-            return sale_result(done, replay=True)
+            return _replayed_sale(till, done, req)
         sale = _write_sale(
             till,
             staff,
@@ -627,6 +627,50 @@ def _write_sale(
         ],
     )
     return sale
+
+
+def _replayed_sale(till: Till, done: Sale, req: CheckoutRequest) -> dict[str, Any]:
+    """A retry with a committed sale's id gets that sale back, but only if it asks for
+    the same sale: a client that reused an id for another basket would otherwise be
+    told a sale it never made was done (and its own sale would be lost)."""
+    body = done.body
+    given = body["pricing_input"]
+    stored_lines = [(ln["sku"], ln["qty"], ln["line_discount"]) for ln in given["lines"]]
+    asked_lines = []
+    for code, qty, line_discount in req.basket.lines:
+        if code not in {sku for sku, _, _ in stored_lines}:
+            product = Product.get_or_none(Product.barcode == code)
+            code = product.sku if product is not None else code
+        asked_lines.append((code, qty, line_discount))
+    offered: dict[str, int] = {}
+    for t in body["tenders"]:
+        offered[t["kind"]] = offered.get(t["kind"], 0) + t["amount"]
+    if body.get("change"):
+        offered["cash"] = offered.get("cash", 0) + body["change"]
+    asked: dict[str, int] = {}
+    for t in req.tenders:
+        asked[t.kind] = asked.get(t.kind, 0) + t.amount
+    member = find_member(till, req.basket.member) if req.basket.member else None
+    # the sale's member may have been merged since: compare survivors
+    sold_to = find_member(till, {"member_id": body["member_id"]}) if body["member_id"] else None
+    differs = [
+        name
+        for name, same in (
+            ("lines", asked_lines == stored_lines),
+            ("order_discount_rate", req.basket.order_discount_rate == given["order_discount_rate"]),
+            ("manual_adjustment", req.basket.manual_adjustment == given["manual_adjustment"]),
+            ("tenders", asked == offered),
+            ("member", (member and member.id) == (sold_to and sold_to.id)),
+        )
+        if not same
+    ]
+    if differs:
+        raise Conflict(
+            f"小票号 {done.id} 已用于另一笔交易 (sale_id already used for a different sale: "
+            f"{', '.join(differs)} differ)",
+            field="sale_id",
+        )
+    return sale_result(done, replay=True)
 
 
 def sale_result(sale: Sale, replay: bool = False) -> dict[str, Any]:

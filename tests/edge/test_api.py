@@ -195,6 +195,48 @@ def test_retrying_a_sale_with_its_id_does_not_double_it(client, cashier):
     assert Outbox.select().where(Outbox.kind == "sale").count() == 1
 
 
+def test_a_retry_gets_its_mixed_tender_member_sale_back(client, cashier):
+    client.post(
+        "/api/v1/topups", headers=cashier, json={"member": {"card_no": "C0001"}, "amount": 50000}
+    )
+    body = dict(
+        sale_id="01a209ec-e670-7606-8291-2e74d6822033",
+        member={"card_no": "C0001"},
+        lines=[{"sku": OIL, "qty": 2}, {"barcode": "6901234567002"}],
+        tenders=[{"kind": "stored_value", "amount": 3000}, {"kind": "cash", "amount": 20000}],
+        member_password="123456",
+    )
+    first = sale(client, cashier, **body)
+    assert first.status_code == 201, first.json
+    again = sale(client, cashier, **body)
+    assert again.status_code == 200 and again.json["replayed"] is True
+    assert again.json["sale"] == first.json["sale"]
+
+
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [
+        ({"lines": [{"sku": OIL, "qty": 2}]}, "lines"),
+        ({"lines": [{"sku": "P0002"}]}, "lines"),
+        ({"tenders": [{"kind": "cash", "amount": 20000}]}, "tenders"),
+        ({"member": {"card_no": "C0001"}}, "member"),
+        ({"order_discount_rate": 950}, "order_discount_rate"),
+    ],
+)
+def test_a_sale_id_reused_for_another_sale_is_refused(client, cashier, change, differs):
+    body = dict(
+        sale_id="01a209ec-e670-7606-8291-2e74d6822034",
+        lines=[{"sku": OIL}],
+        tenders=[{"kind": "cash", "amount": 10000}],
+    )
+    assert sale(client, cashier, **body).status_code == 201
+    reused = sale(client, cashier, **{**body, **change})
+    assert reused.status_code == 409, reused.json
+    assert reused.json["field"] == "sale_id" and differs in reused.json["message"]
+    assert reused.json["message"].startswith("小票号")
+    assert Sale.select().count() == 1
+
+
 def test_full_return_restores_every_balance(client, cashier, manager):
     client.post(
         "/api/v1/topups", headers=cashier, json={"member": {"card_no": "C0001"}, "amount": 50000}
