@@ -69,7 +69,9 @@ def test_wal_stays_bounded_under_a_stream_of_sales_and_empties_when_idle(demo_ti
         # a stream far faster than a store's (hundreds a second), with the moments between
         # sales that a till has; a gapless one is bench/till.py's (docs/benchmarks.md)
         _sell(demo_till, 400, sizes, pause=0.002)
-        assert max(sizes) <= 4 * MB, max(sizes)
+        # unbounded, 400 sales write about 30 MB of WAL (the test above); a checkpointer
+        # slowed by another process's fsyncs may let it pass 4 MB now and then
+        assert max(sizes) <= 8 * MB, max(sizes)
         assert checkpointer.counts["passive"] > 0 and checkpointer.counts["failed"] == 0
         # idle: the next rounds truncate the WAL to nothing
         assert _wait_for(lambda: _wal_size(demo_till) == 0), _wal_size(demo_till)
