@@ -16,7 +16,7 @@ from core.errors import DeviceError
 from core.money import format_yuan
 
 from ._hw import require
-from .profiles import DisplayProfile
+from .profiles import DisplayProfile, flow_control_kwargs
 from .state import Backoff, DeviceState, HealthTracker
 from .text import YUAN, center, gb_printable, is_ascii, left_right, normalize, pad_right
 
@@ -166,6 +166,7 @@ class SerialDisplay:
                 bytesize=self.settings["bytesize"],
                 parity=self.settings["parity"],
                 stopbits=self.settings["stopbits"],
+                **flow_control_kwargs(self.settings.get("flow_control", "none")),
                 timeout=0.2,
                 write_timeout=self.write_timeout_s,
             )

@@ -61,6 +61,7 @@ class EscposTransport:
             query_status and driver != "file" and not profile.has_quirk("no_status_reply")
         )
         self._kwargs: dict[str, Any]
+        self._rtscts = False
         if driver == "network":
             self._kwargs = {"host": host, "port": tcp_port, "timeout": timeout_s}
         elif driver == "serial":
@@ -72,8 +73,12 @@ class EscposTransport:
                 "parity": s["parity"],
                 "stopbits": s["stopbits"],
                 "timeout": timeout_s,
-                "dsrdtr": True,
+                # python-escpos's Serial passes dsrdtr and xonxoff; RTS/CTS is set on
+                # the open port (open())
+                "dsrdtr": s["flow_control"] == "dsrdtr",
+                "xonxoff": s["flow_control"] == "xonxoff",
             }
+            self._rtscts = s["flow_control"] == "rtscts"
         elif driver == "file":
             self._kwargs = {"devfile": device_file}
         elif driver == "usb":
@@ -102,6 +107,8 @@ class EscposTransport:
         printer = printer_class(profile=self.profile.escpos_profile, **self._kwargs)
         try:
             printer.open()
+            if self.driver == "serial" and self._rtscts:
+                printer.device.rtscts = True  # pyserial applies it to the open port
         except Exception as exc:  # escpos, socket, serial and usb (no backend) errors alike
             raise DeviceError(f"cannot open {self.driver} printer: {exc}") from exc
         self._printer = printer

@@ -104,11 +104,23 @@ USB_SCHEMA: dict[str, tuple[Any, bool]] = {
     "in_ep": (_int_range(0, 255), False),
 }
 
+FLOW_CONTROLS = ("none", "dsrdtr", "rtscts", "xonxoff")
+
+
+def flow_control_kwargs(flow: str) -> dict[str, bool]:
+    """pyserial's arguments for one of FLOW_CONTROLS."""
+    return {name: flow == name for name in ("dsrdtr", "rtscts", "xonxoff")}
+
+
 SERIAL_SCHEMA: dict[str, tuple[Any, bool]] = {
     "baudrate": (_int_range(1200, 921600), True),
     "bytesize": (_int_range(5, 8), False),
     "parity": (_one_of("N", "E", "O"), False),
     "stopbits": (_int_range(1, 2), False),
+    # what the device's DIP switches or setup page say; a printer that signals "buffer
+    # full" on DSR loses lines when it is ignored, a display without the wires hangs
+    # when it is waited for
+    "flow_control": (_one_of(*FLOW_CONTROLS), False),
 }
 
 COMMON_SCHEMA: dict[str, tuple[Any, bool]] = {
@@ -252,7 +264,10 @@ class Profile:
         return quirk in self.quirks
 
     def serial_settings(self) -> dict[str, Any]:
-        s = {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1}
+        # printers have long waited on DSR/DTR (python-escpos's default); displays and
+        # readers have no handshake wires
+        flow = "dsrdtr" if self.kind == "printer" else "none"
+        s = {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1, "flow_control": flow}
         s.update(self.serial)
         return s
 

@@ -18,7 +18,7 @@ from core.errors import DeviceError
 
 from ._hw import require
 from .hid import HidKeyboardDecoder, clean_card, report_for
-from .profiles import ReaderProfile
+from .profiles import ReaderProfile, flow_control_kwargs
 from .state import Backoff, DeviceState, HealthTracker
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ class SerialReader:
                 bytesize=self.settings["bytesize"],
                 parity=self.settings["parity"],
                 stopbits=self.settings["stopbits"],
+                **flow_control_kwargs(self.settings.get("flow_control", "none")),
                 timeout=0.1,
             )
         except (serial.SerialException, OSError) as exc:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from core.errors import ConfigError
+from edge.devices.printer import EscposTransport
 from edge.devices.profiles import (
     DisplayProfile,
     PrinterProfile,
@@ -77,6 +79,7 @@ def test_typed_views(library):
         "bytesize": 8,
         "parity": "N",
         "stopbits": 1,
+        "flow_control": "none",
     }
 
 
@@ -112,6 +115,10 @@ def _printer_data(library: ProfileLibrary) -> dict:
         (lambda d: d.update(kind="toaster"), "x.json: kind: must be one of"),
         (lambda d: d["drawer"].update(pin=True), "x.json: drawer.pin: must be an integer"),
         (lambda d: d.update(tested_firmware="1.0"), "x.json: tested_firmware: must be a list"),
+        (
+            lambda d: d.setdefault("serial", {"baudrate": 9600}).update(flow_control="cts"),
+            "x.json: serial.flow_control: must be one of",
+        ),
     ],
 )
 def test_schema_errors_name_file_and_key(library, mutate, message):
@@ -170,3 +177,26 @@ def test_paper_width_disagreeing_with_python_escpos_is_refused(
     with pytest.raises(ConfigError, match=message) as caught:
         library.load("model_x")
     assert "model_x.json" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("flow", "dsrdtr", "xonxoff", "rtscts"),
+    [
+        (None, True, False, False),
+        ("none", False, False, False),
+        ("xonxoff", False, True, False),
+        ("rtscts", False, False, True),
+    ],
+)
+def test_a_serial_printer_takes_its_flow_control_from_the_profile(
+    library, flow, dsrdtr, xonxoff, rtscts
+):
+    data = _printer_data(library)
+    if flow is not None:
+        data.setdefault("serial", {"baudrate": 9600})["flow_control"] = flow
+    assert validate(data, "x.json") == []
+    profile = library.load("xprinter_xp80c", kind="printer")
+    profile = dataclasses.replace(profile, serial={**profile.serial, **data.get("serial", {})})
+    transport = EscposTransport("serial", profile, serial_port="/dev/ttyS9")
+    assert (transport._kwargs["dsrdtr"], transport._kwargs["xonxoff"]) == (dsrdtr, xonxoff)
+    assert transport._rtscts is rtscts
