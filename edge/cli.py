@@ -212,6 +212,20 @@ def serve_sync() -> None:
     SyncAgent(till, cfg).run_forever()
 
 
+@main.command("sync-reload")
+def sync_reload() -> None:
+    """Forget the down-sync cursor: the sync agent's next hello loads HQ's members
+    from a snapshot (after HQ was restored from a backup; see docs/operations.md).
+    Restart the sync agent afterwards."""
+    from edge.sync.apply import DOWN_CURSOR, down_cursor, put_setting
+
+    till = _open()
+    with till.db.atomic():
+        was = down_cursor()
+        put_setting(DOWN_CURSOR, 0)
+    click.echo(f"down cursor {was} -> 0: restart the sync agent to load a snapshot from HQ")
+
+
 def _start_devices(till):  # noqa: ANN001, ANN202
     try:
         from edge.devices.config import DevicesConfig

@@ -46,7 +46,7 @@ from core.protocol import (
     validate_snapshot_request,
 )
 from hq.auth import authorize_spend
-from hq.changes import changes_after, snapshot_records
+from hq.changes import changes_after, latest_change_seq, snapshot_records
 from hq.config import HqConfig
 from hq.ingest import dead_letter, handle_hello, ingest_batch, note_store_state
 from hq.models import Store, bind, is_postgres, open_database, utcnow
@@ -260,7 +260,11 @@ class IngestWorker:
             return
         ack = handle_hello(self.db, hello, now)
         self._publish(down_topic(store, "ack"), ack.to_dict())
-        if hello.down_cursor is not None:
+        if ack.rewind:
+            # HQ's database went back in time: the change seqs after the backup are being
+            # issued again for other changes, so the store's cursor means nothing here
+            self._send_page(store, hello.down_cursor or 0, 0, snapshot=True)
+        elif hello.down_cursor is not None:
             self._send_page(store, hello.down_cursor, MAX_PAGE_CHANGES // 2)
 
     def on_change_request(self, store: str, msg: mqtt.MQTTMessage) -> None:
@@ -274,10 +278,13 @@ class IngestWorker:
             return
         self._send_page(store, req.after, req.limit)
 
-    def _send_page(self, store: str, after: int, limit: int) -> None:
+    def _send_page(self, store: str, after: int, limit: int, snapshot: bool = False) -> None:
         assert self.db is not None  # noqa: S101
         with self.db.atomic():
-            page = changes_after(after, limit)
+            if snapshot:
+                page = ChangePage(0, 0, (), False, latest_change_seq(), snapshot_required=True)
+            else:
+                page = changes_after(after, limit)
             Store.update(down_cursor=after).where(Store.code == store).execute()
         payload = encode_json(page.to_dict())
         while len(payload) > MAX_PAYLOAD_BYTES and len(page.changes) > 1:

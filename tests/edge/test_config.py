@@ -59,3 +59,20 @@ def test_validate_config_cli_exits_non_zero_naming_keys(tmp_path):
     path.write_text('[store]\ncode = "S002"\n', encoding="utf-8")
     ok = CliRunner().invoke(main, ["-c", str(path), "validate-config"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_sync_reload_forgets_the_down_cursor(tmp_path):
+    from edge.services.context import open_till
+    from edge.sync.apply import DOWN_CURSOR, down_cursor, put_setting
+
+    path = tmp_path / "edge.toml"
+    path.write_text(f'data_dir = "{tmp_path / "edge"}"\n', encoding="utf-8")
+    assert CliRunner().invoke(main, ["-c", str(path), "init"]).exit_code == 0
+    till = open_till(load_config(path))
+    put_setting(DOWN_CURSOR, 42)
+    result = CliRunner().invoke(main, ["-c", str(path), "sync-reload"])
+    assert result.exit_code == 0, result.output
+    assert "down cursor 42 -> 0" in result.output
+    till.db.connect(reuse_if_open=True)
+    assert down_cursor() == 0
+    till.db.close()

@@ -6,6 +6,8 @@ import shutil
 import sqlite3
 
 from edge.models import Outbox
+from edge.sync.apply import down_cursor
+from hq.changes import latest_change_seq
 from hq.models import Member as HqMember
 from hq.models import ProcessedItem
 from hq.models import Sale as HqSale
@@ -32,10 +34,17 @@ def test_a_restored_hq_gets_back_everything_it_had_acknowledged(
         with sqlite3.connect(hq_file) as live, sqlite3.connect(backup) as copy:
             live.backup(copy)  # last night's backup
         restored_through = HqStore.get_by_id(a.code).acked_through
+        restored_changes = latest_change_seq()
         new_id = a.register("赵六", NEW_PHONE)
         for _ in range(3):
             a.sell({"card_no": "C0001"}, [{"sku": "P0003"}])
         wait_until(lambda: a.pending() == 0, 30, "second drain")
+        # and the store has followed HQ's change log past what the backup holds
+        wait_until(
+            lambda: a.query(down_cursor) >= latest_change_seq() > restored_changes,
+            30,
+            "store A caught up with HQ's changes",
+        )
         total = a.outbox_count()
         assert HqStore.get_by_id(a.code).acked_through == total > restored_through
         # the acknowledged registration's phone was scrubbed from the outbox
@@ -61,6 +70,13 @@ def test_a_restored_hq_gets_back_everything_it_had_acknowledged(
             "the store resent what the restored HQ lacked",
         )
         assert "resending from" in a.agent_log()
+        # the restored change log issues its seqs again for other changes: the store's
+        # cursor means nothing there, so it reloads from a snapshot and follows on
+        wait_until(lambda: "loaded snapshot" in a.agent_log(), 30, "snapshot after the restore")
+        wait_until(
+            lambda: a.query(down_cursor) == latest_change_seq(), 30, "store A follows HQ again"
+        )
+        assert a.ledger_matches_balances() == []
         assert ProcessedItem.select().where(ProcessedItem.store == a.code).count() == total
         assert HqSale.select().where(HqSale.store == a.code).count() == 4
         assert HqMember.get_by_id(new_id).phone == NEW_PHONE
