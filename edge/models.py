@@ -132,6 +132,9 @@ class PointsLot(BaseModel):
     remaining = BigIntegerField()
     origin = CharField(default="")  # sale id, or "hq"
 
+    class Meta:
+        without_rowid = True  # schema 2: the table is its primary key's b-tree
+
 
 class Product(BaseModel):
     sku = CharField(primary_key=True)
@@ -147,9 +150,11 @@ class Product(BaseModel):
 
 class Sale(BaseModel):
     id = CharField(primary_key=True)
-    member_id = CharField(null=True, index=True)
+    # schema 2: no index on member_id or occurred_at; no query reads sales by either
+    # (sale ids are UUIDv7, in time order), and each cost a page written per sale
+    member_id = CharField(null=True)
     cashier = CharField()
-    occurred_at = CharField(index=True)
+    occurred_at = CharField()
     rules_version = IntegerField()
     total = BigIntegerField()
     refunded = BigIntegerField(default=0)
@@ -169,6 +174,7 @@ class SaleLine(BaseModel):
 
     class Meta:
         primary_key = CompositeKey("sale_id", "line_no")
+        without_rowid = True  # schema 2: the table is its primary key's b-tree
 
 
 class SaleReturn(BaseModel):
@@ -236,7 +242,26 @@ MODELS = [
     Outbox,
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Schema 2 rebuilds these tables WITHOUT ROWID (the same columns, in the same order): a
+# checkout wrote each one's rows and its primary-key index, two b-trees, and now one.
+_REBUILT_WITHOUT_ROWID = {
+    "sale_line": (
+        'CREATE TABLE "sale_line_v2" ("sale_id" VARCHAR(255) NOT NULL, '
+        '"line_no" INTEGER NOT NULL, "sku" VARCHAR(255) NOT NULL, "qty" INTEGER NOT NULL, '
+        '"amount" INTEGER NOT NULL, "earns_points" INTEGER NOT NULL, '
+        '"returned_qty" INTEGER NOT NULL, PRIMARY KEY ("sale_id", "line_no")) WITHOUT ROWID',
+        (),
+    ),
+    "points_lot": (
+        'CREATE TABLE "points_lot_v2" ("lot_id" VARCHAR(255) NOT NULL PRIMARY KEY, '
+        '"member_id" VARCHAR(255) NOT NULL, "earned_on" VARCHAR(255) NOT NULL, '
+        '"expires_on" VARCHAR(255) NOT NULL, "remaining" INTEGER NOT NULL, '
+        '"origin" VARCHAR(255) NOT NULL) WITHOUT ROWID',
+        ('CREATE INDEX "points_lot_member_id" ON "points_lot" ("member_id")',),
+    ),
+}
 AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
 
 log = logging.getLogger(__name__)
@@ -279,7 +304,7 @@ def migrate(db: SqliteDatabase, path: Path) -> None:
         shutil.copy2(path, path.with_name(f"{path.name}.before-v{SCHEMA_VERSION}"))
     with db.atomic():
         if version < 1:
-            db.create_tables(MODELS)
+            db.create_tables(MODELS)  # the current schema, as the models declare it
             # Invariant 8: a registration carries the phone to HQ in plaintext (over TLS);
             # once HQ has acknowledged it, the outbox copy is scrubbed.
             db.execute_sql(
@@ -288,7 +313,22 @@ def migrate(db: SqliteDatabase, path: Path) -> None:
                 "UPDATE outbox SET payload = json_set(payload, '$.body.phone', '') WHERE seq = NEW.seq; "
                 "END"
             )
+        elif version < 2:
+            _migrate_to_2(db)
         db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _migrate_to_2(db: SqliteDatabase) -> None:
+    """Schema 1 -> 2: sale_line and points_lot WITHOUT ROWID; sale's unused indexes dropped."""
+    db.execute_sql('DROP INDEX IF EXISTS "sale_member_id"')
+    db.execute_sql('DROP INDEX IF EXISTS "sale_occurred_at"')
+    for table, (create, indexes) in _REBUILT_WITHOUT_ROWID.items():
+        db.execute_sql(create)
+        db.execute_sql(f'INSERT INTO "{table}_v2" SELECT * FROM "{table}" ORDER BY rowid')  # noqa: S608
+        db.execute_sql(f'DROP TABLE "{table}"')
+        db.execute_sql(f'ALTER TABLE "{table}_v2" RENAME TO "{table}"')
+        for index in indexes:
+            db.execute_sql(index)
 
 
 class WalCheckpointer:

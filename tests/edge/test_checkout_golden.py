@@ -54,6 +54,14 @@ def _tagged(value: Any) -> Any:
     return value
 
 
+# Schema 2 made these tables WITHOUT ROWID: their rows in the order they were written
+# (rowid order before), by the rowid of the sale that wrote them
+ORDER = {
+    "sale_line": '(SELECT s.rowid FROM "sale" s WHERE s."id" = "sale_id"), "line_no"',
+    "points_lot": '(SELECT s.rowid FROM "sale" s WHERE s."id" = "origin"), "lot_id"',
+}
+
+
 def _tables(path: Path) -> dict[str, list[Any]]:
     conn = sqlite3.connect(path)
     out: dict[str, list[Any]] = {}
@@ -69,7 +77,7 @@ def _tables(path: Path) -> dict[str, list[Any]]:
         "outbox",
         "counter",
     ):
-        cur = conn.execute(f'SELECT * FROM "{table}" ORDER BY rowid')  # noqa: S608 - fixed names
+        cur = conn.execute(f'SELECT * FROM "{table}" ORDER BY {ORDER.get(table, "rowid")}')  # noqa: S608 - fixed names
         names = [d[0] for d in cur.description]
         rows = []
         for row in cur:
