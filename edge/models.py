@@ -335,24 +335,31 @@ class WalCheckpointer:
     """Copies the WAL into the database between sales, from a thread with its own connection.
 
     ``start()`` turns off the automatic checkpoint of ``db``'s connections (each thread of
-    the till server has one); then, every ``interval`` seconds:
+    the till server has one); then it runs a round every ``interval`` seconds, and sooner
+    when the WAL file grew by a sixteenth of ``limit_bytes`` (it looks twenty times an
+    interval), that is when sales are appending to it:
 
     - while sales come in: PASSIVE checkpoints, which never block a writer, a few rounds a
-      millisecond apart until one finds nothing new to copy; once all is copied the next
-      sale starts the WAL again from its beginning (cutting the file to ``limit_bytes``).
-      A RESTART checkpoint would force that, but it holds the write lock while it copies
-      what the last sale wrote, so a sale would wait for it;
+      millisecond apart until one finds nothing new to copy; then a RESTART, which waits up
+      to ``RESTART_WAIT_MS`` for the write lock and holds it while it copies what the
+      sales committed since (a sale may wait for it, about a millisecond), so that the next
+      sale writes the WAL from its beginning, over the blocks the file already has (cut to
+      ``limit_bytes``), instead of appending to it: an appending commit's fsync also
+      journals the file's new size and blocks (p50 0.34 ms against 0.20 ms overwriting, for
+      a checkout's commit on the benchmark store);
     - once nothing was committed for a whole interval: TRUNCATE, leaving an empty WAL;
-    - as a backstop, when the WAL file outgrows ``limit_bytes`` (readers or an endless
-      stream of commits kept the passive ones from catching up): TRUNCATE, attempted
-      without waiting (busy timeout 0), so it gives up at once rather than hold a sale;
-      past twice the limit it waits up to 100 ms, and a sale may then wait for it.
+    - as a backstop, when the RESTART could not run and the WAL file outgrew
+      ``limit_bytes``: TRUNCATE, attempted without waiting (busy timeout 0), so it gives up
+      at once rather than hold a sale; past twice the limit it waits up to 100 ms, and a
+      sale may then wait for it.
 
     ``stop()`` ends the thread after a last TRUNCATE and gives ``db`` its automatic
     checkpoint back.
     """
 
     CATCH_UP_ROUNDS = 8
+    POLLS_PER_INTERVAL = 20  # how often, in an interval, it looks at the WAL file's size
+    RESTART_WAIT_MS = 5  # also the longest it holds the write lock waiting for readers
 
     def __init__(
         self, db: SqliteDatabase, interval: float = 1.0, limit_bytes: int = 16 * 2**20
@@ -368,6 +375,7 @@ class WalCheckpointer:
         self.counts = {
             "passive": 0,
             "truncate": 0,
+            "restart": 0,
             "busy": 0,
             "failed": 0,
         }  # what it did, for tests
@@ -403,8 +411,19 @@ class WalCheckpointer:
             # never wait for the till's write lock: a checkpoint that cannot run now runs
             # next round
             conn.execute("PRAGMA busy_timeout = 0")
-            while not self._stop.wait(self.interval):
-                self.checkpoint_once(conn)
+            poll = self.interval / self.POLLS_PER_INTERVAL
+            step = max(self.limit_bytes // 16, 1)
+            due = time.monotonic() + self.interval
+            low = self.wal_size()
+            while not self._stop.wait(poll):
+                size = self.wal_size()
+                low = min(low, size)
+                # a round every interval, and sooner whenever sales are appending to the
+                # WAL file (it grew a sixteenth of the limit): see checkpoint_once
+                if time.monotonic() >= due or size >= low + step:
+                    self.checkpoint_once(conn)
+                    due = time.monotonic() + self.interval
+                    low = self.wal_size()
             conn.execute("PRAGMA busy_timeout = 2000")  # stopping: the last one may wait
             self._checkpoint(conn, "TRUNCATE")
         finally:
@@ -425,6 +444,20 @@ class WalCheckpointer:
                 break  # all copied and nothing committed since: the next sale restarts the WAL
             previous = frames
             time.sleep(0.001)  # let the sale that is writing now finish
+        # RESTART: copy what the sales committed since, and see that the next sale writes
+        # the WAL from its beginning, over blocks the file already has (cut to limit_bytes
+        # by journal_size_limit). A sale that appends to the file instead pays for more in
+        # its fsync (the file's new size and blocks go through the file system's journal):
+        # a checkout's commit measured p50 0.34 ms appending against 0.20 ms overwriting.
+        # It waits at most RESTART_WAIT_MS for the write lock, and holds it while it copies
+        # the frames committed since the passive rounds, a millisecond or so.
+        conn.execute(f"PRAGMA busy_timeout = {self.RESTART_WAIT_MS}")
+        try:
+            restarted = not busy and not self._checkpoint(conn, "RESTART")[0]
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+        if restarted:
+            return  # the next sale starts the WAL over and cuts the file to limit_bytes
         size = self.wal_size()
         if size > 2 * self.limit_bytes:
             # far past the limit: this one may make a sale wait, up to 100 ms

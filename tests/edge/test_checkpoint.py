@@ -80,6 +80,24 @@ def test_wal_stays_bounded_under_a_stream_of_sales_and_empties_when_idle(demo_ti
         checkpointer.stop()
 
 
+def test_under_a_gapless_stream_the_wal_restarts_instead_of_growing(demo_till):
+    # sales back to back, as bench/till.py sells: rounds run as soon as the WAL file grows
+    # (looked at every 50 ms here), and each ends in a RESTART, so the next sales write
+    # over the file's blocks instead of appending
+    checkpointer = WalCheckpointer(demo_till.db, interval=1.0, limit_bytes=MB).start()
+    try:
+        sizes: list[int] = []
+        _sell(demo_till, 400, sizes)
+        assert checkpointer.counts["restart"] >= 1 and checkpointer.counts["failed"] == 0
+        # unbounded, 400 sales write about 30 MB (the first test); restarted, the file is
+        # cut back to the limit and mostly written over
+        assert max(sizes) <= 12 * MB, max(sizes)
+        assert sizes[-1] < sizes[0] + 16 * MB
+    finally:
+        checkpointer.stop()
+    assert _wal_size(demo_till) == 0
+
+
 def test_connections_opened_after_start_do_not_checkpoint_either(demo_till):
     checkpointer = WalCheckpointer(demo_till.db, interval=3600).start()
     seen = []
