@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -301,8 +300,13 @@ def migrate(db: SqliteDatabase, path: Path) -> None:
             f"{path} has schema {version}, newer than this software ({SCHEMA_VERSION})"
         )
     if version > 0 and path.exists():
-        shutil.copy2(path, path.with_name(f"{path.name}.before-v{SCHEMA_VERSION}"))
+        _copy_aside(db, path.with_name(f"{path.name}.before-v{SCHEMA_VERSION}"))
     with db.atomic():
+        # the till and the sync agent open the same file: the other may have migrated
+        # between our first look and this write lock
+        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
         if version < 1:
             db.create_tables(MODELS)  # the current schema, as the models declare it
             # Invariant 8: a registration carries the phone to HQ in plaintext (over TLS);
@@ -316,6 +320,16 @@ def migrate(db: SqliteDatabase, path: Path) -> None:
         elif version < 2:
             _migrate_to_2(db)
         db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _copy_aside(db: SqliteDatabase, target: Path) -> None:
+    """A consistent copy through SQLite's backup API: the file alone would miss what is
+    still in the WAL, and another process may be writing."""
+    copy = sqlite3.connect(target)
+    try:
+        db.connection().backup(copy)
+    finally:
+        copy.close()
 
 
 def _migrate_to_2(db: SqliteDatabase) -> None:

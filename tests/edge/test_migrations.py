@@ -82,7 +82,11 @@ def test_a_schema_1_database_migrates_and_keeps_its_sales_and_outbox(tmp_path, c
     till = open_till(cfg, clock=clock)  # the normal open path migrates
     till.db.close()
 
-    assert (path.parent / f"{path.name}.before-v{SCHEMA_VERSION}").exists()
+    aside = path.parent / f"{path.name}.before-v{SCHEMA_VERSION}"
+    copy = sqlite3.connect(aside)  # a consistent copy of schema 1, taken before migrating
+    assert copy.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert _dump(copy) == before
+    copy.close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert _dump(conn) == before
