@@ -397,7 +397,8 @@ class PrinterWorker:
         except DeviceError as exc:
             self.queue.record_attempt(job.id, str(exc))
             raise
+        if self.on_printed is not None:
+            # before the job shows as done, so whoever waits for "done" finds its record
+            self.on_printed(job, data)
         self.queue.mark_done(job.id)
         self.health.set(DeviceState.READY)
-        if self.on_printed is not None:
-            self.on_printed(job, data)
