@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -479,6 +480,11 @@ def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
     return f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([row] * rows)  # noqa: S608
 
 
+# Sale.body.db_value / Sale.receipt.db_value (edge.models.JSONField), with one encoder
+# made once rather than one per json.dumps call: the same text
+_row_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _member_row(member_id: str) -> Member:
     """Member.get_by_id, written out: its query builder cost more than the read itself."""
     row = Member._meta.database.execute_sql(_MEMBER_SQL, (member_id,)).fetchone()
@@ -592,7 +598,8 @@ def _write_sale(
     }
     body.pop("rules_version")
     item = enqueue(till, "sale", body, at, rules.version)
-    receipt = receipts.sale_receipt(till, body, member, staff, at, today)
+    receipt = receipts.sale_receipt_dict(till, body, member, staff, at, today)
+    receipt["outbox_seq"] = item.seq
     sale = Sale(
         id=sale_id,
         member_id=body["member_id"],
@@ -601,7 +608,7 @@ def _write_sale(
         rules_version=rules.version,
         total=basket.total,
         body=body,
-        receipt=receipts.as_dict(receipt) | {"outbox_seq": item.seq},
+        receipt=receipt,
     )
     db.execute_sql(
         _SALE_SQL,
@@ -613,8 +620,8 @@ def _write_sale(
             sale.rules_version,
             sale.total,
             sale.status,
-            Sale.body.db_value(body),
-            Sale.receipt.db_value(sale.receipt),
+            _row_json(body),
+            _row_json(receipt),
         ),
     )
     sale._dirty.clear()
