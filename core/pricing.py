@@ -160,30 +160,45 @@ def price_basket(
             field="rounding",
         ) from None
     for i, line in enumerate(lines):
-        _check_line(i, line)
+        # the common case checked inline (exact ints in range); anything else goes through
+        # _check_line, which raises the same errors it always did
+        qty, unit_price, promo_price = line.qty, line.unit_price, line.promo_price
+        if not (
+            type(qty) is int
+            and type(unit_price) is int
+            and type(line.line_discount) is int
+            and 1 <= qty <= MAX_QTY
+            and 0 <= unit_price <= MAX_AMOUNT
+            and (
+                promo_price is None or (type(promo_price) is int and 0 <= promo_price <= MAX_AMOUNT)
+            )
+            and 0 <= line.line_discount <= qty * _charged(line)
+        ):
+            _check_line(i, line)
     member_rate = rules.member_rate(member.card_type, member.tier) if member else 1000
+    promo_excludes = rules.promo_excludes_member_discount
+    promo_earns = rules.promo_earns_points
 
-    gross, line_disc, member_disc, after_member = [], [], [], []
+    units, gross, line_disc, member_disc, after_member = [], [], [], [], []
     promo_flags, earns = [], []
     for line in lines:
         promo = line.promo_price is not None and line.promo_price < line.unit_price
-        unit = _charged(line)
+        unit = line.promo_price if promo else line.unit_price  # _charged(line)
         g = line.qty * unit
         net = g - line.line_discount
-        excluded = line.no_member_discount or (promo and rules.promo_excludes_member_discount)
+        excluded = line.no_member_discount or (promo and promo_excludes)
         m = 0 if (excluded or member is None) else net - apply_rate(net, member_rate)
+        units.append(unit)
         gross.append(g)
         line_disc.append(line.line_discount)
         member_disc.append(m)
         after_member.append(net - m)
         promo_flags.append(promo)
-        earns.append(
-            member is not None and not line.no_points and (rules.promo_earns_points or not promo)
-        )
+        earns.append(member is not None and not line.no_points and (promo_earns or not promo))
 
     after_member_total = sum(after_member)
     order_disc_total = after_member_total - apply_rate(after_member_total, order_discount_rate)
-    order_disc = allocate(order_disc_total, after_member)
+    order_disc = _allocate(order_disc_total, after_member)
     after_order = [a - o for a, o in zip(after_member, order_disc, strict=True)]
     after_order_total = sum(after_order)
 
@@ -196,31 +211,34 @@ def price_basket(
             f"manual_adjustment must be between 0 and {after_order_total} fen",
             field="manual_adjustment",
         )
-    manual = allocate(manual_adjustment, after_order)
+    manual = _allocate(manual_adjustment, after_order)
     after_manual = [a - m for a, m in zip(after_order, manual, strict=True)]
     due = sum(after_manual)
     rounded = round_due(due, rounding_mode)
     # half-up rounding may round up; allocate the signed difference
-    rounding_parts = allocate(due - rounded, after_manual)
+    rounding_parts = _allocate(due - rounded, after_manual)
     amounts = [a - r for a, r in zip(after_manual, rounding_parts, strict=True)]
 
+    # positional, in PricedLine's field order (line_no, sku, name, qty, unit_price,
+    # list_price, gross, line_discount, member_discount, order_discount,
+    # manual_adjustment, rounding, amount, promo, earns_points)
     priced = tuple(
         PricedLine(
-            line_no=i + 1,
-            sku=line.sku,
-            name=line.name,
-            qty=line.qty,
-            unit_price=_charged(line),
-            list_price=line.unit_price,
-            gross=gross[i],
-            line_discount=line_disc[i],
-            member_discount=member_disc[i],
-            order_discount=order_disc[i],
-            manual_adjustment=manual[i],
-            rounding=rounding_parts[i],
-            amount=amounts[i],
-            promo=promo_flags[i],
-            earns_points=earns[i],
+            i + 1,
+            line.sku,
+            line.name,
+            line.qty,
+            units[i],
+            line.unit_price,
+            gross[i],
+            line_disc[i],
+            member_disc[i],
+            order_disc[i],
+            manual[i],
+            rounding_parts[i],
+            amounts[i],
+            promo_flags[i],
+            earns[i],
         )
         for i, line in enumerate(lines)
     )
@@ -235,6 +253,14 @@ def price_basket(
         rounding=due - rounded,
         total=rounded,
     )
+
+
+def _allocate(total: int, weights: list[int]) -> list[int]:
+    """``allocate``, with nothing to allocate answered at once (most baskets have no order
+    discount, 折让 or 抹零): zero over any weights is all zeros."""
+    if total == 0 and weights:
+        return [0] * len(weights)
+    return allocate(total, weights)
 
 
 def share_of(amount: int, part: int, whole: int, already: int = 0) -> int:
