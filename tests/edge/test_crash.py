@@ -3,6 +3,7 @@ nothing is half-written, and the outbox sequence has no gap."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -81,7 +82,13 @@ def test_sigkill_mid_stream_loses_no_acknowledged_sale(tmp_path):
                     del body["member"]
                 try:
                     status, result = _post(f"{base}/sales", body, headers)
-                except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                except (
+                    urllib.error.URLError,
+                    ConnectionError,
+                    TimeoutError,
+                    OSError,
+                    http.client.HTTPException,  # IncompleteRead: killed mid-response
+                ):
                     return  # the server is gone
                 if status == 201:
                     with lock:
