@@ -21,7 +21,7 @@ from core.protocol import UpItem
 from core.rules import DEMO_RULES, Rules
 from hq.changes import ChangeSet, coupon_state
 from hq.ledger import Book, Posting, credit_points, post_stored_value, spend_points
-from hq.members import register_member, touch_through
+from hq.members import prefetch_owners, register_member, touch_through
 from hq.models import (
     Authorization,
     Card,
@@ -96,19 +96,9 @@ class BatchCache:
         book = self.book
         book.want(members, lots)
         if cards:
-            book.card_owners.update(dict.fromkeys(cards))
-            book.card_owners.update(
-                Card.select(Card.card_no, Card.member_id)
-                .where(one_of(Card.card_no, cards))
-                .tuples()
-            )
+            prefetch_owners(book.card_owners, Card, Card.card_no, cards)
         if phones:
-            book.phone_owners.update(dict.fromkeys(phones))
-            book.phone_owners.update(
-                PhoneKey.select(PhoneKey.phone, PhoneKey.member_id)
-                .where(one_of(PhoneKey.phone, phones))
-                .tuples()
-            )
+            prefetch_owners(book.phone_owners, PhoneKey, PhoneKey.phone, phones)
         if topup_ids:
             self.known_topups.update(
                 t

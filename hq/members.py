@@ -26,6 +26,7 @@ from hq.models import (
     Sale,
     TopUp,
     is_postgres,
+    one_of,
 )
 
 
@@ -46,6 +47,15 @@ def touch_through(member: Member, store: str, seq: int, book: Book) -> None:
         through[store] = seq
         member.through = through
         book.save(member)
+
+
+def prefetch_owners(
+    book_cache: dict[str, str | None], model: type[pw.Model], key: pw.Field, values: set[str]
+) -> None:
+    """Who holds each of a batch's card numbers or phones, in one query (None: nobody),
+    so that ``_owner`` finds them without a query per item."""
+    book_cache.update(dict.fromkeys(values))
+    book_cache.update(model.select(key, model.member_id).where(one_of(key, values)).tuples())
 
 
 def _owner(book_cache: dict[str, str | None], model: type[pw.Model], key: pw.Field, value: str):
