@@ -399,10 +399,9 @@ class SyncAgent:
             ).execute()
             self._restore_scrubbed_phones(acked_through)
             put_setting(ACKED_THROUGH, acked_through)
-        d.acked_through = d.sent_through = acked_through
-        d.inflight = []
-        d.last_progress = time.monotonic()
+        d.acked_through = acked_through
         d.ack_timeout = self.cfg.ack_timeout
+        self.resend()
 
     def record_ack(self, acked_through: int, rejected: list[tuple[int, str, str]]) -> None:
         d = self.drain
