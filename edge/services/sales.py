@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -643,20 +644,17 @@ def _replayed_sale(till: Till, done: Sale, req: CheckoutRequest) -> dict[str, An
     body = done.body
     given = body["pricing_input"]
     stored_lines = [(ln["sku"], ln["qty"], ln["line_discount"]) for ln in given["lines"]]
-    asked_lines = []
-    for code, qty, line_discount in req.basket.lines:
-        if code not in {sku for sku, _, _ in stored_lines}:
-            product = Product.get_or_none(Product.barcode == code)
-            code = product.sku if product is not None else code
-        asked_lines.append((code, qty, line_discount))
-    offered: dict[str, int] = {}
-    for t in body["tenders"]:
-        offered[t["kind"]] = offered.get(t["kind"], 0) + t["amount"]
+    # a code names its product the way pricing resolved it: SKU first, else barcode
+    products = _products([code for code, _, _ in req.basket.lines])
+    asked_lines = [
+        (products[code].sku if code in products else code, qty, line_discount)
+        for code, qty, line_discount in req.basket.lines
+    ]
+    # what the customer handed over: the sale records cash net of its change
+    offered = _by_kind((t["kind"], t["amount"]) for t in body["tenders"])
     if body.get("change"):
         offered["cash"] = offered.get("cash", 0) + body["change"]
-    asked: dict[str, int] = {}
-    for t in req.tenders:
-        asked[t.kind] = asked.get(t.kind, 0) + t.amount
+    asked = _by_kind((t.kind, t.amount) for t in req.tenders)
     member = find_member(till, req.basket.member) if req.basket.member else None
     # the sale's member may have been merged since: compare survivors
     sold_to = find_member(till, {"member_id": body["member_id"]}) if body["member_id"] else None
@@ -678,6 +676,13 @@ def _replayed_sale(till: Till, done: Sale, req: CheckoutRequest) -> dict[str, An
             field="sale_id",
         )
     return sale_result(done, replay=True)
+
+
+def _by_kind(amounts: Iterable[tuple[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for kind, amount in amounts:
+        total[kind] = total.get(kind, 0) + amount
+    return total
 
 
 def sale_result(sale: Sale, replay: bool = False) -> dict[str, Any]:
