@@ -39,12 +39,12 @@ from peewee import (
     TextField,
 )
 
+from core.protocol import json_text
+
 
 class JSONField(TextField):
     def db_value(self, value: Any) -> str | None:
-        return (
-            None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        )
+        return None if value is None else json_text(value)
 
     def python_value(self, value: str | None) -> Any:
         return None if value is None else json.loads(value)

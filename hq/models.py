@@ -17,6 +17,7 @@ import peewee as pw
 from playhouse.db_url import connect
 
 from core.errors import ConfigError
+from core.protocol import json_text
 
 
 class JSONText(pw.TextField):
@@ -25,7 +26,7 @@ class JSONText(pw.TextField):
     def db_value(self, value: Any) -> str | None:
         if value is None:
             return None
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        return json_text(value, sort_keys=True)
 
     def python_value(self, value: Any) -> Any:
         if value is None:

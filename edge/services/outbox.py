@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from core.ids import uuid7
-from core.protocol import SCHEMA_VERSION, UpItem
+from core.protocol import SCHEMA_VERSION, UpItem, encode_json
 from edge.models import Counter, Outbox
 from edge.services.context import Till
 
@@ -26,12 +25,6 @@ def next_number(name: str) -> int:
     return 1
 
 
-# encode_json(...).decode() and json.dumps(text, ensure_ascii=False), each with one encoder
-# made once rather than one per call: the same text
-_encode_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
-_json_str = json.JSONEncoder(ensure_ascii=False).encode
-
-
 def enqueue(
     till: Till, kind: str, body: dict[str, Any], occurred_at: str, rules_version: int
 ) -> UpItem:
@@ -48,14 +41,7 @@ def enqueue(
         rules_version=rules_version,
         body=body,
     )
-    # encode_json(item.to_dict()), written out around the body: the envelope's keys in
-    # sorted order, so the bytes are the same and only the body goes through the encoder
-    payload = (
-        f'{{"body":{_encode_sorted(body)},"id":{_json_str(item.id)},'
-        f'"kind":{_json_str(kind)},"occurred_at":{_json_str(occurred_at)},'
-        f'"rules_version":{int(rules_version)},"seq":{int(item.seq)},'
-        f'"store":{_json_str(item.store)},"v":{int(item.v)}}}'
-    )
+    payload = encode_json(item.to_dict()).decode()
     till.db.execute_sql(_OUTBOX_SQL, (item.seq, item.id, kind, occurred_at, payload))
     return item
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,6 +15,7 @@ from core.ids import is_uuid, uuid7
 from core.money import MAX_AMOUNT, MAX_QTY, allocate
 from core.points import consume, expiry_for, points_earned, points_for_fen
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
+from core.protocol import json_text
 from core.rules import Rules
 from core.stored_value import Split, refund_split, spend_split, topup_split
 from core.tenders import TENDER_KINDS, Settlement, Tender, settle
@@ -481,11 +481,6 @@ def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
     return f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([row] * rows)  # noqa: S608
 
 
-# Sale.body.db_value / Sale.receipt.db_value (edge.models.JSONField), with one encoder
-# made once rather than one per json.dumps call: the same text
-_row_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
 def _member_row(member_id: str) -> Member:
     """Member.get_by_id, written out: its query builder cost more than the read itself."""
     row = Member._meta.database.execute_sql(_MEMBER_SQL, (member_id,)).fetchone()
@@ -621,8 +616,8 @@ def _write_sale(
             sale.rules_version,
             sale.total,
             sale.status,
-            _row_json(body),
-            _row_json(receipt),
+            json_text(body),
+            json_text(receipt),
         ),
     )
     sale._dirty.clear()
