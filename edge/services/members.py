@@ -6,14 +6,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import fn
+from peewee import BooleanField, fn
 
 from core.birthday import Birthday
 from core.errors import Conflict, Forbidden, NotFound, ValidationError
 from core.ids import uuid7
 from core.names import pinyin_keys
 from core.phone import normalise_phone
-from core.points import Lot, balance
+from core.points import Lot
 from core.receipt import mask_name, mask_phone
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
@@ -42,16 +42,33 @@ _BY_CARD_SQL = (
     + _ALIAS_OR.format('c."member_id"')
     + ' WHERE c."card_no" = ?'
 )
-_LOTS_SQL = (
+# A member's live lots: points left and not expired on the day (core.points.usable's rule,
+# here in SQL). Spent and expired lots stay in the table as history; filtered out in SQLite,
+# a regular with years of sales costs a checkout what a new member does.
+_LIVE_LOTS_SQL = (
     'SELECT "lot_id", "earned_on", "expires_on", "remaining" FROM "points_lot" '
-    'WHERE "member_id" = ?'
+    'WHERE "member_id" = ? AND "remaining" > 0 AND "expires_on" >= ?'
 )
+_POINTS_BALANCE_SQL = (
+    'SELECT COALESCE(SUM("remaining"), 0) FROM "points_lot" '
+    'WHERE "member_id" = ? AND "remaining" > 0 AND "expires_on" >= ?'
+)
+
+
+_MEMBER_NAMES = tuple(f.name for f in _MEMBER_FIELDS)
+# the only columns whose Python value differs from what sqlite3 returns (0/1 for a bool):
+# text, integer and blob columns come back as peewee's python_value would make them
+_MEMBER_BOOLS = tuple(f.name for f in _MEMBER_FIELDS if isinstance(f, BooleanField))
 
 
 def member_from_row(row: tuple[Any, ...]) -> Member:
     """A Member from a row of ``_MEMBER_COLUMNS``, converted as peewee converts its own."""
     member = Member(__no_default__=1)
-    member.__data__ = {f.name: f.python_value(v) for f, v in zip(_MEMBER_FIELDS, row, strict=True)}
+    data = dict(zip(_MEMBER_NAMES, row, strict=True))
+    for name in _MEMBER_BOOLS:
+        if data[name] is not None:
+            data[name] = bool(data[name])
+    member.__data__ = data
     return member
 
 
@@ -129,18 +146,23 @@ def search(till: Till, query: str, limit: int = SEARCH_LIMIT) -> list[Member]:
     )
 
 
-def lots_of(member_id: str) -> list[Lot]:
+def live_lots(member_id: str, today: dt.date) -> list[Lot]:
+    """The member's lots that still hold points usable on ``today``."""
     date = dt.date.fromisoformat
     return [
         Lot(lot_id, date(earned_on), date(expires_on), remaining)
         for lot_id, earned_on, expires_on, remaining in PointsLot._meta.database.execute_sql(
-            _LOTS_SQL, (member_id,)
+            _LIVE_LOTS_SQL, (member_id, today.isoformat())
         )
     ]
 
 
 def points_balance(member_id: str, today: dt.date) -> int:
-    return balance(lots_of(member_id), today)
+    """``core.points.balance`` of the member's lots, summed by SQLite."""
+    row = PointsLot._meta.database.execute_sql(
+        _POINTS_BALANCE_SQL, (member_id, today.isoformat())
+    ).fetchone()
+    return row[0]
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,25 @@ _FIRST_CARD_SQL = 'SELECT "card_no" FROM "card" WHERE "member_id" = ? ORDER BY "
 
 
 def _local(at: str) -> str:
-    return dt.datetime.fromisoformat(at).strftime("%Y-%m-%d %H:%M:%S")
+    """The store's wall-clock time of an ISO instant, to the second: 2026-11-24 14:24:42."""
+    return dt.datetime.fromisoformat(at).replace(tzinfo=None).isoformat(" ", "seconds")
 
 
 def _member_dict(
-    till: Till, member: Member | None, earned: int, today: dt.date
+    till: Till, member: Member | None, earned: int, today: dt.date, card_no: str | None = None
 ) -> dict[str, Any] | None:
-    """The receipt's ``ReceiptMember`` as ``to_dict`` gives it (same keys, same order)."""
+    """The receipt's ``ReceiptMember`` as ``to_dict`` gives it (same keys, same order).
+
+    The card is the one the member showed (``card_no``), else their first card."""
     if member is None:
         return None
-    card = Card._meta.database.execute_sql(_FIRST_CARD_SQL, (member.id,)).fetchone()
+    if not card_no:
+        row = Card._meta.database.execute_sql(_FIRST_CARD_SQL, (member.id,)).fetchone()
+        card_no = row[0] if row else ""
     return {
         "masked_name": mask_name(member.name),
         "masked_phone": f"*******{member.phone_tail}" if member.phone_tail else "",
-        "card_no_tail": card[0][-4:] if card else "",
+        "card_no_tail": card_no[-4:],
         "tier": member.tier or member.card_type,
         "points_earned": earned,
         "points_balance": member_svc.points_balance(member.id, today) - member.points_debt,
@@ -116,7 +121,7 @@ def sale_receipt_dict(
         "total": body["total"],
         "tenders": tenders,
         "change": change,
-        "member": _member_dict(till, member, body["points_earned"], today),
+        "member": _member_dict(till, member, body["points_earned"], today, body.get("card_no")),
         "footer": ("谢谢惠顾, 欢迎再次光临",)
         + (("离线交易, 联网后同步",) if body["offline"] else ()),
         "reprint": False,

@@ -454,7 +454,9 @@ def _committed_sale(till: Till, sale_id: str) -> Sale | None:
 # The statements a checkout writes, written out: the query builder cost more than running
 # them (docs/benchmarks.md, till). Same columns and values as Model.create/insert_many gave.
 _SALE_EXISTS_SQL = 'SELECT 1 FROM "sale" WHERE "id" = ?'
-_MEMBER_SQL = 'SELECT * FROM "member" WHERE "id" = ?'
+_BALANCES_SQL = (
+    'SELECT "sv_principal", "sv_bonus", "points_debt", "status" FROM "member" WHERE "id" = ?'
+)
 _MEMBER_BALANCES_SQL = (
     'UPDATE "member" SET "sv_principal" = ?, "sv_bonus" = ?, "points_debt" = ?, '
     '"updated_at" = ? WHERE "id" = ?'
@@ -481,12 +483,15 @@ def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
     return f'INSERT INTO "{table}" ({names}) VALUES ' + ", ".join([row] * rows)  # noqa: S608
 
 
-def _member_row(member_id: str) -> Member:
-    """Member.get_by_id, written out: its query builder cost more than the read itself."""
-    row = Member._meta.database.execute_sql(_MEMBER_SQL, (member_id,)).fetchone()
+def _refresh_balances(member: Member) -> None:
+    """The member's balances read again inside the write lock: the sync agent may have
+    applied a change from HQ (a top-up elsewhere, a merge, a block) since the swipe."""
+    row = Member._meta.database.execute_sql(_BALANCES_SQL, (member.id,)).fetchone()
     if row is None:
-        raise Member.DoesNotExist(f"member {member_id} does not exist")
-    return member_svc.member_from_row(row)
+        raise NotFound(f"会员不存在: {member.id}", field="member_id")
+    if row[3] != "active":
+        raise Forbidden(f"会员状态为 {row[3]}, 不能消费 (member not active)", field="member")
+    member.sv_principal, member.sv_bonus, member.points_debt = row[:3]
 
 
 def _write_sale(
@@ -516,13 +521,13 @@ def _write_sale(
     earned = 0
     new_lot = None
     if member is not None:
-        member = _member_row(member.id)  # fresh balances inside the write lock
+        _refresh_balances(member)
         if offline:
             check_offline_policy(till, member.id, settlement.stored_value, points_needed, day)
         if settlement.stored_value:
             sv = spend_split(Split(member.sv_principal, member.sv_bonus), settlement.stored_value)
         if points_needed:
-            lots_used = consume(member_svc.lots_of(member.id), points_needed, today)
+            lots_used = consume(member_svc.live_lots(member.id, today), points_needed, today)
         base = basket.points_base
         if settlement.points_fen and basket.total:
             base -= settlement.points_fen * base // basket.total
@@ -946,12 +951,7 @@ def _reverse_earned(body: dict[str, Any], points: int, member_id: str, today: dt
             left -= take
     if left:
         usable = sorted(
-            (
-                lot
-                for lot in member_svc.lots_of(member_id)
-                if lot.remaining > 0 and lot.expires_on >= today
-            ),
-            key=lambda lot: (lot.expires_on, lot.lot_id),
+            member_svc.live_lots(member_id, today), key=lambda lot: (lot.expires_on, lot.lot_id)
         )
         for lot in usable:
             if not left:
