@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     till: Till = open_till(config)
     checkpointer = None
     if args.wal_autocheckpoint is not None:
-        # diagnostic: no checkpointer thread; SQLite's automatic checkpoint every N pages
+        # diagnostic: no checkpointer process; SQLite's automatic checkpoint every N pages
         # (0: none, the WAL just grows)
         till.db.execute_sql(f"PRAGMA wal_autocheckpoint={int(args.wal_autocheckpoint)}")
     else:
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "--wal-autocheckpoint",
         type=int,
         default=None,
-        help="diagnostic: no checkpointer thread, PRAGMA wal_autocheckpoint=N instead "
+        help="diagnostic: no checkpointer process, PRAGMA wal_autocheckpoint=N instead "
         "(1000 is SQLite's default)",
     )
     args = parser.parse_args(argv)

@@ -7,11 +7,11 @@ write lock instead of failing half-way.
 
 Who checkpoints the WAL (copies it back into the database file):
 
-- the till server (``huiyuan-edge serve``) turns off its connections' automatic
-  checkpoint and runs a ``WalCheckpointer`` thread with its own connection, so no
-  sale pays for copying the WAL;
+- the till server (``huiyuan-edge serve``) runs a checkpointer child process
+  (edge/checkpointer.py), so no sale pays for copying the WAL; its own connections
+  checkpoint automatically only as a backstop, far past where the child keeps the WAL;
 - every other process (the sync agent, CLI commands, tests) keeps SQLite's automatic
-  checkpoint at commit, every ``AUTOCHECKPOINT_PAGES``, so the WAL stays bounded
+  checkpoint at commit, every ``edge.checkpointer.AUTOCHECKPOINT_PAGES``, so the WAL stays bounded
   whether or not the till server runs. The sync agent's commits are not on a
   cashier's clock, and a checkpoint in another process never blocks the till's writes.
 """
@@ -19,11 +19,7 @@ Who checkpoints the WAL (copies it back into the database file):
 from __future__ import annotations
 
 import json
-import logging
-import os
 import sqlite3
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -261,9 +257,6 @@ _REBUILT_WITHOUT_ROWID = {
         ('CREATE INDEX "points_lot_member_id" ON "points_lot" ("member_id")',),
     ),
 }
-AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
-
-log = logging.getLogger(__name__)
 
 
 def open_database(path: str | Path, synchronous: str = "FULL") -> SqliteDatabase:
@@ -343,155 +336,6 @@ def _migrate_to_2(db: SqliteDatabase) -> None:
         db.execute_sql(f'ALTER TABLE "{table}_v2" RENAME TO "{table}"')
         for index in indexes:
             db.execute_sql(index)
-
-
-class WalCheckpointer:
-    """Copies the WAL into the database between sales, from a thread with its own connection.
-
-    ``start()`` turns off the automatic checkpoint of ``db``'s connections (each thread of
-    the till server has one); then it runs a round every ``interval`` seconds, and sooner
-    when the WAL file grew by a sixteenth of ``limit_bytes`` (it looks twenty times an
-    interval), that is when sales are appending to it:
-
-    - while sales come in: PASSIVE checkpoints, which never block a writer, a few rounds a
-      millisecond apart until one finds nothing new to copy; then a RESTART, which waits up
-      to ``RESTART_WAIT_MS`` for the write lock and holds it while it copies what the
-      sales committed since (a sale may wait for it, about a millisecond), so that the next
-      sale writes the WAL from its beginning, over the blocks the file already has (cut to
-      ``limit_bytes``), instead of appending to it: an appending commit's fsync also
-      journals the file's new size and blocks (p50 0.34 ms against 0.20 ms overwriting, for
-      a checkout's commit on the benchmark store);
-    - once nothing was committed for a whole interval: TRUNCATE, leaving an empty WAL;
-    - as a backstop, when the RESTART could not run and the WAL file outgrew
-      ``limit_bytes``: TRUNCATE, attempted without waiting (busy timeout 0), so it gives up
-      at once rather than hold a sale; past twice the limit it waits up to 100 ms, and a
-      sale may then wait for it.
-
-    ``stop()`` ends the thread after a last TRUNCATE and gives ``db`` its automatic
-    checkpoint back.
-    """
-
-    CATCH_UP_ROUNDS = 8
-    POLLS_PER_INTERVAL = 20  # how often, in an interval, it looks at the WAL file's size
-    RESTART_WAIT_MS = 5  # also the longest it holds the write lock waiting for readers
-
-    def __init__(
-        self, db: SqliteDatabase, interval: float = 1.0, limit_bytes: int = 16 * 2**20
-    ) -> None:
-        self.db = db
-        self.path = str(db.database)
-        self.wal_path = self.path + "-wal"
-        self.interval = interval
-        self.limit_bytes = limit_bytes
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_version: int | None = None
-        self.counts = {
-            "passive": 0,
-            "truncate": 0,
-            "restart": 0,
-            "busy": 0,
-            "failed": 0,
-        }  # what it did, for tests
-
-    def start(self) -> WalCheckpointer:
-        self.db.pragma("wal_autocheckpoint", 0, permanent=True)
-        self.db.pragma("journal_size_limit", self.limit_bytes, permanent=True)
-        self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("WAL checkpointer did not stop within %.1f s", timeout)
-        self.db.pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES, permanent=True)
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wal_size(self) -> int:
-        try:
-            return os.path.getsize(self.wal_path)
-        except OSError:
-            return 0
-
-    def _run(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            # never wait for the till's write lock: a checkpoint that cannot run now runs
-            # next round
-            conn.execute("PRAGMA busy_timeout = 0")
-            poll = self.interval / self.POLLS_PER_INTERVAL
-            step = max(self.limit_bytes // 16, 1)
-            due = time.monotonic() + self.interval
-            low = self.wal_size()
-            while not self._stop.wait(poll):
-                size = self.wal_size()
-                low = min(low, size)
-                # a round every interval, and sooner whenever sales are appending to the
-                # WAL file (it grew a sixteenth of the limit): see checkpoint_once
-                if time.monotonic() >= due or size >= low + step:
-                    self.checkpoint_once(conn)
-                    due = time.monotonic() + self.interval
-                    low = self.wal_size()
-            conn.execute("PRAGMA busy_timeout = 2000")  # stopping: the last one may wait
-            self._checkpoint(conn, "TRUNCATE")
-        finally:
-            conn.close()
-
-    def checkpoint_once(self, conn: sqlite3.Connection) -> None:
-        """One round: passive while busy, truncate when idle or past the limit."""
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        idle, self._last_version = version == self._last_version, version
-        if idle:
-            if self.wal_size():
-                self._checkpoint(conn, "TRUNCATE")
-            return
-        previous = -1
-        for _ in range(self.CATCH_UP_ROUNDS):
-            busy, frames, copied = self._checkpoint(conn, "PASSIVE")
-            if busy or frames == copied == previous:
-                break  # all copied and nothing committed since: the next sale restarts the WAL
-            previous = frames
-            time.sleep(0.001)  # let the sale that is writing now finish
-        # RESTART: copy what the sales committed since, and see that the next sale writes
-        # the WAL from its beginning, over blocks the file already has (cut to limit_bytes
-        # by journal_size_limit). A sale that appends to the file instead pays for more in
-        # its fsync (the file's new size and blocks go through the file system's journal):
-        # a checkout's commit measured p50 0.34 ms appending against 0.20 ms overwriting.
-        # It waits at most RESTART_WAIT_MS for the write lock, and holds it while it copies
-        # the frames committed since the passive rounds, a millisecond or so.
-        conn.execute(f"PRAGMA busy_timeout = {self.RESTART_WAIT_MS}")
-        try:
-            restarted = not busy and not self._checkpoint(conn, "RESTART")[0]
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
-        if restarted:
-            return  # the next sale starts the WAL over and cuts the file to limit_bytes
-        size = self.wal_size()
-        if size > 2 * self.limit_bytes:
-            # far past the limit: this one may make a sale wait, up to 100 ms
-            conn.execute("PRAGMA busy_timeout = 100")
-            try:
-                self._checkpoint(conn, "TRUNCATE")
-            finally:
-                conn.execute("PRAGMA busy_timeout = 0")
-        elif size > self.limit_bytes:
-            self._checkpoint(conn, "TRUNCATE")
-
-    def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> tuple[int, int, int]:
-        try:
-            busy, frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-        except sqlite3.Error as exc:  # e.g. locked: try again next round
-            self.counts["failed"] += 1
-            log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
-            return 1, 0, 0
-        self.counts[mode.lower() if not busy else "busy"] += 1
-        return busy, frames, copied
 
 
 # ---- added by the sync agent (edge/sync); created by ensure_sync_tables on older files ----

@@ -13,8 +13,9 @@ from peewee import SqliteDatabase
 
 from core.errors import ConfigError, ValidationError
 from core.rules import DEMO_RULES, Rules
+from edge.checkpointer import WalCheckpointer
 from edge.config import EdgeConfig
-from edge.models import Setting, WalCheckpointer
+from edge.models import Setting
 from edge.security import MemberKeys
 
 
@@ -102,9 +103,8 @@ class Till:
 
 
 def start_checkpointer(till: Till) -> WalCheckpointer:
-    """The till server's WAL checkpointer (see edge/models.py); call before serving."""
-    from edge.models import WalCheckpointer
-
+    """The till server's WAL checkpointer process (edge/checkpointer.py); start it before
+    serving, so every request thread's connection gets the backstop setting."""
     db_cfg = till.config.database
     return WalCheckpointer(
         till.db, db_cfg.checkpoint_interval_ms / 1000, db_cfg.wal_limit_mb * 2**20
