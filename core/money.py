@@ -36,12 +36,12 @@ def parse_yuan(text: str) -> Fen:
     try:
         amount = Decimal(cleaned)
     except InvalidOperation:
-        raise MoneyError(f"not an amount of yuan: {text!r}") from None
+        raise MoneyError(f"不是金额: {text!r} (not an amount of yuan)") from None
     if not amount.is_finite():
-        raise MoneyError(f"not an amount of yuan: {text!r}")
+        raise MoneyError(f"不是金额: {text!r} (not an amount of yuan)")
     scaled = amount * 100
     if scaled != scaled.to_integral_value():
-        raise MoneyError(f"amount has more than two decimals: {text!r}")
+        raise MoneyError(f"金额最多两位小数: {text!r} (more than two decimals)")
     return Fen(int(scaled))
 
 

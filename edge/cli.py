@@ -125,7 +125,7 @@ def _import(kind: str, file: str) -> None:
         click.echo(exc.message, err=True)
         sys.exit(exc.code)
     for row, reason in report.errors:
-        click.echo(f"row {row}: {reason}", err=True)
+        click.echo(f"第 {row} 行 (row {row}): {reason}", err=True)
     click.echo(json.dumps(report.to_dict() | {"errors": len(report.errors)}, ensure_ascii=False))
 
 

@@ -95,7 +95,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         except UnicodeDecodeError:
             continue
     else:
-        raise ValidationError(f"{path}: not UTF-8 or GB18030 text")
+        raise ValidationError(f"{path}: 文件编码不是 UTF-8 或 GB18030 (not UTF-8 or GB18030 text)")
     reader = csv.DictReader(io.StringIO(text))
     for number, row in enumerate(reader, start=2):
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
@@ -137,7 +137,9 @@ def _flag(value: str, name: str) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ValidationError(f"{name} must be 是/否 or 1/0, got {value!r}", field=name)
+    raise ValidationError(
+        f"{name} 须为 是/否 或 1/0, 而不是 {value!r} (must be yes/no)", field=name
+    )
 
 
 def import_products(till: Till, path: Path) -> ImportReport:
@@ -150,7 +152,9 @@ def import_products(till: Till, path: Path) -> ImportReport:
             data = _product_row(_columns(row, PRODUCT_COLUMNS))
             if data["sku"] in seen:
                 raise ValidationError(
-                    f"sku {data['sku']} repeats row {seen[data['sku']]}", field="sku"
+                    f"商品编码 {data['sku']} 与第 {seen[data['sku']]} 行重复 "
+                    f"(sku repeats row {seen[data['sku']]})",
+                    field="sku",
                 )
             seen[data["sku"]] = number
             batch.append((number, data))
@@ -166,16 +170,16 @@ def import_products(till: Till, path: Path) -> ImportReport:
 def _product_row(cols: dict[str, str]) -> dict[str, Any]:
     sku = cols.get("sku", "")
     if not sku:
-        raise ValidationError("sku (商品编码) is empty", field="sku")
+        raise ValidationError("商品编码为空 (sku is empty)", field="sku")
     name = cols.get("name", "")
     if not name:
-        raise ValidationError("name (名称) is empty", field="name")
+        raise ValidationError("名称为空 (name is empty)", field="name")
     if not cols.get("price"):
-        raise ValidationError("price (售价) is empty", field="price")
+        raise ValidationError("售价为空 (price is empty)", field="price")
     price = parse_yuan(cols["price"])
     promo = parse_yuan(cols["promo_price"]) if cols.get("promo_price") else None
     if price < 0 or (promo is not None and promo < 0):
-        raise ValidationError("prices must not be negative", field="price")
+        raise ValidationError("价格不能为负 (prices must not be negative)", field="price")
     if promo is not None and promo >= price:
         raise ValidationError(
             f"促销价 {cols['promo_price']} 不低于售价 {cols['price']}"
@@ -207,7 +211,11 @@ def _save_products(
                 )
                 if other is not None:
                     report.errors.append(
-                        (number, f"barcode {data['barcode']} already belongs to sku {other.sku}")
+                        (
+                            number,
+                            f"条码 {data['barcode']} 已属于商品 {other.sku} "
+                            f"(barcode already belongs to sku {other.sku})",
+                        )
                     )
                     continue
             if existing is None:
@@ -234,12 +242,12 @@ def import_members(till: Till, path: Path, cashier: str = "import") -> ImportRep
             gender = GENDER_WORDS.get(cols.get("gender", "").strip().lower())
             if gender is None:
                 raise ValidationError(
-                    f"gender (性别) must be 男/女/M/F, got {cols['gender']!r}", field="gender"
+                    f"性别须为 男/女/M/F, 而不是 {cols['gender']!r} (gender)", field="gender"
                 )
             calendar = CALENDAR_WORDS.get(cols.get("birthday_calendar", "").strip().lower())
             if calendar is None:
                 raise ValidationError(
-                    f"birthday_calendar (历法) must be 公历/农历, got {cols['birthday_calendar']!r}",
+                    f"历法须为 公历/农历, 而不是 {cols['birthday_calendar']!r} (birthday_calendar)",
                     field="birthday_calendar",
                 )
             reg = member_svc.Registration.from_request(
@@ -256,12 +264,18 @@ def import_members(till: Till, path: Path, cashier: str = "import") -> ImportRep
                 card_types,
             )
             if reg.phone in seen_phones:
-                raise ValidationError(f"phone repeats row {seen_phones[reg.phone]}", field="phone")
+                raise ValidationError(
+                    f"手机号与第 {seen_phones[reg.phone]} 行重复 "
+                    f"(phone repeats row {seen_phones[reg.phone]})",
+                    field="phone",
+                )
             seen_phones[reg.phone] = number
             if reg.card_no:
                 if reg.card_no in seen_cards:
                     raise ValidationError(
-                        f"card_no repeats row {seen_cards[reg.card_no]}", field="card_no"
+                        f"卡号 {reg.card_no} 与第 {seen_cards[reg.card_no]} 行重复 "
+                        f"(card_no repeats row {seen_cards[reg.card_no]})",
+                        field="card_no",
                     )
                 seen_cards[reg.card_no] = number
             existing = Member.get_or_none(Member.phone_hash == till.keys.lookup_hash(reg.phone))
@@ -271,7 +285,8 @@ def import_members(till: Till, path: Path, cashier: str = "import") -> ImportRep
                 )
                 if not card_ok:
                     raise ValidationError(
-                        f"phone already registered with another card; card {reg.card_no} not added",
+                        f"手机号已登记为会员, 卡号 {reg.card_no} 未添加 "
+                        "(phone already registered with another card)",
                         field="card_no",
                     )
                 report.unchanged += 1
