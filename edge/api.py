@@ -146,6 +146,7 @@ def search_products():
 @products_bp.get("/<code>")
 def get_product(code: str):
     signed_in()
+    code = member_svc.check_code(code, "code")
     p = Product.get_or_none(Product.sku == code) or Product.get_or_none(Product.barcode == code)
     if p is None:
         raise NotFound(f"商品 {code} 不存在", field="code")

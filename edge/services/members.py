@@ -22,6 +22,19 @@ from edge.services.outbox import enqueue
 
 SEARCH_LIMIT = 20
 GENDERS = ("M", "F", "")
+MAX_CODE_LEN = 64  # card numbers, SKUs and barcodes are far shorter; longer is not a code
+
+
+def check_code(value: str, field: str) -> str:
+    """A card number, SKU or barcode as typed or scanned: refused if too long to be one,
+    so no message repeats a whole pasted text back."""
+    if len(value) > MAX_CODE_LEN:
+        raise ValidationError(
+            f"{field} 太长: {len(value)} 个字符, 最多 {MAX_CODE_LEN} "
+            f"(longer than {MAX_CODE_LEN} characters)",
+            field=field,
+        )
+    return value
 
 
 # Written-out statements for what every card swipe and checkout runs: building them
@@ -74,6 +87,7 @@ def member_from_row(row: tuple[Any, ...]) -> Member:
 
 def resolve(member_id: str) -> Member:
     """The member row for an id, following a merge at HQ to the surviving member."""
+    check_code(member_id, "member_id")
     row = Member._meta.database.execute_sql(_RESOLVE_SQL, (member_id, member_id)).fetchone()
     if row is None:
         raise NotFound(f"会员不存在: {member_id}", field="member_id")
@@ -82,7 +96,8 @@ def resolve(member_id: str) -> Member:
 
 def by_card(card_no: str) -> Member:
     """The card's member (following a merge) in one statement: what a card swipe runs."""
-    row = Member._meta.database.execute_sql(_BY_CARD_SQL, (card_no.strip(),)).fetchone()
+    card_no = check_code(card_no.strip(), "card_no")
+    row = Member._meta.database.execute_sql(_BY_CARD_SQL, (card_no,)).fetchone()
     if row is None:
         raise NotFound(f"卡号 {card_no} 未登记 (unknown card)", field="card_no")
     if row[0] != "active":

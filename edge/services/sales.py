@@ -72,7 +72,7 @@ def member_ref(value: Any) -> dict[str, str]:
             raise ValidationError(f"member.{key} must be a string", field=f"member.{key}")
     for key in MEMBER_KEYS:
         if (value.get(key) or "").strip():
-            return {key: value[key].strip()}
+            return {key: member_svc.check_code(value[key].strip(), f"member.{key}")}
     raise ValidationError("member must name card_no, member_id or phone", field="member")
 
 
@@ -102,6 +102,7 @@ class BasketRequest:
             code = line.get("sku") or line.get("barcode")
             if not isinstance(code, str) or not code:
                 raise ValidationError(f"{where}sku or barcode is required", field=f"{where}sku")
+            member_svc.check_code(code, f"{where}sku")
             lines.append(
                 (
                     code,

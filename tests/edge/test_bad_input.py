@@ -42,3 +42,44 @@ def test_a_body_over_a_megabyte_is_refused_as_json(client, cashier):
     big = {"lines": [{"sku": "P0001", "note": "x" * (1 << 20)}]}
     res = client.post("/api/v1/sales", headers=cashier, json=big)
     assert res.status_code == 413 and res.json["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/members/by-card/" + "8" * 5000, "card_no"),
+        ("/api/v1/members/" + "m" * 5000, "member_id"),
+        ("/api/v1/products/" + "6" * 5000, "code"),
+    ],
+)
+def test_a_lookup_by_a_code_too_long_to_be_one_is_refused(client, cashier, path, field):
+    res = client.get(path, headers=cashier)
+    assert res.status_code == 400, res.json
+    assert res.json["field"] == field and len(res.json["message"]) < 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        (
+            "post",
+            "/api/v1/sales/quote",
+            BASKET | {"member": {"card_no": "8" * 5000}},
+            "member.card_no",
+        ),
+        ("post", "/api/v1/sales", {**BASKET, "lines": [{"sku": "P" * 5000}]}, "lines[0].sku"),
+        (
+            "post",
+            "/api/v1/sales/quote",
+            {**BASKET, "lines": [{"barcode": "6" * 5000}]},
+            "lines[0].sku",
+        ),
+    ],
+)
+def test_a_code_too_long_to_be_one_is_refused_without_echoing_it(
+    client, cashier, method, path, body, field
+):
+    res = getattr(client, method)(path, headers=cashier, json=body)
+    assert res.status_code == 400, res.json
+    assert res.json["field"] == field
+    assert "5000" in res.json["message"] and len(res.json["message"]) < 200
