@@ -22,6 +22,12 @@ class TopUpBonus:
     bonus: int
 
 
+# How a stored-value spend is taken from principal (paid) and bonus (given): in proportion
+# to the balance, so the bonus share of what is left never grows; or one of them first, as
+# the chain's prepaid-card terms say (先扣本金 / 先扣赠送).
+SV_SPEND_ORDERS = ("proportional", "principal_first", "bonus_first")
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     version: int = 1
@@ -41,6 +47,7 @@ class Rules:
     points_per_yuan_redeemed: int = 100
     points_expiry_days: int = 365
     topup_bonuses: tuple[TopUpBonus, ...] = ()
+    stored_value_spend: str = "proportional"  # one of SV_SPEND_ORDERS
     # 抹零
     rounding: Rounding = Rounding.NONE
 
@@ -82,7 +89,14 @@ class Rules:
             "points_expiry_days": self.points_expiry_days,
             "topup_bonuses": [[t.threshold, t.bonus] for t in self.topup_bonuses],
             "rounding": str(self.rounding),
-        }
+        } | (
+            # only when chosen: a store on older software cannot load a document with a key it
+            # does not know (its checkouts fail until it is upgraded), which is right only
+            # when it could not honour the key
+            {"stored_value_spend": self.stored_value_spend}
+            if self.stored_value_spend != "proportional"
+            else {}
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Rules:
@@ -112,6 +126,12 @@ class Rules:
                     f"rounding must be one of {[r.value for r in Rounding]}", field="rounding"
                 ) from None
         rules = cls(**d)
+        if rules.stored_value_spend not in SV_SPEND_ORDERS:
+            raise ValidationError(
+                f"stored_value_spend must be one of {list(SV_SPEND_ORDERS)}, "
+                f"got {rules.stored_value_spend!r}",
+                field="stored_value_spend",
+            )
         if rules.points_per_yuan_redeemed <= 0:
             raise ValidationError("points_per_yuan_redeemed must be positive")
         if rules.member_day_points_multiplier < 1:

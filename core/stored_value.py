@@ -1,9 +1,11 @@
 """Stored value (储值): principal and bonus kept apart.
 
 A top-up adds principal (what the member paid) and bonus (what the chain gave,
-e.g. 充500送100). A spend takes from both in proportion to the balance, so the
-bonus share of what is left never grows; a refund puts back exactly the split
-that was taken. Bonus is never refunded as cash.
+e.g. 充500送100). A spend takes from both as the rules' ``stored_value_spend``
+says: in proportion to the balance (the default, so the bonus share of what is
+left never grows), or principal first, or bonus first. A refund puts back
+exactly the split that was taken, whichever order took it. Bonus is never
+refunded as cash.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def topup_split(rules: Rules, amount: int) -> Split:
     return Split(amount, rules.topup_bonus(amount))
 
 
-def spend_split(balance: Split, amount: int) -> Split:
+def spend_split(balance: Split, amount: int, order: str = "proportional") -> Split:
+    """What a spend of ``amount`` takes from principal and from bonus (``order``: one of
+    ``core.rules.SV_SPEND_ORDERS``). A part below zero (an overdraft being repaid) gives
+    nothing; the other part gives the rest."""
     if amount < 0:
         raise ValidationError("stored value spend must not be negative", field="amount")
     if amount > balance.total:
@@ -44,7 +49,16 @@ def spend_split(balance: Split, amount: int) -> Split:
             needed=amount,
             available=balance.total,
         )
-    principal, bonus = allocate(amount, [balance.principal, balance.bonus])
+    if order == "proportional":
+        principal, bonus = allocate(amount, [balance.principal, balance.bonus])
+    elif order == "principal_first":
+        principal = min(amount, max(0, balance.principal))
+        bonus = amount - principal
+    elif order == "bonus_first":
+        bonus = min(amount, max(0, balance.bonus))
+        principal = amount - bonus
+    else:
+        raise ValidationError(f"unknown stored value spend order {order!r}", field="order")
     return Split(principal, bonus)
 
 

@@ -15,11 +15,12 @@ import peewee as pw
 from core.errors import InsufficientFunds, NotFound
 from core.ids import uuid7
 from core.protocol import AuthRequest, AuthResponse, Change
+from core.rules import Rules
 from core.stored_value import Split, spend_split
 from hq.changes import ChangeSet, coupon_state, flush_changes
 from hq.ingest import _transaction
 from hq.ledger import resolve_member
-from hq.models import Authorization, Coupon, Member
+from hq.models import Authorization, Coupon, Member, RulesVersion
 
 HOLD_TTL = dt.timedelta(minutes=30)
 
@@ -114,6 +115,12 @@ def _decline(
     return response
 
 
+def _spend_order() -> str:
+    """The latest published rules' stored-value spend order: the one the till will use."""
+    latest = RulesVersion.select().order_by(RulesVersion.version.desc()).first()
+    return Rules.from_dict(latest.data).stored_value_spend if latest else "proportional"
+
+
 def _hold(db: pw.Database, req: AuthRequest, now: dt.datetime, changes: ChangeSet) -> AuthResponse:
     try:
         member = resolve_member(db, req.member_id)
@@ -122,7 +129,11 @@ def _hold(db: pw.Database, req: AuthRequest, now: dt.datetime, changes: ChangeSe
     avail = available(member, now)
     sv = avail["stored_value"]
     try:
-        split = spend_split(Split(max(0, sv["principal"]), max(0, sv["bonus"])), req.stored_value)
+        split = spend_split(
+            Split(max(0, sv["principal"]), max(0, sv["bonus"])),
+            req.stored_value,
+            _spend_order(),
+        )
     except InsufficientFunds as exc:
         return _decline(req, member.id, "insufficient", exc.message, now)
     if req.points > avail["points"]:

@@ -526,7 +526,11 @@ def _write_sale(
         if offline:
             check_offline_policy(till, member.id, settlement.stored_value, points_needed, day)
         if settlement.stored_value:
-            sv = spend_split(Split(member.sv_principal, member.sv_bonus), settlement.stored_value)
+            sv = spend_split(
+                Split(member.sv_principal, member.sv_bonus),
+                settlement.stored_value,
+                rules.stored_value_spend,
+            )
         if points_needed:
             lots_used = consume(member_svc.live_lots(member.id, today), points_needed, today)
         base = basket.points_base

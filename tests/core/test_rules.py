@@ -49,6 +49,7 @@ def test_topup_bonus_takes_the_best_tier_met() -> None:
         ({"rounding": "to_even"}, "rounding"),
         ({"points_per_yuan_redeemed": 0}, None),
         ({"member_day_points_multiplier": 0}, None),
+        ({"stored_value_spend": "newest_first"}, "stored_value_spend"),
     ],
 )
 def test_bad_rules_documents(doc: dict, field: str | None) -> None:
@@ -60,3 +61,11 @@ def test_bad_rules_documents(doc: dict, field: str | None) -> None:
 
 def test_rounding_is_read_from_text() -> None:
     assert Rules.from_dict({"rounding": "yuan_down"}).rounding is Rounding.YUAN_DOWN
+
+
+def test_the_stored_value_spend_order_travels_only_when_chosen() -> None:
+    # a store on older software refuses unknown keys: the default must not add one
+    assert "stored_value_spend" not in DEMO_RULES.to_dict()
+    chosen = Rules.from_dict({"version": 7, "stored_value_spend": "principal_first"})
+    assert chosen.to_dict()["stored_value_spend"] == "principal_first"
+    assert Rules.from_dict(chosen.to_dict()) == chosen

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import InsufficientFunds, ValidationError
-from core.rules import DEMO_RULES, Rules, TopUpBonus
+from core.rules import DEMO_RULES, SV_SPEND_ORDERS, Rules, TopUpBonus
 from core.stored_value import Split, refund_split, spend_split, topup_split
 from core.tenders import Settlement, Tender, settle
 
@@ -55,6 +55,30 @@ def test_spend_split_is_proportional_and_exact(
     assert spend_split(balance, amount) == expected
 
 
+@pytest.mark.parametrize(
+    ("order", "balance", "amount", "expected"),
+    [
+        ("principal_first", Split(50000, 10000), 6000, Split(6000, 0)),
+        ("principal_first", Split(50000, 10000), 55000, Split(50000, 5000)),
+        ("principal_first", Split(0, 500), 300, Split(0, 300)),
+        ("principal_first", Split(-100, 500), 400, Split(0, 400)),  # overdraft repaid later
+        ("bonus_first", Split(50000, 10000), 6000, Split(0, 6000)),
+        ("bonus_first", Split(50000, 10000), 15000, Split(5000, 10000)),
+        ("bonus_first", Split(300, -50), 250, Split(250, 0)),
+        ("proportional", Split(50000, 10000), 6000, Split(5000, 1000)),
+    ],
+)
+def test_spend_split_in_the_chains_order(
+    order: str, balance: Split, amount: int, expected: Split
+) -> None:
+    assert spend_split(balance, amount, order) == expected
+
+
+def test_an_unknown_spend_order_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        spend_split(Split(100, 100), 50, "newest_first")
+
+
 def test_spend_more_than_the_balance() -> None:
     with pytest.raises(InsufficientFunds) as err:
         spend_split(Split(50000, 10000), 60001)
@@ -94,7 +118,8 @@ def test_a_full_return_restores_every_balance(
 ) -> None:
     balance = Split(principal, bonus)
     amount = data.draw(st.integers(0, balance.total), label="spend")
-    spent = spend_split(balance, amount)
+    order = data.draw(st.sampled_from(SV_SPEND_ORDERS), label="order")
+    spent = spend_split(balance, amount, order)
     assert spent.total == amount
     assert 0 <= spent.principal <= principal and 0 <= spent.bonus <= bonus
     left = Split(principal - spent.principal, bonus - spent.bonus)

@@ -158,6 +158,50 @@ def test_mixed_tenders_cash_stored_value_points(client, cashier, demo_till):
     assert res.json["change"] == 300 + 3000 + 5000 - res.json["total"]
 
 
+@pytest.mark.parametrize(
+    ("order", "taken"),
+    [
+        ("proportional", {"principal": 15000, "bonus": 3000}),
+        ("principal_first", {"principal": 18000, "bonus": 0}),
+        ("bonus_first", {"principal": 8000, "bonus": 10000}),
+    ],
+)
+def test_stored_value_is_spent_in_the_order_the_rules_say(client, cashier, demo_till, order, taken):
+    from core.rules import DEMO_RULES
+    from edge.models import Setting
+
+    doc = DEMO_RULES.to_dict() | {"version": 2, "stored_value_spend": order}
+    Setting.replace(key="rules", value=doc).execute()
+    topup = client.post(
+        "/api/v1/topups", headers=cashier, json={"member": {"card_no": "C0001"}, "amount": 50000}
+    )
+    assert (topup.json["principal"], topup.json["bonus"]) == (50000, 10000)  # 充500送100
+    res = sale(
+        client,
+        cashier,
+        member={"card_no": "C0001"},
+        lines=[{"sku": "P0010", "qty": 5}],
+        tenders=[{"kind": "stored_value", "amount": 18000}, {"kind": "cash", "amount": 100000}],
+        member_password="123456",
+    )
+    assert res.status_code == 201, res.json
+    assert res.json["sale"]["stored_value"] == taken
+    member = Member.get(Member.name == "张三")
+    assert (member.sv_principal, member.sv_bonus) == (
+        50000 - taken["principal"],
+        10000 - taken["bonus"],
+    )
+    # a full return puts back exactly what was taken
+    back = client.post(
+        f"/api/v1/sales/{res.json['sale_id']}/returns",
+        headers=sign_in(client, "9001", "9999"),
+        json={},
+    )
+    assert back.status_code == 201, back.json
+    member = Member.get(Member.name == "张三")
+    assert (member.sv_principal, member.sv_bonus) == (50000, 10000)
+
+
 def test_tenders_must_cover_the_sale(client, cashier):
     res = sale(client, cashier, lines=[{"sku": OIL}], tenders=[{"kind": "cash", "amount": 100}])
     assert res.status_code == 422

@@ -167,3 +167,25 @@ def test_hq_announced_offline_decides_at_once(chain):
     )
     assert not decision.online
     assert time.monotonic() - started < 0.2
+
+
+def test_hq_holds_and_the_till_spends_in_the_chains_stored_value_order(chain):
+    from core.rules import DEMO_RULES
+    from hq.cli import push_changes
+    from hq.config import HqConfig, MqttSettings
+    from hq.rules import publish_rules
+
+    till = chain["till"]
+    sales.top_up(till, chain["staff"], {"card_no": "C0001"}, 50000)  # 充500送100
+    wait_until(lambda: HqMember.get_by_id(chain["zhang"]).sv_bonus >= 10000, 20, "the bonus at HQ")
+    changes = publish_rules(
+        HqMember._meta.database,
+        DEMO_RULES.to_dict() | {"version": 2, "stored_value_spend": "bonus_first"},
+    )
+    # as `huiyuan-hq publish-rules` does: push them to the stores now
+    assert push_changes(HqConfig(mqtt=MqttSettings(url=chain["mosquitto"].url)), changes)
+    wait_until(lambda: till.rules().version == 2, 20, "rules version 2 at the store")
+    result = sv_sale(chain, 3000)
+    assert result["sale"]["stored_value"] == {"principal": 0, "bonus": 3000}
+    auth = Authorization.get(Authorization.sale_id == result["sale_id"])
+    assert (auth.sv_principal, auth.sv_bonus) == (0, 3000)
