@@ -264,7 +264,7 @@ class WalCheckpointer:
             if process.returncode:
                 log.warning("WAL checkpointer exited with status %s", process.returncode)
         if self._counts_path is not None:
-            self.counts  # noqa: B018 - keep the final counts once the file is gone
+            self._last_counts = self.counts  # the final counts, kept once the file is gone
             Path(self._counts_path).unlink(missing_ok=True)
             self._counts_path = None
         self.db.pragma("wal_autocheckpoint", AUTOCHECKPOINT_PAGES, permanent=True)
