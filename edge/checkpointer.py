@@ -34,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,12 +62,11 @@ class CheckpointLoop:
       millisecond apart until one finds nothing new to copy; then a RESTART (up to
       ``RESTART_TRIES`` of them, a moment apart, while sales hold the write lock each time
       it looks), which waits up to ``RESTART_WAIT_MS`` for the write lock and holds it
-      while it copies what the
-      sales committed since (a sale may wait for it, about a millisecond), so that the next
-      sale writes the WAL from its beginning, over the blocks the file already has (cut to
-      ``limit_bytes``), instead of appending to it: an appending commit's fsync also
-      journals the file's new size and blocks (p50 0.34 ms against 0.20 ms overwriting, for
-      a checkout's commit on the benchmark store);
+      while it copies what the sales committed since (a sale may wait for it, about a
+      millisecond), so that the next sale writes the WAL from its beginning, over the
+      blocks the file already has (cut to ``limit_bytes``), instead of appending to it: an
+      appending commit's fsync also journals the file's new size and blocks (p50 0.34 ms
+      against 0.20 ms overwriting, for a checkout's commit on the benchmark store);
     - once nothing was committed for a whole interval: TRUNCATE, leaving an empty WAL;
     - as a backstop, when the RESTART could not run and the WAL file outgrew
       ``limit_bytes``: TRUNCATE, attempted without waiting (busy timeout 0), so it gives up
@@ -134,8 +135,7 @@ class CheckpointLoop:
             previous = frames
             time.sleep(0.001)  # let the sale that is writing now finish
         restarted = False
-        conn.execute(f"PRAGMA busy_timeout = {self.RESTART_WAIT_MS}")
-        try:
+        with _waiting(conn, self.RESTART_WAIT_MS):
             for _ in range(self.RESTART_TRIES if not busy else 0):
                 if not self._checkpoint(conn, "RESTART")[0]:
                     restarted = True
@@ -144,18 +144,13 @@ class CheckpointLoop:
                 # RESTART_WAIT_MS): under a gapless stream of sales on a busy machine that
                 # can go on, so look again at another moment of the sales' rhythm
                 time.sleep(random.uniform(0.0002, 0.002))  # noqa: S311 - timing jitter
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
         if restarted:
             return  # the next sale starts the WAL over and cuts the file to limit_bytes
         size = self.wal_size()
         if size > 2 * self.limit_bytes:
             # far past the limit: this one may make a sale wait, up to 100 ms
-            conn.execute("PRAGMA busy_timeout = 100")
-            try:
+            with _waiting(conn, 100):
                 self._checkpoint(conn, "TRUNCATE")
-            finally:
-                conn.execute("PRAGMA busy_timeout = 0")
         elif size > self.limit_bytes:
             self._checkpoint(conn, "TRUNCATE")
 
@@ -172,9 +167,19 @@ class CheckpointLoop:
     def _count(self, key: str) -> None:
         self.counts[key] += 1
         if self._counts_fd is not None:
-            # one small write at offset 0: the parent reads whole lines, never a torn one
+            # one small write at offset 0; a parent that reads it mid-write reads it again
             text = json.dumps(self.counts).encode()
             os.pwrite(self._counts_fd, text.ljust(_COUNTS_BYTES), 0)
+
+
+@contextmanager
+def _waiting(conn: sqlite3.Connection, ms: int) -> Iterator[None]:
+    """Lets the checkpoints inside wait up to ``ms`` for a lock, then never again."""
+    conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
 
 
 def _ended(fd: int, timeout: float) -> bool:
