@@ -163,9 +163,13 @@ def find_member(till: Till, ref: dict[str, str] | None) -> Member | None:
         member = member_svc.resolve(ref["member_id"])
     else:
         member = member_svc.by_phone(till, ref["phone"])
-    if member.status != "active":
-        raise Forbidden(f"会员状态为 {member.status}, 不能消费 (member not active)", field="member")
+    _require_active(member.status)
     return member
+
+
+def _require_active(status: str) -> None:
+    if status != "active":
+        raise Forbidden(f"会员状态为 {status}, 不能消费 (member not active)", field="member")
 
 
 class _Product(NamedTuple):
@@ -490,8 +494,7 @@ def _refresh_balances(member: Member) -> None:
     row = Member._meta.database.execute_sql(_BALANCES_SQL, (member.id,)).fetchone()
     if row is None:
         raise NotFound(f"会员不存在: {member.id}", field="member_id")
-    if row[3] != "active":
-        raise Forbidden(f"会员状态为 {row[3]}, 不能消费 (member not active)", field="member")
+    _require_active(row[3])
     member.sv_principal, member.sv_bonus, member.points_debt = row[:3]
 
 
