@@ -124,12 +124,22 @@ class UpItem:
         }
 
 
+# Every integer on the wire fits a signed 64-bit column (PostgreSQL BIGINT, SQLite INTEGER);
+# one that does not is refused by name here, before it can reach a database or a sum.
+# Money and points have a much lower cap of their own (MAX_AMOUNT).
+MAX_WIRE_INT = 2**63 - 1
+# The largest amount of money (fen) or points any single wire figure may carry: ¥100,000,000.
+MAX_AMOUNT = 10**10
+
+
 def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in obj:
         raise ProtocolError(f"{where}: missing field {key!r}", field=key)
     value = obj[key]
     if isinstance(value, bool) and kind is int:
         raise ProtocolError(f"{where}: field {key!r} must be int, got bool", field=key)
+    if type(value) is int and not -MAX_WIRE_INT <= value <= MAX_WIRE_INT:
+        raise ProtocolError(f"{where}: field {key!r} is out of range", field=key)
     if not isinstance(value, kind):
         name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ProtocolError(
@@ -239,6 +249,14 @@ def _nonneg(raw: dict[str, Any], key: str, where: str) -> int:
     value = _require(raw, key, int, where)
     if value < 0:
         raise ProtocolError(f"{where}: {key} must not be negative", field=key)
+    return value
+
+
+def int_in(raw: dict[str, Any], key: str, where: str, lo: int, hi: int) -> int:
+    """``raw[key]`` as an int (not a bool) within ``lo..hi``; ProtocolError naming it if not."""
+    value = _require(raw, key, int, where)
+    if not lo <= value <= hi:
+        raise ProtocolError(f"{where}: {key} must be {lo}..{hi}, got {value}", field=key)
     return value
 
 
