@@ -45,17 +45,23 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class BalancePolicy:
-    mode: str = field(default="floor_limit", metadata={"doc": "online_only or floor_limit"})
+    """This store's own offline policy for one balance kind: the fallback used only until
+    HQ publishes one for that kind (edge/services/offline.py)."""
+
+    mode: str = field(
+        default="online_only",
+        metadata={"doc": "online_only or floor_limit, until HQ publishes a policy"},
+    )
     daily_limit: int = field(
-        default=20000, metadata={"doc": "offline limit per member per day (fen or points)"}
+        default=0, metadata={"doc": "floor_limit: per member per day at this store (fen or points)"}
     )
 
 
 @dataclass(frozen=True)
 class OfflineSection:
     stored_value: BalancePolicy = field(default_factory=BalancePolicy)
-    points: BalancePolicy = field(default_factory=lambda: BalancePolicy("floor_limit", 5000))
-    coupons: BalancePolicy = field(default_factory=lambda: BalancePolicy("online_only", 0))
+    points: BalancePolicy = field(default_factory=BalancePolicy)
+    coupons: BalancePolicy = field(default_factory=BalancePolicy)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,10 @@ def main() -> None:
     config_path = workdir / "edge.toml"
     workdir.mkdir(parents=True, exist_ok=True)
     config_path.write_text(
-        f'data_dir = "{workdir / "edge"}"\n\n[store]\ncode = "S001"\nname = "会员示范店"\n\n[http]\nport = {port}\n',
+        f'data_dir = "{workdir / "edge"}"\n\n[store]\ncode = "S001"\nname = "会员示范店"\n\n[http]\nport = {port}\n'
+        # no HQ here: the store's own policy lets the walk-through pay with balances
+        '\n[offline.stored_value]\nmode = "floor_limit"\ndaily_limit = 20000\n'
+        '\n[offline.points]\nmode = "floor_limit"\ndaily_limit = 5000\n',
         encoding="utf-8",
     )
     cfg = load_config(config_path)

@@ -31,10 +31,21 @@ def clock() -> Clock:
     return Clock(dt.datetime(2026, 11, 23, 10, 0, 0, tzinfo=CN))  # a Monday
 
 
+# the tests' stores opt into floor_limit offline (the default is online_only)
+OFFLINE_FLOOR = {
+    "stored_value": {"mode": "floor_limit", "daily_limit": 20000},
+    "points": {"mode": "floor_limit", "daily_limit": 5000},
+}
+
+
 def make_config(tmp_path, **overrides):
-    base = {"data_dir": str(tmp_path / "edge"), "security": {"scrypt_n": 1024}}
+    base = {
+        "data_dir": str(tmp_path / "edge"),
+        "security": {"scrypt_n": 1024},
+        "offline": OFFLINE_FLOOR,
+    }
     for key, value in overrides.items():
-        base[key] = value
+        base[key] = {**base[key], **value} if key == "offline" else value
     return load_config(overrides=base)
 
 

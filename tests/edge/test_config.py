@@ -14,7 +14,7 @@ def test_defaults_run_a_demo_store():
     cfg = load_config()
     assert cfg.store.code == "S001"
     assert cfg.database.synchronous == "FULL"
-    assert cfg.offline.stored_value.mode == "floor_limit"
+    assert cfg.offline.stored_value.mode == "online_only"
 
 
 def test_every_problem_is_reported_with_its_key_path():
@@ -40,8 +40,9 @@ def test_every_problem_is_reported_with_its_key_path():
 
 
 def test_partial_section_keeps_other_defaults():
-    cfg = load_config(overrides={"offline": {"points": {"mode": "online_only"}}})
-    assert cfg.offline.points.daily_limit == 5000
+    cfg = load_config(overrides={"offline": {"points": {"mode": "floor_limit"}}})
+    assert cfg.offline.points.daily_limit == 0
+    assert cfg.offline.stored_value.mode == "online_only"
 
 
 def test_reference_is_a_valid_config(tmp_path):
