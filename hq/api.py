@@ -22,6 +22,49 @@ dead_letters_bp = Blueprint("dead_letters", __name__, url_prefix="/api/dead-lett
 exceptions_bp = Blueprint("exceptions", __name__, url_prefix="/api/exceptions")
 merges_bp = Blueprint("merges", __name__, url_prefix="/api/merges")
 cards_bp = Blueprint("cards", __name__, url_prefix="/api/cards")
+offline_policies_bp = Blueprint("offline_policies", __name__, url_prefix="/api/offline-policies")
+
+
+@offline_policies_bp.get("")
+def offline_policies() -> Any:
+    """The published policies; with ``?store=S`` also the one in force there per kind."""
+    from hq.offline import list_policies, policies_in_force
+
+    store = request.args.get("store")
+    out: dict[str, Any] = {"policies": list_policies(store)}
+    if store is not None:
+        out["in_force"] = policies_in_force(store)
+    return jsonify(out)
+
+
+@offline_policies_bp.put("/<kind>")
+def set_offline_policy(kind: str) -> Any:
+    """Body ``{mode, daily_limit?, store?, staff?}``: the chain's policy, or one store's."""
+    from hq.offline import set_policy
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object {mode, daily_limit, store, staff}")
+    raw = {k: body[k] for k in ("mode", "daily_limit") if k in body} | {"kind": kind}
+    state, changes = set_policy(_db(), raw, body.get("store"), body.get("staff"))
+    return jsonify({"policy": state, "changes": len(changes), "pushed": _push(changes)})
+
+
+@offline_policies_bp.delete("/<kind>")
+def remove_offline_policy(kind: str) -> Any:
+    """``?store=S[&staff=who]``: remove that store's override of ``kind``."""
+    from hq.offline import remove_store_policy
+
+    args = request.args
+    state, changes = remove_store_policy(_db(), kind, args.get("store"), args.get("staff"))
+    return jsonify({"removed": state, "changes": len(changes), "pushed": _push(changes)})
+
+
+def _push(changes: list[Any]) -> bool:
+    """Best effort, as the CLI does; stores also page the change log."""
+    from hq.cli import push_changes
+
+    return push_changes(current_app.config["HQ"], changes)
 
 
 @cards_bp.post("/<card_no>/block")
@@ -132,6 +175,7 @@ def create_app(config: HqConfig | None = None, db: pw.Database | None = None) ->
     app.config["HQ"] = config
     for bp in (stores_bp, members_bp, dead_letters_bp, exceptions_bp, merges_bp, cards_bp):
         app.register_blueprint(bp)
+    app.register_blueprint(offline_policies_bp)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
 

@@ -123,6 +123,20 @@ def coupon_state(coupon: Coupon) -> dict[str, Any]:
     }
 
 
+def offline_policy_state(row: OfflinePolicyRow) -> dict[str, Any]:
+    """An offline policy as it goes down: ``OfflinePolicy`` plus its scope (``store``:
+    null for the chain's) and who published which version when."""
+    return {
+        "kind": row.kind,
+        "mode": row.mode,
+        "daily_limit": row.daily_limit,
+        "store": row.store,
+        "version": row.version,
+        "published_at": row.published_at.isoformat() + "Z",
+        "published_by": row.published_by,
+    }
+
+
 def merge_state(merge: Merge) -> dict[str, Any]:
     return {
         "from_member_id": merge.from_member,
@@ -246,12 +260,10 @@ def snapshot_records(db: pw.Database) -> tuple[int, Iterator[dict[str, Any]]]:
     def generate() -> Iterator[dict[str, Any]]:
         for r in RulesVersion.select().order_by(RulesVersion.version):
             yield rec("rules", str(r.version), r.data)
-        for p in OfflinePolicyRow.select():
-            yield rec(
-                "offline_policy",
-                p.kind,
-                {"kind": p.kind, "mode": p.mode, "daily_limit": p.daily_limit},
-            )
+        for p in OfflinePolicyRow.select().order_by(OfflinePolicyRow.key):
+            # a removed store override goes as a delete: a store holding it drops it
+            op = "delete" if p.removed else "upsert"
+            yield rec("offline_policy", p.key, offline_policy_state(p)) | {"op": op}
         for ct in CardType.select():
             yield rec("card_type", ct.name, {"name": ct.name, **ct.data})
         for t in Tier.select():

@@ -227,6 +227,109 @@ def dead_letters_cmd(ctx: click.Context, store: str | None, limit: int, as_json:
         _print_rows(rows, ("received_at", "store", "seq", "code", "reason"))
 
 
+@main.group("offline-policy")
+def offline_policy() -> None:
+    """Offline policies: what a till may spend of a balance kind without HQ's answer."""
+
+
+@offline_policy.command("set")
+@click.option("--kind", required=True, help="stored_value, points or coupons")
+@click.option("--mode", required=True, help="online_only or floor_limit")
+@click.option("--daily-limit", type=int, default=None, help="floor_limit: per member per day")
+@click.option("--store", default=None, help="only this store (an override of the chain's)")
+@click.option("--staff", default=None, help="who publishes it (recorded)")
+@click.option("--no-push", is_flag=True, help="only write the change log")
+@click.pass_context
+def offline_policy_set(
+    ctx: click.Context,
+    kind: str,
+    mode: str,
+    daily_limit: int | None,
+    store: str | None,
+    staff: str | None,
+    no_push: bool,
+) -> None:
+    """Publish the chain's policy for a balance kind, or one store's override."""
+    from hq.offline import set_policy
+
+    raw: dict[str, Any] = {"kind": kind, "mode": mode}
+    if daily_limit is not None:
+        raw["daily_limit"] = daily_limit
+    _offline_policy_publish(ctx, no_push, lambda db: set_policy(db, raw, store, staff))
+
+
+@offline_policy.command("remove")
+@click.option("--kind", required=True, help="stored_value, points or coupons")
+@click.option("--store", required=True, help="the store whose override goes")
+@click.option("--staff", default=None, help="who removes it (recorded)")
+@click.option("--no-push", is_flag=True, help="only write the change log")
+@click.pass_context
+def offline_policy_remove(
+    ctx: click.Context, kind: str, store: str, staff: str | None, no_push: bool
+) -> None:
+    """Remove a store's override: the store follows the chain's policy again."""
+    from hq.offline import remove_store_policy
+
+    _offline_policy_publish(ctx, no_push, lambda db: remove_store_policy(db, kind, store, staff))
+
+
+def _offline_policy_publish(ctx: click.Context, no_push: bool, publish: Any) -> None:
+    config = _config(ctx)
+    db = bind(open_database(config.database_url), create=False)
+    try:
+        state, changes = publish(db)
+    except HuiyuanError as exc:
+        _fail(exc)
+    finally:
+        db.close()
+    scope = f"store {state['store']}" if state["store"] else "the chain"
+    click.echo(f"{state['kind']} for {scope}: {_policy_text(state)} (version {state['version']})")
+    if not no_push:
+        push_changes(config, changes)
+
+
+def _policy_text(state: dict[str, Any] | None) -> str:
+    if state is None:
+        return "the store's own [offline] config"
+    if state["mode"] == "floor_limit":
+        return f"floor_limit {state['daily_limit']} per member per day"
+    return state["mode"]
+
+
+@offline_policy.command("show")
+@click.option("--store", default=None, help="what this store enforces, per kind")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def offline_policy_show(ctx: click.Context, store: str | None, as_json: bool) -> None:
+    """List the published policies, or with --store the one in force there per kind."""
+    from hq.offline import list_policies, policies_in_force
+
+    with bind(open_database(_config(ctx).database_url), create=False):
+        try:
+            rows: Any = policies_in_force(store) if store else list_policies()
+        except HuiyuanError as exc:
+            _fail(exc)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif store:
+        for kind, state in rows.items():
+            source = "(none)" if state is None else "chain" if not state["store"] else "store"
+            click.echo(f"{kind}  {_policy_text(state)}  {source}  {_published(state)}")
+    else:
+        for state in rows:
+            scope = state["store"] or "chain"
+            click.echo(f"{scope}  {state['kind']}  {_policy_text(state)}  {_published(state)}")
+        if not rows:
+            click.echo("(none: every store follows its own [offline] config)")
+
+
+def _published(state: dict[str, Any] | None) -> str:
+    if state is None:
+        return ""
+    by = f" by {state['published_by']}" if state["published_by"] else ""
+    return f"version {state['version']} at {state['published_at']}{by}"
+
+
 def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     if not rows:
         click.echo("(none)")

@@ -292,9 +292,22 @@ class Authorization(BaseModel):
 
 
 class OfflinePolicyRow(BaseModel):
-    kind = pw.CharField(primary_key=True, max_length=16)
+    """An offline policy HQ published (hq/offline.py): the chain's for a balance kind
+    (``store`` NULL, key ``kind``) or one store's override (key ``kind@store``). A
+    removed override stays as a row with ``removed`` set, so snapshots carry the removal."""
+
+    key = pw.CharField(primary_key=True, max_length=64)
+    kind = pw.CharField(max_length=16)
+    store = pw.CharField(max_length=32, null=True)
     mode = pw.CharField(max_length=16)
     daily_limit = pw.BigIntegerField(default=0)
+    version = pw.IntegerField(default=1)  # 1, 2, ... per key, at each set or removal
+    published_at = pw.DateTimeField()
+    published_by = pw.CharField(max_length=64, null=True)
+    removed = pw.BooleanField(default=False)
+
+    class Meta:
+        table_name = "offline_policy"  # the earlier kind-only table is left unused
 
 
 MODELS: list[type[BaseModel]] = [

@@ -1,4 +1,4 @@
-"""Publishing programme rules, products, card types, tiers and offline policies.
+"""Publishing programme rules, products, card types and tiers (offline policies: hq/offline.py).
 
 Each writes the row and its change record in one transaction; the worker's next
 push or a store's next page carries it down."""
@@ -9,10 +9,10 @@ from typing import Any
 
 import peewee as pw
 
-from core.protocol import Change, validate_offline_policy
+from core.protocol import Change
 from core.rules import Rules
 from hq.changes import ChangeSet, flush_changes
-from hq.models import CardType, OfflinePolicyRow, Product, RulesVersion, Tier, utcnow
+from hq.models import CardType, Product, RulesVersion, Tier, utcnow
 
 
 def publish_rules(db: pw.Database, document: dict[str, Any]) -> list[Change]:
@@ -55,20 +55,3 @@ def publish_product(
         changes.add("product", sku, {"sku": sku, "name": name, "unit_price": unit_price, **data})
         return flush_changes(db, changes, now)
 
-
-def publish_offline_policy(db: pw.Database, raw: dict[str, Any]) -> list[Change]:
-    policy = validate_offline_policy(raw)
-    now = utcnow()
-    with db.atomic():
-        OfflinePolicyRow.insert(
-            kind=policy.kind, mode=policy.mode, daily_limit=policy.daily_limit
-        ).on_conflict(
-            conflict_target=[OfflinePolicyRow.kind],
-            update={
-                OfflinePolicyRow.mode: policy.mode,
-                OfflinePolicyRow.daily_limit: policy.daily_limit,
-            },
-        ).execute()
-        changes = ChangeSet()
-        changes.add("offline_policy", policy.kind, policy.to_dict())
-        return flush_changes(db, changes, now)
