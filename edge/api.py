@@ -19,6 +19,7 @@ from edge.services import members as member_svc
 from edge.services import sales as sales_svc
 from edge.services import staff as staff_svc
 from edge.services.context import Till
+from edge.services.offline import policies_in_force
 from edge.services.outbox import backlog
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ def status():
         members=member_svc.member_count(),
         outbox=backlog(),
         devices=manager.states() if manager is not None else None,
+        offline_policies=policies_in_force(t.config),
     )
 
 

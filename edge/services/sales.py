@@ -23,6 +23,7 @@ from edge.models import Ledger, Member, PointsLot, Product, Sale, SaleLine, Sale
 from edge.services import members as member_svc
 from edge.services import receipts
 from edge.services.context import SpendDecision, SpendRequest, Till
+from edge.services.offline import policy_in_force
 from edge.services.outbox import enqueue
 from edge.services.staff import SignedIn, require_manager, verify_counted
 
@@ -304,14 +305,15 @@ _POLICY_LABEL = {"stored_value": "储值", "points": "积分"}
 def check_offline_policy(
     till: Till, member_id: str, stored_value: int, points: int, day: str
 ) -> None:
-    """Offline spends: the chain's policy per balance kind (invariant 3)."""
+    """Offline spends: the policy in force per balance kind (invariant 3): HQ's (this
+    store's override, else the chain's), else the store's own [offline] file."""
     for kind, amount, accounts in (
         ("stored_value", stored_value, ("sv_principal", "sv_bonus")),
         ("points", points, ("points",)),
     ):
         if not amount:
             continue
-        policy = getattr(till.config.offline, kind)
+        policy = policy_in_force(till.config, kind).policy
         label = _POLICY_LABEL[kind]
         if policy.mode == "online_only":
             raise Forbidden(

@@ -126,7 +126,18 @@ class Applier:
             put_setting("rules", change.data)
 
     def _offline_policy(self, change: Change, touched: set[str]) -> None:
-        put_setting(f"offline_policy.{change.key}", change.data if change.op == "upsert" else None)
+        """The chain's policy (key ``kind``) and this store's overrides (``kind@store``);
+        other stores' overrides are not ours. A delete drops the held policy."""
+        from edge.services.offline import policy_setting
+
+        kind, _, store = change.key.partition("@")
+        if store and store != self.store:
+            return
+        setting = policy_setting(kind, store_override=bool(store))
+        if change.op == "upsert":
+            put_setting(setting, change.data)
+        else:
+            Setting.delete().where(Setting.key == setting).execute()
 
     def _named_map(self, setting: str, change: Change) -> None:
         current = dict(get_setting(setting, {}) or {})
