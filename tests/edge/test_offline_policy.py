@@ -15,7 +15,7 @@ from edge.services import sales
 from edge.services.context import open_till
 from edge.services.offline import policies_in_force, policy_in_force
 from edge.services.staff import sign_in
-from edge.sync.apply import apply_page, ensure_sync_tables
+from edge.sync.apply import apply_page, ensure_sync_tables, load_snapshot
 from tests.edge.conftest import make_config
 
 NOW = "2026-11-23T10:00:00+08:00"
@@ -166,3 +166,17 @@ def test_status_says_which_policy_is_in_force_and_where_it_came_from(till, hq):
     }
     assert policies["coupons"]["scope"] == "store" and policies["coupons"]["daily_limit"] == 2
     assert policies["stored_value"]["source"] == "local config"
+
+
+def test_a_snapshot_brings_hqs_policies_and_drops_a_removed_override(till, hq):
+    send(till, hq.record("points", "online_only", store=STORE))
+    assert in_force(till, "points")[3] == "store"
+    records = [
+        hq.record("points", "floor_limit", 300),
+        hq.record("points", store=STORE),  # removed at HQ while this store was away
+        hq.record("stored_value", "online_only", store="S2"),
+    ]
+    cursor = records[-1].seq
+    load_snapshot(till.db, STORE, till.keys, [c.to_dict() for c in records], cursor, NOW)
+    assert in_force(till, "points") == ("floor_limit", 300, "hq", "chain")
+    assert in_force(till, "stored_value") == ("floor_limit", 20000, "local config", None)

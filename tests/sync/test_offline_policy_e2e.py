@@ -1,0 +1,76 @@
+"""End to end through a real broker: HQ publishes offline policies (its API), the store
+receives them, and an offline spend is refused or allowed by the one the store holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import protocol as p
+from core.errors import Forbidden, InsufficientFunds
+from edge.api import create_app as edge_app
+from edge.models import Sale
+from edge.services.offline import policy_in_force
+from edge.sync.apply import down_cursor
+from hq.api import create_app as hq_app
+from hq.changes import latest_change_seq
+from hq.config import HqConfig, MqttSettings
+from hq.models import Member as HqMember
+from tests.sync.helpers import wait_until
+from tests.sync.test_authorization import chain, sv_sale  # noqa: F401  (the fixture)
+
+
+def held(till, kind: str = "stored_value") -> tuple[str, int, str, str | None, int | None]:
+    f = policy_in_force(till.config, kind)
+    return f.policy.mode, f.policy.daily_limit, f.source, f.scope, f.version
+
+
+def test_hq_published_policy_decides_offline_spends_at_the_store(chain):  # noqa: F811
+    till, store = chain["till"], chain["till"].store
+    # the store's own file says floor_limit 20000 (tests/edge/conftest.make_config)
+    assert held(till) == ("floor_limit", 20000, "local config", None, None)
+    hq = hq_app(
+        HqConfig(mqtt=MqttSettings(url=chain["mosquitto"].url)), db=HqMember._meta.database
+    ).test_client()
+    wait_until(lambda: down_cursor() == latest_change_seq(), 20, "the store caught up")
+
+    # HQ's ingest is down and says so: the till decides every spend offline, at once;
+    # the store's agent still takes the change pages HQ's API pushes to the broker
+    chain["worker"].stop()
+    chain["authorizer"].client.publish(
+        p.hq_state_topic(),
+        p.encode_json(p.PeerState(False, "2026-11-23T10:00:00+08:00").to_dict()),
+        qos=1,
+        retain=True,
+    )
+    wait_until(lambda: chain["authorizer"].hq_online is False, 10, "HQ offline seen")
+
+    first = sv_sale(chain, 1000)
+    assert Sale.get_by_id(first["sale_id"]).body["offline"] is True  # by the file
+
+    res = hq.put("/api/offline-policies/stored_value", json={"mode": "online_only"})
+    assert res.status_code == 200 and res.json["pushed"] is True
+    other = {"mode": "floor_limit", "daily_limit": 90000, "store": "ELSEWHERE"}
+    assert hq.put("/api/offline-policies/stored_value", json=other).status_code == 200
+    wait_until(lambda: held(till)[2] == "hq", 20, "the chain's policy at the store")
+    assert held(till) == ("online_only", 0, "hq", "chain", 1)  # another store's is not ours
+    with pytest.raises(Forbidden, match="在线授权"):
+        sv_sale(chain, 1000)
+
+    mine = {"mode": "floor_limit", "daily_limit": 1500, "store": store, "staff": "hq-li"}
+    assert hq.put("/api/offline-policies/stored_value", json=mine).status_code == 200
+    wait_until(lambda: held(till)[3] == "store", 20, "the store's override at the store")
+    assert held(till) == ("floor_limit", 1500, "hq", "store", 1)
+    sale = sv_sale(chain, 500)  # with the 1000 spent before: 1500 offline today
+    assert Sale.get_by_id(sale["sale_id"]).body["offline"] is True
+    with pytest.raises(InsufficientFunds, match="每日限额 1500"):
+        sv_sale(chain, 1)
+
+    status = edge_app(till).test_client().get("/api/v1/status").json["offline_policies"]
+    assert status["stored_value"]["source"] == "hq" and status["stored_value"]["scope"] == "store"
+    assert status["points"]["source"] == "local config"
+
+    res = hq.delete(f"/api/offline-policies/stored_value?store={store}&staff=hq-li")
+    assert res.status_code == 200 and res.json["pushed"] is True
+    wait_until(lambda: held(till)[3] == "chain", 20, "the override removed at the store")
+    with pytest.raises(Forbidden, match="在线授权"):
+        sv_sale(chain, 1)
