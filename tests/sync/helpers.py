@@ -43,6 +43,21 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def announce_hq_offline(chain: dict[str, Any]) -> None:
+    """Stop the chain's HQ worker and publish HQ's retained state as offline (what its
+    will says when it dies): the store's authorizer then decides every spend offline."""
+    from core import protocol as p
+
+    chain["worker"].stop()
+    chain["authorizer"].client.publish(
+        p.hq_state_topic(),
+        p.encode_json(p.PeerState(False, "2026-11-23T10:00:00+08:00").to_dict()),
+        qos=1,
+        retain=True,
+    )
+    wait_until(lambda: chain["authorizer"].hq_online is False, 10, "HQ offline seen")
+
+
 def init_hq(db_url: str):  # noqa: ANN201
     db = hq_open(db_url)
     hq_bind(db)

@@ -24,7 +24,7 @@ from hq.models import Authorization
 from hq.models import Member as HqMember
 from tests.edge.conftest import make_config
 from tests.sync.conftest import new_code, start_worker
-from tests.sync.helpers import wait_until
+from tests.sync.helpers import announce_hq_offline, wait_until
 
 ZHANG = "13800000001"
 
@@ -151,16 +151,7 @@ def test_no_answer_within_the_hard_timeout_falls_back_to_the_offline_policy(chai
 
 
 def test_hq_announced_offline_decides_at_once(chain):
-    chain["worker"].stop()
-    from core import protocol as p
-
-    chain["authorizer"].client.publish(
-        p.hq_state_topic(),
-        p.encode_json(p.PeerState(False, "2026-11-23T10:00:00+08:00").to_dict()),
-        qos=1,
-        retain=True,
-    )
-    wait_until(lambda: chain["authorizer"].hq_online is False, 10, "HQ offline seen")
+    announce_hq_offline(chain)
     started = time.monotonic()
     decision = chain["authorizer"].authorize(
         SpendRequest(uuid7(), chain["zhang"], 100, 0, "2026-11-23")

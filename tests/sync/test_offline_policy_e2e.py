@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from core import protocol as p
 from core.errors import Forbidden, InsufficientFunds
 from edge.api import create_app as edge_app
 from edge.models import Sale
@@ -15,7 +14,7 @@ from hq.api import create_app as hq_app
 from hq.changes import latest_change_seq
 from hq.config import HqConfig, MqttSettings
 from hq.models import Member as HqMember
-from tests.sync.helpers import wait_until
+from tests.sync.helpers import announce_hq_offline, wait_until
 from tests.sync.test_authorization import chain, sv_sale  # noqa: F401  (the fixture)
 
 
@@ -35,14 +34,7 @@ def test_hq_published_policy_decides_offline_spends_at_the_store(chain):  # noqa
 
     # HQ's ingest is down and says so: the till decides every spend offline, at once;
     # the store's agent still takes the change pages HQ's API pushes to the broker
-    chain["worker"].stop()
-    chain["authorizer"].client.publish(
-        p.hq_state_topic(),
-        p.encode_json(p.PeerState(False, "2026-11-23T10:00:00+08:00").to_dict()),
-        qos=1,
-        retain=True,
-    )
-    wait_until(lambda: chain["authorizer"].hq_online is False, 10, "HQ offline seen")
+    announce_hq_offline(chain)
 
     first = sv_sale(chain, 1000)
     assert Sale.get_by_id(first["sale_id"]).body["offline"] is True  # by the file
