@@ -93,6 +93,12 @@ def test_removing_an_override_goes_down_as_a_delete_and_in_snapshots(hq_db):
         ({"kind": "points", "mode": "floor_limit", "daily_limit": -1}, None, None, "daily_limit"),
         ({"kind": "points", "mode": "floor_limit", "daily_limit": "9"}, None, None, "daily_limit"),
         ({"kind": "points", "mode": "online_only", "daily_limit": 5}, None, None, "daily_limit"),
+        (
+            {"kind": "points", "mode": "floor_limit", "daily_limit": 10**10 + 1},
+            None,
+            None,
+            "daily_limit",
+        ),
         ({"kind": "points", "mode": "online_only"}, "S 1", None, "store"),
         ({"kind": "points", "mode": "online_only"}, None, "x" * 65, "staff"),
         ({"kind": "points", "mode": "online_only"}, None, "a\x00b", "staff"),
