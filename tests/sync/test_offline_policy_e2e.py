@@ -4,6 +4,7 @@ receives them, and an offline spend is refused or allowed by the one the store h
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from core.errors import Forbidden, InsufficientFunds
 from edge.api import create_app as edge_app
@@ -12,8 +13,10 @@ from edge.services.offline import policy_in_force
 from edge.sync.apply import down_cursor
 from hq.api import create_app as hq_app
 from hq.changes import latest_change_seq
+from hq.cli import main as hq_cli
 from hq.config import HqConfig, MqttSettings
 from hq.models import Member as HqMember
+from hq.models import bind
 from tests.sync.helpers import announce_hq_offline, wait_until
 from tests.sync.test_authorization import chain, sv_sale  # noqa: F401  (the fixture)
 
@@ -23,7 +26,7 @@ def held(till, kind: str = "stored_value") -> tuple[str, int, str, str | None, i
     return f.policy.mode, f.policy.daily_limit, f.source, f.scope, f.version
 
 
-def test_hq_published_policy_decides_offline_spends_at_the_store(chain):  # noqa: F811
+def test_hq_published_policy_decides_offline_spends_at_the_store(chain, hq_db_url):  # noqa: F811
     till, store = chain["till"], chain["till"].store
     # the store's own file says floor_limit 20000 (tests/edge/conftest.make_config)
     assert held(till) == ("floor_limit", 20000, "local config", None, None)
@@ -66,3 +69,13 @@ def test_hq_published_policy_decides_offline_spends_at_the_store(chain):  # noqa
     wait_until(lambda: held(till)[3] == "chain", 20, "the override removed at the store")
     with pytest.raises(Forbidden, match="在线授权"):
         sv_sale(chain, 1)
+
+    # `huiyuan-hq offline-policy set` pushes too
+    db = HqMember._meta.database
+    cli = ["--database-url", hq_db_url, "--mqtt-url", chain["mosquitto"].url, "offline-policy"]
+    points = ["set", "--kind", "points", "--mode", "floor_limit", "--daily-limit", "300"]
+    result = CliRunner().invoke(hq_cli, [*cli, *points, "--store", store])
+    bind(db, create=False)  # the CLI bound HQ's models to its own connection
+    assert result.exit_code == 0, result.output
+    wait_until(lambda: held(till, "points")[2] == "hq", 20, "the CLI's policy at the store")
+    assert held(till, "points") == ("floor_limit", 300, "hq", "store", 1)
