@@ -314,7 +314,7 @@ def offline_policy_show(ctx: click.Context, store: str | None, as_json: bool) ->
     elif store:
         for kind, state in rows.items():
             source = "(none)" if state is None else "chain" if not state["store"] else "store"
-            click.echo(f"{kind}  {_policy_text(state)}  {source}  {_published(state)}")
+            click.echo(f"{kind}  {_policy_text(state)}  {source}  {_published(state)}".rstrip())
     else:
         for state in rows:
             scope = state["store"] or "chain"

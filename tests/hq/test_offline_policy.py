@@ -131,7 +131,7 @@ def test_cli_set_show_remove(hq_db, hq_db_url):
     lines = result.output.splitlines()
     assert lines[0].startswith("stored_value  online_only  store  version 1 at ")
     assert lines[0].endswith(" by hq-li")
-    assert lines[1] == "points  the store's own [offline] config  (none)  "
+    assert lines[1] == "points  the store's own [offline] config  (none)"
     result = runner.invoke(main, [*base, "show", "--json"])
     assert [(p["store"], p["mode"]) for p in json.loads(result.output)] == [
         (None, "floor_limit"),
