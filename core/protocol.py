@@ -20,6 +20,7 @@ import orjson
 
 from core.errors import ProtocolError
 from core.ids import is_uuid
+from core.money import MAX_AMOUNT
 
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "hy/v1"
@@ -126,10 +127,8 @@ class UpItem:
 
 # Every integer on the wire fits a signed 64-bit column (PostgreSQL BIGINT, SQLite INTEGER);
 # one that does not is refused by name here, before it can reach a database or a sum.
-# Money and points have a much lower cap of their own (MAX_AMOUNT).
+# Money and points have a much lower cap of their own (core.money.MAX_AMOUNT).
 MAX_WIRE_INT = 2**63 - 1
-# The largest amount of money (fen) or points any single wire figure may carry: ¥100,000,000.
-MAX_AMOUNT = 10**10
 
 
 def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -798,7 +797,7 @@ def validate_offline_policy(raw: Any, where: str = "offline_policy") -> OfflineP
     mode = _require(raw, "mode", str, where)
     if mode not in OFFLINE_MODES:
         raise ProtocolError(f"{where}: mode must be one of {OFFLINE_MODES}", field="mode")
-    limit = _nonneg(raw, "daily_limit", where) if "daily_limit" in raw else 0
+    limit = int_in(raw, "daily_limit", where, 0, MAX_AMOUNT) if "daily_limit" in raw else 0
     return OfflinePolicy(kind, mode, limit)
 
 
