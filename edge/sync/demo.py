@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from core.rules import DEMO_RULES
+from edge.server import stop_on_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 STORES = (("S001", "会员示范店·北京"), ("S002", "会员示范店·天津"))
@@ -165,17 +166,6 @@ class ChainDemo:
         finally:
             self.stop()
         return status
-
-
-def stop_on_signals(event: threading.Event) -> None:
-    """SIGTERM and SIGINT only set ``event``: the supervisor loop does the stopping. (A
-    handler of our own also covers a SIGINT ignored at start, as in a background job.)"""
-
-    def handler(signum: int, frame: object) -> None:
-        event.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, handler)
 
 
 def _run_once(args: list[str]) -> None:
