@@ -3,7 +3,7 @@
 ``huiyuan-edge serve`` runs ``TillServer.serve`` in the main thread; SIGTERM (systemd's
 stop) and SIGINT (Ctrl-C) only set ``stopping`` (``stop_on_signals``). The server then
 stops accepting connections, finishes each request already received or being received
-(for at most ``grace`` seconds), and returns, so that the caller's shutdown runs: the
+(for at most ``grace`` seconds, 5 by default), and returns, so that the caller's shutdown runs: the
 WAL checkpointer stops and removes its counts file, the devices and the online
 authorizer stop.
 """
@@ -36,7 +36,7 @@ class TillServer:
         host: str,
         port: int,
         threads: int = 4,
-        grace: float = 10.0,
+        grace: float = 5.0,
         stopping: threading.Event | None = None,
     ) -> None:
         from waitress.server import create_server
