@@ -26,6 +26,7 @@ from core.protocol import Change, ChangePage
 from edge.models import MODELS, MemberAlias, Outbox
 from edge.models import Member as EdgeMember
 from edge.services import members as member_svc
+from edge.services import sales
 from edge.sync.apply import apply_page, down_cursor, ensure_sync_tables
 from hq.changes import ChangeSet, flush_changes, member_state
 from hq.ingest import ingest_batch
@@ -36,7 +37,6 @@ from tests.sync.helpers import StoreBox, init_hq, ledger_mismatches
 
 NOW = "2026-12-04T10:00:00+08:00"
 HQ_NOW = dt.datetime(2026, 12, 4, 2, 0)
-TODAY = dt.date(2026, 12, 4)
 BROKER = "mqtt://127.0.0.1:9"  # never connected: no agent runs in these tests
 PHONES = 12  # pairs of same-phone members: the old order depended on set iteration per pair
 
@@ -77,6 +77,19 @@ def build_scenario(root: Path) -> Scenario:
         if i % 3 == 0:  # points lots on both sides
             s1.sell(member={"member_id": a})
             s2.sell(member={"member_id": b})
+        if i == 3:  # a points debt at S2: points earned, partly spent, then taken back
+            earning = s2.sell(member={"member_id": b}, lines=[{"sku": "P0011", "qty": 1}])
+            s2.sell(
+                member={"member_id": b},
+                lines=[{"sku": "P0001", "qty": 1}],
+                tenders=[{"kind": "points", "amount": 200}],
+            )
+            s2.query(
+                lambda sale_id=earning["sale_id"]: sales.return_sale(
+                    s2.till, s2.staff(), sale_id, None, {"code": "9001", "pin": "9999"}
+                )
+            )
+            assert s2.query(lambda b=b: EdgeMember.get_by_id(b).points_debt) > 0
         first_ids.append(a)
         second_ids.append(b)
     third = s1.register("丙", "13911112222")
@@ -112,6 +125,7 @@ def build_scenario(root: Path) -> Scenario:
     hq = {m.id: member_state(m) for m in HqMember.select()}
     assert any(m["stored_value"]["bonus"] for m in hq.values())
     assert any(m["points_lots"] for m in hq.values())
+    assert any(m["points_debt"] for m in hq.values())
     db.close()
     return Scenario(stores, log, hq, local)
 
@@ -148,6 +162,7 @@ def catch_up(db: SqliteDatabase, store: StoreBox, log: list[Change], size: int) 
 
 def figures_differ(sc: Scenario, code: str) -> list[str]:
     """Members whose figures at this store are not HQ's (plus the store's unreflected item)."""
+    today = sc.stores[code].till.now().date()
     bad = []
     for member_id, state in sc.hq.items():
         m = EdgeMember.get_or_none(EdgeMember.id == member_id)
@@ -164,7 +179,7 @@ def figures_differ(sc: Scenario, code: str) -> list[str]:
         extra = sc.local.get(code)
         if extra and extra[0] == member_id:
             want = (want[0] + extra[1], want[1] + extra[2], want[2], want[3])
-        points = member_svc.points_balance(member_id, TODAY) - m.points_debt
+        points = member_svc.points_balance(member_id, today) - m.points_debt
         got = (m.sv_principal, m.sv_bonus, points, m.points_debt)
         if got != want or m.status != state["status"]:
             bad.append(f"{code} {member_id} ({m.status}): store {got}, HQ {want}")
@@ -183,7 +198,7 @@ def test_one_page_after_same_phone_merges_shows_hqs_balances(scenario, code):
         assert figures_differ(scenario, code) == []
         chained = [a.old_id for a in MemberAlias.select() if a.member_id == scenario.local["S2"][0]]
         assert len(chained) >= 2  # both ids of phone 0 now resolve to the third member
-        assert ledger_mismatches(code, TODAY) == []
+        assert ledger_mismatches(code, store.till.now().date()) == []
 
 
 @st.composite
@@ -223,4 +238,4 @@ def test_any_order_split_or_replay_of_pages_lands_on_hqs_figures(scenario, code,
             )
         catch_up(db, store, log, size)
         assert figures_differ(scenario, code) == []
-        assert ledger_mismatches(code, TODAY) == []
+        assert ledger_mismatches(code, store.till.now().date()) == []
