@@ -27,8 +27,8 @@ from edge.models import MODELS, MemberAlias, Outbox
 from edge.models import Member as EdgeMember
 from edge.services import members as member_svc
 from edge.services import sales
-from edge.sync.apply import apply_page, down_cursor, ensure_sync_tables
-from hq.changes import ChangeSet, flush_changes, member_state
+from edge.sync.apply import apply_page, down_cursor, ensure_sync_tables, load_snapshot
+from hq.changes import ChangeSet, flush_changes, member_state, snapshot_records
 from hq.ingest import ingest_batch
 from hq.members import merge_members
 from hq.models import ChangeRecord
@@ -47,6 +47,7 @@ class Scenario:
     changes: list[Change]  # HQ's whole change log, in seq order
     hq: dict[str, dict]  # member id -> HQ's member_state
     local: dict[str, tuple[str, int, int]]  # store's unreflected top-up: member, principal, bonus
+    snapshot: tuple[int, list[dict]]  # HQ's snapshot: its cursor and records
 
 
 def _ingest(db, store: StoreBox) -> None:
@@ -123,11 +124,13 @@ def build_scenario(root: Path) -> Scenario:
         for r in ChangeRecord.select().order_by(ChangeRecord.seq)
     ]
     hq = {m.id: member_state(m) for m in HqMember.select()}
+    cursor, records = snapshot_records(db)
+    snapshot = (cursor, list(records))
     assert any(m["stored_value"]["bonus"] for m in hq.values())
     assert any(m["points_lots"] for m in hq.values())
     assert any(m["points_debt"] for m in hq.values())
     db.close()
-    return Scenario(stores, log, hq, local)
+    return Scenario(stores, log, hq, local, snapshot)
 
 
 @pytest.fixture(scope="module")
@@ -237,5 +240,20 @@ def test_any_order_split_or_replay_of_pages_lands_on_hqs_figures(scenario, code,
                 db, code, store.till.keys, as_page(records, log[lo].seq, log[hi - 1].seq), NOW
             )
         catch_up(db, store, log, size)
+        assert figures_differ(scenario, code) == []
+        assert ledger_mismatches(code, store.till.now().date()) == []
+
+
+@pytest.mark.parametrize("code", ["S1", "S2"])
+@pytest.mark.parametrize("chunk", [1, 2, 5, 17, 20000])
+def test_a_snapshot_in_any_chunk_size_lands_on_hqs_figures(scenario, code, chunk):
+    """A store that is told to reload (far behind, or after HQ's restore) takes HQ's
+    snapshot over the members it holds; chunks split losers from their survivors."""
+    store = scenario.stores[code]
+    cursor, records = scenario.snapshot
+    db = fresh_copy(store)
+    with db.bind_ctx(MODELS):
+        load_snapshot(db, code, store.till.keys, records, cursor, NOW, chunk=chunk)
+        assert down_cursor() == cursor
         assert figures_differ(scenario, code) == []
         assert ledger_mismatches(code, store.till.now().date()) == []
