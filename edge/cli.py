@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -157,28 +158,33 @@ def demo_data(members: int) -> None:
 @click.option("--host", default=None, help="override http.host")
 @click.option("--port", default=None, type=int, help="override http.port")
 def serve(host: str | None, port: int | None) -> None:
-    """Run the till API (and the devices, when configured)."""
-    from waitress import serve as waitress_serve
-
+    """Run the till API (and the devices, when configured); SIGTERM or Ctrl-C stops it
+    after the requests in flight, then stops the checkpointer, devices and authorizer."""
     from edge.api import create_app
+    from edge.server import TillServer, stop_on_signals
     from edge.services.context import start_checkpointer
 
+    stopping = threading.Event()
+    stop_on_signals(stopping)  # from here on a signal lets the shutdown below run
     till = _open(create_key=True, online_authorization=True)
     authorizer = getattr(till.authorizer, "stop", None)
     checkpointer = start_checkpointer(till)  # before any request thread opens a connection
-    manager = _start_devices(till)
-    app = create_app(till, manager)
-    host = host or till.config.http.host
-    port = port or till.config.http.port
-    click.echo(f"till API for store {till.store} on http://{host}:{port}/api/v1/status")
+    manager = None
     try:
-        waitress_serve(app, host=host, port=port, threads=4)
+        manager = _start_devices(till)
+        app = create_app(till, manager)
+        host = host or till.config.http.host
+        port = port or till.config.http.port
+        server = TillServer(app, host, port, threads=4, stopping=stopping)
+        click.echo(f"till API for store {till.store} on http://{host}:{port}/api/v1/status")
+        server.serve()
     finally:
         if manager is not None:
             manager.stop()
         if authorizer is not None:
             authorizer()
         checkpointer.stop()
+    click.echo("till API stopped")
 
 
 def _start_authorizer(cfg: EdgeConfig):  # noqa: ANN202

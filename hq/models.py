@@ -441,13 +441,31 @@ def insert_rows(
     writes.send()
 
 
+# pg_advisory_xact_lock's key for schema creation: any fixed bigint, the same in every release
+SCHEMA_LOCK_KEY = 0x68795F736368656D  # "hy_schem"
+
+
 def bind(db: pw.Database, create: bool = True) -> pw.Database:
     db.bind(MODELS)
     if create:
         with db.connection_context() if db.is_closed() else _noop():
-            db.create_tables(MODELS, safe=True)
-            add_missing_columns(db)
+            create_schema(db)
     return db
+
+
+def create_schema(db: pw.Database) -> None:
+    """Create the tables and add missing columns, one process at a time: in one transaction
+    that first takes a PostgreSQL advisory lock (on SQLite it begins IMMEDIATE: SQLite's
+    write lock, waited for up to the busy timeout). Several ``init-db`` run at once then
+    create the schema once and the others find it made. (Without it, concurrent CREATE
+    TABLE IF NOT EXISTS on PostgreSQL fails on pg_type's unique index, and two processes
+    adding the same missing column fail on the duplicate.)"""
+    postgres = is_postgres(db)
+    with db.atomic() if postgres else db.atomic("IMMEDIATE"):
+        if postgres:
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        db.create_tables(MODELS, safe=True)
+        add_missing_columns(db)
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:

@@ -82,7 +82,13 @@ class Applier:
     # ---- pages --------------------------------------------------------------------
 
     def apply_changes(self, changes: Iterable[Change]) -> int:
-        changes = list(changes)
+        """Apply records in seq order, then recompute every member they touched: first the
+        ids merged away (sorted), whose cached balances move to their survivors, then the
+        others (sorted), whose balances become HQ's figures plus this store's unreflected
+        items. A survivor recomputed before its loser's hand-over would count the loser's
+        balance twice, so the order depends on nothing but the records and the database
+        (never on a set's iteration order)."""
+        changes = sorted(changes, key=lambda c: c.seq)
         # merges first: a survivor's balance includes the local items of the ids merged into it
         for change in changes:
             if change.entity == "merge" and change.op == "upsert":
@@ -94,17 +100,10 @@ class Applier:
         for change in changes:
             self.apply_one(change, touched)
         ref = f"chg:{max(c.seq for c in changes)}"
-        merged = (
-            {
-                m.id
-                for m in Member.select(Member.id).where(Member.id.in_(list(touched)))
-                if m.status == "merged"
-            }
-            if touched
-            else set()
-        )
-        # merged ids first: their balances move to the survivor, which is recomputed after
-        for member_id in sorted(touched, key=lambda m: m not in merged):
+        merged = merged_ids(touched)
+        # a merged id's balance goes to its final survivor, which is then recomputed
+        touched.update(alias_targets(merged))
+        for member_id in [*sorted(merged), *sorted(touched - merged)]:
             self.recompute(member_id, ref)
         return len(changes)
 
@@ -288,6 +287,9 @@ class Applier:
         )
 
     def _alias(self, old_id: str, survivor: str) -> None:
+        onward = MemberAlias.get_or_none(MemberAlias.old_id == survivor)
+        if onward is not None:  # the survivor was itself merged on (aliases stay one hop)
+            survivor = onward.member_id
         if old_id == survivor:
             return
         MemberAlias.insert(old_id=old_id, member_id=survivor).on_conflict_replace().execute()
@@ -497,6 +499,26 @@ def _insert_ledger(rows: list[dict[str, Any]]) -> None:
         Member._meta.database.cursor().executemany(
             SQL.insert_ledger, [tuple(r[f] for f in SQL.LEDGER_FIELDS) for r in rows]
         )
+
+
+def _ids_where(select: str, member_ids: Iterable[str], chunk: int = 900) -> set[str]:
+    """``select`` (ending in ``IN``) over these ids, a bounded number of parameters at a time."""
+    ids = sorted(member_ids)
+    out: set[str] = set()
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        out.update(row[0] for row in _all(f"{select} ({SQL.marks(len(part))})", part))
+    return out
+
+
+def merged_ids(member_ids: Iterable[str]) -> set[str]:
+    """Those of these members that this store holds as merged into another."""
+    return _ids_where("SELECT id FROM member WHERE status = 'merged' AND id IN", member_ids)
+
+
+def alias_targets(member_ids: Iterable[str]) -> set[str]:
+    """The survivors these (merged) ids resolve to."""
+    return _ids_where("SELECT member_id FROM member_alias WHERE old_id IN", member_ids)
 
 
 def _points_total(member_id: str) -> int:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from core.errors import ConfigError
 from core.protocol import AUTH_TIMEOUT_S, MAX_BATCH_ITEMS
+
+# The names under which systemd's LoadCredential= hands the MQTT TLS files to the sync
+# agent and the till (systemd/huiyuan-edge*.service); used when [sync] names no path.
+CREDENTIAL_FILES = {"ca": "mqtt-ca.pem", "cert": "mqtt-cert.pem", "key": "mqtt-key.pem"}
 
 
 @dataclass(frozen=True)
@@ -17,9 +22,25 @@ class SyncConfig:
     broker_url: str = field(
         default="mqtt://127.0.0.1:1883", metadata={"doc": "mqtt://host:port or mqtts://host:port"}
     )
-    ca: str = field(default="", metadata={"doc": "CA certificate (PEM) for mqtts"})
-    cert: str = field(default="", metadata={"doc": "this store's client certificate (PEM)"})
-    key: str = field(default="", metadata={"doc": "this store's client private key (PEM)"})
+    ca: str = field(
+        default="",
+        metadata={
+            "doc": "CA certificate (PEM) for mqtts; default $CREDENTIALS_DIRECTORY/mqtt-ca.pem"
+        },
+    )
+    cert: str = field(
+        default="",
+        metadata={
+            "doc": "this store's client certificate (PEM); "
+            "default $CREDENTIALS_DIRECTORY/mqtt-cert.pem"
+        },
+    )
+    key: str = field(
+        default="",
+        metadata={
+            "doc": "this store's client private key (PEM); default $CREDENTIALS_DIRECTORY/mqtt-key.pem"
+        },
+    )
     batch_size: int = field(default=200, metadata={"doc": "outbox items per published batch"})
     window: int = field(default=8, metadata={"doc": "batches in flight before waiting for acks"})
     ack_timeout: float = field(
@@ -75,11 +96,26 @@ class SyncConfig:
                 problems.append(f"sync.{key}: {value!r} should be {type(default).__name__}")
                 continue
             kwargs[key] = value
-        cfg = dataclasses.replace(base, **kwargs)
+        cfg = dataclasses.replace(base, **kwargs).with_credentials(
+            os.environ.get("CREDENTIALS_DIRECTORY")
+        )
         problems += cfg._problems()
         if problems:
             raise ConfigError("; ".join(problems), problems=problems, field="sync")
         return cfg
+
+    def with_credentials(self, directory: str | None) -> SyncConfig:
+        """``ca``, ``cert`` and ``key`` left empty take the files systemd put in
+        ``directory`` ($CREDENTIALS_DIRECTORY, see CREDENTIAL_FILES), as the member key does;
+        a path given in [sync] wins."""
+        if not directory:
+            return self
+        found = {
+            name: str(Path(directory) / file)
+            for name, file in CREDENTIAL_FILES.items()
+            if not getattr(self, name) and (Path(directory) / file).is_file()
+        }
+        return dataclasses.replace(self, **found)
 
     def _problems(self) -> list[str]:
         out = []

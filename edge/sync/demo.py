@@ -2,26 +2,37 @@
 
     from edge.sync.demo import start_chain_demo
     chain = start_chain_demo("var/chain-demo")   # prints where everything listens
-    chain.wait()                                 # until Ctrl-C, then stops it all
+    chain.supervise()                            # until a signal or a child's exit
 
 or ``python -m edge.sync.demo --dir var/chain-demo``. Every process is a real one
 (``mosquitto``, ``huiyuan-hq serve-ingest`` and ``serve-api``, and per store
 ``huiyuan-edge serve`` and ``serve-sync``); each writes a log in the work directory.
+HQ holds the rules the stores price with (the demo rules, published at start), so an
+ordinary sale opens no exception at HQ.
+
+The demo supervises its children: SIGTERM or SIGINT sent to it alone (or Ctrl-C to the
+whole terminal) stops the children, then the broker; when a child exits on its own, the
+demo says which one and with what code, stops the rest and exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from core.rules import DEMO_RULES
+from edge.server import stop_on_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 STORES = (("S001", "会员示范店·北京"), ("S002", "会员示范店·天津"))
@@ -112,34 +123,70 @@ class ChainDemo:
     broker: PrivateBroker
     hq_api: str
     tills: dict[str, str]
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # start order
     logs: list[IO[bytes]] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
+        """The children, last started first, then the broker."""
+        for proc in reversed(self.children.values()):
             _terminate(proc)
         self.broker.stop()
         for log in self.logs:
             log.close()
 
-    def wait(self) -> None:
+    def exited(self) -> tuple[str, int] | None:
+        """The first child (the broker included) that is no longer running, with its code."""
+        procs = {**self.children, "mosquitto": self.broker.proc}
+        for name, proc in procs.items():
+            code = proc.poll() if proc is not None else None
+            if code is not None:
+                return name, code
+        return None
+
+    def supervise(self, poll: float = 0.2) -> int:
+        """Run until ``stopping`` is set (the signal handlers set it) or a child exits; then
+        stop everything. Returns the exit status: 0 when asked to stop, 1 when a child died."""
+        status = 0
         try:
-            while all(p.poll() is None for p in self.procs):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            print("stopping the demo chain")
+            while not self.stopping.wait(poll):
+                gone = self.exited()
+                if gone is not None:
+                    name, code = gone
+                    print(
+                        f"demo: {name} exited with code {code} (log: {self.workdir}); "
+                        "stopping the demo chain",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    status = 1
+                    break
+            else:
+                print("demo: stopping the demo chain", flush=True)
         finally:
             self.stop()
+        return status
+
+
+def _run_once(args: list[str]) -> None:
+    """A command that must succeed before the demo goes on; its output is shown if it fails."""
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {done.stderr or done.stdout}")
 
 
 def _spawn(demo: ChainDemo, name: str, args: list[str]) -> None:
     log = open(demo.workdir / f"{name}.log", "ab")  # noqa: SIM115
     demo.logs.append(log)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    demo.procs.append(
-        subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    demo.children[name] = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
 
 
@@ -195,13 +242,12 @@ def start_chain_demo(workdir: str | Path = "var/chain-demo", demo_members: int =
     demo = ChainDemo(workdir, broker, f"http://127.0.0.1:{hq_port}/api", {})
     try:
         hq = ["hq.cli", "--database-url", hq_url, "--mqtt-url", broker.url]
-        subprocess.run(  # noqa: S603
-            [sys.executable, "-m", *hq, "init-db"],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            check=True,
-            capture_output=True,
-        )
+        _run_once([*hq, "init-db"])
+        # the rules the stores price with (they hold none from HQ yet: the demo rules);
+        # without them HQ re-prices every member sale into a reprice_mismatch exception
+        rules_file = workdir / "hq" / "rules.json"
+        rules_file.write_text(json.dumps(DEMO_RULES.to_dict(), ensure_ascii=False), "utf-8")
+        _run_once([*hq, "publish-rules", str(rules_file), "--no-push"])
         _spawn(demo, "hq-ingest", [*hq, "serve-ingest", "--client-id", "hq-demo-ingest"])
         _spawn(demo, "hq-api", [*hq, "serve-api", "--port", str(hq_port)])
         for n, (code, name) in enumerate(STORES):
@@ -240,8 +286,13 @@ def start_chain_demo(workdir: str | Path = "var/chain-demo", demo_members: int =
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run a Huiyuan demo chain: HQ and two stores")
     parser.add_argument("--dir", default="var/chain-demo", help="where the demo keeps its files")
+    parser.add_argument("--members", type=int, default=50, help="demo members at S001")
     args = parser.parse_args()
-    start_chain_demo(args.dir).wait()
+    stopping = threading.Event()
+    stop_on_signals(stopping)
+    demo = start_chain_demo(args.dir, args.members)
+    demo.stopping = stopping
+    sys.exit(demo.supervise())
 
 
 if __name__ == "__main__":

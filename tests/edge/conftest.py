@@ -86,3 +86,21 @@ def cashier(client) -> dict[str, str]:
 @pytest.fixture
 def manager(client) -> dict[str, str]:
     return sign_in(client, "9001", "9999")
+
+
+def demo_store_cli(tmp_path, port: int, members: int) -> list[str]:
+    """``python -m edge.cli -c <config>`` for a store holding demo data, its till API on
+    ``port``: for tests that run the real server process."""
+    import subprocess
+    import sys
+
+    cfg_path = tmp_path / "edge.toml"
+    cfg_path.write_text(
+        f'data_dir = "{tmp_path / "edge"}"\n[security]\nscrypt_n = 1024\n[http]\nport = {port}\n',
+        encoding="utf-8",
+    )
+    cli = [sys.executable, "-m", "edge.cli", "-c", str(cfg_path)]
+    subprocess.run(
+        [*cli, "demo-data", "--members", str(members)], check=True, capture_output=True, timeout=60
+    )
+    return cli

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -18,6 +17,7 @@ from collections import Counter as Tally
 from edge.config import load_config
 from edge.models import Counter, Ledger, Outbox, Sale, SaleLine, open_database
 from tests.broker import free_port
+from tests.edge.conftest import demo_store_cli
 
 ACKS_BEFORE_KILL = 60
 DEADLINE_S = 60
@@ -38,15 +38,7 @@ def _post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]
 
 def test_sigkill_mid_stream_loses_no_acknowledged_sale(tmp_path):
     port = free_port()
-    cfg_path = tmp_path / "edge.toml"
-    cfg_path.write_text(
-        f'data_dir = "{tmp_path / "edge"}"\n[security]\nscrypt_n = 1024\n[http]\nport = {port}\n',
-        encoding="utf-8",
-    )
-    cli = [sys.executable, "-m", "edge.cli", "-c", str(cfg_path)]
-    subprocess.run(
-        [*cli, "demo-data", "--members", "5"], check=True, capture_output=True, timeout=60
-    )
+    cli = demo_store_cli(tmp_path, port, members=5)
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen([*cli, "serve"], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/api/v1"
@@ -112,7 +104,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_sale(tmp_path):
             server.wait(timeout=10)
         log.close()
 
-    cfg = load_config(cfg_path)
+    cfg = load_config(tmp_path / "edge.toml")
     db = open_database(cfg.db_path)
     try:
         sales = {s.id: s for s in Sale.select()}

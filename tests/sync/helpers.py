@@ -8,6 +8,7 @@ its own process (``python -m edge.cli serve-sync``), as it does on the box.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -92,6 +93,33 @@ def store_toml(workdir: Path, code: str, broker_url: str, **sync: Any) -> Path:
     path = workdir / "edge.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def ledger_mismatches(code: str, today: dt.date) -> list[str]:
+    """Members of the bound store database whose cached balances differ from the sum of
+    their ledger entries."""
+    bad = []
+    for m in Member.select():
+        sums = {"sv_principal": 0, "sv_bonus": 0, "points": 0}
+        for row in Ledger.select().where(Ledger.member_id == m.id):
+            sums[row.account] += row.delta
+        points = member_svc.points_balance(m.id, today) - m.points_debt
+        if (m.sv_principal, m.sv_bonus) != (sums["sv_principal"], sums["sv_bonus"]):
+            bad.append(f"{m.id}: sv {m.sv_principal}/{m.sv_bonus} ledger {sums}")
+        elif points != sums["points"]:
+            rows = [
+                (r.account, r.delta, r.reason, r.ref)
+                for r in Ledger.select().where(Ledger.member_id == m.id)
+            ]
+            lots = [
+                (lot.lot_id, lot.remaining)
+                for lot in PointsLot.select().where(PointsLot.member_id == m.id)
+            ]
+            bad.append(
+                f"{m.id} ({m.status}) at {code}: points {points} "
+                f"ledger {sums['points']} {rows} lots {lots} debt {m.points_debt}"
+            )
+    return bad
 
 
 class StoreBox:
@@ -192,32 +220,7 @@ class StoreBox:
 
     def ledger_matches_balances(self) -> list[str]:
         """Members whose cached balances differ from the sum of their ledger entries."""
-
-        def check() -> list[str]:
-            bad = []
-            for m in Member.select():
-                sums = {"sv_principal": 0, "sv_bonus": 0, "points": 0}
-                for row in Ledger.select().where(Ledger.member_id == m.id):
-                    sums[row.account] += row.delta
-                points = member_svc.points_balance(m.id, self.till.now().date()) - m.points_debt
-                if (m.sv_principal, m.sv_bonus) != (sums["sv_principal"], sums["sv_bonus"]):
-                    bad.append(f"{m.id}: sv {m.sv_principal}/{m.sv_bonus} ledger {sums}")
-                elif points != sums["points"]:
-                    rows = [
-                        (r.account, r.delta, r.reason, r.ref)
-                        for r in Ledger.select().where(Ledger.member_id == m.id)
-                    ]
-                    lots = [
-                        (lot.lot_id, lot.remaining)
-                        for lot in PointsLot.select().where(PointsLot.member_id == m.id)
-                    ]
-                    bad.append(
-                        f"{m.id} ({m.status}) at {self.code}: points {points} "
-                        f"ledger {sums['points']} {rows} lots {lots} debt {m.points_debt}"
-                    )
-            return bad
-
-        return self.query(check)
+        return self.query(lambda: ledger_mismatches(self.code, self.till.now().date()))
 
     # ---- the agent process ----------------------------------------------------------
 

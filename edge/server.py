@@ -1,0 +1,78 @@
+"""The till's HTTP server (waitress) and a stop that lets the requests in flight finish.
+
+``huiyuan-edge serve`` runs ``TillServer.serve`` in the main thread; SIGTERM (systemd's
+stop) and SIGINT (Ctrl-C) only set ``stopping`` (``stop_on_signals``). The server then
+stops accepting connections, finishes each request already received or being received
+(for at most ``grace`` seconds, 5 by default), and returns, so that the caller's shutdown runs: the
+WAL checkpointer stops and removes its counts file, the devices and the online
+authorizer stop.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+
+def stop_on_signals(event: threading.Event) -> None:
+    """SIGTERM and SIGINT only set ``event``; whoever waits on it does the stopping. (A
+    handler of our own also covers a SIGINT ignored at start, as in a background job.)"""
+
+    def handler(signum: int, frame: object) -> None:
+        event.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
+class TillServer:
+    """waitress on one address, served until ``stopping`` is set."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        threads: int = 4,
+        grace: float = 5.0,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        from waitress.server import create_server
+
+        self.map: dict[int, Any] = {}
+        self.server = create_server(app, map=self.map, host=host, port=port, threads=threads)
+        self.stopping = stopping or threading.Event()
+        self.grace = grace
+
+    def serve(self) -> None:
+        from waitress import wasyncore
+
+        adj = self.server.adj
+        # one loop round at a time, so that a set ``stopping`` is seen within a second
+        # (a signal interrupts the poll; the handler runs; the poll resumes until timeout)
+        while not self.stopping.is_set():
+            wasyncore.loop(
+                timeout=adj.asyncore_loop_timeout,
+                map=self.map,
+                use_poll=adj.asyncore_use_poll,
+                count=1,
+            )
+        # stop listening (only the listening socket: the trigger still wakes the loop
+        # when a worker thread has a response ready), then finish what is in flight
+        wasyncore.dispatcher.close(self.server)
+        deadline = time.monotonic() + self.grace
+        while self.in_flight() and time.monotonic() < deadline:
+            wasyncore.loop(timeout=0.05, map=self.map, use_poll=adj.asyncore_use_poll, count=1)
+        self.server.task_dispatcher.shutdown()
+        wasyncore.close_all(self.map)
+
+    def in_flight(self) -> bool:
+        """A connection holds a request being received or run, or a response not yet sent."""
+        return any(
+            getattr(ch, "request", None) is not None
+            or getattr(ch, "requests", None)
+            or getattr(ch, "total_outbufs_len", 0)
+            for ch in list(self.map.values())
+        )

@@ -1,0 +1,157 @@
+"""``python -m edge.sync.demo`` as a supervisor: a signal to it alone stops every child, a
+child that dies is named and stops the demo, and an ordinary member sale opens no exception
+at HQ (HQ holds the rules the stores price with)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sync.helpers import ROOT, wait_until
+
+pytestmark = pytest.mark.skipif(
+    not (Path("/usr/sbin/mosquitto").exists() or os.path.exists("/usr/bin/mosquitto")),
+    reason="mosquitto is not installed",
+)
+
+
+class Demo:
+    """The demo in a session of its own (signals reach it alone), started as a shell starts
+    a background job: with SIGINT ignored, which Python then leaves ignored unless the
+    program installs a handler of its own."""
+
+    def __init__(self, workdir: Path) -> None:
+        demo = [sys.executable, "-m", "edge.sync.demo", "--dir", str(workdir), "--members", "2"]
+        self.proc = subprocess.Popen(
+            ["/bin/sh", "-c", "trap '' INT; exec \"$@\"", "sh", *demo],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.tills: dict[str, str] = {}
+        self.banner: list[str] = []
+        for line in self.proc.stdout:
+            self.banner.append(line)
+            if "till API" in line:
+                code, url = line.split()[1], line.split()[4].removesuffix("/status")
+                self.tills[code] = url
+            elif "HQ API" in line:
+                self.hq_api = line.split()[2].removesuffix("/stores")
+            elif line.startswith("  staff"):
+                break
+        else:
+            raise AssertionError(f"the demo did not start: {self.proc.stderr.read()}")
+        self.children = child_pids(self.proc.pid)
+
+    def finish(self, timeout: float = 40.0) -> tuple[int, str]:
+        code = self.proc.wait(timeout=timeout)
+        err = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code, err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            pipe.close()
+        for pid in self.children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def child_pids(pid: int) -> dict[int, str]:
+    """The processes whose parent is ``pid``, with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                cmdline = (stat.parent / "cmdline").read_bytes()
+                found[int(stat.parent.name)] = cmdline.replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaps counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def call(url: str, body: dict | None = None, token: str | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as res:  # noqa: S310 (a local test server)
+        return json.loads(res.read())
+
+
+@pytest.fixture
+def demo(tmp_path):
+    started = Demo(tmp_path / "chain")
+    yield started
+    started.kill()
+
+
+def assert_all_gone(demo: Demo) -> None:
+    # the broker, HQ's ingest worker and API, and per store a till and a sync agent
+    assert len(demo.children) == 7, "\n".join(demo.children.values())
+    left = [demo.children[pid] for pid in demo.children if alive(pid)]
+    assert left == []
+
+
+def test_a_member_sale_opens_no_exception_and_sigterm_stops_every_child(demo):
+    till = demo.tills["S001"]
+    token = call(f"{till}/session", {"staff_code": "1001", "pin": "1234"})["token"]
+    sale = {
+        "member": {"card_no": "C0001"},
+        "lines": [{"sku": "P0001", "qty": 1}],
+        "tenders": [{"kind": "cash", "amount": 100000}],
+    }
+    call(f"{till}/sales", sale, token)
+    wait_until(lambda: call(f"{till}/status")["outbox"]["pending"] == 0, 30, "HQ acks the sale")
+    assert call(f"{demo.hq_api}/exceptions")["exceptions"] == []
+    demo.proc.send_signal(signal.SIGTERM)  # to the demo alone: it is a session of its own
+    code, err = demo.finish()
+    assert code == 0, err
+    assert_all_gone(demo)
+
+
+def test_sigint_to_the_demo_alone_stops_every_child(demo):
+    demo.proc.send_signal(signal.SIGINT)
+    code, err = demo.finish()
+    assert code == 0, err
+    assert_all_gone(demo)
+
+
+def test_a_child_that_dies_is_named_and_stops_the_demo(demo):
+    sync = next(
+        pid for pid, args in demo.children.items() if "serve-sync" in args and "S002" in args
+    )
+    started = time.monotonic()
+    os.kill(sync, signal.SIGKILL)
+    code, err = demo.finish()
+    assert code == 1
+    assert "S002-sync exited with code -9" in err
+    assert time.monotonic() - started < 30
+    assert_all_gone(demo)
