@@ -12,9 +12,9 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
@@ -173,6 +173,7 @@ def validate_item(raw: Any, where: str = "item") -> UpItem:
         _require(body, key, typ, f"{where} {kind} body")
     if kind == "registration":
         validate_password_hash(body.get("password_hash"), f"{where} registration body")
+    BODY_VALIDATORS[kind](body, f"{where} {kind} body")
     return UpItem(v, store, seq, item_id, kind, occurred_at, rules_version, body)
 
 
@@ -807,3 +808,396 @@ def offline_allowance(policy: OfflinePolicy, cached_balance: int, spent_today: i
     if policy.mode == "online_only":
         return 0
     return max(0, min(policy.daily_limit - spent_today, cached_balance))
+
+
+# ---- up item bodies -----------------------------------------------------------------
+# Every field of every up item's body, typed, with one validator per kind that checks
+# types, signs and bounds (docs/protocol.md, "Item bodies", lists them with their
+# meaning). What a field means for money (sums, splits, the rules) is checked by HQ
+# against the rules version and the sale a return names (hq/apply.py, "Money checks").
+# Keys a body carries beyond these are ignored by HQ.
+
+MAX_ID_LEN = 64  # sale, return, top-up, lot and authorization ids (UUIDs at today's tills)
+MAX_CODE_LEN = 64  # card numbers, SKUs, staff codes (the till's own cap, edge/services/members)
+MAX_NAME_LEN = 128  # product and member names
+MAX_LABEL_LEN = 32  # card types, tiers, rounding modes, tender kinds
+MAX_TIME_LEN = 40  # ISO dates and times
+MAX_BODY_LINES = 200  # lines per sale (the till's MAX_LINES)
+MAX_BODY_TENDERS = 10
+MAX_LOT_PAIRS = 1000  # [lot_id, points] pairs a spend or a restore names
+MAX_LINE_QTY = 99_999  # core.money.MAX_QTY
+TENDER_KINDS_ON_WIRE = ("cash", "stored_value", "points")  # core.tenders.TENDER_KINDS
+GENDERS_ON_WIRE = ("M", "F", "")
+CALENDARS_ON_WIRE = ("solar", "lunar")
+
+
+class SplitBody(TypedDict):
+    principal: int  # fen of paid-in stored value, 0..MAX_AMOUNT
+    bonus: int  # fen of given stored value (充500送100), 0..MAX_AMOUNT
+
+
+class TenderBody(TypedDict):
+    kind: str  # cash | stored_value | points
+    amount: int  # fen kept by this tender (cash net of change), 1..MAX_AMOUNT
+
+
+class LineInputBody(TypedDict):
+    """One basket line as the till priced it (core.pricing.LineInput)."""
+
+    sku: str
+    name: str
+    qty: int
+    unit_price: int
+    promo_price: int | None
+    line_discount: int
+    no_member_discount: bool
+    no_points: bool
+
+
+class MemberContextBody(TypedDict):
+    member_id: str
+    card_type: str | None
+    tier: str | None
+
+
+class PricingInputBody(TypedDict):
+    lines: list[LineInputBody]
+    member: MemberContextBody | None
+    order_discount_rate: int  # permille, 0..1000
+    manual_adjustment: int  # fen, 0..MAX_AMOUNT
+    rounding: str | None  # core.money.Rounding value the store priced with
+
+
+class PricedLineBody(TypedDict):
+    """One priced line (core.pricing.PricedLine)."""
+
+    line_no: int
+    sku: str
+    name: str
+    qty: int
+    unit_price: int
+    list_price: int
+    gross: int
+    line_discount: int
+    member_discount: int
+    order_discount: int
+    manual_adjustment: int
+    rounding: int
+    amount: int
+    promo: bool
+    earns_points: bool
+
+
+class PointsLotBody(TypedDict):
+    lot_id: str
+    earned_on: str  # ISO date
+    expires_on: str  # ISO date, the last day the points can be used
+
+
+class SaleBody(TypedDict):
+    sale_id: str
+    member_id: str | None
+    card_no: str | None
+    cashier: str
+    approved_by: NotRequired[str | None]
+    pricing_input: PricingInputBody
+    lines: list[PricedLineBody]
+    subtotal: int
+    line_discount: NotRequired[int]
+    member_discount: int
+    order_discount: int
+    manual_adjustment: int
+    rounding: int
+    total: int
+    tenders: list[TenderBody]
+    change: int
+    stored_value: SplitBody
+    points_used: int
+    points_lots_used: list[tuple[str, int]]
+    points_earned: int
+    points_lot: PointsLotBody | None
+    offline: bool
+    authorization_id: str | None
+
+
+class ReturnLineBody(TypedDict):
+    line_no: int
+    sku: NotRequired[str]
+    name: NotRequired[str]
+    qty: int
+    amount: int
+
+
+class ReturnBody(TypedDict):
+    return_id: str
+    sale_id: str
+    member_id: str | None
+    cashier: str
+    approved_by: NotRequired[str | None]
+    lines: list[ReturnLineBody]
+    refund_total: int
+    tenders: list[TenderBody]
+    stored_value: SplitBody
+    points_restored: int
+    points_lots_restored: list[tuple[str, int]]
+    points_reversed: int
+    points_debt: int
+
+
+class TopUpBody(TypedDict):
+    topup_id: str
+    member_id: str
+    principal: int
+    bonus: int
+    tender: str  # "cash"
+    cashier: str
+
+
+class RegistrationBody(TypedDict):
+    member_id: str
+    name: str
+    phone: str
+    gender: str
+    birthday: str | None
+    birthday_calendar: str
+    birthday_leap_month: bool
+    card_no: str | None
+    card_type: str | None
+    tier: NotRequired[str | None]
+    staff_code: str | None
+    password_hash: NotRequired[str | None]
+    cashier: NotRequired[str]
+    registered_at: str
+
+
+def _text(
+    obj: dict[str, Any],
+    key: str,
+    where: str,
+    max_len: int,
+    *,
+    optional: bool = False,
+    nullable: bool = False,
+    min_len: int = 1,
+) -> str | None:
+    """``obj[key]`` as a string of ``min_len``..``max_len`` characters (or None when
+    ``nullable``; absent when ``optional``); ProtocolError naming the field if not."""
+    if key not in obj and optional:
+        return None
+    if nullable and obj.get(key, 0) is None:
+        return None
+    value = _require(obj, key, str, where)
+    if not min_len <= len(value) <= max_len:
+        raise ProtocolError(
+            f"{where}: {key} must be {min_len}..{max_len} characters, got {len(value)}", field=key
+        )
+    return value
+
+
+def _flag(obj: dict[str, Any], key: str, where: str, *, optional: bool = False) -> bool:
+    if key not in obj and optional:
+        return False
+    return _require(obj, key, bool, where)
+
+
+def _amount(obj: dict[str, Any], key: str, where: str, lo: int = 0) -> int:
+    """Money or points: an int within ``lo``..MAX_AMOUNT."""
+    return int_in(obj, key, where, lo, MAX_AMOUNT)
+
+
+def _object(obj: dict[str, Any], key: str, where: str, *, nullable: bool = False) -> Any:
+    if nullable and obj.get(key, 0) is None:
+        return None
+    return _require(obj, key, dict, where)
+
+
+def _list(obj: dict[str, Any], key: str, where: str, max_items: int, min_items: int = 0) -> list:
+    value = _require(obj, key, list, where)
+    if not min_items <= len(value) <= max_items:
+        raise ProtocolError(
+            f"{where}: {key} must hold {min_items}..{max_items} entries, got {len(value)}",
+            field=key,
+        )
+    return value
+
+
+def _entry(value: Any, where: str, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where}: must be an object", field=key)
+    return value
+
+
+def _member_id(obj: dict[str, Any], key: str, where: str, *, nullable: bool) -> str | None:
+    if nullable and obj.get(key, 0) is None:
+        return None
+    value = _require(obj, key, str, where)
+    if not is_uuid(value):
+        raise ProtocolError(f"{where}: {key} is not a UUID", field=key)
+    return value
+
+
+def _split_body(obj: dict[str, Any], key: str, where: str) -> None:
+    split = _object(obj, key, where)
+    for part in ("principal", "bonus"):
+        _amount(split, part, f"{where} {key}")
+
+
+def _tenders_body(obj: dict[str, Any], where: str) -> None:
+    for i, raw in enumerate(_list(obj, "tenders", where, MAX_BODY_TENDERS)):
+        w = f"{where} tenders[{i}]"
+        tender = _entry(raw, w, "tenders")
+        kind = _text(tender, "kind", w, MAX_LABEL_LEN)
+        if kind not in TENDER_KINDS_ON_WIRE:
+            raise ProtocolError(f"{w}: kind must be one of {TENDER_KINDS_ON_WIRE}", field="kind")
+        _amount(tender, "amount", w, lo=1)
+
+
+def _lot_pairs(obj: dict[str, Any], key: str, where: str) -> None:
+    for i, pair in enumerate(_list(obj, key, where, MAX_LOT_PAIRS)):
+        w = f"{where} {key}[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ProtocolError(f"{w}: must be [lot_id, points]", field=key)
+        _text({"lot_id": pair[0]}, "lot_id", w, MAX_ID_LEN)
+        _amount({"points": pair[1]}, "points", w, lo=1)
+
+
+def _goods_line(raw: Any, where: str) -> dict[str, Any]:
+    """What every line of a basket names: the goods and how many."""
+    line = _entry(raw, where, "lines")
+    _text(line, "sku", where, MAX_CODE_LEN)
+    _text(line, "name", where, MAX_NAME_LEN, min_len=0)
+    int_in(line, "qty", where, 1, MAX_LINE_QTY)
+    return line
+
+
+def _cashier(obj: dict[str, Any], where: str) -> None:
+    _text(obj, "cashier", where, MAX_CODE_LEN)
+    _text(obj, "approved_by", where, MAX_CODE_LEN, optional=True, nullable=True)
+
+
+def validate_sale_body(body: dict[str, Any], where: str = "sale body") -> SaleBody:
+    _text(body, "sale_id", where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=True)
+    _text(body, "card_no", where, MAX_CODE_LEN, nullable=True)
+    _cashier(body, where)
+    pi_where = f"{where} pricing_input"
+    pi = _object(body, "pricing_input", where)
+    for i, raw in enumerate(_list(pi, "lines", pi_where, MAX_BODY_LINES, 1)):
+        w = f"{pi_where} lines[{i}]"
+        line = _goods_line(raw, w)
+        _amount(line, "unit_price", w)
+        if line.get("promo_price", 0) is not None:
+            _amount(line, "promo_price", w)
+        _amount(line, "line_discount", w)
+        _flag(line, "no_member_discount", w)
+        _flag(line, "no_points", w)
+    member = _object(pi, "member", pi_where, nullable=True)
+    if member is not None:
+        w = f"{pi_where} member"
+        _member_id(member, "member_id", w, nullable=False)
+        _text(member, "card_type", w, MAX_LABEL_LEN, nullable=True, min_len=0)
+        _text(member, "tier", w, MAX_LABEL_LEN, optional=True, nullable=True, min_len=0)
+    int_in(pi, "order_discount_rate", pi_where, 0, 1000)
+    _amount(pi, "manual_adjustment", pi_where)
+    _text(pi, "rounding", pi_where, MAX_LABEL_LEN, optional=True, nullable=True, min_len=0)
+    for i, raw in enumerate(_list(body, "lines", where, MAX_BODY_LINES, 1)):
+        w = f"{where} lines[{i}]"
+        line = _goods_line(raw, w)
+        int_in(line, "line_no", w, 1, MAX_BODY_LINES)
+        for key in ("unit_price", "list_price", "gross", "amount"):
+            int_in(line, key, w, 0, MAX_WIRE_INT)
+        for key in ("line_discount", "member_discount", "order_discount", "manual_adjustment"):
+            int_in(line, key, w, 0, MAX_WIRE_INT)
+        int_in(line, "rounding", w, -MAX_AMOUNT, MAX_AMOUNT)
+        _flag(line, "promo", w)
+        _flag(line, "earns_points", w)
+    for key in ("subtotal", "member_discount", "order_discount"):
+        int_in(body, key, where, 0, MAX_WIRE_INT)
+    if "line_discount" in body:
+        int_in(body, "line_discount", where, 0, MAX_WIRE_INT)
+    _amount(body, "manual_adjustment", where)
+    int_in(body, "rounding", where, -MAX_AMOUNT, MAX_AMOUNT)
+    _amount(body, "total", where)
+    _tenders_body(body, where)
+    _amount(body, "change", where)
+    _split_body(body, "stored_value", where)
+    _amount(body, "points_used", where)
+    _lot_pairs(body, "points_lots_used", where)
+    _amount(body, "points_earned", where)
+    lot = _object(body, "points_lot", where, nullable=True)
+    if lot is not None:
+        w = f"{where} points_lot"
+        _text(lot, "lot_id", w, MAX_ID_LEN)
+        _text(lot, "earned_on", w, MAX_TIME_LEN)
+        _text(lot, "expires_on", w, MAX_TIME_LEN)
+    _flag(body, "offline", where)
+    _text(body, "authorization_id", where, MAX_ID_LEN, optional=True, nullable=True)
+    return cast(SaleBody, body)
+
+
+def validate_return_body(body: dict[str, Any], where: str = "return body") -> ReturnBody:
+    _text(body, "return_id", where, MAX_ID_LEN)
+    _text(body, "sale_id", where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=True)
+    _cashier(body, where)
+    for i, raw in enumerate(_list(body, "lines", where, MAX_BODY_LINES, 1)):
+        w = f"{where} lines[{i}]"
+        line = _entry(raw, w, "lines")
+        int_in(line, "line_no", w, 1, MAX_BODY_LINES)
+        _text(line, "sku", w, MAX_CODE_LEN, optional=True)
+        _text(line, "name", w, MAX_NAME_LEN, optional=True, min_len=0)
+        int_in(line, "qty", w, 1, MAX_LINE_QTY)
+        _amount(line, "amount", w)
+    _amount(body, "refund_total", where)
+    _tenders_body(body, where)
+    _split_body(body, "stored_value", where)
+    _amount(body, "points_restored", where)
+    _lot_pairs(body, "points_lots_restored", where)
+    _amount(body, "points_reversed", where)
+    _amount(body, "points_debt", where)
+    return cast(ReturnBody, body)
+
+
+def validate_topup_body(body: dict[str, Any], where: str = "topup body") -> TopUpBody:
+    _text(body, "topup_id", where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=False)
+    _amount(body, "principal", where, lo=1)
+    _amount(body, "bonus", where)
+    if _text(body, "tender", where, MAX_LABEL_LEN) != "cash":
+        raise ProtocolError(f"{where}: tender must be 'cash'", field="tender")
+    _text(body, "cashier", where, MAX_CODE_LEN)
+    return cast(TopUpBody, body)
+
+
+def validate_registration_body(
+    body: dict[str, Any], where: str = "registration body"
+) -> RegistrationBody:
+    _member_id(body, "member_id", where, nullable=False)
+    _text(body, "name", where, MAX_NAME_LEN)
+    _text(body, "phone", where, MAX_LABEL_LEN)
+    gender = _text(body, "gender", where, 1, optional=True, min_len=0) or ""
+    if gender not in GENDERS_ON_WIRE:
+        raise ProtocolError(f"{where}: gender must be M, F or empty", field="gender")
+    _text(body, "birthday", where, MAX_TIME_LEN, optional=True, nullable=True)
+    calendar = _text(body, "birthday_calendar", where, MAX_LABEL_LEN, optional=True) or "solar"
+    if calendar not in CALENDARS_ON_WIRE:
+        raise ProtocolError(
+            f"{where}: birthday_calendar must be one of {CALENDARS_ON_WIRE}",
+            field="birthday_calendar",
+        )
+    _flag(body, "birthday_leap_month", where, optional=True)
+    _text(body, "card_no", where, MAX_CODE_LEN, optional=True, nullable=True)
+    _text(body, "card_type", where, MAX_LABEL_LEN, optional=True, nullable=True)
+    _text(body, "tier", where, MAX_LABEL_LEN, optional=True, nullable=True)
+    _text(body, "staff_code", where, MAX_CODE_LEN, optional=True, nullable=True)
+    _text(body, "cashier", where, MAX_CODE_LEN, optional=True)
+    _text(body, "registered_at", where, MAX_TIME_LEN)
+    return cast(RegistrationBody, body)
+
+
+BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
+    "sale": validate_sale_body,
+    "return": validate_return_body,
+    "topup": validate_topup_body,
+    "registration": validate_registration_body,
+}
