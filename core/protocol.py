@@ -819,7 +819,7 @@ def offline_allowance(policy: OfflinePolicy, cached_balance: int, spent_today: i
 
 MAX_ID_LEN = 64  # sale, return, top-up, lot and authorization ids (UUIDs at today's tills)
 MAX_CODE_LEN = 64  # card numbers, SKUs, staff codes (the till's own cap, edge/services/members)
-MAX_NAME_LEN = 128  # product and member names
+MAX_NAME_LEN = 255  # product and member names (HQ keeps them in 255-character columns)
 MAX_LABEL_LEN = 32  # card types, tiers, rounding modes, tender kinds
 MAX_TIME_LEN = 40  # ISO dates and times
 MAX_BODY_LINES = 200  # lines per sale (the till's MAX_LINES)
