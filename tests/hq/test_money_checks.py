@@ -16,6 +16,7 @@ from peewee import fn
 
 from core import protocol as p
 from core.ids import uuid7
+from edge.models import Outbox
 from edge.services import members as member_svc
 from edge.services import sales as sales_svc
 from edge.services.context import SpendDecision, SpendRequest
@@ -356,6 +357,60 @@ def test_points_returned_after_being_spent_are_one_debt_everywhere(
         assert sum(lot.remaining for lot in lots) == 140
         caught_up(box)
         assert till_points() == 140
+        assert box.ledger_matches_balances() == []
+    finally:
+        box.close()
+
+
+def test_what_a_real_till_sends_passes_every_check(tmp_path, mosquitto, worker, hq_db):
+    """Top-up, a sale paid with stored value, points and cash, two partial returns and a
+    final one, a walk-in sale: HQ applies every item as the till wrote it (no refusal,
+    no exception) and every figure agrees with the till's."""
+    box = StoreBox(tmp_path / "a", f"R{uuid7()[-6:]}", mosquitto.url, authorizer=ApprovedOnline())
+    try:
+        box.till.clock = _friday_clock()
+        box.load_demo(members=2)
+        zhang = {"card_no": "C0001"}
+        box.top_up(zhang, 50000)  # and the rules' 10,000 bonus
+        box.sell(zhang, [{"sku": "P0010", "qty": 2}], [{"kind": "cash", "amount": 20000}])
+        basket = [
+            {"sku": "P0003", "qty": 3},
+            {"sku": "P0006", "qty": 2},  # no member discount
+            {"sku": "P0008", "qty": 1},  # earns no points
+        ]
+        paid = [
+            {"kind": "stored_value", "amount": 10000},
+            {"kind": "points", "amount": 150},
+            {"kind": "cash", "amount": 50000},
+        ]
+        sale = box.sell(zhang, basket, paid, password="123456")
+        box.sell(None, [{"sku": "P0001", "qty": 5}], [{"kind": "cash", "amount": 1000}])
+        with box.bound():
+            staff = box.staff()
+            for lines in ([(1, 1)], [(1, 1), (2, 1)], None):
+                sales_svc.return_sale(box.till, staff, sale["sale_id"], lines, MANAGER)
+        zhang_id = box.member_by_phone(ZHANG).id
+        box.start_agent()
+        wait_until(lambda: box.pending() == 0, 30, "the store drained")
+        rejected = box.query(
+            lambda: [
+                (o.seq, o.kind, o.reject_reason)
+                for o in Outbox.select().where(Outbox.reject_code.is_null(False))
+            ]
+        )
+        assert rejected == []
+        assert HqException.select().where(HqException.store == box.code).count() == 0
+        assert Return.select().where(Return.sale_id == sale["sale_id"]).count() == 3
+        m = Member.get_by_id(zhang_id)
+        caught_up(box)
+        with box.bound():
+            shown = member_svc.summary(box.till, member_svc.resolve(zhang_id))
+        assert balances(zhang_id) == (
+            shown["stored_value"]["principal"],
+            shown["stored_value"]["bonus"],
+            shown["points"],
+        )
+        assert (m.sv_principal + m.sv_bonus, m.points) == (60000, 320)
         assert box.ledger_matches_balances() == []
     finally:
         box.close()
