@@ -35,23 +35,10 @@ INGEST_SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/+/up/#"
 
 STORE_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
-# Kinds of item a store sends up. Each names the body fields it requires; the full
-# bodies (all money integer fen) are:
-#   sale: {sale_id, member_id|null, card_no|null, cashier, pricing_input: {lines: [{sku,
-#     name, qty, unit_price, promo_price|null, line_discount, no_member_discount,
-#     no_points}], member: {member_id, card_type, tier}|null, order_discount_rate,
-#     manual_adjustment, rounding}, lines: [priced line], subtotal, member_discount,
-#     order_discount, manual_adjustment, rounding, total, tenders: [{kind, amount}],
-#     change, stored_value: {principal, bonus}, points_used, points_lots_used:
-#     [[lot_id, n]], points_earned, points_lot: {lot_id, earned_on, expires_on}|null,
-#     offline: bool, authorization_id|null}
-#   return: {return_id, sale_id, member_id|null, cashier, lines: [{line_no, qty, amount}],
-#     refund_total, tenders, stored_value: {principal, bonus}, points_restored,
-#     points_lots_restored: [[lot_id, n]], points_reversed, points_debt}
-#   topup: {topup_id, member_id, principal, bonus, tender: "cash", cashier}
-#   registration: {member_id, name, phone, gender, birthday, birthday_calendar,
-#     birthday_leap_month, card_no|null, card_type, staff_code|null, registered_at,
-#     password_hash|null (optional; see PASSWORD_HASH_RE)}
+# Kinds of item a store sends up, each with the body fields every item of it must have.
+# The full bodies are typed below ("up item bodies": SaleBody, ReturnBody, TopUpBody,
+# RegistrationBody), each checked by its validator in BODY_VALIDATORS, and documented
+# field by field in docs/protocol.md ("Item bodies"). All money is integer fen.
 UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "sale": {"sale_id": str, "lines": list, "total": int, "tenders": list},
     "return": {"return_id": str, "sale_id": str, "lines": list, "refund_total": int},
