@@ -981,25 +981,63 @@ def _text(
     return value
 
 
-def _flag(obj: dict[str, Any], key: str, where: str, *, optional: bool = False) -> bool:
-    if key not in obj and optional:
-        return False
-    return _require(obj, key, bool, where)
+# The checks below run for every item HQ ingests, so each group of fields takes one
+# call with a fast test per field; the detailed helper above runs only to word the
+# refusal of a field that fails it.
+_MISSING = object()
+_UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 
 
-def _amount(obj: dict[str, Any], key: str, where: str, lo: int = 0) -> int:
-    """Money or points: an int within ``lo``..MAX_AMOUNT."""
-    return int_in(obj, key, where, lo, MAX_AMOUNT)
+def _ints(obj: dict[str, Any], keys: tuple[str, ...], where: str, lo: int, hi: int) -> None:
+    for key in keys:
+        value = obj.get(key, _MISSING)
+        if type(value) is not int or not lo <= value <= hi:
+            int_in(obj, key, where, lo, hi)
+
+
+def _amounts(obj: dict[str, Any], keys: tuple[str, ...], where: str, lo: int = 0) -> None:
+    """Money or points: ints within ``lo``..MAX_AMOUNT."""
+    _ints(obj, keys, where, lo, MAX_AMOUNT)
+
+
+def _texts(
+    obj: dict[str, Any], keys: tuple[str, ...], where: str, max_len: int, min_len: int = 1
+) -> None:
+    for key in keys:
+        value = obj.get(key)
+        if type(value) is not str or not min_len <= len(value) <= max_len:
+            _text(obj, key, where, max_len, min_len=min_len)
+
+
+def _optional_texts(
+    obj: dict[str, Any], keys: tuple[str, ...], where: str, max_len: int, min_len: int = 1
+) -> None:
+    """Strings that may be absent or null."""
+    for key in keys:
+        value = obj.get(key)
+        if value is not None and (type(value) is not str or not min_len <= len(value) <= max_len):
+            _text(obj, key, where, max_len, min_len=min_len)
+
+
+def _flags(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if type(obj.get(key)) is not bool:
+            _require(obj, key, bool, where)
 
 
 def _object(obj: dict[str, Any], key: str, where: str, *, nullable: bool = False) -> Any:
-    if nullable and obj.get(key, 0) is None:
+    value = obj.get(key, _MISSING)
+    if nullable and value is None:
         return None
-    return _require(obj, key, dict, where)
+    return value if type(value) is dict else _require(obj, key, dict, where)
 
 
 def _list(obj: dict[str, Any], key: str, where: str, max_items: int, min_items: int = 0) -> list:
-    value = _require(obj, key, list, where)
+    value = obj.get(key)
+    if type(value) is not list:
+        value = _require(obj, key, list, where)
     if not min_items <= len(value) <= max_items:
         raise ProtocolError(
             f"{where}: {key} must hold {min_items}..{max_items} entries, got {len(value)}",
@@ -1008,151 +1046,176 @@ def _list(obj: dict[str, Any], key: str, where: str, max_items: int, min_items: 
     return value
 
 
-def _entry(value: Any, where: str, key: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ProtocolError(f"{where}: must be an object", field=key)
-    return value
+def _each(
+    obj: dict[str, Any],
+    key: str,
+    where: str,
+    max_items: int,
+    check: Callable[[dict[str, Any]], None],
+    min_items: int = 0,
+) -> None:
+    """``check`` every object of the list ``obj[key]``; a refusal names the entry."""
+    for i, entry in enumerate(_list(obj, key, where, max_items, min_items)):
+        if type(entry) is not dict:
+            raise ProtocolError(f"{where} {key}[{i}]: must be an object", field=key)
+        try:
+            check(entry)
+        except ProtocolError as exc:
+            message = exc.message.removeprefix(_ENTRY + ": ")
+            raise ProtocolError(f"{where} {key}[{i}]: {message}", field=exc.field) from None
+
+
+_ENTRY = "entry"  # the ``where`` of a check run by _each: replaced by the entry's path
 
 
 def _member_id(obj: dict[str, Any], key: str, where: str, *, nullable: bool) -> str | None:
-    if nullable and obj.get(key, 0) is None:
+    value = obj.get(key, _MISSING)
+    if nullable and value is None:
         return None
-    value = _require(obj, key, str, where)
-    if not is_uuid(value):
+    if type(value) is not str:
+        value = _require(obj, key, str, where)
+    if not _UUID_RE.match(value):
         raise ProtocolError(f"{where}: {key} is not a UUID", field=key)
     return value
 
 
 def _split_body(obj: dict[str, Any], key: str, where: str) -> None:
-    split = _object(obj, key, where)
-    for part in ("principal", "bonus"):
-        _amount(split, part, f"{where} {key}")
+    _amounts(_object(obj, key, where), ("principal", "bonus"), f"{where} {key}")
 
 
-def _tenders_body(obj: dict[str, Any], where: str) -> None:
-    for i, raw in enumerate(_list(obj, "tenders", where, MAX_BODY_TENDERS)):
-        w = f"{where} tenders[{i}]"
-        tender = _entry(raw, w, "tenders")
-        kind = _text(tender, "kind", w, MAX_LABEL_LEN)
-        if kind not in TENDER_KINDS_ON_WIRE:
-            raise ProtocolError(f"{w}: kind must be one of {TENDER_KINDS_ON_WIRE}", field="kind")
-        _amount(tender, "amount", w, lo=1)
+def _tender(tender: dict[str, Any]) -> None:
+    if tender.get("kind") not in TENDER_KINDS_ON_WIRE:
+        _text(tender, "kind", _ENTRY, MAX_LABEL_LEN)
+        raise ProtocolError(f"{_ENTRY}: kind must be one of {TENDER_KINDS_ON_WIRE}", field="kind")
+    _amounts(tender, ("amount",), _ENTRY, lo=1)
 
 
 def _lot_pairs(obj: dict[str, Any], key: str, where: str) -> None:
     for i, pair in enumerate(_list(obj, key, where, MAX_LOT_PAIRS)):
-        w = f"{where} {key}[{i}]"
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise ProtocolError(f"{w}: must be [lot_id, points]", field=key)
-        _text({"lot_id": pair[0]}, "lot_id", w, MAX_ID_LEN)
-        _amount({"points": pair[1]}, "points", w, lo=1)
+        ok = (
+            type(pair) is list
+            and len(pair) == 2
+            and type(pair[0]) is str
+            and 1 <= len(pair[0]) <= MAX_ID_LEN
+            and type(pair[1]) is int
+            and 1 <= pair[1] <= MAX_AMOUNT
+        )
+        if not ok:
+            w = f"{where} {key}[{i}]"
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ProtocolError(f"{w}: must be [lot_id, points]", field=key)
+            _text({"lot_id": pair[0]}, "lot_id", w, MAX_ID_LEN)
+            _amounts({"points": pair[1]}, ("points",), w, lo=1)
 
 
-def _goods_line(raw: Any, where: str) -> dict[str, Any]:
+def _pricing_line(line: dict[str, Any]) -> None:
+    _goods_line(line)
+    _amounts(line, ("unit_price", "line_discount"), _ENTRY)
+    if line.get("promo_price") is not None:
+        _amounts(line, ("promo_price",), _ENTRY)
+    _flags(line, ("no_member_discount", "no_points"), _ENTRY)
+
+
+def _priced_line(line: dict[str, Any]) -> None:
+    _goods_line(line)
+    _ints(line, ("line_no",), _ENTRY, 1, MAX_BODY_LINES)
+    _ints(line, _PRICED_LINE_FIGURES, _ENTRY, 0, MAX_WIRE_INT)
+    _ints(line, ("rounding",), _ENTRY, -MAX_AMOUNT, MAX_AMOUNT)
+    _flags(line, ("promo", "earns_points"), _ENTRY)
+
+
+_PRICED_LINE_FIGURES = (
+    "unit_price",
+    "list_price",
+    "gross",
+    "amount",
+    "line_discount",
+    "member_discount",
+    "order_discount",
+    "manual_adjustment",
+)
+
+
+def _goods_line(line: dict[str, Any]) -> None:
     """What every line of a basket names: the goods and how many."""
-    line = _entry(raw, where, "lines")
-    _text(line, "sku", where, MAX_CODE_LEN)
-    _text(line, "name", where, MAX_NAME_LEN, min_len=0)
-    int_in(line, "qty", where, 1, MAX_LINE_QTY)
-    return line
+    _texts(line, ("sku",), _ENTRY, MAX_CODE_LEN)
+    _texts(line, ("name",), _ENTRY, MAX_NAME_LEN, min_len=0)
+    _ints(line, ("qty",), _ENTRY, 1, MAX_LINE_QTY)
 
 
-def _cashier(obj: dict[str, Any], where: str) -> None:
-    _text(obj, "cashier", where, MAX_CODE_LEN)
-    _text(obj, "approved_by", where, MAX_CODE_LEN, optional=True, nullable=True)
+def _returned_line(line: dict[str, Any]) -> None:
+    _ints(line, ("line_no",), _ENTRY, 1, MAX_BODY_LINES)
+    _optional_texts(line, ("sku",), _ENTRY, MAX_CODE_LEN)
+    _optional_texts(line, ("name",), _ENTRY, MAX_NAME_LEN, min_len=0)
+    _ints(line, ("qty",), _ENTRY, 1, MAX_LINE_QTY)
+    _amounts(line, ("amount",), _ENTRY)
+
+
+def _staff(obj: dict[str, Any], where: str) -> None:
+    _texts(obj, ("cashier",), where, MAX_CODE_LEN)
+    _optional_texts(obj, ("approved_by",), where, MAX_CODE_LEN)
 
 
 def validate_sale_body(body: dict[str, Any], where: str = "sale body") -> SaleBody:
-    _text(body, "sale_id", where, MAX_ID_LEN)
+    _texts(body, ("sale_id",), where, MAX_ID_LEN)
     _member_id(body, "member_id", where, nullable=True)
-    _text(body, "card_no", where, MAX_CODE_LEN, nullable=True)
-    _cashier(body, where)
+    _optional_texts(body, ("card_no",), where, MAX_CODE_LEN)
+    if "card_no" not in body:
+        _require(body, "card_no", str, where)
+    _staff(body, where)
     pi_where = f"{where} pricing_input"
     pi = _object(body, "pricing_input", where)
-    for i, raw in enumerate(_list(pi, "lines", pi_where, MAX_BODY_LINES, 1)):
-        w = f"{pi_where} lines[{i}]"
-        line = _goods_line(raw, w)
-        _amount(line, "unit_price", w)
-        if line.get("promo_price", 0) is not None:
-            _amount(line, "promo_price", w)
-        _amount(line, "line_discount", w)
-        _flag(line, "no_member_discount", w)
-        _flag(line, "no_points", w)
+    _each(pi, "lines", pi_where, MAX_BODY_LINES, _pricing_line, 1)
     member = _object(pi, "member", pi_where, nullable=True)
     if member is not None:
         w = f"{pi_where} member"
         _member_id(member, "member_id", w, nullable=False)
-        _text(member, "card_type", w, MAX_LABEL_LEN, nullable=True, min_len=0)
-        _text(member, "tier", w, MAX_LABEL_LEN, optional=True, nullable=True, min_len=0)
-    int_in(pi, "order_discount_rate", pi_where, 0, 1000)
-    _amount(pi, "manual_adjustment", pi_where)
-    _text(pi, "rounding", pi_where, MAX_LABEL_LEN, optional=True, nullable=True, min_len=0)
-    for i, raw in enumerate(_list(body, "lines", where, MAX_BODY_LINES, 1)):
-        w = f"{where} lines[{i}]"
-        line = _goods_line(raw, w)
-        int_in(line, "line_no", w, 1, MAX_BODY_LINES)
-        for key in ("unit_price", "list_price", "gross", "amount"):
-            int_in(line, key, w, 0, MAX_WIRE_INT)
-        for key in ("line_discount", "member_discount", "order_discount", "manual_adjustment"):
-            int_in(line, key, w, 0, MAX_WIRE_INT)
-        int_in(line, "rounding", w, -MAX_AMOUNT, MAX_AMOUNT)
-        _flag(line, "promo", w)
-        _flag(line, "earns_points", w)
-    for key in ("subtotal", "member_discount", "order_discount"):
-        int_in(body, key, where, 0, MAX_WIRE_INT)
+        _optional_texts(member, ("card_type", "tier"), w, MAX_LABEL_LEN, min_len=0)
+        if "card_type" not in member:
+            _require(member, "card_type", str, w)
+    _ints(pi, ("order_discount_rate",), pi_where, 0, 1000)
+    _amounts(pi, ("manual_adjustment",), pi_where)
+    _optional_texts(pi, ("rounding",), pi_where, MAX_LABEL_LEN, min_len=0)
+    _each(body, "lines", where, MAX_BODY_LINES, _priced_line, 1)
+    _ints(body, ("subtotal", "member_discount", "order_discount"), where, 0, MAX_WIRE_INT)
     if "line_discount" in body:
-        int_in(body, "line_discount", where, 0, MAX_WIRE_INT)
-    _amount(body, "manual_adjustment", where)
-    int_in(body, "rounding", where, -MAX_AMOUNT, MAX_AMOUNT)
-    _amount(body, "total", where)
-    _tenders_body(body, where)
-    _amount(body, "change", where)
+        _ints(body, ("line_discount",), where, 0, MAX_WIRE_INT)
+    _ints(body, ("rounding",), where, -MAX_AMOUNT, MAX_AMOUNT)
+    _amounts(body, ("manual_adjustment", "total", "change", "points_used", "points_earned"), where)
+    _each(body, "tenders", where, MAX_BODY_TENDERS, _tender)
     _split_body(body, "stored_value", where)
-    _amount(body, "points_used", where)
     _lot_pairs(body, "points_lots_used", where)
-    _amount(body, "points_earned", where)
     lot = _object(body, "points_lot", where, nullable=True)
     if lot is not None:
         w = f"{where} points_lot"
-        _text(lot, "lot_id", w, MAX_ID_LEN)
-        _text(lot, "earned_on", w, MAX_TIME_LEN)
-        _text(lot, "expires_on", w, MAX_TIME_LEN)
-    _flag(body, "offline", where)
-    _text(body, "authorization_id", where, MAX_ID_LEN, optional=True, nullable=True)
+        _texts(lot, ("lot_id",), w, MAX_ID_LEN)
+        _texts(lot, ("earned_on", "expires_on"), w, MAX_TIME_LEN)
+    _flags(body, ("offline",), where)
+    _optional_texts(body, ("authorization_id",), where, MAX_ID_LEN)
     return cast(SaleBody, body)
 
 
 def validate_return_body(body: dict[str, Any], where: str = "return body") -> ReturnBody:
-    _text(body, "return_id", where, MAX_ID_LEN)
-    _text(body, "sale_id", where, MAX_ID_LEN)
+    _texts(body, ("return_id", "sale_id"), where, MAX_ID_LEN)
     _member_id(body, "member_id", where, nullable=True)
-    _cashier(body, where)
-    for i, raw in enumerate(_list(body, "lines", where, MAX_BODY_LINES, 1)):
-        w = f"{where} lines[{i}]"
-        line = _entry(raw, w, "lines")
-        int_in(line, "line_no", w, 1, MAX_BODY_LINES)
-        _text(line, "sku", w, MAX_CODE_LEN, optional=True)
-        _text(line, "name", w, MAX_NAME_LEN, optional=True, min_len=0)
-        int_in(line, "qty", w, 1, MAX_LINE_QTY)
-        _amount(line, "amount", w)
-    _amount(body, "refund_total", where)
-    _tenders_body(body, where)
+    _staff(body, where)
+    _each(body, "lines", where, MAX_BODY_LINES, _returned_line, 1)
+    _amounts(body, ("refund_total", "points_restored", "points_reversed", "points_debt"), where)
+    _each(body, "tenders", where, MAX_BODY_TENDERS, _tender)
     _split_body(body, "stored_value", where)
-    _amount(body, "points_restored", where)
     _lot_pairs(body, "points_lots_restored", where)
-    _amount(body, "points_reversed", where)
-    _amount(body, "points_debt", where)
     return cast(ReturnBody, body)
 
 
 def validate_topup_body(body: dict[str, Any], where: str = "topup body") -> TopUpBody:
-    _text(body, "topup_id", where, MAX_ID_LEN)
+    _texts(body, ("topup_id",), where, MAX_ID_LEN)
     _member_id(body, "member_id", where, nullable=False)
-    _amount(body, "principal", where, lo=1)
-    _amount(body, "bonus", where)
-    if _text(body, "tender", where, MAX_LABEL_LEN) != "cash":
+    _amounts(body, ("principal",), where, lo=1)
+    _amounts(body, ("bonus",), where)
+    if body.get("tender") != "cash":
+        _text(body, "tender", where, MAX_LABEL_LEN)
         raise ProtocolError(f"{where}: tender must be 'cash'", field="tender")
-    _text(body, "cashier", where, MAX_CODE_LEN)
+    _texts(body, ("cashier",), where, MAX_CODE_LEN)
     return cast(TopUpBody, body)
 
 
@@ -1160,25 +1223,23 @@ def validate_registration_body(
     body: dict[str, Any], where: str = "registration body"
 ) -> RegistrationBody:
     _member_id(body, "member_id", where, nullable=False)
-    _text(body, "name", where, MAX_NAME_LEN)
-    _text(body, "phone", where, MAX_LABEL_LEN)
-    gender = _text(body, "gender", where, 1, optional=True, min_len=0) or ""
-    if gender not in GENDERS_ON_WIRE:
+    _texts(body, ("name",), where, MAX_NAME_LEN)
+    _texts(body, ("phone",), where, MAX_LABEL_LEN)
+    if body.get("gender", "") not in GENDERS_ON_WIRE:
+        _text(body, "gender", where, 1, min_len=0)
         raise ProtocolError(f"{where}: gender must be M, F or empty", field="gender")
-    _text(body, "birthday", where, MAX_TIME_LEN, optional=True, nullable=True)
-    calendar = _text(body, "birthday_calendar", where, MAX_LABEL_LEN, optional=True) or "solar"
-    if calendar not in CALENDARS_ON_WIRE:
+    _optional_texts(body, ("birthday",), where, MAX_TIME_LEN)
+    _texts(body, ("registered_at",), where, MAX_TIME_LEN)
+    if body.get("birthday_calendar", "solar") not in CALENDARS_ON_WIRE:
+        _text(body, "birthday_calendar", where, MAX_LABEL_LEN)
         raise ProtocolError(
             f"{where}: birthday_calendar must be one of {CALENDARS_ON_WIRE}",
             field="birthday_calendar",
         )
-    _flag(body, "birthday_leap_month", where, optional=True)
-    _text(body, "card_no", where, MAX_CODE_LEN, optional=True, nullable=True)
-    _text(body, "card_type", where, MAX_LABEL_LEN, optional=True, nullable=True)
-    _text(body, "tier", where, MAX_LABEL_LEN, optional=True, nullable=True)
-    _text(body, "staff_code", where, MAX_CODE_LEN, optional=True, nullable=True)
-    _text(body, "cashier", where, MAX_CODE_LEN, optional=True)
-    _text(body, "registered_at", where, MAX_TIME_LEN)
+    if "birthday_leap_month" in body:
+        _flags(body, ("birthday_leap_month",), where)
+    _optional_texts(body, ("card_no", "staff_code", "cashier"), where, MAX_CODE_LEN)
+    _optional_texts(body, ("card_type", "tier"), where, MAX_LABEL_LEN)
     return cast(RegistrationBody, body)
 
 
