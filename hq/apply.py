@@ -430,8 +430,13 @@ def reprice(rules: Rules, body: dict[str, Any]) -> PricedBasket:
 # bounds were already checked by core.protocol.validate_item (invalid).
 
 
-def _refused(name: str, message: str) -> ValidationError:
-    return ValidationError(message, field=name)
+class MoneyRefused(ValidationError):
+    """An item whose money does not add up, refused before it wrote anything: the
+    ingest rejects it in place (apply_failed) instead of running the batch again."""
+
+
+def _refused(name: str, message: str) -> MoneyRefused:
+    return MoneyRefused(message, field=name)
 
 
 def _by_kind(tenders: list[dict[str, Any]]) -> dict[str, int]:

@@ -21,6 +21,7 @@ from edge.services import members as member_svc
 from edge.services import sales as sales_svc
 from edge.services.context import SpendDecision, SpendRequest
 from edge.sync.apply import down_cursor
+from hq import ingest as hq_ingest
 from hq.ingest import ingest_batch
 from hq.ledger import ledger_sums
 from hq.models import (
@@ -414,3 +415,24 @@ def test_what_a_real_till_sends_passes_every_check(tmp_path, mosquitto, worker, 
         assert box.ledger_matches_balances() == []
     finally:
         box.close()
+
+
+def test_money_refusals_cost_the_batch_no_second_attempt(hq_db, store_code, monkeypatch):
+    """A money check refuses before the item writes anything, so the ingest rejects it in
+    place: a batch full of attacks is still one transaction, not one more per refusal."""
+    items = Items(store_code)
+    mid = member_with_money(store_code, items)
+    attempts = []
+    real = hq_ingest._transaction
+
+    def counted(db, work):  # noqa: ANN001, ANN202
+        attempts.append(1)
+        return real(db, work)
+
+    monkeypatch.setattr(hq_ingest, "_transaction", counted)
+    attacks = [items.sale(mid, 0, points_earned=300) for _ in range(5)]
+    attacks += [items.topup(mid, 10000, 5000) for _ in range(5)]
+    ack = ingest(store_code, [*attacks, items.sale(mid, 1000)])
+    assert [r.seq for r in ack.rejected] == [a["seq"] for a in attacks]
+    assert len(attempts) == 1
+    assert balances(mid) == (50000, 10000, 110)
