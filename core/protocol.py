@@ -12,9 +12,9 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
@@ -36,23 +36,10 @@ INGEST_SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/+/up/#"
 
 STORE_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
-# Kinds of item a store sends up. Each names the body fields it requires; the full
-# bodies (all money integer fen) are:
-#   sale: {sale_id, member_id|null, card_no|null, cashier, pricing_input: {lines: [{sku,
-#     name, qty, unit_price, promo_price|null, line_discount, no_member_discount,
-#     no_points}], member: {member_id, card_type, tier}|null, order_discount_rate,
-#     manual_adjustment, rounding}, lines: [priced line], subtotal, member_discount,
-#     order_discount, manual_adjustment, rounding, total, tenders: [{kind, amount}],
-#     change, stored_value: {principal, bonus}, points_used, points_lots_used:
-#     [[lot_id, n]], points_earned, points_lot: {lot_id, earned_on, expires_on}|null,
-#     offline: bool, authorization_id|null}
-#   return: {return_id, sale_id, member_id|null, cashier, lines: [{line_no, qty, amount}],
-#     refund_total, tenders, stored_value: {principal, bonus}, points_restored,
-#     points_lots_restored: [[lot_id, n]], points_reversed, points_debt}
-#   topup: {topup_id, member_id, principal, bonus, tender: "cash", cashier}
-#   registration: {member_id, name, phone, gender, birthday, birthday_calendar,
-#     birthday_leap_month, card_no|null, card_type, staff_code|null, registered_at,
-#     password_hash|null (optional; see PASSWORD_HASH_RE)}
+# Kinds of item a store sends up, each with the body fields every item of it must have.
+# The full bodies are typed below ("up item bodies": SaleBody, ReturnBody, TopUpBody,
+# RegistrationBody), each checked by its validator in BODY_VALIDATORS, and documented
+# field by field in docs/protocol.md ("Item bodies"). All money is integer fen.
 UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "sale": {"sale_id": str, "lines": list, "total": int, "tenders": list},
     "return": {"return_id": str, "sale_id": str, "lines": list, "refund_total": int},
@@ -172,6 +159,7 @@ def validate_item(raw: Any, where: str = "item") -> UpItem:
         _require(body, key, typ, f"{where} {kind} body")
     if kind == "registration":
         validate_password_hash(body.get("password_hash"), f"{where} registration body")
+    BODY_VALIDATORS[kind](body, f"{where} {kind} body")
     return UpItem(v, store, seq, item_id, kind, occurred_at, rules_version, body)
 
 
@@ -806,3 +794,457 @@ def offline_allowance(policy: OfflinePolicy, cached_balance: int, spent_today: i
     if policy.mode == "online_only":
         return 0
     return max(0, min(policy.daily_limit - spent_today, cached_balance))
+
+
+# ---- up item bodies -----------------------------------------------------------------
+# Every field of every up item's body, typed, with one validator per kind that checks
+# types, signs and bounds (docs/protocol.md, "Item bodies", lists them with their
+# meaning). What a field means for money (sums, splits, the rules) is checked by HQ
+# against the rules version and the sale a return names (hq/apply.py, "Money checks").
+# Keys a body carries beyond these are ignored by HQ.
+
+MAX_ID_LEN = 64  # sale, return, top-up, lot and authorization ids (UUIDs at today's tills)
+MAX_CODE_LEN = 64  # card numbers, SKUs, staff codes (the till's own cap, edge/services/members)
+MAX_NAME_LEN = 255  # product and member names (HQ keeps them in 255-character columns)
+MAX_LABEL_LEN = 32  # card types, tiers, rounding modes, tender kinds
+MAX_TIME_LEN = 40  # ISO dates and times
+MAX_BODY_LINES = 200  # lines per sale (the till's MAX_LINES)
+MAX_BODY_TENDERS = 10
+MAX_LOT_PAIRS = 1000  # [lot_id, points] pairs a spend or a restore names
+MAX_LINE_QTY = 99_999  # core.money.MAX_QTY
+TENDER_KINDS_ON_WIRE = ("cash", "stored_value", "points")  # core.tenders.TENDER_KINDS
+GENDERS_ON_WIRE = ("M", "F", "")
+CALENDARS_ON_WIRE = ("solar", "lunar")
+
+
+class SplitBody(TypedDict):
+    principal: int  # fen of paid-in stored value, 0..MAX_AMOUNT
+    bonus: int  # fen of given stored value (充500送100), 0..MAX_AMOUNT
+
+
+class TenderBody(TypedDict):
+    kind: str  # cash | stored_value | points
+    amount: int  # fen kept by this tender (cash net of change), 1..MAX_AMOUNT
+
+
+class LineInputBody(TypedDict):
+    """One basket line as the till priced it (core.pricing.LineInput)."""
+
+    sku: str
+    name: str
+    qty: int
+    unit_price: int
+    promo_price: int | None
+    line_discount: int
+    no_member_discount: bool
+    no_points: bool
+
+
+class MemberContextBody(TypedDict):
+    member_id: str
+    card_type: str | None
+    tier: str | None
+
+
+class PricingInputBody(TypedDict):
+    lines: list[LineInputBody]
+    member: MemberContextBody | None
+    order_discount_rate: int  # permille, 0..1000
+    manual_adjustment: int  # fen, 0..MAX_AMOUNT
+    rounding: str | None  # core.money.Rounding value the store priced with
+
+
+class PricedLineBody(TypedDict):
+    """One priced line (core.pricing.PricedLine)."""
+
+    line_no: int
+    sku: str
+    name: str
+    qty: int
+    unit_price: int
+    list_price: int
+    gross: int
+    line_discount: int
+    member_discount: int
+    order_discount: int
+    manual_adjustment: int
+    rounding: int
+    amount: int
+    promo: bool
+    earns_points: bool
+
+
+class PointsLotBody(TypedDict):
+    lot_id: str
+    earned_on: str  # ISO date
+    expires_on: str  # ISO date, the last day the points can be used
+
+
+class SaleBody(TypedDict):
+    sale_id: str
+    member_id: str | None
+    card_no: str | None
+    cashier: str
+    approved_by: NotRequired[str | None]
+    pricing_input: PricingInputBody
+    lines: list[PricedLineBody]
+    subtotal: int
+    line_discount: NotRequired[int]
+    member_discount: int
+    order_discount: int
+    manual_adjustment: int
+    rounding: int
+    total: int
+    tenders: list[TenderBody]
+    change: int
+    stored_value: SplitBody
+    points_used: int
+    points_lots_used: list[tuple[str, int]]
+    points_earned: int
+    points_lot: PointsLotBody | None
+    offline: bool
+    authorization_id: str | None
+
+
+class ReturnLineBody(TypedDict):
+    line_no: int
+    sku: NotRequired[str]
+    name: NotRequired[str]
+    qty: int
+    amount: int
+
+
+class ReturnBody(TypedDict):
+    return_id: str
+    sale_id: str
+    member_id: str | None
+    cashier: str
+    approved_by: NotRequired[str | None]
+    lines: list[ReturnLineBody]
+    refund_total: int
+    tenders: list[TenderBody]
+    stored_value: SplitBody
+    points_restored: int
+    points_lots_restored: list[tuple[str, int]]
+    points_reversed: int
+    points_debt: int
+
+
+class TopUpBody(TypedDict):
+    topup_id: str
+    member_id: str
+    principal: int
+    bonus: int
+    tender: str  # "cash"
+    cashier: str
+
+
+class RegistrationBody(TypedDict):
+    member_id: str
+    name: str
+    phone: str
+    gender: str
+    birthday: str | None
+    birthday_calendar: str
+    birthday_leap_month: bool
+    card_no: str | None
+    card_type: str | None
+    tier: NotRequired[str | None]
+    staff_code: str | None
+    password_hash: NotRequired[str | None]
+    cashier: NotRequired[str]
+    registered_at: str
+
+
+def _text(
+    obj: dict[str, Any],
+    key: str,
+    where: str,
+    max_len: int,
+    *,
+    optional: bool = False,
+    nullable: bool = False,
+    min_len: int = 1,
+) -> str | None:
+    """``obj[key]`` as a string of ``min_len``..``max_len`` characters (or None when
+    ``nullable``; absent when ``optional``); ProtocolError naming the field if not."""
+    if key not in obj and optional:
+        return None
+    if nullable and obj.get(key, 0) is None:
+        return None
+    value = _require(obj, key, str, where)
+    if not min_len <= len(value) <= max_len:
+        raise ProtocolError(
+            f"{where}: {key} must be {min_len}..{max_len} characters, got {len(value)}", field=key
+        )
+    return value
+
+
+# The checks below run for every item HQ ingests, so each group of fields takes one
+# call with a fast test per field; the detailed helper above runs only to word the
+# refusal of a field that fails it.
+_MISSING = object()
+_UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+
+
+def _ints(obj: dict[str, Any], keys: tuple[str, ...], where: str, lo: int, hi: int) -> None:
+    for key in keys:
+        value = obj.get(key, _MISSING)
+        if type(value) is not int or not lo <= value <= hi:
+            int_in(obj, key, where, lo, hi)
+
+
+def _amounts(obj: dict[str, Any], keys: tuple[str, ...], where: str, lo: int = 0) -> None:
+    """Money or points: ints within ``lo``..MAX_AMOUNT."""
+    _ints(obj, keys, where, lo, MAX_AMOUNT)
+
+
+def _texts(
+    obj: dict[str, Any], keys: tuple[str, ...], where: str, max_len: int, min_len: int = 1
+) -> None:
+    for key in keys:
+        value = obj.get(key)
+        if type(value) is not str or not min_len <= len(value) <= max_len:
+            _text(obj, key, where, max_len, min_len=min_len)
+
+
+def _optional_texts(
+    obj: dict[str, Any], keys: tuple[str, ...], where: str, max_len: int, min_len: int = 1
+) -> None:
+    """Strings that may be absent or null."""
+    for key in keys:
+        value = obj.get(key)
+        if value is not None and (type(value) is not str or not min_len <= len(value) <= max_len):
+            _text(obj, key, where, max_len, min_len=min_len)
+
+
+def _flags(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        if type(obj.get(key)) is not bool:
+            _require(obj, key, bool, where)
+
+
+def _object(obj: dict[str, Any], key: str, where: str, *, nullable: bool = False) -> Any:
+    value = obj.get(key, _MISSING)
+    if nullable and value is None:
+        return None
+    return value if type(value) is dict else _require(obj, key, dict, where)
+
+
+def _list(obj: dict[str, Any], key: str, where: str, max_items: int, min_items: int = 0) -> list:
+    value = obj.get(key)
+    if type(value) is not list:
+        value = _require(obj, key, list, where)
+    if not min_items <= len(value) <= max_items:
+        raise ProtocolError(
+            f"{where}: {key} must hold {min_items}..{max_items} entries, got {len(value)}",
+            field=key,
+        )
+    return value
+
+
+def _each(
+    obj: dict[str, Any],
+    key: str,
+    where: str,
+    max_items: int,
+    check: Callable[[dict[str, Any]], None],
+    min_items: int = 0,
+) -> None:
+    """``check`` every object of the list ``obj[key]``; a refusal names the entry."""
+    for i, entry in enumerate(_list(obj, key, where, max_items, min_items)):
+        if type(entry) is not dict:
+            raise ProtocolError(f"{where} {key}[{i}]: must be an object", field=key)
+        try:
+            check(entry)
+        except ProtocolError as exc:
+            message = exc.message.removeprefix(_ENTRY + ": ")
+            raise ProtocolError(f"{where} {key}[{i}]: {message}", field=exc.field) from None
+
+
+_ENTRY = "entry"  # the ``where`` of a check run by _each: replaced by the entry's path
+
+
+def _member_id(obj: dict[str, Any], key: str, where: str, *, nullable: bool) -> str | None:
+    value = obj.get(key, _MISSING)
+    if nullable and value is None:
+        return None
+    if type(value) is not str:
+        value = _require(obj, key, str, where)
+    if not _UUID_RE.match(value):
+        raise ProtocolError(f"{where}: {key} is not a UUID", field=key)
+    return value
+
+
+def _split_body(obj: dict[str, Any], key: str, where: str) -> None:
+    _amounts(_object(obj, key, where), ("principal", "bonus"), f"{where} {key}")
+
+
+def _tender(tender: dict[str, Any]) -> None:
+    if tender.get("kind") not in TENDER_KINDS_ON_WIRE:
+        _text(tender, "kind", _ENTRY, MAX_LABEL_LEN)
+        raise ProtocolError(f"{_ENTRY}: kind must be one of {TENDER_KINDS_ON_WIRE}", field="kind")
+    _amounts(tender, ("amount",), _ENTRY, lo=1)
+
+
+def _lot_pairs(obj: dict[str, Any], key: str, where: str) -> None:
+    for i, pair in enumerate(_list(obj, key, where, MAX_LOT_PAIRS)):
+        ok = (
+            type(pair) is list
+            and len(pair) == 2
+            and type(pair[0]) is str
+            and 1 <= len(pair[0]) <= MAX_ID_LEN
+            and type(pair[1]) is int
+            and 1 <= pair[1] <= MAX_AMOUNT
+        )
+        if not ok:
+            w = f"{where} {key}[{i}]"
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ProtocolError(f"{w}: must be [lot_id, points]", field=key)
+            _text({"lot_id": pair[0]}, "lot_id", w, MAX_ID_LEN)
+            _amounts({"points": pair[1]}, ("points",), w, lo=1)
+
+
+def _pricing_line(line: dict[str, Any]) -> None:
+    _goods_line(line)
+    _amounts(line, ("unit_price", "line_discount"), _ENTRY)
+    if line.get("promo_price") is not None:
+        _amounts(line, ("promo_price",), _ENTRY)
+    _flags(line, ("no_member_discount", "no_points"), _ENTRY)
+
+
+def _priced_line(line: dict[str, Any]) -> None:
+    _goods_line(line)
+    _ints(line, ("line_no",), _ENTRY, 1, MAX_BODY_LINES)
+    _ints(line, _PRICED_LINE_FIGURES, _ENTRY, 0, MAX_WIRE_INT)
+    _ints(line, ("rounding",), _ENTRY, -MAX_AMOUNT, MAX_AMOUNT)
+    _flags(line, ("promo", "earns_points"), _ENTRY)
+
+
+_PRICED_LINE_FIGURES = (
+    "unit_price",
+    "list_price",
+    "gross",
+    "amount",
+    "line_discount",
+    "member_discount",
+    "order_discount",
+    "manual_adjustment",
+)
+
+
+def _goods_line(line: dict[str, Any]) -> None:
+    """What every line of a basket names: the goods and how many."""
+    _texts(line, ("sku",), _ENTRY, MAX_CODE_LEN)
+    _texts(line, ("name",), _ENTRY, MAX_NAME_LEN, min_len=0)
+    _ints(line, ("qty",), _ENTRY, 1, MAX_LINE_QTY)
+
+
+def _returned_line(line: dict[str, Any]) -> None:
+    _ints(line, ("line_no",), _ENTRY, 1, MAX_BODY_LINES)
+    _optional_texts(line, ("sku",), _ENTRY, MAX_CODE_LEN)
+    _optional_texts(line, ("name",), _ENTRY, MAX_NAME_LEN, min_len=0)
+    _ints(line, ("qty",), _ENTRY, 1, MAX_LINE_QTY)
+    _amounts(line, ("amount",), _ENTRY)
+
+
+def _staff(obj: dict[str, Any], where: str) -> None:
+    _texts(obj, ("cashier",), where, MAX_CODE_LEN)
+    _optional_texts(obj, ("approved_by",), where, MAX_CODE_LEN)
+
+
+def validate_sale_body(body: dict[str, Any], where: str = "sale body") -> SaleBody:
+    _texts(body, ("sale_id",), where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=True)
+    _optional_texts(body, ("card_no",), where, MAX_CODE_LEN)
+    if "card_no" not in body:
+        _require(body, "card_no", str, where)
+    _staff(body, where)
+    pi_where = f"{where} pricing_input"
+    pi = _object(body, "pricing_input", where)
+    _each(pi, "lines", pi_where, MAX_BODY_LINES, _pricing_line, 1)
+    member = _object(pi, "member", pi_where, nullable=True)
+    if member is not None:
+        w = f"{pi_where} member"
+        _member_id(member, "member_id", w, nullable=False)
+        _optional_texts(member, ("card_type", "tier"), w, MAX_LABEL_LEN, min_len=0)
+        if "card_type" not in member:
+            _require(member, "card_type", str, w)
+    _ints(pi, ("order_discount_rate",), pi_where, 0, 1000)
+    _amounts(pi, ("manual_adjustment",), pi_where)
+    _optional_texts(pi, ("rounding",), pi_where, MAX_LABEL_LEN, min_len=0)
+    _each(body, "lines", where, MAX_BODY_LINES, _priced_line, 1)
+    _ints(body, ("subtotal", "member_discount", "order_discount"), where, 0, MAX_WIRE_INT)
+    if "line_discount" in body:
+        _ints(body, ("line_discount",), where, 0, MAX_WIRE_INT)
+    _ints(body, ("rounding",), where, -MAX_AMOUNT, MAX_AMOUNT)
+    _amounts(body, ("manual_adjustment", "total", "change", "points_used", "points_earned"), where)
+    _each(body, "tenders", where, MAX_BODY_TENDERS, _tender)
+    _split_body(body, "stored_value", where)
+    _lot_pairs(body, "points_lots_used", where)
+    lot = _object(body, "points_lot", where, nullable=True)
+    if lot is not None:
+        w = f"{where} points_lot"
+        _texts(lot, ("lot_id",), w, MAX_ID_LEN)
+        _texts(lot, ("earned_on", "expires_on"), w, MAX_TIME_LEN)
+    _flags(body, ("offline",), where)
+    _optional_texts(body, ("authorization_id",), where, MAX_ID_LEN)
+    return cast(SaleBody, body)
+
+
+def validate_return_body(body: dict[str, Any], where: str = "return body") -> ReturnBody:
+    _texts(body, ("return_id", "sale_id"), where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=True)
+    _staff(body, where)
+    _each(body, "lines", where, MAX_BODY_LINES, _returned_line, 1)
+    _amounts(body, ("refund_total", "points_restored", "points_reversed", "points_debt"), where)
+    _each(body, "tenders", where, MAX_BODY_TENDERS, _tender)
+    _split_body(body, "stored_value", where)
+    _lot_pairs(body, "points_lots_restored", where)
+    return cast(ReturnBody, body)
+
+
+def validate_topup_body(body: dict[str, Any], where: str = "topup body") -> TopUpBody:
+    _texts(body, ("topup_id",), where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=False)
+    _amounts(body, ("principal",), where, lo=1)
+    _amounts(body, ("bonus",), where)
+    if body.get("tender") != "cash":
+        _text(body, "tender", where, MAX_LABEL_LEN)
+        raise ProtocolError(f"{where}: tender must be 'cash'", field="tender")
+    _texts(body, ("cashier",), where, MAX_CODE_LEN)
+    return cast(TopUpBody, body)
+
+
+def validate_registration_body(
+    body: dict[str, Any], where: str = "registration body"
+) -> RegistrationBody:
+    _member_id(body, "member_id", where, nullable=False)
+    _texts(body, ("name",), where, MAX_NAME_LEN)
+    _texts(body, ("phone",), where, MAX_LABEL_LEN)
+    if body.get("gender", "") not in GENDERS_ON_WIRE:
+        _text(body, "gender", where, 1, min_len=0)
+        raise ProtocolError(f"{where}: gender must be M, F or empty", field="gender")
+    _optional_texts(body, ("birthday",), where, MAX_TIME_LEN)
+    _texts(body, ("registered_at",), where, MAX_TIME_LEN)
+    if body.get("birthday_calendar", "solar") not in CALENDARS_ON_WIRE:
+        _text(body, "birthday_calendar", where, MAX_LABEL_LEN)
+        raise ProtocolError(
+            f"{where}: birthday_calendar must be one of {CALENDARS_ON_WIRE}",
+            field="birthday_calendar",
+        )
+    if "birthday_leap_month" in body:
+        _flags(body, ("birthday_leap_month",), where)
+    _optional_texts(body, ("card_no", "staff_code", "cashier"), where, MAX_CODE_LEN)
+    _optional_texts(body, ("card_type", "tier"), where, MAX_LABEL_LEN)
+    return cast(RegistrationBody, body)
+
+
+BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
+    "sale": validate_sale_body,
+    "return": validate_return_body,
+    "topup": validate_topup_body,
+    "registration": validate_registration_body,
+}

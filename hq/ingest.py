@@ -31,7 +31,7 @@ from core.protocol import (
     validate_batch,
     validate_item,
 )
-from hq.apply import BatchCache, ItemContext, apply_item
+from hq.apply import BatchCache, ItemContext, MoneyRefused, apply_item
 from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book
 from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, Writes, is_postgres, one_of
@@ -403,6 +403,9 @@ class _Run:
             return
         try:
             apply_item(ItemContext(self.db, item, self.now, item_changes, self.cache))
+        except MoneyRefused as exc:  # refused before it wrote anything: no need to run again
+            self._reject(seq, raw_item, "apply_failed", exc.message, item.id, item.kind)
+            return
         except (HuiyuanError, KeyError, TypeError, ValueError) as exc:
             reason = (
                 exc.message if isinstance(exc, HuiyuanError) else f"{type(exc).__name__}: {exc}"

@@ -3,7 +3,10 @@ transaction, so a member's balances always equal the sums of its ledger.
 
 Spends are applied even when they overdraw (the goods are already gone): the
 balance goes negative, an ``overdraft`` exception records the shortfall, and
-later credits (top-ups, earned or restored points) pay the debt first.
+later credits (top-ups, earned or restored points) pay the debt first. A return
+that takes back points already spent leaves the same kind of debt (a negative
+points balance, the till's ``points_debt``) without an exception: nothing for
+staff to act on, the next earnings recover it.
 """
 
 from __future__ import annotations
@@ -360,10 +363,15 @@ def spend_points(
     p: Posting,
     prefer: list[tuple[str, int]] | None,
     book: Book,
+    *,
+    debt_is_overdraft: bool = True,
 ) -> list[tuple[str, int]]:
     """Take points: first from the lots the till named, then soonest-expiring first.
 
-    What no lot covers becomes a debt (negative balance) and an overdraft exception."""
+    What no lot covers becomes a debt (negative balance), recovered from later earnings.
+    A spend's debt is also an overdraft exception for staff (``debt_is_overdraft``); the
+    debt of a return that takes back points already spent is not: the till keeps the
+    same debt (its ``points_debt``) and recovers it the same way."""
     if points <= 0:
         return []
     left = points
@@ -398,7 +406,7 @@ def spend_points(
     member.updated_at = p.at
     book.save(member)
     debt_before, debt_after = max(0, -before), max(0, -member.points)
-    if debt_after > debt_before:
+    if debt_after > debt_before and debt_is_overdraft:
         _open_exception("overdraft", member, "points", debt_after - debt_before, p)
     return taken
 

@@ -18,7 +18,14 @@ def item(seq: int, store: str = "S001", kind: str = "topup", over: dict | None =
         "kind": kind,
         "occurred_at": "2026-11-23T10:00:00+08:00",
         "rules_version": 1,
-        "body": {"topup_id": "t1", "member_id": uuid7(), "principal": 100, "bonus": 0},
+        "body": {
+            "topup_id": "t1",
+            "member_id": uuid7(),
+            "principal": 100,
+            "bonus": 0,
+            "tender": "cash",
+            "cashier": "1001",
+        },
     }
     raw.update(over or {})
     return raw
@@ -202,7 +209,12 @@ def test_offline_allowance(mode, limit, balance, spent, allowed):
     assert p.offline_allowance(policy, balance, spent) == allowed
 
 
-REGISTRATION = {"member_id": "m", "name": "张三", "phone": "13800000001", "registered_at": "x"}
+REGISTRATION = {
+    "member_id": uuid7(),
+    "name": "张三",
+    "phone": "13800000001",
+    "registered_at": "2026-11-23T10:00:00+08:00",
+}
 A_HASH = "scrypt$16384$8$1$mpOvquO9GQMJIvpFRfJs8w==$5U9Kt5ZN31nxipQk6pM6lheaECMdztfuXIcvTR2PoX0="
 
 

@@ -15,6 +15,8 @@ from paho.mqtt.properties import Properties
 
 from core import protocol as p
 from core.ids import uuid7
+from core.points import fen_for_points
+from core.points import points_earned as earned_points
 from core.pricing import LineInput, MemberContext, price_basket
 from core.rules import DEMO_RULES
 
@@ -156,7 +158,10 @@ class Items:
         }
         return self._item("registration", body)
 
-    def topup(self, member_id: str, principal: int, bonus: int = 0) -> dict:
+    def topup(self, member_id: str, principal: int, bonus: int | None = None) -> dict:
+        """A cash top-up; the bonus is the rules' bonus unless given."""
+        if bonus is None:
+            bonus = DEMO_RULES.topup_bonus(principal)
         body = {
             "topup_id": uuid7(),
             "member_id": member_id,
@@ -174,12 +179,16 @@ class Items:
         *,
         stored_value: tuple[int, int] = (0, 0),
         points_used: int = 0,
-        points_earned: int = 0,
+        points_earned: int | None = None,
         offline: bool = False,
         authorization_id: str | None = None,
         sale_id: str | None = None,
         tamper_total: int = 0,
+        rules_version: int = 1,
     ) -> dict:
+        """A sale of one line, paid as the till pays it: stored value, then points (worth
+        ``points_used`` under the rules), the rest cash; ``points_earned`` is the rules'
+        figure unless given."""
         sale_id = sale_id or uuid7()
         line = {
             "sku": "6901234567890",
@@ -204,9 +213,19 @@ class Items:
         )
         lines = [{k: getattr(pl, k) for k in pl.__dataclass_fields__} for pl in priced.lines]
         sv = stored_value[0] + stored_value[1]
-        tenders = [{"kind": "stored_value", "amount": sv}] if sv else []
-        if priced.total - sv > 0:
-            tenders.append({"kind": "cash", "amount": priced.total - sv})
+        points_fen = fen_for_points(DEMO_RULES, points_used)
+        cash = priced.total - sv - points_fen
+        tenders = [
+            {"kind": kind, "amount": amount}
+            for kind, amount in (("cash", cash), ("stored_value", sv), ("points", points_fen))
+            if amount
+        ]
+        if points_earned is None:
+            base = priced.points_base
+            if points_fen and priced.total:
+                base -= points_fen * base // priced.total
+            day = (self.clock + dt.timedelta(minutes=1)).date()
+            points_earned = earned_points(DEMO_RULES, "普通卡", base, day) if member_id else 0
         body = {
             "sale_id": sale_id,
             "member_id": member_id,
@@ -242,4 +261,46 @@ class Items:
             "offline": offline,
             "authorization_id": authorization_id,
         }
-        return self._item("sale", body)
+        return self._item("sale", body, rules_version=rules_version)
+
+    def return_of(
+        self,
+        sale: dict,
+        *,
+        lines: list[dict] | None = None,
+        refund_total: int | None = None,
+        tenders: list[dict] | None = None,
+        stored_value: tuple[int, int] | None = None,
+        points_restored: int | None = None,
+        points_reversed: int = 0,
+        points_debt: int = 0,
+    ) -> dict:
+        """A return of ``sale`` (a sale body); by default all of it, as the till writes it."""
+        if lines is None:
+            lines = [
+                {k: line[k] for k in ("line_no", "sku", "name", "qty", "amount")}
+                for line in sale["lines"]
+            ]
+        sv = sale.get("stored_value") or {"principal": 0, "bonus": 0}
+        body = {
+            "return_id": uuid7(),
+            "sale_id": sale["sale_id"],
+            "member_id": sale.get("member_id"),
+            "cashier": "E01",
+            "approved_by": "M01",
+            "lines": lines,
+            "refund_total": sum(line["amount"] for line in lines)
+            if refund_total is None
+            else refund_total,
+            "tenders": list(sale.get("tenders") or []) if tenders is None else tenders,
+            "stored_value": {"principal": sv["principal"], "bonus": sv["bonus"]}
+            if stored_value is None
+            else {"principal": stored_value[0], "bonus": stored_value[1]},
+            "points_restored": sale.get("points_used", 0)
+            if points_restored is None
+            else points_restored,
+            "points_lots_restored": [],
+            "points_reversed": points_reversed,
+            "points_debt": points_debt,
+        }
+        return self._item("return", body)

@@ -235,7 +235,8 @@ def test_merge_nets_one_records_debt_against_the_others_balance(hq_db):
     early, late = uuid7(), uuid7()
     batch = [
         items.registration(early, "13100000005", at="2026-11-23T08:00:00+08:00"),
-        items.sale(early, 1000, points_used=40, offline=True),  # 40 points of debt
+        # paid in full with 40 points (so it earns none): 40 points of debt
+        items.sale(early, 40, points_used=40, offline=True),
     ]
     ingest_batch(hq_db, "hy/v1/S005/up/tx", "S005", p.make_batch("S005", 1, batch), NOW)
     assert Member.get_by_id(early).points == -40

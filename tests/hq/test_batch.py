@@ -34,9 +34,9 @@ def ingest(db, store: str, items: list[dict]) -> IngestOutcome:
     return outcome
 
 
-def spend_lot(item: dict, lot_id: str, points: int) -> dict:
-    item["body"]["points_used"] = points
-    item["body"]["points_lots_used"] = [[lot_id, points]]
+def spend_lot(item: dict, lot_id: str) -> dict:
+    """A sale paid partly with points, naming the lot they come from."""
+    item["body"]["points_lots_used"] = [[lot_id, item["body"]["points_used"]]]
     return item
 
 
@@ -48,13 +48,13 @@ def busy_day(store: str) -> tuple[list[dict], str, str]:
     plan = [
         items.registration(first, "13900000001", card_no=f"C{first[-8:]}"),
         items.registration(other, "13900000002"),
-        items.topup(first, 20000, 2000),
+        items.topup(first, 50000),  # the rules give 10,000 bonus
         items.sale(first, 3000, points_earned=30),
         items.sale(other, 1000, points_earned=10),
     ]
     earned = plan[-2]["body"]["points_lot"]["lot_id"]
     plan += [
-        spend_lot(items.sale(first, 500), earned, 20),
+        spend_lot(items.sale(first, 500, points_used=20), earned),
         items.sale(first, 1200, stored_value=(1000, 100), points_earned=12),
         items.sale(None, 800),
         # the same phone registered again (later): merged into ``first`` in this batch
@@ -119,7 +119,7 @@ def test_batch_balances_lots_and_change_records(hq_db):
         )
         lots = sum(lot.remaining for lot in PointsLot.select().where(PointsLot.member_id == m.id))
         assert lots == max(m.points, 0)
-    assert (survivor.sv_principal, survivor.sv_bonus) == (20000 - 1000 + 5000, 2000 - 100)
+    assert (survivor.sv_principal, survivor.sv_bonus) == (50000 - 1000 + 5000, 10000 - 100)
     # the lot earned at seq 4 paid the spend at seq 6
     lot = PointsLot.get_by_id(plan[3]["body"]["points_lot"]["lot_id"])
     assert (lot.earned, lot.remaining) == (30, 10)

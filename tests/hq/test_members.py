@@ -5,7 +5,16 @@ from __future__ import annotations
 from core import protocol as p
 from core.ids import uuid7
 from hq.ledger import ledger_sums
-from hq.models import Authorization, Card, HqException, LedgerEntry, Member, Merge, PointsLot
+from hq.models import (
+    Authorization,
+    Card,
+    HqException,
+    LedgerEntry,
+    Member,
+    Merge,
+    PointsLot,
+    Sale,
+)
 from tests.hq.edge_sim import EdgeSim, Items, wait_until
 
 
@@ -46,14 +55,14 @@ def test_same_phone_in_two_stores_is_merged(worker, mosquitto, store_code):
                     card_no="B1",
                     staff_code="E77",
                 ),
-                i2.topup(late, 3000, 500),
+                i2.topup(late, 50000),  # the rules give 10,000 bonus
                 i2.sale(late, 2000, points_earned=20),
             ]
         )
         e2.wait_acked(3)
         survivor, merged = Member.get_by_id(early), Member.get_by_id(late)
         assert merged.status == "merged" and merged.merged_into == early
-        assert (survivor.sv_principal, survivor.sv_bonus, survivor.points) == (13000, 500, 70)
+        assert (survivor.sv_principal, survivor.sv_bonus, survivor.points) == (60000, 10000, 70)
         assert survivor.through == {s1: 3, s2: 3}
         assert {c.card_no for c in Card.select().where(Card.member_id == early)} == {"A1", "B1"}
         assert LedgerEntry.select().where(LedgerEntry.member_id == late).count() == 0
@@ -79,7 +88,7 @@ def test_same_phone_in_two_stores_is_merged(worker, mosquitto, store_code):
         # later items naming the old id land on the survivor
         e2.send([i2.topup(late, 1000)])
         e2.wait_acked(4)
-        assert Member.get_by_id(early).sv_principal == 14000
+        assert Member.get_by_id(early).sv_principal == 61000
         assert_balanced(early)
     finally:
         e1.close()
@@ -102,13 +111,14 @@ def test_registration_later_but_earlier_timestamp_survives(worker, edge, store_c
 def test_authorization_is_idempotent_and_settled_by_the_sale(worker, edge, store_code):
     items = Items(store_code)
     mid = uuid7()
-    edge.send([items.registration(mid, "13600000001"), items.topup(mid, 10000, 2000)])
+    # 50,000 paid in, 10,000 given by the rules
+    edge.send([items.registration(mid, "13600000001"), items.topup(mid, 50000)])
     edge.wait_acked(2)
     sale_id = uuid7()
-    req = p.AuthRequest(store_code, sale_id, mid, "hold", 6000, 0)
+    req = p.AuthRequest(store_code, sale_id, mid, "hold", 54000, 0)
     first = edge.authorize(req)
     assert first["status"] == "approved"
-    assert first["stored_value_split"] == {"principal": 5000, "bonus": 1000}
+    assert first["stored_value_split"] == {"principal": 45000, "bonus": 9000}
     assert first["balances"]["stored_value"] == {"principal": 5000, "bonus": 1000}
     retry = edge.authorize(req)
     assert retry == first  # same answer, nothing held twice
@@ -122,8 +132,8 @@ def test_authorization_is_idempotent_and_settled_by_the_sale(worker, edge, store
         [
             items.sale(
                 mid,
-                6000,
-                stored_value=(5000, 1000),
+                54000,
+                stored_value=(45000, 9000),
                 sale_id=sale_id,
                 authorization_id=first["authorization_id"],
             )
@@ -193,7 +203,7 @@ def test_points_overdraft_paid_by_later_earnings(worker, edge, store_code):
         [
             items.registration(mid, "13500000002"),
             items.sale(mid, 10000, points_earned=100),
-            items.sale(mid, 1000, points_used=150, offline=True),
+            items.sale(mid, 150, points_used=150, offline=True),  # all points: earns none
         ]
     )
     edge.wait_acked(3)
@@ -207,15 +217,18 @@ def test_points_overdraft_paid_by_later_earnings(worker, edge, store_code):
     assert_balanced(mid)
 
 
-def test_reprice_mismatch_is_flagged(worker, edge, store_code):
+def test_reprice_mismatch_is_refused(worker, edge, store_code):
+    """HQ posts nothing a re-pricing does not confirm (it used to apply the sale and open
+    a reprice_mismatch exception: issue 9, defect 4)."""
     items = Items(store_code)
     honest = items.sale(None, 1234)
     wrong = items.sale(None, 1234, tamper_total=-34)
     edge.send([honest, wrong])
-    edge.wait_acked(2)
-    flagged = list(HqException.select().where(HqException.store == store_code))
-    assert [(e.kind, e.seq) for e in flagged] == [("reprice_mismatch", 2)]
-    assert flagged[0].details["total"] == {"till": 1200, "hq": 1234}
+    ack = edge.wait_acked(2)
+    assert [(r["seq"], r["code"]) for r in ack["rejected"]] == [(2, "apply_failed")]
+    assert "total: till 1200, HQ 1234" in ack["rejected"][0]["reason"]
+    assert Sale.select().where(Sale.store == store_code).count() == 1
+    assert HqException.select().where(HqException.store == store_code).count() == 0
 
 
 def test_coupon_held_by_authorization_and_used_by_the_sale(worker, hq_db, edge, store_code):
