@@ -10,10 +10,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from paho.mqtt.client import MQTTv5
+from paho.mqtt.publish import single
 from peewee import fn
 
+from edge.models import Ledger, PointsLot
 from edge.models import Member as EdgeMember
-from edge.models import PointsLot
 from hq.models import HqException, ReconcileRecord
 from hq.models import Member as HqMember
 from hq.reconcile import KIND_HQ_LEDGER, KIND_STORE_BALANCE, KIND_STORE_LEDGER
@@ -42,6 +44,19 @@ def reconcile_cli(db_url: str, broker_url: str, *args: str) -> subprocess.Comple
         text=True,
         timeout=90,
         check=False,
+    )
+
+
+def publish_down(broker_url: str, store: str, name: str, payload: bytes) -> None:
+    """A message on a store's down topic, as anything able to reach the broker could send."""
+    host, port = broker_url.removeprefix("mqtt://").split(":")
+    single(
+        f"hy/v1/{store}/down/{name}",
+        payload,
+        qos=1,
+        hostname=host,
+        port=int(port),
+        protocol=MQTTv5,
     )
 
 
@@ -184,5 +199,57 @@ def test_hq_balance_against_hq_ledger_is_found_and_not_pushed_to_stores(
         again = reconcile_cli(hq_db_url, mosquitto.url)
         assert again.returncode == 1
         assert len(open_exceptions(KIND_HQ_LEDGER)) == 1
+    finally:
+        worker.stop()
+
+
+def test_a_store_ledger_that_disagrees_with_its_balance_is_found_and_squared(
+    tmp_path, mosquitto, hq_db_url, stores
+):
+    worker = start_worker(hq_db_url, mosquitto.url)
+    try:
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url, digest_interval=0.0)
+        stores.append(a)
+        a.load_demo(members=3)
+        a.sell({"card_no": "C0001"}, [{"sku": "P0002", "qty": 1}])
+        a.start_agent()
+        wait_until(lambda: a.pending() == 0, 30, "store A drained")
+        zhang = a.member_by_phone(ZHANG).id
+        hq = HqMember.get_by_id(zhang)
+        wait_until(lambda: store_points(a, zhang) == hq.points, 15, "A settled")
+        assert reconcile_cli(hq_db_url, mosquitto.url, "--ask").returncode == 0
+
+        # a hostile request to the store is dropped; the store keeps answering
+        publish_down(
+            mosquitto.url, a.code, "digestreq", b'{"v": 1, "store": "%s"}' % a.code.encode()
+        )
+        # the store's ledger gains 40 points its balance does not show
+        a.query(
+            lambda: Ledger.create(
+                member_id=zhang,
+                account="points",
+                delta=40,
+                reason="sale",
+                ref="tampered",
+                occurred_at="2026-12-04T18:00:00+08:00",
+                day="2026-12-04",
+            )
+        )
+        assert a.ledger_matches_balances() != []
+        found = reconcile_cli(hq_db_url, mosquitto.url, "--ask")
+        assert found.returncode == 1, found.stdout + found.stderr
+        (exc,) = wait_until(lambda: open_exceptions(), 20, "store_ledger_mismatch")
+        assert (exc.kind, exc.member_id, exc.store) == (KIND_STORE_LEDGER, zhang, a.code)
+        assert exc.details["theirs"]["points"] == hq.points + 40
+        assert exc.details["hq"]["points"] == hq.points
+        wait_until(lambda: a.ledger_matches_balances() == [], 20, "A's ledger squared")
+        assert store_points(a, zhang) == hq.points
+        confirmed = wait_until(
+            lambda: (r := reconcile_cli(hq_db_url, mosquitto.url, "--ask")).returncode == 0 and r,
+            40,
+            "reconcile exit 0 after repair",
+        )
+        assert "0 differences" in confirmed.stdout
+        assert "dropped a bad digestreq message" in a.agent_log()
     finally:
         worker.stop()
