@@ -80,27 +80,57 @@ def bucket_of(member_id: str, buckets: int) -> int:
 
 def row_line(member_id: str, f: Figures) -> bytes:
     """What a bucket hash covers for one member: ``id|principal|bonus|points|debt\\n``."""
-    return f"{member_id}|{f.sv_principal}|{f.sv_bonus}|{f.points}|{f.points_debt}\n".encode()
+    return _line(member_id, *f)
+
+
+def _line(member_id: str, sv_principal: int, sv_bonus: int, points: int, debt: int) -> bytes:
+    return f"{member_id}|{sv_principal}|{sv_bonus}|{points}|{debt}\n".encode()
 
 
 EMPTY_HASH = hashlib.sha256(b"").hexdigest()[:HASH_HEX]
 
 
-def bucket_digests(rows: Iterable[tuple[str, Figures]], buckets: int) -> list[tuple[int, str]]:
-    """``[(count, hash)]`` per bucket from rows in ascending member id order (code point
-    order: SQLite's BINARY, PostgreSQL's ``COLLATE "C"``). Rows out of order are a
-    bug in the caller's query, refused rather than hashed differently."""
-    hashes = [hashlib.sha256() for _ in range(buckets)]
-    counts = [0] * buckets
-    last: str | None = None
-    for member_id, figures in rows:
-        if last is not None and member_id <= last:
+class DigestBuilder:
+    """Bucket digests built one member at a time, in ascending member id order (code point
+    order: SQLite's BINARY, PostgreSQL's ``COLLATE "C"``). Rows out of order are a bug in
+    the caller's query, refused rather than hashed differently. Holds 2 x ``buckets``
+    small objects whatever the number of members."""
+
+    def __init__(self, buckets: int) -> None:
+        self.buckets = buckets
+        self.hashes = [hashlib.sha256() for _ in range(buckets)]
+        self.counts = [0] * buckets
+        self.last: str | None = None
+
+    def add(
+        self,
+        member_id: str,
+        sv_principal: int,
+        sv_bonus: int,
+        points: int,
+        points_debt: int,
+        bucket: int | None = None,
+    ) -> None:
+        """One member's line (``row_line``); ``bucket`` if the caller has it already."""
+        if self.last is not None and member_id <= self.last:
             raise ValueError(f"rows not in ascending member id order at {member_id!r}")
-        last = member_id
-        b = bucket_of(member_id, buckets)
-        hashes[b].update(row_line(member_id, figures))
-        counts[b] += 1
-    return [(counts[b], hashes[b].hexdigest()[:HASH_HEX]) for b in range(buckets)]
+        self.last = member_id
+        b = bucket_of(member_id, self.buckets) if bucket is None else bucket
+        self.hashes[b].update(_line(member_id, sv_principal, sv_bonus, points, points_debt))
+        self.counts[b] += 1
+
+    def result(self) -> list[tuple[int, str]]:
+        return [
+            (self.counts[b], self.hashes[b].hexdigest()[:HASH_HEX]) for b in range(self.buckets)
+        ]
+
+
+def bucket_digests(rows: Iterable[tuple[str, Figures]], buckets: int) -> list[tuple[int, str]]:
+    """``[(count, hash)]`` per bucket from (member id, figures) in ascending id order."""
+    builder = DigestBuilder(buckets)
+    for member_id, figures in rows:
+        builder.add(member_id, *figures)
+    return builder.result()
 
 
 # ---- messages -----------------------------------------------------------------------

@@ -26,7 +26,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from core.digest import TOPIC_DIGEST, TOPIC_ROWS, validate_digest_request, validate_ledger_fix
 from core.errors import HuiyuanError, ProtocolError
 from core.protocol import (
     MAX_PAYLOAD_BYTES,
@@ -58,7 +57,7 @@ from edge.sync.apply import (
     put_setting,
 )
 from edge.sync.config import SyncConfig
-from edge.sync.digest import bucket_rows, build_digest, square_ledger
+from edge.sync.digest import DigestPublisher
 from edge.sync.mqtt import make_client, session_properties
 
 log = logging.getLogger("edge.sync")
@@ -131,7 +130,12 @@ class SyncAgent:
         self.snapshot_last_chunk = 0.0
         self.snapshot_chunks: dict[int, SnapshotChunk] = {}
         self.snapshot_id: str | None = None
-        self.next_digest = 0.0  # monotonic time of the next periodic balance digest
+        self.digests = DigestPublisher(
+            till,
+            cfg.digest_interval,
+            self.connected,
+            lambda name, obj: self._publish(up_topic(self.store, name), obj),
+        )
         self.handlers = {
             "ack": self.on_ack,
             "chg": self.on_page,
@@ -139,8 +143,6 @@ class SyncAgent:
             "snap": self.on_snapshot_chunk,
             "hqstate": self.on_hq_state,
             "connected": self.on_connected,
-            "digestreq": self.on_digest_request,
-            "ledgerfix": self.on_ledger_fix,
         }
 
     # ---- lifecycle ----------------------------------------------------------------
@@ -149,10 +151,12 @@ class SyncAgent:
         self.init_database()
         self.init_mqtt()
         self.start_worker()
+        self.digests.start()
         return self
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.digests.stop()
         if self.worker is not None:
             self.worker.join(timeout=10)
         if self.client is not None:
@@ -248,8 +252,10 @@ class SyncAgent:
             self.events.put(("live", msg.payload))
         elif msg.topic.startswith(f"hy/v1/{self.store}/down/"):
             name = msg.topic.rsplit("/", 1)[1]
-            if name in ("ack", "chg", "snap", "digestreq", "ledgerfix"):
+            if name in ("ack", "chg", "snap"):
                 self.events.put((name, msg.payload))
+            elif name in ("digestreq", "ledgerfix"):
+                self.digests.ask(name, msg.payload)  # balance digests: edge/sync/digest.py
             # down/auth answers belong to the till process's authorizer
 
     # ---- the worker ---------------------------------------------------------------
@@ -344,8 +350,6 @@ class SyncAgent:
         ):
             log.warning("snapshot incomplete after %.0fs: asking again", self.cfg.snapshot_timeout)
             self.request_snapshot()
-        if self.cfg.digest_interval and self.connected.is_set() and now >= self.next_digest:
-            self.publish_digest()
 
     def resend(self) -> None:
         d = self.drain
@@ -357,7 +361,6 @@ class SyncAgent:
 
     def on_connected(self, _: Any) -> None:
         log.info("connected to %s as %s", self.cfg.broker_url, self.client_id)
-        self.next_digest = time.monotonic() + self.cfg.digest_interval
         self._publish_state(True)
         self.resend()
         self.send_hello()
@@ -516,29 +519,6 @@ class SyncAgent:
         self.snapshot_chunks.clear()
         self.snapshot_id = None
         self.request_page(chunk.cursor)
-
-    # ---- balance digests (edge/sync/digest.py) ----------------------------------------
-
-    def publish_digest(self, request_id: str | None = None) -> None:
-        self.next_digest = time.monotonic() + self.cfg.digest_interval
-        digest = build_digest(self.till.db, self.store, self._iso(), request_id=request_id)
-        self._publish(up_topic(self.store, TOPIC_DIGEST), digest.to_dict())
-
-    def on_digest_request(self, payload: bytes) -> None:
-        req = validate_digest_request(decode_json(payload, "digest request"))
-        if req.store != self.store:
-            raise ProtocolError(f"digest request for {req.store!r}")
-        if not req.wanted:
-            self.publish_digest(req.request_id)
-            return
-        for rows in bucket_rows(self.till.db, self.store, req):
-            self._publish(up_topic(self.store, TOPIC_ROWS), rows.to_dict())
-
-    def on_ledger_fix(self, payload: bytes) -> None:
-        fix = validate_ledger_fix(decode_json(payload, "ledger fix"))
-        if fix.store != self.store:
-            raise ProtocolError(f"ledger fix for {fix.store!r}")
-        square_ledger(self.till.db, fix, self._iso())
 
     # ---- helpers --------------------------------------------------------------------
 
