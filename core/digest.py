@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 
 from core.errors import ProtocolError
 from core.ids import is_uuid
+from core.money import MAX_AMOUNT
 from core.protocol import (
-    MAX_AMOUNT,
     SCHEMA_VERSION,
     _require,
     _store,
