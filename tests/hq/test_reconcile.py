@@ -224,3 +224,27 @@ def test_hostile_digests_are_dead_lettered_with_a_reason(
     )
     assert [(d.code, d.topic) for d in dead] == [(code, p.up_topic(store_code, topic))]
     assert dead[0].reason
+
+
+def test_reconcile_command_exit_codes_without_a_broker(hq_db, hq_db_url):
+    from click.testing import CliRunner
+
+    from hq.cli import main
+
+    base = ["--database-url", hq_db_url, "--mqtt-url", "mqtt://127.0.0.1:1", "reconcile"]
+    HqMember.create(id="m-1", created_at=NOW, updated_at=NOW)
+    ok = CliRunner().invoke(main, base)
+    assert (ok.exit_code, ok.output) == (0, "0 differences\n")
+    # a store named that never sent a digest is a difference; --ask with no broker says so
+    asked = CliRunner().invoke(main, [*base, "--ask", "--wait", "0", "--store", "S404"])
+    assert asked.exit_code == 1
+    assert "store S404: no fresh digest within 0s; its last one is used" in asked.output
+    assert "store S404: no digest received yet" in asked.output
+    HqMember.update(sv_principal=12).where(HqMember.id == "m-1").execute()
+    bad = CliRunner().invoke(main, base)
+    assert bad.exit_code == 1
+    assert bad.output.splitlines() == [
+        "ledger_mismatch member m-1 at HQ: HQ balance sv_principal=12 sv_bonus=0 points=0 "
+        "points_debt=0; HQ ledger sv_principal=0 sv_bonus=0 points=0 points_debt=0",
+        "1 differences",
+    ]
