@@ -6,16 +6,17 @@ import json
 import logging
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from core.errors import HuiyuanError
-from core.protocol import Change
+from core.protocol import Change, down_topic, encode_json
 from hq import services
 from hq.config import HqConfig
-from hq.models import bind, open_database, utcnow
+from hq.models import Store, bind, open_database, utcnow
 
 log = logging.getLogger("hq.cli")
 
@@ -34,8 +35,25 @@ def push_changes(config: HqConfig, changes: list[Change], timeout: float = 3.0) 
     also get them from the change log on their next page request."""
     if not changes:
         return True
-    from hq.mqtt import make_client
     from hq.worker import publish_changes
+
+    return _with_broker(config, lambda client: publish_changes(client, changes), "changes", timeout)
+
+
+def publish_down(
+    config: HqConfig, messages: list[tuple[str, dict[str, Any]]], timeout: float = 3.0
+) -> bool:
+    """Publish messages to stores' down topics now (QoS 1); False if the broker is away."""
+
+    def send(client: Any) -> None:
+        for topic, obj in messages:
+            client.publish(topic, encode_json(obj), qos=1).wait_for_publish(timeout)
+
+    return _with_broker(config, send, "requests", timeout)
+
+
+def _with_broker(config: HqConfig, send: Any, what: str, timeout: float) -> bool:
+    from hq.mqtt import make_client
 
     client = make_client(config.mqtt, "cli")
     connected = threading.Event()
@@ -43,16 +61,14 @@ def push_changes(config: HqConfig, changes: list[Change], timeout: float = 3.0) 
     try:
         client.connect(config.mqtt.host, config.mqtt.port, keepalive=10)
     except OSError as exc:
-        log.warning(
-            "changes not pushed now (broker %s: %s); stores page them later", config.mqtt.url, exc
-        )
+        log.warning("%s not sent now (broker %s: %s)", what, config.mqtt.url, exc)
         return False
     client.loop_start()
     try:
         if not connected.wait(timeout):
-            log.warning("changes not pushed now (no CONNACK); stores page them later")
+            log.warning("%s not sent now (no CONNACK)", what)
             return False
-        publish_changes(client, changes)
+        send(client)
         return True
     finally:
         client.disconnect()
@@ -175,6 +191,52 @@ def publish_rules_cmd(ctx: click.Context, file: str, no_push: bool) -> None:
     click.echo(f"rules version {document.get('version', 1)} published ({len(changes)} changes)")
     if not no_push:
         push_changes(config, changes)
+
+
+@main.command("reconcile")
+@click.option(
+    "--store",
+    "only",
+    multiple=True,
+    help="only this store (repeatable; HQ's own ledger is always checked)",
+)
+@click.option(
+    "--ask",
+    is_flag=True,
+    help="first ask the stores (those named, else those online) for a fresh digest; "
+    "needs the broker and an ingest worker",
+)
+@click.option(
+    "--wait", type=click.FloatRange(0, 600), default=30.0, help="seconds to wait for the answers"
+)
+@click.pass_context
+def reconcile_cmd(ctx: click.Context, only: tuple[str, ...], ask: bool, wait: float) -> None:
+    """Compare every member's figures: HQ's balances with HQ's ledger, and each store's
+    latest balance digest with HQ's figures. Prints each difference; exits 1 if any."""
+    from hq import reconcile
+
+    config = _config(ctx)
+    db = bind(open_database(config.database_url), create=False)
+    try:
+        if ask:
+            online = Store.select(Store.code).where(Store.online == True)  # noqa: E712
+            requests = reconcile.digest_requests(list(only) or [s.code for s in online])
+            messages = [(down_topic(c, "digestreq"), r.to_dict()) for c, r in requests.items()]
+            if publish_down(config, messages):
+                deadline = time.monotonic() + wait
+                while set(requests) - reconcile.answered(requests) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            for code in sorted(set(requests) - reconcile.answered(requests)):
+                click.echo(
+                    f"store {code}: no fresh digest within {wait:.0f}s; its last one is used"
+                )
+        report = reconcile.reconcile_report(db, utcnow(), list(only) or None)
+    finally:
+        db.close()
+    for line in report.lines:
+        click.echo(line)
+    click.echo(f"{report.differences} differences")
+    sys.exit(1 if report.differences else 0)
 
 
 @main.command("merge")

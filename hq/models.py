@@ -310,6 +310,16 @@ class OfflinePolicyRow(BaseModel):
         table_name = "offline_policy"  # the earlier kind-only table is left unused
 
 
+class ReconcileRecord(BaseModel):
+    """What reconciliation last saw: ``digest:{store}`` holds the store's latest balance
+    digest as received (hq/reconcile.py), ``hq_ledger`` when HQ last checked its own
+    balances against its ledger."""
+
+    name = pw.CharField(primary_key=True, max_length=48)
+    at = pw.DateTimeField()
+    data = JSONText(default=dict)
+
+
 MODELS: list[type[BaseModel]] = [
     Store,
     Member,
@@ -334,6 +344,7 @@ MODELS: list[type[BaseModel]] = [
     Merge,
     Authorization,
     OfflinePolicyRow,
+    ReconcileRecord,
 ]
 
 

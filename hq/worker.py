@@ -45,6 +45,7 @@ from core.protocol import (
     validate_hello,
     validate_snapshot_request,
 )
+from hq import reconcile
 from hq.auth import authorize_spend
 from hq.changes import changes_after, latest_change_seq, snapshot_records
 from hq.config import HqConfig
@@ -103,6 +104,8 @@ class IngestWorker:
             "chgreq": self.on_change_request,
             "snapreq": self.on_snapshot_request,
             "state": self.on_store_state,
+            "digest": self.on_reconcile,
+            "digestrows": self.on_reconcile,
         }
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -342,3 +345,19 @@ class IngestWorker:
             note_store_state(self.db, store, msg.payload, self.clock())
         except ProtocolError as exc:
             self._dead_letter(msg.topic, msg.payload, "invalid", exc.message, self.clock(), store)
+
+    def on_reconcile(self, store: str, msg: mqtt.MQTTMessage) -> None:
+        """A balance digest or the rows of a drill-down (hq/reconcile.py)."""
+        assert self.db is not None  # noqa: S101
+        now = self.clock()
+        name = msg.topic.rsplit("/", 1)[1]
+        try:
+            out = reconcile.handle_message(self.db, store, name, msg.payload, now)
+        except ProtocolError as exc:
+            code = "forged" if "topic" in exc.message else "invalid"
+            self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
+            return
+        if out.changes and self.client is not None:
+            publish_changes(self.client, out.changes)
+        for topic, obj in out.messages:
+            self._publish(topic, obj)

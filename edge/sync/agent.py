@@ -57,6 +57,7 @@ from edge.sync.apply import (
     put_setting,
 )
 from edge.sync.config import SyncConfig
+from edge.sync.digest import DigestPublisher
 from edge.sync.mqtt import make_client, session_properties
 
 log = logging.getLogger("edge.sync")
@@ -129,6 +130,12 @@ class SyncAgent:
         self.snapshot_last_chunk = 0.0
         self.snapshot_chunks: dict[int, SnapshotChunk] = {}
         self.snapshot_id: str | None = None
+        self.digests = DigestPublisher(
+            till,
+            cfg.digest_interval,
+            self.connected,
+            lambda name, obj: self._publish(up_topic(self.store, name), obj),
+        )
         self.handlers = {
             "ack": self.on_ack,
             "chg": self.on_page,
@@ -144,10 +151,12 @@ class SyncAgent:
         self.init_database()
         self.init_mqtt()
         self.start_worker()
+        self.digests.start()
         return self
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.digests.stop()
         if self.worker is not None:
             self.worker.join(timeout=10)
         if self.client is not None:
@@ -245,6 +254,8 @@ class SyncAgent:
             name = msg.topic.rsplit("/", 1)[1]
             if name in ("ack", "chg", "snap"):
                 self.events.put((name, msg.payload))
+            elif name in ("digestreq", "ledgerfix"):
+                self.digests.ask(name, msg.payload)  # balance digests: edge/sync/digest.py
             # down/auth answers belong to the till process's authorizer
 
     # ---- the worker ---------------------------------------------------------------

@@ -58,6 +58,10 @@ class SyncConfig:
     snapshot_timeout: float = field(
         default=60.0, metadata={"doc": "seconds after the last snapshot chunk before asking again"}
     )
+    digest_interval: float = field(
+        default=600.0,
+        metadata={"doc": "seconds between balance digests sent to HQ (0: only when HQ asks)"},
+    )
 
     @property
     def tls(self) -> bool:
@@ -143,4 +147,6 @@ class SyncConfig:
             out.append(f"sync.page_size: {self.page_size} must be 1..1000")
         if self.snapshot_timeout <= 0:
             out.append("sync.snapshot_timeout: must be positive")
+        if not 0 <= self.digest_interval <= 86400:
+            out.append(f"sync.digest_interval: {self.digest_interval} must be 0..86400")
         return out
