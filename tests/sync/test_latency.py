@@ -28,6 +28,9 @@ from tests.sync.test_authorization import chain  # noqa: F401 - the fixture, reu
 
 # far under the 40 ms of one delayed ACK, far over a loopback round trip on a busy box
 ROUND_TRIP_P50_MS = 20
+# with HQ's transaction on top (8-13 ms p50 at load 6-10 on two CPUs), still under the
+# 44 ms that one side without TCP_NODELAY adds
+AUTHORIZATION_P50_MS = 35
 
 
 def connected(client) -> socket.socket:  # noqa: ANN001
@@ -107,4 +110,4 @@ def test_authorization_round_trip_is_fast(chain):  # noqa: F811
         decision = authorizer.authorize(req)
         took.append((time.perf_counter() - started) * 1000)
         assert decision.online and decision.approved, decision
-    assert statistics.median(took) < ROUND_TRIP_P50_MS, took
+    assert statistics.median(took) < AUTHORIZATION_P50_MS, took
