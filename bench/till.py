@@ -282,7 +282,7 @@ def slope_per_1k(points: list[tuple[int, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / den * 1000
 
 
-class TillServer:
+class ServeProcess:
     """``python -m edge.cli serve`` (what ``huiyuan-edge serve`` runs) in a child process."""
 
     def __init__(self, db_dir: Path, port: int, devices: bool = True) -> None:
@@ -300,7 +300,7 @@ class TillServer:
         self.log_path = db_dir / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 120.0) -> TillServer:
+    def start(self, timeout: float = 120.0) -> ServeProcess:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes it until stop()
         self.proc = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "edge.cli", "-c", str(self.conf), "serve"],
@@ -367,7 +367,7 @@ def over_http(
     log: Callable[[str], None],
 ) -> dict[str, object]:
     """Checkouts through the real server; times each POST /api/v1/sales, samples its RSS."""
-    server = TillServer(db_dir, args.http_port or free_port(), not args.no_devices).start()
+    server = ServeProcess(db_dir, args.http_port or free_port(), not args.no_devices).start()
     client = KeepAlive(server.port)
     try:
         time.sleep(1.0)  # let the freshly started server settle before reading it idle
