@@ -17,17 +17,26 @@
    phone hashing and encryption, pinyin keys, inserts, one transaction), against
    a raw ``sqlite3`` ``executemany`` of exactly the rows the loader writes, into
    a fresh database with the same schema and settings (WAL, synchronous=FULL).
+4. The online authorization round trip, after the PostgreSQL drain, through the same
+   broker and the same ``serve-ingest`` worker: the till's own ``MqttAuthorizer``
+   asks HQ to hold one point of a member ``--auth-requests`` times, timed from
+   the request's publish to the answer received (``auth_rtt_p50_ms``,
+   ``auth_rtt_p99_ms``). Beside it, the raw baseline through the same broker: a
+   QoS 1 request/response between two paho clients built the same way, the
+   responder answering at once (``raw_rtt_p50_ms``, ``raw_rtt_p99_ms``).
 
 Prints figures and ratios; the last line is one JSON object.
 
     .venv/bin/python bench/sync.py                 # 10,000 sales, 1,000,000 members
     .venv/bin/python bench/sync.py --sales 2000 --members 100000 --no-postgres
+    .venv/bin/python bench/sync.py --sales 300 --auth-only   # the round trip alone
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -49,12 +58,13 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 
 from core import protocol as p  # noqa: E402
+from core.ids import uuid7  # noqa: E402
 from core.rules import DEMO_RULES  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.demo_data import GIVEN, SURNAMES, load_demo  # noqa: E402
 from edge.models import Card, Ledger, Member, Outbox, PointsLot, open_database  # noqa: E402
 from edge.services import sales  # noqa: E402
-from edge.services.context import open_till  # noqa: E402
+from edge.services.context import SpendRequest, open_till  # noqa: E402
 from edge.services.staff import sign_in  # noqa: E402
 from edge.sync.agent import SyncAgent  # noqa: E402
 from edge.sync.apply import (  # noqa: E402
@@ -63,8 +73,10 @@ from edge.sync.apply import (  # noqa: E402
     load_snapshot,
     member_snapshot_rows,
 )
+from edge.sync.authorizer import MqttAuthorizer  # noqa: E402
 from edge.sync.config import SyncConfig  # noqa: E402
 from edge.sync.demo import PrivateBroker  # noqa: E402
+from edge.sync.mqtt import make_client, request_properties  # noqa: E402
 
 STORE = "B001"
 PG_ADMIN_DSN = os.environ.get("HY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
@@ -167,17 +179,27 @@ def hq_online(broker: PrivateBroker, timeout: float = 20.0) -> None:
         client.loop_stop()
 
 
-def drain(template: Path, workdir: Path, db_url: str, n: int) -> float:
+def drain(
+    template: Path, workdir: Path, db_url: str, n: int, auth_requests: int = 0
+) -> tuple[float, dict[str, float]]:
     """One drain on a broker of its own (an ingest worker's session left in a shared
-    subscription by an earlier run would keep receiving a share of the messages)."""
+    subscription by an earlier run would keep receiving a share of the messages); with
+    ``auth_requests``, then the authorization round trip and its raw baseline."""
     broker = PrivateBroker(workdir / "mosquitto").start()
     try:
-        return _drain(template, workdir, broker, db_url, n)
+        return _drain(template, workdir, broker, db_url, n, auth_requests)
     finally:
         broker.stop()
 
 
-def _drain(template: Path, workdir: Path, broker: PrivateBroker, db_url: str, n: int) -> float:
+def _drain(
+    template: Path,
+    workdir: Path,
+    broker: PrivateBroker,
+    db_url: str,
+    n: int,
+    auth_requests: int,
+) -> tuple[float, dict[str, float]]:
     from hq.models import ProcessedItem, Sale, bind
     from hq.models import open_database as hq_open
     from hq.rules import publish_rules
@@ -211,7 +233,20 @@ def _drain(template: Path, workdir: Path, broker: PrivateBroker, db_url: str, n:
         processed = ProcessedItem.select().where(ProcessedItem.store == STORE).count()
         sold = Sale.select().where(Sale.store == STORE).count()
         assert processed == total and sold == n, (processed, sold, total)  # noqa: S101
-        return n / took
+        rtt: dict[str, float] = {}
+        if auth_requests:
+            from hq.models import Member as HqMember
+
+            # spread over the members, as a store's sales are: one member with thousands of
+            # live holds would time HQ summing them, not the round trip
+            members = [
+                m.id for m in HqMember.select().where(HqMember.points >= 100).order_by(HqMember.id)
+            ]
+            assert members and 100 * len(members) >= auth_requests + 50, len(members)  # noqa: S101
+            rtt.update(auth_round_trips(broker, members, auth_requests))
+            rtt.update(hq_authorize_alone(hq_db, members, auth_requests))
+            rtt.update(raw_round_trips(broker, auth_requests))
+        return n / took, rtt
     finally:
         hq.terminate()
         hq.wait(timeout=15)
@@ -260,13 +295,15 @@ def raw_qos1(broker: PrivateBroker, size: int, n: int) -> float:
             done.set()
 
     subscribed = threading.Event()
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    # built as the store's and HQ's clients are (TCP_NODELAY on), so the ratio compares alike
+    cfg = SyncConfig.from_dict({"broker_url": broker.url})
+    sub = make_client(cfg, f"bench-raw-sub-{uuid.uuid4().hex[:6]}")
     sub.on_message = on_message
     sub.on_subscribe = lambda *a: subscribed.set()
     sub.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
     sub.connect("127.0.0.1", broker.port)
     sub.loop_start()
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub = make_client(cfg, f"bench-raw-pub-{uuid.uuid4().hex[:6]}")
     pub.max_inflight_messages_set(100)
     pub.connect("127.0.0.1", broker.port)
     pub.loop_start()
@@ -283,6 +320,119 @@ def raw_qos1(broker: PrivateBroker, size: int, n: int) -> float:
         for c in (pub, sub):
             c.disconnect()
             c.loop_stop()
+
+
+# ---- 4. the authorization round trip --------------------------------------------------
+
+
+def rtt_summary(prefix: str, samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 3)
+
+    return {
+        f"{prefix}_p50_ms": at(0.5),
+        f"{prefix}_p99_ms": at(0.99),
+        f"{prefix}_max_ms": round(ordered[-1], 3),
+    }
+
+
+def auth_round_trips(broker: PrivateBroker, members: list[str], n: int) -> dict[str, float]:
+    """The till's authorizer holding one point of a member at a time, the members in turn:
+    publish to answer, through the broker and the real HQ worker (a transaction on its
+    database per request)."""
+    cfg = SyncConfig.from_dict({"broker_url": broker.url, "auth_timeout": 5.0})
+    authorizer = MqttAuthorizer(STORE, cfg).start(wait=10)
+    try:
+        wait_for(lambda: authorizer.hq_online, 20, "HQ's state at the authorizer")
+        day = NOW[:10]
+
+        turn = itertools.count()
+
+        def one() -> float:
+            member_id = members[next(turn) % len(members)]
+            req = SpendRequest(
+                sale_id=uuid7(), member_id=member_id, stored_value=0, points=1, day=day
+            )
+            started = time.perf_counter_ns()
+            decision = authorizer.authorize(req)
+            took = (time.perf_counter_ns() - started) / 1e6
+            if not (decision.online and decision.approved):
+                raise RuntimeError(f"authorization not approved: {decision}")
+            return took
+
+        for _ in range(min(50, n)):
+            one()
+        return rtt_summary("auth_rtt", [one() for _ in range(n)])
+    finally:
+        authorizer.stop()
+
+
+def hq_authorize_alone(db: Any, members: list[str], n: int) -> dict[str, float]:
+    """Diagnostic: HQ's ``authorize_spend`` in this process on the same database, no MQTT:
+    the share of the round trip that is HQ's transaction (its statements and commit)."""
+    from hq.auth import authorize_spend
+    from hq.models import utcnow
+
+    took = []
+    for i in range(n):
+        req = p.AuthRequest(STORE, uuid7(), members[i % len(members)], points=1)
+        started = time.perf_counter_ns()
+        response, _ = authorize_spend(db, req, utcnow())
+        took.append((time.perf_counter_ns() - started) / 1e6)
+        if response.status != "approved":
+            raise RuntimeError(f"authorize_spend declined: {response}")
+    return rtt_summary("hq_authorize_alone", took)
+
+
+def raw_round_trips(broker: PrivateBroker, n: int) -> dict[str, float]:
+    """Baseline: a QoS 1 request and its QoS 1 answer between two paho clients built as the
+    till's are, through the same broker, the responder answering from its callback."""
+    cfg = SyncConfig.from_dict({"broker_url": broker.url})
+    ask_topic, answer_topic = (
+        f"bench/rtt/{uuid.uuid4().hex[:6]}",
+        f"bench/rtt/{uuid.uuid4().hex[:6]}a",
+    )
+    answered = threading.Event()
+    ready = threading.Barrier(3, timeout=10)
+
+    def respond(client, userdata, msg) -> None:  # noqa: ANN001
+        client.publish(answer_topic, msg.payload, qos=1, properties=msg.properties)
+
+    responder = make_client(cfg, f"bench-responder-{uuid.uuid4().hex[:6]}")
+    requester = make_client(cfg, f"bench-requester-{uuid.uuid4().hex[:6]}")
+    responder.on_message = respond
+    requester.on_message = lambda *a: answered.set()
+    for client, topic in ((responder, ask_topic), (requester, answer_topic)):
+        client.on_subscribe = lambda *a: ready.wait()
+        client.on_connect = lambda c, *a, topic=topic: c.subscribe(topic, qos=1)
+        client.connect(cfg.host, cfg.port)
+        client.loop_start()
+    try:
+        ready.wait()
+        body = p.encode_json(
+            {"v": 1, "store": STORE, "sale_id": uuid7(), "member_id": str(uuid.uuid4())}
+            | {"action": "hold", "stored_value": 0, "points": 1, "coupons": []}
+        )
+
+        def one() -> float:
+            answered.clear()
+            started = time.perf_counter_ns()
+            requester.publish(
+                ask_topic, body, qos=1, properties=request_properties(answer_topic, os.urandom(16))
+            )
+            if not answered.wait(5):
+                raise RuntimeError("raw round trip: no answer in 5 s")
+            return (time.perf_counter_ns() - started) / 1e6
+
+        for _ in range(min(50, n)):
+            one()
+        return rtt_summary("raw_rtt", [one() for _ in range(n)])
+    finally:
+        for client in (requester, responder):
+            client.disconnect()
+            client.loop_stop()
 
 
 # ---- 3. the snapshot ----------------------------------------------------------------
@@ -399,11 +549,39 @@ def snapshot(workdir: Path, n: int) -> tuple[float, float, int, int]:
     return snapshot_s, raw_s, sum(written.values()), gz
 
 
+def auth_figures(rtt: dict[str, float]) -> dict[str, float]:
+    """The round trip's figures, its ratio to the raw baseline, logged against the target."""
+    if not rtt:
+        return {}
+    ratio = rtt["auth_rtt_p50_ms"] / rtt["raw_rtt_p50_ms"]
+    log(
+        f"authorization round trip (HQ on PostgreSQL): p50 {rtt['auth_rtt_p50_ms']:.2f} ms  "
+        f"p99 {rtt['auth_rtt_p99_ms']:.2f} ms  max {rtt['auth_rtt_max_ms']:.2f} ms  "
+        f"(target p99 <= 10 ms: {'met' if rtt['auth_rtt_p99_ms'] <= 10 else 'MISSED'})\n"
+        f"  raw QoS 1 request/answer through the same broker: p50 {rtt['raw_rtt_p50_ms']:.2f} ms"
+        f"  p99 {rtt['raw_rtt_p99_ms']:.2f} ms; ratio p50 {ratio:.2f}x\n"
+        f"  HQ authorize_spend alone (in process, no MQTT): p50 "
+        f"{rtt['hq_authorize_alone_p50_ms']:.2f} ms  p99 {rtt['hq_authorize_alone_p99_ms']:.2f} ms"
+    )
+    return {**rtt, "auth_vs_raw_rtt_p50": round(ratio, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sales", type=int, default=10_000)
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--auth-requests",
+        type=int,
+        default=2000,
+        help="authorization round trips timed after the PostgreSQL drain (0: none)",
+    )
+    parser.add_argument(
+        "--auth-only",
+        action="store_true",
+        help="only the PostgreSQL drain of --sales and the authorization round trip",
+    )
     parser.add_argument("--dir", default="", help="work directory (default: a temporary one)")
     args = parser.parse_args()
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="hy-bench-sync-"))
@@ -417,7 +595,13 @@ def main() -> None:
     template = workdir / "template"
     item_size = build_store(template, args.sales)
     result["item_bytes"] = round(item_size)
-    rate = drain(
+    if args.auth_only:
+        del result["members"]  # no snapshot in this run
+        _, rtt = postgres_drain(template, workdir, args.sales, args.auth_requests)
+        result.update(auth_figures(rtt))
+        finish(args, workdir, result)
+        return
+    rate, _ = drain(
         template, workdir / "drain-sqlite", f"sqlite:///{workdir / 'hq.sqlite3'}", args.sales
     )
     result["drain_sales_per_s_sqlite"] = round(rate)
@@ -428,13 +612,10 @@ def main() -> None:
     if args.no_postgres:
         result["drain_sales_per_s_postgres"] = None
     else:
-        url, drop = pg_database()
-        try:
-            rate = drain(template, workdir / "drain-postgres", url, args.sales)
-        finally:
-            drop()
+        rate, rtt = postgres_drain(template, workdir, args.sales, args.auth_requests)
         result["drain_sales_per_s_postgres"] = round(rate)
         log(f"drain, HQ on PostgreSQL: {rate:8.0f} sales/s (target >= 2000)")
+        result.update(auth_figures(rtt))
         url, drop = pg_database()
         try:
             alone = hq_ingest_alone(template, url)
@@ -469,6 +650,20 @@ def main() -> None:
     log(
         f"raw sqlite3 executemany of the same {rows} rows: {raw_s:.1f}s; ratio {snap_s / raw_s:.2f} (target <= 2)"
     )
+    finish(args, workdir, result)
+
+
+def postgres_drain(
+    template: Path, workdir: Path, n: int, auth_requests: int
+) -> tuple[float, dict[str, float]]:
+    url, drop = pg_database()
+    try:
+        return drain(template, workdir / "drain-postgres", url, n, auth_requests)
+    finally:
+        drop()
+
+
+def finish(args: argparse.Namespace, workdir: Path, result: dict[str, Any]) -> None:
     if not args.dir:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(result))

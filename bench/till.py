@@ -10,24 +10,34 @@ API calls:
   transaction at the configured synchronous=FULL in WAL mode);
 * in the same run, on the same disk, a bare durable SQLite single-row
   INSERT + COMMIT at the same settings (WAL, synchronous=FULL): the floor a
-  durable checkout cannot go below.
+  durable checkout cannot go below;
+* then the whole request path: the real till server (``python -m edge.cli serve``,
+  the process ``huiyuan-edge serve`` runs: waitress, Flask, the session check, JSON)
+  in a child process, driven over one keep-alive HTTP connection (``http.client``)
+  with ``--http-checkouts`` checkouts (``POST /api/v1/sales``), timing each request
+  from send to the last byte of the answer and reading the server's RSS
+  (``/proc/PID/status`` VmRSS) as it goes: idle at start, at the end, and its slope
+  over the last half of the run (MB per 1,000 checkouts).
 
 Prints the figures and ratios; the last line is one JSON object.
 
     .venv/bin/python bench/till.py                      # 1,000,000 members
     .venv/bin/python bench/till.py --db-dir /var/tmp/hy-bench --reuse
+    .venv/bin/python bench/till.py --members 100000 --http-checkouts 2000   # quick
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import http.client
 import json
 import os
 import platform
 import random
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +45,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from core.names import pinyin_keys  # noqa: E402
 from edge.config import EdgeConfig, load_config  # noqa: E402
@@ -45,6 +56,7 @@ from edge.services import members as member_svc  # noqa: E402
 from edge.services import sales  # noqa: E402
 from edge.services import staff as staff_svc  # noqa: E402
 from edge.services.context import Till, open_till, start_checkpointer  # noqa: E402
+from edge.sync.demo import free_port  # noqa: E402
 
 CASHIER = ("1001", "王收银", "cashier", "1234")
 CARD_TYPES = ("普通卡", "普通卡", "普通卡", "银卡", "金卡")
@@ -175,6 +187,19 @@ def existing_counts(config: EdgeConfig) -> tuple[int, int]:
 # ---- measuring ------------------------------------------------------------------------
 
 
+def basket(rng: random.Random, products: list[tuple[str, int]], card_no: str) -> dict[str, object]:
+    """A member's five-line basket paid in cash, as the till API's body."""
+    picked = rng.sample(products, 5)
+    lines = [{"sku": sku, "qty": rng.choice((1, 1, 1, 2, 3))} for sku, _ in picked]
+    gross = sum(price * line["qty"] for (_, price), line in zip(picked, lines, strict=True))
+    cash = -(-gross // 10000) * 10000  # the next ¥100 note above the list price
+    return {
+        "member": {"card_no": card_no},
+        "lines": lines,
+        "tenders": [{"kind": "cash", "amount": cash}],
+    }
+
+
 def pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -233,6 +258,178 @@ def machine() -> dict[str, object]:
         # other work on the machine shows in the figures: say how busy it was
         "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
     }
+
+
+# ---- the whole request path: the real till server over HTTP ---------------------------
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident set (VmRSS), in MB (2**20 bytes)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def slope_per_1k(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of (checkouts done, RSS MB), in MB per 1,000 checkouts."""
+    xs = [x for x, _ in points]
+    ys = [y for _, y in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    if not den:
+        return 0.0
+    return sum((x - mx) * (y - my) for x, y in points) / den * 1000
+
+
+class ServeProcess:
+    """``python -m edge.cli serve`` (what ``huiyuan-edge serve`` runs) in a child process."""
+
+    def __init__(self, db_dir: Path, port: int, devices: bool = True) -> None:
+        self.port = port
+        self.conf = db_dir / "edge-http.toml"
+        # the default devices are the virtual ones, as on a demo store
+        no_devices = "".join(
+            f"[devices.{kind}]\nenabled = false\n" for kind in ("printer", "reader", "display")
+        )
+        self.conf.write_text(
+            f'data_dir = "{db_dir}"\n[store]\ncode = "BENCH"\n'
+            f'[http]\nhost = "127.0.0.1"\nport = {port}\n' + ("" if devices else no_devices),
+            encoding="utf-8",
+        )
+        self.log_path = db_dir / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> ServeProcess:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child writes it until stop()
+        self.proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "edge.cli", "-c", str(self.conf), "serve"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the till server exited: see {self.log_path}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/api/v1/status")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the till server did not answer within {timeout:.0f}s")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None  # noqa: S101
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class KeepAlive:
+    """One persistent HTTP/1.1 connection, as the cashier's browser keeps one."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: object = None) -> tuple[int, dict[str, object]]:
+        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
+        self.conn.request(method, path, body=data, headers=self.headers)
+        resp = self.conn.getresponse()
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw else {}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def over_http(
+    db_dir: Path,
+    args: argparse.Namespace,
+    rng: random.Random,
+    products: list[tuple[str, int]],
+    n_members: int,
+    log: Callable[[str], None],
+) -> dict[str, object]:
+    """Checkouts through the real server; times each POST /api/v1/sales, samples its RSS."""
+    server = ServeProcess(db_dir, args.http_port or free_port(), not args.no_devices).start()
+    client = KeepAlive(server.port)
+    try:
+        time.sleep(1.0)  # let the freshly started server settle before reading it idle
+        rss_start = rss_mb(server.pid)
+        status, signed = client.call(
+            "POST", "/api/v1/session", {"staff_code": CASHIER[0], "pin": CASHIER[3]}
+        )
+        if status != 201:
+            raise RuntimeError(f"sign-in answered {status}: {signed}")
+        client.headers["Authorization"] = f"Bearer {signed['token']}"
+
+        def checkout(body: dict[str, object]) -> float:
+            t = time.perf_counter_ns()
+            status, answer = client.call("POST", "/api/v1/sales", body)
+            took = (time.perf_counter_ns() - t) / 1e6
+            if status != 201:
+                raise RuntimeError(f"checkout answered {status}: {answer}")
+            return took
+
+        for _ in range(args.warmup):
+            checkout(basket(rng, products, card_of(rng.randrange(n_members))))
+        n = args.http_checkouts
+        every = max(1, n // 200)  # about 200 RSS samples over the run
+        samples: list[float] = []
+        rss: list[tuple[int, float]] = [(0, rss_mb(server.pid))]
+        block = 500  # baskets drawn outside the clock, as for the service calls
+        for start in range(0, n, block):
+            bodies = [
+                basket(rng, products, card_of(rng.randrange(n_members)))
+                for _ in range(min(block, n - start))
+            ]
+            for i, body in enumerate(bodies, start + 1):
+                samples.append(checkout(body))
+                if i % every == 0 or i == n:
+                    rss.append((i, rss_mb(server.pid)))
+        rss_end = rss[-1][1]
+        last_half = [(i, mb) for i, mb in rss if i >= n // 2]
+    finally:
+        client.close()
+        server.stop()
+    got = summary(samples)
+    result = {
+        "http_checkouts": len(samples),
+        "http_p50_ms": got["p50_ms"],
+        "http_p99_ms": got["p99_ms"],
+        "http_max_ms": got["max_ms"],
+        "rss_mb_start": round(rss_start, 1),
+        "rss_mb_after_warmup": round(rss[0][1], 1),
+        "rss_mb_end": round(rss_end, 1),
+        "rss_mb_peak": round(max(mb for _, mb in rss), 1),
+        "rss_slope_mb_per_1k": round(slope_per_1k(last_half), 3),
+        "http_devices": not args.no_devices,
+    }
+    log(
+        f"checkout through the till server over HTTP ({len(samples)} timed after "
+        f"{args.warmup} warm-up, one keep-alive connection)\n"
+        f"  p50 {got['p50_ms']:.3f} ms  p99 {got['p99_ms']:.3f} ms  max {got['max_ms']:.3f} ms\n"
+        f"  server RSS: idle {rss_start:.1f} MB, after warm-up {rss[0][1]:.1f} MB, "
+        f"end {rss_end:.1f} MB, slope over the last half "
+        f"{result['rss_slope_mb_per_1k']:+.3f} MB per 1,000 checkouts"
+    )
+    return result
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -294,15 +491,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
     # ---- checkouts
     def payload(card_no: str) -> dict[str, object]:
-        picked = rng.sample(products, 5)
-        lines = [{"sku": sku, "qty": rng.choice((1, 1, 1, 2, 3))} for sku, _ in picked]
-        gross = sum(price * line["qty"] for (_, price), line in zip(picked, lines, strict=True))
-        cash = -(-gross // 10000) * 10000  # the next ¥100 note above the list price
-        return {
-            "member": {"card_no": card_no},
-            "lines": lines,
-            "tenders": [{"kind": "cash", "amount": cash}],
-        }
+        return basket(rng, products, card_no)
 
     def one_checkout(card_no: str, body: dict[str, object]) -> dict[str, object]:
         member_svc.by_card(card_no)  # the card reader types the number; the till shows the member
@@ -374,6 +563,19 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         f"targets: p99 <= 5 ms {'met' if co['p99_ms'] <= 5 else 'MISSED'}, "
         f"p50 <= 3x bare {'met' if ratio_p50 <= 3 else 'MISSED'}"
     )
+    http: dict[str, object] = {}
+    if args.http_checkouts:
+        http = over_http(db_dir, args, rng, products, n_members, log)
+        http_ratio = float(http["http_p50_ms"]) / co["p50_ms"]  # type: ignore[arg-type]
+        http["http_p50_vs_service_p50"] = round(http_ratio, 2)
+        rss_end = float(http["rss_mb_end"])  # type: ignore[arg-type]
+        slope = float(http["rss_slope_mb_per_1k"])  # type: ignore[arg-type]
+        log(
+            f"ratio HTTP/service call p50 {http_ratio:.2f}x   targets: HTTP p50 <= 2x "
+            f"{'met' if http_ratio <= 2 else 'MISSED'}, RSS slope <= 0.5 MB/1k "
+            f"{'met' if slope <= 0.5 else 'MISSED'}, RSS at end < 200 MB "
+            f"{'met' if rss_end < 200 else 'MISSED'}"
+        )
     return {
         "bench": "till",
         "members": n_members,
@@ -402,6 +604,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "journal_mode": mode,
         "page_cache_warmed": not args.cold,
         "db_path": str(config.db_path),
+        **http,
         **machine(),
     }
 
@@ -419,6 +622,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="reuse a database of the same size in --db-dir"
     )
+    parser.add_argument(
+        "--http-checkouts",
+        type=int,
+        default=20_000,
+        help="checkouts through the real till server over HTTP (0: skip that part)",
+    )
+    parser.add_argument(
+        "--http-port", type=int, default=0, help="the till server's port (default: a free one)"
+    )
+    parser.add_argument(
+        "--no-devices",
+        action="store_true",
+        help="diagnostic: the till server without its (virtual) printer, reader and display",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--cold",
@@ -435,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.members < 1 or args.products < 5 or args.checkouts < 10:
         parser.error("need at least 1 member, 5 products and 10 checkouts")
+    if args.http_checkouts and args.http_checkouts < 10:
+        parser.error("--http-checkouts: need at least 10 (or 0 to skip the HTTP part)")
     result = run(args)
     print(json.dumps(result, ensure_ascii=False))
     return 0

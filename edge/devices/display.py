@@ -190,7 +190,9 @@ class SerialDisplay:
 
 
 class VirtualDisplay:
-    """Records every byte and the frames shown; can be unplugged and plugged again."""
+    """Records the bytes of its latest writes; can be unplugged and plugged again."""
+
+    KEPT_WRITES = 200  # every sale writes here: a tail, not the whole day (see VirtualPrinter)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -225,6 +227,7 @@ class VirtualDisplay:
             if not self.connected or not self.is_open:
                 raise DeviceError("virtual display unplugged")
             self.writes.append(bytes(data))
+            del self.writes[: -self.KEPT_WRITES]
 
     def close(self) -> None:
         with self._lock:

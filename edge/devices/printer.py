@@ -159,12 +159,17 @@ def _closing_network_class(network: type) -> type:
 
 
 class VirtualPrinter:
-    """Records every byte; faults can be injected (unplug, paper out, failing writes)."""
+    """Records the bytes of its latest writes; faults can be injected (unplug, paper out,
+    failing writes)."""
+
+    # a demo till prints here all day: keep a tail for tests and the technician, not every
+    # receipt ever printed (that grew the till server by about 2 kB a sale)
+    KEPT_WRITES = 200
 
     def __init__(self, encoding: str = "gb18030") -> None:
         self.encoding = encoding
         self._lock = threading.Lock()
-        self.jobs: list[bytes] = []  # one entry per write() that succeeded
+        self.jobs: list[bytes] = []  # one entry per write() that succeeded, the latest ones
         self.connected = True
         self.paper = PAPER_OK
         self.fail_writes = 0  # the next N writes raise, as a cable pulled mid-job would
@@ -212,6 +217,7 @@ class VirtualPrinter:
                 self.fail_writes -= 1
                 raise DeviceError("virtual printer write failed (injected)")
             self.jobs.append(bytes(data))
+            del self.jobs[: -self.KEPT_WRITES]
 
     def paper_status(self) -> int | None:
         with self._lock:

@@ -132,16 +132,24 @@ def sign_in(till: Till, code: object, pin: object) -> tuple[str, SignedIn]:
     return token, SignedIn(staff.code, staff.name, staff.role)
 
 
+# Every till request makes this check: one statement written out, not two peewee queries
+# built per request (a third of a millisecond, as much as a sale's own statements).
+SESSION_SQL = (
+    "SELECT s.expires_at, f.code, f.name, f.role, f.active FROM staff_session AS s "
+    "LEFT JOIN staff AS f ON f.code = s.staff_code WHERE s.token_hash = ?"
+)
+
+
 def session_staff(till: Till, token: str | None) -> SignedIn:
     if not token:
         raise Unauthorized("请先登录 (sign in first)", field="token")
-    row = StaffSession.get_or_none(StaffSession.token_hash == _token_hash(token))
-    if row is None or dt.datetime.fromisoformat(row.expires_at) < till.now():
+    row = till.db.execute_sql(SESSION_SQL, (_token_hash(token),)).fetchone()
+    if row is None or dt.datetime.fromisoformat(row[0]) < till.now():
         raise Unauthorized("登录已过期, 请重新登录 (session expired)", field="token")
-    staff = Staff.get_or_none((Staff.code == row.staff_code) & (Staff.active == True))  # noqa: E712
-    if staff is None:
+    _, code, name, role, active = row
+    if code is None or not active:
         raise Unauthorized("员工已停用 (staff disabled)", field="token")
-    return SignedIn(staff.code, staff.name, staff.role)
+    return SignedIn(code, name, role)
 
 
 def sign_out(till: Till, token: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import DeviceError
+from edge.devices.display import VirtualDisplay
 from edge.devices.escpos_decode import decode
 from edge.devices.print_queue import PrintQueue
 from edge.devices.printer import PAPER_OUT, EscposTransport, PrinterWorker, VirtualPrinter
@@ -306,3 +307,19 @@ def test_a_stale_queued_job_renders_without_its_drawer_kick(queue):
     assert decode(worker.render_job(fresh)).drawer_kicks == 1
     stale = dataclasses.replace(fresh, created_at=fresh.created_at - worker.DRAWER_MAX_AGE_S - 1)
     assert decode(worker.render_job(stale)).drawer_kicks == 0
+
+
+@pytest.mark.parametrize(
+    ("device", "record"), [(VirtualPrinter, "jobs"), (VirtualDisplay, "writes")]
+)
+def test_virtual_devices_keep_only_their_latest_writes(device, record):
+    """A demo till writes a receipt and two display frames a sale, all day: the virtual
+    devices keep a bounded tail (they kept everything, and the till server grew without end)."""
+    dev = device()
+    dev.open()
+    for i in range(device.KEPT_WRITES + 500):
+        dev.write(f"write {i}".encode())
+    kept = getattr(dev, record)
+    assert len(kept) == device.KEPT_WRITES
+    assert kept[0] == b"write 500"
+    assert kept[-1] == f"write {device.KEPT_WRITES + 499}".encode()
