@@ -245,7 +245,7 @@ def start_chain_demo(workdir: str | Path = "var/chain-demo", demo_members: int =
         hq = ["hq.cli", "--database-url", hq_url, "--mqtt-url", broker.url]
         _run_once([*hq, "init-db"])
         # the rules the stores price with (they hold none from HQ yet: the demo rules);
-        # without them HQ re-prices every member sale into a reprice_mismatch exception
+        # without them HQ cannot re-price a member sale and opens an unknown_rules exception
         rules_file = workdir / "hq" / "rules.json"
         rules_file.write_text(json.dumps(DEMO_RULES.to_dict(), ensure_ascii=False), "utf-8")
         _run_once([*hq, "publish-rules", str(rules_file), "--no-push"])
