@@ -321,7 +321,14 @@ def _apply(
             duplicates.append(seq)
             continue
         if seq > store.acked_through + 1:
-            if hold and seq - store.acked_through <= HOLD_WINDOW:
+            # what HQ would refuse unread, or could not even store, is not held: it is
+            # refused when the store resends it at the cursor
+            if (
+                hold
+                and seq - store.acked_through <= HOLD_WINDOW
+                and seq not in refused
+                and unencodable_field(raw_item) is None
+            ):
                 HeldItem.insert(
                     store=store.code, epoch=store.epoch, seq=seq, item=raw_item, received_at=now
                 ).on_conflict_ignore().execute()
