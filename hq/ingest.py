@@ -49,6 +49,10 @@ TRANSACTION_ATTEMPTS = 5
 # A rejection's reason in an ack is cut to this many UTF-8 bytes, so that an ack rejecting
 # every item of a full batch still fits MAX_PAYLOAD_BYTES; the dead letter keeps it whole.
 ACK_REASON_BYTES = 400
+# A batch is run whole at most this many times (each refused item makes one more run);
+# past that its items run one per transaction, so that a batch of n refused items costs
+# O(n) item applications, not O(n²).
+WHOLE_BATCH_RUNS = 4
 
 
 @dataclass
@@ -196,8 +200,9 @@ def _apply_batch(
     is refused: by a business rule (``apply_failed``), or by an exception nobody foresaw
     while HQ applied it (``unprocessable``; the exception is logged).
 
-    An unforeseen failure outside any item (when the batch's rows are written) is found by
-    running each item in its own transaction, in seq order. Either way the refusal itself
+    After WHOLE_BATCH_RUNS runs, or after an unforeseen failure outside any item (when the
+    batch's rows are written), each item runs in its own transaction, in seq order, and
+    is refused the same way if it fails alone. Either way the refusal itself
     must commit: if that fails too, HQ cannot write at all, nothing is refused, and the
     exception goes up (no ack: the store resends)."""
 
@@ -211,7 +216,7 @@ def _apply_batch(
         log.exception("store %s seq %d: HQ cannot process it; refusing it", batch.store, seq)
         refused[seq] = _unprocessable(exc)
 
-    for _ in range(2 * len(batch.items) + 2):
+    for _ in range(WHOLE_BATCH_RUNS):
         try:
             return attempt(batch.items)
         except _ItemRefused as exc:
@@ -222,6 +227,8 @@ def _apply_batch(
                 log.exception("store %s batch failed whole: its items one by one", batch.store)
                 break
             refuse_culprit(exc, None)
+    else:
+        log.info("store %s: %d items refused, the rest one by one", batch.store, len(refused))
     total = IngestOutcome()
     rejected: dict[int, Rejection] = {}
     for raw_item in sorted(batch.items, key=lambda r: _usable_seq(r) or 0):

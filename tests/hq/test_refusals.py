@@ -319,3 +319,27 @@ def test_a_handler_failing_unforeseen_refuses_and_answers(worker, monkeypatch, c
     answer = p.validate_auth_response(p.decode_json(payload))
     assert (answer.sale_id, answer.status, answer.code) == ("sale-1", "declined", "unprocessable")
     assert letters("SE") == [(None, "unprocessable"), (None, "unprocessable")]
+
+
+def test_a_batch_of_many_refused_items_costs_linear_work(hq_db, monkeypatch):
+    calls = []
+    real_apply = ingest.apply_item
+
+    def counting(ctx):
+        calls.append(ctx.item.seq)
+        return real_apply(ctx)
+
+    monkeypatch.setattr(ingest, "apply_item", counting)
+    items = Items("SL")
+    mid = uuid7()
+    batch = [items.registration(mid, "13800000131")]
+    for _ in range(15):
+        batch.append(items.sale(None, 1000, stored_value=(500, 0)))  # apply_failed
+        batch.append(items.topup(mid, 10))
+    outcome = ingest_raw(hq_db, "SL", batch_bytes("SL", batch))
+    assert outcome.ack.acked_through == 31
+    assert [r.seq for r in outcome.ack.rejected] == list(range(2, 31, 2))
+    assert {r.code for r in outcome.ack.rejected} == {"apply_failed"}
+    assert Member.get_by_id(mid).sv_principal == 150
+    # whole runs are capped, then one transaction per item: not one rerun per refusal
+    assert len(calls) <= 3 * len(batch), len(calls)  # one rerun per refusal made 151
