@@ -238,6 +238,11 @@ def unencodable_field(raw: Any, where: str = "") -> str | None:
     """The path of a string (value or key) in ``raw`` that is not valid Unicode (a lone
     surrogate), the shallowest first, or None. Iterative: ``raw`` may be as deep as the
     decoder allows."""
+    try:
+        orjson.dumps(raw)  # C speed: what it writes holds no lone surrogate
+        return None
+    except TypeError:  # orjson.JSONEncodeError: a surrogate, or a huge int, deep nesting...
+        pass
     queue: deque[tuple[str, Any]] = deque([(where, raw)])
     while queue:
         path, value = queue.popleft()

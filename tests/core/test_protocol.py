@@ -354,5 +354,8 @@ def test_lone_surrogates_are_found_and_made_safe():
     assert p.unencodable_field(raw, "item") == "item.body.name"
     assert p.unencodable_field({"ok": [{"\udfff": 1}]}) == "ok[0].\\udfff"
     assert p.unencodable_field({"fine": ["张三", 1, None]}) is None
+    # what the fast path (orjson) refuses for another reason is walked, not passed
+    assert p.unencodable_field({"n": 10**30, "deep": [[["\ud800"]]]}) == "deep[0][0][0]"
+    assert p.unencodable_field({"n": 10**30, "deep": [[[]]] * 3}) is None
     assert p.safe_text("a\ud800b") == "a\\ud800b"
     assert p.safe_text("张三") == "张三"
