@@ -31,6 +31,7 @@ from core.errors import ProtocolError
 from core.ids import uuid7
 from core.protocol import (
     INGEST_SUBSCRIPTION,
+    MAX_CODE_CHARS,
     MAX_PAGE_CHANGES,
     MAX_PAYLOAD_BYTES,
     AuthResponse,
@@ -260,7 +261,11 @@ class IngestWorker:
         except ProtocolError:
             raw = None
         sale_id = raw.get("sale_id") if isinstance(raw, dict) else None
-        if not isinstance(sale_id, str) or len(sale_id) > 64 or safe_text(sale_id) != sale_id:
+        if (
+            not isinstance(sale_id, str)
+            or len(sale_id) > MAX_CODE_CHARS
+            or safe_text(sale_id) != sale_id
+        ):
             sale_id = ""
         response = AuthResponse(sale_id, "declined", code=code, reason=safe_text(reason)[:500])
         self._publish(response_topic, response.to_dict(), publish_properties(None, correlation))
