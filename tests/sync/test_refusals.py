@@ -88,3 +88,14 @@ def test_an_item_too_large_to_send_is_refused_before_the_outbox(tmp_path, mosqui
         assert Member.select().count() == 0
         assert member_svc.member_count() == 0
     assert shop.outbox_count() == before
+
+
+def test_an_item_the_till_accepts_always_fits_a_batch_of_its_own():
+    from edge.sync.agent import build_batch
+
+    item = p.UpItem(1, "S" * 32, p.MAX_SEQ, "0" * 36, "registration", "t", 1, {"pad": ""})
+    text = p.encode_json(item.to_dict()).decode()
+    text = text.replace('"pad":""', '"pad":"' + "x" * (p.MAX_ITEM_BYTES - len(text)) + '"')
+    assert len(text.encode()) == p.MAX_ITEM_BYTES
+    [(_, _, payload)] = build_batch("S" * 32, p.MAX_EPOCH, [(p.MAX_SEQ, text)])
+    assert len(payload) <= p.MAX_PAYLOAD_BYTES
