@@ -31,6 +31,13 @@ MAX_ITEM_BYTES = MAX_PAYLOAD_BYTES - 1024
 # HQ still reads a batch up to this size to acknowledge its items as refused (`oversized`);
 # past it the payload is dead-lettered unread (see docs/protocol.md, "Refusals").
 MAX_READ_BYTES = 16 * MAX_PAYLOAD_BYTES
+# Bounds of the counters on the wire: outbox and change-log seqs and cursors, and epochs
+# (HQ keeps an epoch in a 32-bit column).
+MAX_SEQ = 2**62
+MAX_EPOCH = 2**31 - 1
+MAX_SNAPSHOT_CHUNKS = 2**20
+MAX_COUPONS = 20
+MAX_CODE_CHARS = 64
 MAX_BATCH_ITEMS = 500
 MAX_PAGE_CHANGES = 1000
 DEFAULT_PAGE_CHANGES = 500
@@ -137,13 +144,6 @@ class UpItem:
 MAX_WIRE_INT = 2**63 - 1
 # The largest amount of money (fen) or points any single wire figure may carry: ¥100,000,000.
 MAX_AMOUNT = 10**10
-# Bounds of the counters on the wire: outbox and change-log seqs and cursors, and epochs
-# (HQ keeps an epoch in a 32-bit column).
-MAX_SEQ = 2**62
-MAX_EPOCH = 2**31 - 1
-MAX_SNAPSHOT_CHUNKS = 2**20
-MAX_COUPONS = 20
-MAX_CODE_CHARS = 64
 
 
 def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
