@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NotRequired, TypedDict, cast
@@ -25,6 +26,19 @@ from core.money import MAX_AMOUNT
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "hy/v1"
 MAX_PAYLOAD_BYTES = 256 * 1024
+# The largest single up item (its compact JSON) a till puts in its outbox: a batch of that
+# item alone, envelope included, always fits MAX_PAYLOAD_BYTES.
+MAX_ITEM_BYTES = MAX_PAYLOAD_BYTES - 1024
+# HQ still reads a batch up to this size to acknowledge its items as refused (`oversized`);
+# past it the payload is dead-lettered unread (see docs/protocol.md, "Refusals").
+MAX_READ_BYTES = 16 * MAX_PAYLOAD_BYTES
+# Bounds of the counters on the wire: outbox and change-log seqs and cursors, and epochs
+# (HQ keeps an epoch in a 32-bit column).
+MAX_SEQ = 2**62
+MAX_EPOCH = 2**31 - 1
+MAX_SNAPSHOT_CHUNKS = 2**20
+MAX_COUPONS = 20
+MAX_CODE_CHARS = 64
 MAX_BATCH_ITEMS = 500
 MAX_PAGE_CHANGES = 1000
 DEFAULT_PAGE_CHANGES = 500
@@ -183,13 +197,54 @@ def validate_password_hash(value: Any, where: str = "member") -> str | None:
     return value
 
 
-def decode_json(payload: bytes, what: str = "payload") -> Any:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"{what} is {len(payload)} bytes, more than {MAX_PAYLOAD_BYTES}")
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_json(payload: bytes, what: str = "payload", limit: int = MAX_PAYLOAD_BYTES) -> Any:
+    """The JSON value of a wire payload; ProtocolError for anything else, whatever it is:
+    over ``limit`` bytes, not UTF-8, not JSON, NaN/Infinity, an integer of more digits
+    than Python converts, or nesting deeper than the parser recurses."""
+    if len(payload) > limit:
+        raise ProtocolError(f"{what} is {len(payload)} bytes, more than {limit}")
     try:
-        return json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"{what} is not UTF-8 JSON: {exc}") from None
+        return json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise ProtocolError(f"{what} is nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ProtocolError(f"{what} is not UTF-8 JSON: {safe_text(str(exc))[:200]}") from None
+
+
+def safe_text(text: str) -> str:
+    """``text`` with any lone surrogate (valid in a Python str and in JSON's \\u escapes,
+    not in UTF-8) written as its escape, so that it can be stored, logged and sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def unencodable_field(raw: Any, where: str = "") -> str | None:
+    """The path of a string (value or key) in ``raw`` that is not valid Unicode (a lone
+    surrogate), the shallowest first, or None. Iterative: ``raw`` may be as deep as the
+    decoder allows."""
+    try:
+        orjson.dumps(raw)  # C speed: what it writes holds no lone surrogate
+        return None
+    except TypeError:  # orjson.JSONEncodeError: a surrogate, or a huge int, deep nesting...
+        pass
+    queue: deque[tuple[str, Any]] = deque([(where, raw)])
+    while queue:
+        path, value = queue.popleft()
+        if isinstance(value, str):
+            if safe_text(value) != value:
+                return path or "(value)"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else str(key)
+                if safe_text(key) != key:
+                    return safe_text(name)
+                queue.append((name, item))
+        elif isinstance(value, list):
+            queue.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
 
 
 # JSON as the system writes it, for the wire and for rows: UTF-8, no spaces, optionally
@@ -276,11 +331,9 @@ class Batch:
 def validate_batch(raw: Any, where: str = "batch") -> Batch:
     _version(raw, where)
     store = _store(raw, where)
-    epoch = _require(raw, "epoch", int, where)
-    if epoch < 1:
-        raise ProtocolError(f"{where}: epoch must be >= 1", field="epoch")
-    first = _require(raw, "first_seq", int, where)
-    last = _require(raw, "last_seq", int, where)
+    epoch = int_in(raw, "epoch", where, 1, MAX_EPOCH)
+    first = int_in(raw, "first_seq", where, 1, MAX_SEQ)
+    last = int_in(raw, "last_seq", where, 1, MAX_SEQ)
     items = _require(raw, "items", list, where)
     if not items or len(items) > MAX_BATCH_ITEMS:
         raise ProtocolError(f"{where}: 1 to {MAX_BATCH_ITEMS} items, got {len(items)}")
@@ -302,7 +355,15 @@ def make_batch(store: str, epoch: int, items: list[UpItem | dict[str, Any]]) -> 
     return payload
 
 
-REJECT_CODES = ("invalid", "unknown_kind", "bad_version", "forged", "apply_failed")
+REJECT_CODES = (
+    "invalid",
+    "unknown_kind",
+    "bad_version",
+    "forged",
+    "apply_failed",
+    "oversized",
+    "unprocessable",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,8 +407,8 @@ class Ack:
 def validate_ack(raw: Any, where: str = "ack") -> Ack:
     _version(raw, where)
     store = _store(raw, where)
-    epoch = _require(raw, "epoch", int, where)
-    acked = _nonneg(raw, "acked_through", where)
+    epoch = int_in(raw, "epoch", where, 1, MAX_EPOCH)
+    acked = int_in(raw, "acked_through", where, 0, MAX_SEQ)
     rejected = []
     for i, r in enumerate(_require(raw, "rejected", list, where)):
         w = f"{where}.rejected[{i}]"
@@ -355,7 +416,7 @@ def validate_ack(raw: Any, where: str = "ack") -> Ack:
             raise ProtocolError(f"{w}: must be an object")
         rejected.append(
             Rejection(
-                _require(r, "seq", int, w),
+                int_in(r, "seq", w, 1, MAX_SEQ),
                 _require(r, "code", str, w),
                 _require(r, "reason", str, w),
             )
@@ -394,14 +455,14 @@ class Hello:
 def validate_hello(raw: Any, where: str = "hello") -> Hello:
     _version(raw, where)
     store = _store(raw, where)
-    epoch = _require(raw, "epoch", int, where)
-    acked = _nonneg(raw, "acked_through", where)
+    epoch = int_in(raw, "epoch", where, 1, MAX_EPOCH)
+    acked = int_in(raw, "acked_through", where, 0, MAX_SEQ)
     cursor = raw.get("down_cursor")
     if cursor is not None:
-        cursor = _nonneg(raw, "down_cursor", where)
+        cursor = int_in(raw, "down_cursor", where, 0, MAX_SEQ)
     last_seq = raw.get("last_seq")
     if last_seq is not None:
-        last_seq = _nonneg(raw, "last_seq", where)
+        last_seq = int_in(raw, "last_seq", where, 0, MAX_SEQ)
     return Hello(store, epoch, acked, cursor, last_seq)
 
 
@@ -427,7 +488,7 @@ def validate_state(raw: Any, where: str = "state") -> PeerState:
     ts = _require(raw, "ts", str, where)
     epoch = raw.get("epoch")
     if epoch is not None:
-        epoch = _require(raw, "epoch", int, where)
+        epoch = int_in(raw, "epoch", where, 1, MAX_EPOCH)
     return PeerState(online, ts, epoch)
 
 
@@ -482,7 +543,7 @@ class Change:
 def validate_change(raw: Any, where: str = "change") -> Change:
     if not isinstance(raw, dict):
         raise ProtocolError(f"{where}: must be an object")
-    seq = _nonneg(raw, "seq", where)
+    seq = int_in(raw, "seq", where, 0, MAX_SEQ)
     entity = _require(raw, "entity", str, where)
     if entity not in CHANGE_ENTITIES:
         raise ProtocolError(f"{where}: unknown entity {entity!r}", field="entity")
@@ -508,10 +569,10 @@ class ChangeRequest:
 def validate_change_request(raw: Any, where: str = "chgreq") -> ChangeRequest:
     _version(raw, where)
     store = _store(raw, where)
-    after = _nonneg(raw, "after", where)
-    limit = raw.get("limit", DEFAULT_PAGE_CHANGES)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_CHANGES:
-        raise ProtocolError(f"{where}: limit must be 1..{MAX_PAGE_CHANGES}", field="limit")
+    after = int_in(raw, "after", where, 0, MAX_SEQ)
+    limit = (
+        int_in(raw, "limit", where, 1, MAX_PAGE_CHANGES) if "limit" in raw else DEFAULT_PAGE_CHANGES
+    )
     return ChangeRequest(store, after, limit)
 
 
@@ -542,11 +603,11 @@ class ChangePage:
 
 def validate_change_page(raw: Any, where: str = "chg") -> ChangePage:
     _version(raw, where)
-    latest = _nonneg(raw, "latest", where)
+    latest = int_in(raw, "latest", where, 0, MAX_SEQ)
     if raw.get("snapshot_required") is True:
         return ChangePage(0, 0, (), False, latest, snapshot_required=True)
-    from_seq = _nonneg(raw, "from", where)
-    to_seq = _nonneg(raw, "to", where)
+    from_seq = int_in(raw, "from", where, 0, MAX_SEQ)
+    to_seq = int_in(raw, "to", where, 0, MAX_SEQ)
     changes = tuple(
         validate_change(c, f"{where}.changes[{i}]")
         for i, c in enumerate(_require(raw, "changes", list, where))
@@ -598,9 +659,9 @@ def validate_snapshot_chunk(raw: Any, where: str = "snap") -> SnapshotChunk:
     _version(raw, where)
     chunk = SnapshotChunk(
         _require(raw, "snapshot_id", str, where),
-        _nonneg(raw, "cursor", where),
-        _nonneg(raw, "index", where),
-        _require(raw, "count", int, where),
+        int_in(raw, "cursor", where, 0, MAX_SEQ),
+        int_in(raw, "index", where, 0, MAX_SNAPSHOT_CHUNKS - 1),
+        int_in(raw, "count", where, 1, MAX_SNAPSHOT_CHUNKS),
         _require(raw, "sha256", str, where),
         _require(raw, "data", str, where),
     )
@@ -700,16 +761,24 @@ def validate_auth_request(raw: Any, where: str = "auth") -> AuthRequest:
     member_id = _require(raw, "member_id", str, where)
     if not is_uuid(member_id):
         raise ProtocolError(f"{where}: member_id is not a UUID", field="member_id")
-    if not sale_id or len(sale_id) > 64:
+    if not sale_id or len(sale_id) > MAX_CODE_CHARS:
         raise ProtocolError(f"{where}: bad sale_id", field="sale_id")
     action = raw.get("action", "hold")
     if action not in AUTH_ACTIONS:
         raise ProtocolError(f"{where}: action must be one of {AUTH_ACTIONS}", field="action")
-    sv = _nonneg(raw, "stored_value", where) if "stored_value" in raw else 0
-    pts = _nonneg(raw, "points", where) if "points" in raw else 0
+    sv = int_in(raw, "stored_value", where, 0, MAX_AMOUNT) if "stored_value" in raw else 0
+    pts = int_in(raw, "points", where, 0, MAX_AMOUNT) if "points" in raw else 0
     coupons = raw.get("coupons", [])
-    if not isinstance(coupons, list) or not all(isinstance(c, str) for c in coupons):
-        raise ProtocolError(f"{where}: coupons must be a list of codes", field="coupons")
+    if (
+        not isinstance(coupons, list)
+        or len(coupons) > MAX_COUPONS
+        or not all(isinstance(c, str) and 0 < len(c) <= MAX_CODE_CHARS for c in coupons)
+    ):
+        raise ProtocolError(
+            f"{where}: coupons must be a list of at most {MAX_COUPONS} codes "
+            f"of 1..{MAX_CODE_CHARS} characters",
+            field="coupons",
+        )
     requested_at = raw.get("requested_at", "")
     if not isinstance(requested_at, str):
         raise ProtocolError(f"{where}: requested_at must be a string", field="requested_at")
@@ -749,14 +818,25 @@ def validate_auth_response(raw: Any, where: str = "auth response") -> AuthRespon
     status = _require(raw, "status", str, where)
     if status not in AUTH_STATUSES:
         raise ProtocolError(f"{where}: status must be one of {AUTH_STATUSES}", field="status")
+    for key in ("authorization_id", "code", "reason"):
+        if raw.get(key) is not None:
+            _require(raw, key, str, where)
+    split = raw.get("stored_value_split")
+    if split is not None:
+        w = f"{where}.stored_value_split"
+        _require(raw, "stored_value_split", dict, where)
+        split = {k: int_in(split, k, w, 0, MAX_AMOUNT) for k in ("principal", "bonus")}
+    balances = raw.get("balances")
+    if balances is not None:
+        _require(raw, "balances", dict, where)
     return AuthResponse(
         _require(raw, "sale_id", str, where),
         status,
         raw.get("authorization_id"),
         raw.get("code"),
         raw.get("reason"),
-        raw.get("stored_value_split"),
-        raw.get("balances"),
+        split,
+        balances,
     )
 
 

@@ -2,9 +2,11 @@
 
 ``ingest_batch`` returns what the caller must publish *after* it returns (the
 transaction is committed by then): the ack for the store and the change records
-for the live push. Whole-message failures are dead-lettered and get no ack;
-item failures are rejected in the ack and the cursor passes them.
-See docs/protocol.md, "Batches, acks and resends".
+for the live push. Refusal is total: every item HQ reads and refuses, for any
+reason (invalid, forged, oversized, a business rule, or an exception nobody
+foresaw), is dead-lettered and rejected in the ack, and the cursor passes it.
+Only a message whose envelope cannot be read is dead-lettered without an ack:
+nothing in it can be attributed to a seq. See docs/protocol.md, "Refusals".
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import peewee as pw
@@ -22,14 +24,18 @@ from core.errors import HuiyuanError, ProtocolError
 from core.protocol import (
     HOLD_WINDOW,
     MAX_PAYLOAD_BYTES,
-    SCHEMA_VERSION,
+    MAX_READ_BYTES,
     Ack,
+    Batch,
     Change,
     Hello,
     Rejection,
     decode_json,
+    safe_text,
+    unencodable_field,
     validate_batch,
     validate_item,
+    validate_state,
 )
 from hq.apply import BatchCache, ItemContext, MoneyRefused, apply_item
 from hq.changes import ChangeSet, flush_changes
@@ -40,6 +46,13 @@ log = logging.getLogger("hq.ingest")
 
 DEAD_LETTER_KEEP_BYTES = 64 * 1024
 TRANSACTION_ATTEMPTS = 5
+# A rejection's reason in an ack is cut to this many UTF-8 bytes, so that an ack rejecting
+# every item of a full batch still fits MAX_PAYLOAD_BYTES; the dead letter keeps it whole.
+ACK_REASON_BYTES = 400
+# A batch is run whole at most this many times (each refused item makes one more run);
+# past that its items run one per transaction, so that a batch of n refused items costs
+# O(n) item applications, not O(n²).
+WHOLE_BATCH_RUNS = 4
 
 
 @dataclass
@@ -61,12 +74,13 @@ def dead_letter(
     store: str | None = None,
     seq: int | None = None,
 ) -> None:
+    reason = safe_text(reason)[:2000]
     DeadLetter.create(
-        topic=topic,
+        topic=safe_text(topic)[:255],
         store=store,
         seq=seq,
         code=code,
-        reason=reason[:2000],
+        reason=reason,
         payload=payload[:DEAD_LETTER_KEEP_BYTES],
         payload_size=len(payload),
         received_at=now,
@@ -123,21 +137,16 @@ def _lock_store(db: pw.Database, code: str, epoch: int, now: dt.datetime) -> Sto
 def ingest_batch(
     db: pw.Database, topic: str, topic_store: str, payload: bytes, now: dt.datetime
 ) -> IngestOutcome:
-    """Validate, apply and commit one batch; the caller publishes ``outcome.ack`` afterwards."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return _refuse(
-            db,
-            topic,
-            payload,
-            "oversized",
-            f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
-            now,
-            topic_store,
-        )
+    """Validate, apply and commit one batch; the caller publishes ``outcome.ack`` afterwards.
+
+    A batch over MAX_PAYLOAD_BYTES whose envelope HQ can still read (up to MAX_READ_BYTES)
+    has each of its items refused as ``oversized``: acknowledged, so the store moves on."""
+    oversized = len(payload) > MAX_PAYLOAD_BYTES
     try:
-        raw = decode_json(payload, "batch")
+        raw = decode_json(payload, "batch", limit=MAX_READ_BYTES)
     except ProtocolError as exc:
-        return _refuse(db, topic, payload, "malformed", exc.message, now, topic_store)
+        code = "oversized" if oversized else "malformed"
+        return _refuse(db, topic, payload, code, exc.message, now, topic_store)
     try:
         batch = validate_batch(raw)
     except ProtocolError as exc:
@@ -153,125 +162,227 @@ def ingest_batch(
             topic_store,
         )
 
-    def work() -> IngestOutcome:
-        outcome = IngestOutcome()
-        store = _lock_store(db, topic_store, batch.epoch, now)
-        if batch.epoch < store.epoch:
+    refused: dict[int, tuple[str, str]] = {}
+    if oversized:
+        reason = (
+            f"记录过大, 总部拒收 (oversized: a batch of {len(payload)} bytes, "
+            f"more than {MAX_PAYLOAD_BYTES})"
+        )
+        refused = {seq: ("oversized", reason) for seq in map(_usable_seq, batch.items) if seq}
+    return _apply_batch(db, topic, payload, batch, refused, now)
+
+
+def _usable_seq(raw_item: Any) -> int | None:
+    seq = raw_item.get("seq") if isinstance(raw_item, dict) else None
+    return seq if type(seq) is int and seq >= 1 else None
+
+
+def _outage(exc: BaseException) -> bool:
+    """A failure of the database connection (after _transaction's retries), not of an item:
+    nothing is refused for it; the batch goes unacknowledged and the store resends."""
+    return isinstance(exc, pw.OperationalError | pw.InterfaceError)
+
+
+def _unprocessable(exc: BaseException) -> tuple[str, str]:
+    reason = f"总部无法处理此记录 (HQ could not process this item: {type(exc).__name__}: {exc})"
+    return "unprocessable", reason
+
+
+def _apply_batch(
+    db: pw.Database,
+    topic: str,
+    payload: bytes,
+    batch: Batch,
+    refused: dict[int, tuple[str, str]],
+    now: dt.datetime,
+) -> IngestOutcome:
+    """The batch in one transaction, run again with an item rejected up front each time one
+    is refused: by a business rule (``apply_failed``), or by an exception nobody foresaw
+    while HQ applied it (``unprocessable``; the exception is logged).
+
+    After WHOLE_BATCH_RUNS runs, or after an unforeseen failure outside any item (when the
+    batch's rows are written), each item runs in its own transaction, in seq order, and
+    is refused the same way if it fails alone. Either way the refusal itself
+    must commit: if that fails too, HQ cannot write at all, nothing is refused, and the
+    exception goes up (no ack: the store resends)."""
+
+    def attempt(items: list[Any]) -> IngestOutcome:
+        return _transaction(db, lambda: _apply(db, topic, payload, batch, items, refused, now))
+
+    def refuse_culprit(exc: Exception, default: int | None) -> None:
+        seq = getattr(exc, "hy_seq", None) or default
+        if _outage(exc) or seq is None or refused.get(seq, ("",))[0] == "unprocessable":
+            raise exc
+        log.exception("store %s seq %d: HQ cannot process it; refusing it", batch.store, seq)
+        refused[seq] = _unprocessable(exc)
+
+    for _ in range(WHOLE_BATCH_RUNS):
+        try:
+            return attempt(batch.items)
+        except _ItemRefused as exc:
+            log.info("store %s seq %d refused: %s", batch.store, exc.seq, exc.reason)
+            refused[exc.seq] = ("apply_failed", exc.reason)
+        except Exception as exc:
+            if getattr(exc, "hy_seq", None) is None and not _outage(exc):
+                log.exception("store %s batch failed whole: its items one by one", batch.store)
+                break
+            refuse_culprit(exc, None)
+    else:
+        log.info("store %s: %d items refused, the rest one by one", batch.store, len(refused))
+    total = IngestOutcome()
+    rejected: dict[int, Rejection] = {}
+    for raw_item in sorted(batch.items, key=lambda r: _usable_seq(r) or 0):
+        while True:
+            try:
+                out = attempt([raw_item])
+                break
+            except _ItemRefused as exc:
+                if exc.seq in refused:
+                    raise AssertionError(f"seq {exc.seq} refused up front, then applied") from exc
+                refused[exc.seq] = ("apply_failed", exc.reason)
+            except Exception as exc:
+                refuse_culprit(exc, _usable_seq(raw_item))
+        for r in out.ack.rejected if out.ack else ():
+            rejected[r.seq] = r
+        total.ack = out.ack
+        total.changes += out.changes
+        total.applied += out.applied
+        total.duplicates += out.duplicates
+        total.held += out.held
+        total.dead_letter = total.dead_letter or out.dead_letter
+    if total.ack is not None:
+        total.ack = replace(total.ack, rejected=tuple(rejected[k] for k in sorted(rejected)))
+    return total
+
+
+def _apply(
+    db: pw.Database,
+    topic: str,
+    payload: bytes,
+    batch: Batch,
+    items: list[Any],
+    refused: dict[int, tuple[str, str]],
+    now: dt.datetime,
+) -> IngestOutcome:
+    """``items`` (the batch's, or one of them) in the caller's transaction; an item
+    listed in ``refused`` is rejected with that code and reason instead of applied."""
+    topic_store = batch.store
+    # an oversized batch's items past the cursor are not kept: the store resends them
+    hold = len(payload) <= MAX_PAYLOAD_BYTES
+    outcome = IngestOutcome()
+    store = _lock_store(db, topic_store, batch.epoch, now)
+    if batch.epoch < store.epoch:
+        dead_letter(
+            topic,
+            payload,
+            "stale_epoch",
+            f"epoch {batch.epoch} < HQ's {store.epoch}",
+            now,
+            topic_store,
+        )
+        outcome.dead_letter = "stale_epoch"
+        return outcome
+    if batch.epoch > store.epoch:
+        log.warning("store %s starts epoch %d (was %d)", store.code, batch.epoch, store.epoch)
+        store.epoch = batch.epoch
+        store.acked_through = 0
+        store.reported_seq = 0
+    changes = ChangeSet()
+    rejected: list[Rejection] = []
+    cache = BatchCache(Book(db))
+    cache.prefetch(store.code, items)
+    ids = [r.get("id") for r in items if isinstance(r, dict) and isinstance(r.get("id"), str)]
+    seen_ids = (
+        {
+            i
+            for (i,) in ProcessedItem.select(ProcessedItem.item_id)
+            .where(one_of(ProcessedItem.item_id, ids))
+            .tuples()
+        }
+        if ids
+        else set()
+    )
+    processed: list[dict[str, Any]] = []
+    duplicates: list[int] = []
+    run = _Run(
+        db, topic, store, now, changes, rejected, outcome, cache, seen_ids, processed, refused
+    )
+    seqs = [(r.get("seq") if isinstance(r, dict) else None) for r in items]
+    ordered = sorted(
+        zip(seqs, items, strict=True),
+        key=lambda pair: pair[0] if isinstance(pair[0], int) else 0,
+    )
+    for seq, raw_item in ordered:
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
             dead_letter(
                 topic,
-                payload,
-                "stale_epoch",
-                f"epoch {batch.epoch} < HQ's {store.epoch}",
+                _bytes(raw_item),
+                "invalid",
+                "item without a usable seq",
                 now,
                 topic_store,
             )
-            outcome.dead_letter = "stale_epoch"
-            return outcome
-        if batch.epoch > store.epoch:
-            log.warning("store %s starts epoch %d (was %d)", store.code, batch.epoch, store.epoch)
-            store.epoch = batch.epoch
-            store.acked_through = 0
-            store.reported_seq = 0
-        changes = ChangeSet()
-        rejected: list[Rejection] = []
-        cache = BatchCache(Book(db))
-        cache.prefetch(store.code, batch.items)
-        ids = [
-            r.get("id") for r in batch.items if isinstance(r, dict) and isinstance(r.get("id"), str)
-        ]
-        seen_ids = (
-            {
-                i
-                for (i,) in ProcessedItem.select(ProcessedItem.item_id)
-                .where(one_of(ProcessedItem.item_id, ids))
-                .tuples()
-            }
-            if ids
-            else set()
-        )
-        processed: list[dict[str, Any]] = []
-        duplicates: list[int] = []
-        run = _Run(
-            db, topic, store, now, changes, rejected, outcome, cache, seen_ids, processed, refused
-        )
-        seqs = [(r.get("seq") if isinstance(r, dict) else None) for r in batch.items]
-        ordered = sorted(
-            zip(seqs, batch.items, strict=True),
-            key=lambda pair: pair[0] if isinstance(pair[0], int) else 0,
-        )
-        for seq, raw_item in ordered:
-            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-                dead_letter(
-                    topic,
-                    _bytes(raw_item),
-                    "invalid",
-                    "item without a usable seq",
-                    now,
-                    topic_store,
-                )
-                continue
-            if seq <= store.acked_through:
-                outcome.duplicates += 1
-                duplicates.append(seq)
-                continue
-            if seq > store.acked_through + 1:
-                if seq - store.acked_through <= HOLD_WINDOW:
-                    HeldItem.insert(
-                        store=store.code, epoch=store.epoch, seq=seq, item=raw_item, received_at=now
-                    ).on_conflict_ignore().execute()
-                    outcome.held += 1
-                continue
-            run.process(seq, raw_item)
-            store.acked_through = seq
-        rejected[:0] = _previous_rejections(store, duplicates)
-        # the gap may be filled now: apply what was held, in order
-        held = list(
-            HeldItem.select(HeldItem.id, HeldItem.epoch, HeldItem.seq)
-            .where(HeldItem.store == store.code)
-            .order_by(HeldItem.seq)
-            .tuples()
-        )
-        run_ids = []
-        for row_id, epoch, seq in held:
-            if epoch == store.epoch and seq == store.acked_through + 1 + len(run_ids):
-                run_ids.append(row_id)
-        if run_ids:
-            for row in HeldItem.select().where(HeldItem.id.in_(run_ids)).order_by(HeldItem.seq):
-                run.process(row.seq, row.item)
-                store.acked_through = row.seq
-        if held:
-            HeldItem.delete().where(
-                (HeldItem.store == store.code)
-                & ((HeldItem.epoch < store.epoch) | (HeldItem.seq <= store.acked_through))
-            ).execute()
-        store.reported_seq = max(store.reported_seq, batch.last_seq)
-        # the batch's writes, the change log's counter and its records: on PostgreSQL
-        # two round trips (see hq.models.Writes)
-        writes = Writes(db)
-        cache.book.flush(writes)
-        writes.insert(ProcessedItem, processed)
-        writes.query(
-            Store.update(
-                epoch=store.epoch,
-                acked_through=store.acked_through,
-                reported_seq=store.reported_seq,
-                last_seen=now,
-                online=True,
-            ).where(Store.code == store.code)
-        )
-        outcome.changes = flush_changes(db, changes, now, cache.book, writes)
-        writes.send()
-        outcome.ack = Ack(store.code, store.epoch, store.acked_through, tuple(rejected))
-        return outcome
-
-    refused: dict[int, str] = {}
-    for _ in range(len(batch.items) + 1):
-        try:
-            return _transaction(db, work)
-        except _ItemRefused as exc:
-            log.info("store %s seq %d refused: %s", topic_store, exc.seq, exc.reason)
-            refused[exc.seq] = exc.reason
-    raise AssertionError("every item refused and still failing")
+            continue
+        if seq <= store.acked_through:
+            outcome.duplicates += 1
+            duplicates.append(seq)
+            continue
+        if seq > store.acked_through + 1:
+            # what HQ would refuse unread, or could not even store, is not held: it is
+            # refused when the store resends it at the cursor
+            if (
+                hold
+                and seq - store.acked_through <= HOLD_WINDOW
+                and seq not in refused
+                and unencodable_field(raw_item) is None
+            ):
+                HeldItem.insert(
+                    store=store.code, epoch=store.epoch, seq=seq, item=raw_item, received_at=now
+                ).on_conflict_ignore().execute()
+                outcome.held += 1
+            continue
+        run.process(seq, raw_item)
+        store.acked_through = seq
+    rejected[:0] = _previous_rejections(store, duplicates)
+    # the gap may be filled now: apply what was held, in order
+    held = list(
+        HeldItem.select(HeldItem.id, HeldItem.epoch, HeldItem.seq)
+        .where(HeldItem.store == store.code)
+        .order_by(HeldItem.seq)
+        .tuples()
+    )
+    run_ids = []
+    for row_id, epoch, seq in held:
+        if epoch == store.epoch and seq == store.acked_through + 1 + len(run_ids):
+            run_ids.append(row_id)
+    if run_ids:
+        for row in HeldItem.select().where(HeldItem.id.in_(run_ids)).order_by(HeldItem.seq):
+            run.process(row.seq, row.item)
+            store.acked_through = row.seq
+    if held:
+        HeldItem.delete().where(
+            (HeldItem.store == store.code)
+            & ((HeldItem.epoch < store.epoch) | (HeldItem.seq <= store.acked_through))
+        ).execute()
+    store.reported_seq = max(store.reported_seq, batch.last_seq)
+    # the batch's writes, the change log's counter and its records: on PostgreSQL
+    # two round trips (see hq.models.Writes)
+    writes = Writes(db)
+    cache.book.flush(writes)
+    writes.insert(ProcessedItem, processed)
+    writes.query(
+        Store.update(
+            epoch=store.epoch,
+            acked_through=store.acked_through,
+            reported_seq=store.reported_seq,
+            last_seen=now,
+            online=True,
+        ).where(Store.code == store.code)
+    )
+    outcome.changes = flush_changes(db, changes, now, cache.book, writes)
+    writes.send()
+    outcome.ack = Ack(store.code, store.epoch, store.acked_through, tuple(rejected))
+    return outcome
 
 
 class _ItemRefused(Exception):
@@ -282,7 +393,18 @@ class _ItemRefused(Exception):
 
 
 def _bytes(raw: Any) -> bytes:
-    return json.dumps(raw, ensure_ascii=False, default=str).encode()
+    """An item as JSON bytes for its dead letter, whatever it holds (lone surrogates are
+    written as escapes; what cannot be written at all is described instead)."""
+    try:
+        return json.dumps(raw, ensure_ascii=False, default=str).encode("utf-8", "backslashreplace")
+    except (RecursionError, ValueError, TypeError) as exc:
+        return f"<{type(raw).__name__} that cannot be written back: {exc}>".encode()
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    data = text.encode()
+    return text if len(data) <= limit else data[: limit - 3].decode(errors="ignore") + "..."
 
 
 def _refuse(
@@ -330,7 +452,7 @@ class _Run:
     cache: BatchCache
     seen_ids: set[str]
     processed: list[dict[str, Any]]
-    refused: dict[int, str]
+    refused: dict[int, tuple[str, str]]
 
     def _record(
         self,
@@ -367,12 +489,21 @@ class _Run:
         kind: str | None = None,
     ) -> None:
         dead_letter(self.topic, _bytes(raw_item), code, reason, self.now, self.store.code, seq)
+        reason = _cut(safe_text(reason), ACK_REASON_BYTES)
         self._record(seq, item_id, kind, "rejected", code, reason)
         self.rejected.append(Rejection(seq, code, reason))
 
     def process(self, seq: int, raw_item: Any) -> None:
         """Apply the item at ``seq`` (the store's next) or reject it; either way it is
         recorded as processed, so the cursor can pass it."""
+        forced = self.refused.get(seq)
+        if forced is not None and forced[0] != "apply_failed":
+            self._reject(seq, raw_item, *forced)  # refused unread: oversized, unprocessable
+            return
+        bad_text = unencodable_field(raw_item, "item")
+        if bad_text is not None:
+            self._reject(seq, raw_item, "invalid", f"{bad_text} is not valid Unicode text")
+            return
         try:
             item = validate_item(raw_item)
         except ProtocolError as exc:
@@ -397,9 +528,8 @@ class _Run:
             )
             return
         item_changes = ChangeSet()
-        refused = self.refused.get(seq)
-        if refused is not None:
-            self._reject(seq, raw_item, "apply_failed", refused, item.id, item.kind)
+        if forced is not None:
+            self._reject(seq, raw_item, *forced, item.id, item.kind)
             return
         try:
             apply_item(ItemContext(self.db, item, self.now, item_changes, self.cache))
@@ -413,6 +543,9 @@ class _Run:
             # no savepoint per item (two round trips each): abandon the batch's transaction
             # and run it again with this item rejected up front
             raise _ItemRefused(seq, reason) from exc
+        except Exception as exc:
+            exc.hy_seq = seq  # type: ignore[attr-defined]  # whose it was, for _apply_batch
+            raise
         for key, value in item_changes.records.items():
             self.changes.records.pop(key, None)
             self.changes.records[key] = value
@@ -456,10 +589,7 @@ def handle_hello(db: pw.Database, hello: Hello, now: dt.datetime) -> Ack:
 
 def note_store_state(db: pw.Database, store_code: str, payload: bytes, now: dt.datetime) -> None:
     """The store's retained state (online / its will): shown in the API."""
-    raw = decode_json(payload, "state")
-    if not isinstance(raw, dict) or raw.get("v") != SCHEMA_VERSION:
-        raise ProtocolError("state: not a v1 object")
-    online = bool(raw.get("online"))
+    online = validate_state(decode_json(payload, "state")).online
     with db.atomic():
         Store.insert(code=store_code, created_at=now).on_conflict_ignore().execute()
         Store.update(online=online, last_seen=now).where(Store.code == store_code).execute()

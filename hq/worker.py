@@ -3,7 +3,10 @@
 Several workers can run at once (``$share/ingest/hy/v1/+/up/#``): the broker gives
 each message to one of them, the database serialises what must be serialised.
 Every incoming message is acknowledged to the broker (manual PUBACK) only after it
-has been handled: committed, and the ack / answer published.
+has been handled: committed, and the ack / answer published. Every message ends
+applied, answered, or refused with a reason (dead letter; an ack's ``rejected``
+for a batch's items; a ``declined`` answer for an authorization), whatever it
+holds: see docs/protocol.md, "Refusals".
 
     worker = IngestWorker(config)
     worker.start()      # init_database, init_mqtt, start_heartbeat
@@ -28,8 +31,10 @@ from core.errors import ProtocolError
 from core.ids import uuid7
 from core.protocol import (
     INGEST_SUBSCRIPTION,
+    MAX_CODE_CHARS,
     MAX_PAGE_CHANGES,
     MAX_PAYLOAD_BYTES,
+    AuthResponse,
     Change,
     ChangePage,
     PeerState,
@@ -39,6 +44,7 @@ from core.protocol import (
     hq_changes_topic,
     hq_state_topic,
     parse_store_topic,
+    safe_text,
     snapshot_chunks,
     validate_auth_request,
     validate_change_request,
@@ -218,7 +224,19 @@ class IngestWorker:
                 msg.topic, msg.payload, "unknown_topic", f"no handler for {name!r}", now, store
             )
             return
-        handler(store, msg)
+        try:
+            handler(store, msg)
+        except Exception as exc:
+            # no message is left unanswered: what HQ could not handle is refused with the
+            # reason (if HQ cannot write even that, its database is down: the store resends)
+            log.exception("failed to handle %s; refusing it", msg.topic)
+            reason = (
+                "总部无法处理此消息 (HQ could not process this message: "
+                f"{type(exc).__name__}: {str(exc)[:500]})"
+            )
+            if name == "auth":
+                self._decline(store, msg, "unprocessable", reason)
+            self._dead_letter(msg.topic, msg.payload, "unprocessable", reason, self.clock(), store)
 
     def _dead_letter(
         self,
@@ -232,6 +250,28 @@ class IngestWorker:
         assert self.db is not None  # noqa: S101
         with self.db.atomic():
             dead_letter(topic, payload, code, reason, now, store)
+
+    def _decline(self, store: str, msg: mqtt.MQTTMessage, code: str, reason: str) -> None:
+        """Answer an authorization HQ refuses with ``declined``, when it names a response
+        topic HQ may answer on (the store's own down/auth)."""
+        props = msg.properties
+        response_topic = getattr(props, "ResponseTopic", None) if props else None
+        if response_topic != down_topic(store, "auth"):
+            return
+        correlation = getattr(props, "CorrelationData", None)
+        try:
+            raw = decode_json(msg.payload, "auth")
+        except ProtocolError:
+            raw = None
+        sale_id = raw.get("sale_id") if isinstance(raw, dict) else None
+        if (
+            not isinstance(sale_id, str)
+            or len(sale_id) > MAX_CODE_CHARS
+            or safe_text(sale_id) != sale_id
+        ):
+            sale_id = ""
+        response = AuthResponse(sale_id, "declined", code=code, reason=safe_text(reason)[:500])
+        self._publish(response_topic, response.to_dict(), publish_properties(None, correlation))
 
     def _publish(self, topic: str, obj: dict[str, Any], props: Any = None) -> None:
         assert self.client is not None  # noqa: S101
@@ -332,6 +372,9 @@ class IngestWorker:
                 raise ProtocolError(f"auth request from {req.store!r} on {store!r}'s topic")
         except ProtocolError as exc:
             code = "forged" if "topic" in exc.message else "invalid"
+            self._decline(
+                store, msg, code, f"授权请求无效 (authorization request refused): {exc.message}"
+            )
             self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
             return
         response, changes = authorize_spend(self.db, req, now)

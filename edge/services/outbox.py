@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import ValidationError
 from core.ids import uuid7
-from core.protocol import SCHEMA_VERSION, UpItem, encode_json
+from core.protocol import MAX_ITEM_BYTES, SCHEMA_VERSION, UpItem, encode_json
 from edge.models import Counter, Outbox
 from edge.services.context import Till
 
 _NEXT_SQL = 'UPDATE "counter" SET "value" = "value" + 1 WHERE "name" = ? RETURNING "value"'
+REFUSALS_SHOWN = 5  # the latest refusals GET /api/v1/status lists
 _OUTBOX_SQL = (
     'INSERT INTO "outbox" ("seq", "id", "kind", "occurred_at", "payload", "acked") '
     "VALUES (?, ?, ?, ?, ?, 0)"
@@ -42,11 +44,55 @@ def enqueue(
         body=body,
     )
     payload = encode_json(item.to_dict()).decode()
+    size = len(payload.encode())
+    if size > MAX_ITEM_BYTES:
+        # HQ would refuse it (a batch of it alone would pass MAX_PAYLOAD_BYTES): refuse it
+        # here, before anything of the fact is committed, naming what made it so large
+        name, chars = _largest_text(body)
+        raise ValidationError(
+            f"记录过大, 无法同步到总部: {name} 有 {chars} 个字符 "
+            f"(too large to sync: {kind} item of {size} bytes, at most {MAX_ITEM_BYTES}; "
+            f"its largest field is {name}, {chars} characters)",
+            field=name,
+        )
     till.db.execute_sql(_OUTBOX_SQL, (item.seq, item.id, kind, occurred_at, payload))
     return item
 
 
+def _largest_text(body: dict[str, Any]) -> tuple[str, int]:
+    """The dotted path and length of the longest text anywhere in ``body``."""
+    best, stack = ("body", 0), [("", body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str) and len(value) > best[1]:
+            best = (path or "body", len(value))
+        elif isinstance(value, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+    return best
+
+
 def backlog() -> dict[str, Any]:
+    """The outbox as GET /api/v1/status shows it: what waits for HQ, and what HQ refused
+    (count and the latest few, kept in the outbox with HQ's code and reason)."""
     pending = Outbox.select().where(Outbox.acked == False).count()  # noqa: E712
     last = Outbox.select(Outbox.seq).order_by(Outbox.seq.desc()).first()
-    return {"pending": pending, "last_seq": last.seq if last else 0}
+    refused = Outbox.select(
+        Outbox.seq, Outbox.kind, Outbox.reject_code, Outbox.reject_reason, Outbox.acked_at
+    ).where(Outbox.reject_code.is_null(False))
+    latest = [
+        {
+            "seq": r.seq,
+            "kind": r.kind,
+            "code": r.reject_code,
+            "reason": r.reject_reason,
+            "refused_at": r.acked_at,
+        }
+        for r in refused.order_by(Outbox.seq.desc()).limit(REFUSALS_SHOWN)
+    ]
+    return {
+        "pending": pending,
+        "last_seq": last.seq if last else 0,
+        "refused": {"count": refused.count(), "latest": latest},
+    }

@@ -71,7 +71,8 @@ def test_batch_roundtrip():
         ({"store": "hq"}, "store"),
         ({"epoch": 0}, "epoch"),
         ({"items": []}, "items"),
-        ({"first_seq": 0}, "seq range"),
+        ({"first_seq": 0}, "first_seq must be 1.."),
+        ({"first_seq": 2, "last_seq": 1}, "seq range"),
         ({"last_seq": "2"}, "last_seq"),
     ],
 )
@@ -186,7 +187,7 @@ def test_auth_request_and_response():
     assert p.validate_auth_request(req.to_dict()) == req
     with pytest.raises(ProtocolError, match="action"):
         p.validate_auth_request({**req.to_dict(), "action": "spend"})
-    with pytest.raises(ProtocolError, match="negative"):
+    with pytest.raises(ProtocolError, match="stored_value must be 0.."):
         p.validate_auth_request({**req.to_dict(), "stored_value": -1})
     resp = p.AuthResponse(
         "sale-1", "approved", "a1", stored_value_split={"principal": 1, "bonus": 0}
@@ -231,3 +232,142 @@ def test_registration_refuses_anything_but_a_hash(value):
     raw = item(1, kind="registration", over={"kind": "registration", "body": body})
     with pytest.raises(ProtocolError, match="password_hash"):
         p.validate_item(raw)
+
+
+# ---- every integer bounded, every decode failure a ProtocolError (issue 9, defect 6) ----
+
+HUGE = (10**30, 2**63, 2**62 + 1, -(2**63))
+VALID = {
+    "batch": (
+        p.validate_batch,
+        {"v": 1, "store": "S1", "epoch": 1, "first_seq": 1, "last_seq": 1, "items": [{}]},
+        ("epoch", "first_seq", "last_seq"),
+    ),
+    "ack": (
+        p.validate_ack,
+        {"v": 1, "store": "S1", "epoch": 1, "acked_through": 1, "rejected": []},
+        ("epoch", "acked_through"),
+    ),
+    "hello": (
+        p.validate_hello,
+        {"v": 1, "store": "S1", "epoch": 1, "acked_through": 0, "down_cursor": 0, "last_seq": 0},
+        ("epoch", "acked_through", "down_cursor", "last_seq"),
+    ),
+    "state": (p.validate_state, {"v": 1, "online": True, "ts": "t", "epoch": 1}, ("epoch",)),
+    "chgreq": (
+        p.validate_change_request,
+        {"v": 1, "store": "S1", "after": 0, "limit": 10},
+        ("after", "limit"),
+    ),
+    "chg": (
+        p.validate_change_page,
+        {"v": 1, "from": 1, "to": 0, "changes": [], "more": False, "latest": 0},
+        ("from", "to", "latest"),
+    ),
+    "snap": (
+        p.validate_snapshot_chunk,
+        {"v": 1, "snapshot_id": "s", "cursor": 0, "index": 0, "count": 1, "sha256": "", "data": ""},
+        ("cursor", "index", "count"),
+    ),
+    "auth": (
+        p.validate_auth_request,
+        {
+            "v": 1,
+            "store": "S1",
+            "sale_id": "s1",
+            "member_id": uuid7(),
+            "stored_value": 1,
+            "points": 1,
+        },
+        ("stored_value", "points"),
+    ),
+    "offline_policy": (
+        p.validate_offline_policy,
+        {"kind": "points", "mode": "floor_limit", "daily_limit": 1},
+        ("daily_limit",),
+    ),
+}
+BOUNDED = [(name, key) for name, (_, _, keys) in VALID.items() for key in keys]
+
+
+@pytest.mark.parametrize(("message", "key"), BOUNDED)
+@pytest.mark.parametrize("value", HUGE)
+def test_every_integer_on_the_wire_is_bounded(message, key, value):
+    validate, raw, _ = VALID[message]
+    validate(raw)  # the valid message passes
+    with pytest.raises(ProtocolError) as caught:
+        validate({**raw, key: value})
+    assert caught.value.field == key
+
+
+@pytest.mark.parametrize(
+    ("message", "key", "top"),
+    [
+        ("batch", "epoch", p.MAX_EPOCH),
+        ("batch", "last_seq", p.MAX_SEQ),
+        ("hello", "acked_through", p.MAX_SEQ),
+        ("hello", "epoch", p.MAX_EPOCH),
+        ("chgreq", "after", p.MAX_SEQ),
+        ("auth", "stored_value", p.MAX_AMOUNT),
+    ],
+)
+def test_integer_bounds_are_inclusive(message, key, top):
+    validate, raw, _ = VALID[message]
+    validate({**raw, key: top})
+    with pytest.raises(ProtocolError, match=key):
+        validate({**raw, key: top + 1})
+
+
+def test_ack_rejection_seq_is_bounded():
+    raw = {"v": 1, "store": "S1", "epoch": 1, "acked_through": 1}
+    with pytest.raises(ProtocolError, match="seq"):
+        p.validate_ack({**raw, "rejected": [{"seq": 2**63, "code": "x", "reason": "y"}]})
+
+
+def test_auth_coupons_and_response_split_are_bounded():
+    validate, raw, _ = VALID["auth"]
+    with pytest.raises(ProtocolError, match="coupons"):
+        validate({**raw, "coupons": ["C"] * (p.MAX_COUPONS + 1)})
+    with pytest.raises(ProtocolError, match="coupons"):
+        validate({**raw, "coupons": ["x" * (p.MAX_CODE_CHARS + 1)]})
+    answer = {"v": 1, "sale_id": "s", "status": "approved"}
+    for split in (
+        {"principal": 10**30, "bonus": 0},
+        {"principal": 1},
+        {"principal": -1, "bonus": 0},
+    ):
+        with pytest.raises(ProtocolError):
+            p.validate_auth_response({**answer, "stored_value_split": split})
+    with pytest.raises(ProtocolError, match="reason"):
+        p.validate_auth_response({**answer, "reason": ["no"]})
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"[" * 200_000 + b"]" * 200_000, "bytes"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"a":' * 30_000 + b"1" + b"}" * 30_000, "nested too deeply"),
+        (b'{"epoch":' + b"9" * 5000 + b"}", "not UTF-8 JSON"),
+        (b'{"a": NaN}', "not UTF-8 JSON"),
+        (b'{"a": -Infinity}', "not UTF-8 JSON"),
+        (b"\xff\xfe", "not UTF-8 JSON"),
+        (b'{"a": "\xed\xa0\x80"}', "not UTF-8 JSON"),
+        (b"", "not UTF-8 JSON"),
+    ],
+)
+def test_decode_json_refuses_anything_it_cannot_read_as_protocol_error(payload, message):
+    with pytest.raises(ProtocolError, match=message):
+        p.decode_json(payload, limit=p.MAX_PAYLOAD_BYTES)
+
+
+def test_lone_surrogates_are_found_and_made_safe():
+    raw = p.decode_json(b'{"body": {"name": "\\ud800", "ok": ["a", {"\\udfff": 1}]}}')
+    assert p.unencodable_field(raw, "item") == "item.body.name"
+    assert p.unencodable_field({"ok": [{"\udfff": 1}]}) == "ok[0].\\udfff"
+    assert p.unencodable_field({"fine": ["张三", 1, None]}) is None
+    # what the fast path (orjson) refuses for another reason is walked, not passed
+    assert p.unencodable_field({"n": 10**30, "deep": [[["\ud800"]]]}) == "deep[0][0][0]"
+    assert p.unencodable_field({"n": 10**30, "deep": [[[]]] * 3}) is None
+    assert p.safe_text("a\ud800b") == "a\\ud800b"
+    assert p.safe_text("张三") == "张三"

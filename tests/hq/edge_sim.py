@@ -96,10 +96,7 @@ class EdgeSim:
 
     def authorize(self, req: p.AuthRequest, timeout: float = 5.0) -> dict:
         correlation = os.urandom(16)
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = p.down_topic(self.store, "auth")
-        props.CorrelationData = correlation
-        self.publish("auth", p.encode_json(req.to_dict()), props)
+        self.publish("auth", p.encode_json(req.to_dict()), auth_properties(self.store, correlation))
         return wait_until(lambda: self.auth_answers.get(correlation), timeout, "auth answer")
 
     # ---- waiting -------------------------------------------------------------------
@@ -304,3 +301,42 @@ class Items:
             "points_debt": points_debt,
         }
         return self._item("return", body)
+
+
+# ---- the worker without a broker: the real dispatch, a message object, a recording client ----
+
+
+class RecordingClient:
+    """Stands in for the worker's paho client: keeps what HQ publishes, in order."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, Properties | None]] = []
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> None:
+        self.published.append((topic, payload, properties))
+
+    def on(self, topic: str) -> list[tuple[bytes, Properties | None]]:
+        return [(payload, props) for t, payload, props in self.published if t == topic]
+
+
+def message(topic: str, payload: bytes, props: Properties | None = None) -> mqtt.MQTTMessage:
+    """A message as paho hands it to the worker's on_message."""
+    msg = mqtt.MQTTMessage(mid=1, topic=topic.encode())
+    msg.payload = payload
+    msg.qos = 1
+    msg.properties = props
+    return msg
+
+
+def auth_properties(store: str, correlation: bytes = b"c" * 16) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = p.down_topic(store, "auth")
+    props.CorrelationData = correlation
+    return props

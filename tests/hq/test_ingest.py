@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 from core import protocol as p
@@ -255,3 +256,40 @@ def test_snapshot_chunks_carry_members(worker, edge, store_code):
     assert any(r["entity"] == "card" and r["key"] == "C-7" for r in records)
     assert any(r["entity"] == "rules" for r in records)
     assert all(r["seq"] == first["cursor"] for r in records)
+
+
+def test_hostile_messages_through_the_broker_are_all_answered_or_refused(worker, edge, store_code):
+    """Issue 9 defect 6 through the real broker: each message ends dead-lettered or
+    answered, the auth one declined, and the store's next batch goes through."""
+    items = Items(store_code)
+    mid = uuid7()
+    reg, huge, topup = (
+        items.registration(mid, "13800000031"),
+        items.topup(mid, 1),
+        items.topup(mid, 800),
+    )
+    huge["body"]["principal"] = 10**30
+    batch = {"v": 1, "store": store_code, "epoch": 1, "first_seq": 1, "last_seq": 3}
+    hostile = [
+        ("tx", b"[" * 200_000),
+        ("tx", json.dumps({**batch, "epoch": 2**40, "items": [huge]}).encode()),
+        ("hello", json.dumps({**batch, "acked_through": 2**63}).encode()),
+        ("chgreq", json.dumps({"v": 1, "store": store_code, "after": 10**30}).encode()),
+        ("snapreq", b'{"v":1,"store":"' + b"\xff" * 10 + b'"}'),
+        ("state", b'{"v":1,"online":true,"ts":"t","epoch":1e999}'),
+    ]
+    for name, payload in hostile:
+        edge.publish(name, payload)
+    answer = edge.authorize(
+        p.AuthRequest(store_code, "sale-x", mid, stored_value=2**62)  # past MAX_AMOUNT
+    )
+    assert (answer["status"], answer["code"]) == ("declined", "invalid")
+    wait_until(
+        lambda: DeadLetter.select().where(DeadLetter.store == store_code).count() == 7,
+        15,
+        "every hostile message dead-lettered",
+    )
+    edge.publish("tx", json.dumps({**batch, "items": [reg, huge, topup]}).encode())
+    ack = edge.wait_acked(3)
+    assert [(r["seq"], r["code"]) for r in ack["rejected"]] == [(2, "invalid")]
+    assert Member.get_by_id(mid).sv_principal == 800
