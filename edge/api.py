@@ -19,6 +19,7 @@ from edge.services import members as member_svc
 from edge.services import sales as sales_svc
 from edge.services import staff as staff_svc
 from edge.services.context import Till
+from edge.services.fields import check_body, check_text
 from edge.services.outbox import backlog
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,12 @@ def body() -> dict[str, Any]:
         raise ValidationError("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object (Content-Type: application/json)")
-    return data
+    return check_body(data)
+
+
+def query_arg(name: str) -> str:
+    """A query-string argument, checked as every body text is (edge.services.fields)."""
+    return check_text(request.args.get(name, ""), name)
 
 
 def signed_in() -> staff_svc.SignedIn:
@@ -99,7 +105,7 @@ def sign_out():
 def search_members():
     signed_in()
     t = till()
-    found = member_svc.search(t, request.args.get("q", ""))
+    found = member_svc.search(t, query_arg("q"))
     return jsonify(members=[member_svc.summary(t, m) for m in found])
 
 
@@ -134,7 +140,7 @@ def register_member():
 @products_bp.get("")
 def search_products():
     signed_in()
-    q = request.args.get("q", "").strip()
+    q = query_arg("q").strip()
     query = Product.select().where(Product.active == True)  # noqa: E712
     if q:
         query = query.where(
@@ -191,7 +197,7 @@ def create_sale():
 @sales_bp.get("/<sale_id>")
 def get_sale(sale_id: str):
     signed_in()
-    sale = Sale.get_or_none(Sale.id == sale_id)
+    sale = Sale.get_or_none(Sale.id == member_svc.check_code(sale_id, "sale_id"))
     if sale is None:
         raise NotFound(f"小票 {sale_id} 不存在", field="sale_id")
     return jsonify(sales_svc.sale_result(sale))
@@ -200,7 +206,7 @@ def get_sale(sale_id: str):
 @sales_bp.post("/<sale_id>/reprint")
 def reprint_sale(sale_id: str):
     signed_in()
-    sale = Sale.get_or_none(Sale.id == sale_id)
+    sale = Sale.get_or_none(Sale.id == member_svc.check_code(sale_id, "sale_id"))
     if sale is None:
         raise NotFound(f"小票 {sale_id} 不存在", field="sale_id")
     receipt = sales_svc.sale_result(sale)["receipt"]
@@ -236,7 +242,14 @@ def return_sale(sale_id: str):
     return_id = data.get("return_id")
     if return_id is not None and not isinstance(return_id, str):
         raise ValidationError("return_id must be a string", field="return_id")
-    result = sales_svc.return_sale(till(), staff, sale_id, parsed, data.get("manager"), return_id)
+    result = sales_svc.return_sale(
+        till(),
+        staff,
+        member_svc.check_code(sale_id, "sale_id"),
+        parsed,
+        data.get("manager"),
+        return_id,
+    )
     if not result["replayed"]:
         after_commit_print(result["receipt"])
     return jsonify(result), 200 if result["replayed"] else 201
@@ -289,6 +302,15 @@ def _http_error(exc: HTTPException):
     return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
 
 
+def _unreadable(exc: Exception):
+    """The last resort for bad input: a ValueError or TypeError that got past the checks
+    (edge.services.fields, the services' from_request) came from a request they let
+    through. The client gets a 400, the log the trace, so the missing check gets written;
+    the fuzz tests (tests/edge/test_openapi.py) fail on this answer."""
+    log.warning("request not understood: a check is missing", exc_info=exc)
+    return jsonify(error="unreadable", message="请求无法处理 (the request could not be read)"), 400
+
+
 def _unexpected(exc: Exception):
     log.exception("unhandled error in till API")
     return jsonify(error="internal", message="内部错误, 已记录 (internal error, logged)"), 500
@@ -313,5 +335,7 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
         app.before_request(_devices_need_a_signed_in_cashier)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ValueError, _unreadable)
+    app.register_error_handler(TypeError, _unreadable)
     app.register_error_handler(Exception, _unexpected)
     return app

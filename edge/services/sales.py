@@ -99,10 +99,11 @@ class BasketRequest:
             where = f"lines[{i}]."
             if not isinstance(line, dict):
                 raise ValidationError(f"lines[{i}] must be an object", field=f"lines[{i}]")
-            code = line.get("sku") or line.get("barcode")
+            key = "sku" if line.get("sku") else "barcode"
+            code = line.get(key)
             if not isinstance(code, str) or not code:
-                raise ValidationError(f"{where}sku or barcode is required", field=f"{where}sku")
-            member_svc.check_code(code, f"{where}sku")
+                raise ValidationError(f"{where}sku or barcode is required", field=f"{where}{key}")
+            member_svc.check_code(code, f"{where}{key}")
             lines.append(
                 (
                     code,
@@ -139,7 +140,7 @@ class CheckoutRequest:
             if not isinstance(t, dict):
                 raise ValidationError(f"tenders[{i}] must be an object", field=f"tenders[{i}]")
             kind = t.get("kind")
-            if kind not in TENDER_KINDS:
+            if not isinstance(kind, str) or kind not in TENDER_KINDS:
                 raise ValidationError(
                     f"tenders[{i}].kind must be one of {sorted(TENDER_KINDS)}",
                     field=f"tenders[{i}].kind",
