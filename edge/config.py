@@ -93,7 +93,11 @@ class SecuritySection:
         default="", metadata={"doc": "member data key; default <data_dir>/keys/member.key"}
     )
     scrypt_n: int = field(
-        default=2**14, metadata={"doc": "scrypt cost for PINs and member passwords (power of 2)"}
+        default=2**14,
+        metadata={
+            "doc": "scrypt cost for staff PINs (power of 2); member passwords always use the"
+            " chain's (core.protocol.SCRYPT_N)"
+        },
     )
 
 

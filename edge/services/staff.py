@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 
 from core.errors import Conflict, Forbidden, Unauthorized, ValidationError
+from core.protocol import SCRYPT_N
 from edge.models import Setting, Staff, StaffSession
 from edge.security import hash_secret, verify_secret
 from edge.services.context import Till
@@ -79,12 +80,19 @@ def _refuse_if_locked(till: Till, key: str, who: str, field: str) -> None:
 
 
 def verify_counted(
-    till: Till, key: str, who: str, secret: str, stored: str | None, field: str
+    till: Till,
+    key: str,
+    who: str,
+    secret: str,
+    stored: str | None,
+    field: str,
+    n: int = SCRYPT_N,
 ) -> bool:
-    """Check ``secret`` against ``stored``, counting wrong ones under ``key``; after
-    ``till.pin_max_failures`` in a row raise LockedOut (naming ``who``) until the lock ends."""
+    """Check ``secret`` against ``stored`` (an scrypt hash of cost ``n``: the chain's for a
+    member password), counting wrong ones under ``key``; after ``till.pin_max_failures``
+    in a row raise LockedOut (naming ``who``) until the lock ends."""
     _refuse_if_locked(till, key, who, field)
-    if verify_secret(secret, stored):
+    if verify_secret(secret, stored, n):
         if Setting.get_or_none(Setting.key == key) is not None:
             with till.db.atomic():
                 Setting.delete().where(Setting.key == key).execute()
@@ -109,7 +117,13 @@ def verify_counted(
 
 def _verify_pin(till: Till, staff: Staff, pin: str, field: str) -> bool:
     return verify_counted(
-        till, f"pin_failures:{staff.code}", f"员工 {staff.code} 的PIN", pin, staff.pin_hash, field
+        till,
+        f"pin_failures:{staff.code}",
+        f"员工 {staff.code} 的PIN",
+        pin,
+        staff.pin_hash,
+        field,
+        till.config.security.scrypt_n,
     )
 
 
