@@ -727,7 +727,7 @@ def return_sale(
     if return_id:
         done = SaleReturn.get_or_none(SaleReturn.id == return_id)
         if done is not None:
-            return _replayed_return(done, sale_id)
+            return _replayed_return(done, sale_id, lines)
     return_id = return_id or uuid7()
     rules = till.rules()
     now = till.now()
@@ -735,7 +735,7 @@ def return_sale(
     with till.db.atomic():
         done = SaleReturn.get_or_none(SaleReturn.id == return_id)
         if done is not None:
-            return _replayed_return(done, sale_id)
+            return _replayed_return(done, sale_id, lines)
         sale = Sale.get_or_none(Sale.id == sale_id)
         if sale is None:
             raise NotFound(f"小票 {sale_id} 不存在 (unknown sale)", field="sale_id")
@@ -879,13 +879,41 @@ def return_sale(
     }
 
 
-def _replayed_return(done: SaleReturn, sale_id: str) -> dict[str, Any]:
+def _replayed_return(
+    done: SaleReturn, sale_id: str, lines: list[tuple[int, int]] | None
+) -> dict[str, Any]:
+    """A retry with a committed return's id gets that return back, but only if it asks
+    for the same return: the same sale, and the same lines (or, for a return of all that
+    was left, a return that did take all that was left)."""
     if done.sale_id != sale_id:
         raise Conflict(
             f"退货单号 {done.id} 已用于另一张小票 (return_id already used for another sale)",
             field="return_id",
         )
+    took = sorted((r["line_no"], r["qty"]) for r in done.body["lines"])
+    same = sorted(lines) == took if lines is not None else _took_all_left(done)
+    if not same:
+        raise Conflict(
+            f"退货单号 {done.id} 已用于另一次退货 (return_id already used for other lines)",
+            field="return_id",
+        )
     return {"return_id": done.id, "replayed": True, "return": done.body, "receipt": done.receipt}
+
+
+_LAST_RETURN_SQL = (
+    f'SELECT "id" FROM "{SaleReturn._meta.table_name}" '  # noqa: S608 (a model's own name)
+    'WHERE "sale_id" = ? ORDER BY rowid DESC LIMIT 1'
+)
+
+
+def _took_all_left(done: SaleReturn) -> bool:
+    """Whether ``done`` returned all its sale had left: then nothing is left after it, so
+    the sale is fully returned and no return came after it."""
+    sale = Sale.get_or_none(Sale.id == done.sale_id)
+    last = SaleReturn._meta.database.execute_sql(_LAST_RETURN_SQL, (done.sale_id,)).fetchone()
+    return (
+        sale is not None and sale.status == "returned" and last is not None and last[0] == done.id
+    )
 
 
 def _refunded_by_tender(sale_id: str) -> dict[str, int]:
@@ -987,13 +1015,7 @@ def top_up(
     if topup_id:
         done = TopUp.get_or_none(TopUp.id == topup_id)
         if done is not None:
-            return {
-                "topup_id": done.id,
-                "replayed": True,
-                "principal": done.principal,
-                "bonus": done.bonus,
-                "receipt": done.receipt,
-            }
+            return _replayed_topup(till, done, member_ref, amount)
     rules = till.rules()
     split = topup_split(rules, amount)
     member = find_member(till, member_ref)
@@ -1005,13 +1027,7 @@ def top_up(
     with till.db.atomic():
         done = TopUp.get_or_none(TopUp.id == topup_id)
         if done is not None:
-            return {
-                "topup_id": done.id,
-                "replayed": True,
-                "principal": done.principal,
-                "bonus": done.bonus,
-                "receipt": done.receipt,
-            }
+            return _replayed_topup(till, done, member_ref, amount)
         member = Member.get_by_id(member.id)
         ledger: list[dict[str, Any]] = []
         _ledger(ledger, member.id, "sv_principal", split.principal, "topup", topup_id, at, day)
@@ -1046,4 +1062,35 @@ def top_up(
         "principal": split.principal,
         "bonus": split.bonus,
         "receipt": receipt.to_dict(),
+    }
+
+
+def _replayed_topup(
+    till: Till, done: TopUp, member_ref: dict[str, str], amount: int
+) -> dict[str, Any]:
+    """A retry with a committed top-up's id gets that top-up back, but only if it asks for
+    the same one (the member, after any merge, and the amount paid in): a reused id must
+    not tell the till a top-up it never made was done."""
+    member = find_member(till, member_ref)
+    topped_up = member_svc.resolve(done.member_id)
+    differs = [
+        name
+        for name, same in (
+            ("member", member is not None and member.id == topped_up.id),
+            ("amount", amount == done.principal),
+        )
+        if not same
+    ]
+    if differs:
+        raise Conflict(
+            f"充值单号 {done.id} 已用于另一笔充值 (topup_id already used for a different "
+            f"top-up: {', '.join(differs)} differ)",
+            field="topup_id",
+        )
+    return {
+        "topup_id": done.id,
+        "replayed": True,
+        "principal": done.principal,
+        "bonus": done.bonus,
+        "receipt": done.receipt,
     }
