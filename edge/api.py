@@ -45,6 +45,11 @@ def query_arg(name: str) -> str:
     return check_text(request.args.get(name, ""), name)
 
 
+def _note_client_address() -> None:
+    """Wrong PINs are counted per address too (edge.services.staff.client_address)."""
+    staff_svc.client_address.set(request.remote_addr)
+
+
 def signed_in() -> staff_svc.SignedIn:
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
@@ -326,6 +331,8 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
         app.extensions["huiyuan.devices"] = device_manager
     for bp in (ui_bp, session_bp, members_bp, products_bp, sales_bp, topups_bp, status_bp):
         app.register_blueprint(bp)
+    app.before_request(_note_client_address)
+    staff_svc.warm_up(t)
     try:
         from edge.devices.api import devices_bp
     except ImportError:

@@ -81,6 +81,19 @@ class TillSection:
     pin_lockout_minutes: int = field(
         default=5, metadata={"doc": "how long a staff code stays locked after too many wrong PINs"}
     )
+    address_max_failures: int = field(
+        default=20,
+        metadata={
+            "doc": "wrong staff PINs from one address, over any codes, that lock the address"
+            " (0: no limit)"
+        },
+    )
+    address_lockout_minutes: int = field(
+        default=15,
+        metadata={
+            "doc": "how long an address stays locked; also the window its wrong PINs count in"
+        },
+    )
     self_service_url: str = field(
         default="https://m.example.cn/member/{member_id}",
         metadata={"doc": "QR code target on receipts"},
@@ -206,6 +219,10 @@ def _check(cfg: EdgeConfig, problems: list[str]) -> None:
         problems.append("till.pin_max_failures: must be positive")
     if cfg.till.pin_lockout_minutes <= 0:
         problems.append("till.pin_lockout_minutes: must be positive")
+    if cfg.till.address_max_failures < 0:
+        problems.append("till.address_max_failures: must not be negative (0: no limit)")
+    if cfg.till.address_lockout_minutes <= 0:
+        problems.append("till.address_lockout_minutes: must be positive")
 
 
 def config_problems(data: dict[str, Any]) -> tuple[EdgeConfig, list[str]]:
