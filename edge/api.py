@@ -273,7 +273,7 @@ def create_topup():
     topup_id = data.get("topup_id")
     if topup_id is not None and not isinstance(topup_id, str):
         raise ValidationError("topup_id must be a string", field="topup_id")
-    result = sales_svc.top_up(till(), staff, member, amount, topup_id)
+    result = sales_svc.top_up(till(), staff, member, amount, topup_id, data.get("manager"))
     if not result["replayed"]:
         after_commit_print(result["receipt"])
     return jsonify(result), 200 if result["replayed"] else 201

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.money import Rounding
+from core.money import MAX_AMOUNT, Rounding
 
 BALANCE_POLICIES = ("online_only", "floor_limit")
 
@@ -80,6 +80,21 @@ class TillSection:
     )
     pin_lockout_minutes: int = field(
         default=5, metadata={"doc": "how long a staff code stays locked after too many wrong PINs"}
+    )
+    cashier_topup_limit: int = field(
+        default=200_000,
+        metadata={"doc": "fen a cashier tops up in one top-up without a manager (¥2,000)"},
+    )
+    cashier_topup_day_limit: int = field(
+        default=1_000_000,
+        metadata={
+            "doc": "fen one cashier tops up in a store day without a manager (¥10,000);"
+            " past it each top-up needs one (there are no shifts yet)"
+        },
+    )
+    topup_max: int = field(
+        default=1_000_000,
+        metadata={"doc": "fen one top-up may be at most, whoever approves (¥10,000)"},
     )
     address_max_failures: int = field(
         default=20,
@@ -219,6 +234,11 @@ def _check(cfg: EdgeConfig, problems: list[str]) -> None:
         problems.append("till.pin_max_failures: must be positive")
     if cfg.till.pin_lockout_minutes <= 0:
         problems.append("till.pin_lockout_minutes: must be positive")
+    for key in ("cashier_topup_limit", "cashier_topup_day_limit"):
+        if getattr(cfg.till, key) < 0:
+            problems.append(f"till.{key}: must not be negative")
+    if not 0 < cfg.till.topup_max <= MAX_AMOUNT:
+        problems.append(f"till.topup_max: must be from 1 to {MAX_AMOUNT} fen")
     if cfg.till.address_max_failures < 0:
         problems.append("till.address_max_failures: must not be negative (0: no limit)")
     if cfg.till.address_lockout_minutes <= 0:

@@ -1010,12 +1010,21 @@ def top_up(
     member_ref: dict[str, str],
     amount: int,
     topup_id: str | None = None,
+    manager: Any = None,
 ) -> dict[str, Any]:
-    """Stored value top-up paid in cash; the bonus (充500送100) is kept apart from principal."""
+    """Stored value top-up paid in cash; the bonus (充500送100) is kept apart from principal.
+    At most ``till.topup_max``; past a cashier's limits (``_topup_needs_manager``) a
+    manager approves with ``manager: {code, pin}``."""
     if topup_id:
         done = TopUp.get_or_none(TopUp.id == topup_id)
         if done is not None:
             return _replayed_topup(till, done, member_ref, amount)
+    cfg = till.config.till
+    if isinstance(amount, int) and amount > cfg.topup_max:
+        raise ValidationError(
+            f"单笔充值最多 {cfg.topup_max} 分 (a top-up is at most {cfg.topup_max} fen)",
+            field="amount",
+        )
     rules = till.rules()
     split = topup_split(rules, amount)
     member = find_member(till, member_ref)
@@ -1024,10 +1033,15 @@ def top_up(
     topup_id = topup_id or uuid7()
     now = till.now()
     at, day = now.isoformat(timespec="milliseconds"), now.date().isoformat()
+    action = _topup_needs_manager(till, staff, amount, day)
+    approver = require_manager(till, staff, manager, action) if action else None
     with till.db.atomic():
         done = TopUp.get_or_none(TopUp.id == topup_id)
         if done is not None:
             return _replayed_topup(till, done, member_ref, amount)
+        action = None if approver else _topup_needs_manager(till, staff, amount, day)
+        if action:  # another top-up by this cashier committed meanwhile
+            raise Forbidden(f"{action}需要店长授权 (manager PIN required)", field="manager")
         member = Member.get_by_id(member.id)
         ledger: list[dict[str, Any]] = []
         _ledger(ledger, member.id, "sv_principal", split.principal, "topup", topup_id, at, day)
@@ -1063,6 +1077,27 @@ def top_up(
         "bonus": split.bonus,
         "receipt": receipt.to_dict(),
     }
+
+
+_TOPPED_UP_TODAY_SQL = (
+    f'SELECT COALESCE(SUM("principal"), 0) FROM "{TopUp._meta.table_name}" '  # noqa: S608
+    'WHERE "cashier" = ? AND substr("occurred_at", 1, 10) = ?'
+)
+
+
+def _topup_needs_manager(till: Till, staff: SignedIn, amount: int, day: str) -> str | None:
+    """What makes a cashier's top-up need a manager, or None: one top-up past
+    ``till.cashier_topup_limit``, or what they topped up on the store's ``day`` (there
+    are no shifts yet) going past ``till.cashier_topup_day_limit``. A manager needs none."""
+    if staff.is_manager:
+        return None
+    cfg = till.config.till
+    if amount > cfg.cashier_topup_limit:
+        return f"单笔充值超过收银员限额 {cfg.cashier_topup_limit / 100:.2f} 元, "
+    so_far = till.db.execute_sql(_TOPPED_UP_TODAY_SQL, (staff.code, day)).fetchone()[0]
+    if so_far + amount > cfg.cashier_topup_day_limit:
+        return f"今日充值将超过收银员限额 {cfg.cashier_topup_day_limit / 100:.2f} 元, "
+    return None
 
 
 def _replayed_topup(
