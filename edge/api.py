@@ -6,6 +6,7 @@ Bad requests get a 4xx JSON error naming the field and the problem, never a 500.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
@@ -19,7 +20,7 @@ from edge.services import members as member_svc
 from edge.services import sales as sales_svc
 from edge.services import staff as staff_svc
 from edge.services.context import Till
-from edge.services.fields import check_body, check_text
+from edge.services.fields import MAX_CODE_LEN, check_body, check_text
 from edge.services.outbox import backlog
 
 log = logging.getLogger(__name__)
@@ -29,20 +30,35 @@ def till() -> Till:
     return current_app.extensions["huiyuan.till"]
 
 
-def body() -> dict[str, Any]:
+def _json() -> Any:
     try:
-        data = request.get_json(silent=True)
+        return request.get_json(silent=True)
     except RecursionError:
         # silent=True covers malformed JSON, not JSON nested past the parser's depth
         raise ValidationError("request body is nested too deeply") from None
+
+
+def body() -> dict[str, Any]:
+    """The request's JSON object, its texts already checked (``_check_request_texts``)."""
+    data = _json()
     if not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object (Content-Type: application/json)")
-    return check_body(data)
+    return data
 
 
-def query_arg(name: str) -> str:
-    """A query-string argument, checked as every body text is (edge.services.fields)."""
-    return check_text(request.args.get(name, ""), name)
+def _check_request_texts() -> None:
+    """Every text a request carries, on every route (devices' too): the URL's parts, the
+    query string and the JSON body, checked at the door by edge.services.fields (a length
+    cap per field, no lone surrogate, no NUL, bounded nesting), so a bad one is a 400
+    naming the field before any route runs."""
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str):
+            check_text(value, name)
+    for name, value in request.args.items(multi=True):
+        check_text(name, "query", MAX_CODE_LEN)
+        check_text(value, name)
+    if request.is_json:
+        check_body(_json())
 
 
 def _note_client_address() -> None:
@@ -89,6 +105,15 @@ def cashier_ui():
     return ui_bp.send_static_file("till.html")
 
 
+OPENAPI = Path(__file__).with_name("openapi.json")
+
+
+@ui_bp.get("/api/v1/openapi.json")
+def openapi():
+    """The OpenAPI 3 description of this API (edge/openapi.json), which the fuzz tests use."""
+    return current_app.response_class(OPENAPI.read_bytes(), mimetype="application/json")
+
+
 @session_bp.post("")
 def sign_in():
     data = body()
@@ -110,7 +135,7 @@ def sign_out():
 def search_members():
     signed_in()
     t = till()
-    found = member_svc.search(t, query_arg("q"))
+    found = member_svc.search(t, request.args.get("q", ""))
     return jsonify(members=[member_svc.summary(t, m) for m in found])
 
 
@@ -145,7 +170,7 @@ def register_member():
 @products_bp.get("")
 def search_products():
     signed_in()
-    q = query_arg("q").strip()
+    q = request.args.get("q", "").strip()
     query = Product.select().where(Product.active == True)  # noqa: E712
     if q:
         query = query.where(
@@ -332,6 +357,7 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
     for bp in (ui_bp, session_bp, members_bp, products_bp, sales_bp, topups_bp, status_bp):
         app.register_blueprint(bp)
     app.before_request(_note_client_address)
+    app.before_request(_check_request_texts)
     staff_svc.warm_up(t)
     try:
         from edge.devices.api import devices_bp
