@@ -104,6 +104,7 @@ def _reserve(till: Till, limits: list[_Limit], field: str) -> list[int]:
     now = till.now()
     refusal: LockedOut | None = None
     counts = []
+    values: dict[str, dict[str, object]] = {}
     with till.db.atomic("IMMEDIATE"):
         for limit in limits:
             row = Setting.get_or_none(Setting.key == limit.key)
@@ -127,7 +128,12 @@ def _reserve(till: Till, limits: list[_Limit], field: str) -> list[int]:
             else:
                 counts.append(failures + 1)
                 value = {"failures": failures + 1, "since": since or now.isoformat()}
-            Setting.insert(key=limit.key, value=value).on_conflict_replace().execute()
+            values[limit.key] = value
+        for key, value in values.items():
+            # a refused attempt is not checked, so it counts against nothing else (else a
+            # locked address could go on locking every staff code)
+            if refusal is None or "locked_until" in value:
+                Setting.insert(key=key, value=value).on_conflict_replace().execute()
     if refusal is not None:
         raise refusal
     return counts
@@ -206,7 +212,7 @@ def _verify_pin(till: Till, code: str, staff: Staff | None, pin: str, field: str
     if address and cfg.address_max_failures:
         also = _Limit(
             f"pin_address_failures:{address}",
-            "本机",
+            f"来自 {address} 的PIN",
             cfg.address_max_failures,
             cfg.address_lockout_minutes,
             cfg.address_lockout_minutes,

@@ -126,6 +126,16 @@ def test_one_address_trying_one_pin_across_every_code_is_locked(strict_app, cloc
     assert _try(client, "9001", "9999").status_code == 201
 
 
+def test_a_locked_address_locks_no_staff_code_by_going_on(strict_app):
+    client = strict_app.test_client()
+    for code in range(2000, 2008):
+        _try(client, str(code), "1234")
+    for _ in range(10):
+        assert _try(client, "1001", "0000").status_code == 429
+    # 1001's own count was never touched: from another address its right PIN works
+    assert _try(client, "1001", "1234", addr="10.0.0.2").status_code == 201
+
+
 def test_right_pins_between_guesses_do_not_reset_the_address_count(strict_app):
     client = strict_app.test_client()
     for i in range(7):
