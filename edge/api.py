@@ -16,11 +16,11 @@ from core.errors import HuiyuanError, NotFound, ValidationError
 from core.money import MAX_AMOUNT
 from core.receipt import Receipt
 from edge.models import Product, Sale
+from edge.services import fields
 from edge.services import members as member_svc
 from edge.services import sales as sales_svc
 from edge.services import staff as staff_svc
 from edge.services.context import Till
-from edge.services.fields import MAX_CODE_LEN, check_body, check_text
 from edge.services.outbox import backlog
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,12 @@ def _check_request_texts() -> None:
     naming the field before any route runs."""
     for name, value in (request.view_args or {}).items():
         if isinstance(value, str):
-            check_text(value, name)
+            fields.check_text(value, name)
     for name, value in request.args.items(multi=True):
-        check_text(name, "query", MAX_CODE_LEN)
-        check_text(value, name)
+        fields.check_text(name, "query", fields.MAX_CODE_LEN)
+        fields.check_text(value, name)
     if request.is_json:
-        check_body(_json())
+        fields.check_body(_json())
 
 
 def _note_client_address() -> None:
