@@ -184,14 +184,32 @@ PASSWORD_HASH_RE = re.compile(
 )
 
 
+# The chain's one set of scrypt parameters for member passwords, which every till hashes
+# with (edge.security.hash_secret). The cost of checking a password is the hash's own: one
+# with a larger cost from the wire would tie up a till for seconds a try (issue 9, defect
+# 7), so a hash with any other parameters is refused at HQ, by the store's applier and
+# by edge.security.verify_secret.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+SCRYPT_PREFIX = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$"
+
+
 def validate_password_hash(value: Any, where: str = "member") -> str | None:
-    """None (no password set) or a hash of the shape the tills write."""
+    """None (no password set) or a hash of the shape the tills write, with the chain's
+    parameters (SCRYPT_N, SCRYPT_R, SCRYPT_P)."""
     if value is None:
         return None
     if not isinstance(value, str) or not PASSWORD_HASH_RE.fullmatch(value):
         raise ProtocolError(
             f"{where}: password_hash must be null or an scrypt hash "
             "(scrypt$N$r$p$salt$digest), never a password",
+            field="password_hash",
+        )
+    if not value.startswith(SCRYPT_PREFIX):
+        raise ProtocolError(
+            f"{where}: password_hash must use the chain's scrypt parameters "
+            f"N={SCRYPT_N}, r={SCRYPT_R}, p={SCRYPT_P}",
             field="password_hash",
         )
     return value

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.money import Rounding
+from core.money import MAX_AMOUNT, Rounding
 
 BALANCE_POLICIES = ("online_only", "floor_limit")
 
@@ -87,6 +87,34 @@ class TillSection:
     pin_lockout_minutes: int = field(
         default=5, metadata={"doc": "how long a staff code stays locked after too many wrong PINs"}
     )
+    cashier_topup_limit: int = field(
+        default=200_000,
+        metadata={"doc": "fen a cashier tops up in one top-up without a manager (¥2,000)"},
+    )
+    cashier_topup_day_limit: int = field(
+        default=1_000_000,
+        metadata={
+            "doc": "fen one cashier tops up in a store day without a manager (¥10,000);"
+            " past it each top-up needs one (there are no shifts yet)"
+        },
+    )
+    topup_max: int = field(
+        default=1_000_000,
+        metadata={"doc": "fen one top-up may be at most, whoever approves (¥10,000)"},
+    )
+    address_max_failures: int = field(
+        default=20,
+        metadata={
+            "doc": "wrong staff PINs from one address, over any codes, that lock the address"
+            " (0: no limit)"
+        },
+    )
+    address_lockout_minutes: int = field(
+        default=15,
+        metadata={
+            "doc": "how long an address stays locked; also the window its wrong PINs count in"
+        },
+    )
     self_service_url: str = field(
         default="https://m.example.cn/member/{member_id}",
         metadata={"doc": "QR code target on receipts"},
@@ -99,7 +127,11 @@ class SecuritySection:
         default="", metadata={"doc": "member data key; default <data_dir>/keys/member.key"}
     )
     scrypt_n: int = field(
-        default=2**14, metadata={"doc": "scrypt cost for PINs and member passwords (power of 2)"}
+        default=2**14,
+        metadata={
+            "doc": "scrypt cost for staff PINs (power of 2); member passwords always use the"
+            " chain's (core.protocol.SCRYPT_N)"
+        },
     )
 
 
@@ -208,6 +240,15 @@ def _check(cfg: EdgeConfig, problems: list[str]) -> None:
         problems.append("till.pin_max_failures: must be positive")
     if cfg.till.pin_lockout_minutes <= 0:
         problems.append("till.pin_lockout_minutes: must be positive")
+    for key in ("cashier_topup_limit", "cashier_topup_day_limit"):
+        if getattr(cfg.till, key) < 0:
+            problems.append(f"till.{key}: must not be negative")
+    if not 0 < cfg.till.topup_max <= MAX_AMOUNT:
+        problems.append(f"till.topup_max: must be from 1 to {MAX_AMOUNT} fen")
+    if cfg.till.address_max_failures < 0:
+        problems.append("till.address_max_failures: must not be negative (0: no limit)")
+    if cfg.till.address_lockout_minutes <= 0:
+        problems.append("till.address_lockout_minutes: must be positive")
 
 
 def config_problems(data: dict[str, Any]) -> tuple[EdgeConfig, list[str]]:

@@ -69,6 +69,7 @@ def _push(changes: list[Any]) -> bool:
 
 @cards_bp.post("/<card_no>/block")
 def block_card(card_no: str) -> Any:
+    card_no = _id_text(card_no, "card_no")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         body = {}
@@ -91,6 +92,21 @@ def _limit(default: int = 100, most: int = 1000) -> int:
     return int(raw)
 
 
+MAX_ID_LEN = 64  # member ids, card numbers and phones are far shorter
+
+
+def _id_text(value: str, field: str) -> str:
+    """An id, card number or phone from a URL: a 400 naming ``field`` if it is longer than
+    any is or holds a NUL (which PostgreSQL refuses in text), never a 500."""
+    if len(value) > MAX_ID_LEN or "\x00" in value:
+        raise ValidationError(
+            f"{field} 无效: 最多 {MAX_ID_LEN} 个字符, 不能含空字符"
+            f" (at most {MAX_ID_LEN} characters, no NUL)",
+            field=field,
+        )
+    return value
+
+
 @stores_bp.get("")
 def stores() -> Any:
     return jsonify({"stores": services.list_stores()})
@@ -98,7 +114,7 @@ def stores() -> Any:
 
 @members_bp.get("")
 def member_search() -> Any:
-    q = request.args.get("q", "")
+    q = _id_text(request.args.get("q", ""), "q")
     if not q.strip():
         raise ValidationError("q (member id, card number or phone) is required", field="q")
     member = services.find_member(q)
@@ -107,6 +123,7 @@ def member_search() -> Any:
 
 @members_bp.get("/<member_id>")
 def member(member_id: str) -> Any:
+    member_id = _id_text(member_id, "member_id")
     return jsonify(services.member_detail(services.find_member(member_id), _limit(200, 5000)))
 
 

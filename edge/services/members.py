@@ -18,23 +18,18 @@ from core.receipt import mask_name, mask_phone
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
 from edge.services.context import Till
+from edge.services.fields import MAX_CODE_LEN, check_text
 from edge.services.outbox import enqueue
 
 SEARCH_LIMIT = 20
 GENDERS = ("M", "F", "")
-MAX_CODE_LEN = 64  # card numbers, SKUs and barcodes are far shorter; longer is not a code
 
 
 def check_code(value: str, field: str) -> str:
-    """A card number, SKU or barcode as typed or scanned: refused if too long to be one,
-    so no message repeats a whole pasted text back."""
-    if len(value) > MAX_CODE_LEN:
-        raise ValidationError(
-            f"{field} 太长: {len(value)} 个字符, 最多 {MAX_CODE_LEN} "
-            f"(longer than {MAX_CODE_LEN} characters)",
-            field=field,
-        )
-    return value
+    """A card number, SKU or barcode as typed or scanned: refused if too long to be one
+    (MAX_CODE_LEN), or not text (edge.services.fields), so no message repeats a whole
+    pasted text back."""
+    return check_text(value, field, MAX_CODE_LEN)
 
 
 # Written-out statements for what every card swipe and checkout runs: building them
@@ -204,6 +199,9 @@ class Registration:
             raise ValidationError(
                 "性别须为 M、F 或留空 (gender must be M, F or empty)", field="gender"
             )
+        for key in ("birthday", "birthday_calendar", "card_type"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ValidationError(f"{key} 须为文字 ({key} must be a string)", field=key)
         birthday = None
         if data.get("birthday"):
             calendar = data.get("birthday_calendar") or "solar"
@@ -244,9 +242,8 @@ class Registration:
 
 def register(till: Till, reg: Registration, cashier: str) -> Member:
     """A new member, usable at once, with one registration message in the outbox."""
-    password_hash = (
-        hash_secret(reg.password, till.config.security.scrypt_n) if reg.password else None
-    )
+    # the chain's parameters (core.protocol.SCRYPT_N): the hash is checked at every store
+    password_hash = hash_secret(reg.password) if reg.password else None
     phone_hash = till.keys.lookup_hash(reg.phone)
     pinyin, initials = pinyin_keys(reg.name)
     now = till.now()

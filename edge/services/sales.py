@@ -100,10 +100,11 @@ class BasketRequest:
             where = f"lines[{i}]."
             if not isinstance(line, dict):
                 raise ValidationError(f"lines[{i}] must be an object", field=f"lines[{i}]")
-            code = line.get("sku") or line.get("barcode")
+            key = "sku" if line.get("sku") else "barcode"
+            code = line.get(key)
             if not isinstance(code, str) or not code:
-                raise ValidationError(f"{where}sku or barcode is required", field=f"{where}sku")
-            member_svc.check_code(code, f"{where}sku")
+                raise ValidationError(f"{where}sku or barcode is required", field=f"{where}{key}")
+            member_svc.check_code(code, f"{where}{key}")
             lines.append(
                 (
                     code,
@@ -140,7 +141,7 @@ class CheckoutRequest:
             if not isinstance(t, dict):
                 raise ValidationError(f"tenders[{i}] must be an object", field=f"tenders[{i}]")
             kind = t.get("kind")
-            if kind not in TENDER_KINDS:
+            if not isinstance(kind, str) or kind not in TENDER_KINDS:
                 raise ValidationError(
                     f"tenders[{i}].kind must be one of {sorted(TENDER_KINDS)}",
                     field=f"tenders[{i}].kind",
@@ -728,7 +729,7 @@ def return_sale(
     if return_id:
         done = SaleReturn.get_or_none(SaleReturn.id == return_id)
         if done is not None:
-            return _replayed_return(done, sale_id)
+            return _replayed_return(done, sale_id, lines)
     return_id = return_id or uuid7()
     rules = till.rules()
     now = till.now()
@@ -736,7 +737,7 @@ def return_sale(
     with till.db.atomic():
         done = SaleReturn.get_or_none(SaleReturn.id == return_id)
         if done is not None:
-            return _replayed_return(done, sale_id)
+            return _replayed_return(done, sale_id, lines)
         sale = Sale.get_or_none(Sale.id == sale_id)
         if sale is None:
             raise NotFound(f"小票 {sale_id} 不存在 (unknown sale)", field="sale_id")
@@ -880,13 +881,41 @@ def return_sale(
     }
 
 
-def _replayed_return(done: SaleReturn, sale_id: str) -> dict[str, Any]:
+def _replayed_return(
+    done: SaleReturn, sale_id: str, lines: list[tuple[int, int]] | None
+) -> dict[str, Any]:
+    """A retry with a committed return's id gets that return back, but only if it asks
+    for the same return: the same sale, and the same lines (or, for a return of all that
+    was left, a return that did take all that was left)."""
     if done.sale_id != sale_id:
         raise Conflict(
             f"退货单号 {done.id} 已用于另一张小票 (return_id already used for another sale)",
             field="return_id",
         )
+    took = sorted((r["line_no"], r["qty"]) for r in done.body["lines"])
+    same = sorted(lines) == took if lines is not None else _took_all_left(done)
+    if not same:
+        raise Conflict(
+            f"退货单号 {done.id} 已用于另一次退货 (return_id already used for other lines)",
+            field="return_id",
+        )
     return {"return_id": done.id, "replayed": True, "return": done.body, "receipt": done.receipt}
+
+
+_LAST_RETURN_SQL = (
+    f'SELECT "id" FROM "{SaleReturn._meta.table_name}" '  # noqa: S608 (a model's own name)
+    'WHERE "sale_id" = ? ORDER BY rowid DESC LIMIT 1'
+)
+
+
+def _took_all_left(done: SaleReturn) -> bool:
+    """Whether ``done`` returned all its sale had left: then nothing is left after it, so
+    the sale is fully returned and no return came after it."""
+    sale = Sale.get_or_none(Sale.id == done.sale_id)
+    last = SaleReturn._meta.database.execute_sql(_LAST_RETURN_SQL, (done.sale_id,)).fetchone()
+    return (
+        sale is not None and sale.status == "returned" and last is not None and last[0] == done.id
+    )
 
 
 def _refunded_by_tender(sale_id: str) -> dict[str, int]:
@@ -983,18 +1012,21 @@ def top_up(
     member_ref: dict[str, str],
     amount: int,
     topup_id: str | None = None,
+    manager: Any = None,
 ) -> dict[str, Any]:
-    """Stored value top-up paid in cash; the bonus (充500送100) is kept apart from principal."""
+    """Stored value top-up paid in cash; the bonus (充500送100) is kept apart from principal.
+    At most ``till.topup_max``; past a cashier's limits (``_topup_needs_manager``) a
+    manager approves with ``manager: {code, pin}``."""
     if topup_id:
         done = TopUp.get_or_none(TopUp.id == topup_id)
         if done is not None:
-            return {
-                "topup_id": done.id,
-                "replayed": True,
-                "principal": done.principal,
-                "bonus": done.bonus,
-                "receipt": done.receipt,
-            }
+            return _replayed_topup(till, done, member_ref, amount)
+    cfg = till.config.till
+    if isinstance(amount, int) and amount > cfg.topup_max:
+        raise ValidationError(
+            f"单笔充值最多 {cfg.topup_max} 分 (a top-up is at most {cfg.topup_max} fen)",
+            field="amount",
+        )
     rules = till.rules()
     split = topup_split(rules, amount)
     member = find_member(till, member_ref)
@@ -1003,16 +1035,15 @@ def top_up(
     topup_id = topup_id or uuid7()
     now = till.now()
     at, day = now.isoformat(timespec="milliseconds"), now.date().isoformat()
+    action = _topup_needs_manager(till, staff, amount, day)
+    approver = require_manager(till, staff, manager, action) if action else None
     with till.db.atomic():
         done = TopUp.get_or_none(TopUp.id == topup_id)
         if done is not None:
-            return {
-                "topup_id": done.id,
-                "replayed": True,
-                "principal": done.principal,
-                "bonus": done.bonus,
-                "receipt": done.receipt,
-            }
+            return _replayed_topup(till, done, member_ref, amount)
+        action = None if approver else _topup_needs_manager(till, staff, amount, day)
+        if action:  # another top-up by this cashier committed meanwhile
+            raise Forbidden(f"{action}需要店长授权 (manager PIN required)", field="manager")
         member = Member.get_by_id(member.id)
         ledger: list[dict[str, Any]] = []
         _ledger(ledger, member.id, "sv_principal", split.principal, "topup", topup_id, at, day)
@@ -1047,4 +1078,56 @@ def top_up(
         "principal": split.principal,
         "bonus": split.bonus,
         "receipt": receipt.to_dict(),
+    }
+
+
+_TOPPED_UP_TODAY_SQL = (
+    f'SELECT COALESCE(SUM("principal"), 0) FROM "{TopUp._meta.table_name}" '  # noqa: S608
+    'WHERE "cashier" = ? AND substr("occurred_at", 1, 10) = ?'
+)
+
+
+def _topup_needs_manager(till: Till, staff: SignedIn, amount: int, day: str) -> str | None:
+    """What makes a cashier's top-up need a manager, or None: one top-up past
+    ``till.cashier_topup_limit``, or what they topped up on the store's ``day`` (there
+    are no shifts yet) going past ``till.cashier_topup_day_limit``. A manager needs none."""
+    if staff.is_manager:
+        return None
+    cfg = till.config.till
+    if amount > cfg.cashier_topup_limit:
+        return f"单笔充值超过收银员限额 {cfg.cashier_topup_limit / 100:.2f} 元, "
+    so_far = till.db.execute_sql(_TOPPED_UP_TODAY_SQL, (staff.code, day)).fetchone()[0]
+    if so_far + amount > cfg.cashier_topup_day_limit:
+        return f"今日充值将超过收银员限额 {cfg.cashier_topup_day_limit / 100:.2f} 元, "
+    return None
+
+
+def _replayed_topup(
+    till: Till, done: TopUp, member_ref: dict[str, str], amount: int
+) -> dict[str, Any]:
+    """A retry with a committed top-up's id gets that top-up back, but only if it asks for
+    the same one (the member, after any merge, and the amount paid in): a reused id must
+    not tell the till a top-up it never made was done."""
+    member = find_member(till, member_ref)
+    topped_up = member_svc.resolve(done.member_id)
+    differs = [
+        name
+        for name, same in (
+            ("member", member is not None and member.id == topped_up.id),
+            ("amount", amount == done.principal),
+        )
+        if not same
+    ]
+    if differs:
+        raise Conflict(
+            f"充值单号 {done.id} 已用于另一笔充值 (topup_id already used for a different "
+            f"top-up: {', '.join(differs)} differ)",
+            field="topup_id",
+        )
+    return {
+        "topup_id": done.id,
+        "replayed": True,
+        "principal": done.principal,
+        "bonus": done.bonus,
+        "receipt": done.receipt,
     }

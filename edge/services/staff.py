@@ -5,6 +5,14 @@ per staff code (at sign-in and when a manager's PIN is given to approve an actio
 after ``till.pin_max_failures`` in a row the code is locked for
 ``till.pin_lockout_minutes``, even for the right PIN. The count lives in the
 database, so restarting the till server does not reset it; a right PIN resets it.
+
+Each attempt is counted before its PIN is checked, in one write transaction, so
+concurrent attempts cannot all slip under the limit. An unknown staff code is checked
+against a dummy hash of the same cost and counted the same way, so its refusal takes
+as long and reads the same (codes cannot be enumerated). Wrong PINs are also counted
+per client address over every code (``till.address_max_failures`` within
+``till.address_lockout_minutes`` lock the address for that long), so one PIN cannot be
+tried on every code in turn.
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from core.errors import Conflict, Forbidden, Unauthorized, ValidationError
+from core.protocol import SCRYPT_N
 from edge.models import Setting, Staff, StaffSession
 from edge.security import hash_secret, verify_secret
 from edge.services.context import Till
@@ -62,55 +72,162 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _refuse_if_locked(till: Till, key: str, who: str, field: str) -> None:
-    row = Setting.get_or_none(Setting.key == key)
-    locked_until = row.value.get("locked_until") if row else None
-    if locked_until is None:
-        return
-    left = dt.datetime.fromisoformat(locked_until) - till.now()
-    if left > dt.timedelta(0):
-        minutes = -(-int(left.total_seconds()) // 60)
-        raise LockedOut(
-            f"{who}连续输错次数过多, 已锁定, 请 {minutes} 分钟后再试或联系店长"
-            f" (too many wrong attempts: locked for {minutes} more minutes)",
-            field=field,
-            locked_until=locked_until,
-        )
+@dataclass(frozen=True)
+class _Limit:
+    """Wrong attempts counted under ``key``: ``most`` of them lock it for ``minutes``.
+    ``window``: minutes after the first counted attempt that the count starts afresh
+    (None: it starts afresh only on a right one)."""
+
+    key: str
+    who: str
+    most: int
+    minutes: int
+    window: int | None = None
+
+
+def _locked(limit: _Limit, locked_until: str, now: dt.datetime, field: str) -> LockedOut:
+    left = dt.datetime.fromisoformat(locked_until) - now
+    minutes = max(1, -(-int(left.total_seconds()) // 60))
+    return LockedOut(
+        f"{limit.who}连续输错次数过多, 已锁定, 请 {minutes} 分钟后再试或联系店长"
+        f" (too many wrong attempts: locked for {minutes} more minutes)",
+        field=field,
+        locked_until=locked_until,
+    )
+
+
+def _reserve(till: Till, limits: list[_Limit], field: str) -> list[int]:
+    """Count this attempt under every limit before it is checked, in one write
+    transaction (BEGIN IMMEDIATE), so concurrent attempts are counted one after another
+    and at most ``most`` of them are ever checked; raise LockedOut for a locked key (and
+    lock a key whose count is used up). The counts this attempt holds, per limit."""
+    now = till.now()
+    refusal: LockedOut | None = None
+    counts = []
+    values: dict[str, dict[str, object]] = {}
+    with till.db.atomic("IMMEDIATE"):
+        for limit in limits:
+            row = Setting.get_or_none(Setting.key == limit.key)
+            value = dict(row.value) if row else {}
+            locked_until = value.get("locked_until")
+            if locked_until and dt.datetime.fromisoformat(locked_until) > now:
+                refusal = refusal or _locked(limit, locked_until, now, field)
+                continue
+            since = value.get("since")
+            if locked_until or (
+                limit.window is not None
+                and since
+                and dt.datetime.fromisoformat(since) + dt.timedelta(minutes=limit.window) <= now
+            ):
+                value = {}  # a lock that ended, or a window that passed: a fresh count
+            failures = value.get("failures", 0)
+            if failures >= limit.most:
+                until = (now + dt.timedelta(minutes=limit.minutes)).isoformat()
+                value = {"failures": 0, "locked_until": until}
+                refusal = refusal or _locked(limit, until, now, field)
+            else:
+                counts.append(failures + 1)
+                value = {"failures": failures + 1, "since": since or now.isoformat()}
+            values[limit.key] = value
+        for key, value in values.items():
+            # a refused attempt is not checked, so it counts against nothing else (else a
+            # locked address could go on locking every staff code)
+            if refusal is None or "locked_until" in value:
+                Setting.insert(key=key, value=value).on_conflict_replace().execute()
+    if refusal is not None:
+        raise refusal
+    return counts
 
 
 def verify_counted(
-    till: Till, key: str, who: str, secret: str, stored: str | None, field: str
+    till: Till,
+    key: str,
+    who: str,
+    secret: str,
+    stored: str | None,
+    field: str,
+    n: int = SCRYPT_N,
+    also: _Limit | None = None,
 ) -> bool:
-    """Check ``secret`` against ``stored``, counting wrong ones under ``key``; after
-    ``till.pin_max_failures`` in a row raise LockedOut (naming ``who``) until the lock ends."""
-    _refuse_if_locked(till, key, who, field)
-    if verify_secret(secret, stored):
-        if Setting.get_or_none(Setting.key == key) is not None:
-            with till.db.atomic():
-                Setting.delete().where(Setting.key == key).execute()
-        return True
+    """Check ``secret`` against ``stored`` (an scrypt hash of cost ``n``: the chain's for a
+    member password), counting wrong ones under ``key``; after ``till.pin_max_failures``
+    in a row raise LockedOut (naming ``who``) until the lock ends. The attempt is counted
+    before it is checked (``_reserve``); a right one clears the count under ``key`` (not
+    ``also``'s: an address's count only ends with its window)."""
     cfg = till.config.till
-    now = till.now()
-    with till.db.atomic():
-        row = Setting.get_or_none(Setting.key == key)
-        failures = (row.value.get("failures", 0) if row else 0) + 1
-        value: dict[str, object] = {"failures": failures, "last_at": now.isoformat()}
-        if failures >= cfg.pin_max_failures:
-            # the lock starts a fresh count: after it, another full round of tries
-            value = {
-                "failures": 0,
-                "locked_until": (now + dt.timedelta(minutes=cfg.pin_lockout_minutes)).isoformat(),
-            }
-        Setting.insert(key=key, value=value).on_conflict_replace().execute()
-    if failures >= cfg.pin_max_failures:
-        _refuse_if_locked(till, key, who, field)
+    limits = [_Limit(key, who, cfg.pin_max_failures, cfg.pin_lockout_minutes)]
+    if also is not None:
+        limits.append(also)
+    counts = _reserve(till, limits, field)
+    if verify_secret(secret, stored, n):
+        with till.db.atomic("IMMEDIATE"):
+            Setting.delete().where(Setting.key == key).execute()
+            if also is not None:  # not a wrong one: give back what was reserved
+                row = Setting.get_or_none(Setting.key == also.key)
+                if row is not None and row.value.get("failures"):
+                    value = row.value | {"failures": row.value["failures"] - 1}
+                    Setting.update(value=value).where(Setting.key == also.key).execute()
+        return True
+    used_up = [lim for lim, count in zip(limits, counts, strict=True) if count >= lim.most]
+    if used_up:
+        now = till.now()
+        until = {lim.key: (now + dt.timedelta(minutes=lim.minutes)).isoformat() for lim in used_up}
+        with till.db.atomic():
+            for limit in used_up:
+                # the lock starts a fresh count: after it, another full round of tries
+                Setting.insert(
+                    key=limit.key, value={"failures": 0, "locked_until": until[limit.key]}
+                ).on_conflict_replace().execute()
+        raise _locked(used_up[0], until[used_up[0].key], now, field)
     return False
 
 
-def _verify_pin(till: Till, staff: Staff, pin: str, field: str) -> bool:
-    return verify_counted(
-        till, f"pin_failures:{staff.code}", f"员工 {staff.code} 的PIN", pin, staff.pin_hash, field
+# The address of the request being served (set by the till API for each request): wrong
+# PINs are counted per address too, so one PIN cannot be tried on every staff code.
+client_address: ContextVar[str | None] = ContextVar("till_client_address", default=None)
+
+_dummy_hashes: dict[int, str] = {}
+
+
+def warm_up(till: Till) -> None:
+    """Make the dummy hash before the first request, so the first unknown code costs no more."""
+    _dummy_hash(till.config.security.scrypt_n)
+
+
+def _dummy_hash(n: int) -> str:
+    """A PIN hash of cost ``n`` no PIN matches: an unknown staff code is checked against it,
+    so its refusal costs what a known code's does (codes cannot be told apart by time)."""
+    if n not in _dummy_hashes:
+        _dummy_hashes[n] = hash_secret(secrets.token_hex(16), n)
+    return _dummy_hashes[n]
+
+
+def _verify_pin(till: Till, code: str, staff: Staff | None, pin: str, field: str) -> bool:
+    """Check a PIN given for staff ``code`` (``staff``: its active row, None for an unknown
+    code, which is checked against a dummy hash and counted the same way)."""
+    n = till.config.security.scrypt_n
+    cfg = till.config.till
+    address = client_address.get()
+    also = None
+    if address and cfg.address_max_failures:
+        also = _Limit(
+            f"pin_address_failures:{address}",
+            f"来自 {address} 的PIN",
+            cfg.address_max_failures,
+            cfg.address_lockout_minutes,
+            cfg.address_lockout_minutes,
+        )
+    right = verify_counted(
+        till,
+        f"pin_failures:{code}",
+        f"员工 {code} 的PIN",
+        pin,
+        staff.pin_hash if staff is not None else _dummy_hash(n),
+        field,
+        n,
+        also,
     )
+    return right and staff is not None
 
 
 def sign_in(till: Till, code: object, pin: object) -> tuple[str, SignedIn]:
@@ -118,7 +235,7 @@ def sign_in(till: Till, code: object, pin: object) -> tuple[str, SignedIn]:
         raise ValidationError("staff code is required", field="staff_code")
     pin = _check_pin(pin)
     staff = Staff.get_or_none((Staff.code == code) & (Staff.active == True))  # noqa: E712
-    if staff is None or not _verify_pin(till, staff, pin, "staff_code"):
+    if not _verify_pin(till, code, staff, pin, "staff_code") or staff is None:
         raise Forbidden("员工编号或PIN错误 (wrong staff code or PIN)", field="pin")
     token = secrets.token_urlsafe(24)
     now = till.now()
@@ -174,11 +291,8 @@ def require_manager(till: Till, staff: SignedIn, approval: object, action: str) 
             field="manager.pin",
         )
     manager = Staff.get_or_none((Staff.code == code) & (Staff.active == True))  # noqa: E712
-    if (
-        manager is None
-        or manager.role != "manager"
-        or not _verify_pin(till, manager, pin, "manager")
-    ):
+    # the PIN is checked whoever the code names, so no code is told apart by time
+    if not _verify_pin(till, code, manager, pin, "manager") or manager.role != "manager":
         raise Forbidden(
             f"{action}需要店长授权: 店长编号或PIN错误 (wrong manager code or PIN)", field="manager"
         )

@@ -115,6 +115,8 @@ def test_no_request_body_gets_a_500(demo_till, target, body):
     assert res.status_code < 500, (target, body, res.json)
     if res.status_code >= 400:
         assert res.json["message"]
+        # the last-resort 400 (edge/api.py _unreadable) means a check is missing
+        assert res.json["error"] != "unreadable", (target, body, res.json)
 
 
 @settings(
@@ -139,3 +141,4 @@ def test_returns_never_500(demo_till, body):
     )
     res = client.post(f"/api/v1/sales/{sale.json['sale_id']}/returns", headers=headers, json=body)
     assert res.status_code < 500, (body, res.json)
+    assert res.json is None or res.json.get("error") != "unreadable", (body, res.json)

@@ -72,7 +72,7 @@ def test_a_lookup_by_a_code_too_long_to_be_one_is_refused(client, cashier, path,
             "post",
             "/api/v1/sales/quote",
             {**BASKET, "lines": [{"barcode": "6" * 5000}]},
-            "lines[0].sku",
+            "lines[0].barcode",
         ),
     ],
 )
