@@ -20,7 +20,7 @@ from core.stored_value import Split, spend_split
 from hq.changes import ChangeSet, coupon_state, flush_changes
 from hq.ingest import _transaction
 from hq.ledger import resolve_member
-from hq.models import Authorization, Coupon, Member, RulesVersion
+from hq.models import Authorization, Coupon, Member, RulesVersion, is_postgres
 
 HOLD_TTL = dt.timedelta(minutes=30)
 
@@ -75,11 +75,9 @@ def authorize_spend(
         return response, flush_changes(db, changes, now)
 
     def _answer(changes: ChangeSet) -> AuthResponse:
-        existing = Authorization.get_or_none(
-            (Authorization.store == req.store) & (Authorization.sale_id == req.sale_id)
-        )
         if req.action == "release":
-            return _release(existing, req, changes)
+            return _release(_earlier(req), req, changes)
+        member, existing, rules_key = _lock_member(db, req)
         if existing is not None:
             if not _same_request(existing, req):
                 return AuthResponse(
@@ -90,7 +88,9 @@ def authorize_spend(
                     "同一销售单的授权金额不一致 (sale id reused with other amounts)",
                 )
             return AuthResponse(**{k: v for k, v in existing.response.items() if k != "v"})
-        return _hold(db, req, now, changes)
+        if member is None:
+            return _decline(req, req.member_id, "not_found", f"会员不存在: {req.member_id}", now)
+        return _hold(db, req, member, rules_key, now, changes)
 
     return _transaction(db, work)
 
@@ -115,24 +115,95 @@ def _decline(
     return response
 
 
-def _spend_order() -> str:
-    """The latest published rules' stored-value spend order: the one the till will use."""
-    latest = RulesVersion.select().order_by(RulesVersion.version.desc()).first()
-    return Rules.from_dict(latest.data).stored_value_spend if latest else "proportional"
+RulesKey = tuple[int, Any] | None  # (version, published_at) of the latest rules, None if none
+
+_spend_orders: dict[RulesKey, str] = {None: "proportional"}
 
 
-def _hold(db: pw.Database, req: AuthRequest, now: dt.datetime, changes: ChangeSet) -> AuthResponse:
-    try:
-        member = resolve_member(db, req.member_id)
-    except NotFound:
-        return _decline(req, req.member_id, "not_found", f"会员不存在: {req.member_id}", now)
+def _spend_order(key: RulesKey) -> str:
+    """The latest published rules' stored-value spend order: the one the till will use.
+
+    Read and parsed once per rules version and publication (a version published again
+    gets a new ``published_at``, so it is read again)."""
+    order = _spend_orders.get(key)
+    if order is None:
+        row = RulesVersion.get_by_id(key[0])  # type: ignore[index]
+        order = Rules.from_dict(row.data).stored_value_spend
+        _spend_orders.clear()  # only the latest version is ever asked for again
+        _spend_orders.update({None: "proportional", key: order})
+    return order
+
+
+def _earlier(req: AuthRequest) -> Authorization | None:
+    """The sale's earlier authorization, if any."""
+    return Authorization.get_or_none(
+        (Authorization.store == req.store) & (Authorization.sale_id == req.sale_id)
+    )
+
+
+def _lock_member(
+    db: pw.Database, req: AuthRequest
+) -> tuple[Member | None, Authorization | None, RulesKey]:
+    """In one statement: the request's member, locked for update on PostgreSQL; the
+    sale's earlier authorization; the latest rules version's key. The member is None
+    when no live member has that id (none, or a merge chain that ends nowhere); the
+    earlier authorization is then read alone.
+
+    The sum of the member's live holds is NOT read here: under READ COMMITTED a
+    statement that waited for the lock still reads with the snapshot it started with,
+    so it would miss a hold committed by the transaction it waited for. It is read in
+    the next statement, after the lock is held (``available``)."""
+    earlier = Authorization.alias("earlier")
+    latest = RulesVersion.select(RulesVersion.version).order_by(RulesVersion.version.desc())
+    published = RulesVersion.select(RulesVersion.published_at).order_by(RulesVersion.version.desc())
+    query = (
+        Member.select(
+            Member,
+            earlier,
+            latest.limit(1).alias("rules_version"),
+            published.limit(1).alias("rules_published_at"),
+        )
+        .join(
+            earlier,
+            pw.JOIN.LEFT_OUTER,
+            on=(earlier.store == req.store) & (earlier.sale_id == req.sale_id),
+            attr="earlier",
+        )
+        .where(Member.id == req.member_id)
+    )
+    if is_postgres(db):
+        query = query.for_update(of=Member)
+    member = query.get_or_none()
+    if member is None:
+        return None, _earlier(req), None
+    existing = getattr(member, "earlier", None)
+    if existing is not None and existing.id is None:  # the outer join found none
+        existing = None
+    version = member.rules_version
+    rules_key = None if version is None else (version, member.rules_published_at)
+    if member.status == "merged" and member.merged_into:
+        try:
+            member = resolve_member(db, member.merged_into)
+        except NotFound:
+            return None, existing, rules_key
+    return member, existing, rules_key
+
+
+def _hold(
+    db: pw.Database,
+    req: AuthRequest,
+    member: Member,
+    rules_key: RulesKey,
+    now: dt.datetime,
+    changes: ChangeSet,
+) -> AuthResponse:
     avail = available(member, now)
     sv = avail["stored_value"]
     try:
         split = spend_split(
             Split(max(0, sv["principal"]), max(0, sv["bonus"])),
             req.stored_value,
-            _spend_order(),
+            _spend_order(rules_key),
         )
     except InsufficientFunds as exc:
         return _decline(req, member.id, "insufficient", exc.message, now)
