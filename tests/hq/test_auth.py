@@ -36,8 +36,9 @@ def hold(db: Any, member_id: str = "m-1", store: str = "S1", sale_id: str = "", 
     return authorize_spend(db, req, NOW)[0]
 
 
-class Statements:
-    """Every statement sent to the database through ``db.cursor()`` (BEGIN and COMMIT too)."""
+class RoundTrips:
+    """The first word of every statement sent to the database through ``db.cursor()``
+    (BEGIN and COMMIT too), one entry per ``execute`` or ``executemany``."""
 
     def __init__(self, db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         self.sql: list[str] = []
@@ -53,11 +54,17 @@ class _Counting:
     def __init__(self, cursor: Any, sql: list[str]) -> None:
         self._cursor, self._sql = cursor, sql
 
-    def execute(self, sql: str, params: Any = None) -> Any:
-        self._sql.append(sql.split()[0].upper())
-        return (
-            self._cursor.execute(sql, params) if params is not None else self._cursor.execute(sql)
-        )
+    def _note(self, sql: str | bytes) -> None:
+        text = sql.decode() if isinstance(sql, bytes) else sql
+        self._sql.append(text.split()[0].upper())
+
+    def execute(self, sql: str | bytes, *params: Any) -> Any:
+        self._note(sql)
+        return self._cursor.execute(sql, *params)
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        self._note(sql)
+        return self._cursor.executemany(sql, rows)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)
@@ -133,15 +140,16 @@ def test_the_spend_order_follows_a_new_rules_version(hq_db):
         authorize_spend(hq_db, AuthRequest("S1", approved.sale_id, "m-1", action="release"), NOW)
 
 
-def test_an_approved_hold_takes_five_statements(hq_db, monkeypatch):
+def test_an_approved_hold_takes_five_round_trips(hq_db, monkeypatch):
     """BEGIN; the member locked with the sale's earlier authorization and the latest
     rules version; the sum of its live holds (after the lock, so it sees every hold
-    committed before); the INSERT; COMMIT. A new round trip here costs every till."""
+    committed before); the INSERT; COMMIT. It took seven; a new round trip here costs
+    every till's authorization."""
     member()
     hold(hq_db, points=1)  # the rules' spend order is read once per version
-    statements = Statements(hq_db, monkeypatch)
+    trips = RoundTrips(hq_db, monkeypatch)
     assert hold(hq_db, points=1).status == "approved"
-    assert statements.sql == ["BEGIN", "SELECT", "SELECT", "INSERT", "COMMIT"]
+    assert trips.sql == ["BEGIN", "SELECT", "SELECT", "INSERT", "COMMIT"]
 
 
 @pytest.mark.postgres
