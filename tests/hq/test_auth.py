@@ -4,6 +4,7 @@ its round trips to the database, and holds from several stores at once on one me
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from typing import Any
 
@@ -177,3 +178,32 @@ def test_concurrent_holds_from_several_stores_never_overdraw(hq_db):
     assert sorted(a.balances["stored_value"]["principal"] for a in approved) == list(
         range(0, 1000, 100)
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("hq_db_url", ["postgres"], indirect=True)
+def test_one_sale_asked_at_once_many_times_is_held_once(hq_db, caplog):
+    """Racing requests of one sale: the unique (store, sale id) fails all but the first
+    INSERT, their transactions are retried and answered from its row."""
+    member(principal=1000, bonus=0, points=0)
+    sale = uuid7()
+    answers: list[Any] = []
+    start = threading.Barrier(6)
+    caplog.set_level(logging.INFO, logger="hq.ingest")
+
+    def ask() -> None:
+        start.wait()
+        answers.append(hold(hq_db, sale_id=sale, stored_value=300))
+        hq_db.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 6
+    assert all(a == answers[0] for a in answers)
+    assert answers[0].status == "approved"
+    held = Authorization.select().where(Authorization.status == "held")
+    assert [a.sv_principal for a in held] == [300]
+    assert "transaction retry" in caplog.text  # the race happened
