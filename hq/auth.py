@@ -8,6 +8,7 @@ so a retry of the same request gets the same answer.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import peewee as pw
@@ -61,7 +62,7 @@ def _held(db: pw.Database, member_id: str, now: dt.datetime) -> dict[str, int]:
     return {"principal": int(row[0]), "bonus": int(row[1]), "points": int(row[2])}
 
 
-def available(db: pw.Database, member: Member, now: dt.datetime) -> dict[str, Any]:
+def available(db: pw.Database, member: _Holder, now: dt.datetime) -> dict[str, Any]:
     held = _held(db, member.id, now)
     return {
         "stored_value": {
@@ -178,16 +179,28 @@ def _earlier(req: AuthRequest) -> Authorization | None:
     )
 
 
-_MEMBER_COLUMNS = ("id", "status", "merged_into", "sv_principal", "sv_bonus", "points")
+@dataclass(frozen=True, slots=True)
+class _Holder:
+    """The member's columns an authorization reads (not a Member row to save)."""
+
+    id: str
+    sv_principal: int
+    sv_bonus: int
+    points: int
+
+    @classmethod
+    def of(cls, member: Member) -> _Holder:
+        return cls(member.id, member.sv_principal, member.sv_bonus, member.points)
 
 
 def _lock_member(
     db: pw.Database, req: AuthRequest
-) -> tuple[Member | None, Authorization | None, RulesKey]:
+) -> tuple[_Holder | None, Authorization | None, RulesKey]:
     """In one statement: the request's member, locked for update on PostgreSQL; the
     sale's earlier authorization; the latest rules version's key. The member is None
     when no live member has that id (none, or a merge chain that ends nowhere); the
-    earlier authorization is then read alone.
+    earlier authorization is then read alone. The earlier authorization holds only
+    the columns its answer needs: read, never saved.
 
     The sum of the member's live holds is NOT read here: under READ COMMITTED a
     statement that waited for the lock still reads with the snapshot it started with,
@@ -197,7 +210,7 @@ def _lock_member(
     row = _execute(db, sql, (req.store, req.sale_id, req.member_id)).fetchone()
     if row is None:
         return None, _earlier(req), None
-    member = Member(**dict(zip(_MEMBER_COLUMNS, row[:6], strict=True)))
+    member_id, status, merged_into = row[:3]
     existing = None
     if row[6] is not None:
         existing = Authorization(
@@ -208,18 +221,18 @@ def _lock_member(
             response=Authorization.response.python_value(row[10]),
         )
     rules_key = None if row[11] is None else (row[11], row[12])
-    if member.status == "merged" and member.merged_into:
+    if status == "merged" and merged_into:
         try:
-            member = resolve_member(db, member.merged_into)
+            return _Holder.of(resolve_member(db, merged_into)), existing, rules_key
         except NotFound:
             return None, existing, rules_key
-    return member, existing, rules_key
+    return _Holder(member_id, *row[3:6]), existing, rules_key
 
 
 def _hold(
     db: pw.Database,
     req: AuthRequest,
-    member: Member,
+    member: _Holder,
     rules_key: RulesKey,
     now: dt.datetime,
     changes: ChangeSet,

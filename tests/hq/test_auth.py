@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any
 
+import psycopg2
 import pytest
 
 from core.ids import uuid7
@@ -16,6 +17,7 @@ from core.rules import DEMO_RULES
 from hq.auth import authorize_spend
 from hq.models import Authorization, Coupon, Member, is_postgres
 from hq.rules import publish_rules
+from tests.sync.helpers import wait_until
 
 NOW = dt.datetime(2026, 12, 4, 10, 0, 0)
 
@@ -182,28 +184,44 @@ def test_concurrent_holds_from_several_stores_never_overdraw(hq_db):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("hq_db_url", ["postgres"], indirect=True)
-def test_one_sale_asked_at_once_many_times_is_held_once(hq_db, caplog):
-    """Racing requests of one sale: the unique (store, sale id) fails all but the first
-    INSERT, their transactions are retried and answered from its row."""
+def test_one_sale_asked_at_once_many_times_is_held_once(hq_db, hq_db_url, caplog):
+    """Racing requests of one sale: all start while the member is locked elsewhere, so
+    none sees another's answer; the unique (store, sale id) fails all INSERTs but the
+    first, and those transactions are retried and answered from its row."""
     member(principal=1000, bonus=0, points=0)
     sale = uuid7()
     answers: list[Any] = []
-    start = threading.Barrier(6)
     caplog.set_level(logging.INFO, logger="hq.ingest")
 
     def ask() -> None:
-        start.wait()
         answers.append(hold(hq_db, sale_id=sale, stored_value=300))
         hq_db.close()
 
+    watcher = psycopg2.connect(hq_db_url)
+    watcher.autocommit = True
     threads = [threading.Thread(target=ask) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    try:
+        with hq_db.atomic():
+            Member.select().where(Member.id == "m-1").for_update().get()
+            for t in threads:
+                t.start()
+            wait_until(lambda: _waiting_for_locks(watcher) == 6, 20, "6 requests at the lock")
+        for t in threads:
+            t.join(60)
+    finally:
+        watcher.close()
     assert len(answers) == 6
     assert all(a == answers[0] for a in answers)
     assert answers[0].status == "approved"
     held = Authorization.select().where(Authorization.status == "held")
     assert [a.sv_principal for a in held] == [300]
-    assert "transaction retry" in caplog.text  # the race happened
+    assert caplog.text.count("transaction retry") >= 5  # each of the others raced
+
+
+def _waiting_for_locks(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cur.fetchone()[0]
