@@ -3,6 +3,13 @@
 An approved request holds the amounts (available = balance - active holds); the
 sale item later settles the hold instead of spending twice. Every answer is stored,
 so a retry of the same request gets the same answer.
+
+An approved hold is five round trips (``tests/hq/test_auth.py`` counts them): BEGIN;
+the member locked, with the sale's earlier answer and the latest rules version; the
+sum of the member's live holds, read after the lock so it sees every hold committed
+before; the INSERT of the answer; COMMIT. Requests for one member from several
+stores queue on the member's row lock (PostgreSQL); racing requests of one sale
+collide on the unique (store, sale id) and the loser's retry finds the stored answer.
 """
 
 from __future__ import annotations
