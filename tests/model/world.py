@@ -160,15 +160,17 @@ class Chain:
             member = HqMember.get_or_none(HqMember.id == member.merged_into)
         return member
 
-    def discrepancies(self, member_ids: list[str]) -> list[str]:
-        """Every place whose figures for a member differ from HQ's balance, one line each.
+    def discrepancies(self, expected: dict[str, dict[str, int]]) -> list[str]:
+        """Every member whose figures disagree anywhere, with every place's figures.
 
-        Per surviving member: HQ balance, HQ ledger sum, each store's shown balance (the
-        till API's member lookup) and each store's own ledger sum. A member merged away
-        must hold nothing, at HQ and in every store's cache and ledger."""
+        ``expected`` holds, per member id, the sum of the balance movements the tills
+        answered (top-ups, sales, returns): the model. Per surviving member it must equal
+        HQ's balance, HQ's ledger sum, each store's shown balance (the till API's member
+        lookup) and each store's own ledger sum; the ids merged into it count towards it. A
+        member merged away must hold nothing, at HQ and in every store's cache and ledger."""
         out: list[str] = []
         survivors: dict[str, list[str]] = {}
-        for member_id in member_ids:
+        for member_id in expected:
             survivor = self.hq_survivor(member_id)
             if survivor is None:
                 out.append(f"member {member_id}: unknown at HQ (its registration never arrived)")
@@ -177,15 +179,22 @@ class Chain:
             if survivor.id != member_id:
                 survivors[survivor.id].append(member_id)
         for member_id, merged in sorted(survivors.items()):
-            out += self._member_discrepancies(member_id, merged)
+            model = {k: 0 for k in ("principal", "bonus", "points")}
+            for one in (member_id, *merged):
+                for k in model:
+                    model[k] += expected.get(one, {}).get(k, 0)
+            out += self._member_discrepancies(member_id, merged, figures(**model))
         return out
 
-    def _member_discrepancies(self, member_id: str, merged: list[str]) -> list[str]:
+    def _member_discrepancies(
+        self, member_id: str, merged: list[str], model: dict[str, int]
+    ) -> list[str]:
         hq = HqMember.get_by_id(member_id)
         truth = figures(hq.sv_principal, hq.sv_bonus, hq.points)
         sums = ledger_sums(member_id)
         places: list[tuple[str, dict[str, int] | None]] = [
-            ("HQ ledger", figures(sums["principal"], sums["bonus"], sums["points"]))
+            ("HQ", truth),
+            ("HQ ledger", figures(sums["principal"], sums["bonus"], sums["points"])),
         ]
         for t in self.tills:
             status, body = t.call("GET", f"/api/v1/members/{member_id}")
@@ -200,12 +209,15 @@ class Chain:
                 }
             places.append((f"store {t.code}", shown))
             places.append((f"store {t.code} ledger", t.box.query(lambda: edge_ledger(member_id))))
-        name = f"member {member_id}" + (f" (survivor of {', '.join(merged)})" if merged else "")
-        out = [
-            f"{name}: {place} shows {fmt(got)}, HQ balance {fmt(truth)}"
-            for place, got in places
-            if got != truth
-        ]
+        places.append(("model (sum of what the tills answered)", model))
+        out = []
+        if any(got != truth for _, got in places):
+            name = f"member {member_id}" + (f" (survivor of {', '.join(merged)})" if merged else "")
+            out.append(f"{name}: figures disagree")
+            out += [
+                f"    {place:<40} {fmt(got)}" + ("" if got == truth else "   <- differs from HQ")
+                for place, got in places
+            ]
         zero = figures(0, 0, 0)
         for old in merged:
             loser = HqMember.get_by_id(old)
