@@ -44,7 +44,8 @@ NIGHT = os.environ.get("HY_MODEL_NIGHT") == "1"
 STORES = 3
 SKUS = [p[0] for p in DEMO_PRODUCTS]
 TOP_UPS = (1000, 10000, 50000)  # 50000 earns the demo rules' bonus (充500送100)
-PARTS = (100, 300, 1000, 3000, 6000)  # fen paid by stored value / points; limits 5000 / 300
+# fen paid by stored value or points (100 fen = 100 points); offline limits 5000 fen / 300 points
+PARTS = (100, 200, 300, 1000, 3000, 6000)
 
 
 def run_settings() -> settings:
@@ -72,6 +73,7 @@ class ChainMachine(RuleBasedStateMachine):
         # the model: per member id, the balance movements the tills answered
         self.expected: dict[str, dict[str, int]] = {}
         self.sales: list[tuple[Till, str]] = []
+        self.member_sales: list[tuple[Till, str]] = []
         self.phones = 0
         self.failed = False  # a step failed: teardown does not compare again
 
@@ -133,7 +135,7 @@ class ChainMachine(RuleBasedStateMachine):
             self.members.append({till.code: member_id})
             ref = {"member_id": member_id}
             self.top_up_at(till, ref, 50000)
-            self.sell_at(till, ref, [("P0010", 3)], "cash", 0)
+            self.sell_at(till, ref, [("P0011", 1)], "cash", 0)  # 890 points
         self.register_same_phone_at_two_stores(0, 1, 10000)
         # HQ authorizes spends only of members it knows: let the day's first members arrive
         self.chain.settle()
@@ -238,14 +240,18 @@ class ChainMachine(RuleBasedStateMachine):
             self.sales.append((till, body["sale_id"]))
             sale = body["sale"]
             if sale["member_id"]:
+                self.member_sales.append(self.sales[-1])
                 sv = sale["stored_value"]
                 points = sale["points_earned"] - sale["points_used"]
                 self.moved(sale["member_id"], -sv["principal"], -sv["bonus"], points)
 
     @precondition(lambda self: self.sales)
-    @rule(sale=st.integers(0, 50), full=st.booleans())
-    def return_goods(self, sale: int, full: bool) -> None:
-        till, sale_id = self.sales[sale % len(self.sales)]
+    @rule(sale=st.integers(0, 50), full=st.booleans(), members_only=st.booleans())
+    def return_goods(self, sale: int, full: bool, members_only: bool) -> None:
+        """Return all that is left of a sale or one unit of its first line; a member's
+        sale (points earned, maybe already spent) half of the time."""
+        sales = self.member_sales if members_only and self.member_sales else self.sales
+        till, sale_id = sales[sale % len(sales)]
         req = {} if full else {"lines": [{"line_no": 1, "qty": 1}]}
         status, body = till.call("POST", f"/api/v1/sales/{sale_id}/returns", req)
         checked(status, body, "return")
@@ -329,7 +335,15 @@ def summary(body: dict) -> str:
 
 
 def run_model(open_chain: Callable[[], Chain]) -> None:
-    run_state_machine_as_test(lambda: ChainMachine(open_chain), settings=run_settings())
+    config = run_settings()
+    # hypothesis explores the untried branch first, and with few examples that is often
+    # "stop right after the opening"; an example here costs seconds, so each runs at least
+    # half the steps (a shrunk failure keeps that length, padded with settle_and_compare)
+    run_state_machine_as_test(
+        lambda: ChainMachine(open_chain),
+        settings=config,
+        _min_steps=config.stateful_step_count // 2,
+    )
 
 
 def chains(tmp_path: Path, hq_url: Callable[[int], str]) -> Callable[[], Chain]:
