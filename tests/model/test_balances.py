@@ -73,7 +73,7 @@ class ChainMachine(RuleBasedStateMachine):
         # the model: per member id, the balance movements the tills answered
         self.expected: dict[str, dict[str, int]] = {}
         self.sales: list[tuple[Till, str]] = []
-        self.member_sales: list[tuple[Till, str]] = []
+        self.member_sales: list[tuple[Till, str, str]] = []  # (till, sale id, member id)
         self.phones = 0
         self.failed = False  # a step failed: teardown does not compare again
 
@@ -234,13 +234,13 @@ class ChainMachine(RuleBasedStateMachine):
         checked(status, body, "sale")
         note(
             f"sale at {till.code} for {ref and ref['member_id']} {lines} {tenders}: "
-            f"{status} {summary(body)}"
+            f"{status}{' offline' if body.get('offline') else ''} {summary(body)}"
         )
         if status == 201:
             self.sales.append((till, body["sale_id"]))
             sale = body["sale"]
             if sale["member_id"]:
-                self.member_sales.append(self.sales[-1])
+                self.member_sales.append((till, body["sale_id"], sale["member_id"]))
                 sv = sale["stored_value"]
                 points = sale["points_earned"] - sale["points_used"]
                 self.moved(sale["member_id"], -sv["principal"], -sv["bonus"], points)
@@ -250,8 +250,27 @@ class ChainMachine(RuleBasedStateMachine):
     def return_goods(self, sale: int, full: bool, members_only: bool) -> None:
         """Return all that is left of a sale or one unit of its first line; a member's
         sale (points earned, maybe already spent) half of the time."""
-        sales = self.member_sales if members_only and self.member_sales else self.sales
-        till, sale_id = sales[sale % len(sales)]
+        if members_only and self.member_sales:
+            till, sale_id, _ = self.member_sales[sale % len(self.member_sales)]
+        else:
+            till, sale_id = self.sales[sale % len(self.sales)]
+        self.return_at(till, sale_id, full)
+
+    @precondition(lambda self: self.member_sales)
+    @rule(
+        sale=st.integers(0, 50),
+        pay=st.sampled_from(["points", "both"]),
+        part=st.sampled_from(PARTS),
+        full=st.booleans(),
+    )
+    def spend_then_return(self, sale: int, pay: str, part: int, full: bool) -> None:
+        """A member pays with what an earlier purchase earned, then brings that purchase
+        back: the return takes back points that may be spent already (a points debt)."""
+        till, sale_id, member_id = self.member_sales[sale % len(self.member_sales)]
+        self.sell_at(till, {"member_id": member_id}, [("P0009", 1)], pay, part)
+        self.return_at(till, sale_id, full)
+
+    def return_at(self, till: Till, sale_id: str, full: bool) -> None:
         req = {} if full else {"lines": [{"line_no": 1, "qty": 1}]}
         status, body = till.call("POST", f"/api/v1/sales/{sale_id}/returns", req)
         checked(status, body, "return")
