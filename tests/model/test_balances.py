@@ -52,7 +52,7 @@ def run_settings() -> settings:
     shrink = NIGHT or os.environ.get("HY_MODEL_SHRINK") == "1"
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     return settings(
-        max_examples=int(os.environ.get("HY_MODEL_EXAMPLES", 40 if NIGHT else 4)),
+        max_examples=int(os.environ.get("HY_MODEL_EXAMPLES", 40 if NIGHT else 8)),
         stateful_step_count=int(os.environ.get("HY_MODEL_STEPS", 40 if NIGHT else 20)),
         deadline=None,
         derandomize=not NIGHT,
