@@ -1044,7 +1044,9 @@ def top_up(
         action = None if approver else _topup_needs_manager(till, staff, amount, day)
         if action:  # another top-up by this cashier committed meanwhile
             raise Forbidden(f"{action}需要店长授权 (manager PIN required)", field="manager")
-        member = Member.get_by_id(member.id)
+        # the sync agent may have merged the member since the swipe: credit the survivor
+        member = member_svc.resolve(member.id)
+        _require_active(member.status)
         ledger: list[dict[str, Any]] = []
         _ledger(ledger, member.id, "sv_principal", split.principal, "topup", topup_id, at, day)
         _ledger(ledger, member.id, "sv_bonus", split.bonus, "topup", topup_id, at, day)
