@@ -744,6 +744,8 @@ def assemble_snapshot(chunks: Iterable[SnapshotChunk]) -> Iterator[dict[str, Any
 
 AUTH_ACTIONS = ("hold", "release")
 AUTH_STATUSES = ("approved", "declined", "released")
+# the decline code for a member HQ has not received yet: the till decides offline
+UNKNOWN_MEMBER = "unknown_member"
 
 
 @dataclass(frozen=True, slots=True)

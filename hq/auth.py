@@ -22,7 +22,7 @@ import peewee as pw
 
 from core.errors import InsufficientFunds, NotFound
 from core.ids import uuid7
-from core.protocol import AuthRequest, AuthResponse, Change
+from core.protocol import UNKNOWN_MEMBER, AuthRequest, AuthResponse, Change
 from core.rules import Rules
 from core.stored_value import Split, spend_split
 from hq.changes import ChangeSet, coupon_state, flush_changes
@@ -115,7 +115,15 @@ def authorize_spend(
                 )
             return AuthResponse(**{k: v for k, v in existing.response.items() if k != "v"})
         if member is None:
-            return _decline(req, req.member_id, "not_found", f"会员不存在: {req.member_id}", now)
+            # the store holds a member HQ has not received yet (its registration is still in
+            # that store's outbox): the store decides by its offline policy, as if offline
+            return _decline(
+                req,
+                req.member_id,
+                UNKNOWN_MEMBER,
+                f"总部尚未收到该会员 (HQ has not received member {req.member_id} yet)",
+                now,
+            )
         return _hold(db, req, member, rules_key, now, changes)
 
     return _transaction(db, work)

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 
 from core.errors import ProtocolError
 from core.protocol import (
+    UNKNOWN_MEMBER,
     AuthRequest,
     decode_json,
     down_topic,
@@ -143,6 +144,10 @@ class MqttAuthorizer:
             return SpendDecision(
                 online=True, approved=True, authorization_id=response.authorization_id
             )
+        if response.code == UNKNOWN_MEMBER:
+            # registered here and not yet at HQ: HQ cannot judge a balance it has not seen,
+            # so the spend is decided as an offline one (the chain's offline policy)
+            return SpendDecision(online=False, reason="HQ has not received this member yet")
         return SpendDecision(
             online=True, approved=False, reason=response.reason or response.code or "declined"
         )

@@ -103,7 +103,7 @@ def test_holds_count_against_what_is_available_and_release_frees_them(hq_db):
 def test_declines_name_their_reason(hq_db):
     member(points=10)
     missing = hold(hq_db, member_id="nobody", points=1)
-    assert (missing.status, missing.code) == ("declined", "not_found")
+    assert (missing.status, missing.code) == ("declined", "unknown_member")
     assert hold(hq_db, member_id="nobody", sale_id=missing.sale_id, points=1) == missing
     points = hold(hq_db, points=11)
     assert (points.code, points.reason) == ("insufficient", "积分不足: 需要 11 分, 可用 10 分")

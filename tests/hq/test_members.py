@@ -154,7 +154,7 @@ def test_authorization_is_idempotent_and_settled_by_the_sale(worker, edge, store
 
 def test_authorization_unknown_member_declined(worker, edge, store_code):
     answer = edge.authorize(p.AuthRequest(store_code, uuid7(), uuid7(), "hold", 100, 0))
-    assert (answer["status"], answer["code"]) == ("declined", "not_found")
+    assert (answer["status"], answer["code"]) == ("declined", "unknown_member")
 
 
 def test_offline_overdraft_is_an_exception_recovered_later(worker, mosquitto, store_code):

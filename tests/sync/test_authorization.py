@@ -180,3 +180,13 @@ def test_hq_holds_and_the_till_spends_in_the_chains_stored_value_order(chain):
     assert result["sale"]["stored_value"] == {"principal": 0, "bonus": 3000}
     auth = Authorization.get(Authorization.sale_id == result["sale_id"])
     assert (auth.sv_principal, auth.sv_bonus) == (0, 3000)
+
+
+def test_a_member_hq_has_not_received_yet_is_decided_offline(chain):
+    """Registered at this store a moment ago, the member's registration still on its way:
+    HQ cannot judge a balance it has not seen, so the till applies its offline policy
+    instead of refusing the member outright."""
+    req = SpendRequest(uuid7(), uuid7(), stored_value=100, points=0, day="2026-11-23")
+    decision = chain["authorizer"].authorize(req)
+    assert (decision.online, decision.approved) == (False, False), decision
+    assert "has not received" in decision.reason
