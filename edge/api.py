@@ -228,7 +228,7 @@ def create_sale():
 @sales_bp.get("/<sale_id>")
 def get_sale(sale_id: str):
     signed_in()
-    sale = Sale.get_or_none(Sale.id == member_svc.check_code(sale_id, "sale_id"))
+    sale = Sale.get_or_none(Sale.id == sale_id)
     if sale is None:
         raise NotFound(f"小票 {sale_id} 不存在", field="sale_id")
     return jsonify(sales_svc.sale_result(sale))
@@ -237,7 +237,7 @@ def get_sale(sale_id: str):
 @sales_bp.post("/<sale_id>/reprint")
 def reprint_sale(sale_id: str):
     signed_in()
-    sale = Sale.get_or_none(Sale.id == member_svc.check_code(sale_id, "sale_id"))
+    sale = Sale.get_or_none(Sale.id == sale_id)
     if sale is None:
         raise NotFound(f"小票 {sale_id} 不存在", field="sale_id")
     receipt = sales_svc.sale_result(sale)["receipt"]
@@ -273,14 +273,7 @@ def return_sale(sale_id: str):
     return_id = data.get("return_id")
     if return_id is not None and not isinstance(return_id, str):
         raise ValidationError("return_id must be a string", field="return_id")
-    result = sales_svc.return_sale(
-        till(),
-        staff,
-        member_svc.check_code(sale_id, "sale_id"),
-        parsed,
-        data.get("manager"),
-        return_id,
-    )
+    result = sales_svc.return_sale(till(), staff, sale_id, parsed, data.get("manager"), return_id)
     if not result["replayed"]:
         after_commit_print(result["receipt"])
     return jsonify(result), 200 if result["replayed"] else 201
