@@ -28,6 +28,17 @@ def points_earned(rules: Rules, card_type: str | None, base_fen: int, day: dt.da
     return points
 
 
+def sale_points_earned(
+    rules: Rules, card_type: str | None, points_base: int, total: int, points_fen: int, day: dt.date
+) -> int:
+    """Points a sale earns: on its points base (``PricedBasket.points_base``) less the share
+    of it paid with points (``points_fen`` of ``total``), so points never earn points."""
+    base = points_base
+    if points_fen and total:
+        base -= points_fen * base // total
+    return points_earned(rules, card_type, base, day)
+
+
 def expiry_for(rules: Rules, earned_on: dt.date) -> dt.date:
     return earned_on + dt.timedelta(days=rules.points_expiry_days)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.errors import InsufficientFunds, ValidationError
@@ -33,6 +34,15 @@ class Settlement:
             if amount:
                 out.append(Tender(kind, amount))
         return out
+
+
+def sum_by_kind(amounts: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Fen per tender kind, summed over (kind, amount) pairs: what a sale or a return took
+    or gave back in each kind (the till's replay check, HQ's money checks)."""
+    total: dict[str, int] = {}
+    for kind, amount in amounts:
+        total[kind] = total.get(kind, 0) + amount
+    return total
 
 
 def settle(total: int, tenders: list[Tender]) -> Settlement:

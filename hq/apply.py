@@ -15,11 +15,12 @@ import peewee as pw
 
 from core.errors import Conflict, HuiyuanError, NotFound, ValidationError
 from core.phone import normalise_phone
-from core.points import expiry_for, points_earned, points_for_fen
+from core.points import expiry_for, points_for_fen, sale_points_earned
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
 from core.protocol import UpItem
 from core.rules import DEMO_RULES, Rules
 from core.stored_value import Split, refund_split
+from core.tenders import sum_by_kind
 from hq.changes import ChangeSet, coupon_state
 from hq.ledger import Book, Posting, credit_points, post_stored_value, spend_points
 from hq.members import prefetch_owners, register_member, touch_through
@@ -440,10 +441,7 @@ def _refused(name: str, message: str) -> MoneyRefused:
 
 
 def _by_kind(tenders: list[dict[str, Any]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for tender in tenders:
-        out[tender["kind"]] = out.get(tender["kind"], 0) + tender["amount"]
-    return out
+    return sum_by_kind((tender["kind"], tender["amount"]) for tender in tenders)
 
 
 def _known_rules(ctx: ItemContext) -> Rules | None:
@@ -542,15 +540,20 @@ def check_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
             "计价会员与销售会员不符 (pricing_input.member is not the sale's member_id)",
         )
     if priced is not None:
-        base = priced.points_base
-        if points_fen and priced.total:
-            base -= points_fen * base // priced.total
-        due = points_earned(rules, member.get("card_type"), base, _day(ctx.item.occurred_at))
+        due = sale_points_earned(
+            rules,
+            member.get("card_type"),
+            priced.points_base,
+            priced.total,
+            points_fen,
+            _day(ctx.item.occurred_at),
+        )
         if body["points_earned"] != due:
             raise _refused(
                 "points_earned",
                 f"积分与规则不符 (points_earned {body['points_earned']}, rules version "
-                f"{rules.version} give {due} for {base} fen paid)",
+                f"{rules.version} give {due} for a points base of {priced.points_base} fen, "
+                f"{points_fen} of the total {priced.total} paid with points)",
             )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -12,13 +11,13 @@ from peewee import fn
 
 from core.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationError
 from core.ids import is_uuid, uuid7
-from core.money import MAX_AMOUNT, MAX_QTY, allocate
-from core.points import consume, expiry_for, points_earned, points_for_fen
+from core.money import MAX_AMOUNT, MAX_QTY, allocate, format_yuan
+from core.points import consume, expiry_for, points_earned, points_for_fen, sale_points_earned
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
 from core.protocol import json_text
 from core.rules import Rules
 from core.stored_value import Split, refund_split, spend_split, topup_split
-from core.tenders import TENDER_KINDS, Settlement, Tender, settle
+from core.tenders import TENDER_KINDS, Settlement, Tender, settle, sum_by_kind
 from edge.models import Ledger, Member, PointsLot, Product, Sale, SaleLine, SaleReturn, TopUp
 from edge.services import members as member_svc
 from edge.services import receipts
@@ -539,10 +538,14 @@ def _write_sale(
             )
         if points_needed:
             lots_used = consume(member_svc.live_lots(member.id, today), points_needed, today)
-        base = basket.points_base
-        if settlement.points_fen and basket.total:
-            base -= settlement.points_fen * base // basket.total
-        earned = points_earned(rules, member.card_type, base, today)
+        earned = sale_points_earned(
+            rules,
+            member.card_type,
+            basket.points_base,
+            basket.total,
+            settlement.points_fen,
+            today,
+        )
         _ledger(ledger, member.id, "sv_principal", -sv.principal, "sale", sale_id, at, day, offline)
         _ledger(ledger, member.id, "sv_bonus", -sv.bonus, "sale", sale_id, at, day, offline)
         _ledger(ledger, member.id, "points", -points_needed, "sale", sale_id, at, day, offline)
@@ -662,10 +665,10 @@ def _replayed_sale(till: Till, done: Sale, req: CheckoutRequest) -> dict[str, An
         for code, qty, line_discount in req.basket.lines
     ]
     # what the customer handed over: the sale records cash net of its change
-    offered = _by_kind((t["kind"], t["amount"]) for t in body["tenders"])
+    offered = sum_by_kind((t["kind"], t["amount"]) for t in body["tenders"])
     if body.get("change"):
         offered["cash"] = offered.get("cash", 0) + body["change"]
-    asked = _by_kind((t.kind, t.amount) for t in req.tenders)
+    asked = sum_by_kind((t.kind, t.amount) for t in req.tenders)
     member = find_member(till, req.basket.member) if req.basket.member else None
     # the sale's member may have been merged since: compare survivors
     sold_to = find_member(till, {"member_id": body["member_id"]}) if body["member_id"] else None
@@ -687,13 +690,6 @@ def _replayed_sale(till: Till, done: Sale, req: CheckoutRequest) -> dict[str, An
             field="sale_id",
         )
     return sale_result(done, replay=True)
-
-
-def _by_kind(amounts: Iterable[tuple[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for kind, amount in amounts:
-        total[kind] = total.get(kind, 0) + amount
-    return total
 
 
 def sale_result(sale: Sale, replay: bool = False) -> dict[str, Any]:
@@ -1097,10 +1093,10 @@ def _topup_needs_manager(till: Till, staff: SignedIn, amount: int, day: str) -> 
         return None
     cfg = till.config.till
     if amount > cfg.cashier_topup_limit:
-        return f"单笔充值超过收银员限额 {cfg.cashier_topup_limit / 100:.2f} 元, "
+        return f"单笔充值超过收银员限额 {format_yuan(cfg.cashier_topup_limit, '')} 元, "
     so_far = till.db.execute_sql(_TOPPED_UP_TODAY_SQL, (staff.code, day)).fetchone()[0]
     if so_far + amount > cfg.cashier_topup_day_limit:
-        return f"今日充值将超过收银员限额 {cfg.cashier_topup_day_limit / 100:.2f} 元, "
+        return f"今日充值将超过收银员限额 {format_yuan(cfg.cashier_topup_day_limit, '')} 元, "
     return None
 
 
