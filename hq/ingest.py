@@ -307,13 +307,9 @@ def _apply(
     run = _Run(
         db, topic, store, now, changes, rejected, outcome, cache, seen_ids, processed, refused
     )
-    seqs = [(r.get("seq") if isinstance(r, dict) else None) for r in items]
-    ordered = sorted(
-        zip(seqs, items, strict=True),
-        key=lambda pair: pair[0] if isinstance(pair[0], int) else 0,
-    )
+    ordered = sorted(((_usable_seq(r), r) for r in items), key=lambda pair: pair[0] or 0)
     for seq, raw_item in ordered:
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        if seq is None:
             dead_letter(
                 topic,
                 _bytes(raw_item),
