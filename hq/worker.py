@@ -68,6 +68,14 @@ def iso_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def _reply_to(msg: mqtt.MQTTMessage) -> tuple[str | None, bytes | None]:
+    """A request's MQTT v5 response topic and correlation data (None where absent)."""
+    props = msg.properties
+    if not props:
+        return None, None
+    return getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None)
+
+
 def publish_changes(client: mqtt.Client, changes: list[Change], latest: int | None = None) -> None:
     """Push committed changes to every store on hy/v1/hq/chg, in pages that fit a message."""
     if not changes:
@@ -254,11 +262,9 @@ class IngestWorker:
     def _decline(self, store: str, msg: mqtt.MQTTMessage, code: str, reason: str) -> None:
         """Answer an authorization HQ refuses with ``declined``, when it names a response
         topic HQ may answer on (the store's own down/auth)."""
-        props = msg.properties
-        response_topic = getattr(props, "ResponseTopic", None) if props else None
+        response_topic, correlation = _reply_to(msg)
         if response_topic != down_topic(store, "auth"):
             return
-        correlation = getattr(props, "CorrelationData", None)
         try:
             raw = decode_json(msg.payload, "auth")
         except ProtocolError:
@@ -359,9 +365,7 @@ class IngestWorker:
     def on_auth(self, store: str, msg: mqtt.MQTTMessage) -> None:
         assert self.db is not None  # noqa: S101
         now = self.clock()
-        props = msg.properties
-        response_topic = getattr(props, "ResponseTopic", None) if props else None
-        correlation = getattr(props, "CorrelationData", None) if props else None
+        response_topic, correlation = _reply_to(msg)
         try:
             if response_topic != down_topic(store, "auth"):
                 raise ProtocolError(
