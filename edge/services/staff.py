@@ -96,6 +96,13 @@ def _locked(limit: _Limit, locked_until: str, now: dt.datetime, field: str) -> L
     )
 
 
+def _lock_value(limit: _Limit, now: dt.datetime) -> dict[str, object]:
+    """``limit.key`` locked for ``limit.minutes`` from ``now``; the lock starts a fresh
+    count: after it, another full round of tries."""
+    until = (now + dt.timedelta(minutes=limit.minutes)).isoformat()
+    return {"failures": 0, "locked_until": until}
+
+
 def _reserve(till: Till, limits: list[_Limit], field: str) -> list[int]:
     """Count this attempt under every limit before it is checked, in one write
     transaction (BEGIN IMMEDIATE), so concurrent attempts are counted one after another
@@ -122,9 +129,8 @@ def _reserve(till: Till, limits: list[_Limit], field: str) -> list[int]:
                 value = {}  # a lock that ended, or a window that passed: a fresh count
             failures = value.get("failures", 0)
             if failures >= limit.most:
-                until = (now + dt.timedelta(minutes=limit.minutes)).isoformat()
-                value = {"failures": 0, "locked_until": until}
-                refusal = refusal or _locked(limit, until, now, field)
+                value = _lock_value(limit, now)
+                refusal = refusal or _locked(limit, str(value["locked_until"]), now, field)
             else:
                 counts.append(failures + 1)
                 value = {"failures": failures + 1, "since": since or now.isoformat()}
@@ -171,14 +177,11 @@ def verify_counted(
     used_up = [lim for lim, count in zip(limits, counts, strict=True) if count >= lim.most]
     if used_up:
         now = till.now()
-        until = {lim.key: (now + dt.timedelta(minutes=lim.minutes)).isoformat() for lim in used_up}
+        locks = {limit.key: _lock_value(limit, now) for limit in used_up}
         with till.db.atomic():
-            for limit in used_up:
-                # the lock starts a fresh count: after it, another full round of tries
-                Setting.insert(
-                    key=limit.key, value={"failures": 0, "locked_until": until[limit.key]}
-                ).on_conflict_replace().execute()
-        raise _locked(used_up[0], until[used_up[0].key], now, field)
+            for key, value in locks.items():
+                Setting.insert(key=key, value=value).on_conflict_replace().execute()
+        raise _locked(used_up[0], str(locks[used_up[0].key]["locked_until"]), now, field)
     return False
 
 
