@@ -232,14 +232,21 @@ def _send(hostile_client, method, route, where, name, value):
     )
 
 
-@pytest.mark.parametrize("hostile", list(HOSTILE_TEXTS))
-@pytest.mark.parametrize(("method", "route", "where", "name"), PLACES)
+# every hostile text in every place, but a lone surrogate only in a body: a URL is bytes,
+# so a path or a query string cannot carry one
+HOSTILE_CASES = [
+    (*place, hostile)
+    for place in PLACES
+    for hostile in HOSTILE_TEXTS
+    if place[2] == "body" or hostile != "lone surrogate"
+]
+
+
+@pytest.mark.parametrize(("method", "route", "where", "name", "hostile"), HOSTILE_CASES)
 def test_a_hostile_text_anywhere_is_a_400_naming_the_field(
     hostile_client, method, route, where, name, hostile
 ):
     value = HOSTILE_TEXTS[hostile]
-    if where != "body" and hostile == "lone surrogate":
-        pytest.skip("a URL is bytes: it cannot carry a lone surrogate")
     res = _send(hostile_client, method, route, where, name, value)
     assert res.status_code == 400, (res.status_code, res.get_data(as_text=True)[:300])
     assert res.json["field"] == name, res.json
