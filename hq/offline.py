@@ -19,7 +19,7 @@ from typing import Any
 import peewee as pw
 
 from core.errors import NotFound, ProtocolError, ValidationError
-from core.protocol import BALANCE_KINDS, MAX_AMOUNT, STORE_CODE_RE, Change, OfflinePolicy
+from core.protocol import BALANCE_KINDS, STORE_CODE_RE, Change, OfflinePolicy
 from core.protocol import validate_offline_policy as _validate
 from hq.changes import ChangeSet, flush_changes, offline_policy_state
 from hq.models import OfflinePolicyRow, utcnow
@@ -63,8 +63,8 @@ def _kind(kind: Any) -> str:
 
 
 def check_policy(raw: Any) -> OfflinePolicy:
-    """``core.protocol.validate_offline_policy``, as a ValidationError naming the field; a
-    daily limit (at most MAX_AMOUNT) exactly when the mode uses one."""
+    """``core.protocol.validate_offline_policy`` (which bounds a daily limit by MAX_AMOUNT),
+    as a ValidationError naming the field; a daily limit exactly when the mode uses one."""
     try:
         policy = _validate(raw)
     except ProtocolError as exc:
@@ -74,11 +74,6 @@ def check_policy(raw: Any) -> OfflinePolicy:
     if policy.mode == "floor_limit" and "daily_limit" not in raw:
         raise ValidationError(
             "floor_limit 须设每日限额 (floor_limit needs daily_limit)", field="daily_limit"
-        )
-    if policy.daily_limit > MAX_AMOUNT:
-        raise ValidationError(
-            f"每日限额不得超过 {MAX_AMOUNT} (daily_limit must be at most {MAX_AMOUNT})",
-            field="daily_limit",
         )
     if policy.mode == "online_only" and policy.daily_limit:
         raise ValidationError(
