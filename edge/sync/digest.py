@@ -39,7 +39,7 @@ from core.errors import ProtocolError
 from core.protocol import decode_json
 from edge.models import Ledger
 from edge.services.context import Till
-from edge.sync.apply import OUTBOX_MEMBER, down_cursor, get_setting
+from edge.sync.apply import OUTBOX_MEMBER, alias_targets, down_cursor, get_setting
 
 log = logging.getLogger("edge.sync.digest")
 
@@ -94,16 +94,7 @@ def pending_members(db: SqliteDatabase) -> set[str]:
         )
         if mid
     }
-    if ids:
-        marks = ", ".join("?" for _ in ids)
-        ids |= {
-            mid
-            for (mid,) in db.execute_sql(
-                f"SELECT member_id FROM member_alias WHERE old_id IN ({marks})",  # noqa: S608
-                list(ids),
-            )
-        }
-    return ids
+    return ids | alias_targets(ids)
 
 
 def _outbox_position(db: SqliteDatabase) -> tuple[int, int]:
