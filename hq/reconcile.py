@@ -68,6 +68,11 @@ def _member_order(db: pw.Database) -> str:
     return 'ORDER BY id COLLATE "C"' if is_postgres(db) else "ORDER BY id"
 
 
+def _marks(db: pw.Database, values: list[str]) -> str:
+    """One bound parameter per value, in the database's own style (? or %s)."""
+    return ", ".join(db.param for _ in values)
+
+
 def hq_rows(db: pw.Database, member_ids: list[str] | None = None) -> Iterator[tuple[str, Figures]]:
     """(member id, HQ's figures) of every member, or of those named, in code point order."""
     sql = "SELECT id, sv_principal, sv_bonus, points FROM member"
@@ -75,7 +80,7 @@ def hq_rows(db: pw.Database, member_ids: list[str] | None = None) -> Iterator[tu
     if member_ids is not None:
         if not member_ids:
             return
-        sql += f" WHERE id IN ({', '.join('%s' if is_postgres(db) else '?' for _ in member_ids)})"
+        sql += f" WHERE id IN ({_marks(db, member_ids)})"
         params = member_ids
     cursor = db.execute_sql(f"{sql} {_member_order(db)}", params)
     for mid, principal, bonus, points in cursor:
@@ -272,8 +277,7 @@ def hq_ledger_differences(
     if member_ids is not None:
         if not member_ids:
             return []
-        marks = ", ".join("%s" if is_postgres(db) else "?" for _ in member_ids)
-        only, params = f"AND m.id IN ({marks})", member_ids
+        only, params = f"AND m.id IN ({_marks(db, member_ids)})", member_ids
     return [
         MemberDifference(
             KIND_HQ_LEDGER,
