@@ -294,7 +294,7 @@ class ServeProcess:
         )
         self.conf.write_text(
             f'data_dir = "{db_dir}"\n[store]\ncode = "BENCH"\n'
-            f'[http]\nhost = "127.0.0.1"\nport = {port}\n' + ("" if devices else no_devices),
+            f'[http]\nlisten = ["127.0.0.1"]\nport = {port}\n' + ("" if devices else no_devices),
             encoding="utf-8",
         )
         self.log_path = db_dir / "serve.log"
@@ -316,7 +316,7 @@ class ServeProcess:
                 raise RuntimeError(f"the till server exited: see {self.log_path}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/api/v1/status")
+                conn.request("GET", "/api/v1/health")
                 if conn.getresponse().status == 200:
                     conn.close()
                     return self

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from core.errors import ConfigError, HuiyuanError
+from edge.cli_sessions import end_sessions
 from edge.config import EdgeConfig, config_problems, load_config
 
 CONFIG_HELP = "TOML config file (default: built-in demo store settings)"
@@ -23,7 +24,8 @@ def _config_path() -> str | None:
 
 def _load() -> EdgeConfig:
     try:
-        return load_config(_config_path())
+        root = click.get_current_context().find_root().obj or {}
+        return load_config(_config_path(), root.get("overrides"))
     except ConfigError as exc:
         click.echo(exc.message, err=True)
         sys.exit(exc.code)
@@ -155,15 +157,24 @@ def demo_data(members: int) -> None:
 
 
 @main.command()
-@click.option("--host", default=None, help="override http.host")
+@click.option(
+    "--listen",
+    "listen",
+    multiple=True,
+    help="listen on this address instead of http.listen (repeat for several)",
+)
 @click.option("--port", default=None, type=int, help="override http.port")
-def serve(host: str | None, port: int | None) -> None:
+def serve(listen: tuple[str, ...], port: int | None) -> None:
     """Run the till API (and the devices, when configured); SIGTERM or Ctrl-C stops it
     after the requests in flight, then stops the checkpointer, devices and authorizer."""
     from edge.api import create_app
     from edge.server import TillServer, stop_on_signals
     from edge.services.context import start_checkpointer
 
+    if listen or port:
+        http = {"listen": list(listen)} if listen else {}
+        ctx = click.get_current_context().find_root()
+        ctx.obj["overrides"] = {"http": http | ({"port": port} if port else {})}
     stopping = threading.Event()
     stop_on_signals(stopping)  # from here on a signal lets the shutdown below run
     till = _open(create_key=True, online_authorization=True)
@@ -173,10 +184,11 @@ def serve(host: str | None, port: int | None) -> None:
     try:
         manager = _start_devices(till)
         app = create_app(till, manager)
-        host = host or till.config.http.host
-        port = port or till.config.http.port
-        server = TillServer(app, host, port, threads=4, stopping=stopping)
-        click.echo(f"till API for store {till.store} on http://{host}:{port}/api/v1/status")
+        http = till.config.http
+        server = TillServer(app, http.listen, http.port, threads=4, stopping=stopping)
+        for host, bound in server.addresses:
+            shown = f"[{host}]" if ":" in host else host
+            click.echo(f"till API for store {till.store} on http://{shown}:{bound}/api/v1/status")
         server.serve()
     finally:
         if manager is not None:
@@ -254,6 +266,7 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+main.add_command(end_sessions)
 
 if __name__ == "__main__":
     main()
