@@ -60,7 +60,7 @@ class TillServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """(address, port) of each listening socket, as bound."""
-        return [(ch.effective_host, ch.effective_port) for ch in self.listeners]
+        return [(ch.effective_host, int(ch.effective_port)) for ch in self.listeners]
 
     def serve(self) -> None:
         from waitress import wasyncore
