@@ -170,10 +170,10 @@ def sign_out():
 def end_sessions():
     """A manager ends every staff sign-in on this till, or one staff member's
     (``{"staff_code": ...}``); the screens signed in get 401 on their next request."""
+    manager_signed_in("结束登录")
     data = _json()
     if data is not None and not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object or empty")
-    manager_signed_in("结束登录")
     code = (data or {}).get("staff_code")
     if code is not None and (not isinstance(code, str) or not code):
         raise ValidationError("员工编号须为文字 (staff_code must be a text)", field="staff_code")

@@ -13,12 +13,17 @@ as long and reads the same (codes cannot be enumerated). Wrong PINs are also cou
 per client address over every code (``till.address_max_failures`` within
 ``till.address_lockout_minutes`` lock the address for that long), so one PIN cannot be
 tried on every code in turn.
+
+A session ends ``till.session_idle_minutes`` after its last request and
+``till.session_hours`` after sign-in however busy (``session_staff``); a manager ends
+them all, or one staff member's (``end_sessions``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import secrets
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -41,7 +46,7 @@ class LockedOut(Forbidden):
     def retry_after(self, now: dt.datetime) -> int:
         """Whole seconds until the lock ends (at least 1), for a Retry-After header."""
         until = dt.datetime.fromisoformat(str(self.details["locked_until"]))
-        return max(1, -(-int((until - now).total_seconds()) // 1))
+        return max(1, math.ceil((until - now).total_seconds()))
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,27 @@ def test_wrong_pins_are_counted_per_client_address_over_real_sockets(strict_app,
         assert call("127.0.0.1", port, "POST", "/api/v1/session", right, "127.0.0.7")[0] == 201
 
 
+def test_an_address_lock_survives_a_restart_of_the_till(tmp_path, clock):
+    """The counts are rows in the till's database, not the server's memory: restarting
+    the service is no way round a lock."""
+    cfg = make_config(tmp_path, till={"address_max_failures": 2, "address_lockout_minutes": 10})
+    till = open_till(cfg, clock=clock, create_key=True)
+    load_demo(till, members=2)
+    client = create_app(till).test_client()
+    guesser = {"REMOTE_ADDR": "10.9.9.9"}
+    for code in ("2001", "2002"):
+        client.post(
+            "/api/v1/session", json={"staff_code": code, "pin": "1234"}, environ_base=guesser
+        )
+    till.db.close()
+    again = open_till(cfg, clock=clock)
+    client = create_app(again).test_client()
+    right = {"staff_code": "1001", "pin": "1234"}
+    res = client.post("/api/v1/session", json=right, environ_base=guesser)
+    assert res.status_code == 429 and res.headers["Retry-After"] == "600"
+    again.db.close()
+
+
 def test_a_locked_staff_code_says_when_to_try_again(client, clock):
     for _ in range(4):
         assert (
