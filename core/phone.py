@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import unicodedata
 
@@ -27,3 +29,32 @@ def normalise_phone(text: str) -> str:
     if not _MOBILE.match(digits):
         raise ValidationError(f"手机号应为以1开头的11位数字: {text!r}", field="phone")
     return digits
+
+
+# ---- the chain's keyed lookup hash (invariant 8) ---------------------------------------
+#
+# A store finds a member by phone through HMAC-SHA256(chain lookup key, normalised phone),
+# never through the number itself: HQ holds the key (hq/lookup.py) and hands it only to a
+# store, on its own topic. Both sides compute the hash here, so they agree byte for byte.
+
+LOOKUP_KEY_BYTES = 32
+
+
+def lookup_key_id(key: bytes) -> str:
+    """A short public name for a lookup key (not the key): the first 8 hex digits of a
+    hash of it, so a store can tell which key a record was hashed with."""
+    if len(key) != LOOKUP_KEY_BYTES:
+        raise ValidationError(
+            f"lookup key must be {LOOKUP_KEY_BYTES} bytes, got {len(key)}", field="lookup_key"
+        )
+    return hashlib.sha256(b"huiyuan lookup key id\x00" + key).hexdigest()[:8]
+
+
+def phone_lookup_hash(key: bytes, phone: str) -> str:
+    """The keyed lookup hash of an already normalised phone, as lowercase hex."""
+    return hmac.digest(key, phone.encode("ascii"), "sha256").hex()
+
+
+def phone_last4(phone: str) -> str:
+    """What a cashier sees to confirm a member: the last four digits."""
+    return phone[-4:]
