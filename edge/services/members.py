@@ -15,7 +15,9 @@ from core.names import pinyin_keys
 from core.phone import normalise_phone
 from core.points import Lot
 from core.receipt import mask_name, mask_phone
+from edge import phones
 from edge.models import Card, Member, PointsLot
+from edge.phones import lookup_phone_hash
 from edge.security import hash_secret
 from edge.services.context import Till
 from edge.services.fields import MAX_CODE_LEN, check_text
@@ -103,7 +105,9 @@ def by_card(card_no: str) -> Member:
 
 
 def by_phone(till: Till, phone: str) -> Member:
-    member = Member.get_or_none(Member.phone_hash == till.keys.lookup_hash(normalise_phone(phone)))
+    """The member answering to a phone, through its lookup hash (edge/phones.py): the
+    store holds no other member's phone in clear."""
+    member = Member.get_or_none(Member.phone_hash == lookup_phone_hash(till.keys, phone))
     if member is None:
         raise NotFound(f"手机号 {mask_phone(normalise_phone(phone))} 未登记", field="phone")
     return resolve(member.id)
@@ -244,11 +248,12 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
     """A new member, usable at once, with one registration message in the outbox."""
     # the chain's parameters (core.protocol.SCRYPT_N): the hash is checked at every store
     password_hash = hash_secret(reg.password) if reg.password else None
-    phone_hash = till.keys.lookup_hash(reg.phone)
     pinyin, initials = pinyin_keys(reg.name)
     now = till.now()
     member_id = uuid7()
     with till.db.atomic():
+        # inside the write transaction: the sync agent may be installing the chain key
+        phone_hash = phones.phone_hash(till.keys, reg.phone)
         if Member.get_or_none(Member.phone_hash == phone_hash):
             raise Conflict(
                 f"手机号 {mask_phone(reg.phone)} 已是会员 (phone already registered)", field="phone"
