@@ -23,7 +23,7 @@ from typing import Any
 from peewee import SqliteDatabase
 
 from core.phone import lookup_key_id, normalise_phone, phone_lookup_hash
-from edge.models import Setting
+from edge.models import Member, Setting
 from edge.security import MemberKeys
 
 log = logging.getLogger("edge.phones")
@@ -70,6 +70,18 @@ def phone_hash(keys: MemberKeys, phone: str) -> str:
 def lookup_phone_hash(keys: MemberKeys, text: str) -> str:
     """``phone_hash`` of a phone as typed (normalised first; ValidationError if not a phone)."""
     return phone_hash(keys, normalise_phone(text))
+
+
+def find_by_phone(keys: MemberKeys, text: str) -> Member | None:
+    """The member whose ``phone_hash`` is a typed phone's, or None. Looked up again if the
+    chain key arrived between hashing and reading (the sync agent hashes every held phone
+    again in that transaction)."""
+    phone = normalise_phone(text)
+    held = held_key_id()
+    member = Member.get_or_none(Member.phone_hash == phone_hash(keys, phone))
+    if member is None and held_key_id() != held:
+        member = Member.get_or_none(Member.phone_hash == phone_hash(keys, phone))
+    return member
 
 
 def install_lookup_key(

@@ -49,6 +49,13 @@ class ChainLookup:
     def __init__(self, locate: Callable[[], tuple[Path, bool]]) -> None:
         self.locate = locate  # -> (path, whether to create it if absent); called on first use
 
+    @classmethod
+    def of_key(cls, key: bytes) -> ChainLookup:
+        """A lookup with the key given (tests, benchmarks): nothing read from a file."""
+        lookup = cls(lambda: (Path("/nonexistent"), False))
+        lookup.__dict__["key"] = key  # what the cached property would hold
+        return lookup
+
     @functools.cached_property
     def key(self) -> bytes:
         path, create = self.locate()

@@ -17,7 +17,6 @@ from core.points import Lot
 from core.receipt import mask_name, mask_phone
 from edge import phones
 from edge.models import Card, Member, PointsLot
-from edge.phones import lookup_phone_hash
 from edge.security import hash_secret
 from edge.services.context import Till
 from edge.services.fields import MAX_CODE_LEN, check_text
@@ -107,7 +106,7 @@ def by_card(card_no: str) -> Member:
 def by_phone(till: Till, phone: str) -> Member:
     """The member answering to a phone, through its lookup hash (edge/phones.py): the
     store holds no other member's phone in clear."""
-    member = Member.get_or_none(Member.phone_hash == lookup_phone_hash(till.keys, phone))
+    member = phones.find_by_phone(till.keys, phone)
     if member is None:
         raise NotFound(f"手机号 {mask_phone(normalise_phone(phone))} 未登记", field="phone")
     return resolve(member.id)

@@ -39,7 +39,9 @@ def worker(hq_db, hq_db_url) -> IngestWorker:
 
 def register_at(db, store: str, phone: str) -> tuple[str, list[p.Change]]:
     mid = uuid7()
-    batch = p.make_batch(store, 1, [Items(store).registration(mid, phone, card_no=f"K{phone[-4:]}")])
+    batch = p.make_batch(
+        store, 1, [Items(store).registration(mid, phone, card_no=f"K{phone[-4:]}")]
+    )
     outcome = ingest_batch(db, p.up_topic(store, "tx"), store, batch, NOW)
     assert outcome.ack is not None and outcome.ack.rejected == ()
     return mid, outcome.changes
