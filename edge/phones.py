@@ -22,7 +22,9 @@ from typing import Any
 
 from peewee import SqliteDatabase
 
+from core.errors import ProtocolError
 from core.phone import lookup_key_id, normalise_phone, phone_lookup_hash
+from edge.key_rotation import writing_keys
 from edge.models import Member, Setting
 from edge.security import MemberKeys
 
@@ -94,12 +96,10 @@ def install_lookup_key(
     key = base64.b64decode(header["key"])
     key_id = lookup_key_id(key)
     if key_id != header["id"]:
-        from core.errors import ProtocolError
-
         raise ProtocolError("snapshot lookup_key: id does not match the key", field="lookup_key")
     if held_key_id() == key_id:
         return False
-    blob = keys.encrypt(header["key"], LOOKUP_KEY_SETTING)
+    blob = writing_keys(keys).encrypt(header["key"], LOOKUP_KEY_SETTING)
     Setting.insert(
         key=LOOKUP_KEY_SETTING,
         value={"id": key_id, "enc": base64.b64encode(blob).decode("ascii")},

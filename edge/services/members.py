@@ -16,6 +16,7 @@ from core.phone import normalise_phone
 from core.points import Lot
 from core.receipt import mask_name, mask_phone
 from edge import phones
+from edge.key_rotation import writing_keys
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
 from edge.services.context import Till
@@ -265,7 +266,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
             name_pinyin=pinyin,
             name_initials=initials,
             phone_hash=phone_hash,
-            phone_enc=till.keys.encrypt(reg.phone, member_id),
+            phone_enc=writing_keys(till.keys).encrypt(reg.phone, member_id),
             phone_tail=reg.phone[-4:],
             gender=reg.gender,
             birthday=reg.birthday.isoformat() if reg.birthday else None,
