@@ -404,5 +404,9 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
 
+from hq.cli_keys import init_lookup_key  # noqa: E402 - after main, which it joins
+
+main.add_command(init_lookup_key)
+
 if __name__ == "__main__":
     main()

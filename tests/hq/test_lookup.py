@@ -177,3 +177,19 @@ def test_a_malformed_lookup_key_header_is_refused(header):
     with pytest.raises(ProtocolError) as info:
         p.validate_snapshot_chunk(chunk)
     assert info.value.field == "lookup_key"
+
+
+def test_init_lookup_key_makes_the_key_once(tmp_path):
+    from click.testing import CliRunner
+
+    from hq.cli import main
+
+    target = tmp_path / "creds" / "lookup.key"
+    args = ["--database-url", f"sqlite:///{tmp_path}/hq.sqlite3", "init-lookup-key"]
+    first = CliRunner().invoke(main, [*args, "--file", str(target)])
+    assert first.exit_code == 0, first.output
+    key = target.read_bytes()
+    assert lookup_key_id(key) in first.output and "made" in first.output
+    again = CliRunner().invoke(main, [*args, "--file", str(target)])
+    assert "kept" in again.output and target.read_bytes() == key
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
