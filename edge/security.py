@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from core import keyfiles
 from core.errors import ConfigError
 from core.protocol import SCRYPT_N, SCRYPT_P, SCRYPT_R
 
@@ -28,16 +29,7 @@ KEY_BYTES = 32
 
 def create_key_file(path: Path) -> bool:
     """Create the master key if absent (mode 0600). True if a key was created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(os.urandom(KEY_BYTES))
-        fh.flush()
-        os.fsync(fh.fileno())
-    return True
+    return keyfiles.create_key_file(path, KEY_BYTES)
 
 
 # a blob: BLOB_MAGIC + the key id (4 bytes) + nonce (12) + AES-GCM ciphertext and tag. Blobs

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.keyfiles import create_key_file
 from core.phone import LOOKUP_KEY_BYTES, lookup_key_id, phone_last4, phone_lookup_hash
 from core.protocol import Change
 
@@ -29,17 +30,7 @@ CLEAR_CONTACT_FIELDS = ("phone",)
 
 def create_lookup_key(path: Path) -> bool:
     """Create the key file if absent (32 random bytes, mode 0600). True if it was created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(os.urandom(LOOKUP_KEY_BYTES))
-        fh.flush()
-        os.fsync(fh.fileno())
-    return True
+    return create_key_file(path, LOOKUP_KEY_BYTES)
 
 
 class ChainLookup:
