@@ -55,6 +55,24 @@ def phone_lookup_hash(key: bytes, phone: str) -> str:
     return hmac.digest(key, phone.encode("ascii"), "sha256").hex()
 
 
+class PhoneHasher:
+    """``phone_lookup_hash`` under one key, for a snapshot's million members: HMAC's inner
+    and outer hash states computed once (RFC 2104), about a third of ``hmac.digest``'s time
+    per call here (bench/keys.py). Tests check it against ``phone_lookup_hash``."""
+
+    def __init__(self, key: bytes) -> None:
+        block = key.ljust(64, b"\0") if len(key) <= 64 else hashlib.sha256(key).digest()
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block.ljust(64, b"\0")))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block.ljust(64, b"\0")))
+
+    def __call__(self, phone: str) -> str:
+        inner = self._inner.copy()
+        inner.update(phone.encode("ascii"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
 def phone_last4(phone: str) -> str:
     """What a cashier sees to confirm a member: the last four digits."""
     return phone[-4:]

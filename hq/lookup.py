@@ -21,7 +21,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.keyfiles import create_key_file
-from core.phone import LOOKUP_KEY_BYTES, lookup_key_id, phone_last4, phone_lookup_hash
+from core.phone import LOOKUP_KEY_BYTES, PhoneHasher, lookup_key_id, phone_last4
 from core.protocol import Change
 
 # the member state fields that never leave HQ in clear
@@ -67,6 +67,10 @@ class ChainLookup:
         return key
 
     @functools.cached_property
+    def hasher(self) -> PhoneHasher:
+        return PhoneHasher(self.key)
+
+    @functools.cached_property
     def key_id(self) -> str:
         return lookup_key_id(self.key)
 
@@ -81,7 +85,7 @@ class ChainLookup:
             return data
         out = {k: v for k, v in data.items() if k not in CLEAR_CONTACT_FIELDS}
         phone = data.get("phone") or ""
-        out["phone_hash"] = phone_lookup_hash(self.key, phone) if phone else ""
+        out["phone_hash"] = self.hasher(phone) if phone else ""
         out["phone_key_id"] = self.key_id if phone else ""
         out["phone_last4"] = phone_last4(phone) if phone else ""
         return out

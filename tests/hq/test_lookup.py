@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import os
 import stat
@@ -15,7 +17,7 @@ import pytest
 from core import protocol as p
 from core.errors import ConfigError, ProtocolError
 from core.ids import uuid7
-from core.phone import lookup_key_id, phone_lookup_hash
+from core.phone import PhoneHasher, lookup_key_id, phone_lookup_hash
 from hq.changes import changes_after, snapshot_records
 from hq.config import HqConfig
 from hq.ingest import ingest_batch
@@ -71,6 +73,16 @@ def test_the_lookup_hash_is_keyed_and_the_key_has_a_public_id():
     assert lookup_key_id(key) != lookup_key_id(other) and len(lookup_key_id(key)) == 8
     with pytest.raises(Exception, match="32 bytes"):
         lookup_key_id(b"short")
+
+
+@pytest.mark.parametrize("key_size", [32, 64, 65])
+def test_the_precomputed_hasher_is_hmac_sha256(key_size):
+    key = os.urandom(key_size)
+    hasher = PhoneHasher(key)
+    for phone in ("13800000101", "19999999999", "10000000000"):
+        assert hasher(phone) == hmac.new(key, phone.encode(), hashlib.sha256).hexdigest()
+        if key_size == 32:
+            assert hasher(phone) == phone_lookup_hash(key, phone)
 
 
 def test_the_key_file_is_made_once_with_mode_0600(tmp_path):
