@@ -659,10 +659,13 @@ class SnapshotChunk:
     count: int
     sha256: str
     data: str  # base64 of this chunk's bytes of the gzip file
+    # chunk 0 only: the chain's phone lookup key {"id", "key" (base64 of 32 bytes)}, which
+    # a store receives only here, on its own topic (docs/protocol.md, "Phone lookup key")
+    lookup_key: dict[str, str] | None = None
     v: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "v": self.v,
             "snapshot_id": self.snapshot_id,
             "cursor": self.cursor,
@@ -671,6 +674,9 @@ class SnapshotChunk:
             "sha256": self.sha256,
             "data": self.data,
         }
+        if self.lookup_key is not None:
+            out["lookup_key"] = self.lookup_key
+        return out
 
 
 def validate_snapshot_chunk(raw: Any, where: str = "snap") -> SnapshotChunk:
@@ -682,10 +688,29 @@ def validate_snapshot_chunk(raw: Any, where: str = "snap") -> SnapshotChunk:
         int_in(raw, "count", where, 1, MAX_SNAPSHOT_CHUNKS),
         _require(raw, "sha256", str, where),
         _require(raw, "data", str, where),
+        _lookup_key(raw.get("lookup_key"), f"{where}.lookup_key"),
     )
     if chunk.count < 1 or chunk.index >= chunk.count:
         raise ProtocolError(f"{where}: chunk {chunk.index} of {chunk.count}", field="index")
     return chunk
+
+
+def _lookup_key(raw: Any, where: str) -> dict[str, str] | None:
+    """A snapshot header's lookup key: {"id": 8 hex digits, "key": base64 of 32 bytes}."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"id", "key"}:
+        raise ProtocolError(f"{where}: must be an object with id and key", field="lookup_key")
+    key_id, key = raw["id"], raw["key"]
+    if not (isinstance(key_id, str) and re.fullmatch(r"[0-9a-f]{8}", key_id)):
+        raise ProtocolError(f"{where}.id: must be 8 hex digits", field="lookup_key")
+    try:
+        decoded = base64.b64decode(key, validate=True) if isinstance(key, str) else b""
+    except ValueError:
+        decoded = b""
+    if len(decoded) != 32:
+        raise ProtocolError(f"{where}.key: must be base64 of 32 bytes", field="lookup_key")
+    return {"id": key_id, "key": key}
 
 
 def encode_snapshot(records: Iterable[dict[str, Any]]) -> bytes:
@@ -705,7 +730,10 @@ def encode_snapshot(records: Iterable[dict[str, Any]]) -> bytes:
 
 
 def snapshot_chunks(
-    records: Iterable[dict[str, Any]], cursor: int, snapshot_id: str
+    records: Iterable[dict[str, Any]],
+    cursor: int,
+    snapshot_id: str,
+    lookup_key: dict[str, str] | None = None,
 ) -> list[SnapshotChunk]:
     blob = encode_snapshot(records)
     digest = hashlib.sha256(blob).hexdigest()
@@ -714,7 +742,13 @@ def snapshot_chunks(
     ] or [b""]
     return [
         SnapshotChunk(
-            snapshot_id, cursor, i, len(pieces), digest, base64.b64encode(p).decode("ascii")
+            snapshot_id,
+            cursor,
+            i,
+            len(pieces),
+            digest,
+            base64.b64encode(p).decode("ascii"),
+            lookup_key if i == 0 else None,
         )
         for i, p in enumerate(pieces)
     ]

@@ -268,5 +268,9 @@ def _mount_optional() -> None:
 _mount_optional()
 main.add_command(end_sessions)
 
+from edge.cli_keys import rotate_member_key  # noqa: E402 - after main, which it joins
+
+main.add_command(rotate_member_key)
+
 if __name__ == "__main__":
     main()

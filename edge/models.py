@@ -237,7 +237,7 @@ MODELS = [
     Outbox,
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Schema 2 rebuilds these tables WITHOUT ROWID (the same columns, in the same order): a
 # checkout wrote each one's rows and its primary-key index, two b-trees, and now one.
@@ -312,8 +312,12 @@ def migrate(db: SqliteDatabase, path: Path) -> None:
                 "UPDATE outbox SET payload = json_set(payload, '$.body.phone', '') WHERE seq = NEW.seq; "
                 "END"
             )
-        elif version < 2:
-            _migrate_to_2(db)
+            db.execute_sql(_HELD_PHONES_INDEX)
+        else:
+            if version < 2:
+                _migrate_to_2(db)
+            if version < 3:
+                _migrate_to_3(db)
         db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -338,6 +342,26 @@ def _migrate_to_2(db: SqliteDatabase) -> None:
         db.execute_sql(f'ALTER TABLE "{table}_v2" RENAME TO "{table}"')
         for index in indexes:
             db.execute_sql(index)
+
+
+# schema 3: the few members whose phone the store holds (edge/phones.py prunes the rest)
+_HELD_PHONES_INDEX = (
+    'CREATE INDEX IF NOT EXISTS "member_phone_held" ON "member" ("id") '
+    'WHERE "phone_enc" IS NOT NULL'
+)
+
+
+def _migrate_to_3(db: SqliteDatabase) -> None:
+    """Schema 2 -> 3 (invariant 8): a member's ``phone_hash`` becomes the chain's lookup hash,
+    whose key HQ sends with a snapshot. Until it arrives, the hashes written under the store's
+    own key stay usable, marked ``L``; when it does, every phone held is hashed again and
+    the phones of members this store has no registration pending for are dropped
+    (edge.phones.install_lookup_key)."""
+    db.execute_sql(
+        "UPDATE member SET phone_hash = 'L' || phone_hash "
+        "WHERE phone_hash IS NOT NULL AND phone_hash NOT LIKE 'L%'"
+    )
+    db.execute_sql(_HELD_PHONES_INDEX)
 
 
 # ---- added by the sync agent (edge/sync); created by ensure_sync_tables on older files ----

@@ -35,9 +35,13 @@ def push_changes(config: HqConfig, changes: list[Change], timeout: float = 3.0) 
     also get them from the change log on their next page request."""
     if not changes:
         return True
+    from hq.lookup import chain_lookup
     from hq.worker import publish_changes
 
-    return _with_broker(config, lambda client: publish_changes(client, changes), "changes", timeout)
+    lookup = chain_lookup(config)
+    return _with_broker(
+        config, lambda client: publish_changes(client, changes, lookup), "changes", timeout
+    )
 
 
 def publish_down(
@@ -399,6 +403,10 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     for row in rows:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
+
+from hq.cli_keys import init_lookup_key  # noqa: E402 - after main, which it joins
+
+main.add_command(init_lookup_key)
 
 if __name__ == "__main__":
     main()

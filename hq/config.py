@@ -2,13 +2,14 @@
 
 Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
-``HY_MQTT_KEY``) override them. Validated once at start.
+``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``) override them. Validated once at start.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from urllib.parse import urlparse
 
 from core.errors import ConfigError
@@ -79,6 +80,29 @@ class HqConfig:
     state_interval: float = field(
         default=10.0, metadata={"doc": "seconds between HQ online announcements"}
     )
+    lookup_key_file: str = field(
+        default="",
+        metadata={
+            "doc": "the chain's phone lookup key (32 bytes, 0600); empty = "
+            "$CREDENTIALS_DIRECTORY/lookup.key, else lookup.key beside a SQLite database"
+        },
+    )
+
+    def lookup_key_path(self) -> Path:
+        """Where the chain lookup key is (hq/lookup.py): every HQ process of a chain
+        must name the same file."""
+        if self.lookup_key_file:
+            return Path(self.lookup_key_file)
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if creds:
+            return Path(creds) / "lookup.key"
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///")).parent / "lookup.key"
+        raise ConfigError(
+            "lookup_key_file is required with PostgreSQL (HY_HQ_LOOKUP_KEY_FILE, or the "
+            "credential lookup.key): every HQ node must read the same key",
+            field="lookup_key_file",
+        )
 
     def validate(self) -> HqConfig:
         scheme = urlparse(self.database_url).scheme
@@ -99,7 +123,11 @@ class HqConfig:
             cert=env.get("HY_MQTT_CERT", ""),
             key=env.get("HY_MQTT_KEY", ""),
         )
-        config = cls(database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url), mqtt=mqtt)
+        config = cls(
+            database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url),
+            mqtt=mqtt,
+            lookup_key_file=env.get("HY_HQ_LOOKUP_KEY_FILE", ""),
+        )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")
         }

@@ -56,6 +56,7 @@ from hq.auth import authorize_spend
 from hq.changes import changes_after, latest_change_seq, snapshot_records
 from hq.config import HqConfig
 from hq.ingest import dead_letter, handle_hello, ingest_batch, note_store_state
+from hq.lookup import ChainLookup, chain_lookup
 from hq.models import Store, bind, is_postgres, open_database, utcnow
 from hq.mqtt import connect_properties, make_client, publish_properties
 
@@ -76,10 +77,14 @@ def _reply_to(msg: mqtt.MQTTMessage) -> tuple[str | None, bytes | None]:
     return getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None)
 
 
-def publish_changes(client: mqtt.Client, changes: list[Change], latest: int | None = None) -> None:
-    """Push committed changes to every store on hy/v1/hq/chg, in pages that fit a message."""
+def publish_changes(
+    client: mqtt.Client, changes: list[Change], lookup: ChainLookup, latest: int | None = None
+) -> None:
+    """Push committed changes to every store on hy/v1/hq/chg, in pages that fit a message;
+    members as every store may see them (``lookup``: no phone in clear)."""
     if not changes:
         return
+    changes = [lookup.change_for_store(c) for c in changes]
     latest = latest if latest is not None else changes[-1].seq
     pending = [changes[i : i + MAX_PAGE_CHANGES] for i in range(0, len(changes), MAX_PAGE_CHANGES)]
     while pending:
@@ -111,6 +116,7 @@ class IngestWorker:
         self.stop_event = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.fault = os.environ.get(FAULT_ENV, "")
+        self.lookup = chain_lookup(config)
         self.handlers: dict[str, Callable[[str, mqtt.MQTTMessage], None]] = {
             "tx": self.on_batch,
             "hello": self.on_hello,
@@ -294,7 +300,7 @@ class IngestWorker:
         if outcome.ack is not None:
             self._publish(down_topic(store, "ack"), outcome.ack.to_dict())
         if outcome.changes and self.client is not None:
-            publish_changes(self.client, outcome.changes)
+            publish_changes(self.client, outcome.changes, self.lookup)
 
     def on_hello(self, store: str, msg: mqtt.MQTTMessage) -> None:
         assert self.db is not None  # noqa: S101
@@ -323,9 +329,29 @@ class IngestWorker:
             if req.store != store:
                 raise ProtocolError(f"change request from {req.store!r} on {store!r}'s topic")
         except ProtocolError as exc:
-            self._dead_letter(msg.topic, msg.payload, "invalid", exc.message, now, store)
+            code = "forged" if "topic" in exc.message else "invalid"
+            self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
+            return
+        if not self._known_store(msg, store, now):
             return
         self._send_page(store, req.after, req.limit)
+
+    def _known_store(self, msg: mqtt.MQTTMessage, store: str, now: dt.datetime) -> bool:
+        """Whether HQ knows ``store`` (it said hello, or was enrolled); a request from a
+        store it does not know is dead-lettered and nothing is built or sent for it."""
+        assert self.db is not None  # noqa: S101
+        with self.db.atomic():
+            known = Store.select().where(Store.code == store).exists()
+        if not known:
+            self._dead_letter(
+                msg.topic,
+                msg.payload,
+                "unknown_store",
+                f"no store {store!r} at HQ: nothing sent",
+                now,
+                store,
+            )
+        return known
 
     def _send_page(self, store: str, after: int, limit: int, snapshot: bool = False) -> None:
         assert self.db is not None  # noqa: S101
@@ -333,7 +359,7 @@ class IngestWorker:
             if snapshot:
                 page = ChangePage(0, 0, (), False, latest_change_seq(), snapshot_required=True)
             else:
-                page = changes_after(after, limit)
+                page = changes_after(after, limit, self.lookup)
             Store.update(down_cursor=after).where(Store.code == store).execute()
         payload = encode_json(page.to_dict())
         while len(payload) > MAX_PAYLOAD_BYTES and len(page.changes) > 1:
@@ -351,13 +377,16 @@ class IngestWorker:
             if req.store != store:
                 raise ProtocolError(f"snapshot request from {req.store!r} on {store!r}'s topic")
         except ProtocolError as exc:
-            self._dead_letter(msg.topic, msg.payload, "invalid", exc.message, now, store)
+            code = "forged" if "topic" in exc.message else "invalid"
+            self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
+            return
+        if not self._known_store(msg, store, now):
             return
         with self.db.atomic():
             if is_postgres(self.db):
                 self.db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cursor, records = snapshot_records(self.db)
-            chunks = snapshot_chunks(records, cursor, uuid7())
+            cursor, records = snapshot_records(self.db, self.lookup)
+            chunks = snapshot_chunks(records, cursor, uuid7(), self.lookup.header())
         log.info("snapshot for %s: %d chunks at cursor %d", store, len(chunks), cursor)
         for chunk in chunks:
             self._publish(down_topic(store, "snap"), chunk.to_dict())
@@ -384,7 +413,7 @@ class IngestWorker:
         response, changes = authorize_spend(self.db, req, now)
         self._publish(response_topic, response.to_dict(), publish_properties(None, correlation))
         if changes and self.client is not None:
-            publish_changes(self.client, changes)
+            publish_changes(self.client, changes, self.lookup)
 
     def on_store_state(self, store: str, msg: mqtt.MQTTMessage) -> None:
         assert self.db is not None  # noqa: S101
@@ -405,6 +434,6 @@ class IngestWorker:
             self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
             return
         if out.changes and self.client is not None:
-            publish_changes(self.client, out.changes)
+            publish_changes(self.client, out.changes, self.lookup)
         for topic, obj in out.messages:
             self._publish(topic, obj)

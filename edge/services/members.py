@@ -15,6 +15,8 @@ from core.names import pinyin_keys
 from core.phone import normalise_phone
 from core.points import Lot
 from core.receipt import mask_name, mask_phone
+from edge import phones
+from edge.key_rotation import writing_keys
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
 from edge.services.context import Till
@@ -103,7 +105,9 @@ def by_card(card_no: str) -> Member:
 
 
 def by_phone(till: Till, phone: str) -> Member:
-    member = Member.get_or_none(Member.phone_hash == till.keys.lookup_hash(normalise_phone(phone)))
+    """The member answering to a phone, through its lookup hash (edge/phones.py): the
+    store holds no other member's phone in clear."""
+    member = phones.find_by_phone(till.keys, phone)
     if member is None:
         raise NotFound(f"手机号 {mask_phone(normalise_phone(phone))} 未登记", field="phone")
     return resolve(member.id)
@@ -244,11 +248,12 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
     """A new member, usable at once, with one registration message in the outbox."""
     # the chain's parameters (core.protocol.SCRYPT_N): the hash is checked at every store
     password_hash = hash_secret(reg.password) if reg.password else None
-    phone_hash = till.keys.lookup_hash(reg.phone)
     pinyin, initials = pinyin_keys(reg.name)
     now = till.now()
     member_id = uuid7()
     with till.db.atomic():
+        # inside the write transaction: the sync agent may be installing the chain key
+        phone_hash = phones.phone_hash(till.keys, reg.phone)
         if Member.get_or_none(Member.phone_hash == phone_hash):
             raise Conflict(
                 f"手机号 {mask_phone(reg.phone)} 已是会员 (phone already registered)", field="phone"
@@ -261,7 +266,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
             name_pinyin=pinyin,
             name_initials=initials,
             phone_hash=phone_hash,
-            phone_enc=till.keys.encrypt(reg.phone, member_id),
+            phone_enc=writing_keys(till.keys).encrypt(reg.phone, member_id),
             phone_tail=reg.phone[-4:],
             gender=reg.gender,
             birthday=reg.birthday.isoformat() if reg.birthday else None,

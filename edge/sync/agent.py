@@ -47,6 +47,7 @@ from core.protocol import (
     validate_state,
 )
 from edge.models import Outbox
+from edge.phones import keep_since, prune_phones, records_need_key
 from edge.services.context import Till
 from edge.sync.apply import (
     apply_page,
@@ -435,6 +436,8 @@ class SyncAgent:
                     & (Outbox.acked == False)  # noqa: E712
                 ).execute()
                 put_setting(ACKED_THROUGH, acked_through)
+                # a registration HQ has had long enough keeps no phone here (invariant 8)
+                prune_phones(self.till.db, self._keep_phones_since())
         if acked_through > d.acked_through:
             d.acked_through = acked_through
             d.inflight = [b for b in d.inflight if b.last > acked_through]
@@ -472,6 +475,12 @@ class SyncAgent:
             return
         if self.snapshot_requested_at:
             return  # the snapshot sets the cursor; pages follow it
+        if records_need_key(page.changes):
+            # members hashed with a lookup key this store does not hold: the key comes
+            # only with a snapshot, on this store's own topic
+            log.info("change page hashed with a lookup key not held here: asking for a snapshot")
+            self.request_snapshot()
+            return
         applied, cursor = apply_page(self.till.db, self.store, self.till.keys, page, self._iso())
         if applied:
             log.info("applied %d changes, down cursor %d", applied, cursor)
@@ -510,7 +519,14 @@ class SyncAgent:
             return
         records = list(assemble_snapshot(self.snapshot_chunks.values()))
         count = load_snapshot(
-            self.till.db, self.store, self.till.keys, records, chunk.cursor, self._iso()
+            self.till.db,
+            self.store,
+            self.till.keys,
+            records,
+            chunk.cursor,
+            self._iso(),
+            lookup_key=self.snapshot_chunks[0].lookup_key,
+            keep_since=self._keep_phones_since(),
         )
         log.info(
             "loaded snapshot %s: %d records at cursor %d", chunk.snapshot_id, count, chunk.cursor
@@ -521,6 +537,9 @@ class SyncAgent:
         self.request_page(chunk.cursor)
 
     # ---- helpers --------------------------------------------------------------------
+
+    def _keep_phones_since(self) -> str:
+        return keep_since(self.till.now(), self.cfg.keep_registered_phones_hours)
 
     def _iso(self) -> str:
         return self.till.now().isoformat(timespec="seconds")
