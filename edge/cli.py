@@ -12,6 +12,7 @@ import click
 
 from core.errors import ConfigError, HuiyuanError
 from edge.config import EdgeConfig, config_problems, load_config
+from edge.migrate import migrate_command
 
 CONFIG_HELP = "TOML config file (default: built-in demo store settings)"
 
@@ -253,6 +254,7 @@ def _mount_optional() -> None:
     main.add_command(devices)
 
 
+main.add_command(migrate_command)
 _mount_optional()
 
 if __name__ == "__main__":
