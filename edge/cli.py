@@ -161,7 +161,9 @@ def demo_data(members: int) -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Run the till API (and the devices, when configured); SIGTERM or Ctrl-C stops it
     after the requests in flight, then stops the checkpointer, devices and authorizer."""
+    from core.systemd import service_ready
     from edge.api import create_app
+    from edge.health import till_checks
     from edge.server import TillServer, stop_on_signals
     from edge.services.context import start_checkpointer
 
@@ -170,7 +172,7 @@ def serve(host: str | None, port: int | None) -> None:
     till = _open(create_key=True, online_authorization=True)
     authorizer = getattr(till.authorizer, "stop", None)
     checkpointer = start_checkpointer(till)  # before any request thread opens a connection
-    manager = None
+    manager = watchdog = None
     try:
         manager = _start_devices(till)
         app = create_app(till, manager)
@@ -178,8 +180,11 @@ def serve(host: str | None, port: int | None) -> None:
         port = port or till.config.http.port
         server = TillServer(app, host, port, threads=4, stopping=stopping)
         click.echo(f"till API for store {till.store} on http://{host}:{port}/api/v1/status")
+        watchdog = service_ready(till_checks(server, till.db), f"serving {host}:{port}")
         server.serve()
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if manager is not None:
             manager.stop()
         if authorizer is not None:

@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Any
 
+from core.systemd import LoopPulse
+
 
 def stop_on_signals(event: threading.Event) -> None:
     """SIGTERM and SIGINT only set ``event``; whoever waits on it does the stopping. (A
@@ -45,6 +47,7 @@ class TillServer:
         self.server = create_server(app, map=self.map, host=host, port=port, threads=threads)
         self.stopping = stopping or threading.Event()
         self.grace = grace
+        self.pulse = LoopPulse()  # systemd's watchdog is fed while the loop goes round
 
     def serve(self) -> None:
         from waitress import wasyncore
@@ -53,6 +56,7 @@ class TillServer:
         # one loop round at a time, so that a set ``stopping`` is seen within a second
         # (a signal interrupts the poll; the handler runs; the poll resumes until timeout)
         while not self.stopping.is_set():
+            self.pulse.tick()
             wasyncore.loop(
                 timeout=adj.asyncore_loop_timeout,
                 map=self.map,

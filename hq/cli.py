@@ -153,15 +153,24 @@ def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> Non
 @click.pass_context
 def serve_api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the HQ JSON API (waitress, a production WSGI server)."""
-    from waitress import serve as waitress_serve
+    from waitress.server import create_server
 
+    from core.systemd import service_ready
     from hq.api import create_app
+    from hq.health import database_answers
 
     config = _config(ctx)
     app = create_app(config)
     host, port = host or config.api_host, port or config.api_port
+    server = create_server(app, host=host, port=port, threads=4)
     click.echo(f"HQ API on http://{host}:{port}/api/stores")
-    waitress_serve(app, host=host, port=port, threads=4)
+    watchdog = service_ready([database_answers(app.extensions["hq_db"])], f"API on {host}:{port}")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        click.echo("HQ API stopped")
+    finally:
+        watchdog.stop()
 
 
 @main.command("publish-rules")
