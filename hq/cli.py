@@ -409,5 +409,9 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
 
+from hq.scheduler import serve_scheduler_command  # noqa: E402  (HQ's periodic jobs)
+
+main.add_command(serve_scheduler_command)
+
 if __name__ == "__main__":
     main()

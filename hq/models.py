@@ -516,3 +516,19 @@ class _noop:
 def utcnow() -> dt.datetime:
     """Naive UTC: what both databases store without surprises."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# ---- the scheduler (hq/scheduler.py) ----
+
+
+class SchedulerState(BaseModel):
+    """The scheduler's shared state: ``leader`` (who leads; on SQLite the lease, held until
+    ``at``) and ``job:<name>`` (when a job last started, by whom, how many times)."""
+
+    name = pw.CharField(primary_key=True, max_length=64)
+    holder = pw.CharField(max_length=128, default="")
+    at = pw.DateTimeField()
+    runs = pw.BigIntegerField(default=0)
+
+
+MODELS.append(SchedulerState)

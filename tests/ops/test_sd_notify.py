@@ -17,7 +17,7 @@ import pytest
 from core.systemd import BusyGuard, LoopPulse, Notifier, Watchdog
 from edge.health import database_answers
 from edge.models import open_database
-from tests.broker import Mosquitto, free_port
+from tests.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 20.0  # seconds a test waits for a message that must come (a failure, not a timing)
@@ -46,18 +46,6 @@ class NotifySocket:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory) -> Iterator[Mosquitto]:
-    """A broker of this module's (tests/broker.py's stop leaves its stderr pipe open)."""
-    mosquitto = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    mosquitto.start()
-    proc = mosquitto.proc
-    yield mosquitto
-    mosquitto.stop()
-    if proc is not None and proc.stderr is not None:
-        proc.stderr.close()
 
 
 @pytest.fixture(params=["path", "abstract"])
@@ -260,8 +248,8 @@ def test_the_till_says_ready_feeds_the_watchdog_and_says_stopping(tmp_path, noti
         stop_service(proc, notify_socket)
 
 
-def test_the_sync_agent_says_ready_and_feeds_the_watchdog(tmp_path, notify_socket, broker):
-    toml = edge_config(tmp_path, f'[sync]\nbroker_url = "{broker.url}"\n')
+def test_the_sync_agent_says_ready_and_feeds_the_watchdog(tmp_path, notify_socket, mosquitto):
+    toml = edge_config(tmp_path, f'[sync]\nbroker_url = "{mosquitto.url}"\n')
     proc = start_service(["-m", "edge.cli", "-c", str(toml), "serve-sync"], notify_socket)
     try:
         assert notify_socket.until("READY=1")
@@ -270,12 +258,12 @@ def test_the_sync_agent_says_ready_and_feeds_the_watchdog(tmp_path, notify_socke
         stop_service(proc, notify_socket)
 
 
-def test_the_ingest_worker_says_ready_and_feeds_the_watchdog(tmp_path, notify_socket, broker):
+def test_the_ingest_worker_says_ready_and_feeds_the_watchdog(tmp_path, notify_socket, mosquitto):
     url = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
-    hq = [sys.executable, "-m", "hq.cli", "--database-url", url, "--mqtt-url", broker.url]
+    hq = [sys.executable, "-m", "hq.cli", "--database-url", url, "--mqtt-url", mosquitto.url]
     subprocess.run([*hq, "init-db"], cwd=ROOT, check=True, capture_output=True)
     proc = start_service(
-        ["-m", "hq.cli", "--database-url", url, "--mqtt-url", broker.url, "serve-ingest"],
+        ["-m", "hq.cli", "--database-url", url, "--mqtt-url", mosquitto.url, "serve-ingest"],
         notify_socket,
     )
     try:
