@@ -480,9 +480,11 @@ def create_schema(db: pw.Database) -> None:
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:
-    """Add the nullable columns a newer release declares to tables an older one made
-    (``init-db`` after an upgrade). Anything else (a new NOT NULL column, a changed
-    type) is refused by name rather than guessed at."""
+    """Add the columns a newer release declares to tables an older one made (``init-db``
+    after an upgrade): nullable ones, and NOT NULL ones with a constant default (the
+    old rows get the default; e.g. ``store.reported_seq``, which the first release
+    lacked). Anything else (NOT NULL without a constant default, a changed type) is
+    refused by name rather than guessed at."""
     from playhouse.migrate import SchemaMigrator, migrate
 
     added = []
@@ -493,10 +495,10 @@ def add_missing_columns(db: pw.Database) -> list[str]:
         for f in model._meta.sorted_fields:
             if f.column_name in have:
                 continue
-            if not f.null:
+            if not f.null and (f.default is None or callable(f.default)):
                 raise ConfigError(
-                    f"table {table} lacks column {f.column_name}, which is NOT NULL: "
-                    "this upgrade needs a migration",
+                    f"table {table} lacks column {f.column_name}, which is NOT NULL "
+                    "without a constant default: this upgrade needs a migration",
                     field="database_url",
                 )
             with db.atomic():
