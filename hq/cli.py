@@ -144,7 +144,21 @@ def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> Non
         config.mqtt, client_id=client_id or config.mqtt.client_id, session_expiry=session_expiry
     )
     config = replace(config, mqtt=mqtt)
+    _require_current_schema(config)
     IngestWorker(config).run_forever()
+
+
+def _require_current_schema(config: HqConfig) -> None:
+    """A service refuses an older schema (it never migrates): init-db does that."""
+    from hq.models import check_schema
+
+    db = open_database(config.database_url)
+    try:
+        check_schema(db)
+    except HuiyuanError as exc:
+        _fail(exc)
+    finally:
+        db.close()
 
 
 @main.command("serve-api")
@@ -160,6 +174,7 @@ def serve_api(ctx: click.Context, host: str | None, port: int | None) -> None:
     from hq.health import database_answers
 
     config = _config(ctx)
+    _require_current_schema(config)
     app = create_app(config)
     host, port = host or config.api_host, port or config.api_port
     server = create_server(app, host=host, port=port, threads=4)

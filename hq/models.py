@@ -507,6 +507,32 @@ def add_missing_columns(db: pw.Database) -> list[str]:
     return added
 
 
+def check_schema(db: pw.Database) -> None:
+    """Refuse a database whose schema is older than this software (a table or column the
+    models declare is missing): the services do not change the schema themselves,
+    ``huiyuan-hq init-db`` (the huiyuan-hq-migrate unit) does."""
+    missing = []
+    with db.connection_context() if db.is_closed() else _noop():
+        for model in MODELS:
+            table = model._meta.table_name
+            if not db.table_exists(table):
+                missing.append(table)
+                continue
+            have = {c.name for c in db.get_columns(table)}
+            missing += [
+                f"{table}.{f.column_name}"
+                for f in model._meta.sorted_fields
+                if f.column_name not in have
+            ]
+    if missing:
+        raise ConfigError(
+            f"the HQ database lacks {', '.join(missing[:5])}"
+            f"{' and more' if len(missing) > 5 else ''}: run `huiyuan-hq init-db` "
+            "(systemctl restart huiyuan-hq-migrate) after an upgrade",
+            field="database_url",
+        )
+
+
 class _noop:
     def __enter__(self) -> None:
         return None

@@ -27,6 +27,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,9 +36,10 @@ import click
 import peewee as pw
 from playhouse.db_url import connect
 
+from core.errors import HuiyuanError
 from core.systemd import LoopPulse, service_ready
 from hq.config import HqConfig
-from hq.models import SchedulerState, bind, is_postgres, open_database, utcnow
+from hq.models import SchedulerState, bind, check_schema, is_postgres, open_database, utcnow
 
 log = logging.getLogger("hq.scheduler")
 
@@ -204,6 +206,7 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         bind(self.db, create=False)
+        check_schema(self.db)
         self.leadership: AdvisoryLockLeadership | LeaseLeadership
         if is_postgres(self.db):
             self.leadership = AdvisoryLockLeadership(self.config.database_url, self.node)
@@ -355,3 +358,6 @@ def serve_scheduler_command(
         serve_scheduler(ctx.obj["config"], node_id, poll, lease, intervals)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--every") from None
+    except HuiyuanError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.code)

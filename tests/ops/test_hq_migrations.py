@@ -118,3 +118,25 @@ def test_the_first_release_schema_upgrades_with_its_rows(first_release, hq_db_ur
             assert current.SchedulerState.select().count() == 0
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("command", ["serve-api", "serve-ingest", "serve-scheduler"])
+def test_the_hq_services_refuse_an_old_schema_and_name_init_db(first_release, tmp_path, command):
+    url = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
+    make_first_release_database(first_release, url)
+    done = subprocess.run(
+        [sys.executable, "-m", "hq.cli", "--database-url", url, command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 17, done.stderr
+    assert "store.reported_seq" in done.stderr and "huiyuan-hq init-db" in done.stderr
+    # and nothing was changed: init-db still finds the column missing and adds it
+    db = current.open_database(url)
+    try:
+        assert "reported_seq" not in {c.name for c in db.get_columns("store")}
+    finally:
+        db.close()
