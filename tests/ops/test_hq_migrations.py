@@ -49,6 +49,17 @@ def a_value(field: pw.Field, n: int) -> object:
     return f"{field.name[:6]}-{n}"[:max_length]
 
 
+def hq_cli(url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hq.cli", "--database-url", url, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
 def plain(value: object) -> object:
     """psycopg2 gives a bytea column back as a memoryview."""
     return bytes(value) if isinstance(value, memoryview) else value
@@ -72,22 +83,9 @@ def make_first_release_database(module, url: str) -> dict[str, list[dict]]:
 
 def test_the_first_release_schema_upgrades_with_its_rows(first_release, hq_db_url):
     written = make_first_release_database(first_release, hq_db_url)
-    done = subprocess.run(
-        [sys.executable, "-m", "hq.cli", "--database-url", hq_db_url, "init-db"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = hq_cli(hq_db_url, "init-db")
     assert done.returncode == 0, done.stderr
-    # twice is the same as once
-    again = subprocess.run(
-        [sys.executable, "-m", "hq.cli", "--database-url", hq_db_url, "init-db"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    again = hq_cli(hq_db_url, "init-db")  # twice is the same as once
     assert again.returncode == 0, again.stderr
 
     db = current.open_database(hq_db_url)
@@ -124,14 +122,7 @@ def test_the_first_release_schema_upgrades_with_its_rows(first_release, hq_db_ur
 def test_the_hq_services_refuse_an_old_schema_and_name_init_db(first_release, tmp_path, command):
     url = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
     make_first_release_database(first_release, url)
-    done = subprocess.run(
-        [sys.executable, "-m", "hq.cli", "--database-url", url, command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = hq_cli(url, command)
     assert done.returncode == 17, done.stderr
     assert "store.reported_seq" in done.stderr and "huiyuan-hq init-db" in done.stderr
     # and nothing was changed: init-db still finds the column missing and adds it

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from hq.config import HqConfig
 from hq.models import HqException, SchedulerState, bind, open_database
 from hq.scheduler import JOBS, Job, Scheduler
+from tests.hq.edge_sim import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 12, 4, 12, 0, 0)
@@ -159,16 +159,6 @@ def start_node(url: str, node: str, log: Path) -> subprocess.Popen:
         )
 
 
-def wait_for(what, timeout: float = 30.0):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what.__doc__}")
-
-
 def test_two_scheduler_processes_one_runs_and_the_other_takes_over_when_it_is_killed(
     db, hq_db_url, tmp_path
 ):
@@ -180,11 +170,11 @@ def test_two_scheduler_processes_one_runs_and_the_other_takes_over_when_it_is_ki
     first = start_node(hq_db_url, "first", tmp_path / "first.log")
     procs = [first]
     try:
-        wait_for(lambda: (r := job_row()) is not None and r.holder == "first" and r.runs >= 1)
+        wait_until(lambda: (r := job_row()) is not None and r.holder == "first" and r.runs >= 1, 30)
         second = start_node(hq_db_url, "second", tmp_path / "second.log")
         procs.append(second)
         start = job_row().runs
-        wait_for(lambda: job_row().runs >= start + 3)  # the second is up meanwhile
+        wait_until(lambda: job_row().runs >= start + 3, 30)  # the second is up meanwhile
         assert job_row().holder == "first"
         standby = (tmp_path / "second.log").read_text()
         assert "node second stands by" in standby
@@ -192,7 +182,7 @@ def test_two_scheduler_processes_one_runs_and_the_other_takes_over_when_it_is_ki
 
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
-        wait_for(lambda: (r := job_row()).holder == "second" and r.runs >= start + 5)
+        wait_until(lambda: (r := job_row()).holder == "second" and r.runs >= start + 5, 30)
     finally:
         for proc in procs:
             if proc.poll() is None:

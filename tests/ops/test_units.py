@@ -167,6 +167,7 @@ def test_services_notify_feed_a_watchdog_and_leave_migrations_to_their_unit(name
     migrate = LONG_RUNNING[name]
     assert unit["Type"] == ["notify"], name
     assert int(unit["WatchdogSec"][0]) >= 30, name
+    assert unit["Restart"] == ["always"] and unit["RestartPreventExitStatus"] == ["17"], name
     assert migrate in unit["Requires"][0].split() and migrate in unit["After"][0].split(), name
     for pre in unit.get("ExecStartPre", []) + unit["ExecStart"]:
         assert not re.search(r"\b(migrate|init-db)\b", pre), (name, pre)
