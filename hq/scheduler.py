@@ -31,6 +31,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import click
 import peewee as pw
@@ -214,6 +215,7 @@ class Scheduler:
             self.leadership = LeaseLeadership(self.node, dt.timedelta(seconds=self.lease))
         self._round_lock = threading.Lock()
         self._said: bool | None = None  # what the log last said about our leadership
+        self._timetable: Any = None  # apscheduler's, while serve() runs
 
     def leadership_round(self) -> bool:
         """Take or keep the lead (or find another node has it); True while we lead."""
@@ -228,6 +230,10 @@ class Scheduler:
             if leading != self._said:
                 log.info("node %s %s", self.node, "leads" if leading else "stands by")
                 self._said = leading
+            if leading and not self.leading and self._timetable is not None:
+                # just took over: look at every job now (its claim says whether it is due)
+                for job in self.jobs:
+                    self._timetable.modify_job(job.name, next_run_time=dt.datetime.now(dt.UTC))
             self.leading = leading
             return leading
 
@@ -266,7 +272,6 @@ class Scheduler:
         """Run until ``stop`` is set: apscheduler drives the leadership rounds and the jobs."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        self.leadership_round()
         scheduler = BackgroundScheduler(timezone=dt.UTC)
         scheduler.add_job(
             self.leadership_round,
@@ -275,6 +280,7 @@ class Scheduler:
             id="leadership",
             max_instances=1,
             coalesce=True,
+            next_run_time=dt.datetime.now(dt.UTC),
         )
         for job in self.jobs:
             scheduler.add_job(
@@ -288,6 +294,7 @@ class Scheduler:
                 next_run_time=dt.datetime.now(dt.UTC),  # a due job runs at start
             )
         scheduler.start()
+        self._timetable = scheduler
         watchdog = service_ready([self.pulse.advanced], f"scheduler node {self.node}")
         try:
             stop.wait()

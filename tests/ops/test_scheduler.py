@@ -173,11 +173,12 @@ def test_two_scheduler_processes_one_runs_and_the_other_takes_over_when_it_is_ki
         wait_until(lambda: (r := job_row()) is not None and r.holder == "first" and r.runs >= 1, 30)
         second = start_node(hq_db_url, "second", tmp_path / "second.log")
         procs.append(second)
+        second_log = tmp_path / "second.log"
+        wait_until(lambda: "node second stands by" in second_log.read_text(), 30)
         start = job_row().runs
-        wait_until(lambda: job_row().runs >= start + 3, 30)  # the second is up meanwhile
+        wait_until(lambda: job_row().runs >= start + 3, 30)
         assert job_row().holder == "first"
-        standby = (tmp_path / "second.log").read_text()
-        assert "node second stands by" in standby
+        standby = second_log.read_text()
         assert "running" not in standby and "node second leads" not in standby
 
         first.send_signal(signal.SIGKILL)
@@ -188,8 +189,8 @@ def test_two_scheduler_processes_one_runs_and_the_other_takes_over_when_it_is_ki
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=20)
-    second_log = (tmp_path / "second.log").read_text()
+    second_says = second_log.read_text()
     # the second ran nothing until it led, and led only after the first was killed
-    assert second_log.index("node second leads") < second_log.index("running hq-ledger-check")
+    assert second_says.index("node second leads") < second_says.index("running hq-ledger-check")
     assert "node first leads" in (tmp_path / "first.log").read_text()
     assert second.returncode == 0
