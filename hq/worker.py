@@ -63,8 +63,9 @@ from hq.mqtt import connect_properties, make_client, publish_properties
 log = logging.getLogger("hq.worker")
 
 # a message in its handler this long stops systemd's watchdog being fed (WatchdogSec=60 in
-# huiyuan-hq-ingest@.service: a worker stuck that long is restarted)
-STUCK_AFTER_S = 30.0
+# huiyuan-hq-ingest@.service: a worker stuck that long is restarted a minute later). A
+# snapshot request is answered in one handler call: keep this above the longest one.
+STUCK_AFTER_S = 300.0
 FAULT_ENV = "HY_HQ_FAULT"  # "kill_after_commit": SIGKILL between commit and ack (crash tests)
 
 
