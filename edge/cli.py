@@ -13,6 +13,7 @@ import click
 from core.errors import ConfigError, HuiyuanError
 from edge.cli_sessions import end_sessions
 from edge.config import EdgeConfig, config_problems, load_config
+from edge.migrate import migrate_command
 
 CONFIG_HELP = "TOML config file (default: built-in demo store settings)"
 
@@ -167,7 +168,9 @@ def demo_data(members: int) -> None:
 def serve(listen: tuple[str, ...], port: int | None) -> None:
     """Run the till API (and the devices, when configured); SIGTERM or Ctrl-C stops it
     after the requests in flight, then stops the checkpointer, devices and authorizer."""
+    from core.systemd import service_ready
     from edge.api import create_app
+    from edge.health import till_checks
     from edge.server import TillServer, stop_on_signals
     from edge.services.context import start_checkpointer
 
@@ -180,7 +183,7 @@ def serve(listen: tuple[str, ...], port: int | None) -> None:
     till = _open(create_key=True, online_authorization=True)
     authorizer = getattr(till.authorizer, "stop", None)
     checkpointer = start_checkpointer(till)  # before any request thread opens a connection
-    manager = None
+    manager = watchdog = None
     try:
         manager = _start_devices(till)
         app = create_app(till, manager)
@@ -189,8 +192,12 @@ def serve(listen: tuple[str, ...], port: int | None) -> None:
         for host, bound in server.addresses:
             shown = f"[{host}]" if ":" in host else host
             click.echo(f"till API for store {till.store} on http://{shown}:{bound}/api/v1/status")
+        shown = ", ".join(f"{h}:{b}" for h, b in server.addresses)
+        watchdog = service_ready(till_checks(server, till.db), f"serving {shown}")
         server.serve()
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if manager is not None:
             manager.stop()
         if authorizer is not None:
@@ -265,6 +272,7 @@ def _mount_optional() -> None:
     main.add_command(devices)
 
 
+main.add_command(migrate_command)
 _mount_optional()
 main.add_command(end_sessions)
 

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from core.systemd import LoopPulse
+
 
 def stop_on_signals(event: threading.Event) -> None:
     """SIGTERM and SIGINT only set ``event``; whoever waits on it does the stopping. (A
@@ -56,6 +58,7 @@ class TillServer:
         self.listeners = [ch for ch in self.map.values() if isinstance(ch, BaseWSGIServer)]
         self.stopping = stopping or threading.Event()
         self.grace = grace
+        self.pulse = LoopPulse()  # systemd's watchdog is fed while the loop goes round
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -69,6 +72,7 @@ class TillServer:
         # one loop round at a time, so that a set ``stopping`` is seen within a second
         # (a signal interrupts the poll; the handler runs; the poll resumes until timeout)
         while not self.stopping.is_set():
+            self.pulse.tick()
             wasyncore.loop(
                 timeout=adj.asyncore_loop_timeout,
                 map=self.map,

@@ -148,7 +148,21 @@ def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> Non
         config.mqtt, client_id=client_id or config.mqtt.client_id, session_expiry=session_expiry
     )
     config = replace(config, mqtt=mqtt)
+    _require_current_schema(config)
     IngestWorker(config).run_forever()
+
+
+def _require_current_schema(config: HqConfig) -> None:
+    """A service refuses an older schema (it never migrates): init-db does that."""
+    from hq.models import check_schema
+
+    db = open_database(config.database_url)
+    try:
+        check_schema(db)
+    except HuiyuanError as exc:
+        _fail(exc)
+    finally:
+        db.close()
 
 
 @main.command("serve-api")
@@ -157,15 +171,25 @@ def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> Non
 @click.pass_context
 def serve_api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the HQ JSON API (waitress, a production WSGI server)."""
-    from waitress import serve as waitress_serve
+    from waitress.server import create_server
 
+    from core.systemd import service_ready
     from hq.api import create_app
+    from hq.health import database_answers
 
     config = _config(ctx)
+    _require_current_schema(config)
     app = create_app(config)
     host, port = host or config.api_host, port or config.api_port
+    server = create_server(app, host=host, port=port, threads=4)
     click.echo(f"HQ API on http://{host}:{port}/api/stores")
-    waitress_serve(app, host=host, port=port, threads=4)
+    watchdog = service_ready([database_answers(app.extensions["hq_db"])], f"API on {host}:{port}")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        click.echo("HQ API stopped")
+    finally:
+        watchdog.stop()
 
 
 @main.command("publish-rules")
@@ -407,6 +431,10 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
 from hq.cli_keys import init_lookup_key  # noqa: E402 - after main, which it joins
 
 main.add_command(init_lookup_key)
+
+from hq.scheduler import serve_scheduler_command  # noqa: E402  (HQ's periodic jobs)
+
+main.add_command(serve_scheduler_command)
 
 if __name__ == "__main__":
     main()

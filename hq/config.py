@@ -3,6 +3,13 @@
 Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
 ``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``) override them. Validated once at start.
+
+Secrets come from files in ``$CREDENTIALS_DIRECTORY``, which systemd's ``LoadCredential=``
+fills (systemd/huiyuan-hq-*.service; the table is in docs/operations.md): the database
+URL with its password (credential ``database-url``) when ``HY_HQ_DATABASE_URL`` is not
+set, and HQ's MQTT identity (``mqtt-ca.pem``, ``mqtt-cert.pem``, ``mqtt-key.pem``, the
+names the edge uses) when ``HY_MQTT_CA`` / ``_CERT`` / ``_KEY`` are not. A secret in the
+environment shows in ``systemctl show`` and ``/proc/<pid>/environ``; a credential does not.
 """
 
 from __future__ import annotations
@@ -13,6 +20,28 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from core.errors import ConfigError
+
+# systemd credential names (LoadCredential=NAME:/etc/huiyuan/credentials/FILE)
+CREDENTIAL_DATABASE_URL = "database-url"
+MQTT_CREDENTIALS = {"ca": "mqtt-ca.pem", "cert": "mqtt-cert.pem", "key": "mqtt-key.pem"}
+
+
+def credential_path(name: str, environ: dict[str, str] | None = None) -> str:
+    """``$CREDENTIALS_DIRECTORY/<name>`` if systemd handed that credential over, else ""."""
+    directory = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY", "")
+    if not directory:
+        return ""
+    path = os.path.join(directory, name)
+    return path if os.path.isfile(path) else ""
+
+
+def read_credential(name: str, environ: dict[str, str] | None = None) -> str:
+    """The text of credential ``name`` (one line; the trailing newline dropped), or ""."""
+    path = credential_path(name, environ)
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().strip()
 
 
 @dataclass(frozen=True)
@@ -108,7 +137,8 @@ class HqConfig:
         scheme = urlparse(self.database_url).scheme
         if scheme not in ("sqlite", "postgres", "postgresql"):
             raise ConfigError(
-                f"database_url must be sqlite:/// or postgresql://, got {self.database_url!r}",
+                # the scheme only: the rest may hold a password
+                f"database_url must be sqlite:/// or postgresql://, got {scheme or 'no'} scheme",
                 field="database_url",
             )
         self.mqtt.validate()
@@ -119,12 +149,17 @@ class HqConfig:
         env = os.environ
         mqtt = MqttSettings(
             url=env.get("HY_MQTT_URL", MqttSettings.url),
-            ca=env.get("HY_MQTT_CA", ""),
-            cert=env.get("HY_MQTT_CERT", ""),
-            key=env.get("HY_MQTT_KEY", ""),
+            ca=env.get("HY_MQTT_CA") or credential_path(MQTT_CREDENTIALS["ca"]),
+            cert=env.get("HY_MQTT_CERT") or credential_path(MQTT_CREDENTIALS["cert"]),
+            key=env.get("HY_MQTT_KEY") or credential_path(MQTT_CREDENTIALS["key"]),
+        )
+        database_url = (
+            env.get("HY_HQ_DATABASE_URL")
+            or read_credential(CREDENTIAL_DATABASE_URL)
+            or cls.database_url
         )
         config = cls(
-            database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url),
+            database_url=database_url,
             mqtt=mqtt,
             lookup_key_file=env.get("HY_HQ_LOOKUP_KEY_FILE", ""),
         )

@@ -480,9 +480,11 @@ def create_schema(db: pw.Database) -> None:
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:
-    """Add the nullable columns a newer release declares to tables an older one made
-    (``init-db`` after an upgrade). Anything else (a new NOT NULL column, a changed
-    type) is refused by name rather than guessed at."""
+    """Add the columns a newer release declares to tables an older one made (``init-db``
+    after an upgrade): nullable ones, and NOT NULL ones with a constant default (the
+    old rows get the default; e.g. ``store.reported_seq``, which the first release
+    lacked). Anything else (NOT NULL without a constant default, a changed type) is
+    refused by name rather than guessed at."""
     from playhouse.migrate import SchemaMigrator, migrate
 
     added = []
@@ -493,16 +495,42 @@ def add_missing_columns(db: pw.Database) -> list[str]:
         for f in model._meta.sorted_fields:
             if f.column_name in have:
                 continue
-            if not f.null:
+            if not f.null and (f.default is None or callable(f.default)):
                 raise ConfigError(
-                    f"table {table} lacks column {f.column_name}, which is NOT NULL: "
-                    "this upgrade needs a migration",
+                    f"table {table} lacks column {f.column_name}, which is NOT NULL "
+                    "without a constant default: this upgrade needs a migration",
                     field="database_url",
                 )
             with db.atomic():
                 migrate(migrator.add_column(table, f.column_name, f))
             added.append(f"{table}.{f.column_name}")
     return added
+
+
+def check_schema(db: pw.Database) -> None:
+    """Refuse a database whose schema is older than this software (a table or column the
+    models declare is missing): the services do not change the schema themselves,
+    ``huiyuan-hq init-db`` (the huiyuan-hq-migrate unit) does."""
+    missing = []
+    with db.connection_context() if db.is_closed() else _noop():
+        for model in MODELS:
+            table = model._meta.table_name
+            if not db.table_exists(table):
+                missing.append(table)
+                continue
+            have = {c.name for c in db.get_columns(table)}
+            missing += [
+                f"{table}.{f.column_name}"
+                for f in model._meta.sorted_fields
+                if f.column_name not in have
+            ]
+    if missing:
+        raise ConfigError(
+            f"the HQ database lacks {', '.join(missing[:5])}"
+            f"{' and more' if len(missing) > 5 else ''}: run `huiyuan-hq init-db` "
+            "(systemctl restart huiyuan-hq-migrate) after an upgrade",
+            field="database_url",
+        )
 
 
 class _noop:
@@ -516,3 +544,19 @@ class _noop:
 def utcnow() -> dt.datetime:
     """Naive UTC: what both databases store without surprises."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# ---- the scheduler (hq/scheduler.py) ----
+
+
+class SchedulerState(BaseModel):
+    """The scheduler's shared state: ``leader`` (who leads; on SQLite the lease, held until
+    ``at``) and ``job:<name>`` (when a job last started, by whom, how many times)."""
+
+    name = pw.CharField(primary_key=True, max_length=64)
+    holder = pw.CharField(max_length=128, default="")
+    at = pw.DateTimeField()
+    runs = pw.BigIntegerField(default=0)
+
+
+MODELS.append(SchedulerState)

@@ -51,6 +51,7 @@ from core.protocol import (
     validate_hello,
     validate_snapshot_request,
 )
+from core.systemd import BusyGuard, HealthCheck, service_ready
 from hq import reconcile
 from hq.auth import authorize_spend
 from hq.changes import changes_after, latest_change_seq, snapshot_records
@@ -62,6 +63,10 @@ from hq.mqtt import connect_properties, make_client, publish_properties
 
 log = logging.getLogger("hq.worker")
 
+# a message in its handler this long stops systemd's watchdog being fed (WatchdogSec=60 in
+# huiyuan-hq-ingest@.service: a worker stuck that long is restarted a minute later). A
+# snapshot request is answered in one handler call: keep this above the longest one.
+STUCK_AFTER_S = 300.0
 FAULT_ENV = "HY_HQ_FAULT"  # "kill_after_commit": SIGKILL between commit and ack (crash tests)
 
 
@@ -115,6 +120,7 @@ class IngestWorker:
         self.connected = threading.Event()
         self.stop_event = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self.busy = BusyGuard()  # how long the message in hand has been handled
         self.fault = os.environ.get(FAULT_ENV, "")
         self.lookup = chain_lookup(config)
         self.handlers: dict[str, Callable[[str, mqtt.MQTTMessage], None]] = {
@@ -155,8 +161,23 @@ class IngestWorker:
         signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         self.start()
+        watchdog = service_ready(self.health_checks(), f"{self.role} worker")
         self.stop_event.wait()
+        watchdog.stop()
         self.stop()
+
+    def health_checks(self) -> list[HealthCheck]:
+        """What systemd's watchdog is fed on: the heartbeat thread runs and no message
+        has been in its handler for ``STUCK_AFTER_S`` (paho's one network thread runs
+        every handler, so a stuck one stops the worker)."""
+
+        def heartbeat_alive() -> bool:
+            return self._heartbeat is not None and self._heartbeat.is_alive()
+
+        def no_handler_stuck() -> bool:
+            return self.busy.busy_for() < STUCK_AFTER_S
+
+        return [heartbeat_alive, no_handler_stuck]
 
     def init_database(self) -> None:
         if self.db is None:
@@ -218,7 +239,8 @@ class IngestWorker:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.dispatch(msg)
+            with self.busy:
+                self.dispatch(msg)
         except Exception:
             # the edge resends on its ack timeout; nothing is committed half
             log.exception("failed to handle %s", msg.topic)

@@ -46,6 +46,7 @@ from core.protocol import (
     validate_snapshot_chunk,
     validate_state,
 )
+from core.systemd import LoopPulse, service_ready
 from edge.models import Outbox
 from edge.phones import keep_since, prune_phones, records_need_key
 from edge.services.context import Till
@@ -122,6 +123,7 @@ class SyncAgent:
         self.stop_event = threading.Event()
         self.connected = threading.Event()
         self.worker: threading.Thread | None = None
+        self.pulse = LoopPulse()  # the worker loop's rounds: systemd's watchdog is fed by them
         self.epoch = 1
         self.drain = DrainState(ack_timeout=cfg.ack_timeout)
         self.hq_online: bool | None = None
@@ -171,7 +173,9 @@ class SyncAgent:
         signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         self.start()
+        watchdog = service_ready([self.pulse.advanced], f"store {self.store} syncing")
         self.stop_event.wait()
+        watchdog.stop()
         self.stop()
 
     def init_database(self) -> None:
@@ -264,6 +268,7 @@ class SyncAgent:
     def _work(self) -> None:
         wait = 0.0
         while not self.stop_event.is_set():
+            self.pulse.tick()
             try:
                 self._handle_events(wait)
                 # nothing to publish (window full, or no new items): sleep until an event

@@ -297,7 +297,14 @@ def test_init_db_after_an_upgrade_adds_the_new_nullable_columns(hq_db):
     assert add_missing_columns(hq_db) == []  # safe to run again
 
 
-def test_init_db_refuses_a_missing_not_null_column(hq_db):
-    hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "points"')
-    with pytest.raises(ConfigError, match="member lacks column points"):
+def test_init_db_refuses_a_missing_not_null_column_without_a_constant_default(hq_db):
+    hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "updated_at"')
+    with pytest.raises(ConfigError, match="member lacks column updated_at"):
         add_missing_columns(hq_db)
+
+
+def test_init_db_adds_a_missing_not_null_column_with_its_default_in_old_rows(hq_db):
+    Member.create(id="m-old", name="张三", created_at=NOW, updated_at=NOW)
+    hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "points"')
+    assert add_missing_columns(hq_db) == ["member.points"]
+    assert Member.get_by_id("m-old").points == 0
