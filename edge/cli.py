@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from core.errors import ConfigError, HuiyuanError
+from edge import backup as edge_backup
 from edge.config import EdgeConfig, config_problems, load_config
 
 CONFIG_HELP = "TOML config file (default: built-in demo store settings)"
@@ -254,6 +255,7 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+main.add_command(edge_backup.backup)
 
 if __name__ == "__main__":
     main()

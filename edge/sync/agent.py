@@ -46,6 +46,7 @@ from core.protocol import (
     validate_snapshot_chunk,
     validate_state,
 )
+from edge.backup import move_past_hq_cursor
 from edge.models import Outbox
 from edge.services.context import Till
 from edge.sync.apply import (
@@ -417,8 +418,10 @@ class SyncAgent:
     def record_ack(self, acked_through: int, rejected: list[tuple[int, str, str]]) -> None:
         d = self.drain
         top = Outbox.select(Outbox.seq).order_by(Outbox.seq.desc()).first()
-        if top is not None and acked_through > top.seq:
-            log.error("ack through %d is past our last seq %d: ignored", acked_through, top.seq)
+        if acked_through > (top.seq if top is not None else 0):
+            # HQ holds seqs this box never made: restored from a backup (edge/backup.py)
+            move_past_hq_cursor(self.till.db, d.acked_through, acked_through)
+            self.resend()
             return
         at = self._iso()
         with self.till.db.atomic():
