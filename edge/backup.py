@@ -55,7 +55,7 @@ def move_past_hq_cursor(db: SqliteDatabase, acked_through: int, hq_cursor: int) 
         shift = hq_cursor - acked_through
         db.execute_sql(
             'UPDATE "outbox" SET "seq" = "seq" + ?, "payload" = json_set("payload", '
-            "'$.seq', \"seq\" + ?) WHERE \"seq\" > ?",
+            '\'$.seq\', "seq" + ?) WHERE "seq" > ?',
             (shift, shift, acked_through),
         )
         db.execute_sql(
