@@ -14,6 +14,7 @@ import click
 
 from core.errors import HuiyuanError
 from core.protocol import Change, down_topic, encode_json
+from hq import backup as hq_backup
 from hq import services
 from hq.config import HqConfig
 from hq.models import Store, bind, open_database, utcnow
@@ -399,6 +400,8 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     for row in rows:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
+
+main.add_command(hq_backup.backup)
 
 if __name__ == "__main__":
     main()
