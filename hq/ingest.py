@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee as pw
 
-from core.errors import HuiyuanError, ProtocolError
+from core.errors import HuiyuanError, NotFound, ProtocolError
 from core.protocol import (
     HOLD_WINDOW,
     MAX_PAYLOAD_BYTES,
@@ -30,6 +30,7 @@ from core.protocol import (
     Change,
     Hello,
     Rejection,
+    UpItem,
     decode_json,
     safe_text,
     unencodable_field,
@@ -40,6 +41,7 @@ from core.protocol import (
 from hq.apply import BatchCache, ItemContext, MoneyRefused, apply_item
 from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book
+from hq.members import touch_through
 from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, Writes, is_postgres, one_of
 
 log = logging.getLogger("hq.ingest")
@@ -503,19 +505,29 @@ class _Run:
         self._record(seq, item_id, kind, "rejected", code, reason)
         self.rejected.append(Rejection(seq, code, reason))
 
-    def _again(self, seq: int, raw_item: Any, item_id: str, kind: str) -> None:
+    def _again(self, seq: int, raw_item: Any, item: UpItem) -> None:
         """An item HQ processed before at another seq or epoch (a box restored from its
         backup sends its items again under new seqs): the seq is settled as a duplicate,
         or rejected again as it was the first time."""
-        first = next((r for r in self.processed if r["item_id"] == item_id), None)
+        first = next((r for r in self.processed if r["item_id"] == item.id), None)
         if first is None:
-            found = ProcessedItem.get_or_none(ProcessedItem.item_id == item_id)
+            found = ProcessedItem.get_or_none(ProcessedItem.item_id == item.id)
             first = {"status": found.status, "code": found.code, "reason": found.reason}
         if first["status"] == "rejected":
-            self._reject(seq, raw_item, first["code"], first["reason"] or "", None, kind)
+            self._reject(seq, raw_item, first["code"], first["reason"] or "", None, item.kind)
             return
-        self._record(seq, None, kind, "duplicate", reason=f"item {item_id}")
+        self._record(seq, None, item.kind, "duplicate", reason=f"item {item.id}")
         self.outcome.duplicates += 1
+        # the member's record now says it reflects this seq too, so that the store (which
+        # adds its own items after ``through`` to HQ's figures) does not count it twice
+        member_id = item.body.get("member_id")
+        try:
+            member = self.cache.book.member(member_id) if isinstance(member_id, str) else None
+        except NotFound:
+            member = None
+        if member is not None:
+            touch_through(member, self.store.code, seq, self.cache.book)
+            self.changes.member(member.id)
 
     def process(self, seq: int, raw_item: Any) -> None:
         """Apply the item at ``seq`` (the store's next) or reject it; either way it is
@@ -542,7 +554,7 @@ class _Run:
             )
             return
         if item.id in self.seen_ids:
-            self._again(seq, raw_item, item.id, item.kind)
+            self._again(seq, raw_item, item)
             return
         item_changes = ChangeSet()
         if forced is not None:
