@@ -99,7 +99,18 @@ class HqConfig:
             cert=env.get("HY_MQTT_CERT", ""),
             key=env.get("HY_MQTT_KEY", ""),
         )
-        config = cls(database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url), mqtt=mqtt)
+        interval = env.get("HY_HQ_STATE_INTERVAL", str(cls.state_interval))
+        try:
+            state_interval = float(interval)
+        except ValueError:
+            raise ConfigError(
+                f"HY_HQ_STATE_INTERVAL must be seconds, got {interval!r}", field="state_interval"
+            ) from None
+        config = cls(
+            database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url),
+            mqtt=mqtt,
+            state_interval=state_interval,
+        )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")
         }
