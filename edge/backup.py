@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -89,8 +90,8 @@ def backup(out: Path) -> None:
     till = _open()
     try:
         size = backup_database(till.db, out)
-    except OSError as exc:
-        click.echo(f"备份失败: {out}: {exc.strerror} (backup failed)", err=True)
+    except (OSError, sqlite3.Error) as exc:
+        click.echo(f"备份失败: {out}: {exc} (backup failed)", err=True)
         sys.exit(1)
     finally:
         till.db.close()
