@@ -295,8 +295,8 @@ def _apply(
     hold = len(payload) <= MAX_PAYLOAD_BYTES
     outcome = IngestOutcome()
     row = _lock_store(db, topic_store, now)
-    # every epoch has its own cursor (docs/protocol.md, "Epochs"): the store's row keeps
-    # the one of its current epoch, the highest in which HQ has applied an item
+    # every epoch has its own cursor (docs/protocol.md, "Batches, acks and resends"):
+    # the row keeps the one of its current epoch, the highest in which HQ applied an item
     store = _epoch_view(row, batch.epoch)
     changes = ChangeSet()
     rejected: list[Rejection] = []
