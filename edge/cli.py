@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from core.errors import ConfigError, HuiyuanError
+from edge import backup as edge_backup
 from edge.cli_sessions import end_sessions
 from edge.config import EdgeConfig, config_problems, load_config
 from edge.migrate import migrate_command
@@ -274,6 +275,7 @@ def _mount_optional() -> None:
 
 main.add_command(migrate_command)
 _mount_optional()
+main.add_command(edge_backup.backup)
 main.add_command(end_sessions)
 
 from edge.cli_keys import rotate_member_key  # noqa: E402 - after main, which it joins

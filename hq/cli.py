@@ -14,6 +14,7 @@ import click
 
 from core.errors import HuiyuanError
 from core.protocol import Change, down_topic, encode_json
+from hq import backup as hq_backup
 from hq import services
 from hq.config import HqConfig
 from hq.models import Store, bind, open_database, utcnow
@@ -435,6 +436,8 @@ main.add_command(init_lookup_key)
 from hq.scheduler import serve_scheduler_command  # noqa: E402  (HQ's periodic jobs)
 
 main.add_command(serve_scheduler_command)
+
+main.add_command(hq_backup.backup)
 
 if __name__ == "__main__":
     main()

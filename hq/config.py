@@ -153,6 +153,13 @@ class HqConfig:
             cert=env.get("HY_MQTT_CERT") or credential_path(MQTT_CREDENTIALS["cert"]),
             key=env.get("HY_MQTT_KEY") or credential_path(MQTT_CREDENTIALS["key"]),
         )
+        interval = env.get("HY_HQ_STATE_INTERVAL", str(cls.state_interval))
+        try:
+            state_interval = float(interval)
+        except ValueError:
+            raise ConfigError(
+                f"HY_HQ_STATE_INTERVAL must be seconds, got {interval!r}", field="state_interval"
+            ) from None
         database_url = (
             env.get("HY_HQ_DATABASE_URL")
             or read_credential(CREDENTIAL_DATABASE_URL)
@@ -162,6 +169,7 @@ class HqConfig:
             database_url=database_url,
             mqtt=mqtt,
             lookup_key_file=env.get("HY_HQ_LOOKUP_KEY_FILE", ""),
+            state_interval=state_interval,
         )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")

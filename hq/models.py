@@ -177,7 +177,7 @@ class ProcessedItem(BaseModel):
     epoch = pw.IntegerField()
     seq = pw.BigIntegerField()
     kind = pw.CharField(null=True, max_length=16)
-    status = pw.CharField(max_length=10)  # applied | rejected
+    status = pw.CharField(max_length=10)  # applied | rejected | duplicate (an id again)
     code = pw.CharField(null=True, max_length=24)
     reason = pw.TextField(null=True)
     processed_at = pw.DateTimeField()

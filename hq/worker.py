@@ -50,6 +50,7 @@ from core.protocol import (
     validate_change_request,
     validate_hello,
     validate_snapshot_request,
+    validate_state,
 )
 from core.systemd import BusyGuard, HealthCheck, service_ready
 from hq import reconcile
@@ -217,6 +218,17 @@ class IngestWorker:
         payload = encode_json(PeerState(True, iso_now()).to_dict())
         self.client.publish(hq_state_topic(), payload, qos=1, retain=True)
 
+    def on_hq_state(self, payload: bytes) -> None:
+        """HQ's retained state says offline while this worker runs: another worker died
+        and the broker published its will. HQ is still here: say so at once."""
+        try:
+            online = validate_state(decode_json(payload, "hq state")).online if payload else True
+        except ProtocolError:
+            online = False  # whatever wrote it, the stores cannot read it either
+        if not online and self.connected.is_set() and not self.stop_event.is_set():
+            log.warning("HQ state says offline (another worker's will?): announcing online")
+            self.announce()
+
     # ---- paho callbacks (network thread) ---------------------------------------------
 
     def _on_connect(
@@ -225,7 +237,9 @@ class IngestWorker:
         if reason.is_failure:
             log.error("broker refused connection: %s", reason)
             return
-        client.subscribe(INGEST_SUBSCRIPTION, qos=1)
+        # HQ's state too (not shared): another worker's will must not tell the stores HQ is
+        # gone while this one runs (docs/operations.md, "Scale")
+        client.subscribe([(INGEST_SUBSCRIPTION, 1), (hq_state_topic(), 1)])
         self.announce()
         self.connected.set()
         log.info("connected to %s, subscribed %s", self.config.mqtt.url, INGEST_SUBSCRIPTION)
@@ -238,6 +252,10 @@ class IngestWorker:
             log.warning("disconnected from broker: %s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == hq_state_topic():
+            client.ack(msg.mid, msg.qos)
+            self.on_hq_state(msg.payload)
+            return
         try:
             with self.busy:
                 self.dispatch(msg)

@@ -47,6 +47,7 @@ from core.protocol import (
     validate_state,
 )
 from core.systemd import LoopPulse, service_ready
+from edge.backup import move_past_hq_cursor
 from edge.models import Outbox
 from edge.phones import keep_since, prune_phones, records_need_key
 from edge.services.context import Till
@@ -423,8 +424,10 @@ class SyncAgent:
     def record_ack(self, acked_through: int, rejected: list[tuple[int, str, str]]) -> None:
         d = self.drain
         top = Outbox.select(Outbox.seq).order_by(Outbox.seq.desc()).first()
-        if top is not None and acked_through > top.seq:
-            log.error("ack through %d is past our last seq %d: ignored", acked_through, top.seq)
+        if acked_through > (top.seq if top is not None else 0):
+            # HQ holds seqs this box never made: restored from a backup (edge/backup.py)
+            move_past_hq_cursor(self.till.db, d.acked_through, acked_through)
+            self.resend()
             return
         at = self._iso()
         with self.till.db.atomic():
