@@ -226,7 +226,7 @@ class WorkerMetrics:
     """One ingest worker's counters, in a registry of its own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.messages = Counter(
             "huiyuan_ingest_messages",
