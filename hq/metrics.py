@@ -226,42 +226,40 @@ class WorkerMetrics:
     """One ingest worker's counters, in a registry of its own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
-        self.messages = Counter(
+        self.registry = r = CollectorRegistry(auto_describe=False)
+
+        def counter(name: str, doc: str, label: str) -> Counter:
+            return Counter(name, doc, [label], registry=r)
+
+        self.messages = counter(
             "huiyuan_ingest_messages",
             "messages handled, by topic name (tx, hello, auth, ...; other)",
-            ["topic"],
-            registry=r,
+            "topic",
         )
-        self.items = Counter(
+        self.items = counter(
             "huiyuan_ingest_items",
             "items of batches, by outcome: applied, duplicate, held (after a gap), refused",
-            ["outcome"],
-            registry=r,
+            "outcome",
         )
-        self.refused = Counter(
+        self.refused = counter(
             "huiyuan_ingest_items_refused",
-            "items refused in an ack, by HQ's reason code",
-            ["code"],
-            registry=r,
+            "items refused in acks, by HQ's reason code (a resent batch repeats its refusals)",
+            "code",
         )
-        self.batches = Counter(
+        self.batches = counter(
             "huiyuan_ingest_batches",
             "batches handled, by outcome: acked, dead_letter, unanswered (the store resends)",
-            ["outcome"],
-            registry=r,
+            "outcome",
+        )
+        self.dead_letters = counter(
+            "huiyuan_ingest_dead_letters",
+            "dead letters this worker wrote for whole messages, by code",
+            "code",
         )
         self.batch_seconds = Histogram(
             "huiyuan_ingest_batch_seconds",
             "time to check, apply and commit one batch",
             buckets=BATCH_BUCKETS,
-            registry=r,
-        )
-        self.dead_letters = Counter(
-            "huiyuan_ingest_dead_letters",
-            "dead letters this worker wrote for whole messages, by code",
-            ["code"],
             registry=r,
         )
         self.connected = Gauge(

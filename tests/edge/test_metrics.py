@@ -7,12 +7,11 @@ import pytest
 
 from edge.api import create_app
 from edge.config import config_problems
-from edge.devices.config import DevicesConfig
-from edge.devices.manager import DeviceManager
 from edge.models import Outbox
 from edge.sync.apply import put_setting
 from tests.devices.conftest import wait_for
 from tests.edge.conftest import make_config, sign_in
+from tests.edge.test_till_devices import devices  # noqa: F401 - the virtual devices fixture
 from tests.metrics_helpers import parse, value
 
 SALE = {"lines": [{"sku": "P0001", "qty": 1}], "tenders": [{"kind": "cash", "amount": 100000}]}
@@ -104,16 +103,7 @@ def test_the_outbox_backlog_its_oldest_item_and_the_last_ack(client, demo_till, 
     assert value(got, "huiyuan_outbox_last_ack_timestamp_seconds") == clock().timestamp() - 60
 
 
-@pytest.fixture
-def devices(demo_till, tmp_path):
-    cfg = DevicesConfig.from_dict({"reconnect_min_s": 0.05, "reconnect_max_s": 0.2})
-    manager = DeviceManager.from_config(cfg, tmp_path / "devices")
-    manager.start()
-    yield manager
-    manager.stop()
-
-
-def test_device_states_show_a_printer_out_of_paper(demo_till, devices):
+def test_device_states_show_a_printer_out_of_paper(demo_till, devices):  # noqa: F811
     client = create_app(demo_till, devices).test_client()
     wait_for(lambda: devices.states()["printer"]["state"] == "ready")
     got = scrape(client)
