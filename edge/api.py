@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from core.errors import Forbidden, HuiyuanError, NotFound, ValidationError
 from core.money import MAX_AMOUNT
 from core.receipt import Receipt
+from edge import metrics as edge_metrics
 from edge.config import client_allowed
 from edge.models import Product, Sale
 from edge.services import fields
@@ -428,6 +429,7 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
     if devices_bp is not None:
         app.register_blueprint(devices_bp)
         app.before_request(_devices_need_a_signed_in_cashier)
+    edge_metrics.init_app(app, t, device_manager)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ValueError, _unreadable)

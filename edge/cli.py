@@ -235,7 +235,27 @@ def serve_sync() -> None:
         click.echo(exc.message, err=True)
         sys.exit(exc.code)
     click.echo(f"sync agent for store {till.store} via {cfg.broker_url}")
-    SyncAgent(till, cfg).run_forever()
+    agent = SyncAgent(till, cfg)
+    listener = _start_sync_metrics(agent, till.config)
+    try:
+        agent.run_forever()
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
+def _start_sync_metrics(agent, config: EdgeConfig):  # noqa: ANN001, ANN202
+    """The sync agent's /metrics when [metrics] sync_port is set (edge/metrics.py)."""
+    from edge.metrics import MetricsConfig, start_sync_listener
+
+    try:
+        listener = start_sync_listener(agent, MetricsConfig.from_dict(config.extra.get("metrics")))
+    except ConfigError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(exc.code)
+    if listener is not None:
+        click.echo(f"sync agent metrics on http://{listener.host}:{listener.port}/metrics")
+    return listener
 
 
 @main.command("sync-reload")

@@ -257,7 +257,7 @@ class EdgeConfig:
         return Path(self.data_dir) / "keys" / "member.key"
 
 
-EXTRA_SECTIONS = ("devices", "sync")
+EXTRA_SECTIONS = ("devices", "sync", "metrics")
 
 
 def _build(base: Any, data: dict[str, Any], path: str, problems: list[str]) -> Any:
@@ -352,6 +352,13 @@ def config_problems(data: dict[str, Any]) -> tuple[EdgeConfig, list[str]]:
             pass  # devices package not present in this install: nothing to validate against
         except ConfigError as exc:
             problems.append(f"devices: {exc.message}")
+    if cfg.extra.get("metrics") is not None:
+        from edge.metrics import MetricsConfig
+
+        try:
+            MetricsConfig.from_dict(cfg.extra["metrics"])
+        except ConfigError as exc:
+            problems.extend(exc.details.get("problems") or [exc.message])  # type: ignore[arg-type]
     sync = cfg.extra.get("sync")
     if sync is not None:
         from edge.sync.config import SyncConfig

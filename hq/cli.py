@@ -137,8 +137,27 @@ def init_db(ctx: click.Context) -> None:
     default=0,
     help="seconds the broker keeps this worker's session after it goes (0: none; see docs)",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="HY_HQ_INGEST_METRICS_PORT",
+    help="serve this worker's Prometheus /metrics on this port (one per worker; 0: any free)",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="address of /metrics; other than loopback it needs the metrics token",
+)
 @click.pass_context
-def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> None:
+def serve_ingest(
+    ctx: click.Context,
+    client_id: str,
+    session_expiry: int,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run an ingest worker (start as many as needed: they share the subscription)."""
     from dataclasses import replace
 
@@ -150,7 +169,10 @@ def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> Non
     )
     config = replace(config, mqtt=mqtt)
     _require_current_schema(config)
-    IngestWorker(config).run_forever()
+    try:
+        IngestWorker(config, metrics_port=metrics_port, metrics_host=metrics_host).run_forever()
+    except HuiyuanError as exc:
+        _fail(exc)
 
 
 def _require_current_schema(config: HqConfig) -> None:

@@ -2,7 +2,8 @@
 
 Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
-``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``) override them. Validated once at start.
+``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``,
+``HY_HQ_METRICS_TOKEN_FILE``) override them. Validated once at start.
 
 Secrets come from files in ``$CREDENTIALS_DIRECTORY``, which systemd's ``LoadCredential=``
 fills (systemd/huiyuan-hq-*.service; the table is in docs/operations.md): the database
@@ -133,6 +134,14 @@ class HqConfig:
             field="lookup_key_file",
         )
 
+    metrics_token_file: str = field(
+        default="",
+        metadata={
+            "doc": "bearer token Prometheus sends for /metrics; default: systemd's "
+            "metrics-token credential; neither: the HQ API's /metrics answers 404"
+        },
+    )
+
     def validate(self) -> HqConfig:
         scheme = urlparse(self.database_url).scheme
         if scheme not in ("sqlite", "postgres", "postgresql"):
@@ -170,6 +179,7 @@ class HqConfig:
             mqtt=mqtt,
             lookup_key_file=env.get("HY_HQ_LOOKUP_KEY_FILE", ""),
             state_interval=state_interval,
+            metrics_token_file=env.get("HY_HQ_METRICS_TOKEN_FILE", ""),
         )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")

@@ -213,7 +213,9 @@ class DeadLetter(BaseModel):
 class HqException(BaseModel):
     """Something HQ staff must look at: overdrafts, re-price mismatches."""
 
-    kind = pw.CharField(max_length=24, index=True)  # overdraft | unknown_rules | unknown_member | balance_mismatch | store_ledger_mismatch | ledger_mismatch
+    kind = pw.CharField(
+        max_length=24, index=True
+    )  # overdraft | unknown_rules | unknown_member | balance_mismatch | store_ledger_mismatch | ledger_mismatch
     status = pw.CharField(default="open", max_length=10)  # open | closed
     member_id = pw.CharField(null=True, max_length=36, index=True)
     store = pw.CharField(null=True, max_length=32)

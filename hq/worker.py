@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,7 @@ from hq.changes import changes_after, latest_change_seq, snapshot_records
 from hq.config import HqConfig
 from hq.ingest import dead_letter, handle_hello, ingest_batch, note_store_state
 from hq.lookup import ChainLookup, chain_lookup
+from hq.metrics import WorkerMetrics, worker_listener
 from hq.models import Store, bind, is_postgres, open_database, utcnow
 from hq.mqtt import connect_properties, make_client, publish_properties
 
@@ -112,6 +114,8 @@ class IngestWorker:
         db: pw.Database | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         role: str = "ingest",
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         self.config = config
         self.db = db
@@ -124,6 +128,9 @@ class IngestWorker:
         self.busy = BusyGuard()  # how long the message in hand has been handled
         self.fault = os.environ.get(FAULT_ENV, "")
         self.lookup = chain_lookup(config)
+        self.metrics = WorkerMetrics()
+        self.metrics_address = (metrics_host, metrics_port)
+        self._metrics_listener: Any = None
         self.handlers: dict[str, Callable[[str, mqtt.MQTTMessage], None]] = {
             "tx": self.on_batch,
             "hello": self.on_hello,
@@ -138,6 +145,7 @@ class IngestWorker:
     # ---- lifecycle ------------------------------------------------------------------
 
     def start(self, wait: float = 10.0) -> IngestWorker:
+        self.start_metrics()
         self.init_database()
         self.init_mqtt()
         self.start_heartbeat()
@@ -156,6 +164,8 @@ class IngestWorker:
             self.client.loop_stop()
         if self.db is not None and not self.db.is_closed():
             self.db.close()
+        if self._metrics_listener is not None:
+            self._metrics_listener.stop()
 
     def run_forever(self) -> None:
         """Start, then wait for SIGTERM/SIGINT; signals only set the stop event."""
@@ -179,6 +189,15 @@ class IngestWorker:
             return self.busy.busy_for() < STUCK_AFTER_S
 
         return [heartbeat_alive, no_handler_stuck]
+
+    def start_metrics(self) -> None:
+        """This worker's /metrics on its own port (hq/metrics.py), when one is given."""
+        host, port = self.metrics_address
+        if port is not None:
+            self._metrics_listener = worker_listener(
+                self.metrics, host, port, self.config.metrics_token_file
+            )
+            log.info("metrics on http://%s:%d/metrics", host, self._metrics_listener.port)
 
     def init_database(self) -> None:
         if self.db is None:
@@ -242,12 +261,14 @@ class IngestWorker:
         client.subscribe([(INGEST_SUBSCRIPTION, 1), (hq_state_topic(), 1)])
         self.announce()
         self.connected.set()
+        self.metrics.connected.set(1)
         log.info("connected to %s, subscribed %s", self.config.mqtt.url, INGEST_SUBSCRIPTION)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         self.connected.clear()
+        self.metrics.connected.set(0)
         if not self.stop_event.is_set():
             log.warning("disconnected from broker: %s", reason)
 
@@ -273,6 +294,7 @@ class IngestWorker:
             self._dead_letter(msg.topic, msg.payload, "invalid", exc.message, now, None)
             return
         handler = self.handlers.get(name) if direction == "up" else None
+        self.metrics.message(name if handler is not None else "other")
         if handler is None:
             self._dead_letter(
                 msg.topic, msg.payload, "unknown_topic", f"no handler for {name!r}", now, store
@@ -304,6 +326,7 @@ class IngestWorker:
         assert self.db is not None  # noqa: S101
         with self.db.atomic():
             dead_letter(topic, payload, code, reason, now, store)
+        self.metrics.dead_letters.labels(code).inc()
 
     def _decline(self, store: str, msg: mqtt.MQTTMessage, code: str, reason: str) -> None:
         """Answer an authorization HQ refuses with ``declined``, when it names a response
@@ -333,7 +356,9 @@ class IngestWorker:
 
     def on_batch(self, store: str, msg: mqtt.MQTTMessage) -> None:
         assert self.db is not None  # noqa: S101
+        started = time.perf_counter()
         outcome = ingest_batch(self.db, msg.topic, store, msg.payload, self.clock())
+        self.metrics.batch(outcome, time.perf_counter() - started)
         if self.fault == "kill_after_commit" and outcome.ack is not None:
             log.error("fault injection: SIGKILL after commit, before ack")
             os.kill(os.getpid(), signal.SIGKILL)

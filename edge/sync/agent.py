@@ -373,7 +373,15 @@ class SyncAgent:
         self.send_hello()
 
     def send_hello(self) -> None:
-        hello = Hello(self.store, self.epoch, self.drain.acked_through, down_cursor())
+        # with the newest seq, so HQ's /metrics shows this store's backlog before it drains
+        top = Outbox.select(Outbox.seq).order_by(Outbox.seq.desc()).first()
+        hello = Hello(
+            self.store,
+            self.epoch,
+            self.drain.acked_through,
+            down_cursor(),
+            last_seq=top.seq if top else self.drain.acked_through,
+        )
         self._publish(up_topic(self.store, "hello"), hello.to_dict())
         self.page_requested_at = time.monotonic()
         self.page_pending = True
