@@ -400,5 +400,10 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
 
+from hq import cli_privacy  # noqa: E402 (it imports this module's helpers when run)
+
+cli_privacy.register(main)
+
+
 if __name__ == "__main__":
     main()

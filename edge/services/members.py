@@ -17,6 +17,7 @@ from core.points import Lot
 from core.receipt import mask_name, mask_phone
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
+from edge.services.consent import consent_from_request
 from edge.services.context import Till
 from edge.services.fields import MAX_CODE_LEN, check_text
 from edge.services.outbox import enqueue
@@ -185,6 +186,7 @@ class Registration:
     card_type: str = "普通卡"
     staff_code: str | None = None
     password: str | None = None
+    consent: dict[str, bool] | None = None  # marketing channels; None: no consent to any
 
     @classmethod
     def from_request(cls, data: dict[str, Any], card_types: set[str] | None = None) -> Registration:
@@ -237,6 +239,7 @@ class Registration:
             card_type,
             staff_code,
             password,
+            consent_from_request(data.get("consent")),
         )
 
 
@@ -299,6 +302,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
                 "password_hash": password_hash,
                 "cashier": cashier,
                 "registered_at": member.registered_at,
+                "consent": reg.consent or consent_from_request(None),
             },
             member.registered_at,
             till.rules().version,
