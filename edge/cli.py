@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from core.errors import ConfigError, HuiyuanError
+from core.logsafe import keep_personal_data_out_of_logs
 from edge.config import EdgeConfig, config_problems, load_config
 
 CONFIG_HELP = "TOML config file (default: built-in demo store settings)"
@@ -59,6 +60,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    keep_personal_data_out_of_logs()  # core/logsafe.py: no query parameters at -v
 
 
 @main.command("validate-config")

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from core.errors import HuiyuanError
+from core.logsafe import keep_personal_data_out_of_logs
 from core.protocol import Change, down_topic, encode_json
 from hq import services
 from hq.config import HqConfig
@@ -96,6 +97,7 @@ def main(ctx: click.Context, database_url, mqtt_url, mqtt_ca, mqtt_cert, mqtt_ke
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    keep_personal_data_out_of_logs()  # core/logsafe.py: no query parameters at -v
     try:
         config = HqConfig.from_env(
             database_url=database_url,
