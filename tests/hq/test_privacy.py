@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import stat
 
+import peewee as pw
 import pytest
 from click.testing import CliRunner
 
@@ -17,7 +19,7 @@ from core.errors import ProtocolError
 from core.ids import uuid7
 from hq import privacy
 from hq.cli import main
-from hq.ingest import ingest_batch
+from hq.ingest import first_line, ingest_batch
 from hq.ledger import ledger_sums
 from hq.models import (
     Card,
@@ -30,6 +32,7 @@ from hq.models import (
     PrivacyRequest,
     Sale,
     bind,
+    is_postgres,
 )
 from tests.hq.edge_sim import Items
 
@@ -366,3 +369,26 @@ def test_a_till_sale_for_an_erased_member_still_posts(hq_db, cli):
         hq_db, "S001", [consent_item(items, mid, {"sms": True}, "2026-12-04T12:00:00+08:00")]
     )
     assert [r.code for r in ack.rejected] == ["apply_failed"]
+
+
+# ---- logs -------------------------------------------------------------------------------
+
+
+def test_a_mistyped_phone_is_refused_without_repeating_it(hq_db, caplog):
+    caplog.set_level(logging.INFO)
+    mistyped = "139573102845"  # twelve digits: still someone's number
+    ack = ingest(hq_db, "S001", [Items("S001").registration(uuid7(), mistyped)])
+    assert [r.code for r in ack.rejected] == ["apply_failed"]
+    assert "11" in ack.rejected[0].reason and "12" in ack.rejected[0].reason
+    assert mistyped not in ack.rejected[0].reason
+    assert mistyped[:11] not in caplog.text and mistyped[1:] not in caplog.text
+
+
+def test_a_unique_key_race_is_logged_without_the_key(hq_db):
+    PhoneKey.create(phone=PHONE, member_id=uuid7())
+    with pytest.raises(pw.IntegrityError) as err, hq_db.atomic():
+        PhoneKey.create(phone=PHONE, member_id=uuid7())
+    assert first_line(err.value)  # the error's kind and constraint
+    if is_postgres(hq_db):  # PostgreSQL's DETAIL line names the key's value
+        assert PHONE in str(err.value)
+    assert PHONE not in first_line(err.value)
