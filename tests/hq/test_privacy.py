@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import logging
 import stat
+import traceback
 
 import peewee as pw
 import pytest
@@ -19,7 +20,7 @@ from core.errors import ProtocolError
 from core.ids import uuid7
 from hq import privacy
 from hq.cli import main
-from hq.ingest import first_line, ingest_batch
+from hq.ingest import _transaction, first_line, ingest_batch
 from hq.ledger import ledger_sums
 from hq.models import (
     Card,
@@ -392,3 +393,9 @@ def test_a_unique_key_race_is_logged_without_the_key(hq_db):
     if is_postgres(hq_db):  # PostgreSQL's DETAIL line names the key's value
         assert PHONE in str(err.value)
     assert PHONE not in first_line(err.value)
+    # a race that outlasts every retry goes up (logged with its traceback, and its text
+    # is the refusal's reason) without the value either
+    with pytest.raises(pw.IntegrityError) as err:
+        _transaction(hq_db, lambda: PhoneKey.create(phone=PHONE, member_id=uuid7()))
+    assert "phone_key" in str(err.value) or "UNIQUE" in str(err.value)
+    assert PHONE not in "".join(traceback.format_exception(err.value))
