@@ -174,23 +174,26 @@ def set_consent(
     return consent_state(member.id)
 
 
-def apply_registration_consent(ctx: Any, body: dict[str, Any], member_id: str) -> None:
-    """The registration item's ``consent``, as given at the till (absent: no rows, which
-    ``consented`` reads as no consent)."""
-    consent = body.get("consent")
-    if not consent:
-        return
-    at = parse_instant(body["registered_at"])
+def _book_consent(ctx: Any, member_id: str, consent: dict[str, bool], at: str, source: str) -> None:
+    """An answer from a till, written with the ingest batch's other rows."""
+    body = ctx.item.body
     for row in consent_rows(
         member_id,
         consent,
-        at=at,
+        at=parse_instant(at, "registered_at" if source == "registration" else "changed_at"),
         store=ctx.item.store,
-        source="registration",
+        source=source,
         by=body.get("cashier"),
         now=ctx.now,
     ):
         ctx.book.insert(MemberConsent, **row)
+
+
+def apply_registration_consent(ctx: Any, body: dict[str, Any], member_id: str) -> None:
+    """The registration item's ``consent``, as given at the till (absent: no rows, which
+    ``consented`` reads as no consent)."""
+    if body.get("consent"):
+        _book_consent(ctx, member_id, body["consent"], body["registered_at"], "registration")
 
 
 def apply_consent(ctx: Any, body: dict[str, Any]) -> None:
@@ -198,17 +201,7 @@ def apply_consent(ctx: Any, body: dict[str, Any]) -> None:
     member = ctx.book.member(body["member_id"])
     if member.status == ERASED:
         raise Conflict(f"会员 {member.id} 的个人信息已删除", field="member_id")
-    at = parse_instant(body["changed_at"], "changed_at")
-    for row in consent_rows(
-        member.id,
-        body["consent"],
-        at=at,
-        store=ctx.item.store,
-        source="till",
-        by=body.get("cashier"),
-        now=ctx.now,
-    ):
-        ctx.book.insert(MemberConsent, **row)
+    _book_consent(ctx, member.id, body["consent"], body["changed_at"], "till")
 
 
 # ---- export ---------------------------------------------------------------------------

@@ -8,8 +8,6 @@ import json
 
 from click.testing import CliRunner
 
-from edge.models import Member as EdgeMember
-from edge.models import Outbox
 from edge.models import Sale as EdgeSale
 from hq.cli import main as hq_main
 from hq.ledger import ledger_sums
@@ -18,27 +16,13 @@ from hq.models import Sale as HqSale
 from hq.models import bind as hq_bind
 from tests.sync.conftest import new_code, start_worker
 from tests.sync.helpers import StoreBox, wait_until
+from tests.sync.test_privacy_apply import assert_no_trace
 
 PHONE = "13957310299"
 
 
 def no_person_at(store: StoreBox, member_id: str) -> None:
-    m = store.query(lambda: EdgeMember.get_by_id(member_id))
-    assert (m.name, m.name_pinyin, m.phone_hash, m.phone_enc, m.phone_tail) == (
-        "",
-        "",
-        None,
-        None,
-        "",
-    )
-    assert (m.gender, m.birthday, m.password_hash, m.status) == ("", None, None, "erased")
-    assert store.member_by_phone(PHONE) is None
-    payloads = store.query(lambda: [o.payload for o in Outbox.select()])
-    assert not [p for p in payloads if PHONE in p or "孙八" in p]
-    receipts = store.query(
-        lambda: [s.receipt for s in EdgeSale.select().where(EdgeSale.member_id == member_id)]
-    )
-    assert "孙*" not in json.dumps(receipts, ensure_ascii=False)
+    store.query(lambda: assert_no_trace(store.till, member_id, PHONE, "孙八"))
 
 
 def test_erase_reaches_every_store_and_keeps_the_money(tmp_path, mosquitto, hq_db_url, stores):
