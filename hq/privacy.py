@@ -155,6 +155,36 @@ def consented(member_id: str, channel: str) -> bool:
         return False
 
 
+def members_consenting(channel: str) -> set[str]:
+    """The live members whose answer in force allows marketing on ``channel``: what a
+    campaign's list starts from (each answer counts for the member it was merged into;
+    erased members are never in it). One pass over the channel's answers, oldest first."""
+    if channel not in CONSENT_CHANNELS:
+        raise ValidationError(f"unknown consent channel {channel!r}", field="channel")
+    merged = dict(
+        Member.select(Member.id, Member.merged_into).where(Member.status == "merged").tuples()
+    )
+    erased = {i for (i,) in Member.select(Member.id).where(Member.status == ERASED).tuples()}
+
+    def live(member_id: str) -> str:
+        for _ in range(len(merged) + 1):
+            if member_id not in merged:
+                break
+            member_id = merged[member_id]
+        return member_id
+
+    answer: dict[str, bool] = {}
+    rows = (
+        MemberConsent.select(MemberConsent.member_id, MemberConsent.granted)
+        .where(MemberConsent.channel == channel)
+        .order_by(MemberConsent.at, MemberConsent.id)
+        .tuples()
+    )
+    for member_id, granted in rows.iterator():
+        answer[live(member_id)] = granted
+    return {m for m, granted in answer.items() if granted and m not in erased}
+
+
 def set_consent(
     db: pw.Database, member_id: str, consent: dict[str, bool], by: str, now: dt.datetime
 ) -> dict[str, dict[str, Any]]:

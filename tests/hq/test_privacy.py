@@ -193,6 +193,31 @@ def test_consent_of_a_merged_registration_counts_for_the_survivor(hq_db):
     assert Member.get_by_id(second).merged_into == first
     assert privacy.consented(first, "wechat") is True  # the newer answer, given at S002
     assert privacy.consented(second, "wechat") is True
+    assert privacy.members_consenting("wechat") == {first}  # the survivor, once
+    assert privacy.members_consenting("sms") == set()
+
+
+def test_a_campaign_list_holds_the_members_whose_newest_answer_is_yes(hq_db, cli):
+    items = Items("S001")
+    yes, no, changed, silent = uuid7(), uuid7(), uuid7(), uuid7()
+    phones = ("13900000011", "13900000012", "13900000013", "13900000014")
+    ingest(
+        hq_db,
+        "S001",
+        [
+            items.registration(yes, phones[0], consent={**ALL_NO, "sms": True}),
+            items.registration(no, phones[1], consent=ALL_NO),
+            items.registration(changed, phones[2], consent={**ALL_NO, "sms": True}),
+            items.registration(silent, phones[3]),
+            consent_item(items, changed, {"sms": False}, "2099-01-01T00:00:00+08:00"),
+        ],
+    )
+    assert privacy.members_consenting("sms") == {yes}
+    cli("consent", no, "--sms", "yes")
+    assert privacy.members_consenting("sms") == {yes, no}
+    cli("erase-member", yes, "--reason", "asked", "--yes", "--no-push")
+    assert privacy.members_consenting("sms") == {no}
+    assert privacy.members_consenting("call") == set()
 
 
 # ---- export ---------------------------------------------------------------------------
