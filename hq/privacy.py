@@ -42,6 +42,7 @@ from hq.models import (
     PhoneKey,
     PointsLot,
     PrivacyRequest,
+    ProcessedItem,
     Return,
     Sale,
     TopUp,
@@ -433,8 +434,8 @@ def erase_member(
 
 
 def _scrub_stored_copies(ids: set[str], phones: list[str], names: list[str]) -> None:
-    """Copies of the member's contacts HQ keeps in JSON: earlier member change records,
-    items held after a gap, dead letters as received, exception details."""
+    """Copies of the member's contacts HQ keeps: earlier member change records, items
+    held after a gap, dead letters as received, exception details, refusal reasons."""
     for rec in ChangeRecord.select().where(
         (ChangeRecord.entity == "member") & ChangeRecord.key.in_(list(ids))
     ):
@@ -460,3 +461,10 @@ def _scrub_stored_copies(ids: set[str], phones: list[str], names: list[str]) -> 
     for exc in HqException.select().where(HqException.member_id.in_(list(ids))):
         exc.details = _blank_payload(exc.details, ids)
         exc.save()
+    # refusal reasons of earlier releases repeated a mistyped phone
+    for model in (ProcessedItem, DeadLetter):
+        for phone in phones:
+            for row in model.select(model.id, model.reason).where(model.reason.contains(phone)):
+                model.update(reason=row.reason.replace(phone, "")).where(
+                    model.id == row.id
+                ).execute()

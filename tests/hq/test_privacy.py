@@ -31,6 +31,7 @@ from hq.models import (
     MemberConsent,
     PhoneKey,
     PrivacyRequest,
+    ProcessedItem,
     Sale,
     bind,
     is_postgres,
@@ -299,6 +300,16 @@ def test_erase_member_removes_the_person_and_keeps_the_money(hq_db, cli):
     )
     # a copy of the phone in a payload HQ could not read, kept as received
     ingest_batch(hq_db, "hy/v1/S002/up/tx", "S002", f'{{"phone": "{PHONE}"'.encode(), NOW)
+    # and in a refusal's reason, as an earlier release wrote them
+    ProcessedItem.create(
+        store="S002",
+        epoch=1,
+        seq=99,
+        status="rejected",
+        code="apply_failed",
+        reason=f"手机号应为以1开头的11位数字: '{PHONE}0'",
+        processed_at=NOW,
+    )
     unrelated = uuid7()
     ingest(hq_db, "S001", [s1.registration(unrelated, OTHER_PHONE, name="赵六")])
     assert Member.get_by_id(second).merged_into == first
@@ -354,6 +365,7 @@ def test_erase_member_removes_the_person_and_keeps_the_money(hq_db, cli):
         assert PHONE not in text and "王小明" not in text, (rec.entity, rec.op, text)
     for dead in DeadLetter.select():
         assert PHONE.encode() not in bytes(dead.payload)
+    assert PHONE not in ProcessedItem.get(ProcessedItem.seq == 99).reason
     # the stores are told: one erase record per id, the person's fields empty
     erased = {r.key: r.data for r in ChangeRecord.select().where(ChangeRecord.op == "erase")}
     assert set(erased) == {first, second}
