@@ -24,10 +24,15 @@ def normalise_phone(text: str) -> str:
         digits = digits[4:]
     elif digits.startswith("86") and len(digits) == 13:
         digits = digits[2:]
+    # the messages do not repeat the text: a mistyped number is still someone's number,
+    # and refusals reach HQ's and the store's logs
     if not (digits.isascii() and digits.isdigit()):
-        raise ValidationError(f"手机号只能包含数字: {text!r}", field="phone")
+        raise ValidationError("手机号只能包含数字 (phone must be digits)", field="phone")
     if not _MOBILE.match(digits):
-        raise ValidationError(f"手机号应为以1开头的11位数字: {text!r}", field="phone")
+        raise ValidationError(
+            f"手机号应为以1开头的11位数字 (phone must be 11 digits from 1, got {len(digits)})",
+            field="phone",
+        )
     return digits
 
 

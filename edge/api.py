@@ -18,6 +18,7 @@ from core.receipt import Receipt
 from edge import metrics as edge_metrics
 from edge.config import client_allowed
 from edge.models import Product, Sale
+from edge.services import consent as consent_svc
 from edge.services import fields
 from edge.services import members as member_svc
 from edge.services import sales as sales_svc
@@ -218,6 +219,15 @@ def register_member():
     reg = member_svc.Registration.from_request(body(), set(t.rules().card_type_discount) or None)
     member = member_svc.register(t, reg, staff.code)
     return jsonify(member=member_svc.summary(t, member)), 201
+
+
+@members_bp.put("/<member_id>/consent")
+def change_member_consent(member_id: str):
+    """The member's marketing consent, changed at the till (any signed-in staff)."""
+    staff = signed_in()
+    data = body()
+    consent = consent_svc.consent_from_request(data.get("consent"), partial=True)
+    return jsonify(consent_svc.change_consent(till(), member_id, consent, staff.code))
 
 
 @products_bp.get("")

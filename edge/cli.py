@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from core.errors import ConfigError, HuiyuanError
+from core.logsafe import keep_personal_data_out_of_logs
 from edge import backup as edge_backup
 from edge.cli_sessions import end_sessions
 from edge.config import EdgeConfig, config_problems, load_config
@@ -63,6 +64,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    keep_personal_data_out_of_logs()  # core/logsafe.py: no query parameters at -v
 
 
 @main.command("validate-config")

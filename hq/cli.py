@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from core.errors import HuiyuanError
+from core.logsafe import keep_personal_data_out_of_logs
 from core.protocol import Change, down_topic, encode_json
 from hq import backup as hq_backup
 from hq import services
@@ -101,6 +102,7 @@ def main(ctx: click.Context, database_url, mqtt_url, mqtt_ca, mqtt_cert, mqtt_ke
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    keep_personal_data_out_of_logs()  # core/logsafe.py: no query parameters at -v
     try:
         config = HqConfig.from_env(
             database_url=database_url,
@@ -460,6 +462,11 @@ from hq.scheduler import serve_scheduler_command  # noqa: E402  (HQ's periodic j
 main.add_command(serve_scheduler_command)
 
 main.add_command(hq_backup.backup)
+
+from hq import cli_privacy  # noqa: E402 (it imports this module's helpers when run)
+
+cli_privacy.register(main)
+
 
 if __name__ == "__main__":
     main()

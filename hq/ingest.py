@@ -108,6 +108,20 @@ def _retryable(exc: BaseException) -> bool:
     return any(cls.__name__ in RETRYABLE_NAMES for cls in type(exc).__mro__)
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first line only: PostgreSQL's DETAIL line of a unique-key race holds the
+    key's value (``Key (phone)=(138...) already exists``), which no log may show."""
+    return str(exc).split("\n", 1)[0]
+
+
+def _drop_values(exc: BaseException) -> None:
+    """Keep only the first line of a database error, and drop the driver's exception it
+    was raised from (a traceback prints that one's message in full)."""
+    exc.args = (first_line(exc),)
+    exc.__cause__ = exc.__context__ = None
+    exc.__suppress_context__ = True
+
+
 def _transaction(db: pw.Database, work: Any) -> Any:
     """Run ``work`` in a transaction, retrying on deadlocks, serialization failures,
     unique-key races (two workers registering one phone) and lost connections."""
@@ -117,8 +131,12 @@ def _transaction(db: pw.Database, work: Any) -> Any:
                 return work()
         except Exception as exc:
             if not _retryable(exc) or attempt == TRANSACTION_ATTEMPTS:
+                if isinstance(exc, pw.IntegrityError):
+                    _drop_values(exc)  # it is logged and becomes a refusal's reason
                 raise
-            log.info("transaction retry %d after %s: %s", attempt, type(exc).__name__, exc)
+            log.info(
+                "transaction retry %d after %s: %s", attempt, type(exc).__name__, first_line(exc)
+            )
             if isinstance(exc, pw.OperationalError | pw.InterfaceError) and not db.in_transaction():
                 db.close()  # reconnect on the next attempt if the connection is gone
             time.sleep(0.02 * attempt)

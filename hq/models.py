@@ -562,3 +562,33 @@ class SchedulerState(BaseModel):
 
 
 MODELS.append(SchedulerState)
+
+
+# ---- personal data (PIPL): hq/privacy.py ----------------------------------------------
+
+
+class MemberConsent(BaseModel):
+    """One answer of a member about one marketing channel, kept as history: the newest
+    row per channel is in force (``hq.privacy.consented``); none means no consent."""
+
+    member_id = pw.CharField(max_length=36, index=True)
+    channel = pw.CharField(max_length=16)  # core.protocol.CONSENT_CHANNELS
+    granted = pw.BooleanField()
+    at = pw.DateTimeField()  # when the member gave the answer (naive UTC)
+    store = pw.CharField(null=True, max_length=32)  # where (null: at HQ)
+    source = pw.CharField(max_length=16)  # registration | till | hq
+    by = pw.CharField(null=True, max_length=64)  # the cashier or HQ user who recorded it
+    recorded_at = pw.DateTimeField()
+
+
+class PrivacyRequest(BaseModel):
+    """A member's request about their personal data, as audit: ``export`` or ``erase``."""
+
+    kind = pw.CharField(max_length=10)  # export | erase
+    member_id = pw.CharField(max_length=36, index=True)
+    at = pw.DateTimeField()
+    by = pw.CharField(max_length=64)
+    reason = pw.TextField(default="")
+
+
+MODELS += [MemberConsent, PrivacyRequest]

@@ -19,6 +19,7 @@ from edge import phones
 from edge.key_rotation import writing_keys
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
+from edge.services.consent import consent_from_request
 from edge.services.context import Till
 from edge.services.fields import MAX_CODE_LEN, check_text
 from edge.services.outbox import enqueue
@@ -189,6 +190,7 @@ class Registration:
     card_type: str = "普通卡"
     staff_code: str | None = None
     password: str | None = None
+    consent: dict[str, bool] | None = None  # marketing channels; None: no consent to any
 
     @classmethod
     def from_request(cls, data: dict[str, Any], card_types: set[str] | None = None) -> Registration:
@@ -241,6 +243,7 @@ class Registration:
             card_type,
             staff_code,
             password,
+            consent_from_request(data.get("consent")),
         )
 
 
@@ -304,6 +307,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
                 "password_hash": password_hash,
                 "cashier": cashier,
                 "registered_at": member.registered_at,
+                "consent": reg.consent or consent_from_request(None),
             },
             member.registered_at,
             till.rules().version,

@@ -37,6 +37,7 @@ from edge.models import (
 )
 from edge.phones import install_lookup_key, member_phone_fields
 from edge.security import MemberKeys
+from edge.sync.erase import erase_local_copies
 
 log = logging.getLogger("edge.sync.apply")
 
@@ -226,6 +227,8 @@ class Applier:
             ).execute()
             return
         self.upsert_member(change.key, change.data)
+        if change.op == "erase" or change.data.get("status") == "erased":
+            erase_local_copies(change.key)  # edge/sync/erase.py
         touched.add(change.key)
         if change.data.get("status") == "merged" and change.data.get("merged_into"):
             touched.add(change.data["merged_into"])
