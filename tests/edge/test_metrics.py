@@ -3,6 +3,8 @@ reads it from SQLite, the devices' states, and the [metrics] section."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from edge.api import create_app
@@ -36,7 +38,11 @@ def test_with_a_token_every_scrape_needs_it(demo_till, tmp_path):
     token_file = tmp_path / "metrics-token"
     token_file.write_text(TOKEN)
     demo_till.config.extra["metrics"] = {"token_file": str(token_file)}
-    client = create_app(demo_till).test_client()
+    app = create_app(demo_till)
+    client = app.test_client()
+    assert client.get("/metrics", environ_base=LAN).status_code == 403  # the door comes first
+    # Prometheus scrapes from a network named in http.allow
+    app.extensions["huiyuan.networks"] += (ipaddress.ip_network("192.168.1.0/24"),)
     assert client.get("/metrics").status_code == 401  # loopback too
     assert client.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
     got = scrape(client, environ_base=LAN, headers={"Authorization": f"Bearer {TOKEN}"})
