@@ -32,7 +32,7 @@ CREDENTIALS = {
     "huiyuan-edge.service": {"member.key", "mqtt-ca.pem", "mqtt-cert.pem", "mqtt-key.pem"},
     "huiyuan-edge-sync.service": {"member.key", "mqtt-ca.pem", "mqtt-cert.pem", "mqtt-key.pem"},
     "huiyuan-hq-migrate.service": {"database-url"},
-    "huiyuan-hq-api.service": {"database-url", "ca.key", "metrics-token"},
+    "huiyuan-hq-api.service": {"database-url", "ca.key", "metrics-token", "lookup.key"},
     "huiyuan-hq-ingest@.service": {
         "database-url",
         "mqtt-ca.pem",
@@ -40,6 +40,7 @@ CREDENTIALS = {
         "mqtt-key.pem",
         "lookup.key",
         "metrics-token",
+        "ca.key",
     },
     "huiyuan-hq-scheduler.service": {
         "database-url",
