@@ -17,8 +17,10 @@ def lookup_header(key: bytes = TEST_LOOKUP_KEY) -> dict[str, str]:
     return {"id": lookup_key_id(key), "key": base64.b64encode(key).decode("ascii")}
 
 
-def hq_phone(phone: str, key: bytes = TEST_LOOKUP_KEY) -> dict[str, Any]:
-    """A member record's phone fields as HQ sends them."""
+def hq_phone(phone: str | None, key: bytes = TEST_LOOKUP_KEY) -> dict[str, Any]:
+    """A member record's phone fields as HQ sends them (an erased member's are empty)."""
+    if not phone:
+        return {"phone_hash": "", "phone_key_id": "", "phone_last4": ""}
     return {
         "phone_hash": phone_lookup_hash(key, phone),
         "phone_key_id": lookup_key_id(key),

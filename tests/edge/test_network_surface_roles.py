@@ -28,12 +28,16 @@ ROLES = {
     "ui.openapi": PUBLIC,
     # up or not, and the store's code: for monitoring and the screen before sign-in
     "health.health": PUBLIC,
+    # Prometheus: not staff, so no sign-in; its own door instead (this box only, or the
+    # metrics token once one is set: tests/edge/test_metrics.py)
+    "metrics.metrics": PUBLIC,
     "session.sign_in": PUBLIC,
     "session.sign_out": CASHIER,
     "members.search_members": CASHIER,
     "members.member_by_card": CASHIER,
     "members.get_member": CASHIER,
     "members.register_member": CASHIER,
+    "members.change_member_consent": CASHIER,
     "products.search_products": CASHIER,
     "products.get_product": CASHIER,
     "sales.quote_sale": CASHIER,

@@ -13,6 +13,7 @@ from core.errors import NotFound, ProtocolError
 from core.protocol import Change
 from edge import phones
 from edge.models import SCHEMA_VERSION, Member, Outbox, Setting
+from edge.migrate import migrate_database
 from edge.services import members as member_svc
 from edge.services.context import open_till
 from edge.sync.apply import apply_page, ensure_sync_tables
@@ -161,9 +162,10 @@ def test_a_schema_2_database_migrates_and_drops_other_stores_phones_when_the_key
     till.db.close()
     _to_schema_2(cfg.db_path)
 
+    before, after, aside = migrate_database(cfg.db_path)  # huiyuan-edge migrate
+    assert (before, after) == (2, SCHEMA_VERSION) and aside is not None
     till = open_till(cfg, clock=clock)
     try:
-        aside = cfg.db_path.with_name(f"{cfg.db_path.name}.before-v{SCHEMA_VERSION}")
         with sqlite3.connect(aside) as copy:
             assert copy.execute("PRAGMA user_version").fetchone()[0] == 2
         assert till.db.execute_sql("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
