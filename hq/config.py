@@ -2,7 +2,7 @@
 
 Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
-``HY_MQTT_KEY``) override them. Validated once at start.
+``HY_MQTT_KEY``, ``HY_HQ_CA_DIR``) override them. Validated once at start.
 """
 
 from __future__ import annotations
@@ -79,6 +79,13 @@ class HqConfig:
     state_interval: float = field(
         default=10.0, metadata={"doc": "seconds between HQ online announcements"}
     )
+    ca_dir: str = field(
+        default="var/ca",
+        metadata={
+            "doc": "the chain CA's directory (ca.pem; ca.key unless systemd hands it over "
+            "as the credential ca.key, see hq/ca.py)"
+        },
+    )
 
     def validate(self) -> HqConfig:
         scheme = urlparse(self.database_url).scheme
@@ -99,7 +106,11 @@ class HqConfig:
             cert=env.get("HY_MQTT_CERT", ""),
             key=env.get("HY_MQTT_KEY", ""),
         )
-        config = cls(database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url), mqtt=mqtt)
+        config = cls(
+            database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url),
+            mqtt=mqtt,
+            ca_dir=env.get("HY_HQ_CA_DIR", cls.ca_dir),
+        )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")
         }

@@ -213,7 +213,9 @@ class DeadLetter(BaseModel):
 class HqException(BaseModel):
     """Something HQ staff must look at: overdrafts, re-price mismatches."""
 
-    kind = pw.CharField(max_length=24, index=True)  # overdraft | unknown_rules | unknown_member | balance_mismatch | store_ledger_mismatch | ledger_mismatch
+    kind = pw.CharField(
+        max_length=24, index=True
+    )  # overdraft | unknown_rules | unknown_member | balance_mismatch | store_ledger_mismatch | ledger_mismatch
     status = pw.CharField(default="open", max_length=10)  # open | closed
     member_id = pw.CharField(null=True, max_length=36, index=True)
     store = pw.CharField(null=True, max_length=32)
@@ -516,3 +518,21 @@ class _noop:
 def utcnow() -> dt.datetime:
     """Naive UTC: what both databases store without surprises."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Certificate(BaseModel):
+    """Every certificate the chain CA issued (hq/pki.py): a store's (CN = store code),
+    HQ's own client identity (CN ``hq``) or the broker's server certificate. A revoked
+    one is in the CRL the broker reads."""
+
+    serial = pw.CharField(primary_key=True, max_length=40)  # lower-case hex (hq.ca.serial_text)
+    common_name = pw.CharField(max_length=64, index=True)
+    kind = pw.CharField(max_length=8)  # store | hq | broker
+    not_before = pw.DateTimeField()
+    not_after = pw.DateTimeField()
+    issued_at = pw.DateTimeField()
+    revoked_at = pw.DateTimeField(null=True)
+    revoke_reason = pw.CharField(max_length=200, null=True)
+
+
+MODELS.append(Certificate)  # declared after the list: new tables go at the end of this module
