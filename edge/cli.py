@@ -254,6 +254,7 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+main.add_command(__import__("edge.enrol", fromlist=["enrol"]).enrol)  # edge/enrol.py
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from core.errors import HuiyuanError, ValidationError
 from hq import services
 from hq.config import HqConfig
+from hq.enrol import enrol_bp
 from hq.models import bind, open_database, utcnow
 
 stores_bp = Blueprint("stores", __name__, url_prefix="/api/stores")
@@ -193,6 +194,7 @@ def create_app(config: HqConfig | None = None, db: pw.Database | None = None) ->
     for bp in (stores_bp, members_bp, dead_letters_bp, exceptions_bp, merges_bp, cards_bp):
         app.register_blueprint(bp)
     app.register_blueprint(offline_policies_bp)
+    app.register_blueprint(enrol_bp)  # authenticated by its one-time code (hq/enrol.py)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
 

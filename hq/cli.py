@@ -400,5 +400,9 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
 
+from hq.cli_enrol import enrol_store  # noqa: E402 (commands of their own module)
+
+main.add_command(enrol_store)
+
 if __name__ == "__main__":
     main()

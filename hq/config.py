@@ -86,6 +86,13 @@ class HqConfig:
             "as the credential ca.key, see hq/ca.py)"
         },
     )
+    store_broker_url: str = field(
+        default="",
+        metadata={
+            "doc": "the broker URL stores connect to (mqtts://host:8883), told to each box "
+            "at enrolment (env HY_HQ_STORE_BROKER_URL); empty: not told"
+        },
+    )
 
     def validate(self) -> HqConfig:
         scheme = urlparse(self.database_url).scheme
@@ -110,6 +117,7 @@ class HqConfig:
             database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url),
             mqtt=mqtt,
             ca_dir=env.get("HY_HQ_CA_DIR", cls.ca_dir),
+            store_broker_url=env.get("HY_HQ_STORE_BROKER_URL", ""),
         )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")
