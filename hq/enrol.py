@@ -24,13 +24,14 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import peewee as pw
 from flask import Blueprint, current_app, jsonify, request
 
 from core.errors import Forbidden, ProtocolError, ValidationError
-from core.protocol import CertReply, decode_json, validate_cert_request
+from core.protocol import CertReply, decode_json, down_topic, validate_cert_request
 from hq.ca import ChainCA
 from hq.models import Certificate, EnrolmentCode, utcnow
 from hq.pki import check_store_code, issue_store_certificate
@@ -242,6 +243,14 @@ def renew(db: pw.Database, ca: ChainCA, store: str, payload: bytes, now: dt.date
     return CertReply(store, cert.decode())
 
 
+def handle_cert_request(
+    db: pw.Database, ca_dir: str, store: str, payload: bytes, now: dt.datetime
+) -> tuple[str, dict[str, Any]]:
+    """The worker's handler for ``hy/v1/{store}/up/certreq``: (topic, answer)."""
+    reply = renew(db, ChainCA.load(Path(ca_dir)), store, payload, now)
+    return down_topic(store, "cert"), reply.to_dict()
+
+
 # ---- HTTP ------------------------------------------------------------------------------
 
 enrol_bp = Blueprint("enrol", __name__, url_prefix="/api/v1/enrol")
@@ -258,7 +267,7 @@ def enrol_route() -> Any:
         if not isinstance(body.get(key), str) or not body[key]:
             raise ValidationError(f"{key} is required (a string)", field=key)
     config = current_app.config["HQ"]
-    ca = ChainCA.load(config.ca_dir)
+    ca = ChainCA.load(Path(config.ca_dir))
     done = enrol(
         current_app.extensions["hq_db"], ca, body["store"], body["code"], body["csr"], utcnow()
     )
