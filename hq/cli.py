@@ -15,6 +15,7 @@ import click
 from core.errors import HuiyuanError
 from core.protocol import Change, down_topic, encode_json
 from hq import services
+from hq.cli_pki import PKI_COMMANDS
 from hq.config import HqConfig
 from hq.models import Store, bind, open_database, utcnow
 
@@ -399,6 +400,9 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
     for row in rows:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
+
+for _command in PKI_COMMANDS:  # init-ca, broker-config, revoke-store, ... (hq/cli_pki.py)
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()
