@@ -15,6 +15,8 @@ import click
 from core.errors import HuiyuanError
 from core.protocol import Change, down_topic, encode_json
 from hq import services
+from hq.cli_enrol import enrol_store
+from hq.cli_pki import PKI_COMMANDS
 from hq.config import HqConfig
 from hq.models import Store, bind, open_database, utcnow
 
@@ -400,9 +402,9 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
 
-from hq.cli_enrol import enrol_store  # noqa: E402 (commands of their own module)
-
-main.add_command(enrol_store)
+for _command in PKI_COMMANDS:  # init-ca, broker-config, revoke-store, ... (hq/cli_pki.py)
+    main.add_command(_command)
+main.add_command(enrol_store)  # hq/cli_enrol.py
 
 if __name__ == "__main__":
     main()
