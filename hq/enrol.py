@@ -31,7 +31,7 @@ import peewee as pw
 from flask import Blueprint, current_app, jsonify, request
 
 from core.errors import Forbidden, ProtocolError, ValidationError
-from core.protocol import CertReply, decode_json, down_topic, validate_cert_request
+from core.protocol import CertReply, CertRequest, decode_json, down_topic, validate_cert_request
 from hq.ca import ChainCA
 from hq.models import Certificate, EnrolmentCode, utcnow
 from hq.pki import check_store_code, issue_store_certificate
@@ -218,9 +218,10 @@ def _check_csr_text(csr: Any) -> str:
     return csr
 
 
-def renew(db: pw.Database, ca: ChainCA, store: str, payload: bytes, now: dt.datetime) -> CertReply:
-    """A renewal asked on ``store``'s own topic: ProtocolError (dead-lettered by the worker)
-    for a request naming another store, a bad CSR, or a store with no live certificate."""
+def check_cert_request(store: str, payload: bytes, now: dt.datetime) -> CertRequest:
+    """A renewal asked on ``store``'s own topic, checked: ProtocolError (the worker
+    dead-letters it) for a request naming another store, a malformed one, or a store
+    that holds no live certificate (revoked, or expired)."""
     req = validate_cert_request(decode_json(payload, "certreq"))
     if req.store != store:
         raise ProtocolError(f"certificate request from {req.store!r} on {store!r}'s topic")
@@ -234,20 +235,27 @@ def renew(db: pw.Database, ca: ChainCA, store: str, payload: bytes, now: dt.date
         raise ProtocolError(
             f"store {store} holds no live certificate (revoked or expired): enrol it again"
         )
+    return req
+
+
+def renew(db: pw.Database, ca: ChainCA, req: CertRequest, now: dt.datetime) -> CertReply:
+    """Sign a checked request's CSR for its store; ProtocolError when the CSR is refused."""
     try:
         with db.atomic():
-            cert = issue_store_certificate(ca, store, req.csr.encode(), now=now)
+            cert = issue_store_certificate(ca, req.store, req.csr.encode(), now=now)
     except ValidationError as exc:
         raise ProtocolError(f"certreq: {exc.message}", field="csr") from exc
-    log.info("store %s renewed its certificate", store)
-    return CertReply(store, cert.decode())
+    log.info("store %s renewed its certificate", req.store)
+    return CertReply(req.store, cert.decode())
 
 
 def handle_cert_request(
     db: pw.Database, ca_dir: str, store: str, payload: bytes, now: dt.datetime
 ) -> tuple[str, dict[str, Any]]:
-    """The worker's handler for ``hy/v1/{store}/up/certreq``: (topic, answer)."""
-    reply = renew(db, ChainCA.load(Path(ca_dir)), store, payload, now)
+    """The worker's handler for ``hy/v1/{store}/up/certreq``: (topic, answer). The CA is
+    loaded only for a request worth signing."""
+    req = check_cert_request(store, payload, now)
+    reply = renew(db, ChainCA.load(Path(ca_dir)), req, now)
     return down_topic(store, "cert"), reply.to_dict()
 
 

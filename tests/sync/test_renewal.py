@@ -223,3 +223,38 @@ def test_a_revoked_store_still_connected_gets_no_new_certificate(tmp_path, broke
     assert "no live certificate" in DeadLetter.get().reason
     assert raw.replies == []
     assert Certificate.select().count() == 1
+
+
+@pytest.mark.parametrize("days", [-1, 366])
+def test_renew_days_out_of_range_is_refused_by_name(days):
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"sync.renew_days: {days} must be 0..365"):
+        SyncConfig.from_dict({"renew_days": days})
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        ({"v": 1, "store": "S001"}, "missing field 'csr'"),
+        ({"v": 1, "store": "S001", "csr": "hello"}, "one PEM certificate request"),
+        (
+            {"v": 1, "store": "S001", "csr": "-----BEGIN CERTIFICATE REQUEST-----" + "A" * 9000},
+            "8192",
+        ),
+        ({"v": 1, "store": "hq", "csr": "-----BEGIN CERTIFICATE REQUEST-----"}, "bad store code"),
+        ({"v": 2, "store": "S001", "csr": "-----BEGIN CERTIFICATE REQUEST-----"}, "schema version"),
+    ],
+)
+def test_a_malformed_certreq_is_refused_by_name(raw, words):
+    with pytest.raises(p.ProtocolError, match=words):
+        p.validate_cert_request(raw)
+
+
+def test_a_cert_reply_must_hold_one_pem_certificate():
+    with pytest.raises(p.ProtocolError, match="one PEM certificate"):
+        p.validate_cert_reply({"v": 1, "store": "S001", "certificate": "-----BEGIN KEY-----"})
+    reply = p.validate_cert_reply(
+        {"v": 1, "store": "S001", "certificate": "-----BEGIN CERTIFICATE-----"}
+    )
+    assert reply.store == "S001"
