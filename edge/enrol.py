@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from core.errors import ConfigError, HuiyuanError, ValidationError
+from core.protocol import STORE_CODE_RE
 
 DEFAULT_CREDENTIALS_DIR = "/etc/huiyuan/credentials"
 KEY_FILE, CERT_FILE, CA_FILE = "store.key", "store.pem", "ca.pem"
@@ -193,6 +194,11 @@ def enrol_box(
     now: dt.datetime | None = None,
 ) -> tuple[Identity, dict[str, Any]]:
     """The whole enrolment; returns the new identity and HQ's answer."""
+    if not STORE_CODE_RE.match(store) or store == "hq":
+        raise ValidationError(
+            f"门店编码无效: {store!r} (the store code is 1-32 of A-Z a-z 0-9 _ -, not 'hq')",
+            field="store",
+        )
     now = now or dt.datetime.now(dt.UTC)
     existing = working_identity(directory, now)
     if existing is not None and not force:

@@ -118,6 +118,14 @@ def test_a_code_for_another_store_is_refused(hq, tmp_path):
     assert "HTTP 403" in out.output
 
 
+@pytest.mark.parametrize("store", ["", "hq", "S/001", "S" * 33])
+def test_a_bad_store_code_is_refused_before_anything_is_made(hq, tmp_path, store):
+    out = enrol(hq, tmp_path / "c", hq.code(), store=store)
+    assert out.exit_code == 11
+    assert "门店编码无效" in out.output
+    assert not (tmp_path / "c").exists()
+
+
 def test_hq_unreachable_is_said_plainly(tmp_path):
     args = ["enrol", "--hq", "http://127.0.0.1:9", "--store", "S001", "--code", "X" * 16]
     out = CliRunner().invoke(edge_main, [*args, "--credentials-dir", str(tmp_path / "c")])

@@ -49,6 +49,12 @@ def post(client, store: str, code: str, csr: str | None = None):
     return client.post("/api/v1/enrol", json={"store": store, "code": code, "csr": csr})
 
 
+def refusal(res) -> str:
+    """The reason of a 403 refusal."""
+    assert res.status_code == 403, res.get_json()
+    return res.get_json()["details"]["reason"]
+
+
 def test_a_code_is_four_groups_of_four_from_an_unambiguous_alphabet_and_stored_only_hashed(
     hq_db,
 ):
@@ -83,26 +89,21 @@ def test_a_code_works_once(client, hq_db):
     code = fresh_code(hq_db)
     assert post(client, "S001", code).status_code == 201
     again = post(client, "S001", code)
-    assert again.status_code == 403
-    assert again.get_json()["details"]["reason"] == "used"
+    assert refusal(again) == "used"
     assert "已用过" in again.get_json()["message"]
     assert Certificate.select().count() == 1
 
 
 def test_an_expired_code_is_refused(client, hq_db):
     code = fresh_code(hq_db, now=e.utcnow() - dt.timedelta(hours=3), hours=2)
-    res = post(client, "S001", code)
-    assert res.status_code == 403
-    assert res.get_json()["details"]["reason"] == "expired"
+    assert refusal(post(client, "S001", code)) == "expired"
     assert Certificate.select().count() == 0
 
 
 def test_a_code_for_another_store_does_not_open_this_one(client, hq_db):
     code = fresh_code(hq_db, "S002")
     fresh_code(hq_db, "S001")
-    res = post(client, "S001", code)
-    assert res.status_code == 403
-    assert res.get_json()["details"]["reason"] == "wrong_code"
+    assert refusal(post(client, "S001", code)) == "wrong_code"
     assert post(client, "S002", code).status_code == 201
 
 
@@ -110,12 +111,8 @@ def test_wrong_tries_void_the_code(client, hq_db):
     code = fresh_code(hq_db)
     other = fresh_code(hq_db, "S009")
     for _ in range(e.MAX_WRONG_TRIES):
-        res = post(client, "S001", other)
-        assert res.status_code == 403
-        assert res.get_json()["details"]["reason"] == "wrong_code"
-    res = post(client, "S001", code)
-    assert res.status_code == 403
-    assert res.get_json()["details"]["reason"] == "too_many_tries"
+        assert refusal(post(client, "S001", other)) == "wrong_code"
+    assert refusal(post(client, "S001", code)) == "too_many_tries"
     # the other store's code was not affected by tries against S001
     assert post(client, "S009", other).status_code == 201
 
@@ -123,7 +120,7 @@ def test_wrong_tries_void_the_code(client, hq_db):
 def test_a_new_code_voids_the_stores_earlier_one(client, hq_db):
     old = fresh_code(hq_db)
     new = fresh_code(hq_db)
-    assert post(client, "S001", old).get_json()["details"]["reason"] == "expired"
+    assert refusal(post(client, "S001", old)) == "expired"
     assert post(client, "S001", new).status_code == 201
 
 
