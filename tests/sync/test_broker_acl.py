@@ -63,12 +63,15 @@ class Probe:
         return self.messages.get(timeout=WAIT)
 
     def close(self) -> None:
-        """Disconnect and let paho's loop end by itself (stopping it first would leave
-        its internal socket pair open)."""
         if self.connected.is_set() and not self.closed.is_set():
             self.client.disconnect()
             self.closed.wait(WAIT)
         self.client.loop_stop()
+        # paho closes its internal socket pair in __del__; the callbacks (closures over
+        # this probe) make a cycle that the garbage collector would end in any order,
+        # sockets first, which warns of unclosed sockets. Break it.
+        for hook in ("on_connect", "on_disconnect", "on_publish", "on_subscribe", "on_message"):
+            setattr(self.client, hook, None)
 
 
 def probe(broker: Mosquitto, who: Identity | None, ca: str | None = None) -> Probe:
