@@ -63,8 +63,15 @@ class Probe:
         return self.messages.get(timeout=WAIT)
 
     def close(self) -> None:
-        self.client.disconnect()
+        if self.connected.is_set() and not self.closed.is_set():
+            self.client.disconnect()
+            self.closed.wait(WAIT)
         self.client.loop_stop()
+        # paho closes its internal socket pair in __del__; the callbacks (closures over
+        # this probe) make a cycle that the garbage collector would end in any order,
+        # sockets first, which warns of unclosed sockets. Break it.
+        for hook in ("on_connect", "on_disconnect", "on_publish", "on_subscribe", "on_message"):
+            setattr(self.client, hook, None)
 
 
 def probe(broker: Mosquitto, who: Identity | None, ca: str | None = None) -> Probe:
@@ -271,3 +278,34 @@ def test_a_revoked_certificate_is_refused_once_the_crl_is_rewritten_and_reloaded
         if worker is not None:
             worker.stop()
         broker.stop()
+
+
+def test_hq_dead_letters_a_batch_speaking_for_another_store_whatever_the_broker_lets_in(
+    secure_mosquitto, connect, sqlite_hq_url
+):
+    """A broker whose ACL were wrong is played here by HQ's own identity, which may write
+    every store's up topics: HQ still refuses a batch whose store is not the topic's,
+    and the store whose topic it was keeps its cursor."""
+    from core.ids import uuid7
+    from hq.models import DeadLetter
+    from tests.hq.edge_sim import Items
+
+    victim, claimed = new_code(), new_code()
+    worker = IngestWorker(
+        HqConfig(database_url=sqlite_hq_url, mqtt=secure_mosquitto.hq_settings("hq-forged")),
+        db=init_hq(sqlite_hq_url),
+    ).start()
+    try:
+        wrong_acl = connect("hq")
+        batch = p.make_batch(claimed, 1, [Items(claimed).registration(uuid7(), "13800000009")])
+        assert wrong_acl.publish(p.up_topic(victim, "tx"), batch) == 0
+        letter = wait_until(
+            lambda: DeadLetter.get_or_none(DeadLetter.store == victim), WAIT, "a dead letter"
+        )
+        assert letter.code == "forged"
+        assert claimed in letter.reason
+        assert HqStore.get_or_none(HqStore.code == claimed) is None
+        victim_row = HqStore.get_or_none(HqStore.code == victim)
+        assert victim_row is None or victim_row.acked_through == 0
+    finally:
+        worker.stop()
