@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import peewee as pw
+from cryptography import x509
 from flask import Blueprint, current_app, jsonify, request
 
 from core.errors import Forbidden, ProtocolError, ValidationError
@@ -178,8 +179,6 @@ class Enrolled:
     ca: bytes
 
     def to_dict(self, broker_url: str = "") -> dict[str, Any]:
-        from cryptography import x509
-
         cert = x509.load_pem_x509_certificate(self.certificate)
         out: dict[str, Any] = {
             "store": self.store,
