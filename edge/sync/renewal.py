@@ -74,6 +74,16 @@ class CertRenewer:
             return False
         return not_after - self.clock() < dt.timedelta(days=self.cfg.renew_days)
 
+    def enrolled(self) -> bool:
+        """The certificate in use is the one in ``credentials_dir`` (itself, or systemd's
+        copy of it): only an identity enrolment wrote is renewed, never files put
+        elsewhere by hand (a lab's, a test's)."""
+        try:
+            in_use = Path(self.cfg.cert).read_bytes()
+            return in_use == (Path(self.cfg.credentials_dir) / CERT_FILE).read_bytes()
+        except OSError:
+            return False
+
     def check(self, connected: bool) -> None:
         now = time.monotonic()
         if not (self.enabled and connected):
@@ -84,6 +94,15 @@ class CertRenewer:
             return
         self.checked_at = now
         if not self.due():
+            return
+        if not self.enrolled():
+            log.warning(
+                "certificate %s expires within %d days but is not the one enrolment wrote "
+                "in %s: not renewed here",
+                self.cfg.cert,
+                self.cfg.renew_days,
+                self.cfg.credentials_dir,
+            )
             return
         key_pem, csr_pem = make_key_and_csr(self.store)
         self.pending_key, self.asked_at = key_pem, now

@@ -4,6 +4,7 @@ the topic's store, and the agent writes the new identity and reconnects with it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import stat
@@ -156,6 +157,30 @@ def sell(till) -> None:
     _, staff = sign_in(till, "1001", "1234")
     req = {"lines": [{"sku": "P0001"}], "tenders": [{"kind": "cash", "amount": 1000}]}
     sales.checkout(till, staff, sales.CheckoutRequest.from_request(req))
+
+
+def test_a_certificate_not_written_by_enrolment_is_not_renewed(tmp_path, broker, worker, pki, till):
+    """Files put in place by hand (a lab's, a test's) are not the enrolled identity: the
+    agent does not ask, and writes nothing into credentials_dir."""
+    creds = enrolled(pki, tmp_path / "by-hand", "S001", days=5)
+    elsewhere = tmp_path / "credentials"
+    elsewhere.mkdir()
+    cfg = dataclasses.replace(
+        store_cfg(broker, creds, renew_days=30), credentials_dir=str(elsewhere)
+    )
+    agent = SyncAgent(till, cfg).start()
+    try:
+        wait_until(
+            lambda: Outbox.select().where(Outbox.acked == False).count() == 0,  # noqa: E712
+            30,
+            "the outbox acked",
+        )
+        wait_until(lambda: agent.renewer.checked_at > 0, 10, "the expiry looked at")
+    finally:
+        agent.stop()
+    assert agent.renewer.pending_key is None
+    assert list(elsewhere.iterdir()) == []
+    assert Certificate.select().count() == 1
 
 
 class RawStore:
