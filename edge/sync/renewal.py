@@ -2,8 +2,9 @@
 
 The store asks with the certificate it holds: the broker has checked it at connect and
 its ACL lets the store publish only on its own topics, so that check is the
-authentication. When fewer than ``[sync] renew_days`` days remain, the agent makes a new
-key and CSR and publishes ``hy/v1/{store}/up/certreq``; HQ answers on
+authentication. When fewer than ``[sync] renew_days`` days remain and the certificate in
+use is the one enrolment wrote (``enrolled``), the agent makes a new key and CSR and
+publishes ``hy/v1/{store}/up/certreq``; HQ answers on
 ``hy/v1/{store}/down/cert`` with a certificate for the new key. The agent checks that it
 fits (its pending key, its store, the chain CA it trusts), writes store.key and store.pem
 atomically into ``[sync] credentials_dir`` (where enrolment wrote them and systemd's
