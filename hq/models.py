@@ -592,3 +592,37 @@ class PrivacyRequest(BaseModel):
 
 
 MODELS += [MemberConsent, PrivacyRequest]
+
+
+class Certificate(BaseModel):
+    """Every certificate the chain CA issued (hq/pki.py): a store's (CN = store code),
+    HQ's own client identity (CN ``hq``) or the broker's server certificate. A revoked
+    one is in the CRL the broker reads."""
+
+    serial = pw.CharField(primary_key=True, max_length=40)  # lower-case hex (hq.ca.serial_text)
+    common_name = pw.CharField(max_length=64, index=True)
+    kind = pw.CharField(max_length=8)  # store | hq | broker
+    not_before = pw.DateTimeField()
+    not_after = pw.DateTimeField()
+    issued_at = pw.DateTimeField()
+    revoked_at = pw.DateTimeField(null=True)
+    revoke_reason = pw.CharField(max_length=200, null=True)
+
+
+MODELS.append(Certificate)  # declared after the list: new tables go at the end of this module
+
+
+class EnrolmentCode(BaseModel):
+    """A one-time code a technician types on a store box to enrol it (hq/enrol.py): kept
+    only as its SHA-256; spent once, expiring, void after a few wrong tries."""
+
+    store = pw.CharField(max_length=32, index=True)
+    code_hash = pw.CharField(max_length=64, unique=True)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    used_at = pw.DateTimeField(null=True)
+    created_by = pw.CharField(max_length=64, default="")
+    attempts = pw.IntegerField(default=0)  # wrong codes tried for this store while it was live
+
+
+MODELS.append(EnrolmentCode)  # declared after the list: new tables go at the end of this module

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.broker import Mosquitto
+from tests.broker import Mosquitto, TestPki
 
 PG_ADMIN_DSN = os.environ.get("HY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 
@@ -40,6 +40,30 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 def own_mosquitto(tmp_path) -> Iterator[Mosquitto]:
     """A broker of the test's own, for tests that stop, kill or restart it."""
     broker = Mosquitto(tmp_path / "mosquitto")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    """The test session's chain CA: identities on demand, one CRL for its brokers."""
+    return TestPki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def secure_mosquitto(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[Mosquitto]:
+    """One real broker as broker-config writes it: TLS, client certificates, the ACL."""
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-tls"), pki=pki)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_secure_mosquitto(tmp_path, pki: TestPki) -> Iterator[Mosquitto]:
+    """A secure broker of the test's own, for tests that reload, stop or restart it."""
+    broker = Mosquitto(tmp_path / "mosquitto-tls", pki=pki)
     broker.start()
     yield broker
     broker.stop()
