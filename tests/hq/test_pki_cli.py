@@ -74,8 +74,7 @@ def test_the_documented_commands_make_a_broker_that_admits_and_refuses(tmp_path)
     # as root Mosquitto would run as the mosquitto user, which cannot read pytest's tmp
     conf.write_text(text + f"user {getpass.getuser()}\n")
 
-    broker = Mosquitto(tmp_path / "run", port=port)
-    broker.conf = conf
+    broker = Mosquitto(tmp_path / "run", None, port=port, conf=conf)
     broker.start()
     try:
         hq, s1, s2 = (
