@@ -4,16 +4,27 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+PROMTOOL := $(VENV)/bin/promtool
 
 .PHONY: setup system-deps demo demo-store test lint clean
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) $(PROMTOOL)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[hardware,postgres,dev]'
 	touch $(STAMP)
+
+# promtool checks and unit-tests docs/alerts/huiyuan.rules.yml (tests/edge/test_metrics_rules.py).
+# Only the binary is taken from Debian's prometheus package, so that no Prometheus server
+# is installed or started on a developer's machine.
+$(PROMTOOL): $(STAMP)
+	@if command -v promtool >/dev/null; then ln -sf "$$(command -v promtool)" $@; else \
+		tmp=$$(mktemp -d) && cd $$tmp && \
+		{ apt-get download -q prometheus || { apt-get update -q && apt-get download -q prometheus; }; } && \
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > $(abspath $@) && \
+		chmod 755 $(abspath $@) && rm -rf $$tmp; fi
 
 # Mosquitto is a real part of the tests (a private broker per test session);
 # libusb lets pyusb find readers; a CJK font renders raster receipts.

@@ -52,6 +52,7 @@ from core.names import pinyin_keys  # noqa: E402
 from edge.config import EdgeConfig, load_config  # noqa: E402
 from edge.demo_data import GIVEN, SURNAMES  # noqa: E402
 from edge.models import Member, Product, Staff  # noqa: E402
+from edge.phones import LOCAL_PREFIX  # noqa: E402
 from edge.services import members as member_svc  # noqa: E402
 from edge.services import sales  # noqa: E402
 from edge.services import staff as staff_svc  # noqa: E402
@@ -141,7 +142,8 @@ def build(config: EdgeConfig, members: int, products: int, log: Callable[[str], 
                 "name": name,
                 "name_pinyin": full,
                 "name_initials": initials,
-                "phone_hash": keys.lookup_hash(phone),
+                # as a store that holds no chain lookup key yet hashes its own members
+                "phone_hash": LOCAL_PREFIX + keys.lookup_hash(phone),
                 "phone_enc": keys.encrypt(phone, mid),
                 "phone_tail": phone[-4:],
                 "gender": "MF"[i % 2],
@@ -294,7 +296,7 @@ class ServeProcess:
         )
         self.conf.write_text(
             f'data_dir = "{db_dir}"\n[store]\ncode = "BENCH"\n'
-            f'[http]\nhost = "127.0.0.1"\nport = {port}\n' + ("" if devices else no_devices),
+            f'[http]\nlisten = ["127.0.0.1"]\nport = {port}\n' + ("" if devices else no_devices),
             encoding="utf-8",
         )
         self.log_path = db_dir / "serve.log"
@@ -316,7 +318,7 @@ class ServeProcess:
                 raise RuntimeError(f"the till server exited: see {self.log_path}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/api/v1/status")
+                conn.request("GET", "/api/v1/health")
                 if conn.getresponse().status == 200:
                     conn.close()
                     return self

@@ -59,7 +59,12 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "return": {"return_id": str, "sale_id": str, "lines": list, "refund_total": int},
     "topup": {"topup_id": str, "member_id": str, "principal": int, "bonus": int},
     "registration": {"member_id": str, "name": str, "phone": str, "registered_at": str},
+    # a member's marketing consent changed at the till (PIPL; docs/protocol.md "consent")
+    "consent": {"member_id": str, "consent": dict, "changed_at": str},
 }
+
+# Marketing channels a member consents to (or not) one by one; none means no marketing.
+CONSENT_CHANNELS = ("sms", "wechat", "call")
 
 
 # ---- topics -------------------------------------------------------------------------
@@ -524,6 +529,10 @@ CHANGE_ENTITIES = (
     "merge",
     "offline_policy",
 )
+# "erase" (member records only): the member's personal data was erased at HQ; the data is
+# the member's state (personal fields empty, status "erased"), and the store also scrubs
+# its own copies of the member's contacts (docs/protocol.md "Erasure").
+CHANGE_OPS = ("upsert", "delete", "erase")
 SNAPSHOT_ORDER = (
     "rules",
     "offline_policy",
@@ -545,7 +554,7 @@ class Change:
     seq: int
     entity: str
     key: str
-    op: str  # "upsert" | "delete"
+    op: str  # "upsert" | "delete" | "erase" (CHANGE_OPS)
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -567,8 +576,8 @@ def validate_change(raw: Any, where: str = "change") -> Change:
         raise ProtocolError(f"{where}: unknown entity {entity!r}", field="entity")
     key = _require(raw, "key", str, where)
     op = _require(raw, "op", str, where)
-    if op not in ("upsert", "delete"):
-        raise ProtocolError(f"{where}: op must be upsert or delete", field="op")
+    if op not in CHANGE_OPS:
+        raise ProtocolError(f"{where}: op must be one of {CHANGE_OPS}", field="op")
     data = _require(raw, "data", dict, where)
     return Change(seq, entity, key, op, data)
 
@@ -659,10 +668,13 @@ class SnapshotChunk:
     count: int
     sha256: str
     data: str  # base64 of this chunk's bytes of the gzip file
+    # chunk 0 only: the chain's phone lookup key {"id", "key" (base64 of 32 bytes)}, which
+    # a store receives only here, on its own topic (docs/protocol.md, "Phone lookup key")
+    lookup_key: dict[str, str] | None = None
     v: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "v": self.v,
             "snapshot_id": self.snapshot_id,
             "cursor": self.cursor,
@@ -671,6 +683,9 @@ class SnapshotChunk:
             "sha256": self.sha256,
             "data": self.data,
         }
+        if self.lookup_key is not None:
+            out["lookup_key"] = self.lookup_key
+        return out
 
 
 def validate_snapshot_chunk(raw: Any, where: str = "snap") -> SnapshotChunk:
@@ -682,10 +697,29 @@ def validate_snapshot_chunk(raw: Any, where: str = "snap") -> SnapshotChunk:
         int_in(raw, "count", where, 1, MAX_SNAPSHOT_CHUNKS),
         _require(raw, "sha256", str, where),
         _require(raw, "data", str, where),
+        _lookup_key(raw.get("lookup_key"), f"{where}.lookup_key"),
     )
     if chunk.count < 1 or chunk.index >= chunk.count:
         raise ProtocolError(f"{where}: chunk {chunk.index} of {chunk.count}", field="index")
     return chunk
+
+
+def _lookup_key(raw: Any, where: str) -> dict[str, str] | None:
+    """A snapshot header's lookup key: {"id": 8 hex digits, "key": base64 of 32 bytes}."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"id", "key"}:
+        raise ProtocolError(f"{where}: must be an object with id and key", field="lookup_key")
+    key_id, key = raw["id"], raw["key"]
+    if not (isinstance(key_id, str) and re.fullmatch(r"[0-9a-f]{8}", key_id)):
+        raise ProtocolError(f"{where}.id: must be 8 hex digits", field="lookup_key")
+    try:
+        decoded = base64.b64decode(key, validate=True) if isinstance(key, str) else b""
+    except ValueError:
+        decoded = b""
+    if len(decoded) != 32:
+        raise ProtocolError(f"{where}.key: must be base64 of 32 bytes", field="lookup_key")
+    return {"id": key_id, "key": key}
 
 
 def encode_snapshot(records: Iterable[dict[str, Any]]) -> bytes:
@@ -705,7 +739,10 @@ def encode_snapshot(records: Iterable[dict[str, Any]]) -> bytes:
 
 
 def snapshot_chunks(
-    records: Iterable[dict[str, Any]], cursor: int, snapshot_id: str
+    records: Iterable[dict[str, Any]],
+    cursor: int,
+    snapshot_id: str,
+    lookup_key: dict[str, str] | None = None,
 ) -> list[SnapshotChunk]:
     blob = encode_snapshot(records)
     digest = hashlib.sha256(blob).hexdigest()
@@ -714,7 +751,13 @@ def snapshot_chunks(
     ] or [b""]
     return [
         SnapshotChunk(
-            snapshot_id, cursor, i, len(pieces), digest, base64.b64encode(p).decode("ascii")
+            snapshot_id,
+            cursor,
+            i,
+            len(pieces),
+            digest,
+            base64.b64encode(p).decode("ascii"),
+            lookup_key if i == 0 else None,
         )
         for i, p in enumerate(pieces)
     ]
@@ -1054,6 +1097,16 @@ class RegistrationBody(TypedDict):
     password_hash: NotRequired[str | None]
     cashier: NotRequired[str]
     registered_at: str
+    # marketing consent per channel (CONSENT_CHANNELS) given at registration; absent in
+    # items of older tills, which HQ reads as no consent to anything
+    consent: NotRequired[dict[str, bool]]
+
+
+class ConsentBody(TypedDict):
+    member_id: str
+    consent: dict[str, bool]  # only the channels that changed
+    changed_at: str
+    cashier: NotRequired[str]
 
 
 def _text(
@@ -1339,7 +1392,41 @@ def validate_registration_body(
         _flags(body, ("birthday_leap_month",), where)
     _optional_texts(body, ("card_no", "staff_code", "cashier"), where, MAX_CODE_LEN)
     _optional_texts(body, ("card_type", "tier"), where, MAX_LABEL_LEN)
+    if "consent" in body:
+        validate_consent(body["consent"], f"{where} consent", require_all=True)
     return cast(RegistrationBody, body)
+
+
+def validate_consent(
+    raw: Any, where: str = "consent", *, require_all: bool = False
+) -> dict[str, bool]:
+    """``{channel: bool}`` over CONSENT_CHANNELS: unknown channels and non-booleans are
+    refused by name; with ``require_all`` every channel must be named, else at least one."""
+    if type(raw) is not dict:
+        raise ProtocolError(
+            f"{where}: must be an object of {CONSENT_CHANNELS} flags", field="consent"
+        )
+    for key in raw:
+        if key not in CONSENT_CHANNELS:
+            raise ProtocolError(
+                f"{where}: unknown channel {str(key)[:MAX_LABEL_LEN]!r} (one of {CONSENT_CHANNELS})",
+                field="consent",
+            )
+    if require_all:
+        _flags(raw, CONSENT_CHANNELS, where)
+    elif not raw:
+        raise ProtocolError(f"{where}: names no channel", field="consent")
+    else:
+        _flags(raw, tuple(raw), where)
+    return raw
+
+
+def validate_consent_body(body: dict[str, Any], where: str = "consent body") -> ConsentBody:
+    _member_id(body, "member_id", where, nullable=False)
+    validate_consent(body.get("consent"), f"{where} consent")
+    _texts(body, ("changed_at",), where, MAX_TIME_LEN)
+    _optional_texts(body, ("cashier",), where, MAX_CODE_LEN)
+    return cast(ConsentBody, body)
 
 
 BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
@@ -1347,4 +1434,5 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "return": validate_return_body,
     "topup": validate_topup_body,
     "registration": validate_registration_body,
+    "consent": validate_consent_body,
 }

@@ -12,10 +12,13 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from core.errors import HuiyuanError, NotFound, ValidationError
+from core.errors import Forbidden, HuiyuanError, NotFound, ValidationError
 from core.money import MAX_AMOUNT
 from core.receipt import Receipt
+from edge import metrics as edge_metrics
+from edge.config import client_allowed
 from edge.models import Product, Sale
+from edge.services import consent as consent_svc
 from edge.services import fields
 from edge.services import members as member_svc
 from edge.services import sales as sales_svc
@@ -62,16 +65,48 @@ def _check_request_texts() -> None:
         fields.check_body(_json())
 
 
+def _only_allowed_networks() -> None:
+    """The door: a client outside loopback and ``http.allow`` is refused before anything
+    else runs (docs/operations.md, "The till's network surface")."""
+    address = request.remote_addr
+    if not client_allowed(address, current_app.extensions["huiyuan.networks"]):
+        log.warning("till API refused a client outside http.allow: %s", address)
+        raise Forbidden(
+            f"此设备 ({address}) 不在收银服务允许的网络内, 请联系店长或技术人员"
+            f" (this address may not reach the till API: see http.allow)",
+            field="client_address",
+        )
+
+
 def _note_client_address() -> None:
     """Wrong PINs are counted per address too (edge.services.staff.client_address)."""
     staff_svc.client_address.set(request.remote_addr)
 
 
-def signed_in() -> staff_svc.SignedIn:
+def _bearer_token() -> str | None:
     header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
-    g.staff = staff_svc.session_staff(till(), token)
+    return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+
+
+# Requests a screen makes by itself, not a person at the till: they need a live session
+# but do not keep it from going idle (the cashier screen waits on the card reader
+# all the time it is signed in).
+BACKGROUND_ENDPOINTS = frozenset({"devices.reader_next"})
+
+
+def signed_in() -> staff_svc.SignedIn:
+    touch = request.endpoint not in BACKGROUND_ENDPOINTS
+    g.staff = staff_svc.session_staff(till(), _bearer_token(), touch=touch)
     return g.staff
+
+
+def manager_signed_in(action: str) -> staff_svc.SignedIn:
+    """A signed-in manager, or a cashier with a manager's code+PIN for this one action
+    (``{"manager": {"code", "pin"}}`` in the body)."""
+    staff = signed_in()
+    data = _json()
+    approval = data.get("manager") if isinstance(data, dict) else None
+    return staff_svc.require_manager(till(), staff, approval, action)
 
 
 def devices() -> Any:
@@ -97,6 +132,8 @@ products_bp = Blueprint("products", __name__, url_prefix="/api/v1/products")
 sales_bp = Blueprint("sales", __name__, url_prefix="/api/v1/sales")
 topups_bp = Blueprint("topups", __name__, url_prefix="/api/v1/topups")
 status_bp = Blueprint("status", __name__, url_prefix="/api/v1/status")
+health_bp = Blueprint("health", __name__, url_prefix="/api/v1/health")
+sessions_bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
 ui_bp = Blueprint("ui", __name__, static_folder="static")
 
 
@@ -127,9 +164,25 @@ def sign_in():
 @session_bp.delete("")
 def sign_out():
     signed_in()
-    header = request.headers["Authorization"].removeprefix("Bearer ").strip()
-    staff_svc.sign_out(till(), header)
+    staff_svc.sign_out(till(), _bearer_token() or "")
     return "", 204
+
+
+@sessions_bp.post("/end-all")
+def end_sessions():
+    """A manager ends every staff sign-in on this till, or one staff member's
+    (``{"staff_code": ...}``); the screens signed in get 401 on their next request."""
+    manager_signed_in("结束登录")
+    data = _json()
+    if data is not None and not isinstance(data, dict):
+        raise ValidationError("request body must be a JSON object or empty")
+    code = (data or {}).get("staff_code")
+    if code is not None and (not isinstance(code, str) or not code):
+        raise ValidationError("员工编号须为文字 (staff_code must be a text)", field="staff_code")
+    if code is not None:
+        code = member_svc.check_code(code, "staff_code")
+    ended = staff_svc.end_sessions(till(), code)
+    return jsonify(ended=ended, staff_code=code)
 
 
 @members_bp.get("")
@@ -166,6 +219,15 @@ def register_member():
     reg = member_svc.Registration.from_request(body(), set(t.rules().card_type_discount) or None)
     member = member_svc.register(t, reg, staff.code)
     return jsonify(member=member_svc.summary(t, member)), 201
+
+
+@members_bp.put("/<member_id>/consent")
+def change_member_consent(member_id: str):
+    """The member's marketing consent, changed at the till (any signed-in staff)."""
+    staff = signed_in()
+    data = body()
+    consent = consent_svc.consent_from_request(data.get("consent"), partial=True)
+    return jsonify(consent_svc.change_consent(till(), member_id, consent, staff.code))
 
 
 @products_bp.get("")
@@ -298,8 +360,16 @@ def create_topup():
     return jsonify(result), 200 if result["replayed"] else 201
 
 
+@health_bp.get("")
+def health():
+    """Whether the till API answers, for monitoring and the screens before sign-in: no
+    member, sale or device detail (that is GET /api/v1/status, for signed-in staff)."""
+    return jsonify(ok=True, store=till().store)
+
+
 @status_bp.get("")
 def status():
+    signed_in()
     t = till()
     manager = devices()
     return jsonify(
@@ -313,14 +383,18 @@ def status():
 
 
 def _devices_need_a_signed_in_cashier() -> None:
-    """Card reads, test pages and injected faults are for the till's own staff; the
-    devices' states stay readable without sign-in, as in /api/v1/status."""
-    if request.blueprint == "devices" and request.endpoint != "devices.states":
+    """Card reads, test pages, injected faults and the devices' states are for the till's
+    own staff (as GET /api/v1/status, which shows the states too)."""
+    if request.blueprint == "devices":
         signed_in()
 
 
 def _error(exc: HuiyuanError):
-    return jsonify(exc.to_dict()), exc.http_status
+    response = jsonify(exc.to_dict())
+    if isinstance(exc, staff_svc.LockedOut):
+        # when to try again, for clients and proxies that read it (RFC 9110 Retry-After)
+        response.headers["Retry-After"] = str(exc.retry_after(till().now()))
+    return response, exc.http_status
 
 
 def _http_error(exc: HTTPException):
@@ -349,8 +423,12 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
     app.extensions["huiyuan.till"] = t
     if device_manager is not None:
         app.extensions["huiyuan.devices"] = device_manager
+    app.extensions["huiyuan.networks"] = t.config.http.networks()
     for bp in (ui_bp, session_bp, members_bp, products_bp, sales_bp, topups_bp, status_bp):
         app.register_blueprint(bp)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(sessions_bp)
+    app.before_request(_only_allowed_networks)
     app.before_request(_note_client_address)
     app.before_request(_check_request_texts)
     staff_svc.warm_up(t)
@@ -361,6 +439,7 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
     if devices_bp is not None:
         app.register_blueprint(devices_bp)
         app.before_request(_devices_need_a_signed_in_cashier)
+    edge_metrics.init_app(app, t, device_manager)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ValueError, _unreadable)

@@ -11,7 +11,11 @@ from pathlib import Path
 import click
 
 from core.errors import ConfigError, HuiyuanError
+from core.logsafe import keep_personal_data_out_of_logs
+from edge import backup as edge_backup
+from edge.cli_sessions import end_sessions
 from edge.config import EdgeConfig, config_problems, load_config
+from edge.migrate import migrate_command
 
 CONFIG_HELP = "TOML config file (default: built-in demo store settings)"
 
@@ -23,7 +27,8 @@ def _config_path() -> str | None:
 
 def _load() -> EdgeConfig:
     try:
-        return load_config(_config_path())
+        root = click.get_current_context().find_root().obj or {}
+        return load_config(_config_path(), root.get("overrides"))
     except ConfigError as exc:
         click.echo(exc.message, err=True)
         sys.exit(exc.code)
@@ -59,6 +64,7 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    keep_personal_data_out_of_logs()  # core/logsafe.py: no query parameters at -v
 
 
 @main.command("validate-config")
@@ -155,30 +161,46 @@ def demo_data(members: int) -> None:
 
 
 @main.command()
-@click.option("--host", default=None, help="override http.host")
+@click.option(
+    "--listen",
+    "listen",
+    multiple=True,
+    help="listen on this address instead of http.listen (repeat for several)",
+)
 @click.option("--port", default=None, type=int, help="override http.port")
-def serve(host: str | None, port: int | None) -> None:
+def serve(listen: tuple[str, ...], port: int | None) -> None:
     """Run the till API (and the devices, when configured); SIGTERM or Ctrl-C stops it
     after the requests in flight, then stops the checkpointer, devices and authorizer."""
+    from core.systemd import service_ready
     from edge.api import create_app
+    from edge.health import till_checks
     from edge.server import TillServer, stop_on_signals
     from edge.services.context import start_checkpointer
 
+    if listen or port:
+        http = {"listen": list(listen)} if listen else {}
+        ctx = click.get_current_context().find_root()
+        ctx.obj["overrides"] = {"http": http | ({"port": port} if port else {})}
     stopping = threading.Event()
     stop_on_signals(stopping)  # from here on a signal lets the shutdown below run
     till = _open(create_key=True, online_authorization=True)
     authorizer = getattr(till.authorizer, "stop", None)
     checkpointer = start_checkpointer(till)  # before any request thread opens a connection
-    manager = None
+    manager = watchdog = None
     try:
         manager = _start_devices(till)
         app = create_app(till, manager)
-        host = host or till.config.http.host
-        port = port or till.config.http.port
-        server = TillServer(app, host, port, threads=4, stopping=stopping)
-        click.echo(f"till API for store {till.store} on http://{host}:{port}/api/v1/status")
+        http = till.config.http
+        server = TillServer(app, http.listen, http.port, threads=4, stopping=stopping)
+        for host, bound in server.addresses:
+            shown = f"[{host}]" if ":" in host else host
+            click.echo(f"till API for store {till.store} on http://{shown}:{bound}/api/v1/status")
+        shown = ", ".join(f"{h}:{b}" for h, b in server.addresses)
+        watchdog = service_ready(till_checks(server, till.db), f"serving {shown}")
         server.serve()
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         if manager is not None:
             manager.stop()
         if authorizer is not None:
@@ -215,7 +237,27 @@ def serve_sync() -> None:
         click.echo(exc.message, err=True)
         sys.exit(exc.code)
     click.echo(f"sync agent for store {till.store} via {cfg.broker_url}")
-    SyncAgent(till, cfg).run_forever()
+    agent = SyncAgent(till, cfg)
+    listener = _start_sync_metrics(agent, till.config)
+    try:
+        agent.run_forever()
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
+def _start_sync_metrics(agent, config: EdgeConfig):  # noqa: ANN001, ANN202
+    """The sync agent's /metrics when [metrics] sync_port is set (edge/metrics.py)."""
+    from edge.metrics import MetricsConfig, start_sync_listener
+
+    try:
+        listener = start_sync_listener(agent, MetricsConfig.from_dict(config.extra.get("metrics")))
+    except ConfigError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(exc.code)
+    if listener is not None:
+        click.echo(f"sync agent metrics on http://{listener.host}:{listener.port}/metrics")
+    return listener
 
 
 @main.command("sync-reload")
@@ -253,7 +295,14 @@ def _mount_optional() -> None:
     main.add_command(devices)
 
 
+main.add_command(migrate_command)
 _mount_optional()
+main.add_command(edge_backup.backup)
+main.add_command(end_sessions)
+
+from edge.cli_keys import rotate_member_key  # noqa: E402 - after main, which it joins
+
+main.add_command(rotate_member_key)
 
 if __name__ == "__main__":
     main()

@@ -8,14 +8,18 @@ member key file) come from files, e.g. in ``$CREDENTIALS_DIRECTORY``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from core.errors import ConfigError
 from core.money import MAX_AMOUNT, Rounding
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BALANCE_POLICIES = ("online_only", "floor_limit")
 
@@ -73,7 +77,16 @@ class TillSection:
     rules_file: str = field(
         default="", metadata={"doc": "JSON rules document; empty = built-in demo rules"}
     )
-    session_hours: int = field(default=12, metadata={"doc": "how long a staff sign-in lasts"})
+    session_hours: int = field(
+        default=12, metadata={"doc": "how long a staff sign-in lasts at most, however busy"}
+    )
+    session_idle_minutes: int = field(
+        default=30,
+        metadata={
+            "doc": "a staff sign-in ends after this many minutes without a request (0: only"
+            " session_hours ends it)"
+        },
+    )
     cashier_discount_limit: int = field(
         default=100,
         metadata={
@@ -135,10 +148,83 @@ class SecuritySection:
     )
 
 
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
 @dataclass(frozen=True)
 class HttpSection:
-    host: str = field(default="127.0.0.1", metadata={"doc": "till API listen address"})
+    """The till's network surface (docs/operations.md, "The till's network surface"):
+    the addresses it listens on, and the client networks it answers."""
+
+    listen: list[str] = field(
+        default_factory=lambda: ["127.0.0.1"],
+        metadata={
+            "doc": "addresses the till API listens on, all on http.port: loopback, and the"
+            ' box\'s own LAN addresses the screens use, e.g. ["127.0.0.1", "192.168.1.20"]'
+        },
+    )
     port: int = field(default=8080, metadata={"doc": "till API port"})
+    allow: list[str] = field(
+        default_factory=list,
+        metadata={
+            "doc": "client networks (CIDR) the till API answers besides loopback (always"
+            ' allowed), e.g. ["192.168.1.0/24"]; others get 403'
+        },
+    )
+
+    def networks(self) -> tuple[IPNetwork, ...]:
+        """Loopback and ``allow``: the networks whose clients the till API answers."""
+        return LOOPBACK + tuple(ipaddress.ip_network(cidr) for cidr in self.allow)
+
+
+def client_allowed(address: str | None, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether a client at ``address`` (a request's remote address) is in ``networks``.
+    An IPv4 client reaching an IPv6 socket appears as ::ffff:a.b.c.d: its IPv4 address is
+    the one checked. Anything that is not an address (none, a Unix socket) is refused."""
+    try:
+        ip = ipaddress.ip_address((address or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
+
+
+def _check_http(http: HttpSection, problems: list[str]) -> None:
+    if not 0 < http.port < 65536:
+        problems.append(f"http.port: {http.port} out of range")
+    if not http.listen:
+        problems.append('http.listen: empty; at least one address, e.g. ["127.0.0.1"]')
+    lan: list[str] = []
+    for i, address in enumerate(http.listen):
+        try:
+            if not isinstance(address, str):
+                raise TypeError(address)
+            ip = ipaddress.ip_address(address)
+        except (TypeError, ValueError):
+            problems.append(
+                f"http.listen[{i}]: {address!r} is not an IP address (a host name is not"
+                ' accepted: name the box\'s own address, e.g. "192.168.1.20")'
+            )
+            continue
+        if not ip.is_loopback:
+            lan.append(address)
+    if len(set(map(str, http.listen))) != len(http.listen):
+        problems.append(f"http.listen: {http.listen!r} names an address twice")
+    for i, cidr in enumerate(http.allow):
+        try:
+            if not isinstance(cidr, str):
+                raise TypeError("a text is expected")
+            ipaddress.ip_network(cidr)
+        except (TypeError, ValueError) as exc:
+            problems.append(
+                f'http.allow[{i}]: {cidr!r} is not a network such as "192.168.1.0/24" ({exc})'
+            )
+    if lan and not http.allow:
+        problems.append(
+            f"http.allow: empty, so no screen could reach the LAN address {lan[0]} that"
+            ' http.listen names: list the screens\' networks, e.g. ["192.168.1.0/24"]'
+        )
 
 
 @dataclass(frozen=True)
@@ -171,7 +257,7 @@ class EdgeConfig:
         return Path(self.data_dir) / "keys" / "member.key"
 
 
-EXTRA_SECTIONS = ("devices", "sync")
+EXTRA_SECTIONS = ("devices", "sync", "metrics")
 
 
 def _build(base: Any, data: dict[str, Any], path: str, problems: list[str]) -> Any:
@@ -230,10 +316,11 @@ def _check(cfg: EdgeConfig, problems: list[str]) -> None:
     n = cfg.security.scrypt_n
     if n < 2**10 or n & (n - 1):
         problems.append(f"security.scrypt_n: {n} must be a power of two, at least 1024")
-    if not 0 < cfg.http.port < 65536:
-        problems.append(f"http.port: {cfg.http.port} out of range")
+    _check_http(cfg.http, problems)
     if cfg.till.session_hours <= 0:
         problems.append("till.session_hours: must be positive")
+    if cfg.till.session_idle_minutes < 0:
+        problems.append("till.session_idle_minutes: must not be negative (0: no idle limit)")
     if not 0 <= cfg.till.cashier_discount_limit <= 1000:
         problems.append("till.cashier_discount_limit: must be permille from 0 to 1000")
     if cfg.till.pin_max_failures <= 0:
@@ -265,6 +352,13 @@ def config_problems(data: dict[str, Any]) -> tuple[EdgeConfig, list[str]]:
             pass  # devices package not present in this install: nothing to validate against
         except ConfigError as exc:
             problems.append(f"devices: {exc.message}")
+    if cfg.extra.get("metrics") is not None:
+        from edge.metrics import MetricsConfig
+
+        try:
+            MetricsConfig.from_dict(cfg.extra["metrics"])
+        except ConfigError as exc:
+            problems.extend(exc.details.get("problems") or [exc.message])  # type: ignore[arg-type]
     sync = cfg.extra.get("sync")
     if sync is not None:
         from edge.sync.config import SyncConfig
@@ -321,7 +415,9 @@ def reference_toml(cfg: Any = None, path: str = "") -> str:
         else:
             doc = f.metadata.get("doc", "")
             literal = (
-                f'"{value}"'
+                json.dumps(value, ensure_ascii=False)
+                if isinstance(value, list)
+                else f'"{value}"'
                 if isinstance(value, str)
                 else str(value).lower()
                 if isinstance(value, bool)

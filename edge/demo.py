@@ -47,7 +47,7 @@ Try it (staff 1001 PIN 1234 is a cashier, 9001 PIN 9999 a manager; member 张三
   curl -s "{base}/members?q=zs" -H "Authorization: Bearer $TOKEN"
   curl -s -XPOST {base}/sales -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
        -d '{{"member":{{"card_no":"C0001"}},"lines":[{{"sku":"P0002","qty":2}},{{"sku":"P0009","qty":3}}],"tenders":[{{"kind":"cash","amount":20000}}]}}'
-  curl -s {base}/status
+  curl -s {base}/status -H "Authorization: Bearer $TOKEN"
 Stop with Ctrl-C.
 """)
     from edge.cli import main as cli_main

@@ -6,6 +6,7 @@ import random
 
 from core.errors import Conflict
 from edge.models import Member, Product, Staff
+from edge.phones import phone_hash
 from edge.services import members as member_svc
 from edge.services import staff as staff_svc
 from edge.services.context import Till
@@ -77,7 +78,7 @@ def load_demo(till: Till, members: int = 200, seed: int = 7) -> dict[str, int]:
         for i in range(max(0, members - len(fixed)))
     ]
     for name, phone, card, card_type, password in people:
-        if Member.get_or_none(Member.phone_hash == till.keys.lookup_hash(phone)):
+        if Member.get_or_none(Member.phone_hash == phone_hash(till.keys, phone)):
             continue
         reg = member_svc.Registration(
             name=name,

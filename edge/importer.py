@@ -17,6 +17,7 @@ from typing import Any
 from core.errors import HuiyuanError, ValidationError
 from core.money import MoneyError, parse_yuan
 from edge.models import Card, Member, Product
+from edge.phones import phone_hash
 from edge.services import members as member_svc
 from edge.services.context import Till
 
@@ -278,7 +279,7 @@ def import_members(till: Till, path: Path, cashier: str = "import") -> ImportRep
                         field="card_no",
                     )
                 seen_cards[reg.card_no] = number
-            existing = Member.get_or_none(Member.phone_hash == till.keys.lookup_hash(reg.phone))
+            existing = Member.get_or_none(Member.phone_hash == phone_hash(till.keys, reg.phone))
             if existing is not None:
                 card_ok = not reg.card_no or Card.get_or_none(
                     (Card.card_no == reg.card_no) & (Card.member_id == existing.id)

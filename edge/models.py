@@ -19,7 +19,6 @@ Who checkpoints the WAL (copies it back into the database file):
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from peewee import (
     TextField,
 )
 
+from core.errors import ConfigError
 from core.protocol import json_text
 
 
@@ -237,7 +237,7 @@ MODELS = [
     Outbox,
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Schema 2 rebuilds these tables WITHOUT ROWID (the same columns, in the same order): a
 # checkout wrote each one's rows and its primary-key index, two b-trees, and now one.
@@ -259,8 +259,31 @@ _REBUILT_WITHOUT_ROWID = {
 }
 
 
-def open_database(path: str | Path, synchronous: str = "FULL") -> SqliteDatabase:
-    """Open (creating if needed) the store database, migrate it, and bind the models."""
+# Invariant 8: a registration carries the phone to HQ in plaintext (over TLS); once HQ
+# has acknowledged it, the outbox copy is scrubbed.
+SCRUB_CONTACTS_TRIGGER = (
+    "CREATE TRIGGER outbox_scrub_contacts AFTER UPDATE OF acked ON outbox "
+    "WHEN NEW.acked AND NEW.kind = 'registration' BEGIN "
+    "UPDATE outbox SET payload = json_set(payload, '$.body.phone', '') WHERE seq = NEW.seq; "
+    "END"
+)
+
+
+class SchemaOutdated(ConfigError):
+    """The database file is older than this software: ``huiyuan-edge migrate`` upgrades it.
+
+    The services refuse to open such a file rather than migrate it themselves: migrations
+    run once, by the ``huiyuan-edge-migrate`` oneshot unit (or by hand), after a backup."""
+
+
+def open_database(
+    path: str | Path, synchronous: str = "FULL", *, upgrade: bool = False
+) -> SqliteDatabase:
+    """Open (creating if needed) the store database and bind the models.
+
+    A new file gets the current schema. An existing file of an older schema is refused
+    (``SchemaOutdated``, naming the command) unless ``upgrade`` is set, which only
+    ``huiyuan-edge migrate`` does (edge/migrate.py: backup first, then ``migrate``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = SqliteDatabase(
@@ -281,50 +304,63 @@ def open_database(path: str | Path, synchronous: str = "FULL") -> SqliteDatabase
     )
     db.bind(MODELS)
     db.connect(reuse_if_open=True)
-    migrate(db, path)
+    version = schema_version(db)
+    if version == 0 or upgrade:
+        migrate(db)
+    elif version < SCHEMA_VERSION:
+        db.close()
+        raise SchemaOutdated(
+            f"数据库 {path} 的结构版本为 {version}，本软件需要 {SCHEMA_VERSION}：请先运行 "
+            f"huiyuan-edge migrate（会先备份）。 The database has schema {version}, older "
+            f"than this software's {SCHEMA_VERSION}: run `huiyuan-edge migrate` first "
+            "(it backs the file up), or start huiyuan-edge-migrate.service.",
+            field="database.path",
+        )
+    check_not_newer(db, path)
     return db
 
 
-def migrate(db: SqliteDatabase, path: Path) -> None:
-    """Numbered migrations; the file is copied aside before any migration of existing data."""
-    version = db.execute_sql("PRAGMA user_version").fetchone()[0]
-    if version == SCHEMA_VERSION:
-        return
+def schema_version(db: SqliteDatabase) -> int:
+    return int(db.execute_sql("PRAGMA user_version").fetchone()[0])
+
+
+def check_not_newer(db: SqliteDatabase, path: Path) -> None:
+    version = schema_version(db)
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"{path} has schema {version}, newer than this software ({SCHEMA_VERSION})"
+        db.close()
+        raise ConfigError(
+            f"{path} has schema {version}, newer than this software ({SCHEMA_VERSION})",
+            field="database.path",
         )
-    if version > 0 and path.exists():
-        _copy_aside(db, path.with_name(f"{path.name}.before-v{SCHEMA_VERSION}"))
+
+
+def migrate(db: SqliteDatabase) -> tuple[int, int]:
+    """Bring the bound database to ``SCHEMA_VERSION``: a new file gets the current schema,
+    an older one runs each numbered step in ``MIGRATIONS`` in turn, all in one
+    transaction. Returns (version before, version after). Back the file up first
+    (edge/migrate.py does, before calling this)."""
     with db.atomic():
-        # the till and the sync agent open the same file: the other may have migrated
-        # between our first look and this write lock
-        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
+        # the write lock is held from here: a second migrator waits, then finds it done
+        version = schema_version(db)
+        if version >= SCHEMA_VERSION:
+            return version, version
         if version < 1:
             db.create_tables(MODELS)  # the current schema, as the models declare it
-            # Invariant 8: a registration carries the phone to HQ in plaintext (over TLS);
-            # once HQ has acknowledged it, the outbox copy is scrubbed.
+            db.execute_sql(SCRUB_CONTACTS_TRIGGER)
+            db.execute_sql(_HELD_PHONES_INDEX)
+        else:
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[step](db)
+            # what early schema-1 files lack, added then without a schema number: the
+            # sync agent's tables, and the trigger (with the scrub it would have done)
+            db.create_tables(MODELS, safe=True)
+            db.execute_sql(SCRUB_CONTACTS_TRIGGER.replace("TRIGGER", "TRIGGER IF NOT EXISTS", 1))
             db.execute_sql(
-                "CREATE TRIGGER outbox_scrub_contacts AFTER UPDATE OF acked ON outbox "
-                "WHEN NEW.acked AND NEW.kind = 'registration' BEGIN "
-                "UPDATE outbox SET payload = json_set(payload, '$.body.phone', '') WHERE seq = NEW.seq; "
-                "END"
+                "UPDATE outbox SET payload = json_set(payload, '$.body.phone', '') "
+                "WHERE acked AND kind = 'registration' AND json_extract(payload, '$.body.phone') != ''"
             )
-        elif version < 2:
-            _migrate_to_2(db)
         db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _copy_aside(db: SqliteDatabase, target: Path) -> None:
-    """A consistent copy through SQLite's backup API: the file alone would miss what is
-    still in the WAL, and another process may be writing."""
-    copy = sqlite3.connect(target)
-    try:
-        db.connection().backup(copy)
-    finally:
-        copy.close()
+    return version, SCHEMA_VERSION
 
 
 def _migrate_to_2(db: SqliteDatabase) -> None:
@@ -338,6 +374,30 @@ def _migrate_to_2(db: SqliteDatabase) -> None:
         db.execute_sql(f'ALTER TABLE "{table}_v2" RENAME TO "{table}"')
         for index in indexes:
             db.execute_sql(index)
+
+
+# schema 3: the few members whose phone the store holds (edge/phones.py prunes the rest)
+_HELD_PHONES_INDEX = (
+    'CREATE INDEX IF NOT EXISTS "member_phone_held" ON "member" ("id") '
+    'WHERE "phone_enc" IS NOT NULL'
+)
+
+
+def _migrate_to_3(db: SqliteDatabase) -> None:
+    """Schema 2 -> 3 (invariant 8): a member's ``phone_hash`` becomes the chain's lookup hash,
+    whose key HQ sends with a snapshot. Until it arrives, the hashes written under the store's
+    own key stay usable, marked ``L``; when it does, every phone held is hashed again and
+    the phones of members this store has no registration pending for are dropped
+    (edge.phones.install_lookup_key)."""
+    db.execute_sql(
+        "UPDATE member SET phone_hash = 'L' || phone_hash "
+        "WHERE phone_hash IS NOT NULL AND phone_hash NOT LIKE 'L%'"
+    )
+    db.execute_sql(_HELD_PHONES_INDEX)
+
+
+# each step takes the database from the number before it to its own number
+MIGRATIONS = {2: _migrate_to_2, 3: _migrate_to_3}
 
 
 # ---- added by the sync agent (edge/sync); created by ensure_sync_tables on older files ----

@@ -1,6 +1,7 @@
 """The till's HTTP server (waitress) and a stop that lets the requests in flight finish.
 
-``huiyuan-edge serve`` runs ``TillServer.serve`` in the main thread; SIGTERM (systemd's
+``huiyuan-edge serve`` runs ``TillServer.serve`` in the main thread, one listening
+socket per address in ``http.listen`` (loopback by default); SIGTERM (systemd's
 stop) and SIGINT (Ctrl-C) only set ``stopping`` (``stop_on_signals``). The server then
 stops accepting connections, finishes each request already received or being received
 (for at most ``grace`` seconds, 5 by default), and returns, so that the caller's shutdown runs: the
@@ -15,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from core.systemd import LoopPulse
+
 
 def stop_on_signals(event: threading.Event) -> None:
     """SIGTERM and SIGINT only set ``event``; whoever waits on it does the stopping. (A
@@ -27,24 +30,40 @@ def stop_on_signals(event: threading.Event) -> None:
         signal.signal(signum, handler)
 
 
+def listen_spec(addresses: list[str] | tuple[str, ...], port: int) -> str:
+    """waitress's ``listen``: each address on ``port`` (an IPv6 one in brackets)."""
+    return " ".join(f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses)
+
+
 class TillServer:
-    """waitress on one address, served until ``stopping`` is set."""
+    """waitress on each of ``addresses`` (one port), served until ``stopping`` is set.
+    Which clients it answers is the app's business (edge.api checks http.allow)."""
 
     def __init__(
         self,
         app: Any,
-        host: str,
+        addresses: list[str] | tuple[str, ...],
         port: int,
         threads: int = 4,
         grace: float = 5.0,
         stopping: threading.Event | None = None,
     ) -> None:
-        from waitress.server import create_server
+        from waitress.server import BaseWSGIServer, create_server
 
         self.map: dict[int, Any] = {}
-        self.server = create_server(app, map=self.map, host=host, port=port, threads=threads)
+        self.server = create_server(
+            app, map=self.map, listen=listen_spec(addresses, port), threads=threads
+        )
+        # one listening socket per address (waitress registers each in the map)
+        self.listeners = [ch for ch in self.map.values() if isinstance(ch, BaseWSGIServer)]
         self.stopping = stopping or threading.Event()
         self.grace = grace
+        self.pulse = LoopPulse()  # systemd's watchdog is fed while the loop goes round
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(address, port) of each listening socket, as bound."""
+        return [(ch.effective_host, int(ch.effective_port)) for ch in self.listeners]
 
     def serve(self) -> None:
         from waitress import wasyncore
@@ -53,6 +72,7 @@ class TillServer:
         # one loop round at a time, so that a set ``stopping`` is seen within a second
         # (a signal interrupts the poll; the handler runs; the poll resumes until timeout)
         while not self.stopping.is_set():
+            self.pulse.tick()
             wasyncore.loop(
                 timeout=adj.asyncore_loop_timeout,
                 map=self.map,
@@ -61,7 +81,8 @@ class TillServer:
             )
         # stop listening (only the listening socket: the trigger still wakes the loop
         # when a worker thread has a response ready), then finish what is in flight
-        wasyncore.dispatcher.close(self.server)
+        for listener in self.listeners:
+            wasyncore.dispatcher.close(listener)
         deadline = time.monotonic() + self.grace
         while self.in_flight() and time.monotonic() < deadline:
             wasyncore.loop(timeout=0.05, map=self.map, use_poll=adj.asyncore_use_poll, count=1)

@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from core.errors import HuiyuanError, ValidationError
+from hq import metrics as hq_metrics
 from hq import services
 from hq.config import HqConfig
 from hq.models import bind, open_database, utcnow
@@ -193,6 +194,7 @@ def create_app(config: HqConfig | None = None, db: pw.Database | None = None) ->
     for bp in (stores_bp, members_bp, dead_letters_bp, exceptions_bp, merges_bp, cards_bp):
         app.register_blueprint(bp)
     app.register_blueprint(offline_policies_bp)
+    hq_metrics.init_app(app, database, config.metrics_token_file)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
 

@@ -37,6 +37,7 @@ from hq.models import (
     TopUp,
     one_of,
 )
+from hq.privacy import apply_consent, apply_registration_consent
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -373,6 +374,7 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
 
 def apply_registration(ctx: ItemContext, body: dict[str, Any]) -> None:
     register_member(ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes, ctx.book)
+    apply_registration_consent(ctx, body, body["member_id"])
 
 
 APPLIERS = {
@@ -380,6 +382,7 @@ APPLIERS = {
     "return": apply_return,
     "topup": apply_topup,
     "registration": apply_registration,
+    "consent": apply_consent,
 }
 
 

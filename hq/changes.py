@@ -36,6 +36,7 @@ from hq.models import (
 
 if TYPE_CHECKING:
     from hq.ledger import Book
+    from hq.lookup import ChainLookup
 
 CHANGE_COUNTER = "change_seq"
 
@@ -224,8 +225,9 @@ def latest_change_seq() -> int:
     return row.value if row else 0
 
 
-def changes_after(after: int, limit: int) -> ChangePage:
-    """The page after a store's cursor, or a demand for a snapshot when it is too far behind."""
+def changes_after(after: int, limit: int, lookup: ChainLookup) -> ChangePage:
+    """The page after a store's cursor, or a demand for a snapshot when it is too far behind;
+    member records as a store receives them (``lookup``: no phone in clear)."""
     latest = latest_change_seq()
     oldest = ChangeRecord.select(pw.fn.MIN(ChangeRecord.seq)).scalar() or 1
     too_far = (
@@ -242,13 +244,16 @@ def changes_after(after: int, limit: int) -> ChangePage:
         .order_by(ChangeRecord.seq)
         .limit(limit)
     )
-    changes = tuple(Change(r.seq, r.entity, r.key, r.op, r.data) for r in rows)
+    changes = tuple(
+        lookup.change_for_store(Change(r.seq, r.entity, r.key, r.op, r.data)) for r in rows
+    )
     to_seq = changes[-1].seq if changes else after
     return ChangePage(after + 1, to_seq, changes, to_seq < latest, latest)
 
 
-def snapshot_records(db: pw.Database) -> tuple[int, Iterator[dict[str, Any]]]:
-    """Every live entity as change-shaped records, and the change seq they are as new as.
+def snapshot_records(db: pw.Database, lookup: ChainLookup) -> tuple[int, Iterator[dict[str, Any]]]:
+    """Every live entity as change-shaped records, and the change seq they are as new as;
+    members as a store receives them (``lookup``: no phone in clear).
 
     Consume the records inside the same read transaction (REPEATABLE READ on
     PostgreSQL); they are generated lazily, members without caching model rows."""
@@ -278,7 +283,8 @@ def snapshot_records(db: pw.Database) -> tuple[int, Iterator[dict[str, Any]]]:
         for lot in _live_lots().iterator():
             lots_by_member.setdefault(lot.member_id, []).append(lot)
         for m in Member.select().order_by(Member.id).iterator():
-            yield rec("member", m.id, member_state(m, lots_by_member.pop(m.id, [])))
+            state = member_state(m, lots_by_member.pop(m.id, []))
+            yield rec("member", m.id, lookup.member_for_store(state))
         for c in Card.select().iterator():
             yield rec("card", c.card_no, card_state(c))
         for cp in Coupon.select().iterator():

@@ -13,7 +13,9 @@ from typing import Any
 import click
 
 from core.errors import HuiyuanError
+from core.logsafe import keep_personal_data_out_of_logs
 from core.protocol import Change, down_topic, encode_json
+from hq import backup as hq_backup
 from hq import services
 from hq.cli_pki import PKI_COMMANDS
 from hq.config import HqConfig
@@ -36,9 +38,13 @@ def push_changes(config: HqConfig, changes: list[Change], timeout: float = 3.0) 
     also get them from the change log on their next page request."""
     if not changes:
         return True
+    from hq.lookup import chain_lookup
     from hq.worker import publish_changes
 
-    return _with_broker(config, lambda client: publish_changes(client, changes), "changes", timeout)
+    lookup = chain_lookup(config)
+    return _with_broker(
+        config, lambda client: publish_changes(client, changes, lookup), "changes", timeout
+    )
 
 
 def publish_down(
@@ -97,6 +103,7 @@ def main(ctx: click.Context, database_url, mqtt_url, mqtt_ca, mqtt_cert, mqtt_ke
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    keep_personal_data_out_of_logs()  # core/logsafe.py: no query parameters at -v
     try:
         config = HqConfig.from_env(
             database_url=database_url,
@@ -133,8 +140,27 @@ def init_db(ctx: click.Context) -> None:
     default=0,
     help="seconds the broker keeps this worker's session after it goes (0: none; see docs)",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="HY_HQ_INGEST_METRICS_PORT",
+    help="serve this worker's Prometheus /metrics on this port (one per worker; 0: any free)",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="address of /metrics; other than loopback it needs the metrics token",
+)
 @click.pass_context
-def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> None:
+def serve_ingest(
+    ctx: click.Context,
+    client_id: str,
+    session_expiry: int,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run an ingest worker (start as many as needed: they share the subscription)."""
     from dataclasses import replace
 
@@ -145,7 +171,24 @@ def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> Non
         config.mqtt, client_id=client_id or config.mqtt.client_id, session_expiry=session_expiry
     )
     config = replace(config, mqtt=mqtt)
-    IngestWorker(config).run_forever()
+    _require_current_schema(config)
+    try:
+        IngestWorker(config, metrics_port=metrics_port, metrics_host=metrics_host).run_forever()
+    except HuiyuanError as exc:
+        _fail(exc)
+
+
+def _require_current_schema(config: HqConfig) -> None:
+    """A service refuses an older schema (it never migrates): init-db does that."""
+    from hq.models import check_schema
+
+    db = open_database(config.database_url)
+    try:
+        check_schema(db)
+    except HuiyuanError as exc:
+        _fail(exc)
+    finally:
+        db.close()
 
 
 @main.command("serve-api")
@@ -154,15 +197,25 @@ def serve_ingest(ctx: click.Context, client_id: str, session_expiry: int) -> Non
 @click.pass_context
 def serve_api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the HQ JSON API (waitress, a production WSGI server)."""
-    from waitress import serve as waitress_serve
+    from waitress.server import create_server
 
+    from core.systemd import service_ready
     from hq.api import create_app
+    from hq.health import database_answers
 
     config = _config(ctx)
+    _require_current_schema(config)
     app = create_app(config)
     host, port = host or config.api_host, port or config.api_port
+    server = create_server(app, host=host, port=port, threads=4)
     click.echo(f"HQ API on http://{host}:{port}/api/stores")
-    waitress_serve(app, host=host, port=port, threads=4)
+    watchdog = service_ready([database_answers(app.extensions["hq_db"])], f"API on {host}:{port}")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        click.echo("HQ API stopped")
+    finally:
+        watchdog.stop()
 
 
 @main.command("publish-rules")
@@ -403,6 +456,21 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
 
 for _command in PKI_COMMANDS:  # init-ca, broker-config, revoke-store, ... (hq/cli_pki.py)
     main.add_command(_command)
+
+from hq.cli_keys import init_lookup_key  # noqa: E402 - after main, which it joins
+
+main.add_command(init_lookup_key)
+
+from hq.scheduler import serve_scheduler_command  # noqa: E402  (HQ's periodic jobs)
+
+main.add_command(serve_scheduler_command)
+
+main.add_command(hq_backup.backup)
+
+from hq import cli_privacy  # noqa: E402 (it imports this module's helpers when run)
+
+cli_privacy.register(main)
+
 
 if __name__ == "__main__":
     main()

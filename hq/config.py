@@ -2,16 +2,47 @@
 
 Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
-``HY_MQTT_KEY``, ``HY_HQ_CA_DIR``) override them. Validated once at start.
+``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``, ``HY_HQ_METRICS_TOKEN_FILE``,
+``HY_HQ_CA_DIR``) override them. Validated once at start.
+
+Secrets come from files in ``$CREDENTIALS_DIRECTORY``, which systemd's ``LoadCredential=``
+fills (systemd/huiyuan-hq-*.service; the table is in docs/operations.md): the database
+URL with its password (credential ``database-url``) when ``HY_HQ_DATABASE_URL`` is not
+set, and HQ's MQTT identity (``mqtt-ca.pem``, ``mqtt-cert.pem``, ``mqtt-key.pem``, the
+names the edge uses) when ``HY_MQTT_CA`` / ``_CERT`` / ``_KEY`` are not. A secret in the
+environment shows in ``systemctl show`` and ``/proc/<pid>/environ``; a credential does not.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from urllib.parse import urlparse
 
 from core.errors import ConfigError
+
+# systemd credential names (LoadCredential=NAME:/etc/huiyuan/credentials/FILE)
+CREDENTIAL_DATABASE_URL = "database-url"
+MQTT_CREDENTIALS = {"ca": "mqtt-ca.pem", "cert": "mqtt-cert.pem", "key": "mqtt-key.pem"}
+
+
+def credential_path(name: str, environ: dict[str, str] | None = None) -> str:
+    """``$CREDENTIALS_DIRECTORY/<name>`` if systemd handed that credential over, else ""."""
+    directory = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY", "")
+    if not directory:
+        return ""
+    path = os.path.join(directory, name)
+    return path if os.path.isfile(path) else ""
+
+
+def read_credential(name: str, environ: dict[str, str] | None = None) -> str:
+    """The text of credential ``name`` (one line; the trailing newline dropped), or ""."""
+    path = credential_path(name, environ)
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().strip()
 
 
 @dataclass(frozen=True)
@@ -79,6 +110,37 @@ class HqConfig:
     state_interval: float = field(
         default=10.0, metadata={"doc": "seconds between HQ online announcements"}
     )
+    lookup_key_file: str = field(
+        default="",
+        metadata={
+            "doc": "the chain's phone lookup key (32 bytes, 0600); empty = "
+            "$CREDENTIALS_DIRECTORY/lookup.key, else lookup.key beside a SQLite database"
+        },
+    )
+
+    def lookup_key_path(self) -> Path:
+        """Where the chain lookup key is (hq/lookup.py): every HQ process of a chain
+        must name the same file."""
+        if self.lookup_key_file:
+            return Path(self.lookup_key_file)
+        creds = os.environ.get("CREDENTIALS_DIRECTORY")
+        if creds:
+            return Path(creds) / "lookup.key"
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite:///")).parent / "lookup.key"
+        raise ConfigError(
+            "lookup_key_file is required with PostgreSQL (HY_HQ_LOOKUP_KEY_FILE, or the "
+            "credential lookup.key): every HQ node must read the same key",
+            field="lookup_key_file",
+        )
+
+    metrics_token_file: str = field(
+        default="",
+        metadata={
+            "doc": "bearer token Prometheus sends for /metrics; default: systemd's "
+            "metrics-token credential; neither: the HQ API's /metrics answers 404"
+        },
+    )
     ca_dir: str = field(
         default="var/ca",
         metadata={
@@ -91,7 +153,8 @@ class HqConfig:
         scheme = urlparse(self.database_url).scheme
         if scheme not in ("sqlite", "postgres", "postgresql"):
             raise ConfigError(
-                f"database_url must be sqlite:/// or postgresql://, got {self.database_url!r}",
+                # the scheme only: the rest may hold a password
+                f"database_url must be sqlite:/// or postgresql://, got {scheme or 'no'} scheme",
                 field="database_url",
             )
         self.mqtt.validate()
@@ -102,13 +165,28 @@ class HqConfig:
         env = os.environ
         mqtt = MqttSettings(
             url=env.get("HY_MQTT_URL", MqttSettings.url),
-            ca=env.get("HY_MQTT_CA", ""),
-            cert=env.get("HY_MQTT_CERT", ""),
-            key=env.get("HY_MQTT_KEY", ""),
+            ca=env.get("HY_MQTT_CA") or credential_path(MQTT_CREDENTIALS["ca"]),
+            cert=env.get("HY_MQTT_CERT") or credential_path(MQTT_CREDENTIALS["cert"]),
+            key=env.get("HY_MQTT_KEY") or credential_path(MQTT_CREDENTIALS["key"]),
+        )
+        interval = env.get("HY_HQ_STATE_INTERVAL", str(cls.state_interval))
+        try:
+            state_interval = float(interval)
+        except ValueError:
+            raise ConfigError(
+                f"HY_HQ_STATE_INTERVAL must be seconds, got {interval!r}", field="state_interval"
+            ) from None
+        database_url = (
+            env.get("HY_HQ_DATABASE_URL")
+            or read_credential(CREDENTIAL_DATABASE_URL)
+            or cls.database_url
         )
         config = cls(
-            database_url=env.get("HY_HQ_DATABASE_URL", cls.database_url),
+            database_url=database_url,
             mqtt=mqtt,
+            lookup_key_file=env.get("HY_HQ_LOOKUP_KEY_FILE", ""),
+            state_interval=state_interval,
+            metrics_token_file=env.get("HY_HQ_METRICS_TOKEN_FILE", ""),
             ca_dir=env.get("HY_HQ_CA_DIR", cls.ca_dir),
         )
         mqtt_over = {

@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee as pw
 
-from core.errors import HuiyuanError, ProtocolError
+from core.errors import HuiyuanError, NotFound, ProtocolError
 from core.protocol import (
     HOLD_WINDOW,
     MAX_PAYLOAD_BYTES,
@@ -30,6 +30,7 @@ from core.protocol import (
     Change,
     Hello,
     Rejection,
+    UpItem,
     decode_json,
     safe_text,
     unencodable_field,
@@ -40,6 +41,7 @@ from core.protocol import (
 from hq.apply import BatchCache, ItemContext, MoneyRefused, apply_item
 from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book
+from hq.members import touch_through
 from hq.models import DeadLetter, HeldItem, ProcessedItem, Store, Writes, is_postgres, one_of
 
 log = logging.getLogger("hq.ingest")
@@ -106,6 +108,20 @@ def _retryable(exc: BaseException) -> bool:
     return any(cls.__name__ in RETRYABLE_NAMES for cls in type(exc).__mro__)
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first line only: PostgreSQL's DETAIL line of a unique-key race holds the
+    key's value (``Key (phone)=(138...) already exists``), which no log may show."""
+    return str(exc).split("\n", 1)[0]
+
+
+def _drop_values(exc: BaseException) -> None:
+    """Keep only the first line of a database error, and drop the driver's exception it
+    was raised from (a traceback prints that one's message in full)."""
+    exc.args = (first_line(exc),)
+    exc.__cause__ = exc.__context__ = None
+    exc.__suppress_context__ = True
+
+
 def _transaction(db: pw.Database, work: Any) -> Any:
     """Run ``work`` in a transaction, retrying on deadlocks, serialization failures,
     unique-key races (two workers registering one phone) and lost connections."""
@@ -115,23 +131,49 @@ def _transaction(db: pw.Database, work: Any) -> Any:
                 return work()
         except Exception as exc:
             if not _retryable(exc) or attempt == TRANSACTION_ATTEMPTS:
+                if isinstance(exc, pw.IntegrityError):
+                    _drop_values(exc)  # it is logged and becomes a refusal's reason
                 raise
-            log.info("transaction retry %d after %s: %s", attempt, type(exc).__name__, exc)
+            log.info(
+                "transaction retry %d after %s: %s", attempt, type(exc).__name__, first_line(exc)
+            )
             if isinstance(exc, pw.OperationalError | pw.InterfaceError) and not db.in_transaction():
                 db.close()  # reconnect on the next attempt if the connection is gone
             time.sleep(0.02 * attempt)
     raise AssertionError("unreachable")
 
 
-def _lock_store(db: pw.Database, code: str, epoch: int, now: dt.datetime) -> Store:
+def _lock_store(db: pw.Database, code: str, now: dt.datetime) -> Store:
+    """The store's row, locked (made in epoch 1 the first time: a later epoch becomes
+    current once HQ applies an item in it)."""
     query = Store.select().where(Store.code == code)
     if is_postgres(db):
         query = query.for_update()
     store = query.get_or_none()
     if store is None:
-        Store.insert(code=code, epoch=epoch, created_at=now).on_conflict_ignore().execute()
+        Store.insert(code=code, created_at=now).on_conflict_ignore().execute()
         store = query.get()
     return store
+
+
+def epoch_cursor(code: str, epoch: int) -> int:
+    """HQ's cursor for ``code`` in ``epoch``: every seq up to it has a ProcessedItem row
+    (applied, rejected or a duplicate of an id HQ had), and no seq after it has one."""
+    top = (
+        ProcessedItem.select(pw.fn.MAX(ProcessedItem.seq))
+        .where((ProcessedItem.store == code) & (ProcessedItem.epoch == epoch))
+        .scalar()
+    )
+    return int(top or 0)
+
+
+def _epoch_view(row: Store, epoch: int) -> Store:
+    """The store's cursor in ``epoch``, as an unsaved Store: its row when that is the
+    current epoch, otherwise read from the items HQ processed in that epoch."""
+    if epoch == row.epoch:
+        return row
+    cursor = epoch_cursor(row.code, epoch)
+    return Store(code=row.code, epoch=epoch, acked_through=cursor, reported_seq=cursor)
 
 
 def ingest_batch(
@@ -270,23 +312,10 @@ def _apply(
     # an oversized batch's items past the cursor are not kept: the store resends them
     hold = len(payload) <= MAX_PAYLOAD_BYTES
     outcome = IngestOutcome()
-    store = _lock_store(db, topic_store, batch.epoch, now)
-    if batch.epoch < store.epoch:
-        dead_letter(
-            topic,
-            payload,
-            "stale_epoch",
-            f"epoch {batch.epoch} < HQ's {store.epoch}",
-            now,
-            topic_store,
-        )
-        outcome.dead_letter = "stale_epoch"
-        return outcome
-    if batch.epoch > store.epoch:
-        log.warning("store %s starts epoch %d (was %d)", store.code, batch.epoch, store.epoch)
-        store.epoch = batch.epoch
-        store.acked_through = 0
-        store.reported_seq = 0
+    row = _lock_store(db, topic_store, now)
+    # every epoch has its own cursor (docs/protocol.md, "Batches, acks and resends"):
+    # the row keeps the one of its current epoch, the highest in which HQ applied an item
+    store = _epoch_view(row, batch.epoch)
     changes = ChangeSet()
     rejected: list[Rejection] = []
     cache = BatchCache(Book(db))
@@ -358,23 +387,28 @@ def _apply(
     if held:
         HeldItem.delete().where(
             (HeldItem.store == store.code)
-            & ((HeldItem.epoch < store.epoch) | (HeldItem.seq <= store.acked_through))
+            & (HeldItem.epoch == store.epoch)
+            & (HeldItem.seq <= store.acked_through)
         ).execute()
     store.reported_seq = max(store.reported_seq, batch.last_seq)
+    # a batch in another epoch moves the store's row only if it is a later epoch in
+    # which HQ applied something: a message cannot retire the store's own epoch by itself
+    current = store.epoch == row.epoch or (store.epoch > row.epoch and outcome.applied > 0)
+    if store.epoch > row.epoch and current:
+        log.warning("store %s starts epoch %d (was %d)", store.code, store.epoch, row.epoch)
     # the batch's writes, the change log's counter and its records: on PostgreSQL
     # two round trips (see hq.models.Writes)
     writes = Writes(db)
     cache.book.flush(writes)
     writes.insert(ProcessedItem, processed)
-    writes.query(
-        Store.update(
-            epoch=store.epoch,
-            acked_through=store.acked_through,
-            reported_seq=store.reported_seq,
-            last_seen=now,
-            online=True,
-        ).where(Store.code == store.code)
-    )
+    moved: dict[str, Any] = {}
+    if current:
+        moved = {
+            "epoch": store.epoch,
+            "acked_through": store.acked_through,
+            "reported_seq": store.reported_seq,
+        }
+    writes.query(Store.update(last_seen=now, online=True, **moved).where(Store.code == store.code))
     outcome.changes = flush_changes(db, changes, now, cache.book, writes)
     writes.send()
     outcome.ack = Ack(store.code, store.epoch, store.acked_through, tuple(rejected))
@@ -489,6 +523,30 @@ class _Run:
         self._record(seq, item_id, kind, "rejected", code, reason)
         self.rejected.append(Rejection(seq, code, reason))
 
+    def _again(self, seq: int, raw_item: Any, item: UpItem) -> None:
+        """An item HQ processed before at another seq or epoch (a box restored from its
+        backup sends its items again under new seqs): the seq is settled as a duplicate,
+        or rejected again as it was the first time."""
+        first = next((r for r in self.processed if r["item_id"] == item.id), None)
+        if first is None:
+            found = ProcessedItem.get_or_none(ProcessedItem.item_id == item.id)
+            first = {"status": found.status, "code": found.code, "reason": found.reason}
+        if first["status"] == "rejected":
+            self._reject(seq, raw_item, first["code"], first["reason"] or "", None, item.kind)
+            return
+        self._record(seq, None, item.kind, "duplicate", reason=f"item {item.id}")
+        self.outcome.duplicates += 1
+        # the member's record now says it reflects this seq too, so that the store (which
+        # adds its own items after ``through`` to HQ's figures) does not count it twice
+        member_id = item.body.get("member_id")
+        try:
+            member = self.cache.book.member(member_id) if isinstance(member_id, str) else None
+        except NotFound:
+            member = None
+        if member is not None:
+            touch_through(member, self.store.code, seq, self.cache.book)
+            self.changes.member(member.id)
+
     def process(self, seq: int, raw_item: Any) -> None:
         """Apply the item at ``seq`` (the store's next) or reject it; either way it is
         recorded as processed, so the cursor can pass it."""
@@ -514,14 +572,7 @@ class _Run:
             )
             return
         if item.id in self.seen_ids:
-            self._reject(
-                seq,
-                raw_item,
-                "invalid",
-                f"item id {item.id} was already processed at another seq",
-                None,
-                item.kind,
-            )
+            self._again(seq, raw_item, item)
             return
         item_changes = ChangeSet()
         if forced is not None:
@@ -553,22 +604,20 @@ def handle_hello(db: pw.Database, hello: Hello, now: dt.datetime) -> Ack:
     """What HQ has of a store; the store resends everything after ``acked_through``."""
 
     def work() -> Ack:
-        store = _lock_store(db, hello.store, hello.epoch, now)
-        if hello.epoch > store.epoch:
-            store.epoch = hello.epoch
-            store.acked_through = 0
-            store.reported_seq = 0
-        store.last_seen = now
-        store.online = True
+        # a hello never moves the epoch: it is answered from the cursor of its own epoch
+        row = _lock_store(db, hello.store, now)
+        store = _epoch_view(row, hello.epoch)
+        row.last_seen = now
+        row.online = True
         if hello.down_cursor is not None:
-            store.down_cursor = hello.down_cursor
-        if hello.last_seq is not None:
-            store.reported_seq = hello.last_seq
-        store.save()
+            row.down_cursor = hello.down_cursor
+        if hello.last_seq is not None and store is row:
+            row.reported_seq = hello.last_seq
+        row.save()
         # HQ acks only after its commit, so a store can never hold an ack past HQ's
         # cursor in the same epoch, unless HQ's database went back in time (restored
         # from a backup): then ask the store to resend what HQ no longer has
-        rewind = hello.epoch == store.epoch and hello.acked_through > store.acked_through
+        rewind = hello.acked_through > store.acked_through
         if rewind:
             log.warning(
                 "store %s says HQ acked through %d, HQ holds through %d: restored database? "

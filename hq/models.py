@@ -177,7 +177,7 @@ class ProcessedItem(BaseModel):
     epoch = pw.IntegerField()
     seq = pw.BigIntegerField()
     kind = pw.CharField(null=True, max_length=16)
-    status = pw.CharField(max_length=10)  # applied | rejected
+    status = pw.CharField(max_length=10)  # applied | rejected | duplicate (an id again)
     code = pw.CharField(null=True, max_length=24)
     reason = pw.TextField(null=True)
     processed_at = pw.DateTimeField()
@@ -482,9 +482,11 @@ def create_schema(db: pw.Database) -> None:
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:
-    """Add the nullable columns a newer release declares to tables an older one made
-    (``init-db`` after an upgrade). Anything else (a new NOT NULL column, a changed
-    type) is refused by name rather than guessed at."""
+    """Add the columns a newer release declares to tables an older one made (``init-db``
+    after an upgrade): nullable ones, and NOT NULL ones with a constant default (the
+    old rows get the default; e.g. ``store.reported_seq``, which the first release
+    lacked). Anything else (NOT NULL without a constant default, a changed type) is
+    refused by name rather than guessed at."""
     from playhouse.migrate import SchemaMigrator, migrate
 
     added = []
@@ -495,16 +497,42 @@ def add_missing_columns(db: pw.Database) -> list[str]:
         for f in model._meta.sorted_fields:
             if f.column_name in have:
                 continue
-            if not f.null:
+            if not f.null and (f.default is None or callable(f.default)):
                 raise ConfigError(
-                    f"table {table} lacks column {f.column_name}, which is NOT NULL: "
-                    "this upgrade needs a migration",
+                    f"table {table} lacks column {f.column_name}, which is NOT NULL "
+                    "without a constant default: this upgrade needs a migration",
                     field="database_url",
                 )
             with db.atomic():
                 migrate(migrator.add_column(table, f.column_name, f))
             added.append(f"{table}.{f.column_name}")
     return added
+
+
+def check_schema(db: pw.Database) -> None:
+    """Refuse a database whose schema is older than this software (a table or column the
+    models declare is missing): the services do not change the schema themselves,
+    ``huiyuan-hq init-db`` (the huiyuan-hq-migrate unit) does."""
+    missing = []
+    with db.connection_context() if db.is_closed() else _noop():
+        for model in MODELS:
+            table = model._meta.table_name
+            if not db.table_exists(table):
+                missing.append(table)
+                continue
+            have = {c.name for c in db.get_columns(table)}
+            missing += [
+                f"{table}.{f.column_name}"
+                for f in model._meta.sorted_fields
+                if f.column_name not in have
+            ]
+    if missing:
+        raise ConfigError(
+            f"the HQ database lacks {', '.join(missing[:5])}"
+            f"{' and more' if len(missing) > 5 else ''}: run `huiyuan-hq init-db` "
+            "(systemctl restart huiyuan-hq-migrate) after an upgrade",
+            field="database_url",
+        )
 
 
 class _noop:
@@ -518,6 +546,55 @@ class _noop:
 def utcnow() -> dt.datetime:
     """Naive UTC: what both databases store without surprises."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# ---- the scheduler (hq/scheduler.py) ----
+
+
+class SchedulerState(BaseModel):
+    """The scheduler's shared state: ``leader`` (who leads; on SQLite the lease, held until
+    ``at``) and ``job:<name>`` (when a job last started, by whom, how many times)."""
+
+    name = pw.CharField(primary_key=True, max_length=64)
+    holder = pw.CharField(max_length=128, default="")
+    at = pw.DateTimeField()
+    runs = pw.BigIntegerField(default=0)
+
+
+MODELS.append(SchedulerState)
+
+
+# ---- personal data (PIPL): hq/privacy.py ----------------------------------------------
+
+
+class MemberConsent(BaseModel):
+    """One answer of a member about one marketing channel, kept as history: the newest
+    row per channel is in force (``hq.privacy.consented``); none means no consent."""
+
+    member_id = pw.CharField(max_length=36, index=True)
+    channel = pw.CharField(max_length=16)  # core.protocol.CONSENT_CHANNELS
+    granted = pw.BooleanField()
+    at = pw.DateTimeField()  # when the member gave the answer (naive UTC)
+    store = pw.CharField(null=True, max_length=32)  # where (null: at HQ)
+    source = pw.CharField(max_length=16)  # registration | till | hq
+    by = pw.CharField(null=True, max_length=64)  # the cashier or HQ user who recorded it
+    recorded_at = pw.DateTimeField()
+
+
+class PrivacyRequest(BaseModel):
+    """A member's request about their personal data, as audit: ``export`` or ``erase``."""
+
+    kind = pw.CharField(max_length=10)  # export | erase
+    member_id = pw.CharField(max_length=36, index=True)
+    at = pw.DateTimeField()
+    by = pw.CharField(max_length=64)
+    reason = pw.TextField(default="")
+
+
+MODELS += [MemberConsent, PrivacyRequest]
+
+
+# ---- the chain CA (hq/pki.py) ----
 
 
 class Certificate(BaseModel):

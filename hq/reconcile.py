@@ -59,6 +59,8 @@ KIND_STORE_LEDGER = "store_ledger_mismatch"
 KIND_HQ_LEDGER = "ledger_mismatch"
 DIGEST_RECORD = "digest:{}"
 HQ_LEDGER_RECORD = "hq_ledger"
+# PostgreSQL advisory lock key serialising the opening of reconciliation exceptions
+EXCEPTIONS_LOCK = 0x48590001
 HQ_LEDGER_EVERY = dt.timedelta(minutes=5)  # a worker checks HQ's ledger at most this often
 MAX_DRILL_BUCKETS = 64  # buckets asked for in one drill-down request
 
@@ -301,6 +303,12 @@ def record_differences(
     the repair. Call inside a transaction."""
     repairs = repairs or {}
     opened = 0
+    if diffs and is_postgres(HqException._meta.database):
+        # several workers reconcile at once: the look for an open exception and the insert
+        # of a new one must not interleave, or two nodes open the same one twice
+        HqException._meta.database.execute_sql(
+            "SELECT pg_advisory_xact_lock(%s)", (EXCEPTIONS_LOCK,)
+        )
     for d in diffs:
         query = HqException.select().where(
             (HqException.kind == d.kind)

@@ -54,4 +54,3 @@ def publish_product(
         changes = ChangeSet()
         changes.add("product", sku, {"sku": sku, "name": name, "unit_price": unit_price, **data})
         return flush_changes(db, changes, now)
-

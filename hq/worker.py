@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,17 +51,25 @@ from core.protocol import (
     validate_change_request,
     validate_hello,
     validate_snapshot_request,
+    validate_state,
 )
+from core.systemd import BusyGuard, HealthCheck, service_ready
 from hq import reconcile
 from hq.auth import authorize_spend
 from hq.changes import changes_after, latest_change_seq, snapshot_records
 from hq.config import HqConfig
 from hq.ingest import dead_letter, handle_hello, ingest_batch, note_store_state
+from hq.lookup import ChainLookup, chain_lookup
+from hq.metrics import WorkerMetrics, worker_listener
 from hq.models import Store, bind, is_postgres, open_database, utcnow
 from hq.mqtt import connect_properties, make_client, publish_properties
 
 log = logging.getLogger("hq.worker")
 
+# a message in its handler this long stops systemd's watchdog being fed (WatchdogSec=60 in
+# huiyuan-hq-ingest@.service: a worker stuck that long is restarted a minute later). A
+# snapshot request is answered in one handler call: keep this above the longest one.
+STUCK_AFTER_S = 300.0
 FAULT_ENV = "HY_HQ_FAULT"  # "kill_after_commit": SIGKILL between commit and ack (crash tests)
 
 
@@ -76,10 +85,14 @@ def _reply_to(msg: mqtt.MQTTMessage) -> tuple[str | None, bytes | None]:
     return getattr(props, "ResponseTopic", None), getattr(props, "CorrelationData", None)
 
 
-def publish_changes(client: mqtt.Client, changes: list[Change], latest: int | None = None) -> None:
-    """Push committed changes to every store on hy/v1/hq/chg, in pages that fit a message."""
+def publish_changes(
+    client: mqtt.Client, changes: list[Change], lookup: ChainLookup, latest: int | None = None
+) -> None:
+    """Push committed changes to every store on hy/v1/hq/chg, in pages that fit a message;
+    members as every store may see them (``lookup``: no phone in clear)."""
     if not changes:
         return
+    changes = [lookup.change_for_store(c) for c in changes]
     latest = latest if latest is not None else changes[-1].seq
     pending = [changes[i : i + MAX_PAGE_CHANGES] for i in range(0, len(changes), MAX_PAGE_CHANGES)]
     while pending:
@@ -101,6 +114,8 @@ class IngestWorker:
         db: pw.Database | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         role: str = "ingest",
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         self.config = config
         self.db = db
@@ -110,7 +125,12 @@ class IngestWorker:
         self.connected = threading.Event()
         self.stop_event = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        self.busy = BusyGuard()  # how long the message in hand has been handled
         self.fault = os.environ.get(FAULT_ENV, "")
+        self.lookup = chain_lookup(config)
+        self.metrics = WorkerMetrics()
+        self.metrics_address = (metrics_host, metrics_port)
+        self._metrics_listener: Any = None
         self.handlers: dict[str, Callable[[str, mqtt.MQTTMessage], None]] = {
             "tx": self.on_batch,
             "hello": self.on_hello,
@@ -125,6 +145,7 @@ class IngestWorker:
     # ---- lifecycle ------------------------------------------------------------------
 
     def start(self, wait: float = 10.0) -> IngestWorker:
+        self.start_metrics()
         self.init_database()
         self.init_mqtt()
         self.start_heartbeat()
@@ -143,14 +164,40 @@ class IngestWorker:
             self.client.loop_stop()
         if self.db is not None and not self.db.is_closed():
             self.db.close()
+        if self._metrics_listener is not None:
+            self._metrics_listener.stop()
 
     def run_forever(self) -> None:
         """Start, then wait for SIGTERM/SIGINT; signals only set the stop event."""
         signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         self.start()
+        watchdog = service_ready(self.health_checks(), f"{self.role} worker")
         self.stop_event.wait()
+        watchdog.stop()
         self.stop()
+
+    def health_checks(self) -> list[HealthCheck]:
+        """What systemd's watchdog is fed on: the heartbeat thread runs and no message
+        has been in its handler for ``STUCK_AFTER_S`` (paho's one network thread runs
+        every handler, so a stuck one stops the worker)."""
+
+        def heartbeat_alive() -> bool:
+            return self._heartbeat is not None and self._heartbeat.is_alive()
+
+        def no_handler_stuck() -> bool:
+            return self.busy.busy_for() < STUCK_AFTER_S
+
+        return [heartbeat_alive, no_handler_stuck]
+
+    def start_metrics(self) -> None:
+        """This worker's /metrics on its own port (hq/metrics.py), when one is given."""
+        host, port = self.metrics_address
+        if port is not None:
+            self._metrics_listener = worker_listener(
+                self.metrics, host, port, self.config.metrics_token_file
+            )
+            log.info("metrics on http://%s:%d/metrics", host, self._metrics_listener.port)
 
     def init_database(self) -> None:
         if self.db is None:
@@ -190,6 +237,17 @@ class IngestWorker:
         payload = encode_json(PeerState(True, iso_now()).to_dict())
         self.client.publish(hq_state_topic(), payload, qos=1, retain=True)
 
+    def on_hq_state(self, payload: bytes) -> None:
+        """HQ's retained state says offline while this worker runs: another worker died
+        and the broker published its will. HQ is still here: say so at once."""
+        try:
+            online = validate_state(decode_json(payload, "hq state")).online if payload else True
+        except ProtocolError:
+            online = False  # whatever wrote it, the stores cannot read it either
+        if not online and self.connected.is_set() and not self.stop_event.is_set():
+            log.warning("HQ state says offline (another worker's will?): announcing online")
+            self.announce()
+
     # ---- paho callbacks (network thread) ---------------------------------------------
 
     def _on_connect(
@@ -198,21 +256,30 @@ class IngestWorker:
         if reason.is_failure:
             log.error("broker refused connection: %s", reason)
             return
-        client.subscribe(INGEST_SUBSCRIPTION, qos=1)
+        # HQ's state too (not shared): another worker's will must not tell the stores HQ is
+        # gone while this one runs (docs/operations.md, "Scale")
+        client.subscribe([(INGEST_SUBSCRIPTION, 1), (hq_state_topic(), 1)])
         self.announce()
         self.connected.set()
+        self.metrics.connected.set(1)
         log.info("connected to %s, subscribed %s", self.config.mqtt.url, INGEST_SUBSCRIPTION)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         self.connected.clear()
+        self.metrics.connected.set(0)
         if not self.stop_event.is_set():
             log.warning("disconnected from broker: %s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == hq_state_topic():
+            client.ack(msg.mid, msg.qos)
+            self.on_hq_state(msg.payload)
+            return
         try:
-            self.dispatch(msg)
+            with self.busy:
+                self.dispatch(msg)
         except Exception:
             # the edge resends on its ack timeout; nothing is committed half
             log.exception("failed to handle %s", msg.topic)
@@ -227,6 +294,7 @@ class IngestWorker:
             self._dead_letter(msg.topic, msg.payload, "invalid", exc.message, now, None)
             return
         handler = self.handlers.get(name) if direction == "up" else None
+        self.metrics.message(name if handler is not None else "other")
         if handler is None:
             self._dead_letter(
                 msg.topic, msg.payload, "unknown_topic", f"no handler for {name!r}", now, store
@@ -258,6 +326,7 @@ class IngestWorker:
         assert self.db is not None  # noqa: S101
         with self.db.atomic():
             dead_letter(topic, payload, code, reason, now, store)
+        self.metrics.dead_letters.labels(code).inc()
 
     def _decline(self, store: str, msg: mqtt.MQTTMessage, code: str, reason: str) -> None:
         """Answer an authorization HQ refuses with ``declined``, when it names a response
@@ -287,14 +356,16 @@ class IngestWorker:
 
     def on_batch(self, store: str, msg: mqtt.MQTTMessage) -> None:
         assert self.db is not None  # noqa: S101
+        started = time.perf_counter()
         outcome = ingest_batch(self.db, msg.topic, store, msg.payload, self.clock())
+        self.metrics.batch(outcome, time.perf_counter() - started)
         if self.fault == "kill_after_commit" and outcome.ack is not None:
             log.error("fault injection: SIGKILL after commit, before ack")
             os.kill(os.getpid(), signal.SIGKILL)
         if outcome.ack is not None:
             self._publish(down_topic(store, "ack"), outcome.ack.to_dict())
         if outcome.changes and self.client is not None:
-            publish_changes(self.client, outcome.changes)
+            publish_changes(self.client, outcome.changes, self.lookup)
 
     def on_hello(self, store: str, msg: mqtt.MQTTMessage) -> None:
         assert self.db is not None  # noqa: S101
@@ -323,9 +394,29 @@ class IngestWorker:
             if req.store != store:
                 raise ProtocolError(f"change request from {req.store!r} on {store!r}'s topic")
         except ProtocolError as exc:
-            self._dead_letter(msg.topic, msg.payload, "invalid", exc.message, now, store)
+            code = "forged" if "topic" in exc.message else "invalid"
+            self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
+            return
+        if not self._known_store(msg, store, now):
             return
         self._send_page(store, req.after, req.limit)
+
+    def _known_store(self, msg: mqtt.MQTTMessage, store: str, now: dt.datetime) -> bool:
+        """Whether HQ knows ``store`` (it said hello, or was enrolled); a request from a
+        store it does not know is dead-lettered and nothing is built or sent for it."""
+        assert self.db is not None  # noqa: S101
+        with self.db.atomic():
+            known = Store.select().where(Store.code == store).exists()
+        if not known:
+            self._dead_letter(
+                msg.topic,
+                msg.payload,
+                "unknown_store",
+                f"no store {store!r} at HQ: nothing sent",
+                now,
+                store,
+            )
+        return known
 
     def _send_page(self, store: str, after: int, limit: int, snapshot: bool = False) -> None:
         assert self.db is not None  # noqa: S101
@@ -333,7 +424,7 @@ class IngestWorker:
             if snapshot:
                 page = ChangePage(0, 0, (), False, latest_change_seq(), snapshot_required=True)
             else:
-                page = changes_after(after, limit)
+                page = changes_after(after, limit, self.lookup)
             Store.update(down_cursor=after).where(Store.code == store).execute()
         payload = encode_json(page.to_dict())
         while len(payload) > MAX_PAYLOAD_BYTES and len(page.changes) > 1:
@@ -351,13 +442,16 @@ class IngestWorker:
             if req.store != store:
                 raise ProtocolError(f"snapshot request from {req.store!r} on {store!r}'s topic")
         except ProtocolError as exc:
-            self._dead_letter(msg.topic, msg.payload, "invalid", exc.message, now, store)
+            code = "forged" if "topic" in exc.message else "invalid"
+            self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
+            return
+        if not self._known_store(msg, store, now):
             return
         with self.db.atomic():
             if is_postgres(self.db):
                 self.db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cursor, records = snapshot_records(self.db)
-            chunks = snapshot_chunks(records, cursor, uuid7())
+            cursor, records = snapshot_records(self.db, self.lookup)
+            chunks = snapshot_chunks(records, cursor, uuid7(), self.lookup.header())
         log.info("snapshot for %s: %d chunks at cursor %d", store, len(chunks), cursor)
         for chunk in chunks:
             self._publish(down_topic(store, "snap"), chunk.to_dict())
@@ -384,7 +478,7 @@ class IngestWorker:
         response, changes = authorize_spend(self.db, req, now)
         self._publish(response_topic, response.to_dict(), publish_properties(None, correlation))
         if changes and self.client is not None:
-            publish_changes(self.client, changes)
+            publish_changes(self.client, changes, self.lookup)
 
     def on_store_state(self, store: str, msg: mqtt.MQTTMessage) -> None:
         assert self.db is not None  # noqa: S101
@@ -405,6 +499,6 @@ class IngestWorker:
             self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
             return
         if out.changes and self.client is not None:
-            publish_changes(self.client, out.changes)
+            publish_changes(self.client, out.changes, self.lookup)
         for topic, obj in out.messages:
             self._publish(topic, obj)

@@ -14,6 +14,20 @@ from tests.broker import Mosquitto, TestPki, running
 PG_ADMIN_DSN = os.environ.get("HY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def chain_lookup_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One chain lookup key file for the session, named in the environment so that every
+    HQ of a test (in process or started as a command, on SQLite or PostgreSQL) reads it."""
+    path = str(tmp_path_factory.mktemp("hq-keys") / "lookup.key")
+    before = os.environ.get("HY_HQ_LOOKUP_KEY_FILE")
+    os.environ["HY_HQ_LOOKUP_KEY_FILE"] = path
+    yield path
+    if before is None:
+        os.environ.pop("HY_HQ_LOOKUP_KEY_FILE", None)
+    else:
+        os.environ["HY_HQ_LOOKUP_KEY_FILE"] = before
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     """The test session's chain CA: identities on demand, one CRL for its brokers."""

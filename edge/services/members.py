@@ -15,8 +15,11 @@ from core.names import pinyin_keys
 from core.phone import normalise_phone
 from core.points import Lot
 from core.receipt import mask_name, mask_phone
+from edge import phones
+from edge.key_rotation import writing_keys
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
+from edge.services.consent import consent_from_request
 from edge.services.context import Till
 from edge.services.fields import MAX_CODE_LEN, check_text
 from edge.services.outbox import enqueue
@@ -103,7 +106,9 @@ def by_card(card_no: str) -> Member:
 
 
 def by_phone(till: Till, phone: str) -> Member:
-    member = Member.get_or_none(Member.phone_hash == till.keys.lookup_hash(normalise_phone(phone)))
+    """The member answering to a phone, through its lookup hash (edge/phones.py): the
+    store holds no other member's phone in clear."""
+    member = phones.find_by_phone(till.keys, phone)
     if member is None:
         raise NotFound(f"手机号 {mask_phone(normalise_phone(phone))} 未登记", field="phone")
     return resolve(member.id)
@@ -185,6 +190,7 @@ class Registration:
     card_type: str = "普通卡"
     staff_code: str | None = None
     password: str | None = None
+    consent: dict[str, bool] | None = None  # marketing channels; None: no consent to any
 
     @classmethod
     def from_request(cls, data: dict[str, Any], card_types: set[str] | None = None) -> Registration:
@@ -237,6 +243,7 @@ class Registration:
             card_type,
             staff_code,
             password,
+            consent_from_request(data.get("consent")),
         )
 
 
@@ -244,11 +251,12 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
     """A new member, usable at once, with one registration message in the outbox."""
     # the chain's parameters (core.protocol.SCRYPT_N): the hash is checked at every store
     password_hash = hash_secret(reg.password) if reg.password else None
-    phone_hash = till.keys.lookup_hash(reg.phone)
     pinyin, initials = pinyin_keys(reg.name)
     now = till.now()
     member_id = uuid7()
     with till.db.atomic():
+        # inside the write transaction: the sync agent may be installing the chain key
+        phone_hash = phones.phone_hash(till.keys, reg.phone)
         if Member.get_or_none(Member.phone_hash == phone_hash):
             raise Conflict(
                 f"手机号 {mask_phone(reg.phone)} 已是会员 (phone already registered)", field="phone"
@@ -261,7 +269,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
             name_pinyin=pinyin,
             name_initials=initials,
             phone_hash=phone_hash,
-            phone_enc=till.keys.encrypt(reg.phone, member_id),
+            phone_enc=writing_keys(till.keys).encrypt(reg.phone, member_id),
             phone_tail=reg.phone[-4:],
             gender=reg.gender,
             birthday=reg.birthday.isoformat() if reg.birthday else None,
@@ -299,6 +307,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
                 "password_hash": password_hash,
                 "cashier": cashier,
                 "registered_at": member.registered_at,
+                "consent": reg.consent or consent_from_request(None),
             },
             member.registered_at,
             till.rules().version,

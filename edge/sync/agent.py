@@ -46,7 +46,10 @@ from core.protocol import (
     validate_snapshot_chunk,
     validate_state,
 )
+from core.systemd import LoopPulse, service_ready
+from edge.backup import move_past_hq_cursor
 from edge.models import Outbox
+from edge.phones import keep_since, prune_phones, records_need_key
 from edge.services.context import Till
 from edge.sync.apply import (
     apply_page,
@@ -121,6 +124,7 @@ class SyncAgent:
         self.stop_event = threading.Event()
         self.connected = threading.Event()
         self.worker: threading.Thread | None = None
+        self.pulse = LoopPulse()  # the worker loop's rounds: systemd's watchdog is fed by them
         self.epoch = 1
         self.drain = DrainState(ack_timeout=cfg.ack_timeout)
         self.hq_online: bool | None = None
@@ -170,7 +174,9 @@ class SyncAgent:
         signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_event.set())
         self.start()
+        watchdog = service_ready([self.pulse.advanced], f"store {self.store} syncing")
         self.stop_event.wait()
+        watchdog.stop()
         self.stop()
 
     def init_database(self) -> None:
@@ -263,6 +269,7 @@ class SyncAgent:
     def _work(self) -> None:
         wait = 0.0
         while not self.stop_event.is_set():
+            self.pulse.tick()
             try:
                 self._handle_events(wait)
                 # nothing to publish (window full, or no new items): sleep until an event
@@ -366,7 +373,15 @@ class SyncAgent:
         self.send_hello()
 
     def send_hello(self) -> None:
-        hello = Hello(self.store, self.epoch, self.drain.acked_through, down_cursor())
+        # with the newest seq, so HQ's /metrics shows this store's backlog before it drains
+        top = Outbox.select(Outbox.seq).order_by(Outbox.seq.desc()).first()
+        hello = Hello(
+            self.store,
+            self.epoch,
+            self.drain.acked_through,
+            down_cursor(),
+            last_seq=top.seq if top else self.drain.acked_through,
+        )
         self._publish(up_topic(self.store, "hello"), hello.to_dict())
         self.page_requested_at = time.monotonic()
         self.page_pending = True
@@ -417,8 +432,10 @@ class SyncAgent:
     def record_ack(self, acked_through: int, rejected: list[tuple[int, str, str]]) -> None:
         d = self.drain
         top = Outbox.select(Outbox.seq).order_by(Outbox.seq.desc()).first()
-        if top is not None and acked_through > top.seq:
-            log.error("ack through %d is past our last seq %d: ignored", acked_through, top.seq)
+        if acked_through > (top.seq if top is not None else 0):
+            # HQ holds seqs this box never made: restored from a backup (edge/backup.py)
+            move_past_hq_cursor(self.till.db, d.acked_through, acked_through)
+            self.resend()
             return
         at = self._iso()
         with self.till.db.atomic():
@@ -435,6 +452,8 @@ class SyncAgent:
                     & (Outbox.acked == False)  # noqa: E712
                 ).execute()
                 put_setting(ACKED_THROUGH, acked_through)
+                # a registration HQ has had long enough keeps no phone here (invariant 8)
+                prune_phones(self.till.db, self._keep_phones_since())
         if acked_through > d.acked_through:
             d.acked_through = acked_through
             d.inflight = [b for b in d.inflight if b.last > acked_through]
@@ -472,6 +491,12 @@ class SyncAgent:
             return
         if self.snapshot_requested_at:
             return  # the snapshot sets the cursor; pages follow it
+        if records_need_key(page.changes):
+            # members hashed with a lookup key this store does not hold: the key comes
+            # only with a snapshot, on this store's own topic
+            log.info("change page hashed with a lookup key not held here: asking for a snapshot")
+            self.request_snapshot()
+            return
         applied, cursor = apply_page(self.till.db, self.store, self.till.keys, page, self._iso())
         if applied:
             log.info("applied %d changes, down cursor %d", applied, cursor)
@@ -510,7 +535,14 @@ class SyncAgent:
             return
         records = list(assemble_snapshot(self.snapshot_chunks.values()))
         count = load_snapshot(
-            self.till.db, self.store, self.till.keys, records, chunk.cursor, self._iso()
+            self.till.db,
+            self.store,
+            self.till.keys,
+            records,
+            chunk.cursor,
+            self._iso(),
+            lookup_key=self.snapshot_chunks[0].lookup_key,
+            keep_since=self._keep_phones_since(),
         )
         log.info(
             "loaded snapshot %s: %d records at cursor %d", chunk.snapshot_id, count, chunk.cursor
@@ -521,6 +553,9 @@ class SyncAgent:
         self.request_page(chunk.cursor)
 
     # ---- helpers --------------------------------------------------------------------
+
+    def _keep_phones_since(self) -> str:
+        return keep_since(self.till.now(), self.cfg.keep_registered_phones_hours)
 
     def _iso(self) -> str:
         return self.till.now().isoformat(timespec="seconds")

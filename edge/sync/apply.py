@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hmac
 import json
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -37,7 +35,9 @@ from edge.models import (
     Setting,
     SyncCoupon,
 )
+from edge.phones import install_lookup_key, member_phone_fields
 from edge.security import MemberKeys
+from edge.sync.erase import erase_local_copies
 
 log = logging.getLogger("edge.sync.apply")
 
@@ -227,6 +227,8 @@ class Applier:
             ).execute()
             return
         self.upsert_member(change.key, change.data)
+        if change.op == "erase" or change.data.get("status") == "erased":
+            erase_local_copies(change.key)  # edge/sync/erase.py
         touched.add(change.key)
         if change.data.get("status") == "merged" and change.data.get("merged_into"):
             touched.add(change.data["merged_into"])
@@ -236,15 +238,14 @@ class Applier:
     def upsert_member(self, member_id: str, d: dict[str, Any]) -> None:
         existing = _one(SQL.member_phone, (member_id,))
         status = d.get("status") or "active"
-        phone = d.get("phone") or ""
-        phone_hash = self.keys.lookup_hash(phone) if phone and status == "active" else None
+        # HQ sends the chain's lookup hash and the last four digits, never the phone; a
+        # phone held here (this store's registration, not yet acknowledged) stays until
+        # edge.phones.prune_phones drops it
+        phone_hash, phone_tail = member_phone_fields(d)
         if phone_hash:
             # HQ keeps one live member per phone: a local holder of the same phone is stale
             _run(SQL.release_phone, (phone_hash, member_id))
-        if existing is not None and existing[0] == phone_hash and existing[1]:
-            phone_enc = existing[1]
-        else:
-            phone_enc = self.keys.encrypt(phone, member_id) if phone else None
+        phone_enc = existing[1] if existing is not None else None
         name = d.get("name") or ""
         pinyin, initials = cached_pinyin(name)
         fields = {
@@ -253,7 +254,7 @@ class Applier:
             "name_initials": initials,
             "phone_hash": phone_hash,
             "phone_enc": phone_enc,
-            "phone_tail": phone[-4:] if phone else "",
+            "phone_tail": phone_tail,
             "gender": d.get("gender") or "",
             "birthday": d.get("birthday"),
             "birthday_calendar": d.get("birthday_calendar") or "solar",
@@ -705,32 +706,12 @@ class BulkRows:
                 self.rows[m].clear()
 
 
-class SnapshotKeys:
-    """``MemberKeys`` for a million rows: the same lookup hash and field encryption
-    (``nonce + AES-GCM(ciphertext)`` with the member id as associated data, as in
-    edge/security.py; tests decrypt what it writes with ``MemberKeys``), with the
-    cipher built once and the HMAC taken in one C call."""
-
-    def __init__(self, keys: MemberKeys) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        self.mac_key = keys.mac_key
-        self.aead = AESGCM(keys.enc_key)
-
-    def lookup_hash(self, value: str) -> str:
-        return hmac.digest(self.mac_key, value.encode(), "sha256").hex()
-
-    def encrypt(self, plaintext: str, context: str) -> bytes:
-        nonce = os.urandom(12)
-        return nonce + self.aead.encrypt(nonce, plaintext.encode(), context.encode())
-
-
 def member_snapshot_rows(
-    keys: MemberKeys | SnapshotKeys, member_id: str, d: dict[str, Any], now: str
+    member_id: str, d: dict[str, Any], now: str
 ) -> list[tuple[Any, tuple[Any, ...]]]:
     """The rows a fresh store holds for one snapshot member: (model, values in column order)."""
     status = d.get("status") or "active"
-    phone = d.get("phone") or ""
+    phone_hash, phone_tail = member_phone_fields(d)
     name = d.get("name") or ""
     pinyin, initials = cached_pinyin(name)
     sv = d.get("stored_value") or {}
@@ -748,9 +729,9 @@ def member_snapshot_rows(
                 name,
                 pinyin,
                 initials,
-                keys.lookup_hash(phone) if phone and status == "active" else None,
-                keys.encrypt(phone, member_id) if phone else None,
-                phone[-4:],
+                phone_hash,
+                None,  # a fresh store holds no phone in clear: it has registered no one yet
+                phone_tail,
                 d.get("gender") or "",
                 d.get("birthday"),
                 d.get("birthday_calendar") or "solar",
@@ -799,6 +780,8 @@ def load_snapshot(
     cursor: int,
     now: str,
     chunk: int = 20000,
+    lookup_key: dict[str, str] | None = None,
+    keep_since: str = "",
 ) -> int:
     """Load a snapshot's records and set the down cursor to ``cursor``, in one transaction.
 
@@ -809,16 +792,18 @@ def load_snapshot(
     applier = Applier(store, keys, now)
     count = 0
     with db.atomic():
+        if lookup_key is not None:
+            # before the records: the store's own phones are hashed as HQ's records are
+            install_lookup_key(db, keys, lookup_key, keep_since or now)
         fresh_store = not Member.select().exists()
         bulk = BulkRows(db, chunk)
-        fast_keys = SnapshotKeys(keys)
         others: list[Change] = []
         for raw in records:
             count += 1
             entity = raw.get("entity")
             if fresh_store and raw.get("op") == "upsert" and entity in ("member", "card"):
                 if entity == "member":
-                    for model, row in member_snapshot_rows(fast_keys, raw["key"], raw["data"], now):
+                    for model, row in member_snapshot_rows(raw["key"], raw["data"], now):
                         bulk.add(model, row)
                 else:
                     bulk.add(Card, card_snapshot_row(raw["data"], now))

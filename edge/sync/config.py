@@ -58,6 +58,14 @@ class SyncConfig:
     snapshot_timeout: float = field(
         default=60.0, metadata={"doc": "seconds after the last snapshot chunk before asking again"}
     )
+    keep_registered_phones_hours: float = field(
+        default=48.0,
+        metadata={
+            "doc": "hours a registration's phone stays (encrypted) after HQ acknowledged it, "
+            "so a resend to an HQ restored from a backup still has it; at least the time "
+            "between HQ backups"
+        },
+    )
     digest_interval: float = field(
         default=600.0,
         metadata={"doc": "seconds between balance digests sent to HQ (0: only when HQ asks)"},

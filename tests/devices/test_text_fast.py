@@ -20,8 +20,34 @@ def normalize_each(text: str) -> str:
 # receipt-like text: ASCII, controls, ¥, CJK of the GB2312 and GB18030-only kinds, emoji,
 # combining marks, ambiguous-width signs, and lone surrogates
 PIECES = st.sampled_from(
-    ["a", "Z", " ", "9", "\n", "\t", "\x00", "\x7f", "¥", "￥", "张", "三", "×", "…", "“", "·",
-     "𠀀", "😀", "\u0301", "é", "€", "\u00a0", "\ud800", "\udfff", "　", "①"]
+    [
+        "a",
+        "Z",
+        " ",
+        "9",
+        "\n",
+        "\t",
+        "\x00",
+        "\x7f",
+        "¥",
+        "￥",
+        "张",
+        "三",
+        "×",
+        "…",
+        "“",
+        "·",
+        "𠀀",
+        "😀",
+        "\u0301",
+        "é",
+        "€",
+        "\u00a0",
+        "\ud800",
+        "\udfff",
+        "　",
+        "①",
+    ]
 )
 TEXTS = st.one_of(
     st.lists(PIECES, max_size=40).map("".join),
@@ -42,5 +68,7 @@ def test_gb_printable_is_the_character_rule(text):
 
 def test_the_fast_paths_and_the_slow_one_on_known_strings():
     assert gb_printable("合计 ¥12.50\n") == "合计 ￥12.50 "
-    assert gb_printable("😀 张\ud800") == "？ 张?"  # a four-byte emoji is two columns, a surrogate one
+    assert (
+        gb_printable("😀 张\ud800") == "？ 张?"
+    )  # a four-byte emoji is two columns, a surrogate one
     assert gb_printable("𠀀x") == "？x"

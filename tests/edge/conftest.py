@@ -43,6 +43,9 @@ def make_config(tmp_path, **overrides):
         "data_dir": str(tmp_path / "edge"),
         "security": {"scrypt_n": 1024},
         "offline": OFFLINE_FLOOR,
+        # the tests' screens on the store's LAN, e.g. the PIN guessers from 10.0.x.x
+        # (tests/edge/test_pin_guessing.py); loopback is always allowed
+        "http": {"allow": ["10.0.0.0/8"]},
     }
     for key, value in overrides.items():
         base[key] = {**base[key], **value} if key == "offline" else value

@@ -512,8 +512,8 @@ def test_unknown_sale_is_404(client):
     assert client.get("/api/v1/sales/nope", headers=headers).status_code == 404
 
 
-def test_status_reports_backlog(client):
-    res = client.get("/api/v1/status")
+def test_status_reports_backlog(client, cashier):
+    res = client.get("/api/v1/status", headers=cashier)
     assert res.json["outbox"]["pending"] == 20
     assert res.json["store"] == "S001"
 

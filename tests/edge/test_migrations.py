@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from edge.demo_data import load_demo
-from edge.models import SCHEMA_VERSION
+from edge.migrate import backups, migrate_database
+from edge.models import SCHEMA_VERSION, SchemaOutdated
 from edge.services import sales
 from edge.services import staff as staff_svc
 from edge.services.context import open_till
@@ -79,17 +82,17 @@ def test_a_schema_1_database_migrates_and_keeps_its_sales_and_outbox(tmp_path, c
     conn.close()
     assert before["sale"] and before["sale_line"] and before["points_lot"] and before["outbox"]
 
-    till = open_till(cfg, clock=clock)  # the normal open path migrates
-    till.db.close()
+    with pytest.raises(SchemaOutdated, match="huiyuan-edge migrate"):
+        open_till(cfg, clock=clock)  # the services do not migrate: huiyuan-edge migrate does
+    assert migrate_database(path) == (1, SCHEMA_VERSION, backups(path)[0])
 
-    aside = path.parent / f"{path.name}.before-v{SCHEMA_VERSION}"
-    copy = sqlite3.connect(aside)  # a consistent copy of schema 1, taken before migrating
+    copy = sqlite3.connect(backups(path)[0])  # a consistent copy of schema 1, taken first
     assert copy.execute("PRAGMA user_version").fetchone()[0] == 1
     assert _dump(copy) == before
     copy.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-    assert _dump(conn) == before
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert _dump(conn) == before  # (schema 2 -> 3: tests/edge/test_phones.py)
     schema = {name: sql for name, sql in conn.execute("SELECT name, sql FROM sqlite_master")}
     assert schema["sale_line"].endswith("WITHOUT ROWID")
     assert schema["points_lot"].endswith("WITHOUT ROWID")

@@ -17,6 +17,7 @@ from edge.services.offline import policies_in_force, policy_in_force
 from edge.services.staff import sign_in
 from edge.sync.apply import apply_page, ensure_sync_tables, load_snapshot
 from tests.edge.conftest import make_config
+from tests.edge.conftest import sign_in as sign_in_client
 
 NOW = "2026-11-23T10:00:00+08:00"
 STORE = "S1"
@@ -146,7 +147,8 @@ def test_checkout_offline_follows_hqs_policy_not_the_file(till, hq):
 
 def test_status_says_which_policy_is_in_force_and_where_it_came_from(till, hq):
     client = create_app(till).test_client()
-    res = client.get("/api/v1/status")
+    cashier = sign_in_client(client)
+    res = client.get("/api/v1/status", headers=cashier)
     assert res.status_code == 200
     assert res.json["offline_policies"]["points"] == {
         "mode": "floor_limit",
@@ -154,7 +156,7 @@ def test_status_says_which_policy_is_in_force_and_where_it_came_from(till, hq):
         "source": "local config",
     }
     send(till, hq.record("points", "online_only"), hq.record("coupons", "floor_limit", 2, STORE))
-    policies = client.get("/api/v1/status").json["offline_policies"]
+    policies = client.get("/api/v1/status", headers=cashier).json["offline_policies"]
     assert policies == policies_in_force(till.config)
     assert policies["points"] == {
         "mode": "online_only",

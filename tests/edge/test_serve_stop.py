@@ -107,7 +107,7 @@ def test_ctrl_c_in_the_demo_store_stops_it_with_status_0(tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=2).close()  # noqa: S310
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).close()  # noqa: S310
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert demo.poll() is None and time.monotonic() < deadline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -53,6 +54,7 @@ def hq_config(
             client_id or f"hq-test-{uuid.uuid4().hex[:8]}", session_expiry=session_expiry
         ),
         state_interval=1.0,
+        lookup_key_file=os.environ["HY_HQ_LOOKUP_KEY_FILE"],  # tests/conftest.py
     )
 
 

@@ -262,7 +262,7 @@ def test_merge_nets_one_records_debt_against_the_others_balance(hq_db):
     assert (debt.recovered, debt.status) == (40, "closed")
 
 
-def test_new_epoch_restarts_the_sequence_and_old_epochs_are_stale(hq_db):
+def test_new_epoch_restarts_the_sequence_and_old_epochs_keep_their_cursor(hq_db):
     from hq.models import Store
 
     items = Items("S006")
@@ -278,13 +278,13 @@ def test_new_epoch_restarts_the_sequence_and_old_epochs_are_stale(hq_db):
     fresh = items.topup(mid, 50)
     out = ingest_batch(hq_db, topic, "S006", p.make_batch("S006", 2, [fresh]), NOW)
     assert (out.ack.epoch, out.ack.acked_through, out.ack.rejected) == (2, 1, ())
-    # an old item resent under the new epoch is recognised by its id
+    # an old item resent under the new epoch is recognised by its id: a duplicate
     stale_copy = {**first[1], "seq": 2}
     out = ingest_batch(hq_db, topic, "S006", p.make_batch("S006", 2, [stale_copy]), NOW)
-    assert out.ack.acked_through == 2 and out.ack.rejected[0].code == "invalid"
-    # and a batch of the old epoch is refused whole
+    assert (out.ack.acked_through, out.ack.rejected, out.duplicates) == (2, (), 1)
+    # and a batch of the old epoch is answered from that epoch's own cursor
     out = ingest_batch(hq_db, topic, "S006", p.make_batch("S006", 1, first), NOW)
-    assert out.ack is None and out.dead_letter == "stale_epoch"
+    assert (out.ack.epoch, out.ack.acked_through, out.duplicates) == (1, 2, 2)
     assert Member.get_by_id(mid).sv_principal == 150
     assert Store.get_by_id("S006").epoch == 2
 
@@ -297,7 +297,14 @@ def test_init_db_after_an_upgrade_adds_the_new_nullable_columns(hq_db):
     assert add_missing_columns(hq_db) == []  # safe to run again
 
 
-def test_init_db_refuses_a_missing_not_null_column(hq_db):
-    hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "points"')
-    with pytest.raises(ConfigError, match="member lacks column points"):
+def test_init_db_refuses_a_missing_not_null_column_without_a_constant_default(hq_db):
+    hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "updated_at"')
+    with pytest.raises(ConfigError, match="member lacks column updated_at"):
         add_missing_columns(hq_db)
+
+
+def test_init_db_adds_a_missing_not_null_column_with_its_default_in_old_rows(hq_db):
+    Member.create(id="m-old", name="张三", created_at=NOW, updated_at=NOW)
+    hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "points"')
+    assert add_missing_columns(hq_db) == ["member.points"]
+    assert Member.get_by_id("m-old").points == 0

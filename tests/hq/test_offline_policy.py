@@ -16,6 +16,7 @@ from hq.cli import main
 from hq.config import HqConfig
 from hq.models import ChangeRecord, bind
 from hq.offline import list_policies, policies_in_force, remove_store_policy, set_policy
+from tests.lookup_keys import TEST_LOOKUP
 
 NOW = dt.datetime(2026, 11, 23, 2, 0)
 
@@ -76,7 +77,7 @@ def test_removing_an_override_goes_down_as_a_delete_and_in_snapshots(hq_db):
     assert info.value.field == "store"
 
     with hq_db.atomic():
-        _, records = snapshot_records(hq_db)
+        _, records = snapshot_records(hq_db, TEST_LOOKUP)
         policies = [(r["key"], r["op"]) for r in records if r["entity"] == "offline_policy"]
     assert policies == [("points", "upsert"), ("points@S002", "delete")]
 

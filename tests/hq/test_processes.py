@@ -130,7 +130,15 @@ def drain(edge: EdgeSim, items: list[dict], batch_size: int, timeout: float) -> 
 
 
 @pytest.mark.postgres
-def test_two_workers_ingest_three_stores_at_once_on_postgres(pg_url, own_mosquitto, processes):
+@pytest.mark.parametrize("kill_one", [False, True], ids=["both", "one_killed"])
+def test_two_workers_ingest_three_stores_at_once_on_postgres(
+    pg_url, own_mosquitto, processes, monkeypatch, kill_one
+):
+    """Two worker processes share the subscription. With ``one_killed``, one is SIGKILLed
+    mid-run: the stores resend what it had in flight, everything is applied once, and
+    the survivor answers the dead one's will at once (its own heartbeat is an hour away
+    here), so the stores are not told HQ is gone while it is not."""
+    monkeypatch.setenv("HY_HQ_STATE_INTERVAL", "3600")
     db = open_database(pg_url)
     bind(db)
     publish_rules(db, DEMO_RULES.to_dict())
@@ -160,8 +168,17 @@ def test_two_workers_ingest_three_stores_at_once_on_postgres(pg_url, own_mosquit
         ]
         for t in threads:
             t.start()
+        if kill_one:
+            wait_until(lambda: sum(e.acked_through() for e in edges) >= 60, 60, "a third in")
+            processes[0].proc.send_signal(signal.SIGKILL)
+            assert processes[0].wait_exit() == -signal.SIGKILL
         for t in threads:
             t.join(70)
+        if kill_one:
+            with edges[0].lock:
+                states = [s.get("online") for s in edges[0].hq_state]
+            assert False in states  # the dead worker's will reached the stores
+            wait_until(lambda: hq_online(edges[0]), 15, "the survivor says HQ is online")
         for edge in edges:
             assert edge.acked_through() == 60, (edge.store, edge.acked_through())
         for store in stores:

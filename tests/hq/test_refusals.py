@@ -346,17 +346,29 @@ def test_a_batch_of_many_refused_items_costs_linear_work(hq_db, monkeypatch):
     assert len(calls) <= 3 * len(batch), len(calls)  # one rerun per refusal made 151
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known hole: HQ takes a higher epoch on the store's word and then refuses the "
-    "store's own epoch as stale; closing it needs a cursor per (store, epoch)",
-)
 def test_a_message_with_a_higher_epoch_does_not_block_the_store(worker):
+    """A hello never moves the epoch, and a batch in another epoch is applied against
+    that epoch's own cursor: neither makes the store's own epoch stale."""
     items = Items("SX")
     mid = uuid7()
     hello = {"v": 1, "store": "SX", "epoch": 7, "acked_through": 0}
     worker.dispatch(message(p.up_topic("SX", "hello"), json.dumps(hello).encode()))
+    assert Store.get_by_id("SX").epoch == 1
     outcome = ingest_raw(
         worker.db, "SX", batch_bytes("SX", [items.registration(mid, "13900000141")])
     )
     assert outcome.ack is not None and outcome.ack.acked_through == 1
+    # a batch in a higher epoch whose only item HQ refuses moves nothing
+    forged = ingest_raw(worker.db, "SX", batch_bytes("SX", [{"seq": 1, "kind": "x"}], epoch=9))
+    assert forged.ack is not None and (forged.ack.epoch, forged.ack.rejected[0].seq) == (9, 1)
+    assert (Store.get_by_id("SX").epoch, Store.get_by_id("SX").acked_through) == (1, 1)
+    # even one HQ applies leaves the store's own epoch working from its own cursor
+    other = uuid7()
+    later = Items("SX")
+    later.seq = 1  # seq 1 of epoch 9 was the refused item
+    ingest_raw(worker.db, "SX", batch_bytes("SX", [later.registration(other, "13900000142")], 9))
+    assert Store.get_by_id("SX").epoch == 9
+    outcome = ingest_raw(worker.db, "SX", batch_bytes("SX", [items.topup(mid, 300)]))
+    assert outcome.dead_letter is None
+    assert (outcome.ack.epoch, outcome.ack.acked_through, outcome.ack.rejected) == (1, 2, ())
+    assert Member.get_by_id(mid).sv_principal == 300

@@ -22,6 +22,7 @@ from core.rules import DEMO_RULES
 from edge.config import load_config
 from edge.demo_data import load_demo
 from edge.models import MODELS, Ledger, Member, Outbox, PointsLot
+from edge.phones import find_by_phone
 from edge.services import members as member_svc
 from edge.services import sales
 from edge.services import staff as staff_svc
@@ -213,7 +214,7 @@ class StoreBox:
 
     def member_by_phone(self, phone: str) -> Member | None:
         with self.bound():
-            return Member.get_or_none(Member.phone_hash == self.till.keys.lookup_hash(phone))
+            return find_by_phone(self.till.keys, phone)
 
     def query(self, fn: Callable[[], Any]) -> Any:
         with self.bound():

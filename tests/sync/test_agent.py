@@ -132,13 +132,37 @@ def test_duplicate_stale_foreign_and_future_acks_change_nothing(agent, hq):
     wait_until(lambda: agent.drain.acked_through == 7, 10, "ack 7")
     hq.ack(3)  # stale: never un-marks
     hq.ack(10, epoch=2)  # another epoch
-    hq.ack(99)  # past our last seq
     hq.ack(8, store="OTHER")  # answered for another store (ignored)
     hq.ack(7)
     wait_until(lambda: hq.firsts().count(11) >= 1, 10, "drain continued")
     assert agent.drain.acked_through == 7
     assert acked_seqs() == list(range(1, 8))
     assert Setting.get_by_id("sync.acked_through").value == 7
+
+
+def test_an_ack_past_the_last_seq_moves_the_unacked_items_after_it(agent, hq, store):
+    """HQ holds seqs this box never made (the box was restored from a backup): the items
+    HQ has not acknowledged move, in order, to the seqs after HQ's cursor, and so does
+    the till's next sale."""
+    wait_until(lambda: len(hq.firsts()) >= 2, 10, "batches")
+    hq.ack(7)
+    wait_until(lambda: agent.drain.acked_through == 7, 10, "ack 7")
+    ids = [r.id for r in Outbox.select().where(Outbox.seq > 7).order_by(Outbox.seq)]
+    hq.ack(40)  # HQ's cursor: seqs 8..40 were taken by what this box lost
+    wait_until(lambda: 41 in hq.firsts(), 10, "resent after HQ's cursor")
+    moved = list(Outbox.select().where(Outbox.seq > 7).order_by(Outbox.seq))
+    assert [r.seq for r in moved] == list(range(41, 46))
+    assert [r.id for r in moved] == ids
+    assert all(p.decode_json(r.payload.encode())["seq"] == r.seq for r in moved)
+    assert agent.drain.acked_through == 7  # nothing after 7 is acknowledged by it
+    from edge.services.outbox import next_number
+
+    with store.db.atomic() as txn:
+        assert next_number("outbox") == 46
+        txn.rollback()  # only looked
+    hq.ack(45)
+    wait_until(lambda: agent.drain.acked_through == 45, 10, "moved items acknowledged")
+    assert Outbox.select().where(Outbox.acked == False).count() == 0  # noqa: E712
 
 
 def test_a_rejected_seq_is_recorded_and_the_store_moves_on(agent, hq):

@@ -18,6 +18,7 @@ from edge.services.staff import sign_in
 from edge.sync.apply import apply_page, down_cursor, ensure_sync_tables, load_snapshot
 from edge.sync.config import SyncConfig
 from tests.edge.conftest import make_config
+from tests.lookup_keys import give_lookup_key, hq_phone
 
 NOW = "2026-11-23T10:00:00+08:00"
 OTHER = "01a20000-0000-7000-8000-00000000beef"
@@ -27,6 +28,7 @@ OTHER = "01a20000-0000-7000-8000-00000000beef"
 def till(tmp_path):
     t = open_till(make_config(tmp_path, store={"code": "S1"}), create_key=True)
     ensure_sync_tables(t.db)
+    give_lookup_key(t, NOW)  # as its first snapshot would
     yield t
     t.db.close()
 
@@ -37,11 +39,12 @@ def demo(till):
     return till
 
 
-def member_data(member_id: str, **over) -> dict:
+def member_data(member_id: str, phone: str = "13700000006", **over) -> dict:
+    """A member record as HQ sends it: the phone only as its lookup hash and last four."""
     data = {
         "member_id": member_id,
         "name": "赵六",
-        "phone": "13700000006",
+        **hq_phone(phone),
         "gender": "F",
         "birthday": None,
         "birthday_calendar": "solar",
@@ -97,8 +100,8 @@ def test_a_member_from_hq_is_found_by_phone_with_its_balances(till):
     assert apply(till, Change(1, "member", OTHER, "upsert", data)) == (1, 1)
     m = member_svc.by_phone(till, "13700000006")
     assert (m.id, m.sv_principal, m.sv_bonus, m.phone_tail) == (OTHER, 5000, 500, "0006")
-    assert member_svc.phone_of(till, m) == "13700000006"
-    assert b"13700000006" not in bytes(m.phone_enc)  # encrypted at rest (invariant 8)
+    # another store's member: its phone is not held here at all (invariant 8)
+    assert m.phone_enc is None and member_svc.phone_of(till, m) is None
     assert member_svc.summary(till, m)["points"] == 120
     assert ledger_total(OTHER, ("sv_principal",)) == 5000
     assert ledger_total(OTHER, ("points",)) == 120
@@ -334,7 +337,7 @@ def test_snapshot_into_a_fresh_store_and_into_one_with_members(till, tmp_path):
     assert Member.select().count() == 300 and down_cursor() == 50
     m = member_svc.by_phone(till, "13600000299")
     assert (m.name, m.sv_principal) == ("会员299", 299)
-    assert member_svc.phone_of(till, m) == "13600000299"  # MemberKeys reads the bulk path's
+    assert m.phone_enc is None and m.phone_tail == "0299"  # no phone held in clear
     assert member_svc.by_card("N7").name == "会员7"
     assert member_svc.search(till, "hy")  # pinyin keys were built (会员 -> hy)
     assert ledger_total(m.id, ("sv_principal",)) == 299

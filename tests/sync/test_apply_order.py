@@ -33,6 +33,7 @@ from hq.ingest import ingest_batch
 from hq.members import merge_members
 from hq.models import ChangeRecord
 from hq.models import Member as HqMember
+from tests.lookup_keys import TEST_LOOKUP
 from tests.sync.helpers import StoreBox, init_hq, ledger_mismatches
 
 NOW = "2026-12-04T10:00:00+08:00"
@@ -123,7 +124,7 @@ def build_scenario(root: Path) -> Scenario:
         for r in ChangeRecord.select().order_by(ChangeRecord.seq)
     ]
     hq = {m.id: member_state(m) for m in HqMember.select()}
-    cursor, records = snapshot_records(db)
+    cursor, records = snapshot_records(db, TEST_LOOKUP)
     snapshot = (cursor, list(records))
     assert any(m["stored_value"]["bonus"] for m in hq.values())
     assert any(m["points_lots"] for m in hq.values())

@@ -129,7 +129,11 @@ def test_a_member_sale_opens_no_exception_and_sigterm_stops_every_child(demo):
         "tenders": [{"kind": "cash", "amount": 100000}],
     }
     call(f"{till}/sales", sale, token)
-    wait_until(lambda: call(f"{till}/status")["outbox"]["pending"] == 0, 30, "HQ acks the sale")
+    wait_until(
+        lambda: call(f"{till}/status", token=token)["outbox"]["pending"] == 0,
+        30,
+        "HQ acks the sale",
+    )
     assert call(f"{demo.hq_api}/exceptions")["exceptions"] == []
     demo.proc.send_signal(signal.SIGTERM)  # to the demo alone: it is a session of its own
     code, err = demo.finish()

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from core.errors import Forbidden, InsufficientFunds
 from edge.api import create_app as edge_app
 from edge.models import Sale
+from edge.services import staff as staff_svc
 from edge.services.offline import policy_in_force
 from edge.sync.apply import down_cursor
 from hq.api import create_app as hq_app
@@ -60,7 +61,10 @@ def test_hq_published_policy_decides_offline_spends_at_the_store(chain, hq_db_ur
     with pytest.raises(InsufficientFunds, match="每日限额 1500"):
         sv_sale(chain, 1)
 
-    status = edge_app(till).test_client().get("/api/v1/status").json["offline_policies"]
+    token, _ = staff_svc.sign_in(till, "1001", "1234")
+    headers = {"Authorization": f"Bearer {token}"}
+    status = edge_app(till).test_client().get("/api/v1/status", headers=headers)
+    status = status.json["offline_policies"]
     assert status["stored_value"]["source"] == "hq" and status["stored_value"]["scope"] == "store"
     assert status["points"]["source"] == "local config"
 

@@ -10,6 +10,7 @@ from core.errors import ValidationError
 from edge.api import create_app
 from edge.models import Member, Outbox
 from edge.services import members as member_svc
+from edge.services import staff as staff_svc
 from edge.services.outbox import enqueue
 from hq.models import DeadLetter
 from hq.models import Sale as HqSale
@@ -53,7 +54,9 @@ def test_an_oversized_item_is_refused_and_later_sales_are_acked(
         # the store's staff see it: GET /api/v1/status lists the refusal
         client = create_app(shop.till).test_client()
         with shop.bound():
-            refused = client.get("/api/v1/status").get_json()["outbox"]["refused"]
+            token, _ = staff_svc.sign_in(shop.till, "1001", "1234")
+            headers = {"Authorization": f"Bearer {token}"}
+            refused = client.get("/api/v1/status", headers=headers).get_json()["outbox"]["refused"]
         assert refused["count"] == 1
         assert refused["latest"][0]["seq"] == big_seq
         assert refused["latest"][0]["code"] == "oversized"
