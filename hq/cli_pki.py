@@ -36,7 +36,8 @@ def _load_ca(config: HqConfig) -> ChainCA:
 
 
 def _with_db(config: HqConfig, work):  # noqa: ANN001, ANN202
-    db = bind(open_database(config.database_url), create=True)
+    """``work()`` in one transaction on HQ's database (made by `huiyuan-hq init-db`)."""
+    db = bind(open_database(config.database_url), create=False)
     try:
         with db.atomic():
             return work()

@@ -37,6 +37,7 @@ def identity_in(folder: Path, common_name: str) -> Identity:
 
 def test_the_documented_commands_make_a_broker_that_admits_and_refuses(tmp_path):
     port = free_port()
+    hq_cli(tmp_path, "init-db")
     hq_cli(tmp_path, "init-ca")
     hq_cli(tmp_path, "issue-identity", "hq", "--out", str(tmp_path / "hq-id"))
     for code in ("S001", "S002"):
@@ -115,6 +116,7 @@ def test_broker_config_needs_a_host_and_a_ca(tmp_path):
     runner = CliRunner()
     env = {"HY_HQ_CA_DIR": str(tmp_path / "ca"), "CREDENTIALS_DIRECTORY": ""}
     db = ["--database-url", f"sqlite:///{tmp_path / 'hq.sqlite3'}"]
+    assert runner.invoke(main, [*db, "init-db"], env=env).exit_code == 0
     no_host = runner.invoke(main, [*db, "broker-config", "--out", str(tmp_path / "b")], env=env)
     assert no_host.exit_code == 11 and "--host" in no_host.output
     no_ca = runner.invoke(
