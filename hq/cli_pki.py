@@ -17,8 +17,6 @@ from hq.ca import CA_CERT_FILE, ChainCA, write_private
 from hq.config import HqConfig
 from hq.models import Certificate, bind, open_database
 
-CRL_FILE = "crl.pem"
-
 
 def _config(ctx: click.Context) -> HqConfig:
     return ctx.obj["config"]
@@ -27,11 +25,6 @@ def _config(ctx: click.Context) -> HqConfig:
 def _fail(exc: HuiyuanError) -> None:
     click.echo(f"error: {exc.message}", err=True)
     sys.exit(exc.code)
-
-
-def crl_path(config: HqConfig) -> Path:
-    """The CRL HQ writes and the broker reads: ``<ca_dir>/crl.pem``."""
-    return (Path(config.ca_dir) / CRL_FILE).resolve()
 
 
 def _load_ca(config: HqConfig) -> ChainCA:
@@ -43,7 +36,8 @@ def _load_ca(config: HqConfig) -> ChainCA:
 
 
 def _with_db(config: HqConfig, work):  # noqa: ANN001, ANN202
-    db = bind(open_database(config.database_url), create=True)
+    """``work()`` in one transaction on HQ's database (made by `huiyuan-hq init-db`)."""
+    db = bind(open_database(config.database_url), create=False)
     try:
         with db.atomic():
             return work()
@@ -63,7 +57,7 @@ def init_ca(ctx: click.Context, name: str) -> None:
         ca = ChainCA.create(Path(config.ca_dir), name)
     except HuiyuanError as exc:
         _fail(exc)
-    crl_path(config).write_bytes(ca.crl_pem([]))
+    pki.crl_path(config).write_bytes(ca.crl_pem([]))
     click.echo(f"CA created: {Path(config.ca_dir).resolve() / CA_CERT_FILE} (key ca.key, 0600)")
 
 
@@ -152,7 +146,7 @@ def broker_config(
         click.echo("error: --host NAME is needed (the name the stores dial)", err=True)
         sys.exit(11)
     ca = _load_ca(config)
-    crl = crl_path(config)
+    crl = pki.crl_path(config)
     key_pem, cert_pem = _with_db(
         config,
         lambda: (
@@ -188,11 +182,11 @@ def revoke_store(ctx: click.Context, store_code: str, reason: str) -> None:
 
     def work() -> tuple[int, int]:
         pki.check_store_code(store_code)
-        return pki.revoke(store_code, reason), pki.write_crl(ca, crl_path(config))
+        return pki.revoke(store_code, reason), pki.write_crl(ca, pki.crl_path(config))
 
     count, listed = _with_db(config, work)
     click.echo(
-        f"store {store_code}: {count} certificate(s) revoked; CRL {crl_path(config)} "
+        f"store {store_code}: {count} certificate(s) revoked; CRL {pki.crl_path(config)} "
         f"lists {listed}. Now: systemctl reload mosquitto (and restart it to cut an open "
         "connection)"
     )
@@ -203,9 +197,8 @@ def revoke_store(ctx: click.Context, store_code: str, reason: str) -> None:
 def write_crl(ctx: click.Context) -> None:
     """Rewrite the CRL (it is valid for a year: rewrite it before then, e.g. monthly)."""
     config = _config(ctx)
-    ca = _load_ca(config)
-    listed = _with_db(config, lambda: pki.write_crl(ca, crl_path(config)))
-    click.echo(f"CRL {crl_path(config)} lists {listed} revoked certificate(s)")
+    listed = _with_db(config, lambda: pki.rewrite_crl(config))
+    click.echo(f"CRL {pki.crl_path(config)} lists {listed} revoked certificate(s)")
 
 
 @click.command("certificates")

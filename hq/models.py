@@ -594,6 +594,9 @@ class PrivacyRequest(BaseModel):
 MODELS += [MemberConsent, PrivacyRequest]
 
 
+# ---- the chain CA (hq/pki.py) ----
+
+
 class Certificate(BaseModel):
     """Every certificate the chain CA issued (hq/pki.py): a store's (CN = store code),
     HQ's own client identity (CN ``hq``) or the broker's server certificate. A revoked

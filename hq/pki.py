@@ -16,12 +16,20 @@ from cryptography import x509
 from core.errors import NotFound, ValidationError
 from core.protocol import STORE_CODE_RE
 from hq.ca import ChainCA, common_name_of, serial_text
+from hq.config import HqConfig
 from hq.models import Certificate, utcnow
 
+CRL_FILE = "crl.pem"
 STORE_DAYS = 730
 IDENTITY_DAYS = 730
 KINDS = ("store", "hq", "broker")
 HQ_COMMON_NAME = "hq"  # HQ's client identity; "hq" is never a store code (core.protocol)
+
+
+def crl_path(config: HqConfig) -> Path:
+    """The CRL HQ writes and the broker reads: ``<ca_dir>/crl.pem`` (the broker's
+    ``crlfile``, and the path systemd/huiyuan-broker-crl.path watches)."""
+    return (Path(config.ca_dir) / CRL_FILE).resolve()
 
 
 def check_store_code(store_code: str) -> None:
@@ -122,3 +130,9 @@ def write_crl(ca: ChainCA, path: Path, now: dt.datetime | None = None) -> int:
     os.chmod(tmp, 0o644)  # the broker runs as its own user and must read it
     os.replace(tmp, path)
     return len(revoked)
+
+
+def rewrite_crl(config: HqConfig, now: dt.datetime | None = None) -> int:
+    """Rewrite the CRL from the table with the CA of ``config`` (the scheduler's daily
+    job; the CRL is valid for a year and a broker with an expired one admits nobody)."""
+    return write_crl(ChainCA.load(Path(config.ca_dir)), crl_path(config), now)

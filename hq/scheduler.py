@@ -102,11 +102,19 @@ def ask_quiet_stores_for_digests(ctx: JobContext) -> None:
     )
 
 
+def rewrite_crl(ctx: JobContext) -> None:
+    """Rewrite the broker's CRL (hq/pki.py) so it never expires; the broker host's
+    huiyuan-broker-crl.path reloads Mosquitto when it changes."""
+    from hq.pki import crl_path, rewrite_crl
+
+    listed = rewrite_crl(ctx.config, ctx.clock())
+    log.info("CRL %s rewritten: %d revoked certificates", crl_path(ctx.config), listed)
+
+
 JOBS: list[Job] = [
     Job("hq-ledger-check", dt.timedelta(minutes=5), check_hq_ledger),
     Job("digest-sweep", dt.timedelta(minutes=15), ask_quiet_stores_for_digests),
-    # CRL rewrite (the "ca" helper's hq.pki.write_crl) registers here, e.g.
-    # Job("crl-rewrite", dt.timedelta(hours=1), rewrite_crl),
+    Job("crl-rewrite", dt.timedelta(days=1), rewrite_crl),
 ]
 
 

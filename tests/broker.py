@@ -1,15 +1,15 @@
-"""A private Mosquitto for tests: its own port, config and (optional) persistence.
+"""A private Mosquitto for tests: its own port, config and persistence.
 
-Secure mode (``TestPki`` given) runs the configuration ``huiyuan-hq broker-config``
-writes (hq/broker_config.py): TLS, a client certificate from the test CA required,
-the certificate's CN as user name, the chain's ACL and a CRL. Identities are issued
-on demand (``broker.identity("S001")``) and the helpers build what each client takes
-(``sync_config``, ``hq_settings``, ``tls_args``). Plain mode is the anonymous
-plaintext broker, for the tests that have not moved yet.
+It runs the configuration ``huiyuan-hq broker-config`` writes (hq/broker_config.py):
+TLS, a client certificate from the test CA required, the certificate's CN as user
+name, the chain's ACL and a CRL. Identities are issued on demand
+(``broker.identity("S001")``) and the helpers build what each client takes
+(``sync_config``, ``hq_settings``, ``cli_args``, ``paho_tls``, ``publish``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import shutil
@@ -17,13 +17,14 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
-from hq.broker_config import insecure_anonymous_conf, write_secure_broker
+from hq.broker_config import write_secure_broker
 from hq.ca import ChainCA
 
 BROKER_NAMES = ("127.0.0.1", "localhost")
@@ -100,69 +101,78 @@ class TestPki:
         }
 
 
+@contextlib.contextmanager
+def running(workdir: Path, pki: TestPki) -> Iterator[Mosquitto]:
+    """A secure test broker, started, stopped at the end."""
+    broker = Mosquitto(workdir, pki)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
 class Mosquitto:
-    """A real broker on 127.0.0.1:<free port>; stop/start keep the same port."""
+    """A real broker on 127.0.0.1:<free port>; stop/start keep the same port. It runs
+    what ``huiyuan-hq broker-config`` writes, with ``pki``'s CA and CRL, or (``conf``)
+    a configuration written elsewhere, on ``port``."""
 
     def __init__(
         self,
         workdir: Path,
+        pki: TestPki | None,
         port: int | None = None,
         persistence: bool = True,
-        pki: TestPki | None = None,
+        conf: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.pki = pki
-        log = [f"log_dest file {self.workdir / 'mosquitto.log'}"]
-        persistence_dir = str(self.workdir) if persistence else None
-        autosave = ["autosave_interval 1"] if persistence else []
-        if pki is None:
-            self.conf = self.workdir / "mosquitto.conf"
-            self.conf.write_text(
-                insecure_anonymous_conf(self.port, "127.0.0.1", persistence_dir, log + autosave)
-            )
-        else:
-            server = pki.issue("broker", BROKER_NAMES)
-            # the test runs the broker as whoever runs the tests (as root, Mosquitto
-            # would drop to the mosquitto user, which cannot read pytest's tmp dirs)
-            files = write_secure_broker(
-                self.workdir,
-                ca_pem=pki.ca.ca_pem,
-                cert_pem=Path(server.cert).read_bytes(),
-                key_pem=Path(server.key).read_bytes(),
-                crl=pki.crl,
-                port=self.port,
-                bind_address="127.0.0.1",
-                persistence_dir=persistence_dir,
-                extra=[f"user {getpass.getuser()}", *log, *autosave],
-            )
-            self.conf = files.conf
         self.proc: subprocess.Popen[bytes] | None = None
         self._procs: list[subprocess.Popen[bytes]] = []
-
-    @property
-    def secure(self) -> bool:
-        return self.pki is not None
+        if conf is not None:
+            self.conf = Path(conf)
+            return
+        if pki is None:
+            raise ValueError("a test broker needs a TestPki (or a configuration to run)")
+        server = pki.issue("broker", BROKER_NAMES)
+        persistence_lines = ["autosave_interval 1"] if persistence else []
+        # the test runs the broker as whoever runs the tests (as root, Mosquitto would
+        # drop to the mosquitto user, which cannot read pytest's tmp dirs)
+        files = write_secure_broker(
+            self.workdir,
+            ca_pem=pki.ca.ca_pem,
+            cert_pem=Path(server.cert).read_bytes(),
+            key_pem=Path(server.key).read_bytes(),
+            crl=pki.crl,
+            port=self.port,
+            bind_address="127.0.0.1",
+            persistence_dir=str(self.workdir) if persistence else None,
+            extra=[
+                f"user {getpass.getuser()}",
+                f"log_dest file {self.workdir / 'mosquitto.log'}",
+                *persistence_lines,
+            ],
+        )
+        self.conf = files.conf
 
     @property
     def url(self) -> str:
-        """The broker's URL; in secure mode a client also needs an identity's files."""
-        return f"{'mqtts' if self.secure else 'mqtt'}://{self.host}:{self.port}"
+        """The broker's URL; a client also needs an identity's files (``tls_args``)."""
+        return f"mqtts://{self.host}:{self.port}"
 
     # ---- what clients take (secure mode) ---------------------------------------------
 
     def identity(self, common_name: str) -> Identity:
         if self.pki is None:
-            raise RuntimeError("a plain broker has no identities: give Mosquitto a TestPki")
+            raise RuntimeError("this broker runs a configuration of its own: no TestPki")
         return self.pki.identity(common_name)
 
     def tls_args(self, common_name: str) -> dict[str, str]:
-        """``ca``, ``cert``, ``key`` for ``common_name`` (empty for a plain broker): the
-        keyword arguments SyncConfig and MqttSettings take."""
-        if self.pki is None:
-            return {}
+        """``ca``, ``cert``, ``key`` for ``common_name``: the keyword arguments
+        SyncConfig and MqttSettings take."""
         who = self.identity(common_name)
         return {"ca": who.ca, "cert": who.cert, "key": who.key}
 
@@ -187,10 +197,27 @@ class Mosquitto:
 
     def paho_tls(self, client: Any, common_name: str) -> None:
         """Set up a raw paho client to connect as ``common_name``."""
-        if self.pki is None:
-            return
         who = self.identity(common_name)
         client.tls_set(ca_certs=who.ca, certfile=who.cert, keyfile=who.key)
+
+    def publish(self, common_name: str, topic: str, payload: bytes, retain: bool = False) -> None:
+        """One QoS 1 message, sent as ``common_name`` (paho's single: connect, publish,
+        wait for the PUBACK, disconnect)."""
+        from paho.mqtt import publish
+        from paho.mqtt.client import MQTTv5
+
+        who = self.identity(common_name)
+        tls = {"ca_certs": who.ca, "certfile": who.cert, "keyfile": who.key}
+        publish.single(
+            topic,
+            payload,
+            qos=1,
+            retain=retain,
+            hostname=self.host,
+            port=self.port,
+            protocol=MQTTv5,
+            tls=tls,
+        )
 
     # ---- the process -----------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a private Mosquitto per session, fresh PostgreSQL databases."""
+"""Shared fixtures: the test CA, a private secure Mosquitto per session, fresh PostgreSQL
+databases."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.broker import Mosquitto, TestPki
+from tests.broker import Mosquitto, TestPki, running
 
 PG_ADMIN_DSN = os.environ.get("HY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 
@@ -28,45 +29,24 @@ def chain_lookup_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """One real broker for the test session (tests use their own topics/store codes)."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
-def own_mosquitto(tmp_path) -> Iterator[Mosquitto]:
-    """A broker of the test's own, for tests that stop, kill or restart it."""
-    broker = Mosquitto(tmp_path / "mosquitto")
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     """The test session's chain CA: identities on demand, one CRL for its brokers."""
     return TestPki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")
-def secure_mosquitto(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[Mosquitto]:
-    """One real broker as broker-config writes it: TLS, client certificates, the ACL."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-tls"), pki=pki)
-    broker.start()
-    yield broker
-    broker.stop()
+def mosquitto(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[Mosquitto]:
+    """One real broker for the test session, as broker-config writes it: TLS, client
+    certificates, the ACL (tests use their own store codes)."""
+    with running(tmp_path_factory.mktemp("mosquitto"), pki) as broker:
+        yield broker
 
 
 @pytest.fixture
-def own_secure_mosquitto(tmp_path, pki: TestPki) -> Iterator[Mosquitto]:
-    """A secure broker of the test's own, for tests that reload, stop or restart it."""
-    broker = Mosquitto(tmp_path / "mosquitto-tls", pki=pki)
-    broker.start()
-    yield broker
-    broker.stop()
+def own_mosquitto(tmp_path, pki: TestPki) -> Iterator[Mosquitto]:
+    """A broker of the test's own, for tests that reload, stop, kill or restart it."""
+    with running(tmp_path / "mosquitto", pki) as broker:
+        yield broker
 
 
 def _pg_admin():

@@ -19,6 +19,7 @@ from core.points import fen_for_points
 from core.points import points_earned as earned_points
 from core.pricing import LineInput, MemberContext, price_basket
 from core.rules import DEMO_RULES
+from tests.broker import Mosquitto
 
 TZ = dt.timezone(dt.timedelta(hours=8))
 
@@ -34,8 +35,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = 
 
 
 class EdgeSim:
-    def __init__(self, url: str, store: str) -> None:
-        host, port = url.removeprefix("mqtt://").split(":")
+    def __init__(self, broker: Mosquitto, store: str, identity: str | None = None) -> None:
+        """A store ``store`` on ``broker``, connected with the certificate of
+        ``identity`` (default: the store's own)."""
         self.store = store
         self.lock = threading.Lock()
         self.acks: list[dict] = []
@@ -53,7 +55,8 @@ class EdgeSim:
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.on_connect = self._on_connect
-        self.client.connect(host, int(port), keepalive=30)
+        broker.paho_tls(self.client, identity or store)
+        self.client.connect(broker.host, broker.port, keepalive=30)
         self.client.loop_start()
         wait_until(self.subscribed.is_set, 10, "edge subscription")
 

@@ -167,7 +167,7 @@ def test_staff_merge_through_api(client, hq_db, seeded):
 
 def test_cli_init_publish_merge_dead_letters(hq_db, hq_db_url, seeded, tmp_path, mosquitto):
     runner = CliRunner()
-    base = ["--database-url", hq_db_url, "--mqtt-url", mosquitto.url]
+    base = ["--database-url", hq_db_url, *mosquitto.cli_args("hq")]
     assert runner.invoke(main, [*base, "init-db"]).exit_code == 0
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps({"version": 7, "points_per_yuan": {"*": 3}}))

@@ -194,3 +194,21 @@ def test_ca_dir_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HY_HQ_CA_DIR", str(tmp_path / "ca"))
     assert HqConfig.from_env().ca_dir == str(tmp_path / "ca")
     assert HqConfig.from_env(ca_dir=str(tmp_path / "x")).ca_dir == str(tmp_path / "x")
+
+
+def test_the_schedulers_crl_job_rewrites_the_crl_from_the_table(tmp_path, db):
+    """The CRL is valid for a year: the scheduler rewrites it daily, so it never lapses
+    (a broker with an expired CRL admits nobody) and lists what was revoked since."""
+    from hq.config import HqConfig
+    from hq.scheduler import JOBS, JobContext, rewrite_crl
+
+    config = HqConfig(database_url="sqlite:///unused", ca_dir=str(tmp_path / "ca"))
+    ca = ChainCA.create(tmp_path / "ca")
+    cert = x509.load_pem_x509_certificate(pki.issue_store_certificate(ca, "S001", csr_for("S001")))
+    pki.revoke("S001", "retired")
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=1)
+    rewrite_crl(JobContext(db, config, lambda: later))
+    crl = x509.load_pem_x509_crl((tmp_path / "ca" / "crl.pem").read_bytes())
+    assert [r.serial_number for r in crl] == [cert.serial_number]
+    assert crl.next_update_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=300)
+    assert [j.every for j in JOBS if j.run is rewrite_crl] == [dt.timedelta(days=1)]

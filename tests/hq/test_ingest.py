@@ -184,8 +184,8 @@ def test_broker_restart_loses_and_doubles_nothing(hq_db, hq_db_url, own_mosquitt
     from tests.hq.conftest import hq_config
     from tests.hq.edge_sim import EdgeSim
 
-    worker = IngestWorker(hq_config(hq_db_url, own_mosquitto.url), db=hq_db).start()
-    edge = EdgeSim(own_mosquitto.url, "R1")
+    worker = IngestWorker(hq_config(hq_db_url, own_mosquitto), db=hq_db).start()
+    edge = EdgeSim(own_mosquitto, "R1")
     try:
         items = Items("R1")
         mid = uuid7()

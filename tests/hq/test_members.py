@@ -32,7 +32,7 @@ def assert_balanced(member_id: str) -> None:
 
 def test_same_phone_in_two_stores_is_merged(worker, mosquitto, store_code):
     s1, s2 = store_code, store_code + "b"
-    e1, e2 = EdgeSim(mosquitto.url, s1), EdgeSim(mosquitto.url, s2)
+    e1, e2 = EdgeSim(mosquitto, s1), EdgeSim(mosquitto, s2)
     try:
         i1, i2 = Items(s1), Items(s2)
         early, late = uuid7(), uuid7()
@@ -159,7 +159,7 @@ def test_authorization_unknown_member_declined(worker, edge, store_code):
 
 def test_offline_overdraft_is_an_exception_recovered_later(worker, mosquitto, store_code):
     s1, s2 = store_code, store_code + "x"
-    e1, e2 = EdgeSim(mosquitto.url, s1), EdgeSim(mosquitto.url, s2)
+    e1, e2 = EdgeSim(mosquitto, s1), EdgeSim(mosquitto, s2)
     try:
         i1, i2 = Items(s1), Items(s2)
         mid = uuid7()

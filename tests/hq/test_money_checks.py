@@ -318,7 +318,7 @@ def test_points_returned_after_being_spent_are_one_debt_everywhere(
     """张三 (金卡) earns 320 on sale A, spends 180 on sale B, A comes back in full: the till
     shows -180, and so must HQ (balance and ledger), with no overdraft to act on; the
     next earnings pay the debt at both."""
-    box = StoreBox(tmp_path / "a", f"M{uuid7()[-6:]}", mosquitto.url, authorizer=ApprovedOnline())
+    box = StoreBox(tmp_path / "a", f"M{uuid7()[-6:]}", mosquitto, authorizer=ApprovedOnline())
     try:
         box.till.clock = _friday_clock()
         box.load_demo(members=2)
@@ -367,7 +367,7 @@ def test_what_a_real_till_sends_passes_every_check(tmp_path, mosquitto, worker, 
     """Top-up, a sale paid with stored value, points and cash, two partial returns and a
     final one, a walk-in sale: HQ applies every item as the till wrote it (no refusal,
     no exception) and every figure agrees with the till's."""
-    box = StoreBox(tmp_path / "a", f"R{uuid7()[-6:]}", mosquitto.url, authorizer=ApprovedOnline())
+    box = StoreBox(tmp_path / "a", f"R{uuid7()[-6:]}", mosquitto, authorizer=ApprovedOnline())
     try:
         box.till.clock = _friday_clock()
         box.load_demo(members=2)

@@ -13,7 +13,7 @@ from core.errors import NotFound, ValidationError
 from hq.api import create_app
 from hq.changes import snapshot_records
 from hq.cli import main
-from hq.config import HqConfig, MqttSettings
+from hq.config import HqConfig
 from hq.models import ChangeRecord, bind
 from hq.offline import list_policies, policies_in_force, remove_store_policy, set_policy
 from tests.lookup_keys import TEST_LOOKUP
@@ -154,7 +154,7 @@ def test_cli_set_show_remove(hq_db, hq_db_url):
 
 @pytest.fixture
 def client(hq_db, hq_db_url, mosquitto):
-    config = HqConfig(database_url=hq_db_url, mqtt=MqttSettings(url=mosquitto.url))
+    config = HqConfig(database_url=hq_db_url, mqtt=mosquitto.hq_settings("hq-api"))
     app = create_app(config, db=hq_db)
     app.testing = True
     return app.test_client()

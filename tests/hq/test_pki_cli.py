@@ -37,6 +37,7 @@ def identity_in(folder: Path, common_name: str) -> Identity:
 
 def test_the_documented_commands_make_a_broker_that_admits_and_refuses(tmp_path):
     port = free_port()
+    hq_cli(tmp_path, "init-db")
     hq_cli(tmp_path, "init-ca")
     hq_cli(tmp_path, "issue-identity", "hq", "--out", str(tmp_path / "hq-id"))
     for code in ("S001", "S002"):
@@ -74,8 +75,7 @@ def test_the_documented_commands_make_a_broker_that_admits_and_refuses(tmp_path)
     # as root Mosquitto would run as the mosquitto user, which cannot read pytest's tmp
     conf.write_text(text + f"user {getpass.getuser()}\n")
 
-    broker = Mosquitto(tmp_path / "run", port=port)
-    broker.conf = conf
+    broker = Mosquitto(tmp_path / "run", None, port=port, conf=conf)
     broker.start()
     try:
         hq, s1, s2 = (
@@ -116,6 +116,7 @@ def test_broker_config_needs_a_host_and_a_ca(tmp_path):
     runner = CliRunner()
     env = {"HY_HQ_CA_DIR": str(tmp_path / "ca"), "CREDENTIALS_DIRECTORY": ""}
     db = ["--database-url", f"sqlite:///{tmp_path / 'hq.sqlite3'}"]
+    assert runner.invoke(main, [*db, "init-db"], env=env).exit_code == 0
     no_host = runner.invoke(main, [*db, "broker-config", "--out", str(tmp_path / "b")], env=env)
     assert no_host.exit_code == 11 and "--host" in no_host.output
     no_ca = runner.invoke(

@@ -17,13 +17,14 @@ from core.rules import DEMO_RULES
 from hq.ledger import ledger_sums
 from hq.models import Member, ProcessedItem, Sale, Store, TopUp, bind, open_database
 from hq.rules import publish_rules
+from tests.broker import Mosquitto
 from tests.hq.edge_sim import EdgeSim, Items, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class WorkerProcess:
-    def __init__(self, db_url: str, broker_url: str, client_id: str, fault: str = "") -> None:
+    def __init__(self, db_url: str, broker: Mosquitto, client_id: str, fault: str = "") -> None:
         env = {**os.environ, "PYTHONPATH": ROOT}
         env.pop("HY_HQ_FAULT", None)
         if fault:
@@ -35,8 +36,7 @@ class WorkerProcess:
                 "hq.cli",
                 "--database-url",
                 db_url,
-                "--mqtt-url",
-                broker_url,
+                *broker.cli_args("hq"),
                 "serve-ingest",
                 "--client-id",
                 client_id,
@@ -79,9 +79,9 @@ def test_worker_killed_between_commit_and_ack_reacks_without_doubling(
     hq_db, hq_db_url, own_mosquitto, processes
 ):
     store = f"K{uuid7()[-6:]}"
-    edge = EdgeSim(own_mosquitto.url, store)
+    edge = EdgeSim(own_mosquitto, store)
     try:
-        crashing = WorkerProcess(hq_db_url, own_mosquitto.url, "hq-crash", "kill_after_commit")
+        crashing = WorkerProcess(hq_db_url, own_mosquitto, "hq-crash", "kill_after_commit")
         processes.append(crashing)
         wait_until(lambda: hq_online(edge), 15, "worker online")
         items = Items(store)
@@ -94,7 +94,7 @@ def test_worker_killed_between_commit_and_ack_reacks_without_doubling(
         # HQ's will tells the stores it is gone
         wait_until(lambda: not hq_online(edge), 15, "HQ will: online=false")
 
-        restarted = WorkerProcess(hq_db_url, own_mosquitto.url, "hq-crash")
+        restarted = WorkerProcess(hq_db_url, own_mosquitto, "hq-crash")
         processes.append(restarted)
         wait_until(lambda: hq_online(edge), 15, "worker back online")
         edge.hello(acked_through=0)  # the store resends from its last ack (0)
@@ -143,9 +143,9 @@ def test_two_workers_ingest_three_stores_at_once_on_postgres(
     bind(db)
     publish_rules(db, DEMO_RULES.to_dict())
     for n in (1, 2):
-        processes.append(WorkerProcess(pg_url, own_mosquitto.url, f"hq-w{n}"))
+        processes.append(WorkerProcess(pg_url, own_mosquitto, f"hq-w{n}"))
     stores = [f"P{n}{uuid7()[-5:]}" for n in range(3)]
-    edges = [EdgeSim(own_mosquitto.url, s) for s in stores]
+    edges = [EdgeSim(own_mosquitto, s) for s in stores]
     shared_member = uuid7()
     try:
         wait_until(lambda: hq_online(edges[0]), 15, "workers online")

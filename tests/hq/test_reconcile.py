@@ -61,7 +61,7 @@ class DigestStore(EdgeSim):
 
 @pytest.fixture
 def shop(mosquitto, store_code):
-    sim = DigestStore(mosquitto.url, store_code)
+    sim = DigestStore(mosquitto, store_code)
     yield sim
     sim.close()
 

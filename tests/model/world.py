@@ -32,7 +32,8 @@ from hq.ledger import ledger_sums
 from hq.models import Member as HqMember
 from hq.models import Store as HqStore
 from hq.worker import IngestWorker
-from tests.hq.conftest import ClosingMosquitto, hq_config
+from tests.broker import Mosquitto, TestPki
+from tests.hq.conftest import hq_config
 from tests.sync.helpers import StoreBox, init_hq
 
 MANAGER = {"staff_code": "9001", "pin": "9999"}  # edge/demo_data.DEMO_STAFF
@@ -67,11 +68,11 @@ class Chain:
     def __init__(self, workdir: Path, hq_url: str, stores: int = 3) -> None:
         self.workdir = workdir
         self.hq_url = hq_url
-        self.broker = ClosingMosquitto(workdir / "mosquitto")
+        self.broker = Mosquitto(workdir / "mosquitto", TestPki(workdir / "pki"))
         self.broker.start()
         self.broker_up = True
         self.hq_db = init_hq(hq_url)
-        self.worker = IngestWorker(hq_config(hq_url, self.broker.url), db=self.hq_db).start()
+        self.worker = IngestWorker(hq_config(hq_url, self.broker), db=self.hq_db).start()
         self.tills: list[Till] = []
         try:
             for i in range(stores):
@@ -82,9 +83,11 @@ class Chain:
 
     def _open_till(self, i: int) -> Till:
         code = f"M{i}{time.monotonic_ns() % 10**6:06d}"
-        cfg = SyncConfig.from_dict({"broker_url": self.broker.url, "ack_timeout": 1.0})
+        cfg = SyncConfig.from_dict(
+            {"broker_url": self.broker.url, **self.broker.tls_args(code), "ack_timeout": 1.0}
+        )
         authorizer = MqttAuthorizer(code, cfg).start(wait=5)
-        box = StoreBox(self.workdir / f"store{i}", code, self.broker.url, authorizer=authorizer)
+        box = StoreBox(self.workdir / f"store{i}", code, self.broker, authorizer=authorizer)
         box.load_staff_and_products()
         till = Till(box, authorizer, create_app(box.till).test_client())
         status, body = till.call("POST", "/api/v1/session", MANAGER)

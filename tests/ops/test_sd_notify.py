@@ -249,7 +249,8 @@ def test_the_till_says_ready_feeds_the_watchdog_and_says_stopping(tmp_path, noti
 
 
 def test_the_sync_agent_says_ready_and_feeds_the_watchdog(tmp_path, notify_socket, mosquitto):
-    toml = edge_config(tmp_path, f'[sync]\nbroker_url = "{mosquitto.url}"\n')
+    tls = "".join(f'{k} = "{v}"\n' for k, v in mosquitto.tls_args("S001").items())
+    toml = edge_config(tmp_path, f'[sync]\nbroker_url = "{mosquitto.url}"\n{tls}')  # S001: default
     proc = start_service(["-m", "edge.cli", "-c", str(toml), "serve-sync"], notify_socket)
     try:
         assert notify_socket.until("READY=1")
@@ -260,10 +261,10 @@ def test_the_sync_agent_says_ready_and_feeds_the_watchdog(tmp_path, notify_socke
 
 def test_the_ingest_worker_says_ready_and_feeds_the_watchdog(tmp_path, notify_socket, mosquitto):
     url = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
-    hq = [sys.executable, "-m", "hq.cli", "--database-url", url, "--mqtt-url", mosquitto.url]
+    hq = [sys.executable, "-m", "hq.cli", "--database-url", url, *mosquitto.cli_args("hq")]
     subprocess.run([*hq, "init-db"], cwd=ROOT, check=True, capture_output=True)
     proc = start_service(
-        ["-m", "hq.cli", "--database-url", url, "--mqtt-url", mosquitto.url, "serve-ingest"],
+        ["-m", "hq.cli", "--database-url", url, *mosquitto.cli_args("hq"), "serve-ingest"],
         notify_socket,
     )
     try:

@@ -8,25 +8,16 @@ from collections.abc import Iterator
 import pytest
 
 from hq.worker import IngestWorker
-from tests.broker import Mosquitto
-from tests.hq.conftest import ClosingMosquitto, hq_config
+from tests.broker import Mosquitto, TestPki, running
+from tests.hq.conftest import hq_config
 from tests.sync.helpers import HqProcess, StoreBox, init_hq
 
 
 @pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    broker = ClosingMosquitto(tmp_path_factory.mktemp("mosquitto-sync"))
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
-def own_mosquitto(tmp_path) -> Iterator[Mosquitto]:
-    broker = ClosingMosquitto(tmp_path / "mosquitto")
-    broker.start()
-    yield broker
-    broker.stop()
+def mosquitto(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[Mosquitto]:
+    """The sync tests' own session broker (their retained messages stay among them)."""
+    with running(tmp_path_factory.mktemp("mosquitto-sync"), pki) as broker:
+        yield broker
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -41,9 +32,9 @@ def sqlite_hq_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'hq.sqlite3'}"
 
 
-def start_worker(db_url: str, broker_url: str) -> IngestWorker:
+def start_worker(db_url: str, broker: Mosquitto) -> IngestWorker:
     db = init_hq(db_url)
-    return IngestWorker(hq_config(db_url, broker_url), db=db).start()
+    return IngestWorker(hq_config(db_url, broker), db=db).start()
 
 
 @pytest.fixture

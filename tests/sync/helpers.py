@@ -31,6 +31,7 @@ from edge.sync.demo import load_staff_and_products
 from hq.models import bind as hq_bind
 from hq.models import open_database as hq_open
 from hq.rules import publish_rules
+from tests.broker import Mosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,10 +52,10 @@ def announce_hq_offline(chain: dict[str, Any]) -> None:
     from core import protocol as p
 
     chain["worker"].stop()
-    chain["authorizer"].client.publish(
+    chain["mosquitto"].publish(
+        "hq",
         p.hq_state_topic(),
         p.encode_json(p.PeerState(False, "2026-11-23T10:00:00+08:00").to_dict()),
-        qos=1,
         retain=True,
     )
     wait_until(lambda: chain["authorizer"].hq_online is False, 10, "HQ offline seen")
@@ -67,8 +68,14 @@ def init_hq(db_url: str):  # noqa: ANN201
     return db
 
 
-def store_toml(workdir: Path, code: str, broker_url: str, **sync: Any) -> Path:
-    sync = {"broker_url": broker_url, "ack_timeout": 1.0, "snapshot_timeout": 10.0, **sync}
+def store_toml(workdir: Path, code: str, broker: Mosquitto | None, **sync: Any) -> Path:
+    """The store's edge.toml; its [sync] reaches ``broker`` with the store's certificate
+    (``None``: a box whose agent never runs, given an address nothing listens on)."""
+    if broker is None:
+        reach: dict[str, Any] = {"broker_url": "mqtt://127.0.0.1:9"}
+    else:
+        reach = {"broker_url": broker.url, **broker.tls_args(code)}
+    sync = {**reach, "ack_timeout": 1.0, "snapshot_timeout": 10.0, **sync}
     lines = [
         f'data_dir = "{workdir / "edge"}"',
         "",
@@ -130,13 +137,13 @@ class StoreBox:
         self,
         workdir: Path,
         code: str,
-        broker_url: str,
+        broker: Mosquitto | None,
         authorizer: SpendAuthorizer | None = None,
         **sync: Any,
     ) -> None:
         self.code = code
         self.workdir = workdir
-        self.config_path = store_toml(workdir, code, broker_url, **sync)
+        self.config_path = store_toml(workdir, code, broker, **sync)
         self.config = load_config(self.config_path)
         self.till: Till = open_till(self.config, authorizer=authorizer, create_key=True)
         self.agent: subprocess.Popen[bytes] | None = None
@@ -269,7 +276,7 @@ class HqProcess:
     """``python -m hq.cli serve-ingest`` with an optional fault injected."""
 
     def __init__(
-        self, db_url: str, broker_url: str, client_id: str, log: Path, fault: str = ""
+        self, db_url: str, broker: Mosquitto, client_id: str, log: Path, fault: str = ""
     ) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("HY_HQ_FAULT", None)
@@ -283,8 +290,7 @@ class HqProcess:
                 "hq.cli",
                 "--database-url",
                 db_url,
-                "--mqtt-url",
-                broker_url,
+                *broker.cli_args("hq"),
                 "serve-ingest",
                 "--client-id",
                 client_id,

@@ -14,7 +14,7 @@ from edge.models import Outbox, Setting
 from edge.services.context import open_till
 from edge.services.staff import sign_in
 from edge.sync.agent import SyncAgent
-from edge.sync.config import SyncConfig
+from tests.broker import Mosquitto
 from tests.edge.conftest import make_config
 from tests.sync.conftest import new_code
 from tests.sync.helpers import wait_until
@@ -23,8 +23,7 @@ from tests.sync.helpers import wait_until
 class ScriptedHq:
     """Plays HQ by hand: records what the store sends, acks what the test says."""
 
-    def __init__(self, url: str, store: str) -> None:
-        host, port = url.removeprefix("mqtt://").split(":")
+    def __init__(self, broker: Mosquitto, store: str) -> None:
         self.store = store
         self.lock = threading.Lock()
         self.batches: list[dict] = []
@@ -36,7 +35,8 @@ class ScriptedHq:
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(f"hy/v1/{store}/up/#", qos=1)
-        self.client.connect(host, int(port))
+        broker.paho_tls(self.client, "hq")
+        self.client.connect(broker.host, broker.port)
         self.client.loop_start()
         wait_until(self.subscribed.is_set, 10, "fake HQ subscribed")
 
@@ -87,16 +87,14 @@ def store(tmp_path):
 
 @pytest.fixture
 def hq(own_mosquitto, store) -> Iterator[ScriptedHq]:
-    fake = ScriptedHq(own_mosquitto.url, store.store)
+    fake = ScriptedHq(own_mosquitto, store.store)
     yield fake
     fake.close()
 
 
 @pytest.fixture
 def agent(store, own_mosquitto, hq) -> Iterator[SyncAgent]:
-    cfg = SyncConfig.from_dict(
-        {"broker_url": own_mosquitto.url, "batch_size": 5, "window": 2, "ack_timeout": 0.6}
-    )
+    cfg = own_mosquitto.sync_config(store.store, batch_size=5, window=2, ack_timeout=0.6)
     a = SyncAgent(store, cfg).start()
     yield a
     a.stop()
@@ -205,7 +203,7 @@ def test_hq_back_online_triggers_hello_and_resend(agent, hq):
 
 
 def test_restarted_agent_says_hello_with_its_last_ack(store, own_mosquitto, hq):
-    cfg = SyncConfig.from_dict({"broker_url": own_mosquitto.url, "batch_size": 5})
+    cfg = own_mosquitto.sync_config(store.store, batch_size=5)
     first = SyncAgent(store, cfg).start()
     try:
         wait_until(lambda: hq.firsts(), 10, "batches")

@@ -38,7 +38,6 @@ from tests.sync.helpers import StoreBox, init_hq, ledger_mismatches
 
 NOW = "2026-12-04T10:00:00+08:00"
 HQ_NOW = dt.datetime(2026, 12, 4, 2, 0)
-BROKER = "mqtt://127.0.0.1:9"  # never connected: no agent runs in these tests
 PHONES = 12  # pairs of same-phone members: the old order depended on set iteration per pair
 
 
@@ -64,8 +63,8 @@ def _ingest(db, store: StoreBox) -> None:
 
 def build_scenario(root: Path) -> Scenario:
     db = init_hq(f"sqlite:///{root / 'hq.sqlite3'}")
-    s1 = StoreBox(root / "s1", "S1", BROKER)
-    s2 = StoreBox(root / "s2", "S2", BROKER)
+    s1 = StoreBox(root / "s1", "S1", None)  # no agent runs in these tests
+    s2 = StoreBox(root / "s2", "S2", None)
     stores = {"S1": s1, "S2": s2}
     for s in stores.values():
         s.load_staff_and_products()

@@ -19,7 +19,6 @@ from edge.services.context import SpendRequest, open_till
 from edge.services.staff import sign_in
 from edge.sync.agent import SyncAgent
 from edge.sync.authorizer import MqttAuthorizer
-from edge.sync.config import SyncConfig
 from hq.models import Authorization
 from hq.models import Member as HqMember
 from tests.edge.conftest import make_config
@@ -31,9 +30,9 @@ ZHANG = "13800000001"
 
 @pytest.fixture
 def chain(tmp_path, own_mosquitto, hq_db_url) -> Iterator[dict]:
-    worker = start_worker(hq_db_url, own_mosquitto.url)
+    worker = start_worker(hq_db_url, own_mosquitto)
     code = new_code("Z")
-    cfg = SyncConfig.from_dict({"broker_url": own_mosquitto.url, "ack_timeout": 1.0})
+    cfg = own_mosquitto.sync_config(code, ack_timeout=1.0)
     authorizer = MqttAuthorizer(code, cfg).start(wait=5)
     till = open_till(
         make_config(tmp_path, store={"code": code}), authorizer=authorizer, create_key=True
@@ -163,7 +162,7 @@ def test_hq_announced_offline_decides_at_once(chain):
 def test_hq_holds_and_the_till_spends_in_the_chains_stored_value_order(chain):
     from core.rules import DEMO_RULES
     from hq.cli import push_changes
-    from hq.config import HqConfig, MqttSettings
+    from hq.config import HqConfig
     from hq.rules import publish_rules
 
     till = chain["till"]
@@ -174,7 +173,7 @@ def test_hq_holds_and_the_till_spends_in_the_chains_stored_value_order(chain):
         DEMO_RULES.to_dict() | {"version": 2, "stored_value_spend": "bonus_first"},
     )
     # as `huiyuan-hq publish-rules` does: push them to the stores now
-    assert push_changes(HqConfig(mqtt=MqttSettings(url=chain["mosquitto"].url)), changes)
+    assert push_changes(HqConfig(mqtt=chain["mosquitto"].hq_settings("hq-cli")), changes)
     wait_until(lambda: till.rules().version == 2, 20, "rules version 2 at the store")
     result = sv_sale(chain, 3000)
     assert result["sale"]["stored_value"] == {"principal": 0, "bonus": 3000}

@@ -37,9 +37,9 @@ def assert_exactly_once(store: StoreBox, sales: int) -> None:
 
 
 def test_sigkill_of_the_edge_agent_mid_batch(tmp_path, mosquitto, hq_db_url, stores):
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("K"), mosquitto.url, batch_size=10, window=2)
+        a = StoreBox(tmp_path / "a", new_code("K"), mosquitto, batch_size=10, window=2)
         stores.append(a)
         a.load_demo(members=2)
         queue_sales(a, 400)
@@ -63,14 +63,14 @@ def test_hq_worker_killed_between_commit_and_ack(
     # and Mosquitto goes on handing a share of messages to the killed worker's session
     mosquitto = own_mosquitto
     db = init_hq(sqlite_hq_url)
-    a = StoreBox(tmp_path / "a", new_code("H"), mosquitto.url, batch_size=25, window=1)
+    a = StoreBox(tmp_path / "a", new_code("H"), mosquitto, batch_size=25, window=1)
     stores.append(a)
     a.load_demo(members=2)
     queue_sales(a, 60)
     total = a.outbox_count()
     crashing = HqProcess(
         sqlite_hq_url,
-        mosquitto.url,
+        mosquitto,
         f"hq-{a.code}-crash",
         tmp_path / "hq1.log",
         "kill_after_commit",
@@ -81,9 +81,7 @@ def test_hq_worker_killed_between_commit_and_ack(
     committed = hq_acked(a.code)
     assert committed > 0
     assert a.pending() == total, "no ack was sent for the committed batch"
-    hq_processes.append(
-        HqProcess(sqlite_hq_url, mosquitto.url, f"hq-{a.code}", tmp_path / "hq2.log")
-    )
+    hq_processes.append(HqProcess(sqlite_hq_url, mosquitto, f"hq-{a.code}", tmp_path / "hq2.log"))
     wait_until(lambda: a.pending() == 0, 60, "drained by the second worker")
     assert_exactly_once(a, 60)
     db.close()
@@ -91,9 +89,9 @@ def test_hq_worker_killed_between_commit_and_ack(
 
 @pytest.mark.parametrize("how", ["restart", "kill"])
 def test_broker_restart_mid_drain(tmp_path, own_mosquitto, sqlite_hq_url, stores, how):
-    worker = start_worker(sqlite_hq_url, own_mosquitto.url)
+    worker = start_worker(sqlite_hq_url, own_mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("R"), own_mosquitto.url, batch_size=10, window=2)
+        a = StoreBox(tmp_path / "a", new_code("R"), own_mosquitto, batch_size=10, window=2)
         stores.append(a)
         a.load_demo(members=2)
         queue_sales(a, 300)

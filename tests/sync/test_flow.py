@@ -19,10 +19,10 @@ ZHANG = "13800000001"
 def test_sales_reach_hq_once_and_members_reach_the_other_store(
     tmp_path, mosquitto, hq_db_url, stores
 ):
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url)
-        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto.url)
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto)
+        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto)
         stores += [a, b]
         a.load_demo(members=2)
         b.load_staff_and_products()
@@ -67,14 +67,14 @@ def test_sales_reach_hq_once_and_members_reach_the_other_store(
 
 def test_a_new_store_loads_a_snapshot_then_follows_live_changes(tmp_path, mosquitto, stores):
     url = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
-    worker = start_worker(url, mosquitto.url)
+    worker = start_worker(url, mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url)
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto)
         stores.append(a)
         a.load_demo(members=20)
         a.start_agent()
         wait_until(lambda: a.pending() == 0, 30, "A drained")
-        c = StoreBox(tmp_path / "c", new_code("C"), mosquitto.url)
+        c = StoreBox(tmp_path / "c", new_code("C"), mosquitto)
         stores.append(c)
         c.load_staff_and_products()
         c.start_agent()

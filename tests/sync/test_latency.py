@@ -13,10 +13,8 @@ import threading
 
 import pytest
 
-from edge.sync.config import SyncConfig
 from edge.sync.demo import PrivateBroker
 from edge.sync.mqtt import make_client
-from hq.config import MqttSettings
 from hq.mqtt import make_client as make_hq_client
 
 
@@ -31,9 +29,9 @@ def connected(client) -> socket.socket:  # noqa: ANN001
 @pytest.mark.parametrize("side", ["edge", "hq"])
 def test_every_mqtt_client_turns_nagle_off(own_mosquitto, side):
     if side == "edge":
-        client = make_client(SyncConfig.from_dict({"broker_url": own_mosquitto.url}), "nd-e")
+        client = make_client(own_mosquitto.sync_config("nd"), "nd-e")
     else:
-        client = make_hq_client(MqttSettings(url=own_mosquitto.url, client_id="nd-h"), "test")
+        client = make_hq_client(own_mosquitto.hq_settings("nd-h"), "test")
     client.connect(own_mosquitto.host, own_mosquitto.port)
     try:
         sock = connected(client)

@@ -57,7 +57,7 @@ def test_a_store_s_metrics_follow_hq_going_and_coming_and_a_printer_fault(
 ):
     code = new_code("X")
     till_port, sync_port = free_port(), free_port()
-    config = store_toml(tmp_path / "store", code, own_mosquitto.url)
+    config = store_toml(tmp_path / "store", code, own_mosquitto)
     with config.open("a", encoding="utf-8") as fh:
         fh.write(f"\n[http]\nport = {till_port}\n\n[metrics]\nsync_port = {sync_port}\n")
     cli = [sys.executable, "-m", "edge.cli", "-c", str(config)]
@@ -91,7 +91,7 @@ def test_a_store_s_metrics_follow_hq_going_and_coming_and_a_printer_fault(
     assert value(got, "huiyuan_outbox_last_ack_timestamp_seconds") is None
 
     # HQ comes: the backlog drains, the agent sees HQ online, the last ack has a time
-    hq = HqProcess(db_url, own_mosquitto.url, "hq-metrics", tmp_path / "hq.log")
+    hq = HqProcess(db_url, own_mosquitto, "hq-metrics", tmp_path / "hq.log")
     hq_processes.append(hq)
     wait_until(
         lambda: value(scrape(till_metrics), "huiyuan_outbox_pending_items") == 0, 30, "drained"
@@ -154,7 +154,7 @@ def test_hq_api_and_ingest_worker_metrics_move_as_a_store_talks(
             tmp_path / "api.log",
         )
     )
-    hq_processes.append(HqProcess(db_url, own_mosquitto.url, "hq-metrics", tmp_path / "hq.log"))
+    hq_processes.append(HqProcess(db_url, own_mosquitto, "hq-metrics", tmp_path / "hq.log"))
     api = f"http://127.0.0.1:{api_port}/metrics"
     worker = f"http://127.0.0.1:{worker_port}/metrics"
     wait_until(lambda: try_scrape(api, TOKEN), 30, "HQ API /metrics")
@@ -166,7 +166,7 @@ def test_hq_api_and_ingest_worker_metrics_move_as_a_store_talks(
     )
     assert fetch(worker)[0] == 401  # a token configured guards the worker's port too
     store = f"M{uuid7()[-6:]}"
-    edge = EdgeSim(own_mosquitto.url, store)
+    edge = EdgeSim(own_mosquitto, store)
     try:
         # a store says it has 5 items HQ has not acknowledged: HQ's backlog for it is 5
         edge.publish("hello", p.encode_json(p.Hello(store, 1, 0, None, last_seq=5).to_dict()))

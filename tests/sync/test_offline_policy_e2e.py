@@ -15,7 +15,7 @@ from edge.sync.apply import down_cursor
 from hq.api import create_app as hq_app
 from hq.changes import latest_change_seq
 from hq.cli import main as hq_cli
-from hq.config import HqConfig, MqttSettings
+from hq.config import HqConfig
 from hq.models import Member as HqMember
 from hq.models import bind
 from tests.sync.helpers import announce_hq_offline, wait_until
@@ -32,7 +32,7 @@ def test_hq_published_policy_decides_offline_spends_at_the_store(chain, hq_db_ur
     # the store's own file says floor_limit 20000 (tests/edge/conftest.make_config)
     assert held(till) == ("floor_limit", 20000, "local config", None, None)
     hq = hq_app(
-        HqConfig(mqtt=MqttSettings(url=chain["mosquitto"].url)), db=HqMember._meta.database
+        HqConfig(mqtt=chain["mosquitto"].hq_settings("hq-api")), db=HqMember._meta.database
     ).test_client()
     wait_until(lambda: down_cursor() == latest_change_seq(), 20, "the store caught up")
 
@@ -76,7 +76,7 @@ def test_hq_published_policy_decides_offline_spends_at_the_store(chain, hq_db_ur
 
     # `huiyuan-hq offline-policy set` pushes too
     db = HqMember._meta.database
-    cli = ["--database-url", hq_db_url, "--mqtt-url", chain["mosquitto"].url, "offline-policy"]
+    cli = ["--database-url", hq_db_url, *chain["mosquitto"].cli_args("hq"), "offline-policy"]
     points = ["set", "--kind", "points", "--mode", "floor_limit", "--daily-limit", "300"]
     result = CliRunner().invoke(hq_cli, [*cli, *points, "--store", store])
     bind(db, create=False)  # the CLI bound HQ's models to its own connection

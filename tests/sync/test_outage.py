@@ -33,10 +33,10 @@ def hq_matches_ledger() -> list[str]:
 
 
 def test_two_stores_trade_through_a_broker_outage(tmp_path, own_mosquitto, hq_db_url, stores):
-    worker = start_worker(hq_db_url, own_mosquitto.url)
+    worker = start_worker(hq_db_url, own_mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("A"), own_mosquitto.url)
-        b = StoreBox(tmp_path / "b", new_code("B"), own_mosquitto.url)
+        a = StoreBox(tmp_path / "a", new_code("A"), own_mosquitto)
+        b = StoreBox(tmp_path / "b", new_code("B"), own_mosquitto)
         stores += [a, b]
         a.load_demo(members=2)
         b.load_staff_and_products()

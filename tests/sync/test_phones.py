@@ -24,10 +24,10 @@ def file_bytes(store: StoreBox) -> bytes:
 def test_a_registration_at_a_is_found_by_phone_at_b_and_b_holds_no_phone(
     tmp_path, mosquitto, hq_db_url, stores
 ):
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url)
-        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto.url)
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto)
+        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto)
         stores += [a, b]
         a.load_staff_and_products()
         b.load_staff_and_products()

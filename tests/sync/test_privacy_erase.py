@@ -26,10 +26,10 @@ def no_person_at(store: StoreBox, member_id: str) -> None:
 
 
 def test_erase_reaches_every_store_and_keeps_the_money(tmp_path, mosquitto, hq_db_url, stores):
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url)
-        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto.url)
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto)
+        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto)
         stores += [a, b]
         a.load_demo(members=2)
         b.load_staff_and_products()
@@ -54,8 +54,7 @@ def test_erase_reaches_every_store_and_keeps_the_money(tmp_path, mosquitto, hq_d
             [
                 "--database-url",
                 hq_db_url,
-                "--mqtt-url",
-                mosquitto.url,
+                *mosquitto.cli_args("hq"),
                 "erase-member",
                 member_id,
                 "--reason",
@@ -88,7 +87,7 @@ def test_erase_reaches_every_store_and_keeps_the_money(tmp_path, mosquitto, hq_d
             assert store.ledger_matches_balances() == []
 
         # a store that joins now loads the erased member by snapshot: money, no person
-        c = StoreBox(tmp_path / "c", new_code("C"), mosquitto.url)
+        c = StoreBox(tmp_path / "c", new_code("C"), mosquitto)
         stores.append(c)
         c.load_staff_and_products()
         c.start_agent()

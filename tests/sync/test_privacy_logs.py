@@ -125,11 +125,11 @@ def test_no_phone_pin_or_password_reaches_any_log(
 ):
     caplog = debug_logs
     serve_log = (tmp_path / "serve.log").open("ab")
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     server = None
     try:
-        a = VerboseStore(tmp_path / "a", new_code("A"), mosquitto.url)
-        b = VerboseStore(tmp_path / "b", new_code("B"), mosquitto.url)
+        a = VerboseStore(tmp_path / "a", new_code("A"), mosquitto)
+        b = VerboseStore(tmp_path / "b", new_code("B"), mosquitto)
         stores += [a, b]
         for store in (a, b):
             store.load_staff_and_products()
@@ -189,7 +189,7 @@ def test_no_phone_pin_or_password_reaches_any_log(
         wait_until(lambda: b.member(member_id), 30, "the member at store B")
 
         runner = CliRunner()
-        hq = ["--database-url", hq_db_url, "--mqtt-url", mosquitto.url, "-v"]
+        hq = ["--database-url", hq_db_url, *mosquitto.cli_args("hq"), "-v"]
         for args in (
             ["consent", "--phone", PHONE, "--wechat", "yes", "--by", "hq-test"],
             ["export-member", "--phone", PHONE, "--out", str(tmp_path / "export.json")],

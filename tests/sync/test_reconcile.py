@@ -10,8 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from paho.mqtt.client import MQTTv5
-from paho.mqtt.publish import single
 from peewee import fn
 
 from edge.models import Ledger, PointsLot
@@ -19,6 +17,7 @@ from edge.models import Member as EdgeMember
 from hq.models import HqException, ReconcileRecord
 from hq.models import Member as HqMember
 from hq.reconcile import KIND_HQ_LEDGER, KIND_STORE_BALANCE, KIND_STORE_LEDGER
+from tests.broker import Mosquitto
 from tests.sync.conftest import new_code, start_worker
 from tests.sync.helpers import ROOT, StoreBox, wait_until
 
@@ -26,7 +25,7 @@ ZHANG = "13800000001"
 RECONCILE_KINDS = (KIND_STORE_BALANCE, KIND_STORE_LEDGER, KIND_HQ_LEDGER)
 
 
-def reconcile_cli(db_url: str, broker_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def reconcile_cli(db_url: str, broker: Mosquitto, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
         [
             sys.executable,
@@ -34,8 +33,7 @@ def reconcile_cli(db_url: str, broker_url: str, *args: str) -> subprocess.Comple
             "hq.cli",
             "--database-url",
             db_url,
-            "--mqtt-url",
-            broker_url,
+            *broker.cli_args("hq"),
             "reconcile",
             *args,
         ],
@@ -44,19 +42,6 @@ def reconcile_cli(db_url: str, broker_url: str, *args: str) -> subprocess.Comple
         text=True,
         timeout=90,
         check=False,
-    )
-
-
-def publish_down(broker_url: str, store: str, name: str, payload: bytes) -> None:
-    """A message on a store's down topic, as anything able to reach the broker could send."""
-    host, port = broker_url.removeprefix("mqtt://").split(":")
-    single(
-        f"hy/v1/{store}/down/{name}",
-        payload,
-        qos=1,
-        hostname=host,
-        port=int(port),
-        protocol=MQTTv5,
     )
 
 
@@ -81,11 +66,11 @@ def open_exceptions(kind: str | None = None) -> list[HqException]:
 def test_a_tampered_store_balance_is_found_named_repaired_and_confirmed(
     tmp_path, mosquitto, hq_db_url, stores
 ):
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     try:
         # A reports a digest every second; B only when HQ asks
-        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url, digest_interval=1.0)
-        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto.url, digest_interval=0.0)
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto, digest_interval=1.0)
+        b = StoreBox(tmp_path / "b", new_code("B"), mosquitto, digest_interval=0.0)
         stores += [a, b]
         a.load_demo(members=6)
         b.load_staff_and_products()
@@ -105,7 +90,7 @@ def test_a_tampered_store_balance_is_found_named_repaired_and_confirmed(
             "A's periodic digest",
         )
         # agreement: no exception, exit 0, every bucket of both stores compared
-        agreed = reconcile_cli(hq_db_url, mosquitto.url, "--ask")
+        agreed = reconcile_cli(hq_db_url, mosquitto, "--ask")
         assert agreed.returncode == 0, agreed.stdout + agreed.stderr
         assert f"store {b.code}: digest of" in agreed.stdout
         assert "256 buckets compared, 0 not settled, 0 differ" in agreed.stdout
@@ -123,7 +108,7 @@ def test_a_tampered_store_balance_is_found_named_repaired_and_confirmed(
 
         # whether the CLI compares before or after HQ's worker has drilled in and sent the
         # repair, the difference stands until a digest confirms the repair
-        found = reconcile_cli(hq_db_url, mosquitto.url, "--ask", "--store", b.code)
+        found = reconcile_cli(hq_db_url, mosquitto, "--ask", "--store", b.code)
         assert found.returncode == 1, found.stdout + found.stderr
         assert f"store {b.code}" in found.stdout
         assert ZHANG not in found.stdout + found.stderr  # no phone numbers
@@ -137,7 +122,7 @@ def test_a_tampered_store_balance_is_found_named_repaired_and_confirmed(
         assert exc.details["theirs"]["sv_principal"] == hq.sv_principal + 5000
 
         # before a digest confirms the repair, the CLI names the member and both figures
-        pending = reconcile_cli(hq_db_url, mosquitto.url)
+        pending = reconcile_cli(hq_db_url, mosquitto)
         assert pending.returncode == 1, pending.stdout + pending.stderr
         assert (
             f"{KIND_STORE_BALANCE} member {zhang} at store {b.code}: HQ balance "
@@ -153,7 +138,7 @@ def test_a_tampered_store_balance_is_found_named_repaired_and_confirmed(
 
         # while the exception stays open for staff, the figures agree again: exit 0
         confirmed = wait_until(
-            lambda: (r := reconcile_cli(hq_db_url, mosquitto.url, "--ask")).returncode == 0 and r,
+            lambda: (r := reconcile_cli(hq_db_url, mosquitto, "--ask")).returncode == 0 and r,
             40,
             "reconcile exit 0 after repair",
         )
@@ -166,9 +151,9 @@ def test_a_tampered_store_balance_is_found_named_repaired_and_confirmed(
 def test_hq_balance_against_hq_ledger_is_found_and_not_pushed_to_stores(
     tmp_path, mosquitto, hq_db_url, stores
 ):
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url, digest_interval=0.0)
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto, digest_interval=0.0)
         stores.append(a)
         a.load_demo(members=3)
         a.top_up({"card_no": "C0001"}, 2000)
@@ -180,12 +165,12 @@ def test_hq_balance_against_hq_ledger_is_found_and_not_pushed_to_stores(
             15,
             "A settled",
         )
-        assert reconcile_cli(hq_db_url, mosquitto.url, "--ask").returncode == 0
+        assert reconcile_cli(hq_db_url, mosquitto, "--ask").returncode == 0
         points_before = store_points(a, zhang)
 
         # HQ's balance moves without a ledger entry (and without a change for the stores)
         HqMember.update(points=HqMember.points + 7).where(HqMember.id == zhang).execute()
-        found = reconcile_cli(hq_db_url, mosquitto.url, "--ask")
+        found = reconcile_cli(hq_db_url, mosquitto, "--ask")
         assert found.returncode == 1
         assert f"{KIND_HQ_LEDGER} member {zhang} at HQ" in found.stdout
         (exc,) = open_exceptions(KIND_HQ_LEDGER)
@@ -196,7 +181,7 @@ def test_hq_balance_against_hq_ledger_is_found_and_not_pushed_to_stores(
         wait_until(lambda: open_exceptions(KIND_STORE_BALANCE), 20, "store difference seen")
         assert store_points(a, zhang) == points_before
         assert a.ledger_matches_balances() == []
-        again = reconcile_cli(hq_db_url, mosquitto.url)
+        again = reconcile_cli(hq_db_url, mosquitto)
         assert again.returncode == 1
         assert len(open_exceptions(KIND_HQ_LEDGER)) == 1
     finally:
@@ -206,9 +191,9 @@ def test_hq_balance_against_hq_ledger_is_found_and_not_pushed_to_stores(
 def test_a_store_ledger_that_disagrees_with_its_balance_is_found_and_squared(
     tmp_path, mosquitto, hq_db_url, stores
 ):
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     try:
-        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto.url, digest_interval=0.0)
+        a = StoreBox(tmp_path / "a", new_code("A"), mosquitto, digest_interval=0.0)
         stores.append(a)
         a.load_demo(members=3)
         a.sell({"card_no": "C0001"}, [{"sku": "P0002", "qty": 1}])
@@ -217,11 +202,12 @@ def test_a_store_ledger_that_disagrees_with_its_balance_is_found_and_squared(
         zhang = a.member_by_phone(ZHANG).id
         hq = HqMember.get_by_id(zhang)
         wait_until(lambda: store_points(a, zhang) == hq.points, 15, "A settled")
-        assert reconcile_cli(hq_db_url, mosquitto.url, "--ask").returncode == 0
+        assert reconcile_cli(hq_db_url, mosquitto, "--ask").returncode == 0
 
-        # a hostile request to the store is dropped; the store keeps answering
-        publish_down(
-            mosquitto.url, a.code, "digestreq", b'{"v": 1, "store": "%s"}' % a.code.encode()
+        # a malformed request on the store's down topic (which only HQ's identity may
+        # write) is dropped; the store keeps answering
+        mosquitto.publish(
+            "hq", f"hy/v1/{a.code}/down/digestreq", b'{"v": 1, "store": "%s"}' % a.code.encode()
         )
         # the store's ledger gains 40 points its balance does not show
         a.query(
@@ -236,7 +222,7 @@ def test_a_store_ledger_that_disagrees_with_its_balance_is_found_and_squared(
             )
         )
         assert a.ledger_matches_balances() != []
-        found = reconcile_cli(hq_db_url, mosquitto.url, "--ask")
+        found = reconcile_cli(hq_db_url, mosquitto, "--ask")
         assert found.returncode == 1, found.stdout + found.stderr
         (exc,) = wait_until(lambda: open_exceptions(), 20, "store_ledger_mismatch")
         assert (exc.kind, exc.member_id, exc.store) == (KIND_STORE_LEDGER, zhang, a.code)
@@ -245,7 +231,7 @@ def test_a_store_ledger_that_disagrees_with_its_balance_is_found_and_squared(
         wait_until(lambda: a.ledger_matches_balances() == [], 20, "A's ledger squared")
         assert store_points(a, zhang) == hq.points
         confirmed = wait_until(
-            lambda: (r := reconcile_cli(hq_db_url, mosquitto.url, "--ask")).returncode == 0 and r,
+            lambda: (r := reconcile_cli(hq_db_url, mosquitto, "--ask")).returncode == 0 and r,
             40,
             "reconcile exit 0 after repair",
         )

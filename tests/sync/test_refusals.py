@@ -32,9 +32,9 @@ def _swell_outbox_row(store: StoreBox, seq: int, card_no: str) -> None:
 def test_an_oversized_item_is_refused_and_later_sales_are_acked(
     tmp_path, mosquitto, hq_db_url, stores
 ):
-    worker = start_worker(hq_db_url, mosquitto.url)
+    worker = start_worker(hq_db_url, mosquitto)
     try:
-        shop = StoreBox(tmp_path / "a", new_code("R"), mosquitto.url)
+        shop = StoreBox(tmp_path / "a", new_code("R"), mosquitto)
         stores.append(shop)
         shop.load_staff_and_products()
         shop.register("王五", "13900000077", card_no="C7701")
@@ -66,7 +66,7 @@ def test_an_oversized_item_is_refused_and_later_sales_are_acked(
 
 
 def test_an_item_too_large_to_send_is_refused_before_the_outbox(tmp_path, mosquitto, stores):
-    shop = StoreBox(tmp_path / "a", new_code("R"), mosquitto.url)
+    shop = StoreBox(tmp_path / "a", new_code("R"), mosquitto)
     stores.append(shop)
     shop.load_staff_and_products()
     before = shop.outbox_count()

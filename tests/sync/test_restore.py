@@ -23,8 +23,8 @@ def test_a_restored_hq_gets_back_everything_it_had_acknowledged(
 ):
     hq_file = tmp_path / "hq.sqlite3"
     backup = tmp_path / "hq-backup.sqlite3"
-    worker = start_worker(sqlite_hq_url, mosquitto.url)
-    a = StoreBox(tmp_path / "a", new_code("R"), mosquitto.url)
+    worker = start_worker(sqlite_hq_url, mosquitto)
+    a = StoreBox(tmp_path / "a", new_code("R"), mosquitto)
     stores.append(a)
     a.load_demo(members=2)
     a.sell({"card_no": "C0001"}, [{"sku": "P0002"}])
@@ -60,7 +60,7 @@ def test_a_restored_hq_gets_back_everything_it_had_acknowledged(
     for suffix in ("", "-wal", "-shm"):
         (tmp_path / f"hq.sqlite3{suffix}").unlink(missing_ok=True)
     shutil.copy(backup, hq_file)
-    worker = start_worker(sqlite_hq_url, mosquitto.url)
+    worker = start_worker(sqlite_hq_url, mosquitto)
     try:
         assert HqStore.get_by_id(a.code).acked_through == restored_through
         a.start_agent()  # says hello; HQ answers with a rewind

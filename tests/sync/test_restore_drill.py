@@ -94,10 +94,10 @@ def test_hq_lost_and_restored_from_its_backup_gets_every_item_once(
     tmp_path, mosquitto, hq_db_url, stores, hq_processes
 ):
     db = init_hq(hq_db_url)
-    hq = HqProcess(hq_db_url, mosquitto.url, "hq-drill", tmp_path / "hq.log")
+    hq = HqProcess(hq_db_url, mosquitto, "hq-drill", tmp_path / "hq.log")
     hq_processes.append(hq)
-    a = StoreBox(tmp_path / "a", new_code("D"), mosquitto.url)
-    b = StoreBox(tmp_path / "b", new_code("E"), mosquitto.url)
+    a = StoreBox(tmp_path / "a", new_code("D"), mosquitto)
+    b = StoreBox(tmp_path / "b", new_code("E"), mosquitto)
     stores += [a, b]
     a.load_demo(members=3)
     b.load_staff_and_products()
@@ -131,7 +131,7 @@ def test_hq_lost_and_restored_from_its_backup_gets_every_item_once(
     db = init_hq(hq_db_url)
     assert {s.code: HqStore.get_by_id(s.code).acked_through for s in (a, b)} == restored
 
-    restarted = HqProcess(hq_db_url, mosquitto.url, "hq-drill", tmp_path / "hq.log")
+    restarted = HqProcess(hq_db_url, mosquitto, "hq-drill", tmp_path / "hq.log")
     hq_processes.append(restarted)
     # HQ online again: each store says hello, is told to rewind, and resends
     for box in (a, b):
@@ -147,7 +147,7 @@ def test_hq_lost_and_restored_from_its_backup_gets_every_item_once(
     assert HqMember.get_by_id(new_a).sv_principal == 5000
     # the figures agree: HQ against its ledger, every store against HQ
     wait_until(
-        lambda: reconcile_cli(hq_db_url, mosquitto.url, "--ask").returncode == 0,
+        lambda: reconcile_cli(hq_db_url, mosquitto, "--ask").returncode == 0,
         90,
         "reconcile: no differences",
     )
@@ -158,9 +158,9 @@ def test_a_store_box_rebuilt_from_its_backup_takes_no_seq_hq_already_has(
     tmp_path, mosquitto, hq_db_url, stores, hq_processes
 ):
     db = init_hq(hq_db_url)
-    hq_processes.append(HqProcess(hq_db_url, mosquitto.url, "hq-rebuilt", tmp_path / "hq.log"))
+    hq_processes.append(HqProcess(hq_db_url, mosquitto, "hq-rebuilt", tmp_path / "hq.log"))
     workdir = tmp_path / "a"
-    a = StoreBox(workdir, new_code("F"), mosquitto.url)
+    a = StoreBox(workdir, new_code("F"), mosquitto)
     stores.append(a)
     a.load_demo(members=2)
     a.top_up({"card_no": "C0001"}, 10000)
@@ -188,7 +188,7 @@ def test_a_store_box_rebuilt_from_its_backup_takes_no_seq_hq_already_has(
     for suffix in ("", "-wal", "-shm"):
         Path(f"{data}{suffix}").unlink(missing_ok=True)
     shutil.copy(backup, data)
-    rebuilt = StoreBox(workdir, a.code, mosquitto.url)
+    rebuilt = StoreBox(workdir, a.code, mosquitto)
     stores.append(rebuilt)
     # the till trades before its sync agent has heard from HQ: this sale gets a seq HQ
     # already holds for something else
@@ -213,7 +213,7 @@ def test_a_store_box_rebuilt_from_its_backup_takes_no_seq_hq_already_has(
     assert HqMember.get_by_id(lost_reg).name == "孙八"
     wait_until(lambda: rebuilt.member(lost_reg) is not None, 30, "lost member back at the box")
     wait_until(
-        lambda: reconcile_cli(hq_db_url, mosquitto.url, "--ask").returncode == 0,
+        lambda: reconcile_cli(hq_db_url, mosquitto, "--ask").returncode == 0,
         90,
         "reconcile: no differences",
     )
