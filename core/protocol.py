@@ -1436,3 +1436,50 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "registration": validate_registration_body,
     "consent": validate_consent_body,
 }
+
+
+# ---- certificate renewal (hy/v1/{store}/up/certreq, hy/v1/{store}/down/cert) ----------
+
+MAX_PEM_CHARS = 8192  # a P-256 CSR or certificate is under 1,000 characters
+
+
+@dataclass(frozen=True, slots=True)
+class CertRequest:
+    """A store asks for a new certificate for a new key, with the one it holds."""
+
+    store: str
+    csr: str  # PEM, subject CN = store
+    v: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": self.v, "store": self.store, "csr": self.csr}
+
+
+@dataclass(frozen=True, slots=True)
+class CertReply:
+    store: str
+    certificate: str  # PEM, signed by the chain CA
+    v: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": self.v, "store": self.store, "certificate": self.certificate}
+
+
+def _pem(raw: dict[str, Any], key: str, where: str, kind: str) -> str:
+    text = _require(raw, key, str, where)
+    if len(text) > MAX_PEM_CHARS or f"-----BEGIN {kind}-----" not in text:
+        raise ProtocolError(
+            f"{where}: {key} must be one PEM {kind.lower()} of at most {MAX_PEM_CHARS} characters",
+            field=key,
+        )
+    return text
+
+
+def validate_cert_request(raw: Any, where: str = "certreq") -> CertRequest:
+    _version(raw, where)
+    return CertRequest(_store(raw, where), _pem(raw, "csr", where, "CERTIFICATE REQUEST"))
+
+
+def validate_cert_reply(raw: Any, where: str = "cert") -> CertReply:
+    _version(raw, where)
+    return CertReply(_store(raw, where), _pem(raw, "certificate", where, "CERTIFICATE"))

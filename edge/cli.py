@@ -303,6 +303,7 @@ main.add_command(end_sessions)
 from edge.cli_keys import rotate_member_key  # noqa: E402 - after main, which it joins
 
 main.add_command(rotate_member_key)
+main.add_command(__import__("edge.enrol", fromlist=["enrol"]).enrol)  # edge/enrol.py
 
 if __name__ == "__main__":
     main()

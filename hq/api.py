@@ -15,6 +15,7 @@ from core.errors import HuiyuanError, ValidationError
 from hq import metrics as hq_metrics
 from hq import services
 from hq.config import HqConfig
+from hq.enrol import enrol_bp
 from hq.models import bind, open_database, utcnow
 
 stores_bp = Blueprint("stores", __name__, url_prefix="/api/stores")
@@ -195,6 +196,7 @@ def create_app(config: HqConfig | None = None, db: pw.Database | None = None) ->
         app.register_blueprint(bp)
     app.register_blueprint(offline_policies_bp)
     hq_metrics.init_app(app, database, config.metrics_token_file)
+    app.register_blueprint(enrol_bp)  # authenticated by its one-time code (hq/enrol.py)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
 

@@ -12,7 +12,7 @@ Files in the CA directory (``HqConfig.ca_dir``)::
     ca.key   the CA private key (PEM, mode 0600)
 
 Under systemd the key is not read from ``ca_dir``: the unit hands it over with
-``LoadCredential=ca.key:/etc/huiyuan/hq/ca/ca.key`` and ``load`` reads
+``LoadCredential=ca.key:/etc/huiyuan/hq/ca.key`` and ``load`` reads
 ``$CREDENTIALS_DIRECTORY/ca.key`` when that file exists (see docs/operations.md,
 "Transport security"). Keys are ECDSA P-256: small, fast to make on a Raspberry Pi,
 and what OpenSSL and Mosquitto accept everywhere.

@@ -17,6 +17,7 @@ from core.logsafe import keep_personal_data_out_of_logs
 from core.protocol import Change, down_topic, encode_json
 from hq import backup as hq_backup
 from hq import services
+from hq.cli_enrol import enrol_store
 from hq.cli_pki import PKI_COMMANDS
 from hq.config import HqConfig
 from hq.models import Store, bind, open_database, utcnow
@@ -454,9 +455,6 @@ def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
         click.echo("  ".join(str(row.get(c, "")) for c in columns))
 
 
-for _command in PKI_COMMANDS:  # init-ca, broker-config, revoke-store, ... (hq/cli_pki.py)
-    main.add_command(_command)
-
 from hq.cli_keys import init_lookup_key  # noqa: E402 - after main, which it joins
 
 main.add_command(init_lookup_key)
@@ -471,6 +469,10 @@ from hq import cli_privacy  # noqa: E402 (it imports this module's helpers when 
 
 cli_privacy.register(main)
 
+
+for _command in PKI_COMMANDS:  # init-ca, broker-config, revoke-store, ... (hq/cli_pki.py)
+    main.add_command(_command)
+main.add_command(enrol_store)  # hq/cli_enrol.py
 
 if __name__ == "__main__":
     main()

@@ -2,8 +2,9 @@
 
 Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
-``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``, ``HY_HQ_METRICS_TOKEN_FILE``,
-``HY_HQ_CA_DIR``) override them. Validated once at start.
+``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``,
+``HY_HQ_METRICS_TOKEN_FILE``, ``HY_HQ_CA_DIR``,
+``HY_HQ_STORE_BROKER_URL``) override them. Validated once at start.
 
 Secrets come from files in ``$CREDENTIALS_DIRECTORY``, which systemd's ``LoadCredential=``
 fills (systemd/huiyuan-hq-*.service; the table is in docs/operations.md): the database
@@ -148,6 +149,13 @@ class HqConfig:
             "as the credential ca.key, see hq/ca.py)"
         },
     )
+    store_broker_url: str = field(
+        default="",
+        metadata={
+            "doc": "the broker URL stores connect to (mqtts://host:8883), told to each box "
+            "at enrolment (env HY_HQ_STORE_BROKER_URL); empty: not told"
+        },
+    )
 
     def validate(self) -> HqConfig:
         scheme = urlparse(self.database_url).scheme
@@ -188,6 +196,7 @@ class HqConfig:
             state_interval=state_interval,
             metrics_token_file=env.get("HY_HQ_METRICS_TOKEN_FILE", ""),
             ca_dir=env.get("HY_HQ_CA_DIR", cls.ca_dir),
+            store_broker_url=env.get("HY_HQ_STORE_BROKER_URL", ""),
         )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")

@@ -594,9 +594,6 @@ class PrivacyRequest(BaseModel):
 MODELS += [MemberConsent, PrivacyRequest]
 
 
-# ---- the chain CA (hq/pki.py) ----
-
-
 class Certificate(BaseModel):
     """Every certificate the chain CA issued (hq/pki.py): a store's (CN = store code),
     HQ's own client identity (CN ``hq``) or the broker's server certificate. A revoked
@@ -613,3 +610,19 @@ class Certificate(BaseModel):
 
 
 MODELS.append(Certificate)  # declared after the list: new tables go at the end of this module
+
+
+class EnrolmentCode(BaseModel):
+    """A one-time code a technician types on a store box to enrol it (hq/enrol.py): kept
+    only as its SHA-256; spent once, expiring, void after a few wrong tries."""
+
+    store = pw.CharField(max_length=32, index=True)
+    code_hash = pw.CharField(max_length=64, unique=True)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    used_at = pw.DateTimeField(null=True)
+    created_by = pw.CharField(max_length=64, default="")
+    attempts = pw.IntegerField(default=0)  # wrong codes tried for this store while it was live
+
+
+MODELS.append(EnrolmentCode)  # declared after the list: new tables go at the end of this module

@@ -140,6 +140,7 @@ class IngestWorker:
             "state": self.on_store_state,
             "digest": self.on_reconcile,
             "digestrows": self.on_reconcile,
+            "certreq": self.on_cert_request,
         }
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -479,6 +480,22 @@ class IngestWorker:
         self._publish(response_topic, response.to_dict(), publish_properties(None, correlation))
         if changes and self.client is not None:
             publish_changes(self.client, changes, self.lookup)
+
+    def on_cert_request(self, store: str, msg: mqtt.MQTTMessage) -> None:
+        """A store renewing its certificate (hq/enrol.py): signed only for the topic's store."""
+        from hq.enrol import handle_cert_request
+
+        assert self.db is not None  # noqa: S101
+        now = self.clock()
+        try:
+            topic, answer = handle_cert_request(
+                self.db, self.config.ca_dir, store, msg.payload, now
+            )
+        except ProtocolError as exc:
+            code = "forged" if "topic" in exc.message else "invalid"
+            self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
+            return
+        self._publish(topic, answer)
 
     def on_store_state(self, store: str, msg: mqtt.MQTTMessage) -> None:
         assert self.db is not None  # noqa: S101

@@ -16,6 +16,7 @@ when HQ's retained state turns online again. Only HQ's ack marks outbox rows don
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import signal
@@ -62,6 +63,7 @@ from edge.sync.apply import (
 from edge.sync.config import SyncConfig
 from edge.sync.digest import DigestPublisher
 from edge.sync.mqtt import make_client, session_properties
+from edge.sync.renewal import CertRenewer
 
 log = logging.getLogger("edge.sync")
 
@@ -140,7 +142,14 @@ class SyncAgent:
             self.connected,
             lambda name, obj: self._publish(up_topic(self.store, name), obj),
         )
+        self.renewer = CertRenewer(  # the certificate, before it expires: edge/sync/renewal.py
+            self.store,
+            cfg,
+            lambda name, obj: self._publish(up_topic(self.store, name), obj),
+            self.use_identity,
+        )
         self.handlers = {
+            "cert": self.renewer.on_cert,
             "ack": self.on_ack,
             "chg": self.on_page,
             "live": self.on_live_page,
@@ -258,7 +267,7 @@ class SyncAgent:
             self.events.put(("live", msg.payload))
         elif msg.topic.startswith(f"hy/v1/{self.store}/down/"):
             name = msg.topic.rsplit("/", 1)[1]
-            if name in ("ack", "chg", "snap"):
+            if name in ("ack", "chg", "snap", "cert"):
                 self.events.put((name, msg.payload))
             elif name in ("digestreq", "ledgerfix"):
                 self.digests.ask(name, msg.payload)  # balance digests: edge/sync/digest.py
@@ -334,6 +343,7 @@ class SyncAgent:
     def check_timers(self) -> None:
         now = time.monotonic()
         d = self.drain
+        self.renewer.check(self.connected.is_set())
         if d.inflight and now - d.last_progress > d.ack_timeout and self.connected.is_set():
             log.warning(
                 "no ack for %.1fs: resending from seq %d", d.ack_timeout, d.acked_through + 1
@@ -357,6 +367,18 @@ class SyncAgent:
         ):
             log.warning("snapshot incomplete after %.0fs: asking again", self.cfg.snapshot_timeout)
             self.request_snapshot()
+
+    def use_identity(self, cert: str, key: str) -> None:
+        """Reconnect with a renewed certificate (the broker checks it at connect only, so
+        the old one would otherwise be shown again until the agent restarts)."""
+        self.cfg = self.renewer.cfg = dataclasses.replace(self.cfg, cert=cert, key=key)
+        old, self.client = self.client, None
+        if old is not None:
+            old.disconnect()
+            old.loop_stop()
+        self.connected.clear()
+        self.init_mqtt()
+        log.info("reconnecting with the renewed certificate %s", cert)
 
     def resend(self) -> None:
         d = self.drain

@@ -70,6 +70,14 @@ class SyncConfig:
         default=600.0,
         metadata={"doc": "seconds between balance digests sent to HQ (0: only when HQ asks)"},
     )
+    renew_days: int = field(
+        default=30,
+        metadata={"doc": "ask HQ for a new certificate when fewer days remain (0: never)"},
+    )
+    credentials_dir: str = field(
+        default="/etc/huiyuan/credentials",
+        metadata={"doc": "where enrolment wrote store.key/store.pem/ca.pem; renewal rewrites them"},
+    )
 
     @property
     def tls(self) -> bool:
@@ -155,6 +163,8 @@ class SyncConfig:
             out.append(f"sync.page_size: {self.page_size} must be 1..1000")
         if self.snapshot_timeout <= 0:
             out.append("sync.snapshot_timeout: must be positive")
+        if not 0 <= self.renew_days <= 365:
+            out.append(f"sync.renew_days: {self.renew_days} must be 0..365")
         if not 0 <= self.digest_interval <= 86400:
             out.append(f"sync.digest_interval: {self.digest_interval} must be 0..86400")
         return out

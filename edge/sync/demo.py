@@ -10,6 +10,14 @@ or ``python -m edge.sync.demo --dir var/chain-demo``. Every process is a real on
 HQ holds the rules the stores price with (the demo rules, published at start), so an
 ordinary sale opens no exception at HQ.
 
+It runs the secure setup a chain deploys (docs/operations.md), with the same commands:
+``huiyuan-hq init-ca``, ``broker-config`` (TLS, client certificates, the ACL, the CRL),
+Mosquitto started with that configuration, ``issue-identity hq`` for HQ's services,
+and per store ``huiyuan-hq enrol-store`` then ``huiyuan-edge enrol`` through HQ's real
+HTTP endpoint; the services then connect with the enrolled files. Only
+``--insecure-anonymous`` (a laptop) runs the old plaintext anonymous broker instead.
+Run again in the same directory, it keeps the CA and each store's identity.
+
 The demo supervises its children: SIGTERM or SIGINT sent to it alone (or Ctrl-C to the
 whole terminal) stops the children, then the broker; when a child exits on its own, the
 demo says which one and with what code, stops the rest and exits with status 1.
@@ -18,6 +26,7 @@ demo says which one and with what code, stops the rest and exits with status 1.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import shutil
@@ -65,13 +74,20 @@ def mosquitto_binary() -> str:
 
 
 class PrivateBroker:
-    """A Mosquitto of our own on 127.0.0.1:<port> (never the system one on 1883)."""
+    """A Mosquitto of our own on 127.0.0.1:<port> (never the system one on 1883): plaintext
+    and anonymous (benchmarks, ``--insecure-anonymous``), or with ``secure_conf`` the
+    configuration ``huiyuan-hq broker-config`` wrote for ``port``."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, secure_conf: Path | None = None
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.conf = self.workdir / "mosquitto.conf"
+        self.secure = secure_conf is not None
+        self.conf = secure_conf or self.workdir / "mosquitto.conf"
+        if self.secure:
+            return
         self.conf.write_text(
             "\n".join(
                 [
@@ -91,7 +107,7 @@ class PrivateBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.secure else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> PrivateBroker:
         self.proc = subprocess.Popen(  # noqa: S603
@@ -169,39 +185,92 @@ class ChainDemo:
         return status
 
 
-def _run_once(args: list[str]) -> None:
-    """A command that must succeed before the demo goes on; its output is shown if it fails."""
+def _run_once(args: list[str], env: dict[str, str] | None = None) -> str:
+    """A command that must succeed before the demo goes on; its output is shown if it
+    fails. Returns what it printed on stdout."""
     done = subprocess.run(  # noqa: S603
         [sys.executable, "-m", *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {done.stderr or done.stdout}")
+    return done.stdout
 
 
-def _spawn(demo: ChainDemo, name: str, args: list[str]) -> None:
+def _spawn(demo: ChainDemo, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
     log = open(demo.workdir / f"{name}.log", "ab")  # noqa: SIM115
     demo.logs.append(log)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     demo.children[name] = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
 
 
-def _store_config(workdir: Path, code: str, name: str, port: int, broker_url: str) -> Path:
+def _store_config(
+    workdir: Path, code: str, name: str, port: int, broker_url: str, secure: bool
+) -> Path:
+    """The store's edge.toml; a secure store's [sync] names the files `huiyuan-edge enrol`
+    writes (on a box, systemd hands them over and [sync] names none)."""
     path = workdir / code / "edge.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
+    creds = _credentials_dir(workdir, code)
+    tls = (
+        f'ca = "{creds / "ca.pem"}"\ncert = "{creds / "store.pem"}"\n'
+        f'key = "{creds / "store.key"}"\ncredentials_dir = "{creds}"\n'
+        if secure
+        else ""
+    )
     path.write_text(
         f'data_dir = "{workdir / code / "edge"}"\n\n'
         f'[store]\ncode = "{code}"\nname = "{name}"\n\n'
         f"[http]\nport = {port}\n\n"
-        f'[sync]\nbroker_url = "{broker_url}"\n',
+        f'[sync]\nbroker_url = "{broker_url}"\n{tls}',
         encoding="utf-8",
     )
     return path
+
+
+def _credentials_dir(workdir: Path, code: str) -> Path:
+    return workdir / code / "credentials"
+
+
+def _secure_broker(workdir: Path, hq: list[str], env: dict[str, str]) -> PrivateBroker:
+    """The chain CA (made once), the broker's configuration from `broker-config` for a free
+    port on 127.0.0.1, and HQ's own client identity; the broker is not started yet."""
+    if not (Path(env["HY_HQ_CA_DIR"]) / "ca.pem").exists():
+        _run_once([*hq, "init-ca", "--name", "Huiyuan demo chain CA"], env)
+    port = free_port()
+    folder = workdir / "mosquitto"
+    _run_once(
+        [*hq, "broker-config", "--out", str(folder), "--port", str(port), "--host", "127.0.0.1"]
+        + ["--bind", "127.0.0.1", "--persistence-dir", str(folder), "--key-group", ""],
+        env,
+    )
+    conf = folder / "mosquitto.conf"
+    with conf.open("a", encoding="utf-8") as out:
+        # the demo's broker runs as whoever runs the demo (as root Mosquitto would switch
+        # to its own user, who cannot read the demo's files) and logs beside them
+        out.write(f"user {getpass.getuser()}\nlog_dest file {folder / 'mosquitto.log'}\n")
+    identity = workdir / "hq" / "identity"
+    if not (identity / "hq.pem").exists():
+        _run_once([*hq, "issue-identity", "hq", "--out", str(identity)], env)
+    return PrivateBroker(folder, port, secure_conf=conf)
+
+
+def _enrol_store(workdir: Path, code: str, config: Path, hq: list[str], hq_url: str, env) -> None:  # noqa: ANN001
+    """`huiyuan-hq enrol-store` and `huiyuan-edge enrol`: one command each side, through
+    HQ's HTTP endpoint; a store that holds a working identity keeps it."""
+    creds = _credentials_dir(workdir, code)
+    if (creds / "store.pem").exists():
+        return
+    enrol_code = _run_once([*hq, "enrol-store", code, "--valid", "10m"], env).strip()
+    _run_once(
+        ["edge.cli", "-c", str(config), "enrol", "--hq", hq_url, "--store", code]
+        + ["--code", enrol_code, "--credentials-dir", str(creds)]
+    )
 
 
 def load_staff_and_products(till) -> None:  # noqa: ANN001
@@ -228,32 +297,53 @@ def load_staff_and_products(till) -> None:  # noqa: ANN001
             ).on_conflict_ignore().execute()
 
 
-def start_chain_demo(workdir: str | Path = "var/chain-demo", demo_members: int = 50) -> ChainDemo:
+def start_chain_demo(
+    workdir: str | Path = "var/chain-demo",
+    demo_members: int = 50,
+    insecure_anonymous: bool = False,
+) -> ChainDemo:
     """Start Mosquitto, HQ (SQLite; ingest worker and API) and two stores (till API and
-    sync agent each, S001 with demo members); print where each listens."""
+    sync agent each, S001 with demo members), enrolled as a chain's boxes are unless
+    ``insecure_anonymous``; print where each listens."""
     from edge.config import load_config
     from edge.demo_data import load_demo
     from edge.services.context import open_till
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    broker = PrivateBroker(workdir / "mosquitto").start()
     hq_url = f"sqlite:///{workdir / 'hq' / 'hq.sqlite3'}"
     hq_port = free_port()
-    demo = ChainDemo(workdir, broker, f"http://127.0.0.1:{hq_port}/api", {})
+    hq_api = f"http://127.0.0.1:{hq_port}"
+    env = {"HY_HQ_CA_DIR": str(workdir / "hq" / "ca")}
+    base = ["hq.cli", "--database-url", hq_url]
+    _run_once([*base, "init-db"], env)
+    if insecure_anonymous:
+        broker = PrivateBroker(workdir / "mosquitto")
+        hq = [*base, "--mqtt-url", broker.url]
+    else:
+        broker = _secure_broker(workdir, base, env)
+        identity = workdir / "hq" / "identity"
+        hq = [*base, "--mqtt-url", broker.url, "--mqtt-ca", str(identity / "ca.pem")]
+        hq += ["--mqtt-cert", str(identity / "hq.pem"), "--mqtt-key", str(identity / "hq.key")]
+        env["HY_HQ_STORE_BROKER_URL"] = broker.url
+    broker.start()
+    demo = ChainDemo(workdir, broker, f"{hq_api}/api", {})
     try:
-        hq = ["hq.cli", "--database-url", hq_url, "--mqtt-url", broker.url]
-        _run_once([*hq, "init-db"])
         # the rules the stores price with (they hold none from HQ yet: the demo rules);
         # without them HQ cannot re-price a member sale and opens an unknown_rules exception
         rules_file = workdir / "hq" / "rules.json"
         rules_file.write_text(json.dumps(DEMO_RULES.to_dict(), ensure_ascii=False), "utf-8")
-        _run_once([*hq, "publish-rules", str(rules_file), "--no-push"])
-        _spawn(demo, "hq-ingest", [*hq, "serve-ingest", "--client-id", "hq-demo-ingest"])
-        _spawn(demo, "hq-api", [*hq, "serve-api", "--port", str(hq_port)])
+        _run_once([*hq, "publish-rules", str(rules_file), "--no-push"], env)
+        _spawn(demo, "hq-ingest", [*hq, "serve-ingest", "--client-id", "hq-demo-ingest"], env)
+        _spawn(demo, "hq-api", [*hq, "serve-api", "--port", str(hq_port)], env)
+        wait_listening(hq_port)
         for n, (code, name) in enumerate(STORES):
             port = free_port()
-            config_path = _store_config(workdir, code, name, port, broker.url)
+            config_path = _store_config(
+                workdir, code, name, port, broker.url, not insecure_anonymous
+            )
+            if not insecure_anonymous:
+                _enrol_store(workdir, code, config_path, hq, hq_api, env)
             till = open_till(load_config(config_path), create_key=True)
             try:
                 if n == 0:
@@ -266,14 +356,16 @@ def start_chain_demo(workdir: str | Path = "var/chain-demo", demo_members: int =
             _spawn(demo, f"{code}-sync", [*cli, "serve-sync"])
             _spawn(demo, f"{code}-till", [*cli, "serve"])
             demo.tills[code] = f"http://127.0.0.1:{port}/api/v1"
-        wait_listening(hq_port)
         for url in demo.tills.values():
             wait_listening(int(url.split(":")[2].split("/")[0]))
     except BaseException:
         demo.stop()
         raise
     print(f"demo chain in {workdir} (logs: *.log there)")
-    print(f"  broker        {broker.url}")
+    if insecure_anonymous:
+        print(f"  broker        {broker.url}  INSECURE: anonymous, plaintext (a laptop only)")
+    else:
+        print(f"  broker        {broker.url}  (TLS, client certificates, the ACL)")
     print(f"  HQ API        {demo.hq_api}/stores  (database {hq_url})")
     for code, url in demo.tills.items():
         print(f"  store {code}    till API {url}/status  (sync agent running)")
@@ -288,10 +380,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run a Huiyuan demo chain: HQ and two stores")
     parser.add_argument("--dir", default="var/chain-demo", help="where the demo keeps its files")
     parser.add_argument("--members", type=int, default=50, help="demo members at S001")
+    parser.add_argument(
+        "--insecure-anonymous",
+        action="store_true",
+        help="INSECURE, for a laptop: a plaintext broker anyone may use as any store or as "
+        "HQ, and no enrolment",
+    )
     args = parser.parse_args()
     stopping = threading.Event()
     stop_on_signals(stopping)
-    demo = start_chain_demo(args.dir, args.members)
+    demo = start_chain_demo(args.dir, args.members, args.insecure_anonymous)
     demo.stopping = stopping
     sys.exit(demo.supervise())
 

@@ -12,8 +12,8 @@ import pytest
 from core.errors import NotFound, ProtocolError
 from core.protocol import Change
 from edge import phones
-from edge.models import SCHEMA_VERSION, Member, Outbox, Setting
 from edge.migrate import migrate_database
+from edge.models import SCHEMA_VERSION, Member, Outbox, Setting
 from edge.services import members as member_svc
 from edge.services.context import open_till
 from edge.sync.apply import apply_page, ensure_sync_tables

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from tests.sync.helpers import ROOT, wait_until
 
@@ -47,6 +50,8 @@ class Demo:
             if "till API" in line:
                 code, url = line.split()[1], line.split()[4].removesuffix("/status")
                 self.tills[code] = url
+            elif line.startswith("  broker"):
+                self.broker_url = line.split()[1]
             elif "HQ API" in line:
                 self.hq_api = line.split()[2].removesuffix("/stores")
             elif line.startswith("  staff"):
@@ -54,6 +59,7 @@ class Demo:
         else:
             raise AssertionError(f"the demo did not start: {self.proc.stderr.read()}")
         self.children = child_pids(self.proc.pid)
+        self.workdir = workdir
 
     def finish(self, timeout: float = 40.0) -> tuple[int, str]:
         code = self.proc.wait(timeout=timeout)
@@ -139,6 +145,27 @@ def test_a_member_sale_opens_no_exception_and_sigterm_stops_every_child(demo):
     code, err = demo.finish()
     assert code == 0, err
     assert_all_gone(demo)
+
+
+def test_the_demo_runs_the_secure_setup_with_boxes_enrolled_through_hq(demo):
+    """TLS with client certificates: a client without one is refused at the handshake;
+    each store's identity was enrolled through HQ's endpoint (one command each side)."""
+    assert demo.broker_url.startswith("mqtts://127.0.0.1:")
+    port = int(demo.broker_url.rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(demo.workdir / "hq" / "ca" / "ca.pem"))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.recv(1)
+    api_log = (demo.workdir / "hq-api.log").read_text()
+    for code in ("S001", "S002"):
+        assert f"store {code} enrolled" in api_log
+        pem = (demo.workdir / code / "credentials" / "store.pem").read_bytes()
+        cn = x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
+        assert cn == f"CN={code}"
+    demo.proc.send_signal(signal.SIGTERM)
+    code, err = demo.finish()
+    assert code == 0, err
 
 
 def test_sigint_to_the_demo_alone_stops_every_child(demo):
