@@ -40,19 +40,19 @@ def hq_db(hq_db_url):
     db.close()
 
 
-# for a worker that never connects (its client is replaced by a recording one)
-NO_BROKER = MqttSettings(url="mqtt://127.0.0.1:1")
-
-
 def hq_config(
-    db_url: str, broker: Mosquitto, client_id: str = "", session_expiry: int = 0
+    db_url: str, broker: Mosquitto | None, client_id: str = "", session_expiry: int = 0
 ) -> HqConfig:
-    """HQ's configuration on ``broker``, as HQ's identity."""
+    """HQ's configuration on ``broker``, as HQ's identity (``None``: a worker that never
+    connects, whose client a test replaces with a recording one)."""
+    client_id = client_id or f"hq-test-{uuid.uuid4().hex[:8]}"
+    if broker is None:
+        mqtt = MqttSettings(url="mqtt://127.0.0.1:1", client_id=client_id)
+    else:
+        mqtt = broker.hq_settings(client_id, session_expiry=session_expiry)
     return HqConfig(
         database_url=db_url,
-        mqtt=broker.hq_settings(
-            client_id or f"hq-test-{uuid.uuid4().hex[:8]}", session_expiry=session_expiry
-        ),
+        mqtt=mqtt,
         state_interval=1.0,
         lookup_key_file=os.environ["HY_HQ_LOOKUP_KEY_FILE"],  # tests/conftest.py
     )

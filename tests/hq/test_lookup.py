@@ -24,7 +24,7 @@ from hq.ingest import ingest_batch
 from hq.lookup import ChainLookup, chain_lookup, create_lookup_key
 from hq.models import DeadLetter, Store
 from hq.worker import IngestWorker, publish_changes
-from tests.hq.conftest import NO_BROKER
+from tests.hq.conftest import hq_config
 from tests.hq.edge_sim import Items, RecordingClient, message
 
 NOW = dt.datetime(2026, 12, 4, 2, 0)
@@ -34,7 +34,7 @@ PHONES = {"A": "13800000101", "B": "13900000202"}
 @pytest.fixture
 def worker(hq_db, hq_db_url) -> IngestWorker:
     """The real worker's dispatch, with no broker: what it publishes is recorded."""
-    w = IngestWorker(HqConfig(database_url=hq_db_url, mqtt=NO_BROKER), db=hq_db)
+    w = IngestWorker(hq_config(hq_db_url, None), db=hq_db)
     w.client = RecordingClient()
     return w
 

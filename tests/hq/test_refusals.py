@@ -15,11 +15,10 @@ import pytest
 from core import protocol as p
 from core.ids import uuid7
 from hq import ingest
-from hq.config import HqConfig
 from hq.ingest import ACK_REASON_BYTES, ingest_batch
 from hq.models import DeadLetter, HeldItem, Member, ProcessedItem, Store
 from hq.worker import IngestWorker
-from tests.hq.conftest import NO_BROKER
+from tests.hq.conftest import hq_config
 from tests.hq.edge_sim import Items, RecordingClient, auth_properties, message
 
 NOW = dt.datetime(2026, 11, 25, 2, 0)
@@ -51,7 +50,7 @@ def letters(store: str) -> list[tuple[int | None, str]]:
 @pytest.fixture
 def worker(hq_db, hq_db_url) -> IngestWorker:
     """The real worker's dispatch, with no broker: what it publishes is recorded."""
-    w = IngestWorker(HqConfig(database_url=hq_db_url, mqtt=NO_BROKER), db=hq_db)
+    w = IngestWorker(hq_config(hq_db_url, None), db=hq_db)
     w.client = RecordingClient()
     return w
 

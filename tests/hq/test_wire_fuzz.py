@@ -23,10 +23,9 @@ from hypothesis import strategies as st
 from core import protocol as p
 from core.errors import ProtocolError
 from core.ids import uuid7
-from hq.config import HqConfig
 from hq.models import DeadLetter, Store
 from hq.worker import IngestWorker
-from tests.hq.conftest import NO_BROKER
+from tests.hq.conftest import hq_config
 from tests.hq.edge_sim import Items, RecordingClient, auth_properties, message
 
 HUGE_INTS = st.sampled_from(
@@ -169,7 +168,7 @@ VALIDATE_ANSWER = {
 
 @pytest.fixture
 def worker(hq_db, hq_db_url) -> IngestWorker:
-    w = IngestWorker(HqConfig(database_url=hq_db_url, mqtt=NO_BROKER), db=hq_db)
+    w = IngestWorker(hq_config(hq_db_url, None), db=hq_db)
     w.client = RecordingClient()
     return w
 
