@@ -17,7 +17,6 @@ seqs after HQ's cursor, in order, and the outbox counter with them (docs/protoco
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import click
 from peewee import SqliteDatabase
 
-from edge.migrate import backup_database as copy_database
+from core.sqlite_copy import copy_sqlite
 
 log = logging.getLogger("edge.backup")
 
@@ -33,12 +32,7 @@ log = logging.getLogger("edge.backup")
 def backup_database(db: SqliteDatabase, out: Path) -> int:
     """A consistent copy of the open database at ``out`` (written aside, then renamed,
     so that ``out`` is never half a file); returns its size in bytes."""
-    out = out.resolve()
-    partial = out.with_name(out.name + ".partial")
-    partial.unlink(missing_ok=True)
-    copy_database(Path(db.database), partial)  # 0600: it holds what the database holds
-    os.replace(partial, out)
-    return out.stat().st_size
+    return copy_sqlite(Path(db.database), out)
 
 
 def move_past_hq_cursor(db: SqliteDatabase, acked_through: int, hq_cursor: int) -> int:

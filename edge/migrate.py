@@ -12,7 +12,6 @@ named for the schema it holds and the time it was taken:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import click
 
 from core.errors import HuiyuanError
+from core.sqlite_copy import copy_sqlite
 
 BACKUP_INFIX = ".backup-v"
 
@@ -36,17 +36,9 @@ def backups(db_path: Path) -> list[Path]:
 
 
 def backup_database(db_path: Path, target: Path) -> None:
-    """A consistent copy of ``db_path`` at ``target`` (mode 0600: it holds what the
-    database holds) through SQLite's online backup API."""
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    source = sqlite3.connect(db_path)
-    copy = sqlite3.connect(target)
-    try:
-        source.backup(copy)
-    finally:
-        copy.close()
-        source.close()
+    """A consistent copy of ``db_path`` at ``target`` (mode 0600) through SQLite's online
+    backup API (core.sqlite_copy)."""
+    copy_sqlite(db_path, target)
 
 
 def migrate_database(

@@ -18,21 +18,14 @@ from urllib.parse import unquote, urlparse
 
 import click
 
+from core.sqlite_copy import copy_sqlite
+
 PG_DUMP = "pg_dump"
 
 
 def backup_sqlite(path: Path, out: Path) -> None:
     """The database at ``path`` copied to ``out`` through the backup API."""
-    partial = out.with_name(out.name + ".partial")
-    partial.unlink(missing_ok=True)
-    live = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    copy = sqlite3.connect(partial)
-    try:
-        live.backup(copy)
-    finally:
-        copy.close()
-        live.close()
-    os.replace(partial, out)
+    copy_sqlite(path, out)
 
 
 def backup_postgres(url: str, out: Path) -> None:
