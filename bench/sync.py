@@ -26,8 +26,8 @@
    responder answering at once (``raw_rtt_p50_ms``, ``raw_rtt_p99_ms``).
 
 Every broker of the run is the secure one a chain runs (the default): configured by
-the generator ``huiyuan-hq broker-config`` writes with (TLS, a client certificate of
-the chain CA required, its CN as user name, the chain's ACL and CRL), set up with the
+``huiyuan-hq broker-config`` (hq/broker_config.py: TLS, a client certificate of the
+chain CA required, its CN as user name, the chain's ACL and CRL), set up with the
 same commands as the secure demo (``edge.sync.demo``): ``init-ca``, ``broker-config``,
 ``issue-identity hq`` for HQ's worker; the store's identity is issued by the same CA
 (``issue-identity B001``). Every client of the run, the raw baselines' included,
