@@ -25,11 +25,28 @@
    QoS 1 request/response between two paho clients built the same way, the
    responder answering at once (``raw_rtt_p50_ms``, ``raw_rtt_p99_ms``).
 
-Prints figures and ratios; the last line is one JSON object.
+Every broker of the run is the secure one a chain runs (the default): configured by
+``huiyuan-hq broker-config`` (hq/broker_config.py: TLS, a client certificate of the
+chain CA required, its CN as user name, the chain's ACL and CRL), set up with the
+same commands as the secure demo (``edge.sync.demo``): ``init-ca``, ``broker-config``,
+``issue-identity hq`` for HQ's worker; the store's identity is issued by the same CA
+(``issue-identity B001``). Every client of the run, the raw baselines' included,
+connects over TLS with one of those identities: the raw publisher as the store on its
+own up topic (the ACL's store pattern), the raw subscriber and round trip as HQ (the
+round trip on ``hy/v1/bench/...``, which the ingest worker does not read). ``--plain``
+runs the earlier anonymous plaintext Mosquitto instead (same tuning), for comparison.
+
+Beside each drain, the CPU each side spent per outbox item (``drain_cpu_us_per_item_*``:
+the broker, HQ's worker, the store's agent in this process) and the broker's CPU per
+raw QoS 1 message: what TLS costs shows there even when other work on a shared machine
+makes the rates wander.
+
+Prints figures and ratios; the last line is one JSON object (``tls``: which broker).
 
     .venv/bin/python bench/sync.py                 # 10,000 sales, 1,000,000 members
     .venv/bin/python bench/sync.py --sales 2000 --members 100000 --no-postgres
     .venv/bin/python bench/sync.py --sales 300 --auth-only   # the round trip alone
+    .venv/bin/python bench/sync.py --sales 2000 --members 20000 --plain  # anonymous, no TLS
 """
 
 from __future__ import annotations
@@ -55,8 +72,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-
 from core import protocol as p  # noqa: E402
 from core.ids import uuid7  # noqa: E402
 from core.phone import lookup_key_id, phone_lookup_hash  # noqa: E402
@@ -76,7 +91,7 @@ from edge.sync.apply import (  # noqa: E402
 )
 from edge.sync.authorizer import MqttAuthorizer  # noqa: E402
 from edge.sync.config import SyncConfig  # noqa: E402
-from edge.sync.demo import PrivateBroker  # noqa: E402
+from edge.sync.demo import PrivateBroker, _run_once, _secure_broker  # noqa: E402
 from edge.sync.mqtt import make_client, request_properties  # noqa: E402
 
 STORE = "B001"
@@ -98,15 +113,87 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
 
 
-def store_config(workdir: Path, broker_url: str) -> Path:
+def store_config(workdir: Path, broker_url: str, tls: dict[str, str] | None = None) -> Path:
     path = workdir / "edge.toml"
     workdir.mkdir(parents=True, exist_ok=True)
+    files = "".join(f'{name} = "{value}"\n' for name, value in (tls or {}).items())
     path.write_text(
         f'data_dir = "{workdir / "edge"}"\n[store]\ncode = "{STORE}"\n'
-        f'[security]\nscrypt_n = 1024\n[sync]\nbroker_url = "{broker_url}"\n',
+        f'[security]\nscrypt_n = 1024\n[sync]\nbroker_url = "{broker_url}"\n{files}',
         encoding="utf-8",
     )
     return path
+
+
+class Transport:
+    """How the run's brokers are set up and how each client reaches them.
+
+    TLS (``tls``): the chain CA is made once (``huiyuan-hq init-ca``) and issues the
+    store's identity (``issue-identity B001``); each broker is written by
+    ``huiyuan-hq broker-config`` for a free port with HQ's identity
+    (``issue-identity hq``) beside it, exactly as the secure demo does
+    (``edge.sync.demo._secure_broker``). Plain: the anonymous plaintext broker."""
+
+    def __init__(self, workdir: Path, tls: bool) -> None:
+        self.tls = tls
+        self.pki = workdir / "pki"
+        self.env = {"HY_HQ_CA_DIR": str(self.pki / "ca")}
+        # the CA's own records (certificates issued, the CRL's source): not the HQ
+        # database being measured
+        self.hq_cli = ["hq.cli", "--database-url", f"sqlite:///{self.pki / 'pki.sqlite3'}"]
+        self.store: dict[str, str] = {}
+        if tls:
+            self.pki.mkdir(parents=True, exist_ok=True)
+            _run_once([*self.hq_cli, "init-ca", "--name", "Huiyuan bench CA"], self.env)
+            out = self.pki / "store"
+            _run_once([*self.hq_cli, "issue-identity", STORE, "--out", str(out)], self.env)
+            self.store = {
+                "ca": str(out / "ca.pem"),
+                "cert": str(out / f"{STORE}.pem"),
+                "key": str(out / f"{STORE}.key"),
+            }
+
+    def broker(self, workdir: Path) -> PrivateBroker:
+        """A fresh broker with its files in ``workdir``, started."""
+        if not self.tls:
+            return PrivateBroker(workdir / "mosquitto").start()
+        return _secure_broker(workdir, self.hq_cli, self.env).start()
+
+    def identity(self, broker: PrivateBroker, who: str) -> dict[str, str]:
+        """``ca``, ``cert``, ``key`` of the store or of HQ (issued for this broker by
+        ``_secure_broker``, beside its folder); empty on the plain broker."""
+        if not self.tls:
+            return {}
+        if who == "store":
+            return self.store
+        identity = broker.workdir.parent / "hq" / "identity"
+        return {
+            "ca": str(identity / "ca.pem"),
+            "cert": str(identity / "hq.pem"),
+            "key": str(identity / "hq.key"),
+        }
+
+    def sync_config(self, broker: PrivateBroker, who: str, **extra: Any) -> SyncConfig:
+        """What the store's clients take (and the raw baselines' paho clients, built by
+        the same ``make_client``), as ``who``."""
+        return SyncConfig.from_dict(
+            {"broker_url": broker.url, **self.identity(broker, who), **extra}
+        )
+
+    def hq_args(self, broker: PrivateBroker) -> list[str]:
+        """``huiyuan-hq`` options reaching ``broker`` as HQ."""
+        args = ["--mqtt-url", broker.url]
+        for name, path in self.identity(broker, "hq").items():
+            args += [f"--mqtt-{name}", path]
+        return args
+
+    @property
+    def label(self) -> str:
+        return (
+            "TLS, client certificates of the chain CA, the ACL (huiyuan-hq broker-config)"
+            if self.tls
+            else "plaintext, anonymous, no ACL"
+        )
 
 
 # ---- 1. the drain -------------------------------------------------------------------
@@ -161,17 +248,18 @@ def pg_database() -> tuple[str, Any]:
     return url, drop
 
 
-def hq_online(broker: PrivateBroker, timeout: float = 20.0) -> None:
+def hq_online(transport: Transport, broker: PrivateBroker, timeout: float = 20.0) -> None:
     seen = threading.Event()
 
     def on_message(client, userdata, msg) -> None:  # noqa: ANN001
         if msg.payload and p.decode_json(msg.payload).get("online") is True:
             seen.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    cfg = transport.sync_config(broker, "store")  # a store may read HQ's state
+    client = make_client(cfg, f"bench-hq-online-{uuid.uuid4().hex[:6]}")
     client.on_message = on_message
     client.on_connect = lambda c, *a: c.subscribe(p.hq_state_topic(), qos=1)
-    client.connect("127.0.0.1", broker.port)
+    client.connect(cfg.host, cfg.port)
     client.loop_start()
     try:
         if not seen.wait(timeout):
@@ -182,19 +270,25 @@ def hq_online(broker: PrivateBroker, timeout: float = 20.0) -> None:
 
 
 def drain(
-    template: Path, workdir: Path, db_url: str, n: int, auth_requests: int = 0
+    transport: Transport,
+    template: Path,
+    workdir: Path,
+    db_url: str,
+    n: int,
+    auth_requests: int = 0,
 ) -> tuple[float, dict[str, float]]:
     """One drain on a broker of its own (an ingest worker's session left in a shared
     subscription by an earlier run would keep receiving a share of the messages); with
     ``auth_requests``, then the authorization round trip and its raw baseline."""
-    broker = PrivateBroker(workdir / "mosquitto").start()
+    broker = transport.broker(workdir)
     try:
-        return _drain(template, workdir, broker, db_url, n, auth_requests)
+        return _drain(transport, template, workdir, broker, db_url, n, auth_requests)
     finally:
         broker.stop()
 
 
 def _drain(
+    transport: Transport,
     template: Path,
     workdir: Path,
     broker: PrivateBroker,
@@ -210,11 +304,11 @@ def _drain(
     bind(hq_db)
     publish_rules(hq_db, DEMO_RULES.to_dict())
     shutil.copytree(template, workdir, dirs_exist_ok=True)
-    store_config(workdir, broker.url)
+    store_config(workdir, broker.url, transport.identity(broker, "store"))
     hq_log = open(workdir / "hq.log", "wb")  # noqa: SIM115
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     hq = subprocess.Popen(
-        [sys.executable, "-m", "hq.cli", "--database-url", db_url, "--mqtt-url", broker.url]
+        [sys.executable, "-m", "hq.cli", "--database-url", db_url, *transport.hq_args(broker)]
         + ["serve-ingest", "--client-id", f"hq-bench-{uuid.uuid4().hex[:6]}"],
         cwd=ROOT,
         env=env,
@@ -223,19 +317,30 @@ def _drain(
     )
     till = open_till(load_config(workdir / "edge.toml"))
     try:
-        hq_online(broker)
+        hq_online(transport, broker)
         total = Outbox.select().count()
-        cfg = SyncConfig.from_dict({"broker_url": broker.url, "batch_size": 150, "window": 8})
+        cfg = transport.sync_config(broker, "store", batch_size=150, window=8)
         agent = SyncAgent(till, cfg, client_id=f"edge-bench-{uuid.uuid4().hex[:6]}")
+        cpu_before = drain_cpu(broker, hq)
         started = time.monotonic()
         agent.start()
         wait_for(lambda: agent.drain.acked_through >= total, 600, "the drain")
         took = time.monotonic() - started
+        cpu = {
+            f"drain_cpu_us_per_item_{who}": round((spent - cpu_before[who]) / total * 1e6)
+            for who, spent in drain_cpu(broker, hq).items()
+        }
         agent.stop()
+        log(
+            f"  {total} outbox items acked in {took:.1f}s: {total / took:.0f} items/s; CPU per "
+            f"item: broker {cpu['drain_cpu_us_per_item_broker']} us, HQ worker "
+            f"{cpu['drain_cpu_us_per_item_hq']} us, store (this process) "
+            f"{cpu['drain_cpu_us_per_item_store']} us"
+        )
         processed = ProcessedItem.select().where(ProcessedItem.store == STORE).count()
         sold = Sale.select().where(Sale.store == STORE).count()
         assert processed == total and sold == n, (processed, sold, total)  # noqa: S101
-        rtt: dict[str, float] = {}
+        rtt: dict[str, float] = dict(cpu)
         if auth_requests:
             from hq.models import Member as HqMember
 
@@ -245,9 +350,9 @@ def _drain(
                 m.id for m in HqMember.select().where(HqMember.points >= 100).order_by(HqMember.id)
             ]
             assert members and 100 * len(members) >= auth_requests + 50, len(members)  # noqa: S101
-            rtt.update(auth_round_trips(broker, members, auth_requests))
+            rtt.update(auth_round_trips(transport, broker, members, auth_requests))
             rtt.update(hq_authorize_alone(hq_db, members, auth_requests))
-            rtt.update(raw_round_trips(broker, auth_requests))
+            rtt.update(raw_round_trips(transport, broker, auth_requests))
         return n / took, rtt
     finally:
         hq.terminate()
@@ -255,6 +360,22 @@ def _drain(
         hq_log.close()
         till.db.close()
         hq_db.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux ``/proc``): what a drain costs
+    each side, a figure that other work on a shared machine disturbs far less than time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain_cpu(broker: PrivateBroker, hq: subprocess.Popen[bytes]) -> dict[str, float]:
+    assert broker.proc is not None  # noqa: S101
+    return {
+        "broker": cpu_seconds(broker.proc.pid),
+        "hq": cpu_seconds(hq.pid),
+        "store": time.process_time(),
+    }
 
 
 def hq_ingest_alone(template: Path, db_url: str) -> float:
@@ -286,8 +407,10 @@ def hq_ingest_alone(template: Path, db_url: str) -> float:
 # ---- 2. raw QoS 1 -------------------------------------------------------------------
 
 
-def raw_qos1(broker: PrivateBroker, size: int, n: int) -> float:
-    topic = f"bench/raw/{uuid.uuid4().hex[:6]}"
+def raw_qos1(transport: Transport, broker: PrivateBroker, size: int, n: int) -> tuple[float, int]:
+    """The store publishing on its own up topic (what the ACL lets it write), HQ's
+    identity subscribed; no ingest worker on this broker."""
+    topic = p.up_topic(STORE, f"bench-raw-{uuid.uuid4().hex[:6]}")
     got = [0]
     done = threading.Event()
 
@@ -298,26 +421,34 @@ def raw_qos1(broker: PrivateBroker, size: int, n: int) -> float:
 
     subscribed = threading.Event()
     # built as the store's and HQ's clients are (TCP_NODELAY on), so the ratio compares alike
-    cfg = SyncConfig.from_dict({"broker_url": broker.url})
+    cfg = transport.sync_config(broker, "hq")
     sub = make_client(cfg, f"bench-raw-sub-{uuid.uuid4().hex[:6]}")
     sub.on_message = on_message
     sub.on_subscribe = lambda *a: subscribed.set()
     sub.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-    sub.connect("127.0.0.1", broker.port)
+    sub.connect(cfg.host, cfg.port)
     sub.loop_start()
-    pub = make_client(cfg, f"bench-raw-pub-{uuid.uuid4().hex[:6]}")
+    pub = make_client(
+        transport.sync_config(broker, "store"), f"bench-raw-pub-{uuid.uuid4().hex[:6]}"
+    )
     pub.max_inflight_messages_set(100)
-    pub.connect("127.0.0.1", broker.port)
+    pub.connect(cfg.host, cfg.port)
     pub.loop_start()
     try:
-        subscribed.wait(10)
+        if not subscribed.wait(10):
+            raise RuntimeError("raw QoS 1: the subscriber did not subscribe")
         payload = b"x" * size
+        assert broker.proc is not None  # noqa: S101
+        cpu_before = cpu_seconds(broker.proc.pid)
         started = time.monotonic()
         for _ in range(n):
             pub.publish(topic, payload, qos=1)
         if not done.wait(300):
             raise RuntimeError(f"raw QoS 1: {got[0]} of {n} arrived")
-        return n / (time.monotonic() - started)
+        rate = n / (time.monotonic() - started)
+        broker_us = (cpu_seconds(broker.proc.pid) - cpu_before) / n * 1e6
+        log(f"  raw QoS 1: broker CPU {broker_us:.0f} us per message")
+        return rate, round(broker_us)
     finally:
         for c in (pub, sub):
             c.disconnect()
@@ -340,11 +471,13 @@ def rtt_summary(prefix: str, samples_ms: list[float]) -> dict[str, float]:
     }
 
 
-def auth_round_trips(broker: PrivateBroker, members: list[str], n: int) -> dict[str, float]:
+def auth_round_trips(
+    transport: Transport, broker: PrivateBroker, members: list[str], n: int
+) -> dict[str, float]:
     """The till's authorizer holding one point of a member at a time, the members in turn:
     publish to answer, through the broker and the real HQ worker (a transaction on its
     database per request)."""
-    cfg = SyncConfig.from_dict({"broker_url": broker.url, "auth_timeout": 5.0})
+    cfg = transport.sync_config(broker, "store", auth_timeout=5.0)
     authorizer = MqttAuthorizer(STORE, cfg).start(wait=10)
     try:
         wait_for(lambda: authorizer.hq_online, 20, "HQ's state at the authorizer")
@@ -388,14 +521,14 @@ def hq_authorize_alone(db: Any, members: list[str], n: int) -> dict[str, float]:
     return rtt_summary("hq_authorize_alone", took)
 
 
-def raw_round_trips(broker: PrivateBroker, n: int) -> dict[str, float]:
+def raw_round_trips(transport: Transport, broker: PrivateBroker, n: int) -> dict[str, float]:
     """Baseline: a QoS 1 request and its QoS 1 answer between two paho clients built as the
-    till's are, through the same broker, the responder answering from its callback."""
-    cfg = SyncConfig.from_dict({"broker_url": broker.url})
-    ask_topic, answer_topic = (
-        f"bench/rtt/{uuid.uuid4().hex[:6]}",
-        f"bench/rtt/{uuid.uuid4().hex[:6]}a",
-    )
+    till's are, through the same broker, the responder answering from its callback. Both
+    connect as HQ (TLS: its certificate): a store may write only its up topics, which the
+    ingest worker running on this broker reads; ``hy/v1/bench/...`` it does not."""
+    cfg = transport.sync_config(broker, "hq")
+    run = uuid.uuid4().hex[:6]
+    ask_topic, answer_topic = f"{p.TOPIC_ROOT}/bench/rtt-{run}", f"{p.TOPIC_ROOT}/bench/rtt-{run}a"
     answered = threading.Event()
     ready = threading.Barrier(3, timeout=10)
 
@@ -556,7 +689,7 @@ def snapshot(workdir: Path, n: int) -> tuple[float, float, int, int]:
 
 def auth_figures(rtt: dict[str, float]) -> dict[str, float]:
     """The round trip's figures, its ratio to the raw baseline, logged against the target."""
-    if not rtt:
+    if "auth_rtt_p50_ms" not in rtt:
         return {}
     ratio = rtt["auth_rtt_p50_ms"] / rtt["raw_rtt_p50_ms"]
     log(
@@ -568,7 +701,10 @@ def auth_figures(rtt: dict[str, float]) -> dict[str, float]:
         f"  HQ authorize_spend alone (in process, no MQTT): p50 "
         f"{rtt['hq_authorize_alone_p50_ms']:.2f} ms  p99 {rtt['hq_authorize_alone_p99_ms']:.2f} ms"
     )
-    return {**rtt, "auth_vs_raw_rtt_p50": round(ratio, 2)}
+    return {
+        **{k: v for k, v in rtt.items() if not k.startswith("drain_cpu")},
+        "auth_vs_raw_rtt_p50": round(ratio, 2),
+    }
 
 
 def main() -> None:
@@ -587,6 +723,12 @@ def main() -> None:
         action="store_true",
         help="only the PostgreSQL drain of --sales and the authorization round trip",
     )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="the anonymous plaintext broker (no TLS, no certificates, no ACL) instead of "
+        "the secure one a chain runs",
+    )
     parser.add_argument("--dir", default="", help="work directory (default: a temporary one)")
     args = parser.parse_args()
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="hy-bench-sync-"))
@@ -594,22 +736,33 @@ def main() -> None:
     log(
         f"sync benchmark {dt.datetime.now().isoformat(timespec='seconds')} on "
         f"{platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}), work dir {workdir}"
+        f"Python {platform.python_version()}), work dir {workdir}, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
+    transport = Transport(workdir, tls=not args.plain)
+    log(f"brokers: {transport.label}")
     result: dict[str, Any] = {"sales": args.sales, "members": args.members}
     template = workdir / "template"
     item_size = build_store(template, args.sales)
     result["item_bytes"] = round(item_size)
     if args.auth_only:
         del result["members"]  # no snapshot in this run
-        _, rtt = postgres_drain(template, workdir, args.sales, args.auth_requests)
+        rate, rtt = postgres_drain(transport, template, workdir, args.sales, args.auth_requests)
+        log(f"drain, HQ on PostgreSQL: {rate:8.0f} sales/s")
+        result["drain_sales_per_s_postgres"] = round(rate)
+        result.update({f"{k}_postgres": v for k, v in rtt.items() if k.startswith("drain_cpu")})
         result.update(auth_figures(rtt))
-        finish(args, workdir, result)
+        finish(args, workdir, result, transport)
         return
-    rate, _ = drain(
-        template, workdir / "drain-sqlite", f"sqlite:///{workdir / 'hq.sqlite3'}", args.sales
+    rate, cpu = drain(
+        transport,
+        template,
+        workdir / "drain-sqlite",
+        f"sqlite:///{workdir / 'hq.sqlite3'}",
+        args.sales,
     )
     result["drain_sales_per_s_sqlite"] = round(rate)
+    result.update({f"{k}_sqlite": v for k, v in cpu.items()})
     log(f"drain, HQ on SQLite:     {rate:8.0f} sales/s")
     alone = hq_ingest_alone(template, f"sqlite:///{workdir / 'hq-alone.sqlite3'}")
     result["hq_ingest_alone_items_per_s_sqlite"] = round(alone)
@@ -617,8 +770,9 @@ def main() -> None:
     if args.no_postgres:
         result["drain_sales_per_s_postgres"] = None
     else:
-        rate, rtt = postgres_drain(template, workdir, args.sales, args.auth_requests)
+        rate, rtt = postgres_drain(transport, template, workdir, args.sales, args.auth_requests)
         result["drain_sales_per_s_postgres"] = round(rate)
+        result.update({f"{k}_postgres": v for k, v in rtt.items() if k.startswith("drain_cpu")})
         log(f"drain, HQ on PostgreSQL: {rate:8.0f} sales/s (target >= 2000)")
         result.update(auth_figures(rtt))
         url, drop = pg_database()
@@ -628,12 +782,13 @@ def main() -> None:
             drop()
         result["hq_ingest_alone_items_per_s_postgres"] = round(alone)
         log(f"  HQ ingest_batch alone on PostgreSQL (no MQTT, no edge): {alone:8.0f} items/s")
-    broker = PrivateBroker(workdir / "mosquitto-raw").start()
+    broker = transport.broker(workdir / "raw")
     try:
-        raw = raw_qos1(broker, round(item_size), args.sales)
+        raw, raw_broker_us = raw_qos1(transport, broker, round(item_size), args.sales)
     finally:
         broker.stop()
     result["raw_qos1_msgs_per_s"] = round(raw)
+    result["raw_qos1_broker_cpu_us_per_msg"] = raw_broker_us
     log(f"raw QoS 1, {round(item_size)} B, 1 pub -> 1 sub: {raw:8.0f} msgs/s")
     for key in ("drain_sales_per_s_sqlite", "drain_sales_per_s_postgres"):
         if result.get(key):
@@ -655,23 +810,25 @@ def main() -> None:
     log(
         f"raw sqlite3 executemany of the same {rows} rows: {raw_s:.1f}s; ratio {snap_s / raw_s:.2f} (target <= 2)"
     )
-    finish(args, workdir, result)
+    finish(args, workdir, result, transport)
 
 
 def postgres_drain(
-    template: Path, workdir: Path, n: int, auth_requests: int
+    transport: Transport, template: Path, workdir: Path, n: int, auth_requests: int
 ) -> tuple[float, dict[str, float]]:
     url, drop = pg_database()
     try:
-        return drain(template, workdir / "drain-postgres", url, n, auth_requests)
+        return drain(transport, template, workdir / "drain-postgres", url, n, auth_requests)
     finally:
         drop()
 
 
-def finish(args: argparse.Namespace, workdir: Path, result: dict[str, Any]) -> None:
+def finish(
+    args: argparse.Namespace, workdir: Path, result: dict[str, Any], transport: Transport
+) -> None:
     if not args.dir:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result))
+    print(json.dumps({**result, "tls": transport.tls}))
 
 
 if __name__ == "__main__":
