@@ -47,9 +47,9 @@ class Demo:
         self.banner: list[str] = []
         for line in self.proc.stdout:
             self.banner.append(line)
-            if "till API" in line:
-                code, url = line.split()[1], line.split()[4].removesuffix("/status")
-                self.tills[code] = url
+            if "收银台 till" in line:  # "  store S001    收银台 till http://.../  (health ...)"
+                code, page = line.split()[1], line.split()[4]
+                self.tills[code] = page.rstrip("/") + "/api/v1"
             elif line.startswith("  broker"):
                 self.broker_url = line.split()[1]
             elif "HQ API" in line:
