@@ -369,7 +369,9 @@ def start_chain_demo(
     print(f"  HQ API        {demo.hq_api}/stores  (database {hq_url})")
     for code, url in demo.tills.items():
         cashier = url.removesuffix("/api/v1")
-        print(f"  store {code}    收银台 till {cashier}/  (health {url}/health; sync agent running)")
+        print(
+            f"  store {code}    收银台 till {cashier}/  (health {url}/health; sync agent running)"
+        )
     print(
         "  staff 1001/1234 cashier, 9001/9999 manager at both stores; 张三 (card C0001, "
         "password 123456) registered at S001 shows up at S002 once synced."
