@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from core.credentials import credential_path
 from core.errors import ConfigError
 
 CREDENTIAL_NAME = "metrics-token"  # LoadCredential=metrics-token:/etc/huiyuan/metrics-token
@@ -36,10 +36,8 @@ def token_path(configured: str) -> Path | None:
     """The token file: the one configured, else systemd's credential if it was handed one."""
     if configured:
         return Path(configured)
-    creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    if creds and (Path(creds) / CREDENTIAL_NAME).is_file():
-        return Path(creds) / CREDENTIAL_NAME
-    return None
+    handed = credential_path(CREDENTIAL_NAME)
+    return Path(handed) if handed else None
 
 
 def read_token(path: Path | None) -> str | None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from core.credentials import credential_path
 from core.errors import ConfigError
 from core.money import MAX_AMOUNT, Rounding
 
@@ -251,10 +251,8 @@ class EdgeConfig:
     def key_path(self) -> Path:
         if self.security.key_file:
             return Path(self.security.key_file)
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if creds and (Path(creds) / "member.key").exists():
-            return Path(creds) / "member.key"
-        return Path(self.data_dir) / "keys" / "member.key"
+        handed = credential_path("member.key")
+        return Path(handed) if handed else Path(self.data_dir) / "keys" / "member.key"
 
 
 EXTRA_SECTIONS = ("devices", "sync", "metrics")

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from core.credentials import credential_path
 from core.errors import ConfigError, ValidationError
 
 CA_CERT_FILE = "ca.pem"
@@ -135,12 +136,10 @@ class ChainCA:
         file exists (``credentials`` defaults to $CREDENTIALS_DIRECTORY), else from
         ``directory``/ca.key."""
         directory = Path(directory)
-        credentials = (
-            credentials if credentials is not None else os.environ.get("CREDENTIALS_DIRECTORY", "")
+        handed = credential_path(
+            CA_KEY_FILE, None if credentials is None else {"CREDENTIALS_DIRECTORY": credentials}
         )
-        key_path = directory / CA_KEY_FILE
-        if credentials and (Path(credentials) / CA_KEY_FILE).is_file():
-            key_path = Path(credentials) / CA_KEY_FILE
+        key_path = Path(handed) if handed else directory / CA_KEY_FILE
         cert_path = directory / CA_CERT_FILE
         for path in (cert_path, key_path):
             if not path.is_file():

@@ -21,29 +21,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from core.credentials import credential_path, read_credential
 from core.errors import ConfigError
 
 # systemd credential names (LoadCredential=NAME:/etc/huiyuan/credentials/FILE)
 CREDENTIAL_DATABASE_URL = "database-url"
 MQTT_CREDENTIALS = {"ca": "mqtt-ca.pem", "cert": "mqtt-cert.pem", "key": "mqtt-key.pem"}
-
-
-def credential_path(name: str, environ: dict[str, str] | None = None) -> str:
-    """``$CREDENTIALS_DIRECTORY/<name>`` if systemd handed that credential over, else ""."""
-    directory = (os.environ if environ is None else environ).get("CREDENTIALS_DIRECTORY", "")
-    if not directory:
-        return ""
-    path = os.path.join(directory, name)
-    return path if os.path.isfile(path) else ""
-
-
-def read_credential(name: str, environ: dict[str, str] | None = None) -> str:
-    """The text of credential ``name`` (one line; the trailing newline dropped), or ""."""
-    path = credential_path(name, environ)
-    if not path:
-        return ""
-    with open(path, encoding="utf-8") as fh:
-        return fh.read().strip()
 
 
 @dataclass(frozen=True)

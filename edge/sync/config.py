@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from core.credentials import credential_path
 from core.errors import ConfigError
 from core.protocol import AUTH_TIMEOUT_S, MAX_BATCH_ITEMS
 
@@ -130,10 +130,11 @@ class SyncConfig:
         a path given in [sync] wins."""
         if not directory:
             return self
+        handed = {"CREDENTIALS_DIRECTORY": directory}
         found = {
-            name: str(Path(directory) / file)
+            name: path
             for name, file in CREDENTIAL_FILES.items()
-            if not getattr(self, name) and (Path(directory) / file).is_file()
+            if not getattr(self, name) and (path := credential_path(file, handed))
         }
         return dataclasses.replace(self, **found)
 
