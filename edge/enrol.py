@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import ssl
 import sys
 import urllib.error
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from core.errors import ConfigError, HuiyuanError, ValidationError
+from core.keyfiles import write_atomically
 from core.protocol import STORE_CODE_RE
 
 DEFAULT_CREDENTIALS_DIR = "/etc/huiyuan/credentials"
@@ -113,28 +113,6 @@ def working_identity(directory: Path, now: dt.datetime) -> Identity | None:
     except (OSError, ValueError, IndexError, HuiyuanError):
         return None
     return identity if identity.not_after > now else None
-
-
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """``data`` to a temporary file beside ``path`` (created with ``mode``, synced), then
-    renamed over it: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)  # an old temporary file keeps its mode through O_CREAT
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def write_identity(directory: Path, key_pem: bytes, cert_pem: bytes, ca_pem: bytes | None) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from peewee import SqliteDatabase
 
 from core.errors import ConfigError
+from core.keyfiles import write_atomically
 from edge.models import Setting
 from edge.security import BLOB_MAGIC, KEY_BYTES, MemberKeys
 
@@ -87,22 +88,6 @@ def _held_not_under(db: SqliteDatabase, prefix: bytes, limit: int) -> list[tuple
         "AND substr(phone_enc, 1, ?) != ? LIMIT ?",
         (len(prefix), prefix, limit),
     ).fetchall()
-
-
-def _write_key_file(path: Path, master: bytes) -> None:
-    """The new key over the old file: written beside it (0600), synced, renamed over it."""
-    tmp = path.with_name(path.name + ".new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(master)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def rotate_member_key(
@@ -164,7 +149,7 @@ def rotate_member_key(
         if after_batch is not None:
             after_batch(rows)
     if master:
-        _write_key_file(key_path, master)
+        write_atomically(key_path, master, 0o600)  # the new key over the old file
     with db.atomic():
         Setting.insert(
             key=CURRENT_SETTING, value={"id": new.key_id}

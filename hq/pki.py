@@ -7,13 +7,13 @@ Functions use the bound models (``hq.models.bind``) and take the clock as ``now`
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
 
 from core.errors import NotFound, ValidationError
+from core.keyfiles import write_atomically
 from core.protocol import STORE_CODE_RE
 from hq.ca import ChainCA, common_name_of, serial_text
 from hq.config import HqConfig
@@ -125,10 +125,7 @@ def write_crl(ca: ChainCA, path: Path, now: dt.datetime | None = None) -> int:
     revoked = revoked_serials(now)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(ca.crl_pem(revoked))
-    os.chmod(tmp, 0o644)  # the broker runs as its own user and must read it
-    os.replace(tmp, path)
+    write_atomically(path, ca.crl_pem(revoked), 0o644)  # the broker runs as its own user
     return len(revoked)
 
 

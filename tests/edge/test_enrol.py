@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
+from core.keyfiles import write_atomically
 from edge.cli import main as edge_main
 from edge.enrol import (
     CA_FILE,
@@ -19,7 +20,6 @@ from edge.enrol import (
     check_identity,
     make_key_and_csr,
     working_identity,
-    write_atomically,
 )
 from hq.api import create_app
 from hq.ca import ChainCA
