@@ -61,7 +61,29 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "registration": {"member_id": str, "name": str, "phone": str, "registered_at": str},
     # a member's marketing consent changed at the till (PIPL; docs/protocol.md "consent")
     "consent": {"member_id": str, "consent": dict, "changed_at": str},
+    # ---- programme kinds (issue 11), one block per part:
+    # -- tiers (tiers, growth value, member day)
+    # -- cards (card types as products, card replacement)
+    # -- points (points rules, gifts, referral)
+    # -- coupons (coupons)
+    # -- upkeep (stored value, profile, password)
+    # -- staff (maintainers, categories and cost)
+    # ---- end of programme kinds
 }
+
+# Member fields the programme added (issue 11), sent in a member's change record under
+# the column's own name, with the same name on HQ's and the till's ``Member`` (JSON
+# values: text, numbers, booleans, ISO dates, lists and objects). A till keeps each one
+# as sent; a field absent from a change (an older HQ) leaves the till's column at its
+# default. One block per part:
+MEMBER_PROGRAMME_FIELDS: tuple[str, ...] = (
+    # -- tiers (tiers, growth value, member day)
+    # -- cards (card types as products, card replacement)
+    # -- points (points rules, gifts, referral)
+    # -- coupons (coupons)
+    # -- upkeep (stored value, profile, password)
+    # -- staff (maintainers, categories and cost)
+)
 
 # Marketing channels a member consents to (or not) one by one; none means no marketing.
 CONSENT_CHANNELS = ("sms", "wechat", "call")
@@ -1435,6 +1457,14 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "topup": validate_topup_body,
     "registration": validate_registration_body,
     "consent": validate_consent_body,
+    # ---- programme kinds (issue 11), one block per part:
+    # -- tiers (tiers, growth value, member day)
+    # -- cards (card types as products, card replacement)
+    # -- points (points rules, gifts, referral)
+    # -- coupons (coupons)
+    # -- upkeep (stored value, profile, password)
+    # -- staff (maintainers, categories and cost)
+    # ---- end of programme kinds
 }
 
 

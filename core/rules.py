@@ -7,7 +7,8 @@ records that version on each sale, so HQ can re-price with the same rules.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 from core.errors import ValidationError
@@ -26,6 +27,63 @@ class TopUpBonus:
 # to the balance, so the bonus share of what is left never grows; or one of them first, as
 # the chain's prepaid-card terms say (先扣本金 / 先扣赠送).
 SV_SPEND_ORDERS = ("proportional", "principal_first", "bonus_first")
+
+
+# The rules document's schema. A document that uses anything added after the first
+# release says so with ``"schema": RULES_SCHEMA``; a till that knows an older schema
+# refuses the document as a whole (``RulesNotSupported``) and keeps trading on the
+# last rules it could load (docs/programme/rules.md).
+RULES_SCHEMA = 2
+
+# The keys of the first release's documents, which every till knows. Any other field of
+# ``Rules`` is sent only when it differs from its default, so a chain that does not use
+# a newer feature keeps older tills trading on its documents.
+FIRST_RELEASE_KEYS = (
+    "version",
+    "card_type_discount",
+    "tier_discount",
+    "promo_excludes_member_discount",
+    "points_per_yuan",
+    "promo_earns_points",
+    "member_day_weekdays",
+    "member_day_month_days",
+    "member_day_points_multiplier",
+    "points_per_yuan_redeemed",
+    "points_expiry_days",
+    "topup_bonuses",
+    "rounding",
+)
+
+
+class RulesNotSupported(ValidationError):
+    """A rules document this software cannot honour (a newer schema, or a key it does not
+    know): the till keeps the rules it has and reports the refusal."""
+
+    slug = "rules_not_supported"
+
+
+def section(decode: Callable[[Any], Any]) -> dict[str, Any]:
+    """``field(..., metadata=section(Cls.from_dict))``: how a later field is read back
+    from its JSON form (it is written by its ``to_dict()``, or as is)."""
+    return {"decode": decode}
+
+
+def _encode(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+def _default(f: Field) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +108,24 @@ class Rules:
     stored_value_spend: str = "proportional"  # one of SV_SPEND_ORDERS
     # 抹零
     rounding: Rounding = Rounding.NONE
+
+    # ---- added after the first release: sent only when not the default (see
+    # FIRST_RELEASE_KEYS); a section is a frozen dataclass with to_dict()/from_dict()
+    # declared with metadata=section(Cls.from_dict). One block per part of the programme.
+
+    # -- tiers, growth value and member day (docs/programme/tiers.md)
+
+    # -- card types as products (docs/programme/cards.md)
+
+    # -- points rules (docs/programme/points.md)
+
+    # -- coupons (docs/programme/coupons.md)
+
+    # -- stored value and member upkeep (docs/programme/upkeep.md)
+
+    # -- maintainers and products (docs/programme/staff.md)
+
+    # ---- end of the later fields
 
     def member_rate(self, card_type: str | None, tier: str | None) -> int:
         rates = [1000]
@@ -89,24 +165,49 @@ class Rules:
             "points_expiry_days": self.points_expiry_days,
             "topup_bonuses": [[t.threshold, t.bonus] for t in self.topup_bonuses],
             "rounding": str(self.rounding),
-        } | (
-            # only when chosen: a store on older software cannot load a document with a key it
-            # does not know (its checkouts fail until it is upgraded), which is right only
-            # when it could not honour the key
-            {"stored_value_spend": self.stored_value_spend}
-            if self.stored_value_spend != "proportional"
-            else {}
-        )
+        } | self._later_fields()
+
+    def _later_fields(self) -> dict[str, Any]:
+        """Fields added after the first release, only where they differ from the default:
+        a store on older software cannot load a document with a key it does not know,
+        which is right only when it could not honour the key. A document with any of
+        them (``stored_value_spend`` aside, which predates the schema number) says
+        ``"schema": RULES_SCHEMA``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in FIRST_RELEASE_KEYS:
+                continue
+            value = getattr(self, f.name)
+            if value != _default(f):
+                out[f.name] = _encode(value)
+        if set(out) - {"stored_value_spend"}:
+            out = {"schema": RULES_SCHEMA} | out
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Rules:
+        d = dict(data)
+        schema = d.pop("schema", 1)
+        if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+            raise ValidationError("rules schema must be a positive integer", field="schema")
+        if schema > RULES_SCHEMA:
+            raise RulesNotSupported(
+                f"rules schema {schema} is newer than this software's {RULES_SCHEMA}",
+                field="schema",
+            )
         known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
+        unknown = set(d) - known
         if unknown:
-            raise ValidationError(
+            raise RulesNotSupported(
                 f"unknown rules keys: {sorted(unknown)}", field=sorted(unknown)[0]
             )
-        d = dict(data)
+        for f in fields(cls):
+            if f.name in d and f.name not in FIRST_RELEASE_KEYS:
+                decode = f.metadata.get("decode")
+                if decode is not None:
+                    d[f.name] = decode(d[f.name])
+                elif isinstance(_default(f), tuple):
+                    d[f.name] = tuple(d[f.name])
         for key in ("card_type_discount", "tier_discount"):
             for name, rate in d.get(key, {}).items():
                 check_rate(rate, f"{key}.{name}")

@@ -5,6 +5,8 @@ Bad requests get a 4xx JSON error naming the field and the problem, never a 500.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -144,12 +146,32 @@ def cashier_ui():
 
 
 OPENAPI = Path(__file__).with_name("openapi.json")
+# one file per part of the API added later (edge/openapi/*.json): {"paths": {...},
+# "components": {"schemas": {...}}}, merged over the base description
+OPENAPI_PARTS = Path(__file__).with_name("openapi")
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3 description of the till API: edge/openapi.json with the parts in
+    edge/openapi/ merged in (a path or schema named twice is an error, not a silent win)."""
+    doc = json.loads(OPENAPI.read_text("utf-8"))
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for part_file in sorted(OPENAPI_PARTS.glob("*.json")):
+        part = json.loads(part_file.read_text("utf-8"))
+        for key, into in (("paths", doc["paths"]), ("schemas", schemas)):
+            new = part["paths"] if key == "paths" else part.get("components", {}).get(key, {})
+            twice = set(new) & set(into)
+            if twice:
+                raise ValueError(f"{part_file.name} describes {sorted(twice)} again")
+            into.update(new)
+    return doc
 
 
 @ui_bp.get("/api/v1/openapi.json")
 def openapi():
-    """The OpenAPI 3 description of this API (edge/openapi.json), which the fuzz tests use."""
-    return current_app.response_class(OPENAPI.read_bytes(), mimetype="application/json")
+    """The OpenAPI 3 description of this API (``openapi_document``), which the fuzz tests use."""
+    return jsonify(openapi_document())
 
 
 @session_bp.post("")
@@ -428,6 +450,10 @@ def create_app(t: Till, device_manager: Any = None) -> Flask:
         app.register_blueprint(bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(sessions_bp)
+    from edge.routes import blueprints  # after this module: they use its helpers
+
+    for bp in blueprints():
+        app.register_blueprint(bp)
     app.before_request(_only_allowed_networks)
     app.before_request(_note_client_address)
     app.before_request(_check_request_texts)

@@ -237,7 +237,7 @@ MODELS = [
     Outbox,
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Schema 2 rebuilds these tables WITHOUT ROWID (the same columns, in the same order): a
 # checkout wrote each one's rows and its primary-key index, two b-trees, and now one.
@@ -396,8 +396,42 @@ def _migrate_to_3(db: SqliteDatabase) -> None:
     db.execute_sql(_HELD_PHONES_INDEX)
 
 
+def _migrate_to_4(db: SqliteDatabase) -> None:
+    """Schema 3 -> 4 (the membership programme): new tables, and new columns on existing
+    ones, which are all nullable or have a constant default (so old rows read as "not
+    set"). ``migrate`` creates the new tables after the steps; this adds the columns."""
+    add_missing_columns(db)
+
+
+def add_missing_columns(db: SqliteDatabase) -> list[str]:
+    """Add the columns the models declare that existing tables lack: nullable ones, and NOT
+    NULL ones with a constant default. Anything else is refused by name."""
+    from playhouse.migrate import SqliteMigrator
+    from playhouse.migrate import migrate as run
+
+    added = []
+    migrator = SqliteMigrator(db)
+    for model in MODELS:
+        table = model._meta.table_name
+        if not db.table_exists(table):
+            continue  # created whole by ``migrate``
+        have = {c.name for c in db.get_columns(table)}
+        for f in model._meta.sorted_fields:
+            if f.column_name in have:
+                continue
+            if not f.null and (f.default is None or callable(f.default)):
+                raise ConfigError(
+                    f"table {table} lacks column {f.column_name}, which is NOT NULL "
+                    "without a constant default: this upgrade needs its own migration step",
+                    field="database.path",
+                )
+            run(migrator.add_column(table, f.column_name, f))
+            added.append(f"{table}.{f.column_name}")
+    return added
+
+
 # each step takes the database from the number before it to its own number
-MIGRATIONS = {2: _migrate_to_2, 3: _migrate_to_3}
+MIGRATIONS = {2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4}
 
 
 # ---- added by the sync agent (edge/sync); created by ensure_sync_tables on older files ----
@@ -429,3 +463,21 @@ class SyncCoupon(BaseModel):
 
 
 MODELS += [MemberBase, SyncCoupon]
+
+
+# ---- the membership programme (issue 11): new tables, one block per part; each block
+# ends with its own ``MODELS += [...]``. Schema 4 creates them on an older file.
+
+# -- tiers (tiers, growth value, member day)
+
+# -- cards (card types as products, card replacement)
+
+# -- points (points rules, gifts, referral)
+
+# -- coupons (coupons)
+
+# -- upkeep (stored value, profile, password)
+
+# -- staff (maintainers, categories and cost)
+
+# ---- end of the programme's tables

@@ -383,6 +383,14 @@ APPLIERS = {
     "topup": apply_topup,
     "registration": apply_registration,
     "consent": apply_consent,
+    # ---- programme kinds (issue 11), one block per part:
+    # -- tiers (tiers, growth value, member day)
+    # -- cards (card types as products, card replacement)
+    # -- points (points rules, gifts, referral)
+    # -- coupons (coupons)
+    # -- upkeep (stored value, profile, password)
+    # -- staff (maintainers, categories and cost)
+    # ---- end of programme kinds
 }
 
 

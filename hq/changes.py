@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
-from core.protocol import SNAPSHOT_THRESHOLD, Change, ChangePage
+from core.protocol import MEMBER_PROGRAMME_FIELDS, SNAPSHOT_THRESHOLD, Change, ChangePage
 from hq.models import (
     Card,
     CardType,
@@ -101,7 +101,12 @@ def member_state(member: Member, lots: list[PointsLot] | None = None) -> dict[st
             for lot in lots
         ],
         "through": dict(member.through or {}),
-    }
+    } | {name: _wire(getattr(member, name)) for name in MEMBER_PROGRAMME_FIELDS}
+
+
+def _wire(value: Any) -> Any:
+    """A member column as JSON: dates as ISO text."""
+    return value.isoformat() if isinstance(value, dt.date) else value
 
 
 def card_state(card: Card) -> dict[str, Any]:

@@ -329,6 +329,33 @@ def merges_cmd(ctx: click.Context, limit: int) -> None:
     )
 
 
+@main.command("audit")
+@click.option("--action", default=None, help="e.g. points.adjust, tier.set")
+@click.option("--target", default=None, help="a member id, card number or coupon code")
+@click.option("--by", "actor", default=None, help="who did it")
+@click.option("--limit", type=int, default=50)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def audit_cmd(
+    ctx: click.Context,
+    action: str | None,
+    target: str | None,
+    actor: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List the audit log (newest first): who did what to which member, and why."""
+    from hq.audit import entries
+
+    db = open_database(_config(ctx).database_url)
+    with bind(db, create=False):
+        rows = entries(db, action=action, target=target, actor=actor, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        _print_rows(rows, ("at", "actor", "action", "target", "store", "reason"))
+
+
 @main.command("dead-letters")
 @click.option("--store", default=None)
 @click.option("--limit", type=int, default=50)
@@ -473,6 +500,22 @@ cli_privacy.register(main)
 for _command in PKI_COMMANDS:  # init-ca, broker-config, revoke-store, ... (hq/cli_pki.py)
     main.add_command(_command)
 main.add_command(enrol_store)  # hq/cli_enrol.py
+
+# ---- the programme's commands (issue 11): each part's module hq/cli_<part>.py has a
+# ``register(main)``; one line per part
+# -- tiers (tiers, growth value, member day)
+
+# -- cards (card types as products, card replacement)
+
+# -- points (points rules, gifts, referral)
+
+# -- coupons (coupons)
+
+# -- upkeep (stored value, profile, password)
+
+# -- staff (maintainers, categories and cost)
+
+# ---- end of the programme's commands
 
 if __name__ == "__main__":
     main()

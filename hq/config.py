@@ -4,7 +4,7 @@ Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
 ``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``,
 ``HY_HQ_METRICS_TOKEN_FILE``, ``HY_HQ_CA_DIR``,
-``HY_HQ_STORE_BROKER_URL``) override them. Validated once at start.
+``HY_HQ_STORE_BROKER_URL``, ``HY_HQ_TIMEZONE``) override them. Validated once at start.
 
 Secrets come from files in ``$CREDENTIALS_DIRECTORY``, which systemd's ``LoadCredential=``
 fills (systemd/huiyuan-hq-*.service; the table is in docs/operations.md): the database
@@ -16,10 +16,12 @@ environment shows in ``systemctl show`` and ``/proc/<pid>/environ``; a credentia
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.credentials import credential_path, read_credential
 from core.errors import ConfigError
@@ -140,7 +142,29 @@ class HqConfig:
         },
     )
 
+    timezone: str = field(
+        default="Asia/Shanghai",
+        metadata={
+            "doc": "the chain's time zone (IANA name, env HY_HQ_TIMEZONE): the business day "
+            "HQ's programme jobs (points expiry, tier evaluation, card expiry) run for"
+        },
+    )
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"timezone must be an IANA time zone name, got {self.timezone!r}",
+                field="timezone",
+            ) from None
+
+    def business_day(self, utc: dt.datetime) -> dt.date:
+        """The chain's calendar day at the naive-UTC instant ``utc``."""
+        return utc.replace(tzinfo=dt.UTC).astimezone(self.zone()).date()
+
     def validate(self) -> HqConfig:
+        self.zone()
         scheme = urlparse(self.database_url).scheme
         if scheme not in ("sqlite", "postgres", "postgresql"):
             raise ConfigError(
@@ -180,6 +204,7 @@ class HqConfig:
             metrics_token_file=env.get("HY_HQ_METRICS_TOKEN_FILE", ""),
             ca_dir=env.get("HY_HQ_CA_DIR", cls.ca_dir),
             store_broker_url=env.get("HY_HQ_STORE_BROKER_URL", ""),
+            timezone=env.get("HY_HQ_TIMEZONE", cls.timezone),
         )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")

@@ -629,3 +629,54 @@ class EnrolmentCode(BaseModel):
 
 
 MODELS.append(EnrolmentCode)  # declared after the list: new tables go at the end of this module
+
+
+# ---- audit and scheduled runs (hq/audit.py, hq/scheduler.py) ----
+
+
+class AuditEntry(BaseModel):
+    """One sensitive action, by whom and why (hq/audit.py): balance and points adjustments,
+    tiers given by hand, card blocks and replacements, coupons issued, rules published,
+    maintainers moved. Append only; the console (issue 12) searches it."""
+
+    at = pw.DateTimeField(index=True)
+    actor = pw.CharField(max_length=64)  # HQ user, or "store:S001/staff:0001" from a till
+    action = pw.CharField(max_length=48, index=True)  # e.g. points.adjust, tier.set
+    target = pw.CharField(max_length=64, index=True)  # member id, card no, coupon code, ...
+    reason = pw.TextField(default="")
+    store = pw.CharField(max_length=32, null=True)
+    details = JSONText(default=dict)
+
+
+class JobRun(BaseModel):
+    """One run of a scheduled job (hq/scheduler.py) with what it counted."""
+
+    job = pw.CharField(max_length=64, index=True)
+    node = pw.CharField(max_length=128)
+    started_at = pw.DateTimeField()
+    finished_at = pw.DateTimeField(null=True)
+    status = pw.CharField(max_length=10)  # running | ok | failed
+    counts = JSONText(default=dict)  # what the job returned, e.g. {"expired_lots": 12}
+    error = pw.TextField(null=True)
+
+
+MODELS += [AuditEntry, JobRun]
+
+
+# ---- the membership programme (issue 11): new tables, one block per part; each block
+# ends with its own ``MODELS += [...]`` (new columns on existing tables are added by
+# ``init-db``: nullable, or NOT NULL with a constant default).
+
+# -- tiers (tiers, growth value, member day)
+
+# -- cards (card types as products, card replacement)
+
+# -- points (points rules, gifts, referral)
+
+# -- coupons (coupons)
+
+# -- upkeep (stored value, profile, password)
+
+# -- staff (maintainers, categories and cost)
+
+# ---- end of the programme's tables

@@ -40,7 +40,15 @@ from playhouse.db_url import connect
 from core.errors import HuiyuanError
 from core.systemd import LoopPulse, service_ready
 from hq.config import HqConfig
-from hq.models import SchedulerState, bind, check_schema, is_postgres, open_database, utcnow
+from hq.models import (
+    JobRun,
+    SchedulerState,
+    bind,
+    check_schema,
+    is_postgres,
+    open_database,
+    utcnow,
+)
 
 log = logging.getLogger("hq.scheduler")
 
@@ -55,26 +63,34 @@ class JobContext:
     config: HqConfig
     clock: Callable[[], dt.datetime] = utcnow
 
+    def today(self) -> dt.date:
+        """The chain's business day now (``HqConfig.timezone``): what a nightly programme
+        job runs for. Such a job is idempotent per day, so a re-run after a crash, or a
+        second node's run, changes nothing more."""
+        return self.config.business_day(self.clock())
+
 
 @dataclass(frozen=True)
 class Job:
     name: str
     every: dt.timedelta
-    run: Callable[[JobContext], object]
+    # returns what it did as counts ({"expired_lots": 12, ...}), recorded in ``JobRun``
+    run: Callable[[JobContext], dict[str, int] | None]
 
 
 # ---- the jobs ---------------------------------------------------------------------
 
 
-def check_hq_ledger(ctx: JobContext) -> None:
+def check_hq_ledger(ctx: JobContext) -> dict[str, int]:
     """HQ's balances against HQ's ledger (hq/reconcile.py), whether or not a store reports."""
     from hq.reconcile import check_hq_ledger as check
 
     diffs = check(ctx.db, ctx.clock(), force=True) or []
     log.info("HQ ledger checked: %d differences", len(diffs))
+    return {"differences": len(diffs)}
 
 
-def ask_quiet_stores_for_digests(ctx: JobContext) -> None:
+def ask_quiet_stores_for_digests(ctx: JobContext) -> dict[str, int]:
     """Ask every online store whose last balance digest is older than an hour (or that has
     sent none) for a fresh one: a store whose own timer is off still gets reconciled."""
     from core.protocol import down_topic
@@ -93,28 +109,39 @@ def ask_quiet_stores_for_digests(ctx: JobContext) -> None:
     }
     quiet = sorted(set(online) - fresh)
     if not quiet:
-        return
+        return {"asked": 0}
     requests = digest_requests(quiet)
     messages = [(down_topic(c, "digestreq"), r.to_dict()) for c, r in requests.items()]
     sent = publish_down(ctx.config, messages)
     log.info(
         "asked %d quiet stores for a digest (%s)", len(quiet), "sent" if sent else "broker away"
     )
+    return {"asked": len(quiet) if sent else 0}
 
 
-def rewrite_crl(ctx: JobContext) -> None:
+def rewrite_crl(ctx: JobContext) -> dict[str, int]:
     """Rewrite the broker's CRL (hq/pki.py) so it never expires; the broker host's
     huiyuan-broker-crl.path reloads Mosquitto when it changes."""
     from hq.pki import crl_path, rewrite_crl
 
     listed = rewrite_crl(ctx.config, ctx.clock())
     log.info("CRL %s rewritten: %d revoked certificates", crl_path(ctx.config), listed)
+    return {"revoked": listed}
 
 
 JOBS: list[Job] = [
     Job("hq-ledger-check", dt.timedelta(minutes=5), check_hq_ledger),
     Job("digest-sweep", dt.timedelta(minutes=15), ask_quiet_stores_for_digests),
     Job("crl-rewrite", dt.timedelta(days=1), rewrite_crl),
+    # ---- the programme's jobs (issue 11): each job's logic in hq/programme/, one block
+    # per part; nightly ones run for ``ctx.today()`` and are idempotent per day
+    # -- tiers (tiers, growth value, member day)
+    # -- cards (card types as products, card replacement)
+    # -- points (points rules, gifts, referral)
+    # -- coupons (coupons)
+    # -- upkeep (stored value, profile, password)
+    # -- staff (maintainers, categories and cost)
+    # ---- end of the programme's jobs
 ]
 
 
@@ -269,11 +296,7 @@ class Scheduler:
             if not self.claim(job, self.clock()):
                 return False
             log.info("running %s", job.name)
-            try:
-                job.run(JobContext(self.db, self.config, self.clock))
-            except Exception:
-                # the next slot runs it again; a failing job must not stop the others
-                log.exception("job %s failed", job.name)
+            record_run(self.db, job, self.node, JobContext(self.db, self.config, self.clock))
         return True
 
     def serve(self, stop: threading.Event) -> None:
@@ -310,6 +333,24 @@ class Scheduler:
             watchdog.stop()
             scheduler.shutdown(wait=True)
             self.leadership.release()
+
+
+def record_run(db: pw.Database, job: Job, node: str, ctx: JobContext) -> JobRun:
+    """Run ``job`` once and record it (``JobRun``): started, then ok with its counts or
+    failed with the error. A failure is logged and recorded, never raised: the next slot
+    runs the job again, and a failing job must not stop the others."""
+    run = JobRun.create(job=job.name, node=node, started_at=utcnow(), status="running")
+    try:
+        counts = job.run(ctx) or {}
+    except Exception as exc:
+        log.exception("job %s failed", job.name)
+        run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+    else:
+        run.status, run.counts = "ok", dict(counts)
+        log.info("job %s done: %s", job.name, counts)
+    run.finished_at = utcnow()
+    run.save()
+    return run
 
 
 def serve_scheduler(

@@ -22,7 +22,7 @@ from peewee import SqliteDatabase, fn
 
 from core.errors import ProtocolError
 from core.names import pinyin_keys
-from core.protocol import Change, ChangePage, validate_change
+from core.protocol import MEMBER_PROGRAMME_FIELDS, Change, ChangePage, validate_change
 from edge.models import (
     Card,
     Ledger,
@@ -269,11 +269,12 @@ class Applier:
             "registered_at": d.get("registered_at") or self.now,
             "registered_store": d.get("registered_store") or "",
             "updated_at": self.now,
-        }
+        } | {name: d.get(name, SQL.PROGRAMME_DEFAULTS[name]) for name in MEMBER_PROGRAMME_FIELDS}
         if existing is None:
             Member.insert(id=member_id, **fields).execute()
         else:
-            _run(SQL.update_member, (*fields.values(), member_id))
+            values = [SQL.DB_VALUE.get(name, _same)(v) for name, v in fields.items()]
+            _run(SQL.update_member, (*values, member_id))
         sv = d.get("stored_value") or {}
         _run(
             SQL.replace_base,
@@ -438,6 +439,10 @@ class _Lot(NamedTuple):
     remaining: int
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 class SQL:
     """What the applier runs for every member record, written out once: a page's time
     went mostly to the query builder, not to SQLite (tables and columns as in
@@ -453,7 +458,25 @@ class SQL:
         "phone_enc = ?, phone_tail = ?, gender = ?, birthday = ?, birthday_calendar = ?, "
         "birthday_leap_month = ?, card_type = ?, tier = ?, staff_code = ?, "
         "password_hash = COALESCE(?, password_hash), status = ?, "
-        "registered_at = ?, registered_store = ?, updated_at = ? WHERE id = ?"
+        "registered_at = ?, registered_store = ?, updated_at = ?"
+    )
+    # then the programme's fields (column names from the code; values are bound)
+    update_member += "".join(f", {name} = ?" for name in MEMBER_PROGRAMME_FIELDS)
+    update_member += " WHERE id = ?"
+    # the programme's member fields (core.protocol.MEMBER_PROGRAMME_FIELDS): their
+    # defaults, and how each is written by raw SQL (JSON ones as text)
+    PROGRAMME_DEFAULTS = {
+        name: (lambda f: f.default() if callable(f.default) else f.default)(
+            Member._meta.fields[name]
+        )
+        for name in MEMBER_PROGRAMME_FIELDS
+    }
+    DB_VALUE = {name: Member._meta.fields[name].db_value for name in MEMBER_PROGRAMME_FIELDS}
+    # the member table's columns in order, each with the value a bulk row gets when it
+    # does not name it (a column only the till keeps)
+    MEMBER_COLUMNS = tuple(
+        (f.column_name, f.db_value(f.default() if callable(f.default) else f.default))
+        for f in Member._meta.sorted_fields
     )
     member_balances = "SELECT status, sv_principal, sv_bonus, points_debt FROM member WHERE id = ?"
     set_balances = "UPDATE member SET sv_principal = ?, sv_bonus = ?, points_debt = ? WHERE id = ?"
@@ -721,34 +744,34 @@ def member_snapshot_rows(
     if status == "merged":
         principal = bonus = debt = 0
         lots = []
+    row = {
+        "id": member_id,
+        "name": name,
+        "name_pinyin": pinyin,
+        "name_initials": initials,
+        "phone_hash": phone_hash,
+        "phone_enc": None,  # a fresh store holds no phone in clear: it has registered no one yet
+        "phone_tail": phone_tail,
+        "gender": d.get("gender") or "",
+        "birthday": d.get("birthday"),
+        "birthday_calendar": d.get("birthday_calendar") or "solar",
+        "birthday_leap_month": bool(d.get("birthday_leap_month")),
+        "card_type": d.get("card_type") or "普通卡",
+        "tier": d.get("tier") or "",
+        "staff_code": d.get("staff_code"),
+        "password_hash": d.get("password_hash"),
+        "status": status,
+        "registered_at": d.get("registered_at") or now,
+        "registered_store": d.get("registered_store") or "",
+        "sv_principal": principal,
+        "sv_bonus": bonus,
+        "points_debt": debt,
+        "updated_at": now,
+    }
+    for name in MEMBER_PROGRAMME_FIELDS:
+        row[name] = SQL.DB_VALUE[name](d.get(name, SQL.PROGRAMME_DEFAULTS[name]))
     out: list[tuple[Any, tuple[Any, ...]]] = [
-        (
-            Member,
-            (
-                member_id,
-                name,
-                pinyin,
-                initials,
-                phone_hash,
-                None,  # a fresh store holds no phone in clear: it has registered no one yet
-                phone_tail,
-                d.get("gender") or "",
-                d.get("birthday"),
-                d.get("birthday_calendar") or "solar",
-                bool(d.get("birthday_leap_month")),
-                d.get("card_type") or "普通卡",
-                d.get("tier") or "",
-                d.get("staff_code"),
-                d.get("password_hash"),
-                status,
-                d.get("registered_at") or now,
-                d.get("registered_store") or "",
-                principal,
-                bonus,
-                debt,
-                now,
-            ),
-        )
+        (Member, tuple(row.get(c, default) for c, default in SQL.MEMBER_COLUMNS))
     ]
     points = -debt
     for lot in lots:

@@ -1,0 +1,27 @@
+"""Till API routes added for the membership programme (issue 11): one module per part,
+each with a Blueprint ``bp`` under /api/v1/..., described in edge/openapi/<part>.json
+and listed in tests/edge/test_network_surface_roles.py. Routes use edge.api's helpers
+(``signed_in``, ``manager_signed_in``, ``body``, ``till``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+
+def blueprints() -> list[Blueprint]:
+    parts: list[Blueprint] = []
+    # ---- one block per part: `from edge.routes import <part>` then parts.append(<part>.bp)
+    # -- tiers
+
+    # -- cards
+
+    # -- points
+
+    # -- coupons
+
+    # -- upkeep
+
+    # -- staff
+
+    # ---- end of the parts
+    return parts
