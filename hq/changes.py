@@ -296,5 +296,19 @@ def snapshot_records(db: pw.Database, lookup: ChainLookup) -> tuple[int, Iterato
             yield rec("coupon", cp.code, coupon_state(cp))
         for mg in Merge.select().order_by(Merge.id).iterator():
             yield rec("merge", mg.from_member, merge_state(mg))
+        # ---- the programme's entities (issue 11), one block per part:
+        # -- tiers (tiers, growth value, member day)
+
+        # -- cards (card types as products, card replacement)
+
+        # -- points (points rules, gifts, referral)
+
+        # -- coupons (coupons)
+
+        # -- upkeep (stored value, profile, password)
+
+        # -- staff (maintainers, categories and cost)
+
+        # ---- end of the programme's entities
 
     return cursor, generate()

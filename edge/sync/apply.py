@@ -233,6 +233,21 @@ class Applier:
         if change.data.get("status") == "merged" and change.data.get("merged_into"):
             touched.add(change.data["merged_into"])
 
+    # ---- the programme's entities (issue 11): one ``_<entity>`` handler per entity,
+    # one block per part
+
+    # -- tiers (tiers, growth value, member day)
+
+    # -- cards (card types as products, card replacement)
+
+    # -- points (points rules, gifts, referral)
+
+    # -- coupons (coupons)
+
+    # -- upkeep (stored value, profile, password)
+
+    # -- staff (maintainers, categories and cost)
+
     # ---- members --------------------------------------------------------------------
 
     def upsert_member(self, member_id: str, d: dict[str, Any]) -> None:
