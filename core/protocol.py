@@ -78,10 +78,21 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 # default. One block per part:
 MEMBER_PROGRAMME_FIELDS: tuple[str, ...] = (
     # -- tiers (tiers, growth value, member day)
+    "growth",  # growth value (成长值) in the window the tier was evaluated on
+    "tier_since",  # ISO date the tier was last set
     # -- cards (card types as products, card replacement)
+    "card_expires_on",  # ISO date: the last day of a card type with a validity (年卡)
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
+    "occupation",
+    "preferences",  # list of texts
+    "anniversaries",  # list of {"name", "date", "calendar"}
+    "notes",
+    "tags",  # list of texts (e.g. 投诉, 退款)
+    "extra",  # {field: value} of the chain's own profile fields
+    "profile_score",  # data completeness, 0..100
+    "referred_by",  # the member id of who brought this member
     # -- staff (maintainers, categories and cost)
 )
 

@@ -103,6 +103,18 @@ class Member(BaseModel):
     sv_bonus = BigIntegerField(default=0)
     points_debt = BigIntegerField(default=0)  # points reversed on returns after being spent
     updated_at = CharField()
+    # ---- the programme's fields as HQ sends them (core.protocol.MEMBER_PROGRAMME_FIELDS)
+    growth = BigIntegerField(default=0)
+    tier_since = CharField(null=True)
+    card_expires_on = CharField(null=True)
+    occupation = CharField(default="")
+    preferences = JSONField(null=True)
+    anniversaries = JSONField(null=True)
+    notes = TextField(default="")
+    tags = JSONField(null=True)
+    extra = JSONField(null=True)
+    profile_score = IntegerField(default=0)
+    referred_by = CharField(null=True)
 
 
 class MemberAlias(BaseModel):

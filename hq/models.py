@@ -76,6 +76,18 @@ class Member(BaseModel):
     through = JSONText(default=dict)  # {store: highest seq of that store applied here}
     created_at = pw.DateTimeField()
     updated_at = pw.DateTimeField()
+    # ---- the programme's fields (core.protocol.MEMBER_PROGRAMME_FIELDS), sent to stores
+    growth = pw.BigIntegerField(default=0)
+    tier_since = pw.DateField(null=True)
+    card_expires_on = pw.DateField(null=True)
+    occupation = pw.CharField(default="", max_length=64)
+    preferences = JSONText(null=True)
+    anniversaries = JSONText(null=True)
+    notes = pw.TextField(default="")
+    tags = JSONText(null=True)
+    extra = JSONText(null=True)
+    profile_score = pw.IntegerField(default=0)
+    referred_by = pw.CharField(null=True, max_length=36)
 
 
 class PhoneKey(BaseModel):

@@ -362,3 +362,43 @@ def test_sync_config_defaults_and_errors():
     assert any(p.startswith("sync.window") for p in problems)
     _, problems = config_problems({"sync": {"broker_url": "mqtt://127.0.0.1:1884"}})
     assert problems == []
+
+
+PROGRAMME = {
+    "growth": 1234,
+    "tier_since": "2026-11-01",
+    "card_expires_on": "2027-10-31",
+    "occupation": "教师",
+    "preferences": ["无糖"],
+    "anniversaries": [{"name": "结婚纪念日", "date": "2010-05-20", "calendar": "solar"}],
+    "notes": "喜欢周末来",
+    "tags": ["投诉"],
+    "extra": {"车牌": "沪A12345"},
+    "profile_score": 80,
+    "referred_by": OTHER,
+}
+
+
+def _programme_fields(member_id: str) -> dict:
+    m = Member.get_by_id(member_id)
+    return {name: getattr(m, name) for name in PROGRAMME}
+
+
+@pytest.mark.parametrize("path", ["change", "snapshot"])
+def test_the_programme_member_fields_arrive_by_name_by_change_and_by_snapshot(till, path):
+    """core.protocol.MEMBER_PROGRAMME_FIELDS travel under their own names; a record of an
+    older HQ, without them, leaves the till's defaults."""
+    member_id = "01a20000-0000-7000-8000-0000000000a1"
+    data = member_data(member_id, "13700000011", **PROGRAMME)
+    if path == "change":
+        apply(till, Change(1, "member", member_id, "upsert", data))
+    else:
+        rec = {"seq": 5, "entity": "member", "key": member_id, "op": "upsert", "data": data}
+        load_snapshot(till.db, till.store, till.keys, [rec], 5, NOW)
+    assert _programme_fields(member_id) == PROGRAMME
+    # the same member again from an older HQ: every programme field back to its default
+    seq = down_cursor() + 1
+    older = member_data(member_id, "13700000011")
+    assert apply(till, Change(seq, "member", member_id, "upsert", older)) == (1, seq)
+    got = _programme_fields(member_id)
+    assert got["growth"] == 0 and got["tags"] is None and got["notes"] == ""
