@@ -153,6 +153,8 @@ class Product(BaseModel):
     no_points = BooleanField(default=False)
     active = BooleanField(default=True)
     updated_at = CharField()
+    category = CharField(default="", index=True)  # the chain's category code (coupons target it)
+    cost = BigIntegerField(null=True)  # fen, for margin reports; null = not known
 
 
 class Sale(BaseModel):

@@ -167,6 +167,12 @@ class Applier:
         price = d.get("unit_price", d.get("price"))
         if isinstance(price, bool) or not isinstance(price, int):
             raise ProtocolError(f"product {change.key}: unit_price must be integer fen")
+        cost = d.get("cost")
+        if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int)):
+            raise ProtocolError(f"product {change.key}: cost must be integer fen or null")
+        category = d.get("category") or ""
+        if not isinstance(category, str):
+            raise ProtocolError(f"product {change.key}: category must be a text")
         Product.insert(
             sku=change.key,
             barcode=barcode,
@@ -177,6 +183,8 @@ class Applier:
             no_points=bool(d.get("no_points", False)),
             active=bool(d.get("active", True)),
             updated_at=self.now,
+            category=category,
+            cost=cost,
         ).on_conflict_replace().execute()
 
     def _card(self, change: Change, touched: set[str]) -> None:

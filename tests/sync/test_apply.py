@@ -195,6 +195,8 @@ def test_products_cards_blocks_types_tiers_and_coupons(till):
         "unit_price": 1234,
         "barcode": "690000",
         "promo_price": None,
+        "category": "OTC",
+        "cost": 800,
     }
     card = {"card_no": "K1", "member_id": OTHER, "card_type": "银卡", "status": "active"}
     apply(
@@ -225,7 +227,8 @@ def test_products_cards_blocks_types_tiers_and_coupons(till):
             {"kind": "points", "mode": "online_only", "daily_limit": 0},
         ),
     )
-    assert Product.get_by_id("X1").price == 1234
+    x1 = Product.get_by_id("X1")
+    assert (x1.price, x1.category, x1.cost) == (1234, "OTC", 800)
     assert member_svc.by_card("K1").id == OTHER
     assert Setting.get_by_id("card_types").value["银卡"]["discount"] == 950
     assert Setting.get_by_id("offline_policy.points").value["mode"] == "online_only"
@@ -244,6 +247,9 @@ def test_products_cards_blocks_types_tiers_and_coupons(till):
             Change(10, "product", "X2", "upsert", {"sku": "X2", "name": "x", "unit_price": 1.5}),
         )
     assert down_cursor() == 9  # the bad page changed nothing, not even the cursor
+    bad = {"sku": "X2", "name": "x", "unit_price": 100, "cost": "8元"}
+    with pytest.raises(Exception, match="cost"):
+        apply(till, Change(10, "product", "X2", "upsert", bad))
 
 
 def test_a_merge_maps_the_old_id_and_moves_cards_and_balances(demo):
