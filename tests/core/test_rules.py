@@ -69,3 +69,30 @@ def test_the_stored_value_spend_order_travels_only_when_chosen() -> None:
     chosen = Rules.from_dict({"version": 7, "stored_value_spend": "principal_first"})
     assert chosen.to_dict()["stored_value_spend"] == "principal_first"
     assert Rules.from_dict(chosen.to_dict()) == chosen
+
+
+def test_a_document_of_a_newer_schema_or_with_an_unknown_key_is_not_supported():
+    """A till refuses such a document as a whole (core.rules.RulesNotSupported) and keeps
+    the rules it has; a malformed schema number is plain bad input."""
+    from core.rules import RULES_SCHEMA, RulesNotSupported
+
+    doc = DEMO_RULES.to_dict()
+    with pytest.raises(RulesNotSupported, match="newer") as newer:
+        Rules.from_dict(doc | {"schema": RULES_SCHEMA + 1})
+    assert newer.value.field == "schema"
+    with pytest.raises(RulesNotSupported, match="unknown rules keys") as unknown:
+        Rules.from_dict(doc | {"schema": RULES_SCHEMA, "gift_wrap": True})
+    assert unknown.value.field == "gift_wrap"
+    for bad in (0, "2", True, None):
+        with pytest.raises(ValidationError, match="schema") as err:
+            Rules.from_dict(doc | {"schema": bad})
+        assert not isinstance(err.value, RulesNotSupported)
+    assert Rules.from_dict(doc | {"schema": 1}) == DEMO_RULES
+
+
+def test_a_document_that_uses_no_later_field_is_what_the_first_release_wrote():
+    """Later fields go only when used, so older tills keep trading on such documents."""
+    from core.rules import FIRST_RELEASE_KEYS
+
+    assert tuple(DEMO_RULES.to_dict()) == FIRST_RELEASE_KEYS
+    assert tuple(Rules().to_dict()) == FIRST_RELEASE_KEYS

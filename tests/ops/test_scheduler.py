@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hq.config import HqConfig
-from hq.models import HqException, SchedulerState, bind, open_database
-from hq.scheduler import JOBS, Job, Scheduler
+from hq.models import HqException, JobRun, SchedulerState, bind, open_database
+from hq.scheduler import JOBS, Job, JobContext, Scheduler
 from tests.hq.edge_sim import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +100,12 @@ def test_a_failing_job_is_logged_and_the_next_one_runs(db, hq_db_url, caplog):
         assert a.leadership_round()
         assert a.run_job(broken) is True and a.run_job(fine) is True
         assert ran == [1] and "job broken failed" in caplog.text
+        # each run is recorded: the failure with its error, the other as done
+        runs = {r.job: r for r in JobRun.select()}
+        assert runs["broken"].status == "failed"
+        assert runs["broken"].error == "RuntimeError: job broke"
+        assert (runs["fine"].status, runs["fine"].node) == ("ok", "node-0")
+        assert runs["fine"].finished_at is not None
     finally:
         a.leadership.release()
         a.db.close()
@@ -194,3 +200,40 @@ def test_two_scheduler_processes_one_runs_and_the_other_takes_over_when_it_is_ki
     assert second_says.index("node second leads") < second_says.index("running hq-ledger-check")
     assert "node first leads" in (tmp_path / "first.log").read_text()
     assert second.returncode == 0
+
+
+def test_a_run_is_recorded_with_what_the_job_counted(db, hq_db_url):
+    job = Job("counter", dt.timedelta(hours=1), lambda ctx: {"expired_lots": 3, "members": 2})
+    (a,) = nodes(hq_db_url, [job], Clock(), count=1)
+    try:
+        assert a.leadership_round() and a.run_job(job)
+        (run,) = JobRun.select().where(JobRun.job == "counter")
+        assert (run.status, run.counts, run.error) == (
+            "ok",
+            {"expired_lots": 3, "members": 2},
+            None,
+        )
+    finally:
+        a.leadership.release()
+        a.db.close()
+
+
+@pytest.mark.parametrize(
+    ("zone", "utc", "day"),
+    [
+        # 23:30 UTC is already the next day in Shanghai (UTC+8), not yet in London
+        ("Asia/Shanghai", dt.datetime(2026, 12, 31, 23, 30), dt.date(2027, 1, 1)),
+        ("Europe/London", dt.datetime(2026, 12, 31, 23, 30), dt.date(2026, 12, 31)),
+        ("Asia/Shanghai", dt.datetime(2026, 12, 31, 15, 59), dt.date(2026, 12, 31)),
+    ],
+)
+def test_nightly_jobs_run_for_the_chains_business_day(db, zone, utc, day):
+    ctx = JobContext(db, HqConfig(timezone=zone), lambda: utc)
+    assert ctx.today() == day
+
+
+def test_an_unknown_time_zone_is_refused_by_name():
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Asia/Shangai"):
+        HqConfig(timezone="Asia/Shangai").validate()
