@@ -352,7 +352,14 @@ def summary(till: Till, member: Member, today: dt.date | None = None) -> dict[st
         },
         "points": points_balance(member.id, today) - member.points_debt,
         "points_debt": member.points_debt,
-    }
+    } | _card_summary(till, member, today)
+
+
+def _card_summary(till: Till, member: Member, today: dt.date) -> dict[str, Any]:
+    """-- cards: the card's last day, whether it has lapsed, the renewal on offer."""
+    from edge.services.cards import card_summary  # it builds on this module
+
+    return card_summary(till, member, today)
 
 
 def member_count() -> int:
