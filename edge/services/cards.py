@@ -63,6 +63,17 @@ def card_summary(till: Till, member: Member, today: dt.date) -> dict[str, Any]:
     }
 
 
+def refuse_card_product(till: Till, card_type: str) -> None:
+    """A card product is sold (``sell_card``), never given with a registration: a member
+    registers on another card type and buys the card."""
+    if till.rules().cards.product(card_type) is not None:
+        raise ValidationError(
+            f"{card_type}须购买, 请先以其他卡类型登记再购卡 (a card product is sold, not "
+            "given at registration)",
+            field="card_type",
+        )
+
+
 # ---- selling a card product ---------------------------------------------------------
 
 

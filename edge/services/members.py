@@ -249,6 +249,9 @@ class Registration:
 
 def register(till: Till, reg: Registration, cashier: str) -> Member:
     """A new member, usable at once, with one registration message in the outbox."""
+    from edge.services.cards import refuse_card_product  # -- cards (it builds on this module)
+
+    refuse_card_product(till, reg.card_type)
     # the chain's parameters (core.protocol.SCRYPT_N): the hash is checked at every store
     password_hash = hash_secret(reg.password) if reg.password else None
     pinyin, initials = pinyin_keys(reg.name)

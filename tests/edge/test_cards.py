@@ -274,3 +274,54 @@ def test_an_older_till_without_card_products_prices_as_before(app, demo_till):
     assert _quote_rate(client, cashier) == 79900 - 79900 * 950 // 1000
     summary = _summary(client, cashier, _member("C0002").id)
     assert "card_lapsed" not in summary and "renewal" not in summary
+
+
+def test_a_card_product_is_sold_not_given_at_registration(cards_client):
+    cashier = sign_in(cards_client)
+    before = len(_items("registration"))  # the demo's members
+    res = cards_client.post(
+        "/api/v1/members",
+        headers=cashier,
+        json={"name": "王五", "phone": "13900000099", "card_type": "年卡"},
+    )
+    assert res.status_code == 400 and res.json["field"] == "card_type", res.json
+    assert "须购买" in res.json["message"]
+    assert len(_items("registration")) == before
+
+
+def test_a_card_sold_here_outlives_an_older_member_record_from_hq(cards_client, demo_till):
+    from core.protocol import Change
+    from edge.sync.apply import Applier, ensure_sync_tables
+
+    ensure_sync_tables(demo_till.db)
+    cashier = sign_in(cards_client)
+    member = _member("C0002")
+    sold = _sell(cards_client, cashier, member.id).json
+    seq = Outbox.get(Outbox.kind == "card_sale").seq
+    record = {
+        "member_id": member.id,
+        "name": member.name,
+        "card_type": "银卡",  # HQ has not applied the sale yet
+        "card_expires_on": None,
+        "status": "active",
+        "stored_value": {"principal": 0, "bonus": 0},
+        "points_lots": [],
+    }
+
+    def hq_sends(change_seq: int, through: int) -> None:
+        change = Change(change_seq, "member", member.id, "upsert", record | {"through": through})
+        with demo_till.db.atomic():
+            Applier(demo_till.store, demo_till.keys, "2026-11-23T11:00:00+08:00").apply_changes(
+                [change]
+            )
+
+    hq_sends(1, {})
+    after = Member.get_by_id(member.id)
+    assert (after.card_type, after.card_expires_on) == ("年卡", sold["valid_to"])
+    # once HQ has applied the sale (through its seq), HQ's word is the member's card
+    record |= {"card_type": "年卡", "card_expires_on": "2027-11-22"}
+    hq_sends(2, {demo_till.store: seq})
+    assert Member.get_by_id(member.id).card_expires_on == "2027-11-22"
+    record |= {"card_type": "普通卡", "card_expires_on": None}  # e.g. changed by hand at HQ
+    hq_sends(3, {demo_till.store: seq})
+    assert Member.get_by_id(member.id).card_type == "普通卡"
