@@ -301,7 +301,10 @@ def block_card(
         card = Card.get_or_none(Card.card_no == card_no)
         if card is None:
             raise NotFound(f"卡号 {card_no} 未登记 (unknown card)", field="card_no")
-        member_id = member_svc.resolve(card.member_id).id
+        try:
+            member_id: str | None = member_svc.resolve(card.member_id).id
+        except NotFound:  # a card whose member this store lacks is still blocked
+            member_id = card.member_id
         if card.status == "blocked":
             return {"card_no": card_no, "member_id": member_id, "blocked": True, "already": True}
         card.status = "blocked"

@@ -343,11 +343,17 @@ def set_card_type(
     may be given a last day; without one it never lapses."""
     actor = audit.require_actor(by)
     why = audit.require_reason(reason, "更改卡类型")
-    known = known_card_types(latest_rules())
+    rules = latest_rules()
+    known = known_card_types(rules)
     if card_type not in known:
         raise ValidationError(
             f"未知卡类型 {card_type!r}, 可选: {sorted(known)} (unknown card type)",
             field="card_type",
+        )
+    if expires_on is not None and (rules is None or rules.cards.product(card_type) is None):
+        raise ValidationError(
+            f"{card_type} 不是有期限的卡, 不能设有效期 (only a card product has a last day)",
+            field="expires_on",
         )
     with db.atomic():
         member = resolve_member(db, member_id)

@@ -325,3 +325,16 @@ def test_a_card_sold_here_outlives_an_older_member_record_from_hq(cards_client, 
     record |= {"card_type": "普通卡", "card_expires_on": None}  # e.g. changed by hand at HQ
     hq_sends(3, {demo_till.store: seq})
     assert Member.get_by_id(member.id).card_type == "普通卡"
+
+
+def test_an_erased_members_card_receipts_lose_the_masked_name(cards_client):
+    from edge.sync.erase import erase_local_copies
+
+    cashier = sign_in(cards_client)
+    member = _member("C0002")
+    sold = _sell(cards_client, cashier, member.id).json
+    assert CardSale.get_by_id(sold["card_sale_id"]).receipt["member"]["masked_name"]
+    with Member._meta.database.atomic():
+        erase_local_copies(member.id)
+    receipt = CardSale.get_by_id(sold["card_sale_id"]).receipt
+    assert (receipt["member"]["masked_name"], receipt["member"]["masked_phone"]) == ("", "")

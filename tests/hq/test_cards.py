@@ -376,6 +376,9 @@ def test_the_cli_sets_card_types_replaces_and_blocks_cards_audited(
     assert no_reason.exit_code != 0 and "reason" in no_reason.output
     unknown = run("set-card-type", mid, "黑卡", "--by", "hq-li", "--reason", "补录")
     assert unknown.exit_code != 0 and "黑卡" in unknown.output
+    dated = ("--expires-on", "2027-01-31")
+    no_last_day = run("set-card-type", mid, "金卡", "--by", "hq-li", "--reason", "补录", *dated)
+    assert no_last_day.exit_code != 0 and "金卡" in no_last_day.output
     ok = run(
         "set-card-type",
         mid,
