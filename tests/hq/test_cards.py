@@ -452,3 +452,73 @@ def test_a_sale_the_day_after_lapse_is_priced_without_the_discount_and_accepted(
     ack = ingest(payloads[0]["store"], payloads)
     assert ack.rejected == (), ack
     assert Member.get_by_id(member.id).card_expires_on == dt.date(2027, 11, 22)
+
+
+# ---- two real stores and HQ through the broker ------------------------------------------
+
+
+def test_a_card_sold_and_replaced_at_one_store_reaches_another_back_from_offline(
+    tmp_path, mosquitto, worker, hq_db
+):
+    """Store A sells 李四 a 年卡 and replaces her card while store B is offline; B keeps
+    taking the old card until it is back, then refuses it, knows the new one and prices
+    her as a 年卡 holder. HQ applied every item as the tills wrote them."""
+    from peewee import fn
+
+    from edge.sync.apply import down_cursor
+    from tests.sync.helpers import StoreBox, wait_until
+
+    publish_rules(hq_db, RULES.to_dict())
+    clock = Clock(dt.datetime(2026, 11, 27, 10, 0, tzinfo=CN))
+    a = StoreBox(tmp_path / "a", f"A{uuid7()[-6:]}", mosquitto)
+    b = StoreBox(tmp_path / "b", f"B{uuid7()[-6:]}", mosquitto)
+
+    def caught_up(box: StoreBox) -> None:
+        latest = ChangeRecord.select(fn.MAX(ChangeRecord.seq)).scalar()
+        wait_until(lambda: box.query(down_cursor) >= latest, 30, f"{box.code} at {latest}")
+
+    def quote_total(box: StoreBox, card_no: str) -> int:
+        req = sales_svc.BasketRequest.from_request(
+            {"member": {"card_no": card_no}, "lines": [{"sku": "P0009", "qty": 10}]}
+        )
+        return box.query(lambda: sales_svc.quote(box.till, req)["total"])
+
+    try:
+        for box in (a, b):
+            box.till.clock = clock
+        a.load_demo(members=2)
+        b.load_staff_and_products()
+        a.start_agent()
+        wait_until(lambda: a.pending() == 0, 30, "A drained")
+        b.start_agent()
+        caught_up(a)
+        caught_up(b)
+        li = b.query(lambda: member_svc.by_card("C0002").id)
+        assert quote_total(b, "C0002") == 7990 - 7990 * 50 // 1000  # 银卡 at 950
+        b.stop_agent()  # B goes offline
+
+        with a.bound():
+            staff = a.staff()
+            manager = SignedIn("9001", "李店长", "manager")
+            edge_cards.sell_card(a.till, staff, li, "年卡")
+            edge_cards.replace_card(a.till, staff, manager, li, "C0002", "N0002", "卡片损坏")
+        wait_until(lambda: a.pending() == 0, 30, "A drained the card sale and replacement")
+        assert Member.get_by_id(li).card_expires_on == dt.date(2027, 11, 26)
+        assert Card.get_by_id("C0002").status == "blocked"
+        # B, offline, still knows only the old card and the 银卡
+        assert b.query(lambda: member_svc.by_card("C0002").id) == li
+        assert quote_total(b, "C0002") == 7990 - 7990 * 50 // 1000
+
+        b.start_agent()
+        caught_up(b)
+        with pytest.raises(Exception, match="挂失"):
+            b.query(lambda: member_svc.by_card("C0002"))
+        assert b.query(lambda: member_svc.by_card("N0002").id) == li
+        assert b.query(lambda: member_svc.resolve(li).card_expires_on) == "2027-11-26"
+        assert quote_total(b, "N0002") == 7990 - 7990 * 150 // 1000  # 年卡 at 850
+        assert (
+            a.query(lambda: Outbox.select().where(Outbox.reject_code.is_null(False)).count()) == 0
+        )
+    finally:
+        a.close()
+        b.close()
