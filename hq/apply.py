@@ -235,6 +235,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     if sale_id in ctx.cache.known_sales:
         raise Conflict(f"sale {sale_id} was already ingested", field="sale_id")
     check_sale(ctx, body)  # before anything is posted: refused as a whole if it does not add up
+    programme_cards.note_card_not_in_force(ctx, body)  # -- cards: a lapsed card's price
     member = _member_for(ctx, body.get("member_id"))
     principal, bonus = _split(body)
     points_used = _int(body, "points_used")

@@ -204,6 +204,49 @@ def apply_card_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     ctx.changes.member(member.id)
 
 
+def note_card_not_in_force(ctx: ItemContext, body: dict[str, Any]) -> None:
+    """A sale priced with a card product HQ knows the member did not hold in force on the
+    sale's day (lapsed, or another card type): posted as the till priced it (HQ re-prices
+    with the card type the till sent, and a renewal may not have reached HQ in every
+    order of events), but held as a ``card_not_in_force`` exception for staff, with the
+    member discount given as its amount."""
+    pricing_member = (body.get("pricing_input") or {}).get("member") or {}
+    claimed = pricing_member.get("card_type")
+    rules = ctx.cache.rules_for(ctx.item.rules_version)
+    if not body.get("member_id") or rules is None or rules.cards.product(claimed) is None:
+        return
+    try:
+        member = ctx.book.member(body["member_id"])
+    except NotFound:
+        return
+    day = _day(ctx.item.occurred_at)
+    held = member.card_type == claimed and not card_rules.is_lapsed(member.card_expires_on, day)
+    if held:
+        return
+    from hq.models import HqException
+
+    ctx.book.insert(
+        HqException,
+        kind="card_not_in_force",
+        member_id=member.id,
+        store=ctx.item.store,
+        seq=ctx.item.seq,
+        ref=body["sale_id"],
+        details={
+            "reason": f"销售按 {claimed} 计价, 总部记录该会员 {day} 时为 {member.card_type}"
+            f"{'(有效期至 ' + member.card_expires_on.isoformat() + ')' if member.card_expires_on else ''} "
+            f"(sale priced as {claimed}; HQ has the member on {member.card_type} on {day})",
+            "card_type": claimed,
+        },
+        created_at=ctx.now,
+        status="open",
+        balance=None,
+        amount=int(body.get("member_discount") or 0),
+        recovered=0,
+        closed_at=None,
+    )
+
+
 def check_topup_upgrade(ctx: ItemContext, body: dict[str, Any]) -> None:
     """充值升级 said by a top-up item: the card type must be the one the rules' highest
     threshold the principal reaches gives. Checked before the top-up posts anything."""

@@ -452,6 +452,9 @@ def test_a_sale_the_day_after_lapse_is_priced_without_the_discount_and_accepted(
     ack = ingest(payloads[0]["store"], payloads)
     assert ack.rejected == (), ack
     assert Member.get_by_id(member.id).card_expires_on == dt.date(2027, 11, 22)
+    from hq.models import HqException
+
+    assert HqException.select().where(HqException.kind == "card_not_in_force").count() == 0
 
 
 # ---- two real stores and HQ through the broker ------------------------------------------
@@ -522,3 +525,21 @@ def test_a_card_sold_and_replaced_at_one_store_reaches_another_back_from_offline
     finally:
         a.close()
         b.close()
+
+
+def test_a_sale_priced_with_a_card_hq_knows_lapsed_is_held_as_an_exception(
+    card_rules, store_code, hq_db
+):
+    from hq.models import HqException
+
+    items = Items(store_code)  # its clock: 2026-11-23 onwards
+    mid = registered(store_code, items)
+    hq_cards.set_card_type(hq_db, mid, "年卡", "hq-li", "补录", NOW, dt.date(2026, 11, 22))
+    fair = items.sale(mid, rules_version=5)  # priced as 普通卡, the fallback: nothing to note
+    claimed = items.sale(mid, rules_version=5)
+    claimed["body"]["pricing_input"]["member"]["card_type"] = "年卡"  # the lapsed card
+    ack = ingest(store_code, [fair, claimed])
+    assert ack.rejected == ()  # posted as priced: HQ never loses a store's sale
+    (held,) = HqException.select().where(HqException.kind == "card_not_in_force")
+    assert (held.member_id, held.ref) == (mid, claimed["body"]["sale_id"])
+    assert "年卡" in held.details["reason"]
