@@ -250,3 +250,87 @@ def test_bad_cards_sections_are_refused_by_field(cards: dict, field: str) -> Non
     with pytest.raises(ValidationError) as err:
         Rules.from_dict({"version": 2, "schema": 2, "cards": cards})
     assert err.value.field == field
+
+
+# ---- the up items' bodies (core.protocol) --------------------------------------------
+
+MEMBER = "01a20000-0000-7000-8000-000000000001"
+CARD_SALE = {
+    "card_sale_id": "s1",
+    "member_id": MEMBER,
+    "card_type": "年卡",
+    "price": 19800,
+    "valid_from": "2026-11-23",
+    "valid_to": "2027-11-22",
+    "renewal": False,
+    "tender": "cash",
+    "cashier": "1001",
+}
+REPLACE = {
+    "replace_id": "r1",
+    "member_id": MEMBER,
+    "old_card_no": "C0001",
+    "new_card_no": "N0001",
+    "reason": "换卡",
+    "cashier": "1001",
+    "approved_by": "9001",
+}
+BLOCK = {
+    "block_id": "b1",
+    "card_no": "C0001",
+    "member_id": None,
+    "reason": "挂失",
+    "cashier": "1001",
+    "approved_by": "9001",
+}
+TOPUP = {
+    "topup_id": "t1",
+    "member_id": MEMBER,
+    "principal": 50000,
+    "bonus": 0,
+    "tender": "cash",
+    "cashier": "1001",
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("card_sale", CARD_SALE),
+        ("card_replace", REPLACE),
+        ("card_block", BLOCK),
+        ("topup", TOPUP | {"card_type": "金卡"}),
+        ("topup", TOPUP),
+    ],
+)
+def test_the_card_items_a_till_sends_are_valid(kind: str, body: dict) -> None:
+    from core.protocol import BODY_VALIDATORS
+
+    assert BODY_VALIDATORS[kind](dict(body), kind) == body
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "field"),
+    [
+        ("card_sale", CARD_SALE | {"price": -1}, "price"),
+        ("card_sale", CARD_SALE | {"price": 1.5}, "price"),
+        ("card_sale", CARD_SALE | {"valid_to": "2026-11-22"}, "valid_to"),
+        ("card_sale", CARD_SALE | {"valid_from": "2026-13-01"}, "valid_from"),
+        ("card_sale", CARD_SALE | {"renewal": "no"}, "renewal"),
+        ("card_sale", CARD_SALE | {"tender": "stored_value"}, "tender"),
+        ("card_sale", CARD_SALE | {"member_id": "nobody"}, "member_id"),
+        ("card_replace", REPLACE | {"new_card_no": "C0001"}, "new_card_no"),
+        ("card_replace", REPLACE | {"approved_by": None}, "approved_by"),
+        ("card_block", BLOCK | {"card_no": ""}, "card_no"),
+        ("card_block", BLOCK | {"reason": 3}, "reason"),
+        ("topup", TOPUP | {"card_type": ""}, "card_type"),
+        ("topup", TOPUP | {"card_type": 5}, "card_type"),
+    ],
+)
+def test_bad_card_items_are_refused_by_field(kind: str, body: dict, field: str) -> None:
+    from core.errors import ProtocolError
+    from core.protocol import BODY_VALIDATORS
+
+    with pytest.raises(ProtocolError) as err:
+        BODY_VALIDATORS[kind](dict(body), kind)
+    assert err.value.field == field
