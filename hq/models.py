@@ -712,7 +712,7 @@ class CardTypeChange(BaseModel):
     from_type = pw.CharField(max_length=32, null=True)
     to_type = pw.CharField(max_length=32)
     expires_on = pw.DateField(null=True)
-    reason = pw.CharField(max_length=16)  # sale | renewal | upgrade | lapse | manual
+    reason = pw.CharField(max_length=16)  # sale | renewal | upgrade | lapse | manual | merge
     ref = pw.CharField(max_length=64, null=True)
     store = pw.CharField(max_length=32, null=True)
     by = pw.CharField(max_length=64, null=True)

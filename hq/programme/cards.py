@@ -327,6 +327,35 @@ def apply_card_block(ctx: ItemContext, body: dict[str, Any]) -> None:
     )
 
 
+# ---- merges ---------------------------------------------------------------------------
+
+
+def merge_cards(loser: Member, survivor: Member, now: dt.datetime) -> None:
+    """Two members becoming one (hq.members.merge_members, before the survivor is saved):
+    the card history moves to the survivor, and a card product the other record holds
+    with a later last day (one the member paid for) comes with it when the survivor is
+    on the default card type or on a card product ending sooner."""
+    for model in (CardSale, CardTypeChange):
+        model.update(member_id=survivor.id).where(model.member_id == loser.id).execute()
+    if loser.card_expires_on is None or loser.card_expires_on < now.date():
+        return
+    survivor_is_plain = survivor.card_type in (None, "", CARD_TYPE_DEFAULT)
+    survivor_ends_sooner = (
+        survivor.card_expires_on is not None and survivor.card_expires_on < loser.card_expires_on
+    )
+    if survivor_is_plain or survivor_ends_sooner:
+        CardTypeChange.insert(
+            member_id=survivor.id,
+            from_type=survivor.card_type,
+            to_type=loser.card_type,
+            expires_on=loser.card_expires_on,
+            reason="merge",
+            ref=loser.id,
+            at=now,
+        ).on_conflict_ignore().execute()
+        survivor.card_type, survivor.card_expires_on = loser.card_type, loser.card_expires_on
+
+
 # ---- the nightly job ------------------------------------------------------------------
 
 

@@ -543,3 +543,24 @@ def test_a_sale_priced_with_a_card_hq_knows_lapsed_is_held_as_an_exception(
     (held,) = HqException.select().where(HqException.kind == "card_not_in_force")
     assert (held.member_id, held.ref) == (mid, claimed["body"]["sale_id"])
     assert "年卡" in held.details["reason"]
+
+
+def test_a_paid_card_and_its_history_follow_a_merge(card_rules, store_code, hq_db):
+    from hq.services import staff_merge
+
+    items = Items(store_code)
+    paid, plain = registered(store_code, items), registered(store_code, items)
+    sale = card_sale(items, paid, "2026-11-23", "2027-11-22")
+    assert ingest(store_code, [sale]).rejected == ()
+    staff_merge(hq_db, paid, plain, "hq-li", NOW)
+    survivor = Member.get_by_id(plain)
+    assert (survivor.card_type, survivor.card_expires_on) == ("年卡", dt.date(2027, 11, 22))
+    assert CardSale.get_by_id(sale["body"]["card_sale_id"]).member_id == plain
+    assert CardTypeChange.get(CardTypeChange.reason == "merge").ref == paid
+    assert _member_changes(plain)[-1]["card_expires_on"] == "2027-11-22"
+    # a survivor whose own card ends later keeps it
+    longer, shorter = registered(store_code, items), registered(store_code, items)
+    hq_cards.set_card_type(hq_db, longer, "年卡", "hq-li", "补录", NOW, dt.date(2028, 1, 1))
+    hq_cards.set_card_type(hq_db, shorter, "年卡", "hq-li", "补录", NOW, dt.date(2027, 1, 1))
+    staff_merge(hq_db, shorter, longer, "hq-li", NOW)
+    assert Member.get_by_id(longer).card_expires_on == dt.date(2028, 1, 1)
