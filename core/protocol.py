@@ -7,6 +7,7 @@ the prose contract; this module is its executable half.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import gzip
 import hashlib
 import io
@@ -64,6 +65,9 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # ---- programme kinds (issue 11), one block per part:
     # -- tiers (tiers, growth value, member day)
     # -- cards (card types as products, card replacement)
+    "card_sale": {"card_sale_id": str, "member_id": str, "card_type": str, "price": int},
+    "card_replace": {"replace_id": str, "member_id": str, "old_card_no": str, "new_card_no": str},
+    "card_block": {"block_id": str, "card_no": str},
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
@@ -1113,6 +1117,88 @@ class TopUpBody(TypedDict):
     bonus: int
     tender: str  # "cash"
     cashier: str
+    card_type: NotRequired[str]  # -- cards: 充值升级 to this card type (rules' cards.upgrades)
+
+
+# -- cards (card types as products, card replacement; docs/programme/cards.md)
+
+
+class CardSaleBody(TypedDict):
+    card_sale_id: str
+    member_id: str
+    card_type: str  # the card product sold (rules' cards.products)
+    price: int  # fen paid, the product's price in the item's rules version
+    valid_from: str  # ISO date, first valid day
+    valid_to: str  # ISO date, last valid day
+    renewal: bool
+    tender: str  # "cash"
+    cashier: str
+    approved_by: NotRequired[str | None]
+
+
+class CardReplaceBody(TypedDict):
+    replace_id: str
+    member_id: str
+    old_card_no: str  # blocked chain-wide
+    new_card_no: str  # issued to the member, active
+    reason: str
+    cashier: str
+    approved_by: str  # the manager who approved
+
+
+class CardBlockBody(TypedDict):
+    block_id: str
+    card_no: str
+    member_id: str | None
+    reason: str
+    cashier: str
+    approved_by: str
+
+
+def validate_card_sale_body(body: dict[str, Any], where: str = "card_sale body") -> CardSaleBody:
+    _texts(body, ("card_sale_id",), where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=False)
+    _texts(body, ("card_type",), where, MAX_LABEL_LEN)
+    _amounts(body, ("price",), where)
+    _texts(body, ("valid_from", "valid_to"), where, MAX_TIME_LEN)
+    for key in ("valid_from", "valid_to"):
+        try:
+            dt.date.fromisoformat(body[key])
+        except ValueError:
+            raise ProtocolError(f"{where}: {key} is not an ISO date", field=key) from None
+    if body["valid_to"] < body["valid_from"]:
+        raise ProtocolError(f"{where}: valid_to is before valid_from", field="valid_to")
+    _flags(body, ("renewal",), where)
+    if body.get("tender") != "cash":
+        _text(body, "tender", where, MAX_LABEL_LEN)
+        raise ProtocolError(f"{where}: tender must be 'cash'", field="tender")
+    _staff(body, where)
+    return cast(CardSaleBody, body)
+
+
+def validate_card_replace_body(
+    body: dict[str, Any], where: str = "card_replace body"
+) -> CardReplaceBody:
+    _texts(body, ("replace_id",), where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=False)
+    _texts(body, ("old_card_no", "new_card_no"), where, MAX_CODE_LEN)
+    if body["old_card_no"] == body["new_card_no"]:
+        raise ProtocolError(f"{where}: new_card_no is the old card", field="new_card_no")
+    _texts(body, ("reason",), where, MAX_NAME_LEN)
+    _texts(body, ("cashier", "approved_by"), where, MAX_CODE_LEN)
+    return cast(CardReplaceBody, body)
+
+
+def validate_card_block_body(body: dict[str, Any], where: str = "card_block body") -> CardBlockBody:
+    _texts(body, ("block_id",), where, MAX_ID_LEN)
+    _texts(body, ("card_no",), where, MAX_CODE_LEN)
+    _member_id(body, "member_id", where, nullable=True)
+    _texts(body, ("reason",), where, MAX_NAME_LEN)
+    _texts(body, ("cashier", "approved_by"), where, MAX_CODE_LEN)
+    return cast(CardBlockBody, body)
+
+
+# -- end of cards
 
 
 class RegistrationBody(TypedDict):
@@ -1401,6 +1487,8 @@ def validate_topup_body(body: dict[str, Any], where: str = "topup body") -> TopU
         _text(body, "tender", where, MAX_LABEL_LEN)
         raise ProtocolError(f"{where}: tender must be 'cash'", field="tender")
     _texts(body, ("cashier",), where, MAX_CODE_LEN)
+    # -- cards: 充值升级, the card type this top-up moved the member to (absent: none)
+    _optional_texts(body, ("card_type",), where, MAX_LABEL_LEN)
     return cast(TopUpBody, body)
 
 
@@ -1471,6 +1559,9 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     # ---- programme kinds (issue 11), one block per part:
     # -- tiers (tiers, growth value, member day)
     # -- cards (card types as products, card replacement)
+    "card_sale": validate_card_sale_body,
+    "card_replace": validate_card_replace_body,
+    "card_block": validate_card_block_body,
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)

@@ -86,6 +86,187 @@ def _default(f: Field) -> Any:
     return MISSING
 
 
+# -- cards: card types as products (docs/programme/cards.md)
+
+CARD_TYPE_DEFAULT = "普通卡"
+MAX_VALIDITY_MONTHS = 120
+MAX_VALIDITY_DAYS = 3660
+
+
+def _card_label(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 32:
+        raise ValidationError(
+            f"{field_name} 须为1到32个字的卡类型名 (must be a card type name of 1..32 characters)",
+            field=field_name,
+        )
+    return value
+
+
+def _card_int(data: dict[str, Any], key: str, where: str, lo: int, hi: int) -> int:
+    value = data.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValidationError(
+            f"{where}.{key} 须为 {lo}..{hi} 的整数 (must be an integer in {lo}..{hi})",
+            field=f"{where}.{key}",
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class CardProduct:
+    """A card type sold as a product (the 198元年卡): its price in fen, its validity in
+    months or days (one of them), whether a holder may renew it before it lapses, and the
+    card type a member falls back to when it lapses."""
+
+    card_type: str
+    price: int
+    months: int = 0
+    days: int = 0
+    renewable: bool = True
+    fallback: str = CARD_TYPE_DEFAULT
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"card_type": self.card_type, "price": self.price}
+        if self.months:
+            out["months"] = self.months
+        if self.days:
+            out["days"] = self.days
+        return out | {"renewable": self.renewable, "fallback": self.fallback}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "cards.products") -> CardProduct:
+        if isinstance(data, CardProduct):
+            return data
+        if not isinstance(data, dict):
+            raise ValidationError(f"{where} 须为对象 (must be an object)", field=where)
+        unknown = set(data) - {"card_type", "price", "months", "days", "renewable", "fallback"}
+        if unknown:
+            raise ValidationError(
+                f"{where}: 未知字段 {sorted(unknown)} (unknown keys)",
+                field=f"{where}.{sorted(unknown)[0]}",
+            )
+        card_type = _card_label(data.get("card_type"), f"{where}.card_type")
+        fallback = _card_label(data.get("fallback", CARD_TYPE_DEFAULT), f"{where}.fallback")
+        if fallback == card_type:
+            raise ValidationError(
+                f"{where}.fallback 不能是卡类型本身 (a card cannot fall back to itself)",
+                field=f"{where}.fallback",
+            )
+        from core.money import MAX_AMOUNT
+
+        price = _card_int(data, "price", where, 0, MAX_AMOUNT)
+        months = _card_int(data, "months", where, 0, MAX_VALIDITY_MONTHS)
+        days = _card_int(data, "days", where, 0, MAX_VALIDITY_DAYS)
+        if (months > 0) == (days > 0):
+            raise ValidationError(
+                f"{where}: 有效期须为月数或天数之一 (give exactly one of months and days)",
+                field=f"{where}.months",
+            )
+        renewable = data.get("renewable", True)
+        if not isinstance(renewable, bool):
+            raise ValidationError(f"{where}.renewable 须为 true/false", field=f"{where}.renewable")
+        return cls(card_type, price, months, days, renewable, fallback)
+
+
+@dataclass(frozen=True, slots=True)
+class CardUpgrade:
+    """充值升级: a single top-up of at least ``threshold`` fen moves the member to ``card_type``."""
+
+    threshold: int
+    card_type: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "card_type": self.card_type}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "cards.upgrades") -> CardUpgrade:
+        if isinstance(data, CardUpgrade):
+            return data
+        if not isinstance(data, dict) or set(data) - {"threshold", "card_type"}:
+            raise ValidationError(
+                f"{where} 须为 {{threshold, card_type}} (must be an object of threshold and card_type)",
+                field=where,
+            )
+        from core.money import MAX_AMOUNT
+
+        threshold = _card_int(data, "threshold", where, 1, MAX_AMOUNT)
+        return cls(threshold, _card_label(data.get("card_type"), f"{where}.card_type"))
+
+
+@dataclass(frozen=True, slots=True)
+class CardRules:
+    """The rules' ``cards`` section: card products and top-up upgrades (core/cards.py
+    applies them)."""
+
+    products: tuple[CardProduct, ...] = ()
+    upgrades: tuple[CardUpgrade, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "products": [p.to_dict() for p in self.products],
+            "upgrades": [u.to_dict() for u in self.upgrades],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CardRules:
+        if isinstance(data, CardRules):
+            return data
+        if not isinstance(data, dict) or set(data) - {"products", "upgrades"}:
+            raise ValidationError(
+                "cards 须为 {products, upgrades} (cards must be an object of products and upgrades)",
+                field="cards",
+            )
+        out = []
+        for key, decode in (
+            ("products", CardProduct.from_dict),
+            ("upgrades", CardUpgrade.from_dict),
+        ):
+            raw = data.get(key, [])
+            if not isinstance(raw, list | tuple):
+                raise ValidationError(
+                    f"cards.{key} 须为列表 (must be a list)", field=f"cards.{key}"
+                )
+            out.append(tuple(decode(x, f"cards.{key}[{i}]") for i, x in enumerate(raw)))
+        products, upgrades = out
+        names = [p.card_type for p in products]
+        if len(set(names)) != len(names):
+            raise ValidationError(
+                "cards.products: 同一卡类型出现两次 (a card type is sold once)",
+                field="cards.products",
+            )
+        sold = set(names)
+        for i, p in enumerate(products):
+            if p.fallback in sold:
+                raise ValidationError(
+                    f"cards.products[{i}].fallback 不能是另一种有期限的卡 "
+                    "(a card falls back to a card type without a validity)",
+                    field=f"cards.products[{i}].fallback",
+                )
+        thresholds = [u.threshold for u in upgrades]
+        if len(set(thresholds)) != len(thresholds):
+            raise ValidationError(
+                "cards.upgrades: 充值门槛重复 (two upgrades at one threshold)",
+                field="cards.upgrades",
+            )
+        for i, u in enumerate(upgrades):
+            if u.card_type in sold:
+                raise ValidationError(
+                    f"cards.upgrades[{i}].card_type 是需购买的卡 (an upgrade moves to a card "
+                    "type without a validity, not to one that is sold)",
+                    field=f"cards.upgrades[{i}].card_type",
+                )
+        return cls(products, tuple(sorted(upgrades, key=lambda u: u.threshold)))
+
+    def product(self, card_type: str | None) -> CardProduct | None:
+        for p in self.products:
+            if p.card_type == card_type:
+                return p
+        return None
+
+
+# -- end of cards
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     version: int = 1
@@ -116,6 +297,7 @@ class Rules:
     # -- tiers, growth value and member day (docs/programme/tiers.md)
 
     # -- card types as products (docs/programme/cards.md)
+    cards: CardRules = field(default_factory=CardRules, metadata=section(CardRules.from_dict))
 
     # -- points rules (docs/programme/points.md)
 

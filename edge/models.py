@@ -486,6 +486,25 @@ MODELS += [MemberBase, SyncCoupon]
 
 # -- cards (card types as products, card replacement)
 
+
+class CardSale(BaseModel):
+    """A card product sold at this till (the 198元年卡): what it gave, and its receipt."""
+
+    id = CharField(primary_key=True)
+    member_id = CharField(index=True)
+    card_type = CharField()
+    price = BigIntegerField()
+    valid_from = CharField()
+    valid_to = CharField()
+    renewal = BooleanField(default=False)
+    cashier = CharField()
+    occurred_at = CharField()
+    receipt = JSONField()
+
+
+MODELS += [CardSale]
+
+
 # -- points (points rules, gifts, referral)
 
 # -- coupons (coupons)

@@ -38,6 +38,7 @@ from hq.models import (
     one_of,
 )
 from hq.privacy import apply_consent, apply_registration_consent
+from hq.programme import cards as programme_cards
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -234,6 +235,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     if sale_id in ctx.cache.known_sales:
         raise Conflict(f"sale {sale_id} was already ingested", field="sale_id")
     check_sale(ctx, body)  # before anything is posted: refused as a whole if it does not add up
+    programme_cards.note_card_not_in_force(ctx, body)  # -- cards: a lapsed card's price
     member = _member_for(ctx, body.get("member_id"))
     principal, bonus = _split(body)
     points_used = _int(body, "points_used")
@@ -352,6 +354,7 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
         raise Conflict(f"top-up {topup_id} was already ingested", field="topup_id")
     principal, bonus = _int(body, "principal"), _int(body, "bonus")
     check_topup(ctx, principal, bonus)
+    programme_cards.check_topup_upgrade(ctx, body)  # -- cards: 充值升级
     member = _member_for(ctx, body["member_id"])
     assert member is not None  # noqa: S101 - member_id is required by the envelope
     ctx.cache.known_topups.add(topup_id)
@@ -368,6 +371,7 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
         ingested_at=ctx.now,
     )
     post_stored_value(member, principal, bonus, ctx.posting("topup", topup_id), ctx.book)
+    programme_cards.apply_topup_upgrade(ctx, body, member)  # -- cards: 充值升级
     touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)
 
@@ -386,6 +390,9 @@ APPLIERS = {
     # ---- programme kinds (issue 11), one block per part:
     # -- tiers (tiers, growth value, member day)
     # -- cards (card types as products, card replacement)
+    "card_sale": programme_cards.apply_card_sale,
+    "card_replace": programme_cards.apply_card_replace,
+    "card_block": programme_cards.apply_card_block,
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)

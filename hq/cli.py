@@ -506,6 +506,9 @@ main.add_command(enrol_store)  # hq/cli_enrol.py
 # -- tiers (tiers, growth value, member day)
 
 # -- cards (card types as products, card replacement)
+from hq import cli_cards  # noqa: E402
+
+cli_cards.register(main)
 
 # -- points (points rules, gifts, referral)
 

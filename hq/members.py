@@ -207,6 +207,9 @@ def merge_members(
         through[code] = max(seq, through.get(code, 0))
     survivor.through = through
     survivor.updated_at = now
+    from hq.programme.cards import merge_cards  # -- cards (it builds on this module)
+
+    merge_cards(loser, survivor, now)
     survivor.save()
     # one side's debt is now netted against the other side's balance
     sv_netted = sv_debt_before - max(0, -(survivor.sv_principal + survivor.sv_bonus))

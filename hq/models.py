@@ -683,6 +683,47 @@ MODELS += [AuditEntry, JobRun]
 
 # -- cards (card types as products, card replacement)
 
+
+class CardSale(BaseModel):
+    """A card product sold at a till (the 198元年卡), as HQ applied it: the price checked
+    against the rules version the store priced with, the period HQ gave."""
+
+    card_sale_id = pw.CharField(primary_key=True, max_length=64)
+    store = pw.CharField(max_length=32)
+    seq = pw.BigIntegerField()
+    member_id = pw.CharField(max_length=36, index=True)
+    card_type = pw.CharField(max_length=32)
+    price = pw.BigIntegerField()
+    valid_from = pw.DateField()
+    valid_to = pw.DateField()
+    renewal = pw.BooleanField(default=False)
+    rules_version = pw.IntegerField()
+    occurred_at = pw.CharField()
+    body = JSONText()
+    ingested_at = pw.DateTimeField()
+
+
+class CardTypeChange(BaseModel):
+    """Every change of a member's card type: a sale, a 充值升级, a lapse to the fallback,
+    a change by hand. ``ref`` is the sale or top-up id, or ``lapse:<last day>`` (one
+    lapse per member and last day: the nightly job's re-run finds it done)."""
+
+    member_id = pw.CharField(max_length=36, index=True)
+    from_type = pw.CharField(max_length=32, null=True)
+    to_type = pw.CharField(max_length=32)
+    expires_on = pw.DateField(null=True)
+    reason = pw.CharField(max_length=16)  # sale | renewal | upgrade | lapse | manual | merge
+    ref = pw.CharField(max_length=64, null=True)
+    store = pw.CharField(max_length=32, null=True)
+    by = pw.CharField(max_length=64, null=True)
+    at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("member_id", "reason", "ref"), True),)
+
+
+MODELS += [CardSale, CardTypeChange]
+
 # -- points (points rules, gifts, referral)
 
 # -- coupons (coupons)

@@ -49,6 +49,7 @@ from hq.models import (
     open_database,
     utcnow,
 )
+from hq.programme import cards as programme_cards  # -- cards: card-expiry
 
 log = logging.getLogger("hq.scheduler")
 
@@ -137,6 +138,7 @@ JOBS: list[Job] = [
     # per part; nightly ones run for ``ctx.today()`` and are idempotent per day
     # -- tiers (tiers, growth value, member day)
     # -- cards (card types as products, card replacement)
+    Job("card-expiry", dt.timedelta(days=1), programme_cards.expire_cards),
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)

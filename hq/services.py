@@ -191,23 +191,16 @@ def staff_merge(
 def block_card(
     db: pw.Database, card_no: str, blocked: bool, reason: str, now: dt.datetime
 ) -> list[Change]:
-    """Block (挂失) or unblock a card chain-wide; the block goes down to every store."""
-    from hq.changes import card_state
+    """Block (挂失) or unblock a card chain-wide; the block goes down to every store
+    (``hq.programme.cards.set_card_blocked``, the path the tills' items take too)."""
+    from hq.programme.cards import set_card_blocked
 
     with db.atomic():
         card = Card.get_or_none(Card.card_no == card_no)
         if card is None:
             raise NotFound(f"卡不存在: {card_no}", field="card_no")
-        card.status = "blocked" if blocked else "active"
-        card.blocked_reason = reason if blocked else None
-        card.save()
         changes = ChangeSet()
-        changes.add("card", card.card_no, card_state(card))
-        changes.add(
-            "card_block",
-            card.card_no,
-            {"card_no": card.card_no, "blocked": blocked, "reason": reason},
-        )
+        set_card_blocked(card, blocked, reason, changes)
         return flush_changes(db, changes, now)
 
 

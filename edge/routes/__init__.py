@@ -14,6 +14,9 @@ def blueprints() -> list[Blueprint]:
     # -- tiers
 
     # -- cards
+    from edge.routes import cards
+
+    parts.append(cards.bp)
 
     # -- points
 

@@ -249,6 +249,9 @@ class Registration:
 
 def register(till: Till, reg: Registration, cashier: str) -> Member:
     """A new member, usable at once, with one registration message in the outbox."""
+    from edge.services.cards import refuse_card_product  # -- cards (it builds on this module)
+
+    refuse_card_product(till, reg.card_type)
     # the chain's parameters (core.protocol.SCRYPT_N): the hash is checked at every store
     password_hash = hash_secret(reg.password) if reg.password else None
     pinyin, initials = pinyin_keys(reg.name)
@@ -352,7 +355,14 @@ def summary(till: Till, member: Member, today: dt.date | None = None) -> dict[st
         },
         "points": points_balance(member.id, today) - member.points_debt,
         "points_debt": member.points_debt,
-    }
+    } | _card_summary(till, member, today)
+
+
+def _card_summary(till: Till, member: Member, today: dt.date) -> dict[str, Any]:
+    """-- cards: the card's last day, whether it has lapsed, the renewal on offer."""
+    from edge.services.cards import card_summary  # it builds on this module
+
+    return card_summary(till, member, today)
 
 
 def member_count() -> int:

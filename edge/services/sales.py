@@ -19,6 +19,7 @@ from core.rules import Rules
 from core.stored_value import Split, refund_split, spend_split, topup_split
 from core.tenders import TENDER_KINDS, Settlement, Tender, settle, sum_by_kind
 from edge.models import Ledger, Member, PointsLot, Product, Sale, SaleLine, SaleReturn, TopUp
+from edge.services import cards as cards_svc
 from edge.services import members as member_svc
 from edge.services import receipts
 from edge.services.context import SpendDecision, SpendRequest, Till
@@ -245,7 +246,9 @@ def price(
                 "no_points": p.no_points,
             }
         )
-    ctx = MemberContext(member.id, member.card_type, member.tier) if member else None
+    # -- cards: a lapsed card product prices as its fallback (edge/services/cards.py)
+    card_type = cards_svc.in_force(till, member, till.now().date(), rules) if member else None
+    ctx = MemberContext(member.id, card_type, member.tier) if member else None
     basket = price_basket(
         rules, lines, ctx, req.order_discount_rate, req.manual_adjustment, till.rounding(rules)
     )
@@ -258,7 +261,11 @@ def quote(till: Till, req: BasketRequest) -> dict[str, Any]:
     today = till.now().date()
     out = basket_dict(basket)
     out["points_preview"] = (
-        points_earned(till.rules(), member.card_type, basket.points_base, today) if member else 0
+        points_earned(
+            till.rules(), cards_svc.in_force(till, member, today), basket.points_base, today
+        )
+        if member
+        else 0
     )
     out["member"] = member_svc.summary(till, member, today) if member else None
     return out
@@ -540,7 +547,7 @@ def _write_sale(
             lots_used = consume(member_svc.live_lots(member.id, today), points_needed, today)
         earned = sale_points_earned(
             rules,
-            member.card_type,
+            cards_svc.in_force(till, member, today, rules),
             basket.points_base,
             basket.total,
             settlement.points_fen,
@@ -593,7 +600,11 @@ def _write_sale(
         "approved_by": approver.code if approver else None,
         "pricing_input": {
             "lines": inputs,
-            "member": {"member_id": member.id, "card_type": member.card_type, "tier": member.tier}
+            "member": {
+                "member_id": member.id,
+                "card_type": cards_svc.in_force(till, member, today, rules),
+                "tier": member.tier,
+            }
             if member
             else None,
             "order_discount_rate": req.basket.order_discount_rate,
@@ -1059,6 +1070,10 @@ def top_up(
             "tender": "cash",
             "cashier": staff.code,
         }
+        # -- cards: 充值升级, in the top-up's transaction and said in its item
+        upgraded = cards_svc.upgrade_on_topup(till, member, split.principal, rules, at)
+        if upgraded:
+            body["card_type"] = upgraded
         enqueue(till, "topup", body, at, rules.version)
         receipt = receipts.topup_receipt(till, body, member, staff, at, now.date())
         TopUp.create(
@@ -1076,7 +1091,7 @@ def top_up(
         "principal": split.principal,
         "bonus": split.bonus,
         "receipt": receipt.to_dict(),
-    }
+    } | ({"card_type": upgraded} if upgraded else {})
 
 
 _TOPPED_UP_TODAY_SQL = (

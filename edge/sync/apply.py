@@ -248,6 +248,25 @@ class Applier:
 
     # -- cards (card types as products, card replacement)
 
+    def keep_local_card_changes(self, member_ids: list[str], through: int) -> None:
+        """A card sold here, or a 充值升级 made here, that HQ had not applied when it sent
+        the member (seq > ``through``) stays: HQ's card type and last day are replaced by
+        those of this store's latest such item, as the balances are by its other items."""
+        marks = ", ".join("?" for _ in member_ids)
+        row = _one(
+            "SELECT kind, json_extract(payload, '$.body.card_type'), "  # noqa: S608
+            "json_extract(payload, '$.body.valid_to') FROM outbox "
+            f"WHERE {OUTBOX_MEMBER} IN ({marks}) AND seq > ? AND reject_code IS NULL "
+            "AND (kind = 'card_sale' OR (kind = 'topup' "
+            "AND json_extract(payload, '$.body.card_type') IS NOT NULL)) "
+            "ORDER BY seq DESC LIMIT 1",
+            (*member_ids, through),
+        )
+        if row is not None:
+            Member.update(card_type=row[1], card_expires_on=row[2]).where(
+                Member.id == member_ids[0]
+            ).execute()
+
     # -- points (points rules, gifts, referral)
 
     # -- coupons (coupons)
@@ -352,6 +371,7 @@ class Applier:
         ids = [member_id] + [old for (old,) in _all(SQL.aliases_of, (member_id,))]
         for item in unreflected_items(ids, through):
             principal, bonus, debt = replay(item, principal, bonus, debt, lots)
+        self.keep_local_card_changes(ids, through)  # -- cards
         cached = [_Lot(*row) for row in _all(SQL.lots_of, (member_id,))]
         held_here = {lot.lot_id for lot in cached}
         elsewhere = [k for k in lots if k not in held_here]

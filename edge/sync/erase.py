@@ -49,12 +49,18 @@ _SCRUB_TOPUPS = (
     f"WHERE member_id = ? AND {_HAS_MEMBER.format('receipt')}"
 )
 
+# -- cards: a card product's receipt carries the member block too
+_SCRUB_CARD_SALES = (
+    f"UPDATE card_sale SET receipt = {_RECEIPT.format('receipt')} "  # noqa: S608
+    f"WHERE member_id = ? AND {_HAS_MEMBER.format('receipt')}"
+)
+
 
 def erase_local_copies(member_id: str) -> None:
     """Clear this store's copies of an erased member's personal data (inside the
     applier's transaction)."""
     db = Member._meta.database
     db.execute_sql(_CLEAR_MEMBER, (member_id,))
-    for sql in (_SCRUB_OUTBOX, _SCRUB_SALES, _SCRUB_RETURNS, _SCRUB_TOPUPS):
+    for sql in (_SCRUB_OUTBOX, _SCRUB_SALES, _SCRUB_RETURNS, _SCRUB_TOPUPS, _SCRUB_CARD_SALES):
         db.execute_sql(sql, (member_id,))
     log.info("member %s erased at HQ: personal data cleared here", member_id)

@@ -57,6 +57,10 @@ ROLES = {
     "devices.rehearse": CASHIER,
     "devices.scan": CASHIER,
     "devices.reader_next": CASHIER,
+    # -- cards: a card product is sold as a top-up is; replacing and blocking need a manager
+    "cards.sell_card_product": CASHIER,
+    "cards.replace_member_card": MANAGER,
+    "cards.block_lost_card": MANAGER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}
