@@ -68,6 +68,8 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
+    # a store manager's decision at the till on a maintainer transfer (docs/programme/staff.md)
+    "staff_decision": {"transfer_id": str, "decision": str, "decided_at": str},
     # ---- end of programme kinds
 }
 
@@ -561,6 +563,10 @@ CHANGE_ENTITIES = (
     "coupon",
     "merge",
     "offline_policy",
+    # -- staff (maintainers, categories and cost): HQ's staff registry and the open
+    # maintainer transfers (docs/programme/staff.md, "On the wire")
+    "staff",
+    "staff_transfer",
 )
 # "erase" (member records only): the member's personal data was erased at HQ; the data is
 # the member's state (personal fields empty, status "erased"), and the store also scrubs
@@ -577,6 +583,9 @@ SNAPSHOT_ORDER = (
     "card_block",
     "coupon",
     "merge",
+    # -- staff (maintainers, categories and cost)
+    "staff",
+    "staff_transfer",
 )
 
 
@@ -1080,6 +1089,8 @@ class SaleBody(TypedDict):
     points_lot: PointsLotBody | None
     offline: bool
     authorization_id: str | None
+    # -- staff: who served the customer (导购), when not the cashier; older tills omit it
+    served_by: NotRequired[str | None]
 
 
 class ReturnLineBody(TypedDict):
@@ -1377,6 +1388,7 @@ def validate_sale_body(body: dict[str, Any], where: str = "sale body") -> SaleBo
         _texts(lot, ("earned_on", "expires_on"), w, MAX_TIME_LEN)
     _flags(body, ("offline",), where)
     _optional_texts(body, ("authorization_id",), where, MAX_ID_LEN)
+    _optional_texts(body, ("served_by",), where, MAX_CODE_LEN)  # -- staff
     return cast(SaleBody, body)
 
 
@@ -1462,6 +1474,36 @@ def validate_consent_body(body: dict[str, Any], where: str = "consent body") -> 
     return cast(ConsentBody, body)
 
 
+# -- staff (maintainers, categories and cost)
+MAINTAINER_DECISIONS = ("approve", "reject")
+
+
+class StaffDecisionBody(TypedDict):
+    """A store manager approved or rejected a maintainer transfer at the till."""
+
+    transfer_id: str
+    decision: str  # approve | reject
+    decided_at: str  # ISO time with offset
+    approved_by: str  # the manager whose PIN decided it
+    cashier: str  # who was signed in at the till
+    reason: NotRequired[str | None]  # why, as the manager typed it (may be empty)
+
+
+def validate_staff_decision_body(
+    body: dict[str, Any], where: str = "staff_decision body"
+) -> StaffDecisionBody:
+    _texts(body, ("transfer_id",), where, MAX_ID_LEN)
+    if body.get("decision") not in MAINTAINER_DECISIONS:
+        _text(body, "decision", where, MAX_LABEL_LEN)
+        raise ProtocolError(
+            f"{where}: decision must be one of {MAINTAINER_DECISIONS}", field="decision"
+        )
+    _texts(body, ("decided_at",), where, MAX_TIME_LEN)
+    _texts(body, ("approved_by", "cashier"), where, MAX_CODE_LEN)
+    _optional_texts(body, ("reason",), where, 500, min_len=0)
+    return cast(StaffDecisionBody, body)
+
+
 BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "sale": validate_sale_body,
     "return": validate_return_body,
@@ -1475,6 +1517,7 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
+    "staff_decision": validate_staff_decision_body,
     # ---- end of programme kinds
 }
 

@@ -38,6 +38,7 @@ from hq.models import (
     one_of,
 )
 from hq.privacy import apply_consent, apply_registration_consent
+from hq.programme import staff as staff_programme
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -251,6 +252,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
         occurred_at=ctx.item.occurred_at,
         body=body,
         ingested_at=ctx.now,
+        **staff_programme.sale_credit(body, member),  # -- staff: cashier, 导购, 维护人, goods
     )
     ctx.cache.known_sales.add(sale_id)
     ctx.cache.sales[sale_id] = SaleOnRecord(ctx.item.store, member.id if member else None, body)
@@ -375,6 +377,7 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
 def apply_registration(ctx: ItemContext, body: dict[str, Any]) -> None:
     register_member(ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes, ctx.book)
     apply_registration_consent(ctx, body, body["member_id"])
+    staff_programme.note_registration(ctx, body)  # -- staff: recruiter; maintainer checked
 
 
 APPLIERS = {
@@ -390,6 +393,7 @@ APPLIERS = {
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
+    "staff_decision": staff_programme.apply_staff_decision,
     # ---- end of programme kinds
 }
 

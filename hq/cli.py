@@ -514,7 +514,9 @@ main.add_command(enrol_store)  # hq/cli_enrol.py
 # -- upkeep (stored value, profile, password)
 
 # -- staff (maintainers, categories and cost)
+from hq import cli_staff  # noqa: E402 (it imports this module's helpers when run)
 
+cli_staff.register(main)
 # ---- end of the programme's commands
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ def blueprints() -> list[Blueprint]:
     # -- upkeep
 
     # -- staff
+    from edge.routes import staff
+
+    parts.append(staff.bp)
 
     # ---- end of the parts
     return parts

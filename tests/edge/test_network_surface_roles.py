@@ -57,6 +57,12 @@ ROLES = {
     "devices.rehearse": CASHIER,
     "devices.scan": CASHIER,
     "devices.reader_next": CASHIER,
+    # -- staff: the maintainers a registration may name; a manager sees and decides the
+    # store's maintainer transfers
+    "staff.list_maintainers": CASHIER,
+    "staff.list_transfers": MANAGER,
+    "staff.approve_transfer": MANAGER,
+    "staff.reject_transfer": MANAGER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}
