@@ -74,6 +74,8 @@ class BatchCache:
     known_returns: set[str] = field(default_factory=set)
     # (store, rules version) pairs HQ lacks whose exception is open (or opened in this batch)
     unknown_rules_noted: set[tuple[str, int]] = field(default_factory=set)
+    # -- staff: sku -> {"category", "cost"} from HQ's catalogue, for the sales' line_goods
+    goods: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def prefetch(self, store: str, items: list[Any]) -> None:
         """Read what the batch's items will look up with one query per table (members and
@@ -116,6 +118,7 @@ class BatchCache:
                         phones.add(normalise_phone(phone))
                     except HuiyuanError:
                         pass  # the item is refused when it is applied
+        staff_programme.prefetch_goods(self.goods, items)  # -- staff: one query per batch
         book = self.book
         book.want(members, lots)
         if cards:
@@ -252,7 +255,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
         occurred_at=ctx.item.occurred_at,
         body=body,
         ingested_at=ctx.now,
-        **staff_programme.sale_credit(body, member),  # -- staff: cashier, 导购, 维护人, goods
+        **staff_programme.sale_credit(body, member, ctx.cache.goods),  # -- staff
     )
     ctx.cache.known_sales.add(sale_id)
     ctx.cache.sales[sale_id] = SaleOnRecord(ctx.item.store, member.id if member else None, body)

@@ -261,7 +261,7 @@ class Applier:
 
         apply_staff(change.key, change.op, change.data, self.now)
 
-    def _maintainer_transfer(self, change: Change, touched: set[str]) -> None:
+    def _staff_transfer(self, change: Change, touched: set[str]) -> None:
         from edge.services.maintainers import apply_transfer
 
         apply_transfer(self.store, change.key, change.op, change.data, self.now)

@@ -564,33 +564,50 @@ def note_registration(ctx: Any, body: dict[str, Any]) -> None:
     )
 
 
-def sale_credit(body: dict[str, Any], member: Member | None) -> dict[str, Any]:
+def prefetch_goods(goods: dict[str, dict[str, Any]], items: list[Any]) -> None:
+    """Load the category and cost of every SKU a batch's sales name, in one query
+    (``BatchCache.prefetch``); a SKU HQ does not know gets ``{}``."""
+    skus: set[str] = set()
+    for item in items:
+        body = item.get("body") if isinstance(item, dict) else None
+        if not isinstance(body, dict) or item.get("kind") != "sale":
+            continue
+        for line in body.get("lines") or []:
+            if isinstance(line, dict) and isinstance(line.get("sku"), str):
+                skus.add(line["sku"])
+    _load_goods(goods, skus - goods.keys())
+
+
+def _load_goods(goods: dict[str, dict[str, Any]], skus: set[str]) -> None:
+    if not skus:
+        return
+    goods.update(dict.fromkeys(skus, {}))
+    for sku, data in (
+        Product.select(Product.sku, Product.data).where(one_of(Product.sku, sorted(skus))).tuples()
+    ):
+        data = Product.data.python_value(data) if isinstance(data, str) else data
+        goods[sku] = {"category": (data or {}).get("category"), "cost": (data or {}).get("cost")}
+
+
+def sale_credit(
+    body: dict[str, Any], member: Member | None, goods: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """The Sale columns that credit a sale (hq.models.Sale): the cashier, the serving
     staff (``served_by``, the cashier when the till named none) and the member's maintainer
     as HQ holds it when it applies the sale; each line's category and cost from HQ's
-    catalogue then (``line_goods``)."""
-    lines = body.get("lines") or []
-    skus = sorted({str(ln.get("sku")) for ln in lines if isinstance(ln, dict)})
-    goods = (
-        {
-            sku: data or {}
-            for sku, data in Product.select(Product.sku, Product.data)
-            .where(one_of(Product.sku, skus))
-            .tuples()
-        }
-        if skus
-        else {}
-    )
+    catalogue then (``line_goods``; ``goods`` is the batch's cache, filled here for a SKU
+    the batch did not prefetch)."""
+    lines = [ln for ln in body.get("lines") or [] if isinstance(ln, dict)]
+    _load_goods(goods, {str(ln.get("sku")) for ln in lines} - goods.keys())
     line_goods = []
     for ln in lines:
-        data = goods.get(str(ln.get("sku")))
-        data = Product.data.python_value(data) if isinstance(data, str) else (data or {})
+        g = goods.get(str(ln.get("sku"))) or {}
         line_goods.append(
             {
                 "line_no": ln.get("line_no"),
                 "sku": ln.get("sku"),
-                "category": data.get("category") or "",
-                "cost": data.get("cost"),
+                "category": g.get("category") or "",
+                "cost": g.get("cost"),
             }
         )
     cashier = body.get("cashier")
