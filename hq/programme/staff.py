@@ -30,6 +30,7 @@ from hq.models import (
     Member,
     Product,
     Recruitment,
+    Return,
     Sale,
     StaffMember,
     is_postgres,
@@ -654,8 +655,9 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
     period of the members they ever recruited (``recruited_sales``, ``recruited_total``),
     the sales they served (``served_sales``, ``served_total``) and the sales of the members
     they maintained at the time of each sale (``maintained_sales``, ``maintained_total``).
-    Totals are fen, gross of returns. ``store`` limits sales and registrations to that
-    store (and the registry rows listed to its staff)."""
+    Totals are fen, gross of returns; ``*_refunded`` is what returns of those same sales
+    refunded so far (net = total - refunded). ``store`` limits sales and registrations to
+    that store (and the registry rows listed to its staff)."""
     period = period or Period()
     where = period.sales()
     if store:
@@ -677,6 +679,9 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
                 "served_total": 0,
                 "maintained_sales": 0,
                 "maintained_total": 0,
+                "recruited_refunded": 0,
+                "served_refunded": 0,
+                "maintained_refunded": 0,
             },
         )
 
@@ -704,6 +709,15 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
         .tuples()
     ):
         row(code).update(recruited_sales=n, recruited_total=int(total or 0))
+    for code, refunded in (
+        Return.select(Recruitment.staff_code, pw.fn.SUM(Return.refund_total))
+        .join(Sale, on=(Sale.sale_id == Return.sale_id))
+        .join(Recruitment, on=(Recruitment.member_id == Sale.member_id))
+        .where(where)
+        .group_by(Recruitment.staff_code)
+        .tuples()
+    ):
+        row(code)["recruited_refunded"] = int(refunded or 0)
     for column, prefix in ((Sale.served_by, "served"), (Sale.maintainer, "maintained")):
         for code, n, total in (
             Sale.select(column, pw.fn.COUNT(Sale.sale_id), pw.fn.SUM(Sale.total))
@@ -712,6 +726,14 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
             .tuples()
         ):
             row(code).update({f"{prefix}_sales": n, f"{prefix}_total": int(total or 0)})
+        for code, refunded in (
+            Return.select(column, pw.fn.SUM(Return.refund_total))
+            .join(Sale, on=(Sale.sale_id == Return.sale_id))
+            .where(where & column.is_null(False))
+            .group_by(column)
+            .tuples()
+        ):
+            row(code)[f"{prefix}_refunded"] = int(refunded or 0)
     for code in list(rows):
         if not StaffMember.get_or_none(StaffMember.code == code) and not rows[code]["status"]:
             rows[code]["status"] = "unknown"

@@ -364,6 +364,15 @@ def test_sales_are_credited_to_cashier_serving_staff_and_maintainer(registry):
     assert (e01["maintained_sales"], e01["maintained_total"]) == (2, 30000)
     assert (e02["maintained_sales"], e02["maintained_total"]) == (2, 6000)
     assert e09["maintained_sales"] == 0 and e09["recruited"] == 0
+    # a return of the sale E02 served to E01's member counts against both of them
+    first = Sale.select().order_by(Sale.seq).first()
+    returned = items.return_of(first.body, points_reversed=first.body["points_earned"])
+    assert ingest(registry, S1, [returned]).rejected == ()
+    figures = {r["code"]: r for r in programme.staff_sales()}
+    assert figures["E02"]["served_refunded"] == 10000
+    assert figures["E01"]["maintained_refunded"] == 10000
+    assert figures["E01"]["recruited_refunded"] == 10000
+    assert figures["E01"]["served_refunded"] == figures["E02"]["maintained_refunded"] == 0
     # the store and the period narrow the figures
     assert {r["code"] for r in programme.staff_sales(S2)} == {"E09"}
     assert programme.staff_sales(S2)[0]["served_sales"] == 0
@@ -443,3 +452,32 @@ def test_the_cli_proves_the_figures(registry, hq_db_url, mosquitto):
     assert res.exit_code == 0, res.output
     res = runner.invoke(main, [*base, "maintainer", "list", "--json"])
     assert json.loads(res.output)[0]["status"] == "done"
+
+
+def test_a_real_tills_decision_is_applied_at_hq(hq_db, tmp_path):
+    """The transfer goes down to a real till, its manager approves it there, and the
+    item the till wrote is what HQ applies."""
+    from edge.models import Outbox
+    from edge.services import maintainers
+    from edge.sync.apply import Applier
+    from tests.sync.helpers import StoreBox
+
+    box = StoreBox(tmp_path / "box", "S7", None)
+    for code, name in (("E01", "王芳"), ("E02", "李娜")):
+        programme.add_staff(hq_db, code, name, "S7", "guide", "hq-admin", NOW)
+    ids = members_of(hq_db, Items("S9"), "E01", 2)
+    t = programme.request_transfer(hq_db, "E01", "E02", "调岗", "hq-ops", NOW)
+    down = [
+        p.Change(r.seq, r.entity, r.key, r.op, r.data)
+        for r in ChangeRecord.select().where(ChangeRecord.entity.in_(["staff", "staff_transfer"]))
+    ]
+    with box.bound() as till:
+        with till.db.atomic():
+            Applier(till.store, till.keys, till.now().isoformat()).apply_changes(down)
+        assert [v["transfer_id"] for v in maintainers.open_transfers(till)] == [t.id]
+        maintainers.decide(till, t.id, "approve", "9001", "1001")
+        item = json.loads(Outbox.select().where(Outbox.kind == "staff_decision").get().payload)
+    box.till.db.close()
+    assert ingest(hq_db, "S7", [item]).rejected == ()
+    assert [maintainer(m) for m in ids] == ["E02", "E02"]
+    assert MaintainerTransfer.get_by_id(t.id).store_approved_by == "store:S7/staff:9001"
