@@ -15,25 +15,36 @@ from typing import Any
 import click
 
 from core.errors import HuiyuanError, ValidationError
-from hq.models import bind, open_database, utcnow
+from core.protocol import Change
+from hq.models import ChangeRecord, bind, open_database, utcnow
 from hq.programme import staff as programme
 
 
 def _run(ctx: click.Context, work: Any, push: bool = True) -> Any:
-    """Run ``work(db)`` on HQ's database; a refusal exits with its code and message.
-    Changes it returns (a list) are pushed to the stores, best effort."""
+    """Run ``work(db)`` on HQ's database; a refusal exits with its code and message. The
+    change records it wrote are pushed to the stores now, best effort (a store also gets
+    them with its next change page)."""
+    from hq.changes import latest_change_seq
     from hq.cli import _config, _fail, push_changes
 
     config = _config(ctx)
     db = bind(open_database(config.database_url), create=False)
+    written: list[Change] = []
     try:
+        before = latest_change_seq()
         result = work(db)
+        if push:
+            rows = ChangeRecord.select().where(ChangeRecord.seq > before)
+            written = [
+                Change(r.seq, r.entity, r.key, r.op, r.data)
+                for r in rows.order_by(ChangeRecord.seq)
+            ]
     except HuiyuanError as exc:
         _fail(exc)
     finally:
         db.close()
-    if push and isinstance(result, list) and result and hasattr(result[0], "entity"):
-        push_changes(config, result)
+    if written:
+        push_changes(config, written)
     return result
 
 

@@ -481,3 +481,34 @@ def test_a_real_tills_decision_is_applied_at_hq(hq_db, tmp_path):
     assert ingest(hq_db, "S7", [item]).rejected == ()
     assert [maintainer(m) for m in ids] == ["E02", "E02"]
     assert MaintainerTransfer.get_by_id(t.id).store_approved_by == "store:S7/staff:9001"
+
+
+def test_the_cli_requests_approves_and_publishes(registry, hq_db_url, mosquitto):
+    from click.testing import CliRunner
+
+    from hq.cli import main
+
+    items = Items(S1)
+    ids = members_of(registry, items, "E01", 2)
+    runner = CliRunner()
+    base = ["--database-url", hq_db_url, *mosquitto.cli_args("hq")]
+    request = [*base, "maintainer", "request", "--from", "E01", "--to", "E09", "--by", "hq-ops"]
+    res = runner.invoke(main, [*request, "--reason", ""])
+    assert res.exit_code != 0 and "reason" in res.output
+    res = runner.invoke(main, [*request, "--reason", "搬店", "--member", ids[0]])
+    assert res.exit_code == 0, res.output
+    tid = res.output.split()[1].rstrip(":")
+    res = runner.invoke(main, [*base, "maintainer", "approve", tid, "--by", "hq-boss"])
+    assert res.exit_code != 0 and "店长" in res.output
+    res = runner.invoke(
+        main, [*base, "maintainer", "approve", tid, "--by", "hq-boss", "--for-store"]
+    )
+    assert res.exit_code == 0 and "1 members moved" in res.output
+    assert [maintainer(m) for m in ids] == ["E09", "E01"]
+
+    publish = [*base, "product", "publish", "P9", "--name", "面膜", "--price", "5900"]
+    res = runner.invoke(main, [*publish, "--cost", "-3"])
+    assert res.exit_code != 0 and Product.get_or_none(Product.sku == "P9") is None
+    res = runner.invoke(main, [*publish, "--category", "美妆", "--cost", "2100"])
+    assert res.exit_code == 0, res.output
+    assert Product.get_by_id("P9").data == {"category": "美妆", "cost": 2100}
