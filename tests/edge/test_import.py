@@ -163,3 +163,23 @@ def test_a_file_without_the_columns_keeps_the_category_and_cost_hq_sent(till, tm
     assert (report.updated, report.errors) == (1, [])
     b1 = Product.get_by_id("B1")
     assert (b1.price, b1.category, b1.cost) == (4200, "日化", 2150)
+
+
+def test_a_member_import_checks_each_maintainer_as_registration_does(till, tmp_path):
+    from edge.services import staff as staff_svc
+
+    staff_svc.add_staff(till, "1001", "王收银", "cashier", "1234")  # the till's own staff
+    path = tmp_path / "members.csv"
+    path.write_text(
+        "姓名,手机号,专属导购\n张三,13800000001,1001\n李四,13800000002,7777\n王五,13800000003,\n",
+        encoding="utf-8",
+    )
+    report = import_members(till, path)
+    assert report.added == 2
+    assert [(row, reason.split(" (")[0]) for row, reason in report.errors] == [
+        (3, "维护人 7777 不是本店员工")
+    ]
+    assert sorted((m.name, m.staff_code) for m in Member.select()) == [
+        ("张三", "1001"),
+        ("王五", None),
+    ]
