@@ -70,6 +70,8 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # -- staff (maintainers, categories and cost)
     # a store manager's decision at the till on a maintainer transfer (docs/programme/staff.md)
     "staff_decision": {"transfer_id": str, "decision": str, "decided_at": str},
+    # a transfer of members between maintainers asked for at the till
+    "staff_request": {"transfer_id": str, "from_staff": str, "to_staff": str, "reason": str},
     # ---- end of programme kinds
 }
 
@@ -1504,6 +1506,35 @@ def validate_staff_decision_body(
     return cast(StaffDecisionBody, body)
 
 
+MAX_BODY_MEMBER_IDS = 1000  # members one transfer asked for at a till names
+
+
+class StaffRequestBody(TypedDict):
+    """A transfer of members from one maintainer to another, asked for at the till."""
+
+    transfer_id: str  # minted by the till (UUID): HQ's id for the transfer
+    from_staff: str
+    to_staff: str
+    member_ids: list[str] | None  # None: every member of from_staff
+    reason: str
+    requested_by: str  # the staff member signed in at the till
+    requested_at: str
+
+
+def validate_staff_request_body(
+    body: dict[str, Any], where: str = "staff_request body"
+) -> StaffRequestBody:
+    _texts(body, ("transfer_id",), where, MAX_ID_LEN)
+    _texts(body, ("from_staff", "to_staff", "requested_by"), where, MAX_CODE_LEN)
+    _texts(body, ("reason",), where, 500)
+    _texts(body, ("requested_at",), where, MAX_TIME_LEN)
+    if body.get("member_ids") is not None:
+        for i, mid in enumerate(_list(body, "member_ids", where, MAX_BODY_MEMBER_IDS, 1)):
+            if type(mid) is not str or not _UUID_RE.match(mid):
+                raise ProtocolError(f"{where}: member_ids[{i}] is not a UUID", field="member_ids")
+    return cast(StaffRequestBody, body)
+
+
 BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "sale": validate_sale_body,
     "return": validate_return_body,
@@ -1518,6 +1549,7 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
     "staff_decision": validate_staff_decision_body,
+    "staff_request": validate_staff_request_body,
     # ---- end of programme kinds
 }
 

@@ -397,6 +397,7 @@ APPLIERS = {
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
     "staff_decision": staff_programme.apply_staff_decision,
+    "staff_request": staff_programme.apply_staff_request,
     # ---- end of programme kinds
 }
 

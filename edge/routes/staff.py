@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify
 
 from core.errors import ValidationError
-from edge.api import _json, manager_signed_in, signed_in, till
+from edge.api import _json, body, manager_signed_in, signed_in, till
 from edge.services import maintainers
 
 bp = Blueprint("staff", __name__, url_prefix="/api/v1/maintainers")
@@ -24,6 +24,13 @@ def list_transfers():
     """This store's open maintainer transfers (a manager)."""
     manager_signed_in("查看维护人转移申请")
     return jsonify(transfers=maintainers.open_transfers(till()))
+
+
+@bp.post("/transfers")
+def request_transfer():
+    """Any signed-in staff member asks HQ to move members between maintainers."""
+    staff = signed_in()
+    return jsonify(transfer=maintainers.request_transfer(till(), body(), staff.code)), 201
 
 
 def _decide(transfer_id: str, decision: str):

@@ -24,7 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import Conflict, NotFound, ValidationError
-from edge.models import MaintainerRequest, Staff, StaffRegistry
+from core.ids import is_uuid, uuid7
+from core.protocol import MAX_BODY_MEMBER_IDS
+from edge.models import MaintainerRequest, Member, Staff, StaffRegistry
 from edge.services.context import Till
 from edge.services.outbox import enqueue
 
@@ -124,6 +126,64 @@ def apply_transfer(store: str, key: str, op: str, data: dict[str, Any], now: str
     ).on_conflict_replace().execute()
 
 
+# ---- asking for a transfer ----------------------------------------------------------
+
+
+def request_transfer(till: Till, data: dict[str, Any], requested_by: str) -> dict[str, Any]:
+    """Ask HQ to move members from one maintainer to another: ``from_staff``, ``to_staff``
+    (a maintainer the till accepts), ``member_ids`` (members here whose maintainer is
+    ``from_staff``; absent: all of theirs, as HQ knows them) and a ``reason``. It goes up
+    as one ``staff_request`` item; HQ checks it again and, once accepted, sends it down as
+    a transfer this store's manager then approves (GET/POST .../transfers)."""
+    from_staff = data.get("from_staff")
+    if not isinstance(from_staff, str) or not from_staff:
+        raise ValidationError("请填写转出员工 (from_staff is required)", field="from_staff")
+    to_staff = data.get("to_staff")
+    if not isinstance(to_staff, str) or not to_staff:
+        raise ValidationError("请填写接收员工 (to_staff is required)", field="to_staff")
+    check_staff(to_staff, "to_staff")
+    if to_staff == from_staff:
+        raise ValidationError("转出与接收员工相同 (from and to are the same)", field="to_staff")
+    reason = data.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError("请填写转移原因 (reason is required)", field="reason")
+    if len(reason.strip()) > MAX_REASON:
+        raise ValidationError(f"原因过长 (reason: at most {MAX_REASON} characters)", field="reason")
+    ids = data.get("member_ids")
+    if ids is not None:
+        if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_BODY_MEMBER_IDS:
+            raise ValidationError(
+                f"member_ids 须为1到{MAX_BODY_MEMBER_IDS}个会员编号 (member_ids: a list)",
+                field="member_ids",
+            )
+        for i, mid in enumerate(ids):
+            if not isinstance(mid, str) or not is_uuid(mid):
+                raise ValidationError(f"第 {i + 1} 个会员编号无效", field=f"member_ids[{i}]")
+        ids = sorted(set(ids))
+        have = dict(Member.select(Member.id, Member.staff_code).where(Member.id.in_(ids)).tuples())
+        for mid in ids:
+            if mid not in have:
+                raise NotFound(f"会员不存在: {mid}", field="member_ids")
+            if have[mid] != from_staff:
+                raise ValidationError(
+                    f"会员 {mid} 的维护人不是 {from_staff} (maintainer is {have[mid]})",
+                    field="member_ids",
+                )
+    now = till.now().isoformat(timespec="seconds")
+    body = {
+        "transfer_id": uuid7(),
+        "from_staff": from_staff,
+        "to_staff": to_staff,
+        "member_ids": ids,
+        "reason": reason.strip(),
+        "requested_by": requested_by,
+        "requested_at": now,
+    }
+    with till.db.atomic():
+        item = enqueue(till, "staff_request", body, now, till.rules().version)
+    return {**body, "status": "sent", "outbox_seq": item.seq}
+
+
 # ---- the manager's view and decision ------------------------------------------------
 
 
@@ -138,7 +198,7 @@ def _view(row: MaintainerRequest) -> dict[str, Any]:
     return {
         "transfer_id": row.id,
         "status": row.status,
-        "members": len(d.get("member_ids") or []),
+        "members": d.get("members", len(d.get("member_ids") or [])),
         "member_ids": list(d.get("member_ids") or []),
         "from_staff": d.get("from_staff"),
         "from_name": names.get(d.get("from_staff"), ""),

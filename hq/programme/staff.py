@@ -44,6 +44,7 @@ STAFF_CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 STAFF_ROLES = ("cashier", "manager", "guide")
 OPEN_TRANSFERS = ("pending", "store_approved")
 MAX_TRANSFER_MEMBERS = 50_000
+SENT_MEMBER_IDS = 200  # member ids a staff_transfer change carries (about 8 KB)
 
 
 # ---- what goes down -----------------------------------------------------------------
@@ -63,10 +64,14 @@ def staff_state(staff: StaffMember) -> dict[str, Any]:
 
 def transfer_state(t: MaintainerTransfer) -> dict[str, Any]:
     """A maintainer transfer as stores receive it (change entity ``staff_transfer``);
-    the till of ``from_store`` shows the pending ones to its manager."""
+    the till of ``from_store`` shows the pending ones to its manager. ``members`` is how
+    many; ``member_ids`` the first SENT_MEMBER_IDS of them (a change record must fit one
+    message: a leaving guide's handover may name tens of thousands)."""
+    ids = list(t.member_ids or [])
     return {
         "transfer_id": t.id,
-        "member_ids": list(t.member_ids or []),
+        "members": len(ids),
+        "member_ids": ids[:SENT_MEMBER_IDS],
         "from_staff": t.from_staff,
         "to_staff": t.to_staff,
         "from_store": t.from_store,
@@ -273,6 +278,7 @@ def _new_transfer(
     by: str,
     now: dt.datetime,
     changes: ChangeSet,
+    transfer_id: str | None = None,
 ) -> MaintainerTransfer:
     receiver = _receiver(to)
     if receiver.code == giver.code:
@@ -285,7 +291,7 @@ def _new_transfer(
             members=sorted(busy)[:5],
         )
     t = MaintainerTransfer.create(
-        id=str(uuid.uuid4()),
+        id=transfer_id or str(uuid.uuid4()),
         member_ids=member_ids,
         from_staff=giver.code,
         to_staff=receiver.code,
@@ -327,36 +333,60 @@ def request_transfer(
     text = audit.require_reason(reason, "维护人转移")
     by = audit.require_actor(requested_by)
     with db.atomic():
-        giver = _staff(check_staff_code(from_staff, "from"), "from")
-        if member_ids is None:
-            ids = maintained_members(giver.code)
-        else:
-            ids = sorted(set(member_ids))
-            found = dict(
-                Member.select(Member.id, Member.staff_code)
-                .where(one_of(Member.id, ids) & (Member.status != "merged"))
-                .tuples()
-            )
-            for mid in ids:
-                if mid not in found:
-                    raise NotFound(f"会员不存在: {mid}", field="members")
-                if found[mid] != giver.code:
-                    raise ValidationError(
-                        f"会员 {mid} 的维护人不是 {giver.code} (maintainer is {found[mid]})",
-                        field="members",
-                    )
-        if not ids:
-            raise ValidationError(
-                f"员工 {giver.code} 没有要转移的会员 (no members to move)", field="members"
-            )
-        if len(ids) > MAX_TRANSFER_MEMBERS:
-            raise ValidationError(
-                f"一次最多转移 {MAX_TRANSFER_MEMBERS} 位会员 (too many members)", field="members"
-            )
         changes = ChangeSet()
-        t = _new_transfer(db, ids, giver, to_staff, text, by, now, changes)
+        t = _request(db, from_staff, to_staff, text, by, now, member_ids, changes)
         flush_changes(db, changes, now)
         return t
+
+
+def _request(
+    db: pw.Database,
+    from_staff: str,
+    to_staff: str,
+    reason: str,
+    by: str,
+    now: dt.datetime,
+    member_ids: Iterable[str] | None,
+    changes: ChangeSet,
+    transfer_id: str | None = None,
+    store: str | None = None,
+) -> MaintainerTransfer:
+    """A new pending transfer; ``store`` (a till's request) must be ``from_staff``'s."""
+    giver = _staff(check_staff_code(from_staff, "from"), "from")
+    if store is not None and giver.store != store:
+        raise Forbidden(
+            f"员工 {giver.code} 属于门店 {giver.store} (another store's staff)", field="from"
+        )
+    if member_ids is None:
+        ids = maintained_members(giver.code)
+    else:
+        ids = sorted(set(member_ids))
+        found = dict(
+            Member.select(Member.id, Member.staff_code)
+            .where(one_of(Member.id, ids) & (Member.status != "merged"))
+            .tuples()
+        )
+        for mid in ids:
+            if mid not in found:
+                raise NotFound(f"会员不存在: {mid}", field="members")
+            if found[mid] != giver.code:
+                raise ValidationError(
+                    f"会员 {mid} 的维护人不是 {giver.code} (maintainer is {found[mid]})",
+                    field="members",
+                )
+    if not ids:
+        raise ValidationError(
+            f"员工 {giver.code} 没有要转移的会员 (no members to move)", field="members"
+        )
+    if len(ids) > MAX_TRANSFER_MEMBERS:
+        raise ValidationError(
+            f"一次最多转移 {MAX_TRANSFER_MEMBERS} 位会员 (too many members)", field="members"
+        )
+    if transfer_id is not None and MaintainerTransfer.get_or_none(
+        MaintainerTransfer.id == transfer_id
+    ):
+        raise Conflict(f"转移申请 {transfer_id} 已存在", field="transfer_id")
+    return _new_transfer(db, ids, giver, to_staff, reason, by, now, changes, transfer_id)
 
 
 def _transfer(transfer_id: str) -> MaintainerTransfer:
@@ -530,6 +560,26 @@ def apply_staff_decision(ctx: Any, body: dict[str, Any]) -> None:
         _approve_at_store(ctx.db, t, actor, ctx.now, ctx.changes, reason)
     else:
         _reject(ctx.db, t, actor, reason or "门店驳回", ctx.now, ctx.changes, "store")
+
+
+def apply_staff_request(ctx: Any, body: dict[str, Any]) -> None:
+    """A transfer asked for at the till (up item ``staff_request``): checked as HQ's own
+    requests are, for the requesting store's staff only; its id is the till's, so a
+    resent item is refused as a duplicate. A refused request is dead-lettered and the
+    store sees the refusal; an accepted one comes back down as ``staff_transfer``."""
+    actor = audit.till_actor(ctx.item.store, body.get("requested_by"))
+    _request(
+        ctx.db,
+        body["from_staff"],
+        body["to_staff"],
+        audit.require_reason(body.get("reason"), "维护人转移"),
+        actor,
+        ctx.now,
+        body.get("member_ids"),
+        ctx.changes,
+        transfer_id=body["transfer_id"],
+        store=ctx.item.store,
+    )
 
 
 def note_registration(ctx: Any, body: dict[str, Any]) -> None:

@@ -61,6 +61,7 @@ ROLES = {
     # store's maintainer transfers
     "staff.list_maintainers": CASHIER,
     "staff.list_transfers": MANAGER,
+    "staff.request_transfer": CASHIER,
     "staff.approve_transfer": MANAGER,
     "staff.reject_transfer": MANAGER,
 }

@@ -282,3 +282,54 @@ def test_the_members_new_maintainer_arrives_as_a_member_change(with_registry, cl
     }
     send_down(with_registry, p.Change(30, "member", member_id, "upsert", data))
     assert Member.get_by_id(member_id).staff_code == "E09"
+
+
+# ---- asking for a transfer at the till ------------------------------------------------
+
+
+def test_any_staff_member_may_ask_for_a_transfer_which_goes_up_as_one_item(
+    with_registry, client, cashier
+):
+    member_id = register(client, cashier, "E01").json["member"]["member_id"]
+    url = "/api/v1/maintainers/transfers"
+    ask = {"from_staff": "E01", "to_staff": "E09", "member_ids": [member_id], "reason": "搬家"}
+    res = client.post(url, headers=cashier, json=ask)
+    assert res.status_code == 201, res.json
+    item = json.loads(Outbox.select().where(Outbox.kind == "staff_request").get().payload)
+    p.validate_item(item)
+    assert item["body"] | {"transfer_id": "-"} == {
+        "transfer_id": "-",
+        "from_staff": "E01",
+        "to_staff": "E09",
+        "member_ids": [member_id],
+        "reason": "搬家",
+        "requested_by": "1001",
+        "requested_at": "2026-11-23T10:00:00+08:00",
+    }
+    assert res.json["transfer"]["transfer_id"] == item["body"]["transfer_id"]
+    # the member stays with E01 until HQ applies it and the manager approves
+    assert Member.get_by_id(member_id).staff_code == "E01"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"to_staff": "E02"}, "to_staff"),  # leaving: takes no members
+        ({"to_staff": "X99"}, "to_staff"),
+        ({"to_staff": "E01"}, "to_staff"),  # the same
+        ({"reason": " "}, "reason"),
+        ({"from_staff": "E03"}, "member_ids"),  # not this member's maintainer
+        ({"member_ids": ["not-a-uuid"]}, "member_ids[0]"),
+        ({"member_ids": []}, "member_ids"),
+        ({"from_staff": None}, "from_staff"),
+    ],
+)
+def test_a_bad_transfer_request_is_refused_at_the_till(
+    with_registry, client, cashier, change, field
+):
+    member_id = register(client, cashier, "E01").json["member"]["member_id"]
+    ask = {"from_staff": "E01", "to_staff": "E09", "member_ids": [member_id], "reason": "搬家"}
+    res = client.post("/api/v1/maintainers/transfers", headers=cashier, json=ask | change)
+    assert res.status_code == 400, res.json
+    assert res.json["field"] == field
+    assert Outbox.select().where(Outbox.kind == "staff_request").count() == 0

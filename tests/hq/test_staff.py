@@ -454,9 +454,9 @@ def test_the_cli_proves_the_figures(registry, hq_db_url, mosquitto):
     assert json.loads(res.output)[0]["status"] == "done"
 
 
-def test_a_real_tills_decision_is_applied_at_hq(hq_db, tmp_path):
-    """The transfer goes down to a real till, its manager approves it there, and the
-    item the till wrote is what HQ applies."""
+def test_a_transfer_asked_for_and_approved_at_a_real_till(hq_db, tmp_path):
+    """Asked for at a real till, accepted at HQ, sent down to that till, approved there by
+    its manager: the items the till wrote are what HQ applies."""
     from edge.models import Outbox
     from edge.services import maintainers
     from edge.sync.apply import Applier
@@ -466,21 +466,38 @@ def test_a_real_tills_decision_is_applied_at_hq(hq_db, tmp_path):
     for code, name in (("E01", "王芳"), ("E02", "李娜")):
         programme.add_staff(hq_db, code, name, "S7", "guide", "hq-admin", NOW)
     ids = members_of(hq_db, Items("S9"), "E01", 2)
-    t = programme.request_transfer(hq_db, "E01", "E02", "调岗", "hq-ops", NOW)
-    down = [
-        p.Change(r.seq, r.entity, r.key, r.op, r.data)
-        for r in ChangeRecord.select().where(ChangeRecord.entity.in_(["staff", "staff_transfer"]))
-    ]
+
+    def down(entities: list[str]) -> list[p.Change]:
+        rows = ChangeRecord.select().where(ChangeRecord.entity.in_(entities))
+        return [p.Change(r.seq, r.entity, r.key, r.op, r.data) for r in rows]
+
+    def outbox(kind: str) -> dict:
+        return json.loads(Outbox.select().where(Outbox.kind == kind).get().payload)
+
     with box.bound() as till:
         with till.db.atomic():
-            Applier(till.store, till.keys, till.now().isoformat()).apply_changes(down)
-        assert [v["transfer_id"] for v in maintainers.open_transfers(till)] == [t.id]
-        maintainers.decide(till, t.id, "approve", "9001", "1001")
-        item = json.loads(Outbox.select().where(Outbox.kind == "staff_decision").get().payload)
+            Applier(till.store, till.keys, till.now().isoformat()).apply_changes(down(["staff"]))
+        asked = {"from_staff": "E01", "to_staff": "E02", "reason": "调岗"}
+        tid = maintainers.request_transfer(till, asked, "1001")["transfer_id"]
+        request = outbox("staff_request")
+    assert ingest(hq_db, "S7", [request]).rejected == ()
+    assert MaintainerTransfer.get_by_id(tid).member_ids == sorted(ids)
+    with box.bound() as till:
+        with till.db.atomic():
+            applier = Applier(till.store, till.keys, till.now().isoformat())
+            applier.apply_changes(down(["staff_transfer"]))
+        assert [v["transfer_id"] for v in maintainers.open_transfers(till)] == [tid]
+        maintainers.decide(till, tid, "approve", "9001", "1001")
+        decision_item = outbox("staff_decision")
     box.till.db.close()
-    assert ingest(hq_db, "S7", [item]).rejected == ()
+    assert ingest(hq_db, "S7", [decision_item]).rejected == ()
     assert [maintainer(m) for m in ids] == ["E02", "E02"]
-    assert MaintainerTransfer.get_by_id(t.id).store_approved_by == "store:S7/staff:9001"
+    t = MaintainerTransfer.get_by_id(tid)
+    assert (t.status, t.requested_by, t.store_approved_by) == (
+        "done",
+        "store:S7/staff:1001",
+        "store:S7/staff:9001",
+    )
 
 
 def test_the_cli_requests_approves_and_publishes(registry, hq_db_url, mosquitto):
@@ -512,3 +529,55 @@ def test_the_cli_requests_approves_and_publishes(registry, hq_db_url, mosquitto)
     res = runner.invoke(main, [*publish, "--category", "美妆", "--cost", "2100"])
     assert res.exit_code == 0, res.output
     assert Product.get_by_id("P9").data == {"category": "美妆", "cost": 2100}
+
+
+def staff_request(items: Items, tid: str, from_staff: str, to_staff: str, members, reason="搬家"):
+    return items._item(
+        "staff_request",
+        {
+            "transfer_id": tid,
+            "from_staff": from_staff,
+            "to_staff": to_staff,
+            "member_ids": members,
+            "reason": reason,
+            "requested_by": "1001",
+            "requested_at": "2026-11-27T10:00:00+08:00",
+        },
+    )
+
+
+def test_a_request_from_the_till_becomes_a_transfer_for_its_manager(registry):
+    items = Items(S1)
+    ids = members_of(registry, items, "E01", 2)
+    tid = uuid7()
+    assert ingest(registry, S1, [staff_request(items, tid, "E01", "E09", ids[:1])]).rejected == ()
+    t = MaintainerTransfer.get_by_id(tid)
+    assert (t.status, t.member_ids, t.requested_by) == ("pending", ids[:1], "store:S1/staff:1001")
+    assert changes_of("staff_transfer")[-1].key == tid
+    assert AuditEntry.get(AuditEntry.target == tid).action == "maintainer.request"
+    # the same id again, another store's staff, no reason, a member not E01's: refused
+    refused = ingest(
+        registry,
+        S1,
+        [
+            staff_request(items, tid, "E01", "E02", ids[1:]),
+            staff_request(items, uuid7(), "E09", "E01", None),
+            staff_request(items, uuid7(), "E01", "E02", ids[1:], reason=" "),
+            staff_request(items, uuid7(), "E02", "E01", ids[1:]),
+        ],
+    )
+    assert [r.seq for r in refused.rejected] == [
+        items.seq - 3,
+        items.seq - 2,
+        items.seq - 1,
+        items.seq,
+    ]
+    assert MaintainerTransfer.select().count() == 1
+
+
+def test_a_large_transfer_goes_down_small():
+    ids = sorted(uuid7() for _ in range(5000))
+    t = MaintainerTransfer(id="T", member_ids=ids, requested_at=NOW, status="pending")
+    state = programme.transfer_state(t)
+    assert (state["members"], state["member_ids"]) == (5000, ids[: programme.SENT_MEMBER_IDS])
+    assert len(json.dumps(state)) < 16 * 1024
