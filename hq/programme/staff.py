@@ -495,6 +495,10 @@ def approve_transfer(
     with db.atomic():
         t = _transfer(transfer_id)
         changes = ChangeSet()
+        if t.status not in OPEN_TRANSFERS:
+            raise Conflict(
+                f"转移申请 {t.id} 的状态为 {t.status} (already decided)", field="transfer_id"
+            )
         if t.status == "pending":
             if not for_store:
                 raise Conflict(
@@ -507,10 +511,6 @@ def approve_transfer(
             t.hq_approved_by, t.hq_approved_at = by, now
             audit.record(db, by, "maintainer.approve", t.id, store=t.from_store, at=now, level="hq")
             _complete(db, t, by, now, changes)
-        elif t.status != "done":
-            raise Conflict(
-                f"转移申请 {t.id} 的状态为 {t.status} (cannot approve)", field="transfer_id"
-            )
         flush_changes(db, changes, now)
         return t
 

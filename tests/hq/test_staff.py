@@ -207,6 +207,8 @@ def test_a_transfer_across_stores_needs_the_store_manager_then_hq(registry):
     done = programme.approve_transfer(registry, t.id, "hq-boss", NOW)
     assert (done.status, done.moved, done.hq_approved_by) == ("done", 2, "hq-boss")
     assert [maintainer(m) for m in ids] == ["E09", "E09"]
+    with pytest.raises(Conflict):  # once only
+        programme.approve_transfer(registry, t.id, "hq-boss", NOW)
     approvals = AuditEntry.select().where(AuditEntry.action == "maintainer.approve")
     levels = [e.details["level"] for e in approvals.order_by(AuditEntry.id)]
     assert levels == ["store", "hq"]
