@@ -72,6 +72,10 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
+    # a store manager's decision at the till on a maintainer transfer (docs/programme/staff.md)
+    "staff_decision": {"transfer_id": str, "decision": str, "decided_at": str},
+    # a transfer of members between maintainers asked for at the till
+    "staff_request": {"transfer_id": str, "from_staff": str, "to_staff": str, "reason": str},
     # ---- end of programme kinds
 }
 
@@ -565,6 +569,10 @@ CHANGE_ENTITIES = (
     "coupon",
     "merge",
     "offline_policy",
+    # -- staff (maintainers, categories and cost): HQ's staff registry and the open
+    # maintainer transfers (docs/programme/staff.md, "On the wire")
+    "staff",
+    "staff_transfer",
 )
 # "erase" (member records only): the member's personal data was erased at HQ; the data is
 # the member's state (personal fields empty, status "erased"), and the store also scrubs
@@ -581,6 +589,9 @@ SNAPSHOT_ORDER = (
     "card_block",
     "coupon",
     "merge",
+    # -- staff (maintainers, categories and cost)
+    "staff",
+    "staff_transfer",
 )
 
 
@@ -1084,6 +1095,8 @@ class SaleBody(TypedDict):
     points_lot: PointsLotBody | None
     offline: bool
     authorization_id: str | None
+    # -- staff: who served the customer (导购), when not the cashier; older tills omit it
+    served_by: NotRequired[str | None]
 
 
 class ReturnLineBody(TypedDict):
@@ -1463,6 +1476,7 @@ def validate_sale_body(body: dict[str, Any], where: str = "sale body") -> SaleBo
         _texts(lot, ("earned_on", "expires_on"), w, MAX_TIME_LEN)
     _flags(body, ("offline",), where)
     _optional_texts(body, ("authorization_id",), where, MAX_ID_LEN)
+    _optional_texts(body, ("served_by",), where, MAX_CODE_LEN)  # -- staff
     return cast(SaleBody, body)
 
 
@@ -1550,6 +1564,65 @@ def validate_consent_body(body: dict[str, Any], where: str = "consent body") -> 
     return cast(ConsentBody, body)
 
 
+# -- staff (maintainers, categories and cost)
+MAINTAINER_DECISIONS = ("approve", "reject")
+
+
+class StaffDecisionBody(TypedDict):
+    """A store manager approved or rejected a maintainer transfer at the till."""
+
+    transfer_id: str
+    decision: str  # approve | reject
+    decided_at: str  # ISO time with offset
+    approved_by: str  # the manager whose PIN decided it
+    cashier: str  # who was signed in at the till
+    reason: NotRequired[str | None]  # why, as the manager typed it (may be empty)
+
+
+def validate_staff_decision_body(
+    body: dict[str, Any], where: str = "staff_decision body"
+) -> StaffDecisionBody:
+    _texts(body, ("transfer_id",), where, MAX_ID_LEN)
+    if body.get("decision") not in MAINTAINER_DECISIONS:
+        _text(body, "decision", where, MAX_LABEL_LEN)
+        raise ProtocolError(
+            f"{where}: decision must be one of {MAINTAINER_DECISIONS}", field="decision"
+        )
+    _texts(body, ("decided_at",), where, MAX_TIME_LEN)
+    _texts(body, ("approved_by", "cashier"), where, MAX_CODE_LEN)
+    _optional_texts(body, ("reason",), where, 500, min_len=0)
+    return cast(StaffDecisionBody, body)
+
+
+MAX_BODY_MEMBER_IDS = 1000  # members one transfer asked for at a till names
+
+
+class StaffRequestBody(TypedDict):
+    """A transfer of members from one maintainer to another, asked for at the till."""
+
+    transfer_id: str  # minted by the till (UUID): HQ's id for the transfer
+    from_staff: str
+    to_staff: str
+    member_ids: list[str] | None  # None: every member of from_staff
+    reason: str
+    requested_by: str  # the staff member signed in at the till
+    requested_at: str
+
+
+def validate_staff_request_body(
+    body: dict[str, Any], where: str = "staff_request body"
+) -> StaffRequestBody:
+    _texts(body, ("transfer_id",), where, MAX_ID_LEN)
+    _texts(body, ("from_staff", "to_staff", "requested_by"), where, MAX_CODE_LEN)
+    _texts(body, ("reason",), where, 500)
+    _texts(body, ("requested_at",), where, MAX_TIME_LEN)
+    if body.get("member_ids") is not None:
+        for i, mid in enumerate(_list(body, "member_ids", where, MAX_BODY_MEMBER_IDS, 1)):
+            if type(mid) is not str or not _UUID_RE.match(mid):
+                raise ProtocolError(f"{where}: member_ids[{i}] is not a UUID", field="member_ids")
+    return cast(StaffRequestBody, body)
+
+
 BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "sale": validate_sale_body,
     "return": validate_return_body,
@@ -1566,6 +1639,8 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
+    "staff_decision": validate_staff_decision_body,
+    "staff_request": validate_staff_request_body,
     # ---- end of programme kinds
 }
 

@@ -39,7 +39,12 @@ PRODUCT_COLUMNS = {
     "promo_price": ("promo_price", "促销价", "特价"),
     "no_member_discount": ("no_member_discount", "不参与会员折扣"),
     "no_points": ("no_points", "不积分"),
+    # -- staff: the chain's category code (coupons target it) and the unit cost in yuan
+    # (进价, for margin reports); both optional, an empty cost is "not known"
+    "category": ("category", "品类", "类别", "分类"),
+    "cost": ("cost", "成本", "进价", "成本价"),
 }
+MAX_CATEGORY_LEN = 32
 GENDER_WORDS = {"男": "M", "女": "F", "m": "M", "f": "F", "": ""}
 CALENDAR_WORDS = {
     "公历": "solar",
@@ -187,6 +192,17 @@ def _product_row(cols: dict[str, str]) -> dict[str, Any]:
             " (promo_price must be below price)",
             field="promo_price",
         )
+    # a file without the category or cost column leaves what the product has (from HQ)
+    goods: dict[str, Any] = {}
+    if "category" in cols:
+        goods["category"] = cols["category"].strip()
+        if len(goods["category"]) > MAX_CATEGORY_LEN:
+            raise ValidationError(
+                f"品类过长, 最多 {MAX_CATEGORY_LEN} 个字符 (category: at most {MAX_CATEGORY_LEN})",
+                field="category",
+            )
+    if "cost" in cols:
+        goods["cost"] = _cost(cols["cost"])
     return {
         "sku": sku,
         "barcode": cols.get("barcode") or None,
@@ -195,7 +211,26 @@ def _product_row(cols: dict[str, str]) -> dict[str, Any]:
         "promo_price": int(promo) if promo is not None else None,
         "no_member_discount": _flag(cols.get("no_member_discount", ""), "no_member_discount"),
         "no_points": _flag(cols.get("no_points", ""), "no_points"),
+        **goods,
     }
+
+
+def _cost(text: str) -> int | None:
+    """The cost column: yuan as the price is written (``12.50``), to fen; empty is None
+    (not known). A negative or unreadable cost is the row's error."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        cost = parse_yuan(text)
+    except MoneyError:
+        raise ValidationError(
+            f"成本 {text!r} 不是金额 (cost must be yuan with at most two decimals, e.g. 12.50)",
+            field="cost",
+        ) from None
+    if cost < 0:
+        raise ValidationError(f"成本不能为负 (cost must not be negative): {text}", field="cost")
+    return int(cost)
 
 
 def _save_products(

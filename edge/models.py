@@ -513,4 +513,34 @@ MODELS += [CardSale]
 
 # -- staff (maintainers, categories and cost)
 
+
+class StaffRegistry(BaseModel):
+    """HQ's staff registry as this till holds it (change entity ``staff``; no PIN: sign-in
+    uses ``Staff``). Maintainer codes are checked against it once it has arrived
+    (edge/services/maintainers.py)."""
+
+    code = CharField(primary_key=True)
+    name = CharField(default="")
+    store = CharField(default="")
+    role = CharField(default="")
+    status = CharField(default="active")  # active | leaving | closed
+    updated_at = CharField()
+
+
+class MaintainerRequest(BaseModel):
+    """An open maintainer transfer from this store (change entity ``staff_transfer``),
+    for the manager to approve or reject at the till; ``decision`` is this till's answer,
+    sent up and waiting for HQ."""
+
+    id = CharField(primary_key=True)
+    status = CharField()  # HQ's: pending | store_approved
+    data = JSONField()  # HQ's transfer state, as sent
+    decision = CharField(null=True)  # approve | reject
+    decided_by = CharField(null=True)
+    decided_at = CharField(null=True)
+    updated_at = CharField()
+
+
+MODELS += [StaffRegistry, MaintainerRequest]
+
 # ---- end of the programme's tables

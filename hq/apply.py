@@ -39,6 +39,7 @@ from hq.models import (
 )
 from hq.privacy import apply_consent, apply_registration_consent
 from hq.programme import cards as programme_cards
+from hq.programme import staff as staff_programme
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -74,6 +75,8 @@ class BatchCache:
     known_returns: set[str] = field(default_factory=set)
     # (store, rules version) pairs HQ lacks whose exception is open (or opened in this batch)
     unknown_rules_noted: set[tuple[str, int]] = field(default_factory=set)
+    # -- staff: sku -> {"category", "cost"} from HQ's catalogue, for the sales' line_goods
+    goods: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def prefetch(self, store: str, items: list[Any]) -> None:
         """Read what the batch's items will look up with one query per table (members and
@@ -116,6 +119,7 @@ class BatchCache:
                         phones.add(normalise_phone(phone))
                     except HuiyuanError:
                         pass  # the item is refused when it is applied
+        staff_programme.prefetch_goods(self.goods, items)  # -- staff: one query per batch
         book = self.book
         book.want(members, lots)
         if cards:
@@ -253,6 +257,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
         occurred_at=ctx.item.occurred_at,
         body=body,
         ingested_at=ctx.now,
+        **staff_programme.sale_credit(body, member, ctx.cache.goods),  # -- staff
     )
     ctx.cache.known_sales.add(sale_id)
     ctx.cache.sales[sale_id] = SaleOnRecord(ctx.item.store, member.id if member else None, body)
@@ -379,6 +384,7 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
 def apply_registration(ctx: ItemContext, body: dict[str, Any]) -> None:
     register_member(ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes, ctx.book)
     apply_registration_consent(ctx, body, body["member_id"])
+    staff_programme.note_registration(ctx, body)  # -- staff: recruiter; maintainer checked
 
 
 APPLIERS = {
@@ -397,6 +403,8 @@ APPLIERS = {
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
+    "staff_decision": staff_programme.apply_staff_decision,
+    "staff_request": staff_programme.apply_staff_request,
     # ---- end of programme kinds
 }
 

@@ -308,7 +308,9 @@ def snapshot_records(db: pw.Database, lookup: ChainLookup) -> tuple[int, Iterato
         # -- upkeep (stored value, profile, password)
 
         # -- staff (maintainers, categories and cost)
+        from hq.programme.staff import snapshot_records as staff_records
 
+        yield from staff_records(rec)
         # ---- end of the programme's entities
 
     return cursor, generate()

@@ -517,7 +517,9 @@ cli_cards.register(main)
 # -- upkeep (stored value, profile, password)
 
 # -- staff (maintainers, categories and cost)
+from hq import cli_staff  # noqa: E402 (it imports this module's helpers when run)
 
+cli_staff.register(main)
 # ---- end of the programme's commands
 
 if __name__ == "__main__":

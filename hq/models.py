@@ -155,6 +155,16 @@ class Sale(BaseModel):
     occurred_at = pw.CharField()
     body = JSONText()
     ingested_at = pw.DateTimeField()
+    # -- staff: who the sale is credited to (hq/programme/staff.py ``sale_credit``), filled
+    # when HQ applies it; null on sales applied before these columns existed
+    cashier = pw.CharField(null=True, max_length=64, index=True)
+    served_by = pw.CharField(
+        null=True, max_length=64, index=True
+    )  # 导购; the cashier if none named
+    maintainer = pw.CharField(null=True, max_length=64, index=True)  # the member's 维护人 then
+    # [{"line_no", "sku", "category", "cost"}]: each line's category and unit cost (fen, or
+    # null when unknown) from HQ's catalogue when the sale was applied, for margin reports
+    line_goods = JSONText(null=True)
 
 
 class Return(BaseModel):
@@ -731,5 +741,61 @@ MODELS += [CardSale, CardTypeChange]
 # -- upkeep (stored value, profile, password)
 
 # -- staff (maintainers, categories and cost)
+
+STAFF_STATUSES = ("active", "leaving", "closed")
+TRANSFER_STATUSES = ("pending", "store_approved", "done", "rejected")
+
+
+class StaffMember(BaseModel):
+    """HQ's staff registry (hq/programme/staff.py): who may look after members (维护人) and
+    be credited with sales. Sent to every store as the change entity ``staff`` (no PIN:
+    tills keep their own sign-in PINs)."""
+
+    code = pw.CharField(primary_key=True, max_length=64)
+    name = pw.CharField(max_length=64)
+    store = pw.CharField(max_length=32, index=True)
+    role = pw.CharField(max_length=16, default="cashier")  # cashier | manager | guide
+    status = pw.CharField(max_length=10, default="active")  # STAFF_STATUSES
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+    closed_at = pw.DateTimeField(null=True)
+
+
+class MaintainerTransfer(BaseModel):
+    """A request to move members from one maintainer to another: pending -> the store
+    manager's approval (store_approved) -> across stores, HQ's approval -> done (the members
+    moved); or rejected at either step."""
+
+    id = pw.CharField(primary_key=True, max_length=36)
+    member_ids = JSONText()  # the members to move (list of ids)
+    from_staff = pw.CharField(max_length=64, index=True)
+    to_staff = pw.CharField(max_length=64)
+    from_store = pw.CharField(max_length=32, index=True)  # whose manager approves
+    to_store = pw.CharField(max_length=32)
+    reason = pw.TextField()
+    requested_by = pw.CharField(max_length=64)
+    requested_at = pw.DateTimeField()
+    status = pw.CharField(max_length=16, default="pending", index=True)  # TRANSFER_STATUSES
+    store_approved_by = pw.CharField(null=True, max_length=100)
+    store_approved_at = pw.DateTimeField(null=True)
+    hq_approved_by = pw.CharField(null=True, max_length=64)
+    hq_approved_at = pw.DateTimeField(null=True)
+    rejected_by = pw.CharField(null=True, max_length=100)
+    rejected_reason = pw.TextField(null=True)
+    done_at = pw.DateTimeField(null=True)
+    moved = pw.IntegerField(default=0)  # members whose maintainer changed
+
+
+class Recruitment(BaseModel):
+    """Who recruited a member: the maintainer named at registration (hq/programme/staff.py
+    ``note_registration``), kept when the maintainer later changes (staff-sales report)."""
+
+    member_id = pw.CharField(primary_key=True, max_length=36)
+    staff_code = pw.CharField(max_length=64, index=True)
+    store = pw.CharField(max_length=32)
+    registered_utc = pw.DateTimeField(null=True)
+
+
+MODELS += [StaffMember, MaintainerTransfer, Recruitment]
 
 # ---- end of the programme's tables

@@ -9,6 +9,7 @@ from typing import Any
 
 import peewee as pw
 
+from core.errors import ValidationError
 from core.protocol import Change
 from core.rules import Rules
 from hq.changes import ChangeSet, flush_changes
@@ -42,9 +43,42 @@ def publish_rules(db: pw.Database, document: dict[str, Any]) -> list[Change]:
         return flush_changes(db, changes, now)
 
 
+MAX_CATEGORY_LEN = 32
+
+
+def check_product_goods(data: dict[str, Any]) -> dict[str, Any]:
+    """A product's ``category`` (the chain's category code, text of at most 32 characters,
+    empty for none) and ``cost`` (integer fen >= 0, or None/absent for not known), checked
+    and normalised (docs/programme/staff.md, "Categories and cost")."""
+    out = dict(data)
+    if "category" in out:
+        category = out["category"] if out["category"] is not None else ""
+        if not isinstance(category, str) or len(category.strip()) > MAX_CATEGORY_LEN:
+            raise ValidationError(
+                f"品类须为不超过 {MAX_CATEGORY_LEN} 个字符的文字 (category: a text of at most "
+                f"{MAX_CATEGORY_LEN} characters)",
+                field="category",
+            )
+        out["category"] = category.strip()
+    if "cost" in out:
+        cost = out["cost"]
+        if cost == "":
+            cost = None
+        if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int) or cost < 0):
+            raise ValidationError(
+                "成本须为不小于0的整数(分), 或留空 (cost: integer fen >= 0, or empty)",
+                field="cost",
+            )
+        out["cost"] = cost
+    return out
+
+
 def publish_product(
     db: pw.Database, sku: str, name: str, unit_price: int, **data: Any
 ) -> list[Change]:
+    """Publish a product to every store; ``data`` may carry ``category`` and ``cost``
+    (``check_product_goods``) besides the till's product flags."""
+    data = check_product_goods(data)
     now = utcnow()
     with db.atomic():
         Product.insert(sku=sku, name=name, unit_price=unit_price, data=data).on_conflict(

@@ -25,6 +25,9 @@ def blueprints() -> list[Blueprint]:
     # -- upkeep
 
     # -- staff
+    from edge.routes import staff
+
+    parts.append(staff.bp)
 
     # ---- end of the parts
     return parts

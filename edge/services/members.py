@@ -19,6 +19,7 @@ from edge import phones
 from edge.key_rotation import writing_keys
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
+from edge.services import maintainers
 from edge.services.consent import consent_from_request
 from edge.services.context import Till
 from edge.services.fields import MAX_CODE_LEN, check_text
@@ -252,6 +253,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
     from edge.services.cards import refuse_card_product  # -- cards (it builds on this module)
 
     refuse_card_product(till, reg.card_type)
+    maintainers.check_staff(reg.staff_code)  # -- staff: a known, active maintainer or none
     # the chain's parameters (core.protocol.SCRYPT_N): the hash is checked at every store
     password_hash = hash_secret(reg.password) if reg.password else None
     pinyin, initials = pinyin_keys(reg.name)

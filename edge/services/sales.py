@@ -20,8 +20,8 @@ from core.stored_value import Split, refund_split, spend_split, topup_split
 from core.tenders import TENDER_KINDS, Settlement, Tender, settle, sum_by_kind
 from edge.models import Ledger, Member, PointsLot, Product, Sale, SaleLine, SaleReturn, TopUp
 from edge.services import cards as cards_svc
+from edge.services import maintainers, receipts
 from edge.services import members as member_svc
-from edge.services import receipts
 from edge.services.context import SpendDecision, SpendRequest, Till
 from edge.services.offline import policy_in_force
 from edge.services.outbox import enqueue
@@ -129,6 +129,7 @@ class CheckoutRequest:
     tenders: tuple[Tender, ...]
     sale_id: str | None
     member_password: str | None
+    served_by: str | None = None  # -- staff: the serving staff (导购), checked at checkout
 
     @classmethod
     def from_request(cls, data: Any) -> CheckoutRequest:
@@ -150,7 +151,12 @@ class CheckoutRequest:
         password = data.get("member_password")
         if password is not None and not isinstance(password, str):
             raise ValidationError("member_password must be a string", field="member_password")
-        return cls(basket, tuple(tenders), _optional_id(data, "sale_id"), password)
+        served_by = data.get("served_by")  # -- staff
+        if served_by is not None and not isinstance(served_by, str):
+            raise ValidationError("导购编号须为文字 (served_by must be a text)", field="served_by")
+        return cls(
+            basket, tuple(tenders), _optional_id(data, "sale_id"), password, served_by or None
+        )
 
 
 # ---- pricing ------------------------------------------------------------------------
@@ -386,6 +392,8 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             return _replayed_sale(till, done, req)
     rules = till.rules()
     member = find_member(till, req.basket.member)
+    if req.served_by != staff.code:  # -- staff: the cashier is the default, always fine
+        maintainers.check_staff(req.served_by, "served_by", serving=True)
     basket, inputs = price(till, req.basket, member, rules)
     approver = None
     if req.basket.manual_adjustment:
@@ -622,6 +630,8 @@ def _write_sale(
         "offline": offline,
         "authorization_id": decision.authorization_id if decision else None,
     }
+    if req.served_by and req.served_by != staff.code:  # -- staff: absent means the cashier
+        body["served_by"] = req.served_by
     body.pop("rules_version")
     item = enqueue(till, "sale", body, at, rules.version)
     receipt = receipts.sale_receipt_dict(till, body, member, staff, at, today)

@@ -275,6 +275,16 @@ class Applier:
 
     # -- staff (maintainers, categories and cost)
 
+    def _staff(self, change: Change, touched: set[str]) -> None:
+        from edge.services.maintainers import apply_staff
+
+        apply_staff(change.key, change.op, change.data, self.now)
+
+    def _staff_transfer(self, change: Change, touched: set[str]) -> None:
+        from edge.services.maintainers import apply_transfer
+
+        apply_transfer(self.store, change.key, change.op, change.data, self.now)
+
     # ---- members --------------------------------------------------------------------
 
     def upsert_member(self, member_id: str, d: dict[str, Any]) -> None:

@@ -117,3 +117,69 @@ def test_a_promotion_price_not_below_the_price_is_a_bad_row(till, tmp_path):
     assert report.added == 1
     assert [row for row, _ in report.errors] == [2, 3]
     assert all(reason.startswith("促销价") for _, reason in report.errors)
+
+
+# -- staff: categories and cost (docs/programme/staff.md, "Categories and cost")
+
+GOODS_CSV = """商品编码,名称,售价,品类,成本
+B1,洗发水,39.90,日化,21.50
+B2,纸巾,12,日化,
+B3,感冒药,18.5,药品,-1
+B4,口罩,9.9,防护,abc
+B5,牛奶,6.5,乳品乳品乳品乳品乳品乳品乳品乳品乳品乳品乳品乳品乳品乳品乳品乳品乳品,3
+B6,面包,5,,2.005
+B7,苹果,8,生鲜,4
+"""
+
+
+def test_category_and_cost_load_and_each_bad_value_names_its_row(till, tmp_path):
+    path = tmp_path / "goods.csv"
+    path.write_text(GOODS_CSV, encoding="utf-8")
+    report = import_products(till, path)
+    rows = {row: reason for row, reason in report.errors}
+    assert sorted(rows) == [4, 5, 6, 7]
+    assert rows[4].startswith("成本不能为负")
+    assert rows[5].startswith("成本 'abc' 不是金额")
+    assert rows[6].startswith("品类过长")
+    assert rows[7].startswith("成本 '2.005' 不是金额")
+    assert report.added == 3
+    got = {p.sku: (p.category, p.cost) for p in Product.select().order_by(Product.sku)}
+    assert got == {"B1": ("日化", 2150), "B2": ("日化", None), "B7": ("生鲜", 400)}
+
+    again = import_products(till, path)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 3)
+    path.write_text(GOODS_CSV.replace("日化,21.50", "洗护,22"), encoding="utf-8")
+    changed = import_products(till, path)
+    assert (changed.added, changed.updated, changed.unchanged) == (0, 1, 2)
+    assert (Product.get_by_id("B1").category, Product.get_by_id("B1").cost) == ("洗护", 2200)
+
+
+def test_a_file_without_the_columns_keeps_the_category_and_cost_hq_sent(till, tmp_path):
+    path = tmp_path / "goods.csv"
+    path.write_text(GOODS_CSV, encoding="utf-8")
+    import_products(till, path)
+    path.write_text("商品编码,名称,售价\nB1,洗发水,42\n", encoding="utf-8")
+    report = import_products(till, path)
+    assert (report.updated, report.errors) == (1, [])
+    b1 = Product.get_by_id("B1")
+    assert (b1.price, b1.category, b1.cost) == (4200, "日化", 2150)
+
+
+def test_a_member_import_checks_each_maintainer_as_registration_does(till, tmp_path):
+    from edge.services import staff as staff_svc
+
+    staff_svc.add_staff(till, "1001", "王收银", "cashier", "1234")  # the till's own staff
+    path = tmp_path / "members.csv"
+    path.write_text(
+        "姓名,手机号,专属导购\n张三,13800000001,1001\n李四,13800000002,7777\n王五,13800000003,\n",
+        encoding="utf-8",
+    )
+    report = import_members(till, path)
+    assert report.added == 2
+    assert [(row, reason.split(" (")[0]) for row, reason in report.errors] == [
+        (3, "维护人 7777 不是本店员工")
+    ]
+    assert sorted((m.name, m.staff_code) for m in Member.select()) == [
+        ("张三", "1001"),
+        ("王五", None),
+    ]

@@ -61,6 +61,13 @@ ROLES = {
     "cards.sell_card_product": CASHIER,
     "cards.replace_member_card": MANAGER,
     "cards.block_lost_card": MANAGER,
+    # -- staff: the maintainers a registration may name; a manager sees and decides the
+    # store's maintainer transfers
+    "staff.list_maintainers": CASHIER,
+    "staff.list_transfers": MANAGER,
+    "staff.request_transfer": CASHIER,
+    "staff.approve_transfer": MANAGER,
+    "staff.reject_transfer": MANAGER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}

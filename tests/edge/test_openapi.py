@@ -139,6 +139,13 @@ GOOD = {
     },
     "/api/v1/topups": {"member": {"card_no": "C0001"}, "amount": 100, "manager": MANAGER},
     "/api/v1/devices/virtual/{role}/{action}": {"card_no": "C0001"},
+    # -- staff: a list of texts needs an entry for the hostile one to replace
+    "/api/v1/maintainers/transfers": {
+        "from_staff": "1001",
+        "to_staff": "9001",
+        "member_ids": ["01936f5e-0000-7000-8000-000000000001"],
+        "reason": "调岗",
+    },
 }
 PATH_VALUES = {"role": "reader", "action": "swipe", "card_no": "C0001", "code": "P0002"}
 HOSTILE_TEXTS = {"lone surrogate": "\ud800", "70k characters": "%" * 70_000, "NUL": "a\x00b"}
