@@ -168,7 +168,7 @@ def test_a_schema_2_database_migrates_and_drops_other_stores_phones_when_the_key
     try:
         with sqlite3.connect(aside) as copy:
             assert copy.execute("PRAGMA user_version").fetchone()[0] == 2
-        assert till.db.execute_sql("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert till.db.execute_sql("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         # before the key arrives every member is found as before
         for phone, mid in ((OWN, own), (OTHER, OTHER_ID), ("13800000504", pending)):
             assert member_svc.by_phone(till, phone).id == mid
