@@ -120,6 +120,8 @@ class Rules:
     # -- points rules (docs/programme/points.md)
 
     # -- coupons (docs/programme/coupons.md)
+    # the coupon template a member is given at registration (新人券), by id; "" for none
+    new_member_coupon: str = ""
 
     # -- stored value and member upkeep (docs/programme/upkeep.md)
 

@@ -510,6 +510,9 @@ main.add_command(enrol_store)  # hq/cli_enrol.py
 # -- points (points rules, gifts, referral)
 
 # -- coupons (coupons)
+from hq import cli_coupons  # noqa: E402
+
+cli_coupons.register(main)
 
 # -- upkeep (stored value, profile, password)
 
