@@ -57,6 +57,9 @@ ROLES = {
     "devices.rehearse": CASHIER,
     "devices.scan": CASHIER,
     "devices.reader_next": CASHIER,
+    # -- coupons (issue 11): a member's coupons and one by code, for the cashier
+    "coupons.member_coupons": CASHIER,
+    "coupons.get_coupon": CASHIER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}
