@@ -117,9 +117,19 @@ def describe(state: dict[str, Any], day: dt.date) -> dict[str, Any]:
     return out
 
 
+def find(code: str) -> dict[str, Any] | None:
+    """A coupon by its code as typed or scanned: as given, in capitals, else read the way
+    our codes are written (no dashes or spaces, O as 0, I and L as 1)."""
+    for candidate in dict.fromkeys((code, code.upper(), normalise_code(code))):
+        state = coupon_state(candidate)
+        if state is not None:
+            return state
+    return None
+
+
 def lookup(till: Till, code: str) -> dict[str, Any]:
     code = check_code(code, "code")
-    state = coupon_state(code)
+    state = find(code)
     if state is None:
         raise NotFound(f"优惠券 {code} 不存在 (unknown coupon)", field="code")
     return describe(state, till.now().date())
@@ -150,7 +160,7 @@ def check_code(value: Any, where: str) -> str:
         raise ValidationError(
             f"{where} 须为 1..{MAX_CODE_CHARS} 个字符的券号 (a coupon code)", field=where
         )
-    return normalise_code(value)
+    return value.strip()
 
 
 def parse_codes(raw: Any) -> tuple[str, ...]:
@@ -181,7 +191,7 @@ def claimed(till: Till, codes: tuple[str, ...], member_id: str | None) -> list[C
     out = []
     for i, code in enumerate(codes):
         where = f"coupons[{i}]"
-        state = coupon_state(code)
+        state = find(code)
         if state is None:
             raise NotFound(f"优惠券 {code} 不存在 (unknown coupon)", field=where)
         if state["member_id"] and state["member_id"] != member_id:
@@ -194,7 +204,7 @@ def claimed(till: Till, codes: tuple[str, ...], member_id: str | None) -> list[C
             raise Forbidden(f"优惠券 {code} 不在有效期内 (not valid today)", field=where)
         if not state.get("template_id"):
             raise Forbidden(f"优惠券 {code} 没有券模板, 不能在门店使用 (no template)", field=where)
-        out.append(CouponInput(code, template(state["template_id"])))
+        out.append(CouponInput(state["code"], template(state["template_id"])))
     return out
 
 
