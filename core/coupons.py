@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import ValidationError
@@ -109,7 +109,6 @@ class CouponTemplate:
     valid_until: dt.date | None = None
     valid_days: int = 0  # ... or N days from the day of issue (that day counts)
     per_member_limit: int = 0  # coupons of this template one member may hold in all; 0: any
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -278,9 +277,13 @@ def coupon_discounts(
                 f"优惠券 {coupon.code} ({t.name}) 没有适用的商品 (no eligible goods in the basket)",
                 field=where,
             )
-        spend = sum(lines[n].after_member for n in eligible)
-        if t.kind == "gift":
-            spend = sum(ln.after_member for ln in lines if t.matches(ln.sku, ln.category))
+        # a gift's minimum spend is on the goods its categories/SKUs name (all by default)
+        judged = (
+            [n for n, ln in enumerate(lines) if t.matches(ln.sku, ln.category)]
+            if t.kind == "gift"
+            else eligible
+        )
+        spend = sum(lines[n].after_member for n in judged)
         if spend < t.min_spend:
             raise ValidationError(
                 f"优惠券 {coupon.code} ({t.name}) 需满 {t.min_spend} 分, 适用商品 {spend} 分 "

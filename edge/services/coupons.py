@@ -36,12 +36,24 @@ TILL_SOURCES = ("till", "gift")
 
 
 def template(template_id: str) -> CouponTemplate:
-    row = TemplateRow.get_or_none(TemplateRow.id == template_id)
-    if row is None:
+    found = _readable_template(template_id)
+    if found is None:
         raise NotFound(
             f"券模板不存在: {template_id} (unknown coupon template)", field="template_id"
         )
-    return CouponTemplate.from_dict(row.data)
+    return found
+
+
+def _readable_template(template_id: str | None) -> CouponTemplate | None:
+    """The template as HQ published it, or None when this till does not hold it or
+    cannot read it (a newer HQ's, kept inactive by the sync applier)."""
+    row = TemplateRow.get_or_none(TemplateRow.id == (template_id or ""))
+    if row is None:
+        return None
+    try:
+        return CouponTemplate.from_dict(row.data)
+    except ValidationError:
+        return None
 
 
 def _returned_sales(code: str) -> set[str]:
@@ -104,8 +116,7 @@ def coupon_state(code: str) -> dict[str, Any] | None:
 def describe(state: dict[str, Any], day: dt.date) -> dict[str, Any]:
     """A coupon for the cashier: its state, what it gives, and whether it is usable today."""
     out = dict(state)
-    row = TemplateRow.get_or_none(TemplateRow.id == state.get("template_id") or "")
-    t = CouponTemplate.from_dict(row.data) if row else None
+    t = _readable_template(state.get("template_id"))
     out["template"] = t.to_dict() if t else None
     out["name"] = t.name if t else None
     out["gives"] = t.describe() if t else None
@@ -202,9 +213,12 @@ def claimed(till: Till, codes: tuple[str, ...], member_id: str | None) -> list[C
             )
         if not valid_on(state.get("valid_from"), state.get("expires_on"), day):
             raise Forbidden(f"优惠券 {code} 不在有效期内 (not valid today)", field=where)
-        if not state.get("template_id"):
-            raise Forbidden(f"优惠券 {code} 没有券模板, 不能在门店使用 (no template)", field=where)
-        out.append(CouponInput(state["code"], template(state["template_id"])))
+        found = _readable_template(state.get("template_id"))
+        if found is None:
+            raise Forbidden(
+                f"优惠券 {code} 的券模板本店没有, 不能使用 (no template for it here)", field=where
+            )
+        out.append(CouponInput(state["code"], found))
     return out
 
 

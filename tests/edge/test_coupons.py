@@ -234,11 +234,13 @@ def test_redeem_from_the_list(till, hq, zhang):
         (["LISI0000001"], [{"sku": "P0010"}], "C0001", Forbidden, "coupons[0]"),
         (["OWN"], [{"sku": "P0001"}], "C0001", ValidationError, "coupons[0]"),  # min spend
         (["OWN", "OWN"], [{"sku": "P0010"}], "C0001", ValidationError, "coupons"),
+        (["NOTPL000001"], [{"sku": "P0010"}], "C0001", Forbidden, "coupons[0]"),
     ],
 )
 def test_unusable_coupons_are_refused_by_field(till, hq, zhang, codes, lines, member, error, field):
     lisi = member_svc.by_card("C0002")
     hq.coupon("LISI0000001", lisi.id, "TEN100")
+    hq.coupon("NOTPL000001", zhang.id, "NEWER_HQS")  # a template this till does not hold
     own = issue(till, zhang.id)["code"]
     codes = [own if c == "OWN" else c for c in codes]
     with pytest.raises(error) as err:
