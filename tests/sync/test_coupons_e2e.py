@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from edge.models import SyncCoupon
 from edge.services import coupons as coupon_svc
 from edge.services import sales
+from edge.sync.apply import down_cursor
+from hq.changes import latest_change_seq
 from hq.cli import main as hq_cli
 from hq.models import Authorization, Coupon, bind
 from hq.models import Member as HqMember
@@ -31,11 +33,17 @@ def test_issue_redeem_online_and_return_through_the_broker(chain, hq_db_url):  #
     db = HqMember._meta.database
     cli = ["--database-url", hq_db_url, *chain["mosquitto"].cli_args("hq")]
     runner = CliRunner()
+    # the CLI writes beside the worker: let the store catch up first (on SQLite a page
+    # request meeting the CLI's write can wait out the lock, as in the policy e2e test)
+    caught_up = lambda: down_cursor() == latest_change_seq()  # noqa: E731
+    wait_until(caught_up, 20, "the store caught up")
     added = runner.invoke(hq_cli, [*cli, "coupon-template", "add", "--id", "TEN100", "--name",
                                    "满100减10", "--kind", "amount", "--amount", "1000",
                                    "--min-spend", "10000", "--valid-days", "30",
                                    "--by", "hq-li"])  # fmt: skip
     assert added.exit_code == 0, added.output
+    bind(db, create=False)
+    wait_until(caught_up, 20, "the template at the store")
     issued = runner.invoke(hq_cli, [*cli, "issue-coupons", "TEN100", "--member", zhang,
                                     "--by", "hq-li", "--ref", "e2e"])  # fmt: skip
     assert issued.exit_code == 0, issued.output
