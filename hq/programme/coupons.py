@@ -21,7 +21,7 @@ from core.pricing import PricedBasket
 from hq import audit
 from hq.changes import ChangeSet, coupon_state, flush_changes
 from hq.ledger import resolve_member
-from hq.models import Coupon, HqException, Member
+from hq.models import Coupon, HqException, Member, Product
 from hq.models import CouponTemplate as TemplateRow
 
 # ---- templates ------------------------------------------------------------------------
@@ -218,6 +218,7 @@ def apply_sale_coupons(ctx: Any, body: dict[str, Any], member: Member | None) ->
         return
     sale_id = body["sale_id"]
     day = _day(ctx.item.occurred_at)
+    _check_categories(ctx, body, member)
     for c in claimed:
         code = c["code"]
         coupon = Coupon.get_or_none(Coupon.code == code)
@@ -257,6 +258,35 @@ def apply_sale_coupons(ctx: Any, body: dict[str, Any], member: Member | None) ->
         coupon.used_store = ctx.item.store
         coupon.save()
         ctx.changes.add("coupon", code, coupon_state(coupon))
+
+
+def _check_categories(ctx: Any, body: dict[str, Any], member: Member) -> None:
+    """The categories the till priced coupons by, against HQ's products: a product HQ
+    files under another category (changed since, or a till's mistake) opens a
+    ``coupon_category`` exception with the coupons' discount; the sale posts as sold."""
+    lines = body["pricing_input"]["lines"]
+    skus = {line["sku"] for line in lines}
+    known = {
+        p.sku: (p.data or {}).get("category") or ""
+        for p in Product.select().where(Product.sku.in_(list(skus)))
+    }
+    differs = [
+        {"sku": line["sku"], "till": line.get("category", ""), "hq": known[line["sku"]]}
+        for line in lines
+        if line["sku"] in known and line.get("category", "") != known[line["sku"]]
+    ]
+    if differs:
+        HqException.create(
+            kind="coupon_category",
+            member_id=member.id,
+            store=ctx.item.store,
+            seq=ctx.item.seq,
+            ref=body["sale_id"],
+            balance="coupons",
+            amount=int(body.get("coupon_discount") or 0),
+            details={"sale_id": body["sale_id"], "lines": differs},
+            created_at=ctx.now,
+        )
 
 
 def _same(ctx: Any, one: str, other: str) -> bool:

@@ -35,6 +35,7 @@ from hq.models import (
     DeadLetter,
     HqException,
     Member,
+    Product,
     Sale,
     bind,
     utcnow,
@@ -298,6 +299,7 @@ def test_a_sale_with_a_coupon_is_verified_and_marks_it_used(store, hq):
         store.code,
     )
     assert Sale.get(Sale.sale_id == sale["sale_id"]).total == 15020
+    assert HqException.select().count() == 0
     last = ChangeRecord.select().where(ChangeRecord.key == code).order_by(ChangeRecord.seq.desc())
     assert last.first().data["status"] == "used"
 
@@ -396,3 +398,75 @@ def test_a_return_claiming_coupons_back_early_is_refused(store, hq):
     assert "部分退货不退券" in ack.rejected[0].reason
     rebind_hq(hq)
     assert Coupon.get_by_id(code).status == "used"
+
+
+def test_the_snapshot_carries_templates_and_coupons_a_new_store_can_price(hq, tmp_path):
+    from edge.sync.apply import load_snapshot
+    from hq.changes import snapshot_records
+    from tests.lookup_keys import TEST_LOOKUP
+
+    store = Store(tmp_path, "SNAP1")  # its demo members are its own, unknown to HQ
+    member = store.member()
+    rebind_hq(hq)
+    with hq.atomic():
+        register_member(
+            hq,
+            {"member_id": member.id, "name": "张三", "phone": "13800000001",
+             "registered_at": "2026-11-23T09:00:00+08:00"},
+            "SNAP1", 1, utcnow(), ChangeSet(),
+        )  # fmt: skip
+    [code] = issue_coupons(hq, "TEN100", [member.id], by="hq-li", source="hq", ref=None, now=NOW)
+    with hq.atomic():
+        cursor, records = snapshot_records(hq, TEST_LOOKUP)
+        wanted = [r for r in records if r["entity"] in ("coupon_template", "coupon")]
+    assert [(r["entity"], r["key"]) for r in wanted] == [
+        ("coupon", code),
+        ("coupon_template", "TEN100"),
+    ]
+    store.rebind()
+    load_snapshot(
+        store.till.db, "SNAP1", store.till.keys, wanted, cursor, "2026-11-23T10:00:00+08:00"
+    )
+    assert [c["code"] for c in coupon_svc.member_coupons(store.till, member.id)] == [code]
+    assert store.sell([code])["sale"]["coupon_discount"] == 1000
+    store.close()
+
+
+def test_a_category_hq_files_otherwise_opens_an_exception_and_the_sale_posts(store, hq):
+    rebind_hq(hq)
+    Product.create(sku="P0010", name="五常大米 5kg", unit_price=8900, data={"category": "rice"})
+    store.rebind()
+    from edge.models import Product as TillProduct
+
+    TillProduct.update(category="grain_oil").where(TillProduct.sku == "P0010").execute()
+    member = store.member()
+    rebind_hq(hq)
+    [code] = issue_coupons(hq, "TEN100", [member.id], by="hq-li", source="hq", ref=None, now=NOW)
+    send_coupon(store, code)
+    sale = store.sell([code])
+    assert store.push().rejected == ()
+    rebind_hq(hq)
+    exc = HqException.get(HqException.kind == "coupon_category")
+    assert exc.ref == sale["sale_id"] and exc.amount == 1000
+    assert exc.details["lines"] == [{"sku": "P0010", "till": "grain_oil", "hq": "rice"}]
+    assert Coupon.get_by_id(code).status == "used"
+
+
+@pytest.mark.parametrize(
+    ("valid_from", "expires_on", "code"),
+    [
+        ("2026-11-24", "2026-12-31", "coupon_unusable"),  # not yet valid
+        ("2026-11-01", "2026-11-22", "coupon_unusable"),  # expired
+        ("2026-11-23", "2026-11-23", "approved"),  # its one day
+    ],
+)
+def test_the_online_hold_judges_the_coupons_dates(hq, valid_from, expires_on, code):
+    from core.protocol import AuthRequest
+    from hq.auth import authorize_spend
+
+    member = hq_member(hq)
+    Coupon.create(code="CPN1", member_id=member, value=1000, template_id="TEN100",
+                  valid_from=dt.date.fromisoformat(valid_from),
+                  expires_on=dt.date.fromisoformat(expires_on))  # fmt: skip
+    answer, _ = authorize_spend(hq, AuthRequest("S1", uuid7(), member, coupons=("CPN1",)), NOW)
+    assert (answer.code or answer.status) == code
