@@ -257,3 +257,13 @@ def test_template_round_trip_and_describe():
     assert t.describe() == "满100元8.8折"
     assert tpl(amount=550).describe() == "减5.50元"
     assert tpl("gift", gift_sku="A").describe() == "赠 A"
+
+
+def test_the_new_member_coupon_rule_is_sent_only_when_set_and_checked():
+    assert "new_member_coupon" not in Rules(version=4).to_dict()
+    doc = Rules(version=4, new_member_coupon="NEW5").to_dict()
+    assert doc["new_member_coupon"] == "NEW5" and doc["schema"] == 2
+    assert Rules.from_dict(doc).new_member_coupon == "NEW5"
+    with pytest.raises(ValidationError) as err:
+        Rules.from_dict(doc | {"new_member_coupon": 5})
+    assert err.value.field == "new_member_coupon"
