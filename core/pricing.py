@@ -7,8 +7,14 @@ Order of work, the same on the edge and at HQ (invariant 5):
    lines excluded from member discount, nor on promotion-price lines when the
    rules say so;
 3. order discount (permille of what is left), allocated across lines;
-4. manual adjustment (折让, fen; manager only — enforced by the caller), allocated;
-5. 抹零 on the amount due, allocated.
+4. coupons, in the order given, each on its eligible lines' amounts as they stand
+   (minimum spend judged after member discount; never more than a line has left;
+   ``core.coupons.coupon_discounts``);
+5. manual adjustment (折让, fen; manager only — enforced by the caller), allocated;
+6. 抹零 on the amount due, allocated.
+
+Points are earned on the line amounts, so on what is paid after coupons. Without
+coupons steps 1-3, 5 and 6 give exactly what they gave before coupons existed.
 
 Allocation uses largest remainders, so the lines always add up to the total and
 a return can refund each line exactly.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.coupons import AppliedCoupon, CouponInput, CouponLine, coupon_discounts
 from core.errors import ValidationError
 from core.money import (
     MAX_AMOUNT,
@@ -42,6 +49,7 @@ class LineInput:
     line_discount: int = 0
     no_member_discount: bool = False
     no_points: bool = False
+    category: str = ""  # the product's category (coupons may target it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,7 @@ class PricedLine:
     amount: int  # what the customer pays for this line
     promo: bool
     earns_points: bool
+    coupon_discount: int = 0
 
     @property
     def discount_total(self) -> int:
@@ -75,6 +84,7 @@ class PricedLine:
             self.line_discount
             + self.member_discount
             + self.order_discount
+            + self.coupon_discount
             + self.manual_adjustment
             + self.rounding
         )
@@ -91,6 +101,8 @@ class PricedBasket:
     manual_adjustment: int
     rounding: int
     total: int
+    coupon_discount: int = 0
+    coupons: tuple[AppliedCoupon, ...] = ()
 
     @property
     def discount_total(self) -> int:
@@ -144,8 +156,10 @@ def price_basket(
     order_discount_rate: int = 1000,
     manual_adjustment: int = 0,
     rounding: Rounding | str | None = None,
+    coupons: tuple[CouponInput, ...] | list[CouponInput] = (),
 ) -> PricedBasket:
-    """Price a basket. ``rounding`` overrides the rules' 抹零 when the store configures its own."""
+    """Price a basket. ``rounding`` overrides the rules' 抹零 when the store configures its own;
+    ``coupons`` are the coupons claimed, each with its template (step 4)."""
     if not lines:
         raise ValidationError("购物车为空 (the basket is empty)", field="lines")
     try:
@@ -200,6 +214,17 @@ def price_basket(
     order_disc_total = after_member_total - apply_rate(after_member_total, order_discount_rate)
     order_disc = _allocate(order_disc_total, after_member)
     after_order = [a - o for a, o in zip(after_member, order_disc, strict=True)]
+    applied: tuple[AppliedCoupon, ...] = ()
+    coupon_disc = [0] * len(after_order)
+    if coupons:
+        coupon_disc, applied = coupon_discounts(
+            coupons,
+            [
+                CouponLine(ln.sku, ln.category, ln.qty, after_member[i], after_order[i])
+                for i, ln in enumerate(lines)
+            ],
+        )
+        after_order = [a - c for a, c in zip(after_order, coupon_disc, strict=True)]
     after_order_total = sum(after_order)
 
     if isinstance(manual_adjustment, bool) or not isinstance(manual_adjustment, int):
@@ -239,6 +264,7 @@ def price_basket(
             amounts[i],
             promo_flags[i],
             earns[i],
+            coupon_disc[i],
         )
         for i, line in enumerate(lines)
     )
@@ -252,6 +278,8 @@ def price_basket(
         manual_adjustment=manual_adjustment,
         rounding=due - rounded,
         total=rounded,
+        coupon_discount=sum(coupon_disc),
+        coupons=applied,
     )
 
 

@@ -70,6 +70,8 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "card_block": {"block_id": str, "card_no": str},
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
+    # a coupon a till issued (a new-member gift, a points gift): docs/programme/coupons.md
+    "coupon_issue": {"code": str, "member_id": str, "template_id": str, "issued_at": str},
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
     # a store manager's decision at the till on a maintainer transfer (docs/programme/staff.md)
@@ -573,6 +575,7 @@ CHANGE_ENTITIES = (
     # maintainer transfers (docs/programme/staff.md, "On the wire")
     "staff",
     "staff_transfer",
+    "coupon_template",  # coupons (issue 11): docs/programme/coupons.md
 )
 # "erase" (member records only): the member's personal data was erased at HQ; the data is
 # the member's state (personal fields empty, status "erased"), and the store also scrubs
@@ -587,6 +590,7 @@ SNAPSHOT_ORDER = (
     "member",
     "card",
     "card_block",
+    "coupon_template",
     "coupon",
     "merge",
     # -- staff (maintainers, categories and cost)
@@ -1477,6 +1481,8 @@ def validate_sale_body(body: dict[str, Any], where: str = "sale body") -> SaleBo
     _flags(body, ("offline",), where)
     _optional_texts(body, ("authorization_id",), where, MAX_ID_LEN)
     _optional_texts(body, ("served_by",), where, MAX_CODE_LEN)  # -- staff
+    if "coupons" in body or "coupons" in pi:  # coupons (issue 11)
+        _sale_coupons(body, pi, where)
     return cast(SaleBody, body)
 
 
@@ -1489,6 +1495,8 @@ def validate_return_body(body: dict[str, Any], where: str = "return body") -> Re
     _each(body, "tenders", where, MAX_BODY_TENDERS, _tender)
     _split_body(body, "stored_value", where)
     _lot_pairs(body, "points_lots_restored", where)
+    if "coupons_restored" in body:  # coupons (issue 11)
+        _codes(body, "coupons_restored", where)
     return cast(ReturnBody, body)
 
 
@@ -1623,6 +1631,46 @@ def validate_staff_request_body(
     return cast(StaffRequestBody, body)
 
 
+# -- coupons (coupons): the coupons a sale used, the coupons a full return gives back, and
+# a coupon a till issued (docs/programme/coupons.md, "On the wire")
+
+
+def _codes(obj: dict[str, Any], key: str, where: str) -> None:
+    for i, code in enumerate(_list(obj, key, where, MAX_COUPONS)):
+        if type(code) is not str or not 0 < len(code) <= MAX_CODE_CHARS:
+            raise ProtocolError(f"{where} {key}[{i}]: must be a coupon code", field=key)
+
+
+def _used_coupon(entry: dict[str, Any]) -> None:
+    _texts(entry, ("code",), _ENTRY, MAX_CODE_CHARS)
+    _texts(entry, ("template_id",), _ENTRY, MAX_LABEL_LEN)
+    _amounts(entry, ("discount",), _ENTRY)
+
+
+def _priced_coupon(entry: dict[str, Any]) -> None:
+    _texts(entry, ("code",), _ENTRY, MAX_CODE_CHARS)
+    _object(entry, "template", _ENTRY)
+
+
+def _sale_coupons(body: dict[str, Any], pi: dict[str, Any], where: str) -> None:
+    _each(body, "coupons", where, MAX_COUPONS, _used_coupon)
+    _each(pi, "coupons", f"{where} pricing_input", MAX_COUPONS, _priced_coupon)
+    _amounts(body, ("coupon_discount",), where)
+
+
+def validate_coupon_issue_body(body: dict[str, Any], where: str = "coupon_issue body") -> Any:
+    _texts(body, ("code",), where, MAX_CODE_CHARS)
+    _member_id(body, "member_id", where, nullable=False)
+    _texts(body, ("template_id",), where, MAX_LABEL_LEN)
+    _texts(body, ("issued_at",), where, MAX_TIME_LEN)
+    _optional_texts(body, ("valid_from", "expires_on"), where, MAX_TIME_LEN)
+    if body.get("source") not in ("till", "gift"):
+        raise ProtocolError(f"{where}: source must be till or gift", field="source")
+    _optional_texts(body, ("ref",), where, MAX_ID_LEN)
+    _optional_texts(body, ("cashier",), where, MAX_CODE_LEN)
+    return body
+
+
 BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "sale": validate_sale_body,
     "return": validate_return_body,
@@ -1637,6 +1685,7 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "card_block": validate_card_block_body,
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
+    "coupon_issue": validate_coupon_issue_body,
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
     "staff_decision": validate_staff_decision_body,

@@ -302,6 +302,8 @@ class Rules:
     # -- points rules (docs/programme/points.md)
 
     # -- coupons (docs/programme/coupons.md)
+    # the coupon template a member is given at registration (新人券), by id; "" for none
+    new_member_coupon: str = ""
 
     # -- stored value and member upkeep (docs/programme/upkeep.md)
 
@@ -419,6 +421,12 @@ class Rules:
             raise ValidationError("points_per_yuan_redeemed must be positive")
         if rules.member_day_points_multiplier < 1:
             raise ValidationError("member_day_points_multiplier must be at least 1")
+        # -- coupons
+        if not isinstance(rules.new_member_coupon, str) or len(rules.new_member_coupon) > 32:
+            raise ValidationError(
+                "new_member_coupon must be a coupon template id (text, at most 32 characters)",
+                field="new_member_coupon",
+            )
         return rules
 
 

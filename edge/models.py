@@ -509,6 +509,44 @@ MODELS += [CardSale]
 
 # -- coupons (coupons)
 
+
+class CouponTemplate(BaseModel):
+    """A coupon template as HQ published it (core.coupons.CouponTemplate as ``data``)."""
+
+    id = CharField(primary_key=True)
+    data = JSONField(default=dict)
+    active = BooleanField(default=True)
+
+
+class TillCoupon(BaseModel):
+    """A coupon this till issued (a new-member gift, a points gift), until and after HQ
+    describes it too (SyncCoupon): its issue went up as a ``coupon_issue`` item."""
+
+    code = CharField(primary_key=True)
+    member_id = CharField(index=True)
+    template_id = CharField()
+    valid_from = CharField(null=True)
+    expires_on = CharField(null=True)
+    issued_at = CharField()
+    source = CharField(default="till")
+    ref = CharField(null=True)
+    cashier = CharField(null=True)
+
+
+class CouponRedemption(BaseModel):
+    """A coupon this till took in a sale; ``returned`` once the sale was fully returned.
+    A coupon with a redemption not returned is used here, whatever HQ last said."""
+
+    code = CharField(index=True)
+    sale_id = CharField(index=True)
+    member_id = CharField(index=True)
+    day = CharField()
+    offline = BooleanField(default=False)  # taken under the offline policy, not HQ's hold
+    returned = BooleanField(default=False)
+
+
+MODELS += [CouponTemplate, TillCoupon, CouponRedemption]
+
 # -- upkeep (stored value, profile, password)
 
 # -- staff (maintainers, categories and cost)

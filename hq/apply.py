@@ -39,6 +39,7 @@ from hq.models import (
 )
 from hq.privacy import apply_consent, apply_registration_consent
 from hq.programme import cards as programme_cards
+from hq.programme import coupons as coupon_rules
 from hq.programme import staff as staff_programme
 
 REPRICE_FIELDS = (
@@ -262,6 +263,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     ctx.cache.known_sales.add(sale_id)
     ctx.cache.sales[sale_id] = SaleOnRecord(ctx.item.store, member.id if member else None, body)
     if member is not None:
+        coupon_rules.apply_sale_coupons(ctx, body, member)  # coupons (issue 11)
         _settle_authorization(ctx, sale_id, member)
         posting = ctx.posting("sale", sale_id)
         post_stored_value(member, -principal, -bonus, posting, ctx.book)
@@ -305,6 +307,7 @@ def apply_return(ctx: ItemContext, body: dict[str, Any]) -> None:
     if return_id in ctx.cache.known_returns:
         raise Conflict(f"return {return_id} was already ingested", field="return_id")
     sale = check_return(ctx, body)  # before anything is posted
+    coupon_rules.return_coupons(ctx, body, sale)  # coupons (issue 11): a full return's back
     member = _member_for(ctx, sale.member_id)
     ctx.cache.known_returns.add(return_id)
     ctx.cache.returns_of.setdefault(body["sale_id"], []).append(body)
@@ -401,6 +404,7 @@ APPLIERS = {
     "card_block": programme_cards.apply_card_block,
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
+    "coupon_issue": coupon_rules.apply_coupon_issue,
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
     "staff_decision": staff_programme.apply_staff_decision,
@@ -430,6 +434,7 @@ def reprice(rules: Rules, body: dict[str, Any]) -> PricedBasket:
             pi.get("order_discount_rate", 1000),
             pi.get("manual_adjustment", 0),
             pi.get("rounding") or None,
+            coupon_rules.pricing_coupons(pi),
         )
     except (HuiyuanError, KeyError, TypeError, ValueError) as exc:
         message = exc.message if isinstance(exc, HuiyuanError) else str(exc)
@@ -515,6 +520,7 @@ def check_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     """Every amount, sign, split and points figure of a sale, against its rules version."""
     rules = _known_rules(ctx)
     priced = reprice(rules, body) if rules is not None else None
+    coupon_rules.check_sale_coupons(ctx, body, priced)  # coupons (issue 11)
     total = body["total"]
     paid = _by_kind(body["tenders"])
     if sum(paid.values()) != total:

@@ -279,6 +279,8 @@ def _hold(
             return _decline(req, member.id, "coupon_unusable", f"优惠券不可用: {code}", now)
         if coupon.expires_on and coupon.expires_on < now.date():
             return _decline(req, member.id, "coupon_unusable", f"优惠券已过期: {code}", now)
+        if coupon.valid_from and coupon.valid_from > now.date():  # coupons (issue 11)
+            return _decline(req, member.id, "coupon_unusable", f"优惠券未到使用日期: {code}", now)
         coupons.append(coupon)
     auth_id = uuid7()
     balances = {

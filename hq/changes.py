@@ -126,6 +126,21 @@ def coupon_state(coupon: Coupon) -> dict[str, Any]:
         "value": coupon.value,
         "status": coupon.status,
         "expires_on": coupon.expires_on.isoformat() if coupon.expires_on else None,
+    } | _coupon_programme_fields(coupon)
+
+
+def _coupon_programme_fields(coupon: Coupon) -> dict[str, Any]:
+    """-- coupons (issue 11): the template and dates a till prices and lists a coupon by;
+    only for coupons issued from a template (older coupons go down as before)."""
+    if not coupon.template_id:
+        return {}
+    return {
+        "template_id": coupon.template_id,
+        "valid_from": _wire(coupon.valid_from),
+        "issued_at": _wire(coupon.issued_at),
+        "source": coupon.source,
+        "used_sale": coupon.used_sale,
+        "used_store": coupon.used_store,
     }
 
 
@@ -304,6 +319,10 @@ def snapshot_records(db: pw.Database, lookup: ChainLookup) -> tuple[int, Iterato
         # -- points (points rules, gifts, referral)
 
         # -- coupons (coupons)
+        from hq.programme.coupons import TemplateRow, template_state
+
+        for tpl in TemplateRow.select().order_by(TemplateRow.id):
+            yield rec("coupon_template", tpl.id, template_state(tpl))
 
         # -- upkeep (stored value, profile, password)
 

@@ -513,6 +513,9 @@ cli_cards.register(main)
 # -- points (points rules, gifts, referral)
 
 # -- coupons (coupons)
+from hq import cli_coupons  # noqa: E402
+
+cli_coupons.register(main)
 
 # -- upkeep (stored value, profile, password)
 

@@ -285,6 +285,15 @@ class Coupon(BaseModel):
     status = pw.CharField(default="issued", max_length=10)  # issued | held | used
     held_for = pw.CharField(null=True, max_length=64)  # sale id
     expires_on = pw.DateField(null=True)
+    # -- coupons (coupons): added by issue 11, nullable (docs/programme/coupons.md)
+    template_id = pw.CharField(null=True, max_length=32, index=True)
+    issued_at = pw.DateTimeField(null=True)
+    valid_from = pw.DateField(null=True)
+    source = pw.CharField(null=True, max_length=10)  # hq | till | campaign | gift
+    ref = pw.CharField(null=True, max_length=64)  # the campaign, gift or till item it came from
+    issued_store = pw.CharField(null=True, max_length=32)
+    used_sale = pw.CharField(null=True, max_length=64)
+    used_store = pw.CharField(null=True, max_length=32)
 
 
 class Merge(BaseModel):
@@ -737,6 +746,21 @@ MODELS += [CardSale, CardTypeChange]
 # -- points (points rules, gifts, referral)
 
 # -- coupons (coupons)
+
+
+class CouponTemplate(BaseModel):
+    """A coupon template (core.coupons.CouponTemplate as ``data``); immutable once added,
+    so every coupon issued from it is priced alike at HQ and at every till."""
+
+    id = pw.CharField(primary_key=True, max_length=32)
+    name = pw.CharField(max_length=64)
+    data = JSONText()
+    active = pw.BooleanField(default=True)  # inactive: no more issued; issued ones still count
+    created_at = pw.DateTimeField()
+    created_by = pw.CharField(max_length=64)
+
+
+MODELS += [CouponTemplate]
 
 # -- upkeep (stored value, profile, password)
 

@@ -21,6 +21,9 @@ def blueprints() -> list[Blueprint]:
     # -- points
 
     # -- coupons
+    from edge.routes import coupons
+
+    parts.append(coupons.bp)
 
     # -- upkeep
 

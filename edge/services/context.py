@@ -26,6 +26,7 @@ class SpendRequest:
     stored_value: int  # fen
     points: int
     day: str
+    coupons: tuple[str, ...] = ()  # coupon codes to hold (docs/programme/coupons.md)
 
 
 @dataclass(frozen=True)

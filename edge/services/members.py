@@ -19,6 +19,7 @@ from edge import phones
 from edge.key_rotation import writing_keys
 from edge.models import Card, Member, PointsLot
 from edge.security import hash_secret
+from edge.services import coupons as coupon_svc
 from edge.services import maintainers
 from edge.services.consent import consent_from_request
 from edge.services.context import Till
@@ -317,6 +318,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
             member.registered_at,
             till.rules().version,
         )
+        coupon_svc.new_member_gift(till, member_id, cashier)  # coupons (issue 11): 新人券
     return member
 
 

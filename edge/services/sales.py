@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +21,7 @@ from core.stored_value import Split, refund_split, spend_split, topup_split
 from core.tenders import TENDER_KINDS, Settlement, Tender, settle, sum_by_kind
 from edge.models import Ledger, Member, PointsLot, Product, Sale, SaleLine, SaleReturn, TopUp
 from edge.services import cards as cards_svc
+from edge.services import coupons as coupon_svc
 from edge.services import maintainers, receipts
 from edge.services import members as member_svc
 from edge.services.context import SpendDecision, SpendRequest, Till
@@ -84,6 +86,7 @@ class BasketRequest:
     order_discount_rate: int
     manual_adjustment: int
     manager: dict[str, Any] | None
+    coupons: tuple[str, ...] = ()  # coupon codes claimed (docs/programme/coupons.md)
 
     @classmethod
     def from_request(cls, data: Any) -> BasketRequest:
@@ -120,7 +123,14 @@ class BasketRequest:
         manager = data.get("manager")
         if manager is not None and not isinstance(manager, dict):
             raise ValidationError("manager must be an object {code, pin}", field="manager")
-        return cls(member, tuple(lines), rate, _int(data, "manual_adjustment", "", 0), manager)
+        return cls(
+            member,
+            tuple(lines),
+            rate,
+            _int(data, "manual_adjustment", "", 0),
+            manager,
+            coupon_svc.parse_codes(data.get("coupons")),
+        )
 
 
 @dataclass(frozen=True)
@@ -255,8 +265,20 @@ def price(
     # -- cards: a lapsed card product prices as its fallback (edge/services/cards.py)
     card_type = cards_svc.in_force(till, member, till.now().date(), rules) if member else None
     ctx = MemberContext(member.id, card_type, member.tier) if member else None
+    coupons = coupon_svc.claimed(till, req.coupons, member.id if member else None)
+    if coupons:  # coupons may target categories: the lines carry theirs (only then)
+        cats = coupon_svc.categories([line.sku for line in lines])
+        lines = [dataclasses.replace(line, category=cats.get(line.sku, "")) for line in lines]
+        for given in inputs:
+            given["category"] = cats.get(given["sku"], "")
     basket = price_basket(
-        rules, lines, ctx, req.order_discount_rate, req.manual_adjustment, till.rounding(rules)
+        rules,
+        lines,
+        ctx,
+        req.order_discount_rate,
+        req.manual_adjustment,
+        till.rounding(rules),
+        coupons,
     )
     return basket, inputs
 
@@ -278,7 +300,7 @@ def quote(till: Till, req: BasketRequest) -> dict[str, Any]:
 
 
 def basket_dict(basket: PricedBasket) -> dict[str, Any]:
-    return {
+    out = {
         "rules_version": basket.rules_version,
         "lines": [
             {
@@ -307,6 +329,21 @@ def basket_dict(basket: PricedBasket) -> dict[str, Any]:
         "manual_adjustment": basket.manual_adjustment,
         "rounding": basket.rounding,
         "total": basket.total,
+    } | _coupon_figures(basket)
+    if basket.coupons:
+        for line, priced in zip(out["lines"], basket.lines, strict=True):
+            line["coupon_discount"] = priced.coupon_discount
+    return out
+
+
+def _coupon_figures(basket: PricedBasket) -> dict[str, Any]:
+    """The coupons a basket used and what each line gave to them; only when there are
+    any, so a sale without coupons reads exactly as before (docs/programme/coupons.md)."""
+    if not basket.coupons:
+        return {}
+    return {
+        "coupon_discount": basket.coupon_discount,
+        "coupons": [c.to_dict() for c in basket.coupons],
     }
 
 
@@ -426,10 +463,11 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
     today, day = now.date(), now.date().isoformat()
     sale_id = req.sale_id or uuid7()
     decision: SpendDecision | None = None
-    if settlement.stored_value or points_needed:
+    to_hold = coupon_svc.to_authorize(tuple(c.code for c in basket.coupons))
+    if settlement.stored_value or points_needed or to_hold:
         decision = till.authorizer.authorize(
-            SpendRequest(sale_id, member.id, settlement.stored_value, points_needed, day)
-        )  # type: ignore[union-attr]
+            SpendRequest(sale_id, member.id, settlement.stored_value, points_needed, day, to_hold)  # type: ignore[union-attr]
+        )
         if decision.online and not decision.approved:
             raise InsufficientFunds(f"总部拒绝授权: {decision.reason}", field="tenders")
 
@@ -633,6 +671,7 @@ def _write_sale(
     if req.served_by and req.served_by != staff.code:  # -- staff: absent means the cashier
         body["served_by"] = req.served_by
     body.pop("rules_version")
+    coupon_svc.redeem_in_sale(till, body, basket, decision, day)  # coupons (issue 11)
     item = enqueue(till, "sale", body, at, rules.version)
     receipt = receipts.sale_receipt_dict(till, body, member, staff, at, today)
     receipt["outbox_seq"] = item.seq
@@ -701,6 +740,7 @@ def _replayed_sale(till: Till, done: Sale, req: CheckoutRequest) -> dict[str, An
             ("manual_adjustment", req.basket.manual_adjustment == given["manual_adjustment"]),
             ("tenders", asked == offered),
             ("member", (member and member.id) == (sold_to and sold_to.id)),
+            ("coupons", list(req.basket.coupons) == [c["code"] for c in body.get("coupons", [])]),
         )
         if not same
     ]
@@ -879,6 +919,7 @@ def return_sale(
             "points_reversed": reversed_pts,
             "points_debt": debt,
         }
+        coupon_svc.on_full_return(till, sale, ret_body, last)  # coupons (issue 11)
         enqueue(till, "return", ret_body, at, sale.rules_version)
         receipt = receipts.return_receipt(till, ret_body, member, staff, at, today)
         SaleReturn.create(

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from peewee import SqliteDatabase, fn
 
-from core.errors import ProtocolError
+from core.errors import ProtocolError, ValidationError
 from core.names import pinyin_keys
 from core.protocol import MEMBER_PROGRAMME_FIELDS, Change, ChangePage, validate_change
 from edge.models import (
@@ -270,6 +270,26 @@ class Applier:
     # -- points (points rules, gifts, referral)
 
     # -- coupons (coupons)
+
+    def _coupon_template(self, change: Change, touched: set[str]) -> None:
+        """A coupon template as HQ published it; one this software cannot read is kept
+        inactive (its coupons cannot be priced here) rather than stopping the sync."""
+        from core.coupons import CouponTemplate as Template
+        from edge.models import CouponTemplate
+
+        if change.op == "delete":
+            CouponTemplate.update(active=False).where(CouponTemplate.id == change.key).execute()
+            return
+        data = {k: v for k, v in change.data.items() if k != "active"}
+        try:
+            data = Template.from_dict(data).to_dict()
+            active = bool(change.data.get("active", True))
+        except ValidationError as exc:
+            log.warning("coupon template %s not usable here: %s", change.key, exc.message)
+            active = False
+        CouponTemplate.insert(
+            id=change.key, data=data, active=active
+        ).on_conflict_replace().execute()
 
     # -- upkeep (stored value, profile, password)
 

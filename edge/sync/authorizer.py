@@ -115,6 +115,7 @@ class MqttAuthorizer:
             action="hold",
             stored_value=request.stored_value,
             points=request.points,
+            coupons=tuple(request.coupons),
             requested_at=now.isoformat(timespec="seconds") if now else "",
         )
         try:

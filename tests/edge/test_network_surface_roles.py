@@ -68,6 +68,9 @@ ROLES = {
     "staff.request_transfer": CASHIER,
     "staff.approve_transfer": MANAGER,
     "staff.reject_transfer": MANAGER,
+    # -- coupons (issue 11): a member's coupons and one by code, for the cashier
+    "coupons.member_coupons": CASHIER,
+    "coupons.get_coupon": CASHIER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}

@@ -197,7 +197,8 @@ def _put(data: dict, path: str, value: object) -> None:
             node[key] = [] if after.isdigit() else {}
         node = node[key]
     last = tokens[-1]
-    if isinstance(node, list):
+    if isinstance(node, list):  # a list of texts (e.g. a sale's coupon codes) grows to it
+        node.extend([value] * (int(last) + 1 - len(node)))
         node[int(last)] = value
     else:
         node[last] = value
