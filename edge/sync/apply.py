@@ -22,7 +22,13 @@ from peewee import SqliteDatabase, fn
 
 from core.errors import ProtocolError, ValidationError
 from core.names import pinyin_keys
-from core.protocol import MEMBER_PROGRAMME_FIELDS, Change, ChangePage, validate_change
+from core.protocol import (
+    CHANGE_ENTITIES,
+    MEMBER_PROGRAMME_FIELDS,
+    Change,
+    ChangePage,
+    validate_change,
+)
 from edge.models import (
     Card,
     Ledger,
@@ -108,11 +114,11 @@ class Applier:
         return len(changes)
 
     def apply_one(self, change: Change, touched: set[str]) -> None:
-        handler = getattr(self, f"_{change.entity}", None)
-        if handler is None:
-            log.warning("change %d: no handler for entity %r, skipped", change.seq, change.entity)
+        if change.entity not in CHANGE_ENTITIES:
+            # a newer HQ's entity: skipped, so the store keeps syncing (docs/protocol.md)
+            log.warning("change %d: unknown entity %r, skipped", change.seq, change.entity)
             return
-        handler(change, touched)
+        getattr(self, f"_{change.entity}")(change, touched)
 
     # ---- entities -----------------------------------------------------------------
 

@@ -156,9 +156,15 @@ def test_change_request_limit(limit):
         p.validate_change_request({"v": 1, "store": "S1", "after": 0, "limit": limit})
 
 
-def test_change_rejects_unknown_entity():
+def test_a_change_of_a_newer_entity_is_valid_and_a_bad_entity_name_is_not():
+    """A newer HQ's entity passes the wire check (the till skips it, tests/sync/test_apply.py);
+    a name that cannot be an entity is refused."""
+    change = p.validate_change(
+        {"seq": 1, "entity": "weather", "key": "k", "op": "upsert", "data": {}}
+    )
+    assert change.entity == "weather"
     with pytest.raises(ProtocolError, match="entity"):
-        p.validate_change({"seq": 1, "entity": "weather", "key": "k", "op": "upsert", "data": {}})
+        p.validate_change({"seq": 1, "entity": "Weather!", "key": "k", "op": "upsert", "data": {}})
 
 
 def test_snapshot_chunks_roundtrip():
