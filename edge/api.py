@@ -238,7 +238,8 @@ def get_member(member_id: str):
 def register_member():
     staff = signed_in()
     t = till()
-    reg = member_svc.Registration.from_request(body(), set(t.rules().card_type_discount) or None)
+    rules = t.rules()
+    reg = member_svc.Registration.from_request(body(), set(rules.card_type_discount) or None, rules)
     member = member_svc.register(t, reg, staff.code)
     return jsonify(member=member_svc.summary(t, member)), 201
 

@@ -38,6 +38,7 @@ from hq.models import (
     one_of,
 )
 from hq.privacy import apply_consent, apply_registration_consent
+from hq.programme import upkeep
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -373,8 +374,11 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
 
 
 def apply_registration(ctx: ItemContext, body: dict[str, Any]) -> None:
+    rules = _rules(ctx)
+    body = upkeep.registration_with_score(body, rules)  # upkeep: HQ's completeness score
     register_member(ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes, ctx.book)
     apply_registration_consent(ctx, body, body["member_id"])
+    upkeep.credit_referral(ctx, body, rules)  # upkeep: the referrer's points
 
 
 APPLIERS = {
@@ -389,6 +393,9 @@ APPLIERS = {
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
+    "sv_refund": upkeep.apply_sv_refund,
+    "member_update": upkeep.apply_member_update,
+    "member_password": upkeep.apply_member_password,
     # -- staff (maintainers, categories and cost)
     # ---- end of programme kinds
 }

@@ -512,6 +512,9 @@ main.add_command(enrol_store)  # hq/cli_enrol.py
 # -- coupons (coupons)
 
 # -- upkeep (stored value, profile, password)
+from hq import cli_upkeep  # noqa: E402 (it imports this module's helpers when run)
+
+cli_upkeep.register(main)
 
 # -- staff (maintainers, categories and cost)
 

@@ -689,6 +689,24 @@ MODELS += [AuditEntry, JobRun]
 
 # -- upkeep (stored value, profile, password)
 
+
+class MemberFieldStamp(BaseModel):
+    """When each profile field of a member was last changed (hq/programme/upkeep.py): a
+    till's edit or HQ's applies field by field only when newer (newest change wins)."""
+
+    member_id = pw.CharField(max_length=36)
+    field = pw.CharField(
+        max_length=32
+    )  # a core.protocol.MEMBER_UPDATE_FIELDS name, or password_hash
+    changed_at = pw.DateTimeField()  # naive UTC
+    store = pw.CharField(max_length=32, null=True)  # where (null: at HQ)
+
+    class Meta:
+        primary_key = pw.CompositeKey("member_id", "field")
+
+
+MODELS += [MemberFieldStamp]
+
 # -- staff (maintainers, categories and cost)
 
 # ---- end of the programme's tables

@@ -20,6 +20,9 @@ def blueprints() -> list[Blueprint]:
     # -- coupons
 
     # -- upkeep
+    from edge.routes import upkeep
+
+    parts.append(upkeep.bp)
 
     # -- staff
 

@@ -26,6 +26,7 @@ class SpendRequest:
     stored_value: int  # fen
     points: int
     day: str
+    action: str = "hold"  # core.protocol.AUTH_ACTIONS: "refund" for a stored value refund
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class SpendDecision:
     approved: bool = False
     authorization_id: str | None = None
     reason: str = ""
+    # HQ's split of the stored value held: {"principal", "bonus"} (a refund's forfeit)
+    stored_value_split: dict[str, int] | None = None
 
 
 class SpendAuthorizer(Protocol):

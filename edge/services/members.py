@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import BooleanField, fn
@@ -14,7 +14,9 @@ from core.ids import uuid7
 from core.names import pinyin_keys
 from core.phone import normalise_phone
 from core.points import Lot
+from core.profile import check_profile
 from core.receipt import mask_name, mask_phone
+from core.rules import Rules
 from edge import phones
 from edge.key_rotation import writing_keys
 from edge.models import Card, Member, PointsLot
@@ -180,6 +182,32 @@ def points_balance(member_id: str, today: dt.date) -> int:
     return row[0]
 
 
+# what a registration request may name; anything else is refused by name, not dropped
+REGISTRATION_KEYS = frozenset(
+    {
+        "name",
+        "phone",
+        "gender",
+        "birthday",
+        "birthday_calendar",
+        "birthday_leap_month",
+        "card_no",
+        "card_type",
+        "staff_code",
+        "password",
+        "consent",
+        # -- upkeep: the richer profile (core.profile) and who brought the member
+        "occupation",
+        "preferences",
+        "anniversaries",
+        "notes",
+        "tags",
+        "extra",
+        "referrer",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Registration:
     name: str
@@ -191,9 +219,20 @@ class Registration:
     staff_code: str | None = None
     password: str | None = None
     consent: dict[str, bool] | None = None  # marketing channels; None: no consent to any
+    profile: dict[str, Any] = field(default_factory=dict)  # core.profile.PROFILE_FIELDS given
+    referrer: str | None = None  # a member id, phone or card number (edge/services/upkeep.py)
 
     @classmethod
-    def from_request(cls, data: dict[str, Any], card_types: set[str] | None = None) -> Registration:
+    def from_request(
+        cls, data: dict[str, Any], card_types: set[str] | None = None, rules: Rules | None = None
+    ) -> Registration:
+        unknown = sorted(str(k)[:32] for k in data if k not in REGISTRATION_KEYS)
+        if unknown:
+            raise ValidationError(
+                f"不认识的字段: {unknown} (unknown fields {unknown}; a registration takes "
+                f"{sorted(REGISTRATION_KEYS)})",
+                field=unknown[0],
+            )
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ValidationError("姓名不能为空 (name is required)", field="name")
@@ -234,6 +273,12 @@ class Registration:
         staff_code = data.get("staff_code")
         if staff_code is not None and not isinstance(staff_code, str):
             raise ValidationError("staff_code must be a string", field="staff_code")
+        referrer = data.get("referrer")
+        if referrer is not None and (not isinstance(referrer, str) or not referrer.strip()):
+            raise ValidationError(
+                "推荐人须为会员号、手机号或卡号 (referrer must be a member id, phone or card no)",
+                field="referrer",
+            )
         return cls(
             name.strip(),
             phone,
@@ -244,17 +289,23 @@ class Registration:
             staff_code,
             password,
             consent_from_request(data.get("consent")),
+            check_profile(data, rules or Rules(), registration=True),
+            check_code(referrer.strip(), "referrer") if referrer else None,
         )
 
 
 def register(till: Till, reg: Registration, cashier: str) -> Member:
     """A new member, usable at once, with one registration message in the outbox."""
+    from edge.services import upkeep  # it builds on this module (resolve, by_phone, by_card)
+
     # the chain's parameters (core.protocol.SCRYPT_N): the hash is checked at every store
     password_hash = hash_secret(reg.password) if reg.password else None
     pinyin, initials = pinyin_keys(reg.name)
     now = till.now()
     member_id = uuid7()
+    rules = till.rules()
     with till.db.atomic():
+        referred_by = upkeep.resolve_referrer(till, reg.referrer) if reg.referrer else None
         # inside the write transaction: the sync agent may be installing the chain key
         phone_hash = phones.phone_hash(till.keys, reg.phone)
         if Member.get_or_none(Member.phone_hash == phone_hash):
@@ -281,7 +332,11 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
             registered_at=now.isoformat(timespec="seconds"),
             registered_store=till.store,
             updated_at=now.isoformat(timespec="seconds"),
+            referred_by=referred_by,
+            **reg.profile,
         )
+        member.profile_score = upkeep.profile_score(member, rules)
+        member.save()
         if reg.card_no:
             Card.create(
                 card_no=reg.card_no,
@@ -308,9 +363,13 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
                 "cashier": cashier,
                 "registered_at": member.registered_at,
                 "consent": reg.consent or consent_from_request(None),
+                # upkeep: the richer profile and the referrer, only when given (HQ
+                # computes the completeness score itself)
+                **reg.profile,
+                **({"referred_by": referred_by} if referred_by else {}),
             },
             member.registered_at,
-            till.rules().version,
+            rules.version,
         )
     return member
 
