@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from core.receipt import mask_name, mask_phone
 from core.rules import Rules
 from edge import phones
 from edge.key_rotation import writing_keys
-from edge.models import Card, Member, PointsLot
+from edge.models import Card, JSONField, Member, PointsLot
 from edge.security import hash_secret
 from edge.services.consent import consent_from_request
 from edge.services.context import Till
@@ -72,6 +73,8 @@ _MEMBER_NAMES = tuple(f.name for f in _MEMBER_FIELDS)
 # the only columns whose Python value differs from what sqlite3 returns (0/1 for a bool):
 # text, integer and blob columns come back as peewee's python_value would make them
 _MEMBER_BOOLS = tuple(f.name for f in _MEMBER_FIELDS if isinstance(f, BooleanField))
+# the programme's JSON columns (preferences, tags, ...) come back as their JSON text
+_MEMBER_JSON = tuple(f.name for f in _MEMBER_FIELDS if isinstance(f, JSONField))
 
 
 def member_from_row(row: tuple[Any, ...]) -> Member:
@@ -81,6 +84,9 @@ def member_from_row(row: tuple[Any, ...]) -> Member:
     for name in _MEMBER_BOOLS:
         if data[name] is not None:
             data[name] = bool(data[name])
+    for name in _MEMBER_JSON:
+        if data[name] is not None:
+            data[name] = json.loads(data[name])
     member.__data__ = data
     return member
 
