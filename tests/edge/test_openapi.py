@@ -190,7 +190,9 @@ def _put(data: dict, path: str, value: object) -> None:
             node[key] = [] if after.isdigit() else {}
         node = node[key]
     last = tokens[-1]
-    if isinstance(node, list):
+    if isinstance(node, list):  # a list of texts (e.g. a member's tags)
+        while len(node) <= int(last):
+            node.append("")
         node[int(last)] = value
     else:
         node[last] = value
