@@ -212,6 +212,9 @@ def _item_rules(ctx: Any) -> Rules | None:
 
 def apply_member_update(ctx: Any, body: dict[str, Any]) -> None:
     """A ``member_update`` item: the till's edit, field by field where newer."""
+    # the columns are written at once: a member registered earlier in this batch must be
+    # in the table first (the book writes its rows at the end of the batch)
+    ctx.book.flush()
     member = ctx.book.member(body["member_id"])
     if member.status == ERASED:
         raise Conflict(f"会员 {member.id} 的个人信息已删除", field="member_id")
@@ -238,6 +241,7 @@ def apply_member_update(ctx: Any, body: dict[str, Any]) -> None:
 
 def apply_member_password(ctx: Any, body: dict[str, Any]) -> None:
     """A ``member_password`` item: the hash the till made, where newer than the last."""
+    ctx.book.flush()  # as apply_member_update: the member's row must be in the table
     member = ctx.book.member(body["member_id"])
     if member.status == ERASED:
         raise Conflict(f"会员 {member.id} 的个人信息已删除", field="member_id")

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from core.protocol import Change, validate_item
+from core.receipt import Receipt
+from edge.devices.profiles import ProfileLibrary
+from edge.devices.receipt_render import RenderOptions, layout_receipt, render
 from edge.models import Ledger, Member, Outbox, Setting, SvRefund
 from edge.services.context import SpendDecision, SpendRequest
 from edge.sync.apply import Applier
@@ -396,6 +399,12 @@ def test_refund_writes_ledger_one_item_and_a_slip(client, cashier, demo_till):
         "reason": "搬家",
     }
     assert res.json["receipt"]["title"] == "储值退款凭证" and res.json["receipt"]["total"] == 20000
+    slip = render(
+        layout_receipt(Receipt.from_dict(res.json["receipt"]), 32),
+        ProfileLibrary().load("xprinter_xp58iih"),
+        RenderOptions(open_drawer=True),
+    )
+    assert "储值退款凭证".encode("gb18030") in slip and "赠送金额作废".encode("gb18030") in slip
     # a retry gets the same refund back, and pays nothing twice
     again = _refund(
         client,

@@ -387,6 +387,30 @@ def test_password_from_a_till_newest_wins_and_reset_at_hq(hq_db, store_code):
     assert "c2FsdHNhbHQ" not in str([a.details for a in AuditEntry.select()])
 
 
+def test_registered_edited_and_password_set_in_one_batch(hq_db, store_code):
+    """A member registered and then edited and given a password at the till before the
+    store synced: one batch; the edits land on the row the registration made."""
+    items = Items(store_code)
+    mid = uuid7()
+    ack = ingest(
+        store_code,
+        [
+            items.registration(mid, _phone()),
+            items.topup(mid, 10000),
+            update_item(
+                items, mid, {"notes": "新会员", "tags": ["VIP"]}, "2026-11-23T10:05:00+08:00"
+            ),
+            password_item(items, mid, HASH, "2026-11-23T10:06:00+08:00"),
+            items.sale(mid, 1000),
+        ],
+    )
+    assert ack.rejected == ()
+    m = Member.get_by_id(mid)
+    assert (m.notes, m.tags, m.password_hash) == ("新会员", ["VIP"], HASH)
+    assert balances(mid) == (10000, 0, 10)
+    ledger_clean(hq_db)
+
+
 # ---- registration: the richer profile and referral points -------------------------------------
 
 
