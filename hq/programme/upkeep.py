@@ -26,7 +26,7 @@ from core.stored_value import Split
 from hq import audit
 from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book, Posting, credit_points, post_stored_value, resolve_member
-from hq.members import parse_instant
+from hq.members import parse_instant, touch_through
 from hq.models import (
     Authorization,
     HqException,
@@ -236,7 +236,10 @@ def apply_member_update(ctx: Any, body: dict[str, Any]) -> None:
             at=ctx.now,
             fields=applied,
         )
-        ctx.changes.member(member.id)
+    # applied or not (a newer change won), the till learns HQ has the item: it stops
+    # laying its edit over HQ's record (edge/sync/upkeep.py) and shows HQ's
+    touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
+    ctx.changes.member(member.id)
 
 
 def apply_member_password(ctx: Any, body: dict[str, Any]) -> None:
@@ -246,6 +249,8 @@ def apply_member_password(ctx: Any, body: dict[str, Any]) -> None:
     if member.status == ERASED:
         raise Conflict(f"会员 {member.id} 的个人信息已删除", field="member_id")
     at = parse_instant(body["changed_at"], "changed_at")
+    touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)  # as apply_member_update
+    ctx.changes.member(member.id)
     last = _stamps(member.id).get("password_hash")
     if last is not None and last > at:
         return
@@ -264,7 +269,6 @@ def apply_member_password(ctx: Any, body: dict[str, Any]) -> None:
         at=ctx.now,
         **details,
     )
-    ctx.changes.member(member.id)
 
 
 # ---- stored value refund from a till (储值退款) --------------------------------------------
@@ -322,8 +326,6 @@ def apply_sv_refund(ctx: Any, body: dict[str, Any]) -> None:
         bonus_forfeited=body["bonus"],
         approved_by=body["approved_by"],
     )
-    from hq.members import touch_through
-
     touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)
 

@@ -274,6 +274,8 @@ def test_till_edits_apply_field_by_field_newest_wins(hq_db, store_code):
     assert ack.rejected == ()
     m = Member.get_by_id(mid)
     assert (m.name, m.tags, m.notes) == ("李四", ["投诉"], "旧的")  # name kept, notes new
+    # the store learns HQ has both items (its overlay of pending edits ends there)
+    assert m.through[store_code] == older["seq"]
     assert m.profile_score == upkeep.score(m, DEMO_RULES)
     audits = AuditEntry.select().where(AuditEntry.action == "member.update").order_by(AuditEntry.id)
     assert [a.details["fields"] for a in audits] == [["name", "tags"], ["notes"]]
@@ -371,6 +373,7 @@ def test_password_from_a_till_newest_wins_and_reset_at_hq(hq_db, store_code):
     )
     assert ack.rejected == ()
     assert Member.get_by_id(mid).password_hash == HASH
+    assert Member.get_by_id(mid).through[store_code] == items.seq  # the ignored one too
     audit = AuditEntry.get(AuditEntry.action == "member.password_reset")
     assert audit.details == {"approved_by": "M01"}
     with pytest.raises(ValidationError):
