@@ -571,3 +571,19 @@ def test_refund_pending_is_replayed_over_hqs_balance(client, manager, demo_till)
         hq_balance["principal"] - 5000,
         hq_balance["bonus"] - 10000,
     )
+
+
+def test_an_erased_member_loses_the_richer_profile_here(client, cashier, demo_till):
+    from edge.sync.erase import erase_local_copies
+
+    zhang = member_id("张三")
+    res = client.patch(
+        f"/api/v1/members/{zhang}", headers=cashier, json={"notes": "住在附近", "tags": ["VIP"]}
+    )
+    assert res.status_code == 200
+    Outbox.update(acked=True).execute()  # HQ has it
+    with demo_till.db.atomic():
+        erase_local_copies(zhang)
+    m = Member.get_by_id(zhang)
+    assert (m.notes, m.tags, m.occupation) == ("", None, "")
+    assert "住在附近" not in Outbox.get(Outbox.kind == "member_update").payload

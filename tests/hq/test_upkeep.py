@@ -486,3 +486,26 @@ def test_profile_completeness_per_store(hq_db, store_code):
         {"store": store_code, "members": 2, "average": 44, "complete": 0, "below_50": 1}
     ]
     assert upkeep.profile_completeness(hq_db, "nowhere") == []
+
+
+def test_the_richer_profile_is_exported_and_erased(hq_db, store_code):
+    from hq import privacy
+
+    items = Items(store_code)
+    mid = uuid7()
+    ingest(store_code, [items.registration(mid, _phone(), occupation="教师", tags=["投诉"])])
+    ingest(
+        store_code, [update_item(items, mid, {"notes": "住在附近"}, "2026-11-23T11:00:00+08:00")]
+    )
+    exported = privacy.export_member(hq_db, Member.get_by_id(mid), "hq-wang", NAIVE_NOW)
+    profile = exported["member"]
+    assert (profile["occupation"], profile["tags"], profile["notes"]) == (
+        "教师",
+        ["投诉"],
+        "住在附近",
+    )
+    privacy.erase_member(hq_db, Member.get_by_id(mid), "会员要求", "hq-wang", NAIVE_NOW)
+    m = Member.get_by_id(mid)
+    assert (m.occupation, m.tags, m.notes, m.preferences) == ("", None, "", None)
+    stored = str([d.data for d in ChangeRecord.select().where(ChangeRecord.key == mid)])
+    assert "住在附近" not in stored and "教师" not in stored
