@@ -29,7 +29,7 @@ from hq.models import (
     PointsLot,
 )
 from hq.programme import upkeep
-from hq.reconcile import hq_ledger_differences
+from hq.reconcile import check_hq_ledger
 from hq.rules import publish_rules
 from tests.hq.edge_sim import Items
 from tests.hq.test_money_checks import NOW, ingest, refused
@@ -55,7 +55,8 @@ def balances(member_id: str) -> tuple[int, int, int]:
 
 
 def ledger_clean(db) -> None:
-    assert hq_ledger_differences(db) == []
+    """hq/reconcile.py's own check (the hq-ledger-check job) finds nothing."""
+    assert check_hq_ledger(db, NAIVE_NOW, force=True) == []
 
 
 def member_with_money(store: str, items: Items, **registration) -> str:
@@ -509,3 +510,45 @@ def test_the_richer_profile_is_exported_and_erased(hq_db, store_code):
     assert (m.occupation, m.tags, m.notes, m.preferences) == ("", None, "", None)
     stored = str([d.data for d in ChangeRecord.select().where(ChangeRecord.key == mid)])
     assert "住在附近" not in stored and "教师" not in stored
+
+
+def test_edit_reset_and_completeness_from_the_cli(hq_db, hq_db_url, store_code):
+    items = Items(store_code)
+    mid = member_with_money(store_code, items)
+    ingest(store_code, [password_item(items, mid, HASH, "2026-11-23T11:00:00+08:00")])
+    base = ["--database-url", hq_db_url]
+    runner = CliRunner()
+    edit = runner.invoke(
+        main,
+        [
+            *base,
+            "edit-member",
+            mid,
+            "--set",
+            "occupation=厨师",
+            "--set",
+            "tags=投诉",
+            "--by",
+            "hq-li",
+            "--no-push",
+        ],
+    )
+    assert edit.exit_code == 0, edit.output
+    assert "occupation, tags" in edit.output
+    assert Member.get_by_id(mid).occupation == "厨师"
+    bad = runner.invoke(
+        main, [*base, "edit-member", mid, "--set", "card_type=金卡", "--by", "x", "--no-push"]
+    )
+    assert bad.exit_code == ValidationError.code and "card_type" in bad.output
+    no_reason = runner.invoke(
+        main, [*base, "reset-member-password", mid, "--by", "x", "--reason", "", "--no-push"]
+    )
+    assert no_reason.exit_code == ValidationError.code
+    reset = runner.invoke(
+        main, [*base, "reset-member-password", mid, "--by", "x", "--reason", "忘记", "--no-push"]
+    )
+    assert reset.exit_code == 0, reset.output
+    assert Member.get_by_id(mid).password_hash is None
+    report = runner.invoke(main, [*base, "profile-completeness", "--store", store_code, "--json"])
+    assert report.exit_code == 0, report.output
+    assert f'"store": "{store_code}"' in report.output and '"members": 1' in report.output
