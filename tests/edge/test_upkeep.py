@@ -587,3 +587,12 @@ def test_an_erased_member_loses_the_richer_profile_here(client, cashier, demo_ti
     m = Member.get_by_id(zhang)
     assert (m.notes, m.tags, m.occupation) == ("", None, "")
     assert "住在附近" not in Outbox.get(Outbox.kind == "member_update").payload
+
+
+def test_the_cashier_screen_sets_changes_and_resets_the_password_through_the_api(client):
+    res = client.get("/")
+    page = res.get_data(as_text=True)
+    res.close()
+    assert 'id="member-password"' in page
+    for call in ("'/password'", "'/reset'", "old_password", "manager = { code"):
+        assert call in page
