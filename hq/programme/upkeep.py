@@ -573,6 +573,11 @@ def edit_member(
             member.phone = phone
             Member.update(phone=phone, updated_at=now).where(Member.id == member.id).execute()
             applied.append("phone")
+        changes = {
+            name: value
+            for name, value in changes.items()
+            if any(getattr(member, k) != v for k, v in _columns(name, value).items())
+        }
         if changes:
             applied += apply_profile_changes(member, changes, now, None, rules, now)
         if not applied:

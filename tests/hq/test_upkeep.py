@@ -319,6 +319,9 @@ def test_hq_edit_and_a_later_till_edit(hq_db, store_code):
     ingest(store_code, [after])
     assert Member.get_by_id(mid).name == "晚"
     assert AuditEntry.get(AuditEntry.actor == "hq-wang").details["fields"] == applied
+    # the same values again change nothing, and write no audit row
+    assert upkeep.edit_member(hq_db, mid, ["tags=VIP,退款"], "hq-wang", NAIVE_NOW) == ([], [])
+    assert AuditEntry.select().where(AuditEntry.actor == "hq-wang").count() == 1
 
 
 @pytest.mark.parametrize(
