@@ -705,7 +705,16 @@ class MemberFieldStamp(BaseModel):
         primary_key = pw.CompositeKey("member_id", "field")
 
 
-MODELS += [MemberFieldStamp]
+class UpkeepState(BaseModel):
+    """What the upkeep jobs last did (hq/programme/upkeep.py): ``profile_fields``, the
+    rules' profile fields the completeness scores were last computed with."""
+
+    name = pw.CharField(primary_key=True, max_length=48)
+    data = JSONText(default=dict)
+    at = pw.DateTimeField()
+
+
+MODELS += [MemberFieldStamp, UpkeepState]
 
 # -- staff (maintainers, categories and cost)
 

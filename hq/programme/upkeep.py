@@ -36,6 +36,7 @@ from hq.models import (
     Merge,
     PhoneKey,
     RulesVersion,
+    UpkeepState,
 )
 
 ERASED = "erased"
@@ -644,3 +645,56 @@ def profile_completeness(db: pw.Database, store: str | None = None) -> list[dict
             }
         )
     return out
+
+
+# ---- the nightly job ----------------------------------------------------------------------
+
+RESCORE_BATCH = 1000
+
+
+def rescore_profiles(
+    db: pw.Database, now: dt.datetime, rules: Rules | None = None
+) -> dict[str, int]:
+    """Every live member's completeness score under the latest rules' profile fields, when
+    those changed since the scores were last computed (a chain adding a field changes
+    what "complete" means); registrations and edits keep scores current otherwise. Only
+    members whose score changes are written and sent down, a batch per transaction, and
+    the fields scored are recorded last: a run after a crash redoes what is left, a run
+    with nothing new changes nothing (``profile-rescore`` in hq/scheduler.py)."""
+    rules = rules or latest_rules()
+    fields = {"profile_fields": [f.to_dict() for f in rules.profile_fields]}
+    state = UpkeepState.get_or_none(UpkeepState.name == "profile_fields")
+    if state is not None and state.data == fields:
+        return {"members": 0, "rescored": 0}
+    seen = rescored = 0
+    after = ""
+    while True:
+        with db.atomic():
+            batch = list(
+                Member.select()
+                .where((Member.status == "active") & (Member.id > after))
+                .order_by(Member.id)
+                .limit(RESCORE_BATCH)
+            )
+            if not batch:
+                break
+            cs = ChangeSet()
+            for member in batch:
+                new = score(member, rules)
+                if new != member.profile_score:
+                    Member.update(profile_score=new).where(Member.id == member.id).execute()
+                    cs.member(member.id)
+                    rescored += 1
+            flush_changes(db, cs, now)
+        seen += len(batch)
+        after = batch[-1].id
+    with db.atomic():
+        UpkeepState.insert(name="profile_fields", data=fields, at=now).on_conflict(
+            conflict_target=[UpkeepState.name],
+            update={UpkeepState.data: fields, UpkeepState.at: now},
+        ).execute()
+    return {"members": seen, "rescored": rescored}
+
+
+def rescore_profiles_job(ctx: Any) -> dict[str, int]:
+    return rescore_profiles(ctx.db, ctx.clock())

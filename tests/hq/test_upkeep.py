@@ -555,3 +555,25 @@ def test_edit_reset_and_completeness_from_the_cli(hq_db, hq_db_url, store_code):
     report = runner.invoke(main, [*base, "profile-completeness", "--store", store_code, "--json"])
     assert report.exit_code == 0, report.output
     assert f'"store": "{store_code}"' in report.output and '"members": 1' in report.output
+
+
+def test_profile_rescore_job_after_the_chain_adds_a_field(hq_db, hq_db_url, store_code):
+    from hq.scheduler import JOBS, JobContext, record_run
+    from tests.hq.conftest import hq_config
+
+    items = Items(store_code)
+    ingest(store_code, [items.registration(uuid7(), _phone(), occupation="教师")])
+    ingest(store_code, [items.registration(uuid7(), _phone())])
+    (job,) = [j for j in JOBS if j.name == "profile-rescore"]
+    ctx = JobContext(hq_db, hq_config(hq_db_url, None), clock=lambda: NAIVE_NOW)
+    first = record_run(hq_db, job, "n1", ctx)
+    assert first.status == "ok" and first.counts["rescored"] == 0  # scores already current
+    assert record_run(hq_db, job, "n1", ctx).counts == {"members": 0, "rescored": 0}
+    rules_with(hq_db, profile_fields=[{"name": "car", "type": "text"}])
+    seq_before = ChangeRecord.select().count()
+    run = record_run(hq_db, job, "n1", ctx)
+    assert run.counts == {"members": 2, "rescored": 2}
+    scores = sorted(m.profile_score for m in Member.select())
+    assert scores == [30, 40]  # 30 and 40 of 100: no one has the chain's new field
+    assert ChangeRecord.select().count() == seq_before + 2  # both members go down
+    assert record_run(hq_db, job, "n1", ctx).counts == {"members": 0, "rescored": 0}
