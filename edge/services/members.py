@@ -309,7 +309,6 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
     pinyin, initials = pinyin_keys(reg.name)
     now = till.now()
     member_id = uuid7()
-    rules = till.rules()
     with till.db.atomic():
         referred_by = upkeep.resolve_referrer(till, reg.referrer) if reg.referrer else None
         # inside the write transaction: the sync agent may be installing the chain key
@@ -341,8 +340,6 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
             referred_by=referred_by,
             **reg.profile,
         )
-        member.profile_score = upkeep.profile_score(member, rules)
-        member.save()
         if reg.card_no:
             Card.create(
                 card_no=reg.card_no,
@@ -375,7 +372,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
                 **({"referred_by": referred_by} if referred_by else {}),
             },
             member.registered_at,
-            rules.version,
+            till.rules().version,
         )
     return member
 

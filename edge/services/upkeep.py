@@ -35,7 +35,8 @@ MAX_REASON = 200
 
 
 def profile_score(member: Member, rules: Rules) -> int:
-    """core.profile.completeness of the till's row (the phone is there when registered)."""
+    """core.profile.completeness of the till's row (the phone is there when registered):
+    what the screen shows; HQ keeps its own figure (the ``profile_score`` column)."""
     return completeness(
         {
             "name": member.name,
@@ -191,7 +192,6 @@ def update_member(
         seq = None
         if changes:
             apply_changes(member, changes)
-            member.profile_score = profile_score(member, rules)
             member.updated_at = at
             member.save()
             item = enqueue(
@@ -216,7 +216,9 @@ def update_member(
 
 
 def member_view(till: Till, member: Member) -> dict[str, Any]:
-    """The till's summary with the richer profile (no contact in clear)."""
+    """The till's summary with the richer profile (no contact in clear). The completeness
+    score is computed from the row as it is now, with the function HQ uses: the
+    ``profile_score`` column is HQ's figure as last sent down."""
     return member_svc.summary(till, member) | {
         "occupation": member.occupation,
         "preferences": member.preferences or [],
@@ -225,7 +227,7 @@ def member_view(till: Till, member: Member) -> dict[str, Any]:
         "tags": member.tags or [],
         "at_risk": at_risk(member.tags),
         "extra": member.extra or {},
-        "profile_score": member.profile_score,
+        "profile_score": profile_score(member, till.rules()),
         "referred_by": member.referred_by,
     }
 
