@@ -20,7 +20,7 @@ from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
-from core.errors import ProtocolError
+from core.errors import ProtocolError, ValidationError
 from core.ids import is_uuid
 from core.money import MAX_AMOUNT
 
@@ -73,6 +73,13 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # a coupon a till issued (a new-member gift, a points gift): docs/programme/coupons.md
     "coupon_issue": {"code": str, "member_id": str, "template_id": str, "issued_at": str},
     # -- upkeep (stored value, profile, password)
+    # -- upkeep (stored value, profile, password): docs/programme/upkeep.md "On the wire"
+    # a refund of unspent principal paid in cash, authorized online (action "refund")
+    "sv_refund": {"refund_id": str, "member_id": str, "principal": int, "bonus": int},
+    # a member's profile edited at the till: only the fields changed, and when
+    "member_update": {"member_id": str, "changes": dict, "changed_at": str},
+    # a member's payment password set, changed or reset at the till (its hash only)
+    "member_password": {"member_id": str, "password_hash": str, "changed_at": str},
     # -- staff (maintainers, categories and cost)
     # a store manager's decision at the till on a maintainer transfer (docs/programme/staff.md)
     "staff_decision": {"transfer_id": str, "decision": str, "decided_at": str},
@@ -841,7 +848,9 @@ def assemble_snapshot(chunks: Iterable[SnapshotChunk]) -> Iterator[dict[str, Any
 
 # ---- online authorization -----------------------------------------------------------
 
-AUTH_ACTIONS = ("hold", "release")
+# "refund" (upkeep): hold ``stored_value`` fen of the member's principal for a refund in
+# cash (储值退款); HQ answers with the bonus the chain's terms forfeit with it
+AUTH_ACTIONS = ("hold", "release", "refund")
 AUTH_STATUSES = ("approved", "declined", "released")
 # the decline code for a member HQ has not received yet: the till decides offline
 UNKNOWN_MEMBER = "unknown_member"
@@ -1541,6 +1550,7 @@ def validate_registration_body(
     _optional_texts(body, ("card_type", "tier"), where, MAX_LABEL_LEN)
     if "consent" in body:
         validate_consent(body["consent"], f"{where} consent", require_all=True)
+    validate_registration_profile(body, where)  # upkeep: the richer profile and referral
     return cast(RegistrationBody, body)
 
 
@@ -1691,11 +1701,148 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     # -- coupons (coupons)
     "coupon_issue": validate_coupon_issue_body,
     # -- upkeep (stored value, profile, password)
+    "sv_refund": lambda body, where: validate_sv_refund_body(body, where),
+    "member_update": lambda body, where: validate_member_update_body(body, where),
+    "member_password": lambda body, where: validate_member_password_body(body, where),
     # -- staff (maintainers, categories and cost)
     "staff_decision": validate_staff_decision_body,
     "staff_request": validate_staff_request_body,
     # ---- end of programme kinds
 }
+
+
+# ---- upkeep: stored value refund, profile edits, passwords (docs/programme/upkeep.md) ----
+
+# what a member_update item may change (``changes`` names only these); ``birthday`` is
+# one field: {"date", "calendar", "leap_month"} or null
+MEMBER_UPDATE_FIELDS = (
+    "name",
+    "gender",
+    "birthday",
+    "occupation",
+    "preferences",
+    "anniversaries",
+    "notes",
+    "tags",
+    "extra",
+)
+PASSWORD_ACTIONS = ("set", "change", "reset")
+MAX_EXTRA_KEYS = 20  # core.rules.MAX_PROFILE_FIELDS
+
+
+def _profile_value(name: str, value: Any, where: str) -> None:
+    """One profile field's value as a till sends it, checked as the till checks it
+    (core.profile); ``extra`` only in shape here (its declaration is in the rules,
+    which HQ checks it against when it applies the item)."""
+    from core import profile  # a pure module beside this one (core.rules, core.birthday)
+
+    try:
+        if name == "name":
+            if type(value) is not str or not 0 < len(value.strip()) <= 32:
+                raise ValidationError("name must be 1..32 characters", field="name")
+        elif name == "gender":
+            if value not in GENDERS_ON_WIRE:
+                raise ValidationError("gender must be M, F or empty", field="gender")
+        elif name == "birthday":
+            if value is not None:
+                if type(value) is not dict or set(value) - {"date", "calendar", "leap_month"}:
+                    raise ValidationError(
+                        "birthday must be null or {date, calendar, leap_month}", field="birthday"
+                    )
+                from core.birthday import Birthday
+
+                calendar = value.get("calendar", "solar")
+                if calendar not in CALENDARS_ON_WIRE or type(value.get("date")) is not str:
+                    raise ValidationError("birthday calendar or date is wrong", field="birthday")
+                Birthday.parse(value["date"][:10], calendar, value.get("leap_month") is True)
+        elif name == "extra":
+            if type(value) is not dict or len(value) > MAX_EXTRA_KEYS:
+                raise ValidationError(
+                    f"extra must be an object of at most {MAX_EXTRA_KEYS} fields", field="extra"
+                )
+            for key, v in value.items():
+                if len(key) > 32 or not (
+                    v is None
+                    or (type(v) is str and len(v) <= profile.MAX_EXTRA_TEXT)
+                    or (type(v) is int and abs(v) <= profile.MAX_EXTRA_NUMBER)
+                ):
+                    raise ValidationError(
+                        f"extra.{key[:32]} is not a text or number", field="extra"
+                    )
+        elif name in profile.PROFILE_FIELDS:
+            check = {
+                "occupation": profile.check_occupation,
+                "preferences": profile.check_preferences,
+                "anniversaries": profile.check_anniversaries,
+                "notes": profile.check_notes,
+                "tags": profile.check_tags,
+            }[name]
+            if value is not None:
+                check(value)
+    except ValidationError as exc:
+        raise ProtocolError(f"{where}: {name}: {exc.message}", field=name) from None
+
+
+def validate_registration_profile(body: dict[str, Any], where: str) -> None:
+    """A registration's richer profile (absent in older tills' items), its referrer and
+    its completeness score."""
+    from core import profile
+
+    for name in profile.PROFILE_FIELDS:
+        if body.get(name) is not None:
+            _profile_value(name, body[name], where)
+    if "referred_by" in body:
+        _member_id(body, "referred_by", where, nullable=True)
+    if "profile_score" in body:
+        _ints(body, ("profile_score",), where, 0, 100)
+
+
+def validate_sv_refund_body(body: dict[str, Any], where: str = "sv_refund body") -> dict[str, Any]:
+    """``principal``: fen of principal refunded in cash (at least 1); ``bonus``: fen of
+    bonus forfeited with it, as HQ's authorization said; ``authorization_id``: HQ's."""
+    _texts(body, ("refund_id",), where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=False)
+    _amounts(body, ("principal",), where, lo=1)
+    _amounts(body, ("bonus",), where)
+    if body.get("tender") != "cash":
+        _text(body, "tender", where, MAX_LABEL_LEN)
+        raise ProtocolError(f"{where}: tender must be 'cash'", field="tender")
+    _texts(body, ("authorization_id",), where, MAX_ID_LEN)
+    _texts(body, ("cashier", "approved_by"), where, MAX_CODE_LEN)
+    _optional_texts(body, ("reason",), where, 200, min_len=0)
+    return body
+
+
+def validate_member_update_body(
+    body: dict[str, Any], where: str = "member_update body"
+) -> dict[str, Any]:
+    _member_id(body, "member_id", where, nullable=False)
+    _texts(body, ("changed_at",), where, MAX_TIME_LEN)
+    _optional_texts(body, ("cashier",), where, MAX_CODE_LEN)
+    changes = _object(body, "changes", where)
+    unknown = [str(k)[:MAX_LABEL_LEN] for k in changes if k not in MEMBER_UPDATE_FIELDS]
+    if unknown or not changes:
+        raise ProtocolError(
+            f"{where}: changes must name some of {MEMBER_UPDATE_FIELDS}, got {sorted(unknown)}",
+            field="changes",
+        )
+    for name, value in changes.items():
+        _profile_value(name, value, f"{where} changes")
+    return body
+
+
+def validate_member_password_body(
+    body: dict[str, Any], where: str = "member_password body"
+) -> dict[str, Any]:
+    _member_id(body, "member_id", where, nullable=False)
+    if validate_password_hash(body.get("password_hash"), where) is None:
+        raise ProtocolError(f"{where}: password_hash is required", field="password_hash")
+    if body.get("action") not in PASSWORD_ACTIONS:
+        _text(body, "action", where, MAX_LABEL_LEN)
+        raise ProtocolError(f"{where}: action must be one of {PASSWORD_ACTIONS}", field="action")
+    _texts(body, ("changed_at",), where, MAX_TIME_LEN)
+    _staff(body, where)
+    return body
 
 
 # ---- certificate renewal (hy/v1/{store}/up/certreq, hy/v1/{store}/down/cert) ----------

@@ -265,6 +265,107 @@ class CardRules:
 
 
 # -- end of cards
+# -- upkeep (docs/programme/upkeep.md): the chain's own profile fields and its terms for
+# refunding stored value
+
+# What a refund of principal does to the bonus (储值退款, the chain's prepaid-card terms):
+# "all": any refund forfeits the whole bonus (赠送金额作废); "proportional": the bonus
+# goes in the proportion of the principal refunded (half the principal back, half the
+# bonus gone; the bonus kept is rounded down, so a full refund forfeits all of it).
+SV_REFUND_BONUS = ("all", "proportional")
+
+# The types a chain-defined profile field may have (ProfileField.type).
+PROFILE_FIELD_TYPES = ("text", "number", "date", "choice")
+MAX_PROFILE_FIELDS = 20
+MAX_PROFILE_CHOICES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileField:
+    """A profile field the chain defines itself (kept in the member's ``extra``): ``name``
+    is the key, ``label`` what the screen shows; ``type`` one of PROFILE_FIELD_TYPES,
+    ``choices`` the values a ``choice`` field may take; ``required`` at registration."""
+
+    name: str
+    label: str = ""
+    type: str = "text"
+    choices: tuple[str, ...] = ()
+    required: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "label": self.label, "type": self.type}
+        if self.choices:
+            out["choices"] = list(self.choices)
+        if self.required:
+            out["required"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "profile_fields") -> ProfileField:
+        if not isinstance(data, dict):
+            raise ValidationError(f"{where} must be an object {{name, label, type}}", field=where)
+        unknown = set(data) - {"name", "label", "type", "choices", "required"}
+        if unknown:
+            raise ValidationError(f"{where}: unknown keys {sorted(unknown)}", field=where)
+        name = data.get("name")
+        if (
+            not isinstance(name, str)
+            or not (name.isascii() and name.isidentifier())
+            or len(name) > 32
+        ):
+            raise ValidationError(
+                f"{where}.name must be an ASCII identifier of at most 32 characters, got {name!r}",
+                field=f"{where}.name",
+            )
+        label = data.get("label", "")
+        if not isinstance(label, str) or len(label) > 32:
+            raise ValidationError(
+                f"{where}.label must be text of at most 32 characters", field=f"{where}.label"
+            )
+        kind = data.get("type", "text")
+        if kind not in PROFILE_FIELD_TYPES:
+            raise ValidationError(
+                f"{where}.type must be one of {list(PROFILE_FIELD_TYPES)}, got {kind!r}",
+                field=f"{where}.type",
+            )
+        choices = data.get("choices", [])
+        if (
+            not isinstance(choices, list | tuple)
+            or len(choices) > MAX_PROFILE_CHOICES
+            or not all(isinstance(c, str) and 0 < len(c) <= 32 for c in choices)
+        ):
+            raise ValidationError(
+                f"{where}.choices must be a list of at most {MAX_PROFILE_CHOICES} texts",
+                field=f"{where}.choices",
+            )
+        if (kind == "choice") != bool(choices):
+            raise ValidationError(
+                f"{where}.choices: a choice field needs choices, and only a choice field has them",
+                field=f"{where}.choices",
+            )
+        required = data.get("required", False)
+        if not isinstance(required, bool):
+            raise ValidationError(
+                f"{where}.required must be true or false", field=f"{where}.required"
+            )
+        return cls(name, label, kind, tuple(choices), required)
+
+
+def profile_fields_from(data: Any) -> tuple[ProfileField, ...]:
+    """The rules' ``profile_fields``: a list of ProfileField objects, names unique."""
+    if not isinstance(data, list | tuple) or len(data) > MAX_PROFILE_FIELDS:
+        raise ValidationError(
+            f"profile_fields must be a list of at most {MAX_PROFILE_FIELDS} fields",
+            field="profile_fields",
+        )
+    out = tuple(
+        f if isinstance(f, ProfileField) else ProfileField.from_dict(f, f"profile_fields[{i}]")
+        for i, f in enumerate(data)
+    )
+    names = [f.name for f in out]
+    if len(set(names)) != len(names):
+        raise ValidationError("profile_fields: a name is declared twice", field="profile_fields")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +407,15 @@ class Rules:
     new_member_coupon: str = ""
 
     # -- stored value and member upkeep (docs/programme/upkeep.md)
+    # what a refund of principal does to the bonus: one of SV_REFUND_BONUS
+    sv_refund_bonus: str = "all"
+    # points the referrer earns when a member they brought registers (0: none); the lot
+    # expires as earned points do (points_expiry_days)
+    referral_points: int = 0
+    # the chain's own profile fields, kept in the member's ``extra``
+    profile_fields: tuple[ProfileField, ...] = field(
+        default=(), metadata=section(profile_fields_from)
+    )
 
     # -- maintainers and products (docs/programme/staff.md)
 
@@ -416,6 +526,20 @@ class Rules:
                 f"stored_value_spend must be one of {list(SV_SPEND_ORDERS)}, "
                 f"got {rules.stored_value_spend!r}",
                 field="stored_value_spend",
+            )
+        if rules.sv_refund_bonus not in SV_REFUND_BONUS:
+            raise ValidationError(
+                f"sv_refund_bonus must be one of {list(SV_REFUND_BONUS)}, "
+                f"got {rules.sv_refund_bonus!r}",
+                field="sv_refund_bonus",
+            )
+        if (
+            isinstance(rules.referral_points, bool)
+            or not isinstance(rules.referral_points, int)
+            or not 0 <= rules.referral_points <= 1_000_000
+        ):
+            raise ValidationError(
+                "referral_points must be an integer from 0 to 1000000", field="referral_points"
             )
         if rules.points_per_yuan_redeemed <= 0:
             raise ValidationError("points_per_yuan_redeemed must be positive")

@@ -75,3 +75,29 @@ def refund_split(spent: Split, part: int, whole: int, already: int = 0) -> Split
         )
     principal = share_of(spent.principal, part, whole, already)
     return Split(principal, part - principal)
+
+
+def refund_forfeit(balance: Split, refund: int, terms: str = "all") -> Split:
+    """What a refund of ``refund`` fen of principal in cash (储值退款) takes from the
+    balance: that principal, and the bonus the chain's terms (``Rules.sv_refund_bonus``)
+    forfeit with it: ``all`` of it, or in ``proportional`` measure (the bonus kept is
+    ``bonus × principal left ÷ principal``, rounded down, so a full refund forfeits all).
+    Only unspent principal is refunded: never more than the principal held."""
+    if isinstance(refund, bool) or not isinstance(refund, int) or refund <= 0:
+        raise ValidationError("refund must be a positive integer of fen", field="amount")
+    if refund > balance.principal:
+        raise InsufficientFunds(
+            f"可退本金不足: 申请退 {refund} 分, 本金余额 {max(0, balance.principal)} 分 "
+            "(only unspent principal is refunded)",
+            field="amount",
+            needed=refund,
+            available=max(0, balance.principal),
+        )
+    bonus = max(0, balance.bonus)
+    if terms == "all":
+        forfeit = bonus
+    elif terms == "proportional":
+        forfeit = bonus - bonus * (balance.principal - refund) // balance.principal
+    else:
+        raise ValidationError(f"unknown refund terms {terms!r}", field="sv_refund_bonus")
+    return Split(refund, forfeit)

@@ -154,7 +154,8 @@ OPENAPI_PARTS = Path(__file__).with_name("openapi")
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3 description of the till API: edge/openapi.json with the parts in
-    edge/openapi/ merged in (a path or schema named twice is an error, not a silent win)."""
+    edge/openapi/ merged in (a path's method or a schema named twice is an error, not a
+    silent win; a part may add methods to a path described before)."""
     doc = json.loads(OPENAPI.read_text("utf-8"))
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for part_file in sorted(OPENAPI_PARTS.glob("*.json")):
@@ -162,6 +163,11 @@ def openapi_document() -> dict[str, Any]:
         for key, into in (("paths", doc["paths"]), ("schemas", schemas)):
             new = part["paths"] if key == "paths" else part.get("components", {}).get(key, {})
             twice = set(new) & set(into)
+            if key == "paths":
+                # a part may add methods to a path described before (PUT beside a GET)
+                twice = {f"{p} {m}" for p in twice for m in set(new[p]) & set(into[p])}
+                for path in set(new) & set(into):
+                    new = new | {path: into[path] | new[path]}
             if twice:
                 raise ValueError(f"{part_file.name} describes {sorted(twice)} again")
             into.update(new)
@@ -238,7 +244,8 @@ def get_member(member_id: str):
 def register_member():
     staff = signed_in()
     t = till()
-    reg = member_svc.Registration.from_request(body(), set(t.rules().card_type_discount) or None)
+    rules = t.rules()
+    reg = member_svc.Registration.from_request(body(), set(rules.card_type_discount) or None, rules)
     member = member_svc.register(t, reg, staff.code)
     return jsonify(member=member_svc.summary(t, member)), 201
 

@@ -549,6 +549,25 @@ MODELS += [CouponTemplate, TillCoupon, CouponRedemption]
 
 # -- upkeep (stored value, profile, password)
 
+
+class SvRefund(BaseModel):
+    """A refund of stored value principal paid in cash (edge/services/upkeep.py), with the
+    bonus forfeited as HQ's authorization said; its id is the client's idempotency key."""
+
+    id = CharField(primary_key=True)
+    member_id = CharField(index=True)
+    principal = BigIntegerField()
+    bonus = BigIntegerField()  # forfeited
+    cashier = CharField()
+    approved_by = CharField()
+    reason = CharField(default="")
+    authorization_id = CharField()
+    occurred_at = CharField()
+    receipt = JSONField()
+
+
+MODELS += [SvRefund]
+
 # -- staff (maintainers, categories and cost)
 
 

@@ -41,6 +41,7 @@ from hq.privacy import apply_consent, apply_registration_consent
 from hq.programme import cards as programme_cards
 from hq.programme import coupons as coupon_rules
 from hq.programme import staff as staff_programme
+from hq.programme import upkeep
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -385,9 +386,12 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
 
 
 def apply_registration(ctx: ItemContext, body: dict[str, Any]) -> None:
+    rules = _rules(ctx)
+    body = upkeep.registration_with_score(body, rules)  # upkeep: HQ's completeness score
     register_member(ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes, ctx.book)
     apply_registration_consent(ctx, body, body["member_id"])
     staff_programme.note_registration(ctx, body)  # -- staff: recruiter; maintainer checked
+    upkeep.credit_referral(ctx, body, rules)  # upkeep: the referrer's points
 
 
 APPLIERS = {
@@ -406,6 +410,9 @@ APPLIERS = {
     # -- coupons (coupons)
     "coupon_issue": coupon_rules.apply_coupon_issue,
     # -- upkeep (stored value, profile, password)
+    "sv_refund": upkeep.apply_sv_refund,
+    "member_update": upkeep.apply_member_update,
+    "member_password": upkeep.apply_member_password,
     # -- staff (maintainers, categories and cost)
     "staff_decision": staff_programme.apply_staff_decision,
     "staff_request": staff_programme.apply_staff_request,

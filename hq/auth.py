@@ -20,11 +20,11 @@ from typing import Any
 
 import peewee as pw
 
-from core.errors import InsufficientFunds, NotFound
+from core.errors import InsufficientFunds, NotFound, ValidationError
 from core.ids import uuid7
 from core.protocol import UNKNOWN_MEMBER, AuthRequest, AuthResponse, Change
 from core.rules import Rules
-from core.stored_value import Split, spend_split
+from core.stored_value import Split, refund_forfeit, spend_split
 from hq.changes import ChangeSet, coupon_state, flush_changes
 from hq.ingest import _transaction
 from hq.ledger import resolve_member
@@ -124,6 +124,8 @@ def authorize_spend(
                 f"总部尚未收到该会员 (HQ has not received member {req.member_id} yet)",
                 now,
             )
+        if req.action == "refund":  # upkeep: 储值退款, principal held with its forfeit
+            return _refund_hold(db, req, member, rules_key, now)
         return _hold(db, req, member, rules_key, now, changes)
 
     return _transaction(db, work)
@@ -305,6 +307,46 @@ def _hold(
         coupon.held_for = req.sale_id
         coupon.save()
         changes.add("coupon", coupon.code, coupon_state(coupon))
+    return response
+
+
+def _refund_hold(
+    db: pw.Database, req: AuthRequest, member: _Holder, rules_key: RulesKey, now: dt.datetime
+) -> AuthResponse:
+    """A refund of ``req.stored_value`` fen of principal in cash: at most the principal
+    not held by a sale, with the bonus the latest rules' ``sv_refund_bonus`` forfeits,
+    both held until the till's ``sv_refund`` item settles them (docs/programme/upkeep.md)."""
+    if req.points or req.coupons:
+        return _decline(
+            req, member.id, "invalid", "退款只退储值本金 (a refund moves stored value only)", now
+        )
+    sv = available(db, member, now)["stored_value"]
+    terms = (
+        Rules.from_dict(RulesVersion.get_by_id(rules_key[0]).data).sv_refund_bonus
+        if rules_key
+        else "all"
+    )
+    try:
+        split = refund_forfeit(Split(sv["principal"], sv["bonus"]), req.stored_value, terms)
+    except (InsufficientFunds, ValidationError) as exc:
+        return _decline(req, member.id, "insufficient", exc.message, now)
+    auth_id = uuid7()
+    response = AuthResponse(
+        req.sale_id,
+        "approved",
+        auth_id,
+        None,
+        None,
+        {"principal": split.principal, "bonus": split.bonus},
+        {
+            "stored_value": {
+                "principal": sv["principal"] - split.principal,
+                "bonus": sv["bonus"] - split.bonus,
+            },
+            "points": member.points,
+        },
+    )
+    _record(req, auth_id, member.id, split, "held", response, now, now + HOLD_TTL)
     return response
 
 

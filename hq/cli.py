@@ -518,6 +518,9 @@ from hq import cli_coupons  # noqa: E402
 cli_coupons.register(main)
 
 # -- upkeep (stored value, profile, password)
+from hq import cli_upkeep  # noqa: E402 (it imports this module's helpers when run)
+
+cli_upkeep.register(main)
 
 # -- staff (maintainers, categories and cost)
 from hq import cli_staff  # noqa: E402 (it imports this module's helpers when run)

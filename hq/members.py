@@ -66,6 +66,12 @@ def _owner(book_cache: dict[str, str | None], model: type[pw.Model], key: pw.Fie
     return book_cache[value]
 
 
+def registration_profile(body: dict[str, Any]) -> dict[str, Any]:
+    from hq.programme.upkeep import registration_profile as profile  # it imports this module
+
+    return profile(body)
+
+
 def register_member(
     db: pw.Database,
     body: dict[str, Any],
@@ -128,6 +134,7 @@ def register_member(
         through={store: seq},
         created_at=now,
         updated_at=now,
+        **registration_profile(body),  # upkeep: the richer profile, referrer, score
     )
     book.insert(Member, **row_of(member))
     book.adopt(member)

@@ -764,6 +764,33 @@ MODELS += [CouponTemplate]
 
 # -- upkeep (stored value, profile, password)
 
+
+class MemberFieldStamp(BaseModel):
+    """When each profile field of a member was last changed (hq/programme/upkeep.py): a
+    till's edit or HQ's applies field by field only when newer (newest change wins)."""
+
+    member_id = pw.CharField(max_length=36)
+    field = pw.CharField(
+        max_length=32
+    )  # a core.protocol.MEMBER_UPDATE_FIELDS name, or password_hash
+    changed_at = pw.DateTimeField()  # naive UTC
+    store = pw.CharField(max_length=32, null=True)  # where (null: at HQ)
+
+    class Meta:
+        primary_key = pw.CompositeKey("member_id", "field")
+
+
+class UpkeepState(BaseModel):
+    """What the upkeep jobs last did (hq/programme/upkeep.py): ``profile_fields``, the
+    rules' profile fields the completeness scores were last computed with."""
+
+    name = pw.CharField(primary_key=True, max_length=48)
+    data = JSONText(default=dict)
+    at = pw.DateTimeField()
+
+
+MODELS += [MemberFieldStamp, UpkeepState]
+
 # -- staff (maintainers, categories and cost)
 
 STAFF_STATUSES = ("active", "leaving", "closed")

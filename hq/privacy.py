@@ -60,9 +60,31 @@ ERASED_FIELDS: dict[str, Any] = {
     "birthday_calendar": "solar",
     "birthday_leap_month": False,
     "password_hash": None,
+    # upkeep: the richer profile (core/profile.py) is the person too
+    "occupation": "",
+    "preferences": None,
+    "anniversaries": None,
+    "notes": "",
+    "tags": None,
+    "extra": None,
 }
 # the personal fields of a registration or member payload, blanked in stored copies
-PAYLOAD_FIELDS = ("name", "phone", "gender", "birthday", "password_hash", "consent")
+# (``changes``: a member_update item's edited fields)
+PAYLOAD_FIELDS = (
+    "name",
+    "phone",
+    "gender",
+    "birthday",
+    "password_hash",
+    "consent",
+    "occupation",
+    "preferences",
+    "anniversaries",
+    "notes",
+    "tags",
+    "extra",
+    "changes",
+)
 
 
 def _iso(value: dt.datetime | dt.date | None) -> str | None:
@@ -271,6 +293,15 @@ def _profile(m: Member) -> dict[str, Any]:
         "has_password": bool(m.password_hash),
         "registered_at": m.registered_at,
         "registered_store": m.registered_store,
+        # upkeep: the richer profile and who brought the member
+        "occupation": m.occupation,
+        "preferences": m.preferences,
+        "anniversaries": m.anniversaries,
+        "notes": m.notes,
+        "tags": m.tags,
+        "extra": m.extra,
+        "profile_score": m.profile_score,
+        "referred_by": m.referred_by,
         "status": m.status,
         "merged_into": m.merged_into,
         "created_at": _iso(m.created_at),

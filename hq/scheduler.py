@@ -50,6 +50,7 @@ from hq.models import (
     utcnow,
 )
 from hq.programme import cards as programme_cards  # -- cards: card-expiry
+from hq.programme import upkeep as upkeep_jobs  # the upkeep part's job (profile-rescore)
 
 log = logging.getLogger("hq.scheduler")
 
@@ -142,6 +143,7 @@ JOBS: list[Job] = [
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
+    Job("profile-rescore", dt.timedelta(days=1), upkeep_jobs.rescore_profiles_job),
     # -- staff (maintainers, categories and cost)
     # ---- end of the programme's jobs
 ]

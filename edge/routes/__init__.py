@@ -26,6 +26,9 @@ def blueprints() -> list[Blueprint]:
     parts.append(coupons.bp)
 
     # -- upkeep
+    from edge.routes import upkeep
+
+    parts.append(upkeep.bp)
 
     # -- staff
     from edge.routes import staff

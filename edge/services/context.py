@@ -27,6 +27,7 @@ class SpendRequest:
     points: int
     day: str
     coupons: tuple[str, ...] = ()  # coupon codes to hold (docs/programme/coupons.md)
+    action: str = "hold"  # core.protocol.AUTH_ACTIONS: "refund" for a stored value refund
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class SpendDecision:
     approved: bool = False
     authorization_id: str | None = None
     reason: str = ""
+    # HQ's split of the stored value held: {"principal", "bonus"} (a refund's forfeit)
+    stored_value_split: dict[str, int] | None = None
 
 
 class SpendAuthorizer(Protocol):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import BooleanField, fn
@@ -14,10 +15,12 @@ from core.ids import uuid7
 from core.names import pinyin_keys
 from core.phone import normalise_phone
 from core.points import Lot
+from core.profile import check_profile
 from core.receipt import mask_name, mask_phone
+from core.rules import Rules
 from edge import phones
 from edge.key_rotation import writing_keys
-from edge.models import Card, Member, PointsLot
+from edge.models import Card, JSONField, Member, PointsLot
 from edge.security import hash_secret
 from edge.services import coupons as coupon_svc
 from edge.services import maintainers
@@ -72,6 +75,8 @@ _MEMBER_NAMES = tuple(f.name for f in _MEMBER_FIELDS)
 # the only columns whose Python value differs from what sqlite3 returns (0/1 for a bool):
 # text, integer and blob columns come back as peewee's python_value would make them
 _MEMBER_BOOLS = tuple(f.name for f in _MEMBER_FIELDS if isinstance(f, BooleanField))
+# the programme's JSON columns (preferences, tags, ...) come back as their JSON text
+_MEMBER_JSON = tuple(f.name for f in _MEMBER_FIELDS if isinstance(f, JSONField))
 
 
 def member_from_row(row: tuple[Any, ...]) -> Member:
@@ -81,6 +86,9 @@ def member_from_row(row: tuple[Any, ...]) -> Member:
     for name in _MEMBER_BOOLS:
         if data[name] is not None:
             data[name] = bool(data[name])
+    for name in _MEMBER_JSON:
+        if data[name] is not None:
+            data[name] = json.loads(data[name])
     member.__data__ = data
     return member
 
@@ -182,6 +190,32 @@ def points_balance(member_id: str, today: dt.date) -> int:
     return row[0]
 
 
+# what a registration request may name; anything else is refused by name, not dropped
+REGISTRATION_KEYS = frozenset(
+    {
+        "name",
+        "phone",
+        "gender",
+        "birthday",
+        "birthday_calendar",
+        "birthday_leap_month",
+        "card_no",
+        "card_type",
+        "staff_code",
+        "password",
+        "consent",
+        # -- upkeep: the richer profile (core.profile) and who brought the member
+        "occupation",
+        "preferences",
+        "anniversaries",
+        "notes",
+        "tags",
+        "extra",
+        "referrer",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Registration:
     name: str
@@ -193,9 +227,20 @@ class Registration:
     staff_code: str | None = None
     password: str | None = None
     consent: dict[str, bool] | None = None  # marketing channels; None: no consent to any
+    profile: dict[str, Any] = field(default_factory=dict)  # core.profile.PROFILE_FIELDS given
+    referrer: str | None = None  # a member id, phone or card number (edge/services/upkeep.py)
 
     @classmethod
-    def from_request(cls, data: dict[str, Any], card_types: set[str] | None = None) -> Registration:
+    def from_request(
+        cls, data: dict[str, Any], card_types: set[str] | None = None, rules: Rules | None = None
+    ) -> Registration:
+        unknown = sorted(str(k)[:32] for k in data if k not in REGISTRATION_KEYS)
+        if unknown:
+            raise ValidationError(
+                f"不认识的字段: {unknown} (unknown fields {unknown}; a registration takes "
+                f"{sorted(REGISTRATION_KEYS)})",
+                field=unknown[0],
+            )
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ValidationError("姓名不能为空 (name is required)", field="name")
@@ -236,6 +281,12 @@ class Registration:
         staff_code = data.get("staff_code")
         if staff_code is not None and not isinstance(staff_code, str):
             raise ValidationError("staff_code must be a string", field="staff_code")
+        referrer = data.get("referrer")
+        if referrer is not None and (not isinstance(referrer, str) or not referrer.strip()):
+            raise ValidationError(
+                "推荐人须为会员号、手机号或卡号 (referrer must be a member id, phone or card no)",
+                field="referrer",
+            )
         return cls(
             name.strip(),
             phone,
@@ -246,12 +297,16 @@ class Registration:
             staff_code,
             password,
             consent_from_request(data.get("consent")),
+            check_profile(data, rules or Rules(), registration=True),
+            check_code(referrer.strip(), "referrer") if referrer else None,
         )
 
 
 def register(till: Till, reg: Registration, cashier: str) -> Member:
     """A new member, usable at once, with one registration message in the outbox."""
-    from edge.services.cards import refuse_card_product  # -- cards (it builds on this module)
+    # these build on this module: imported here
+    from edge.services import upkeep  # (resolve, by_phone, by_card)
+    from edge.services.cards import refuse_card_product  # -- cards
 
     refuse_card_product(till, reg.card_type)
     maintainers.check_staff(reg.staff_code)  # -- staff: a known, active maintainer or none
@@ -261,6 +316,7 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
     now = till.now()
     member_id = uuid7()
     with till.db.atomic():
+        referred_by = upkeep.resolve_referrer(till, reg.referrer) if reg.referrer else None
         # inside the write transaction: the sync agent may be installing the chain key
         phone_hash = phones.phone_hash(till.keys, reg.phone)
         if Member.get_or_none(Member.phone_hash == phone_hash):
@@ -287,6 +343,8 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
             registered_at=now.isoformat(timespec="seconds"),
             registered_store=till.store,
             updated_at=now.isoformat(timespec="seconds"),
+            referred_by=referred_by,
+            **reg.profile,
         )
         if reg.card_no:
             Card.create(
@@ -314,6 +372,10 @@ def register(till: Till, reg: Registration, cashier: str) -> Member:
                 "cashier": cashier,
                 "registered_at": member.registered_at,
                 "consent": reg.consent or consent_from_request(None),
+                # upkeep: the richer profile and the referrer, only when given (HQ
+                # computes the completeness score itself)
+                **reg.profile,
+                **({"referred_by": referred_by} if referred_by else {}),
             },
             member.registered_at,
             till.rules().version,

@@ -299,6 +299,13 @@ class Applier:
 
     # -- upkeep (stored value, profile, password)
 
+    def _upkeep_after_member(self, member_id: str, d: dict[str, Any]) -> None:
+        """This store's profile edits and passwords HQ has not applied yet stay; HQ's
+        cleared password (a reset at HQ) clears it here (edge/sync/upkeep.py)."""
+        from edge.sync.upkeep import overlay_pending
+
+        overlay_pending(member_id, d, self.store)
+
     # -- staff (maintainers, categories and cost)
 
     def _staff(self, change: Change, touched: set[str]) -> None:
@@ -353,6 +360,7 @@ class Applier:
         else:
             values = [SQL.DB_VALUE.get(name, _same)(v) for name, v in fields.items()]
             _run(SQL.update_member, (*values, member_id))
+            self._upkeep_after_member(member_id, d)  # upkeep: pending edits, HQ's reset
         sv = d.get("stored_value") or {}
         _run(
             SQL.replace_base,
@@ -659,7 +667,7 @@ def unreflected_items(member_ids: list[str], through: int) -> list[dict[str, Any
     cursor = Outbox._meta.database.execute_sql(
         f"SELECT json_extract(payload, {_REPLAY_PATHS}) FROM outbox "  # noqa: S608
         f"WHERE {OUTBOX_MEMBER} IN ({marks}) AND seq > ? "
-        "AND kind IN ('sale', 'return', 'topup') AND reject_code IS NULL ORDER BY seq",
+        "AND kind IN ('sale', 'return', 'topup', 'sv_refund') AND reject_code IS NULL ORDER BY seq",
         (*member_ids, through),
     )
     items = []
@@ -697,6 +705,8 @@ def replay(
     day = item["occurred_at"][:10]
     if kind == "topup":
         return principal + int(body["principal"]), bonus + int(body["bonus"]), debt
+    if kind == "sv_refund":  # upkeep: principal refunded in cash, bonus forfeited
+        return principal - int(body["principal"]), bonus - int(body["bonus"]), debt
     sv = body.get("stored_value") or {}
     if kind == "sale":
         principal -= int(sv.get("principal", 0))

@@ -112,7 +112,7 @@ class MqttAuthorizer:
             store=self.store,
             sale_id=request.sale_id,
             member_id=request.member_id,
-            action="hold",
+            action=request.action,
             stored_value=request.stored_value,
             points=request.points,
             coupons=tuple(request.coupons),
@@ -143,7 +143,10 @@ class MqttAuthorizer:
             return SpendDecision(online=False, reason="HQ answered for another sale")
         if response.approved:
             return SpendDecision(
-                online=True, approved=True, authorization_id=response.authorization_id
+                online=True,
+                approved=True,
+                authorization_id=response.authorization_id,
+                stored_value_split=response.stored_value_split,
             )
         if response.code == UNKNOWN_MEMBER:
             # registered here and not yet at HQ: HQ cannot judge a balance it has not seen,

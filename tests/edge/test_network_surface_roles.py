@@ -38,6 +38,15 @@ ROLES = {
     "members.get_member": CASHIER,
     "members.register_member": CASHIER,
     "members.change_member_consent": CASHIER,
+    # upkeep (docs/programme/upkeep.md): profile and password by any staff; a password
+    # reset and a stored value refund (cash out) need a manager
+    "upkeep.get_profile": CASHIER,
+    "upkeep.edit_member": CASHIER,
+    "upkeep.set_password": CASHIER,
+    "upkeep.change_password": CASHIER,
+    "upkeep.reset_password": MANAGER,
+    "upkeep.refund_stored_value": MANAGER,
+    "upkeep.stored_value_statement": CASHIER,
     "products.search_products": CASHIER,
     "products.get_product": CASHIER,
     "sales.quote_sale": CASHIER,
