@@ -49,6 +49,7 @@ from hq.models import (
     open_database,
     utcnow,
 )
+from hq.programme.points import points_expiry_job  # points (docs/programme/points.md)
 
 log = logging.getLogger("hq.scheduler")
 
@@ -138,6 +139,7 @@ JOBS: list[Job] = [
     # -- tiers (tiers, growth value, member day)
     # -- cards (card types as products, card replacement)
     # -- points (points rules, gifts, referral)
+    Job("points-expiry", dt.timedelta(days=1), points_expiry_job),
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)

@@ -12,7 +12,14 @@ from peewee import fn
 from core.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationError
 from core.ids import is_uuid, uuid7
 from core.money import MAX_AMOUNT, MAX_QTY, allocate, format_yuan
-from core.points import consume, expiry_for, points_earned, points_for_fen, sale_points_earned
+from core.points import (
+    check_redemption_open,
+    consume,
+    expiry_for,
+    points_earned,
+    points_for_fen,
+    sale_points_earned,
+)
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
 from core.protocol import json_text
 from core.rules import Rules
@@ -411,6 +418,8 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
     today, day = now.date(), now.date().isoformat()
     sale_id = req.sale_id or uuid7()
     decision: SpendDecision | None = None
+    if points_needed:  # points rules (docs/programme/points.md): the redemption window
+        check_redemption_open(rules, today)
     if settlement.stored_value or points_needed:
         decision = till.authorizer.authorize(
             SpendRequest(sale_id, member.id, settlement.stored_value, points_needed, day)
@@ -537,7 +546,9 @@ def _write_sale(
                 rules.stored_value_spend,
             )
         if points_needed:
-            lots_used = consume(member_svc.live_lots(member.id, today), points_needed, today)
+            lots_used = consume(
+                member_svc.live_lots(member.id, today), points_needed, today, rules.points_lock_days
+            )
         earned = sale_points_earned(
             rules,
             member.card_type,

@@ -1,0 +1,226 @@
+"""Points at HQ (docs/programme/points.md): the nightly expiry, manual adjustments.
+
+The expiry is set-based: for the chain's business day it posts one ``expiry`` ledger row
+for every lot whose last day has passed and that still holds points, zeroes those lots
+and lowers the members' points by the same sums, in one transaction, then sends each
+changed member down. A lot that holds nothing is never touched again, so a re-run the
+same day (or after a crash) posts nothing more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import peewee as pw
+
+from core.errors import ValidationError
+from core.points import expiry_for
+from core.rules import Rules
+from hq import audit
+from hq.changes import ChangeSet, flush_changes, member_state
+from hq.ingest import _transaction
+from hq.ledger import Book, Posting, credit_points, spend_points
+from hq.models import LedgerEntry, Member, PointsLot, RulesVersion, is_postgres, utcnow
+
+EXPIRY_REF = "expiry:{day}"
+# members whose state is read and sent down per query, after an expiry
+STATE_CHUNK = 5000
+
+_LOT, _LEDGER, _MEMBER = (m._meta.table_name for m in (PointsLot, LedgerEntry, Member))
+
+# PostgreSQL: one statement, so one snapshot: the expiring lots locked, zeroed, their
+# points posted to the ledger and taken from their members; the changed members' ids back.
+EXPIRY_SQL_PG = f"""
+WITH due AS (
+    SELECT "lot_id", "member_id", "remaining" FROM "{_LOT}"
+    WHERE "remaining" > 0 AND "expires_on" < %(day)s
+    FOR UPDATE
+), zeroed AS (
+    UPDATE "{_LOT}" AS p SET "remaining" = 0 FROM due
+    WHERE p."lot_id" = due."lot_id"
+    RETURNING due."lot_id", due."member_id", due."remaining"
+), posted AS (
+    INSERT INTO "{_LEDGER}"
+        ("member_id", "balance", "principal", "bonus", "points", "reason", "ref", "lot_id",
+         "store", "seq", "at")
+    SELECT "member_id", 'points', 0, 0, -"remaining", 'expiry', %(ref)s, "lot_id",
+           NULL, NULL, %(at)s
+    FROM zeroed
+    RETURNING "member_id", "points"
+)
+UPDATE "{_MEMBER}" AS m SET "points" = m."points" + s."points", "updated_at" = %(at)s
+FROM (SELECT "member_id", SUM("points") AS "points" FROM posted GROUP BY "member_id") AS s
+WHERE m."id" = s."member_id"
+RETURNING m."id"
+"""  # noqa: S608
+
+# SQLite: the same in three statements inside one IMMEDIATE transaction (one writer)
+EXPIRY_SQL_SQLITE = (
+    f'SELECT DISTINCT "member_id" FROM "{_LOT}" WHERE "remaining" > 0 AND "expires_on" < ?',  # noqa: S608
+    f'INSERT INTO "{_LEDGER}" ("member_id", "balance", "principal", "bonus", "points",'  # noqa: S608
+    ' "reason", "ref", "lot_id", "store", "seq", "at")'
+    f' SELECT "member_id", \'points\', 0, 0, -"remaining", \'expiry\', ?, "lot_id", NULL, NULL, ?'
+    f' FROM "{_LOT}" WHERE "remaining" > 0 AND "expires_on" < ?',
+    f'UPDATE "{_MEMBER}" SET "points" = "points" - s."expired", "updated_at" = ?'  # noqa: S608
+    f' FROM (SELECT "member_id", SUM("remaining") AS "expired" FROM "{_LOT}"'
+    ' WHERE "remaining" > 0 AND "expires_on" < ? GROUP BY "member_id") AS s'
+    f' WHERE "{_MEMBER}"."id" = s."member_id"',
+    f'UPDATE "{_LOT}" SET "remaining" = 0 WHERE "remaining" > 0 AND "expires_on" < ?',  # noqa: S608
+)
+
+
+def _expire_rows(db: pw.Database, today: dt.date, now: dt.datetime) -> tuple[list[str], int]:
+    """Run the set-based expiry inside the caller's transaction: (changed member ids, lots)."""
+    day = today.isoformat()
+    ref = EXPIRY_REF.format(day=day)
+    if is_postgres(db):
+        cursor = db.execute_sql(EXPIRY_SQL_PG, {"day": day, "ref": ref, "at": now})
+        members = [row[0] for row in cursor]
+        lots = 0
+        if members:
+            lots = db.execute_sql(
+                f'SELECT COUNT(*) FROM "{_LEDGER}" WHERE "reason" = %s AND "ref" = %s',  # noqa: S608
+                ("expiry", ref),
+            ).fetchone()[0]
+        return members, lots
+    select, insert, update_members, update_lots = EXPIRY_SQL_SQLITE
+    members = [row[0] for row in db.execute_sql(select, (day,))]
+    if not members:
+        return [], 0
+    at = LedgerEntry.at.db_value(now)
+    lots = db.execute_sql(insert, (ref, at, day)).rowcount
+    db.execute_sql(update_members, (Member.updated_at.db_value(now), day))
+    db.execute_sql(update_lots, (day,))
+    return members, lots
+
+
+def send_members(member_ids: list[str], changes: ChangeSet) -> None:
+    """Record the members' full state as changes, read a chunk at a time (one query for
+    the members, one for their live lots), not one member at a time."""
+    for i in range(0, len(member_ids), STATE_CHUNK):
+        chunk = sorted(member_ids[i : i + STATE_CHUNK])
+        lots: dict[str, list[Any]] = {}
+        query = (
+            PointsLot.select()
+            .where(PointsLot.member_id.in_(chunk) & (PointsLot.remaining > 0))
+            .order_by(PointsLot.expires_on, PointsLot.earned_on, PointsLot.lot_id)
+            .namedtuples()
+        )
+        for lot in query:
+            lots.setdefault(lot.member_id, []).append(lot)
+        for member in Member.select().where(Member.id.in_(chunk)).namedtuples():
+            changes.add("member", member.id, member_state(member, lots.get(member.id, [])))
+
+
+def expire_points(
+    db: pw.Database, today: dt.date, now: dt.datetime | None = None
+) -> dict[str, int]:
+    """The nightly ``points-expiry`` for the business day ``today``: lots whose last day
+    is before it lose what they hold (one ``expiry`` ledger row each, ref
+    ``expiry:<day>``), their members' points drop by as much and go down to the stores.
+    Idempotent: a re-run finds no lot past its last day that holds points."""
+    now = now or utcnow()
+
+    def work() -> dict[str, int]:
+        members, lots = _expire_rows(db, today, now)
+        changes = ChangeSet()
+        send_members(members, changes)
+        flush_changes(db, changes, now)
+        return {"expired_lots": lots, "members": len(members)}
+
+    # on SQLite the transaction begins IMMEDIATE (hq.models.open_database): the only
+    # writer meanwhile, so the statements see one state
+    return _transaction(db, work)
+
+
+def points_expiry_job(ctx: Any) -> dict[str, int]:
+    """``hq.scheduler`` job ``points-expiry`` (nightly, for the chain's business day)."""
+    return expire_points(ctx.db, ctx.today(), ctx.clock())
+
+
+# ---- manual adjustment ------------------------------------------------------------
+
+
+def current_rules() -> Rules:
+    row = RulesVersion.select().order_by(RulesVersion.version.desc()).first()
+    return Rules.from_dict(row.data) if row is not None else Rules()
+
+
+MAX_ADJUST = 100_000_000
+
+
+def adjust_points(
+    db: pw.Database,
+    member_id: str,
+    delta: int,
+    *,
+    by: str,
+    reason: str,
+    today: dt.date,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """积分调整 by HQ staff, with a reason, in the audit log (``points.adjust``).
+
+    A positive ``delta`` makes a new lot (its last day by the rules: rolling expiry or
+    the yearly reset); a negative one takes points from the lots that expire soonest and
+    never takes the balance below zero (nor more than the member's usable lots hold).
+    Ledger reason ``adjust``; the member goes down to the stores."""
+    reason = audit.require_reason(reason, "积分调整")
+    by = audit.require_actor(by)
+    if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+        raise ValidationError(
+            "积分调整数量须为非零整数 (delta must be a non-zero integer)", field="delta"
+        )
+    if abs(delta) > MAX_ADJUST:
+        raise ValidationError(f"积分调整数量过大 (at most {MAX_ADJUST})", field="delta")
+    now = now or utcnow()
+
+    def work() -> dict[str, Any]:
+        book = Book(db)
+        member = book.member(member_id)  # following merges; locked on PostgreSQL
+        adjust_id = str(uuid.uuid4())
+        posting = Posting("adjust", f"adjust:{adjust_id}", None, None, now)
+        if delta > 0:
+            rules = current_rules()
+            expires_on = expiry_for(rules, today)
+            lot_id = f"adjust:{adjust_id}"
+            credit_points(member, delta, posting, lot_id, today, expires_on, book)
+            detail: dict[str, Any] = {"lot_id": lot_id, "expires_on": expires_on.isoformat()}
+        else:
+            usable = sum(
+                lot.remaining for lot in book.live_lots(member.id) if lot.expires_on >= today
+            )
+            take = -delta
+            if take > min(usable, max(0, member.points)):
+                raise ValidationError(
+                    f"积分不足: 扣减 {take} 分, 可扣 {min(usable, max(0, member.points))} 分 "
+                    "(an adjustment never takes points below zero)",
+                    field="delta",
+                )
+            usable_lots = [
+                (lot.lot_id, lot.remaining)
+                for lot in book.live_lots(member.id)
+                if lot.expires_on >= today
+            ]
+            taken = spend_points(member, take, posting, usable_lots, book)
+            detail = {"lots": [[lot_id, n] for lot_id, n in taken]}
+        book.flush()
+        audit.record(
+            db,
+            by,
+            "points.adjust",
+            member.id,
+            reason,
+            at=now,
+            delta=delta,
+            points_after=member.points,
+            **detail,
+        )
+        changes = ChangeSet()
+        changes.member(member.id)
+        flush_changes(db, changes, now)
+        return {"member_id": member.id, "delta": delta, "points": member.points, **detail}
+
+    return _transaction(db, work)
