@@ -65,6 +65,14 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # -- tiers (tiers, growth value, member day)
     # -- cards (card types as products, card replacement)
     # -- points (points rules, gifts, referral)
+    # points redeemed for a catalogue gift at the till (docs/programme/points.md)
+    "gift_redemption": {
+        "redemption_id": str,
+        "member_id": str,
+        "gift_id": str,
+        "qty": int,
+        "points_used": int,
+    },
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
@@ -561,6 +569,8 @@ CHANGE_ENTITIES = (
     "coupon",
     "merge",
     "offline_policy",
+    # -- points (points rules, gifts, referral)
+    "gift",  # the gift catalogue (docs/programme/points.md)
 )
 # "erase" (member records only): the member's personal data was erased at HQ; the data is
 # the member's state (personal fields empty, status "erased"), and the store also scrubs
@@ -577,6 +587,7 @@ SNAPSHOT_ORDER = (
     "card_block",
     "coupon",
     "merge",
+    "gift",  # points
 )
 
 
@@ -1472,11 +1483,48 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     # -- tiers (tiers, growth value, member day)
     # -- cards (card types as products, card replacement)
     # -- points (points rules, gifts, referral)
+    "gift_redemption": lambda body, where: validate_gift_redemption_body(body, where),
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)
     # ---- end of programme kinds
 }
+
+
+# -- points (points rules, gifts, referral): docs/programme/points.md "On the wire"
+
+GIFT_KINDS = ("goods", "coupon")
+MAX_GIFT_QTY = 99
+
+
+def validate_gift_redemption_body(
+    body: dict[str, Any], where: str = "gift_redemption body"
+) -> dict[str, Any]:
+    """``gift_redemption``: {redemption_id, member_id, gift_id, kind, qty, points_each,
+    points_used, points_lots_used, sku?, coupon_template?, coupon_codes?, cashier,
+    offline, authorization_id?}. HQ checks the points against its own catalogue."""
+    _texts(body, ("redemption_id", "gift_id"), where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=False)
+    if body.get("kind") not in GIFT_KINDS:
+        raise ProtocolError(f"{where}: kind must be one of {GIFT_KINDS}", field="kind")
+    qty = body.get("qty")
+    if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_GIFT_QTY:
+        raise ProtocolError(f"{where}: qty must be 1..{MAX_GIFT_QTY}", field="qty")
+    _amounts(body, ("points_each", "points_used"), where, lo=1)
+    if body["points_used"] != body["points_each"] * qty:
+        raise ProtocolError(f"{where}: points_used is not points_each × qty", field="points_used")
+    _lot_pairs(body, "points_lots_used", where)
+    _optional_texts(body, ("sku", "coupon_template", "authorization_id"), where, MAX_CODE_LEN)
+    codes = body.get("coupon_codes", [])
+    if (
+        not isinstance(codes, list)
+        or len(codes) > MAX_GIFT_QTY
+        or not all(isinstance(c, str) and 0 < len(c) <= MAX_CODE_CHARS for c in codes)
+    ):
+        raise ProtocolError(f"{where}: coupon_codes must be a list of codes", field="coupon_codes")
+    _texts(body, ("cashier",), where, MAX_CODE_LEN)
+    _flags(body, ("offline",), where)
+    return body
 
 
 # ---- certificate renewal (hy/v1/{store}/up/certreq, hy/v1/{store}/down/cert) ----------

@@ -38,6 +38,7 @@ from hq.models import (
     one_of,
 )
 from hq.privacy import apply_consent, apply_registration_consent
+from hq.programme.points import apply_gift_redemption  # points (docs/programme/points.md)
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -387,6 +388,7 @@ APPLIERS = {
     # -- tiers (tiers, growth value, member day)
     # -- cards (card types as products, card replacement)
     # -- points (points rules, gifts, referral)
+    "gift_redemption": apply_gift_redemption,
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     # -- staff (maintainers, categories and cost)

@@ -16,6 +16,9 @@ def blueprints() -> list[Blueprint]:
     # -- cards
 
     # -- points
+    from edge.routes import points
+
+    parts.append(points.bp)
 
     # -- coupons
 

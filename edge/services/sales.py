@@ -307,6 +307,8 @@ def basket_dict(basket: PricedBasket) -> dict[str, Any]:
 # ---- balances -----------------------------------------------------------------------
 
 _POLICY_LABEL = {"stored_value": "储值", "points": "积分"}
+# ledger reasons of spends counted against the offline daily limit (gift: points)
+OFFLINE_SPEND_REASONS = ("sale", "gift")
 
 
 def check_offline_policy(
@@ -335,7 +337,7 @@ def check_offline_policy(
                 & (Ledger.account.in_(accounts))
                 & (Ledger.day == day)
                 & (Ledger.offline == True)  # noqa: E712
-                & (Ledger.reason == "sale")
+                & (Ledger.reason.in_(OFFLINE_SPEND_REASONS))
                 & (Ledger.delta < 0)
             )
             .scalar()

@@ -20,9 +20,18 @@ from core.points import expiry_for
 from core.rules import Rules
 from hq import audit
 from hq.changes import ChangeSet, flush_changes, member_state
-from hq.ingest import _transaction
 from hq.ledger import Book, Posting, credit_points, spend_points
-from hq.models import LedgerEntry, Member, PointsLot, RulesVersion, is_postgres, utcnow
+from hq.models import (
+    Authorization,
+    Gift,
+    GiftRedemption,
+    LedgerEntry,
+    Member,
+    PointsLot,
+    RulesVersion,
+    is_postgres,
+    utcnow,
+)
 
 EXPIRY_REF = "expiry:{day}"
 # members whose state is read and sent down per query, after an expiry
@@ -112,6 +121,12 @@ def send_members(member_ids: list[str], changes: ChangeSet) -> None:
             lots.setdefault(lot.member_id, []).append(lot)
         for member in Member.select().where(Member.id.in_(chunk)).namedtuples():
             changes.add("member", member.id, member_state(member, lots.get(member.id, [])))
+
+
+def _transaction(db: pw.Database, work: Any) -> Any:
+    from hq.ingest import _transaction as run  # hq.ingest imports hq.apply, which imports us
+
+    return run(db, work)
 
 
 def expire_points(
@@ -220,7 +235,213 @@ def adjust_points(
         )
         changes = ChangeSet()
         changes.member(member.id)
-        flush_changes(db, changes, now)
-        return {"member_id": member.id, "delta": delta, "points": member.points, **detail}
+        pushed = flush_changes(db, changes, now)
+        return {
+            "member_id": member.id,
+            "delta": delta,
+            "points": member.points,
+            **detail,
+            "changes": pushed,
+        }
 
     return _transaction(db, work)
+
+
+# ---- the gift catalogue (积分兑换礼品) ---------------------------------------------------
+
+GIFT_ID_MAX = 32
+
+
+def gift_state(gift: Gift) -> dict[str, Any]:
+    """A gift as it goes down (change entity ``gift``) and as ``gift list`` shows it."""
+    return {
+        "gift_id": gift.gift_id,
+        "name": gift.name,
+        "points": gift.points,
+        "kind": gift.kind,
+        "sku": gift.sku,
+        "coupon_template": gift.coupon_template,
+        "active": gift.active,
+        "valid_from": gift.valid_from.isoformat() if gift.valid_from else None,
+        "valid_to": gift.valid_to.isoformat() if gift.valid_to else None,
+    }
+
+
+def _check_gift(
+    gift_id: str,
+    name: str,
+    points: int,
+    kind: str,
+    sku: str | None,
+    template: str | None,
+    valid_from: dt.date | None,
+    valid_to: dt.date | None,
+) -> None:
+    from core.protocol import GIFT_KINDS, MAX_AMOUNT
+
+    if not gift_id or len(gift_id) > GIFT_ID_MAX or not gift_id.isascii() or " " in gift_id:
+        raise ValidationError(
+            f"礼品编号须为 1..{GIFT_ID_MAX} 个字母数字 (gift id)", field="gift_id"
+        )
+    if not name.strip() or len(name) > 64:
+        raise ValidationError("礼品名称须为 1..64 字 (name)", field="name")
+    if isinstance(points, bool) or not isinstance(points, int) or not 0 < points <= MAX_AMOUNT:
+        raise ValidationError("兑换积分须为正整数 (points must be positive)", field="points")
+    if kind not in GIFT_KINDS:
+        raise ValidationError(f"礼品类型须为 {'/'.join(GIFT_KINDS)} (kind)", field="kind")
+    if kind == "goods" and (not sku or template):
+        raise ValidationError("实物礼品须有商品编码 --sku, 不能有券模板 (goods: sku)", field="sku")
+    if kind == "coupon" and (not template or sku):
+        raise ValidationError(
+            "券礼品须有券模板 --template, 不能有商品编码 (coupon: template)",
+            field="coupon_template",
+        )
+    if valid_from and valid_to and valid_to < valid_from:
+        raise ValidationError("有效期结束早于开始 (valid_to before valid_from)", field="valid_to")
+
+
+def add_gift(
+    db: pw.Database,
+    gift_id: str,
+    *,
+    name: str,
+    points: int,
+    kind: str,
+    sku: str | None = None,
+    coupon_template: str | None = None,
+    valid_from: dt.date | None = None,
+    valid_to: dt.date | None = None,
+    by: str,
+    now: dt.datetime | None = None,
+) -> tuple[dict[str, Any], list[Any]]:
+    """Add a gift to the catalogue, or replace one (audited ``gift.add``); sent down."""
+    by = audit.require_actor(by)
+    _check_gift(gift_id, name, points, kind, sku, coupon_template, valid_from, valid_to)
+    now = now or utcnow()
+
+    def work() -> tuple[dict[str, Any], list[Any]]:
+        row = {
+            "gift_id": gift_id,
+            "name": name.strip(),
+            "points": points,
+            "kind": kind,
+            "sku": sku,
+            "coupon_template": coupon_template,
+            "active": True,
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+            "updated_at": now,
+            "updated_by": by,
+        }
+        Gift.insert(**row).on_conflict(
+            conflict_target=[Gift.gift_id],
+            update={getattr(Gift, k): v for k, v in row.items() if k != "gift_id"},
+        ).execute()
+        gift = Gift.get_by_id(gift_id)
+        state = gift_state(gift)
+        audit.record(db, by, "gift.add", gift_id, at=now, **state)
+        changes = ChangeSet()
+        changes.add("gift", gift_id, state)
+        return state, flush_changes(db, changes, now)
+
+    return _transaction(db, work)
+
+
+def remove_gift(
+    db: pw.Database, gift_id: str, *, by: str, now: dt.datetime | None = None
+) -> tuple[dict[str, Any], list[Any]]:
+    """Take a gift off the catalogue: it stays at HQ, inactive (late items from stores
+    that redeemed it offline are still checked against it); stores stop offering it."""
+    by = audit.require_actor(by)
+    now = now or utcnow()
+
+    def work() -> tuple[dict[str, Any], list[Any]]:
+        gift = Gift.get_or_none(Gift.gift_id == gift_id)
+        if gift is None:
+            from core.errors import NotFound
+
+            raise NotFound(f"礼品不存在: {gift_id}", field="gift_id")
+        gift.active, gift.updated_at, gift.updated_by = False, now, by
+        gift.save()
+        state = gift_state(gift)
+        audit.record(db, by, "gift.remove", gift_id, at=now)
+        changes = ChangeSet()
+        changes.add("gift", gift_id, state)
+        return state, flush_changes(db, changes, now)
+
+    return _transaction(db, work)
+
+
+def list_gifts(include_removed: bool = False) -> list[dict[str, Any]]:
+    query = Gift.select().order_by(Gift.gift_id)
+    if not include_removed:
+        query = query.where(Gift.active == True)  # noqa: E712
+    return [gift_state(g) for g in query]
+
+
+def gift_records() -> Any:
+    """The catalogue as snapshot records' (key, data): every gift, removed ones too."""
+    for gift in Gift.select().order_by(Gift.gift_id):
+        yield gift.gift_id, gift_state(gift)
+
+
+def apply_gift_redemption(ctx: Any, body: dict[str, Any]) -> None:
+    """HQ's applier of ``gift_redemption`` (hq.apply.APPLIERS): the gift must be in HQ's
+    catalogue, of the kind and SKU/template the till said, valid on the day, and the
+    points exactly its price × qty (invariant 9), else the item is refused before
+    anything is posted. Then the points are spent (the till's lots first), a held
+    authorization settled, the redemption kept and the member sent down."""
+    from core.errors import Conflict
+    from hq.apply import _refused
+    from hq.members import touch_through
+
+    redemption_id = body["redemption_id"]
+    if GiftRedemption.get_or_none(GiftRedemption.redemption_id == redemption_id) is not None:
+        raise Conflict(
+            f"gift redemption {redemption_id} was already ingested", field="redemption_id"
+        )
+    gift = Gift.get_or_none(Gift.gift_id == body["gift_id"])
+    if gift is None:
+        raise _refused("gift_id", f"礼品不在总部目录中 (gift {body['gift_id']} unknown at HQ)")
+    if (
+        body["kind"] != gift.kind
+        or (body.get("sku") or None) != gift.sku
+        or (body.get("coupon_template") or None) != gift.coupon_template
+    ):
+        raise _refused("kind", f"礼品类型/商品与总部目录不符 (gift {gift.gift_id})")
+    qty, points = body["qty"], body["points_used"]
+    if body["points_each"] != gift.points or points != gift.points * qty:
+        raise _refused(
+            "points_used",
+            f"礼品积分与总部目录不符 (gift {gift.gift_id}: {gift.points} × {qty}, "
+            f"till said {body['points_each']} × {qty} = {points})",
+        )
+    day = dt.date.fromisoformat(ctx.item.occurred_at[:10])
+    if (gift.valid_from and day < gift.valid_from) or (gift.valid_to and day > gift.valid_to):
+        raise _refused("gift_id", f"礼品 {gift.gift_id} 在 {day} 不可兑换 (outside its dates)")
+    member = ctx.book.member(body["member_id"])
+    ctx.book.insert(
+        GiftRedemption,
+        redemption_id=redemption_id,
+        store=ctx.item.store,
+        seq=ctx.item.seq,
+        member_id=member.id,
+        gift_id=gift.gift_id,
+        qty=qty,
+        points=points,
+        occurred_at=ctx.item.occurred_at,
+        body=body,
+        ingested_at=ctx.now,
+    )
+    held = Authorization.get_or_none(
+        (Authorization.store == ctx.item.store)
+        & (Authorization.sale_id == redemption_id)
+        & (Authorization.status == "held")
+    )
+    if held is not None:
+        held.status = "settled"
+        held.save(only=[Authorization.status])
+    prefer = [(str(lot), int(n)) for lot, n in body.get("points_lots_used") or []]
+    spend_points(member, points, ctx.posting("gift", redemption_id), prefer, ctx.book)
+    touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
+    ctx.changes.member(member.id)

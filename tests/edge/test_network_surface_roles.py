@@ -57,6 +57,10 @@ ROLES = {
     "devices.rehearse": CASHIER,
     "devices.scan": CASHIER,
     "devices.reader_next": CASHIER,
+    # -- points: a member's points, the gift catalogue, redeeming a gift (as a sale does)
+    "points.member_points": CASHIER,
+    "points.list_gifts": CASHIER,
+    "points.redeem_gift": CASHIER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}
