@@ -508,6 +508,9 @@ main.add_command(enrol_store)  # hq/cli_enrol.py
 # -- cards (card types as products, card replacement)
 
 # -- points (points rules, gifts, referral)
+from hq import cli_points  # noqa: E402 (it imports this module's helpers when run)
+
+cli_points.register(main)
 
 # -- coupons (coupons)
 
