@@ -19,12 +19,14 @@ from core.errors import ValidationError
 from core.points import expiry_for
 from core.rules import Rules
 from hq import audit
-from hq.changes import ChangeSet, flush_changes, member_state
+from hq.changes import ChangeSet, _take_change_seqs, flush_changes, member_state
 from hq.ledger import Book, Posting, credit_points, spend_points
 from hq.models import (
     Authorization,
+    ChangeRecord,
     Gift,
     GiftRedemption,
+    JSONText,
     LedgerEntry,
     Member,
     PointsLot,
@@ -60,9 +62,10 @@ WITH due AS (
     RETURNING "member_id", "points"
 )
 UPDATE "{_MEMBER}" AS m SET "points" = m."points" + s."points", "updated_at" = %(at)s
-FROM (SELECT "member_id", SUM("points") AS "points" FROM posted GROUP BY "member_id") AS s
+FROM (SELECT "member_id", SUM("points") AS "points", COUNT(*) AS "lots" FROM posted
+      GROUP BY "member_id") AS s
 WHERE m."id" = s."member_id"
-RETURNING m."id"
+RETURNING m."id", s."lots"
 """  # noqa: S608
 
 # SQLite: the same in three statements inside one IMMEDIATE transaction (one writer)
@@ -85,15 +88,8 @@ def _expire_rows(db: pw.Database, today: dt.date, now: dt.datetime) -> tuple[lis
     day = today.isoformat()
     ref = EXPIRY_REF.format(day=day)
     if is_postgres(db):
-        cursor = db.execute_sql(EXPIRY_SQL_PG, {"day": day, "ref": ref, "at": now})
-        members = [row[0] for row in cursor]
-        lots = 0
-        if members:
-            lots = db.execute_sql(
-                f'SELECT COUNT(*) FROM "{_LEDGER}" WHERE "reason" = %s AND "ref" = %s',  # noqa: S608
-                ("expiry", ref),
-            ).fetchone()[0]
-        return members, lots
+        rows = db.execute_sql(EXPIRY_SQL_PG, {"day": day, "ref": ref, "at": now}).fetchall()
+        return [row[0] for row in rows], sum(int(row[1]) for row in rows)
     select, insert, update_members, update_lots = EXPIRY_SQL_SQLITE
     members = [row[0] for row in db.execute_sql(select, (day,))]
     if not members:
@@ -103,6 +99,61 @@ def _expire_rows(db: pw.Database, today: dt.date, now: dt.datetime) -> tuple[lis
     db.execute_sql(update_members, (Member.updated_at.db_value(now), day))
     db.execute_sql(update_lots, (day,))
     return members, lots
+
+
+# PostgreSQL: the changed members' full state (``hq.changes.member_state``) built by the
+# database and written to the change log in one statement, not read and encoded member by
+# member in Python (half a millisecond each: the job's time at a chain's scale).
+_STATE_COLUMNS = {
+    "member_id": 'm."id"',
+    "stored_value": "jsonb_build_object('principal', m.\"sv_principal\", 'bonus', m.\"sv_bonus\")",
+    "points_debt": 'GREATEST(0, -m."points")',
+    "points_lots": "COALESCE(l.lots, '[]'::jsonb)",
+}
+_LOTS_OF_MEMBER = f"""(SELECT jsonb_agg(jsonb_build_object('lot_id', "lot_id", 'earned_on',
+        "earned_on", 'expires_on', "expires_on", 'remaining', "remaining")
+        ORDER BY "expires_on", "earned_on", "lot_id") AS lots
+    FROM "{_LOT}" WHERE "member_id" = m."id" AND "remaining" > 0)"""  # noqa: S608
+
+
+def _state_sql() -> str | None:
+    """The jsonb expression of a member's state, or None when ``member_state`` has a key
+    this module does not know how to build (then the members are encoded in Python)."""
+    keys = list(member_state(Member(id="", through={}), []))
+    exprs = []
+    for key in keys:
+        if key in _STATE_COLUMNS:
+            exprs.append(_STATE_COLUMNS[key])
+            continue
+        field = Member._meta.fields.get(key)
+        if field is None:
+            return None
+        column = f'm."{field.column_name}"'
+        exprs.append(f"{column}::jsonb" if isinstance(field, JSONText) else column)
+    pairs = [f"'{k}', {e}" for k, e in zip(keys, exprs, strict=True)]
+    # jsonb_build_object takes at most 100 arguments: 40 pairs per call, joined
+    parts = [
+        "jsonb_build_object(" + ", ".join(pairs[i : i + 40]) + ")" for i in range(0, len(pairs), 40)
+    ]
+    return " || ".join(parts)
+
+
+def _send_members_pg(db: pw.Database, member_ids: list[str], now: dt.datetime) -> bool:
+    """Write the members' change records set-based; False if it cannot (see _state_sql)."""
+    state = _state_sql()
+    if state is None:
+        return False
+    first = _take_change_seqs(db, len(member_ids))
+    table = ChangeRecord._meta.table_name
+    db.execute_sql(
+        f'INSERT INTO "{table}" ("seq", "entity", "key", "op", "data", "created_at")'  # noqa: S608
+        f" SELECT %s + ROW_NUMBER() OVER (ORDER BY m.\"id\") - 1, 'member', m.\"id\", 'upsert',"
+        f" ({state})::text, %s"
+        f' FROM "{_MEMBER}" AS m LEFT JOIN LATERAL {_LOTS_OF_MEMBER} AS l ON TRUE'
+        ' WHERE m."id" = ANY(%s)',
+        (first, now, member_ids),
+    )
+    return True
 
 
 def send_members(member_ids: list[str], changes: ChangeSet) -> None:
@@ -140,9 +191,10 @@ def expire_points(
 
     def work() -> dict[str, int]:
         members, lots = _expire_rows(db, today, now)
-        changes = ChangeSet()
-        send_members(members, changes)
-        flush_changes(db, changes, now)
+        if members and not (is_postgres(db) and _send_members_pg(db, members, now)):
+            changes = ChangeSet()
+            send_members(members, changes)
+            flush_changes(db, changes, now)
         return {"expired_lots": lots, "members": len(members)}
 
     # on SQLite the transaction begins IMMEDIATE (hq.models.open_database): the only

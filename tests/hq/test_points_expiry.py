@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 
 import pytest
 
 from core.errors import ValidationError
 from core.ids import uuid7
-from core.protocol import AuthRequest
+from core.protocol import AuthRequest, json_text
 from core.rules import DEMO_RULES, RedemptionWindow
 from hq.auth import authorize_spend
+from hq.changes import member_state
 from hq.config import HqConfig
 from hq.models import AuditEntry, ChangeRecord, JobRun, LedgerEntry, Member, PointsLot
 from hq.programme.points import adjust_points, expire_points
@@ -116,6 +118,9 @@ def test_expiry_posts_one_row_per_lot_zeroes_it_and_lowers_the_balance(
         assert {lot["lot_id"] for lot in data["points_lots"]} == {
             f"L{n}" for n, *_ in lots if n not in expired
         }
+        # on PostgreSQL built by the database: the same state member_state gives
+        state = member_state(Member.get_by_id(mid))
+        assert data == json.loads(json_text(state))
     assert last_change(other) == {}
     # a re-run the same day posts nothing more and sends nobody
     seq_before = ChangeRecord.select().count()
@@ -275,3 +280,30 @@ def test_an_adjustment_needs_who_why_and_a_number(hq_db, delta, by, reason, fiel
         adjust_points(hq_db, mid, delta, by=by, reason=reason, today=TODAY, now=NOW)
     assert err.value.field == field
     assert AuditEntry.select().count() == 0
+
+
+def test_a_member_with_every_field_goes_down_as_member_state_says(hq_db):
+    mid = member(
+        "m-full", [("F1", TODAY - 400 * DAY, TODAY - DAY, 5), ("F2", TODAY, TODAY + DAY, 6)]
+    )
+    Member.update(
+        name="张三",
+        phone="13800000001",
+        birthday="1990-02-03",
+        birthday_leap_month=True,
+        tier="金卡",
+        sv_principal=100,
+        sv_bonus=20,
+        through={"S1": 7},
+        tier_since=TODAY,
+        card_expires_on=TODAY + DAY,
+        preferences=["茶"],
+        anniversaries=[{"name": "结婚", "date": "2010-05-01", "calendar": "solar"}],
+        tags=["投诉"],
+        extra={"车牌": "沪A"},
+        profile_score=80,
+    ).where(Member.id == mid).execute()
+    expire_points(hq_db, TODAY, NOW)
+    state = member_state(Member.get_by_id(mid))
+    assert last_change(mid) == json.loads(json_text(state))
+    assert [lot["lot_id"] for lot in state["points_lots"]] == ["F2"]
