@@ -109,7 +109,7 @@ def insert_select(db: pw.Database, model: type[pw.Model], n: int, exprs: dict[st
     cols = ", ".join(f'"{f.column_name}"' for f in fields)
     values = ", ".join(exprs.get(f.name, _literal(f)) for f in fields)
     table = model._meta.table_name
-    sql = f'INSERT INTO "{table}" ({cols}) SELECT {values} FROM generate_series(1, {n}) AS i'  # noqa: S608
+    sql = f'INSERT INTO "{table}" ({cols}) SELECT {values} FROM generate_series(1::bigint, {n}) AS i'  # noqa: S608
     with db.atomic():
         db.execute_sql(sql.replace("%", "%%"), ())  # no parameters: % is SQL's modulo
 
@@ -187,7 +187,7 @@ def load(
                 "member_id": MEMBER_ID.format(m=f"(i - 1) / {sales_per} + 1"),
                 "total": "(i * 7919) % 2000000",
                 "rules_version": "1",
-                "occurred_at": f"to_char(DATE '{day}' - (i % 360) - 1, 'YYYY-MM-DD') "
+                "occurred_at": f"to_char(DATE '{day}' - (i % 360)::int - 1, 'YYYY-MM-DD') "
                 "|| 'T12:00:00+08:00'",
                 "body": "'{}'",
                 "ingested_at": at,

@@ -16,7 +16,7 @@ from typing import Any
 import peewee as pw
 
 from core.errors import ValidationError
-from core.points import expiry_for
+from core.points import RedemptionClosed, check_redemption_open, expiry_for
 from core.rules import Rules
 from hq import audit
 from hq.changes import ChangeSet, _take_change_seqs, flush_changes, member_state
@@ -471,6 +471,12 @@ def apply_gift_redemption(ctx: Any, body: dict[str, Any]) -> None:
     day = dt.date.fromisoformat(ctx.item.occurred_at[:10])
     if (gift.valid_from and day < gift.valid_from) or (gift.valid_to and day > gift.valid_to):
         raise _refused("gift_id", f"礼品 {gift.gift_id} 在 {day} 不可兑换 (outside its dates)")
+    rules = ctx.cache.rules_for(ctx.item.rules_version)
+    if rules is not None:
+        try:
+            check_redemption_open(rules, day)
+        except RedemptionClosed as exc:
+            raise _refused("points_used", exc.message) from None
     member = ctx.book.member(body["member_id"])
     ctx.book.insert(
         GiftRedemption,

@@ -303,3 +303,19 @@ def test_a_member_points_view_counts_a_debt(client, member_id, demo_till):
 def test_create_app_registers_the_points_routes(demo_till):
     rules = {r.rule for r in create_app(demo_till).url_map.iter_rules()}
     assert {"/api/v1/gifts", "/api/v1/members/<member_id>/gift-redemptions"} <= rules
+
+
+def test_the_points_tender_of_a_sale_skips_locked_points(client, cashier, member_id, demo_till):
+    use_rules(dataclasses.replace(DEMO_RULES, version=9, points_lock_days=7))
+    # 800 usable (100 points a yuan: 8 yuan), 1200 locked; ten waters cost more than 9 yuan
+    sale = {
+        "member": {"member_id": member_id},
+        "lines": [{"sku": "P0001", "qty": 10}],
+        "tenders": [{"kind": "points", "amount": 900}, {"kind": "cash", "amount": 100000}],
+    }
+    res = client.post("/api/v1/sales", json=sale, headers=cashier)
+    assert res.status_code == 422 and "在锁定期内" in res.json["message"], res.json
+    sale["tenders"][0]["amount"] = 800
+    res = client.post("/api/v1/sales", json=sale, headers=cashier)
+    assert res.status_code == 201, res.json
+    assert res.json["sale"]["points_lots_used"] == [["old", 800]]

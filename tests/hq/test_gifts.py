@@ -4,6 +4,7 @@ till's ``gift_redemption`` only when its points match the catalogue."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -267,4 +268,20 @@ def test_hq_refuses_a_gift_redeemed_outside_its_dates(hq_db, member_with_points)
     Gift.update(valid_to=dt.date(2026, 11, 1)).where(Gift.gift_id == "G1").execute()
     outcome = ingest(hq_db, items, redemption(items, mid, "G1", 1, 500))
     assert [r.code for r in outcome.ack.rejected] == ["apply_failed"]
+    assert Member.get_by_id(mid).points == 2000
+
+
+def test_hq_refuses_a_redemption_made_outside_the_redemption_window(hq_db, member_with_points):
+    from core.rules import DEMO_RULES, RedemptionWindow
+    from hq.rules import publish_rules
+
+    items, mid = member_with_points
+    window = RedemptionWindow(dt.date(2026, 12, 1), dt.date(2026, 12, 31), "感恩回馈月")
+    rules = dataclasses.replace(DEMO_RULES, version=5, points_redemption_windows=(window,))
+    publish_rules(hq_db, rules.to_dict())
+    up = redemption(items, mid, "G1", 1, 500)
+    up["rules_version"] = 5
+    outcome = ingest(hq_db, items, up)
+    assert [r.code for r in outcome.ack.rejected] == ["apply_failed"]
+    assert "2026-12-01" in outcome.ack.rejected[0].reason
     assert Member.get_by_id(mid).points == 2000
