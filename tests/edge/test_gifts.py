@@ -319,3 +319,16 @@ def test_the_points_tender_of_a_sale_skips_locked_points(client, cashier, member
     res = client.post("/api/v1/sales", json=sale, headers=cashier)
     assert res.status_code == 201, res.json
     assert res.json["sale"]["points_lots_used"] == [["old", 800]]
+
+
+def test_the_slip_prints_on_a_58mm_printer(client, cashier, member_id):
+    from core.receipt import Receipt
+    from edge.devices.escpos_decode import decode
+    from edge.devices.profiles import ProfileLibrary
+    from edge.devices.receipt_render import RenderOptions, layout_receipt, render
+
+    res = redeem(client, cashier, member_id, gift_id="G1")
+    slip = Receipt.from_dict(res.json["receipt"])
+    profile = ProfileLibrary().load("xprinter_xp58iih")
+    text = "\n".join(decode(render(layout_receipt(slip, 32), profile, RenderOptions())).lines)
+    assert "积分兑换单" in text and "礼品G1" in text and "本次使用积分 500" in text
