@@ -261,7 +261,8 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
         post_stored_value(member, -principal, -bonus, posting, ctx.book)
         if points_used:
             prefer = [(str(lot), int(n)) for lot, n in body.get("points_lots_used") or []]
-            spend_points(member, points_used, posting, prefer, ctx.book)
+            day = _day(ctx.item.occurred_at)  # points: never from lots expired by then
+            spend_points(member, points_used, posting, prefer, ctx.book, on=day)
         if earned:
             lot = body.get("points_lot") or {}
             day = _day(ctx.item.occurred_at)

@@ -500,6 +500,6 @@ def apply_gift_redemption(ctx: Any, body: dict[str, Any]) -> None:
         held.status = "settled"
         held.save(only=[Authorization.status])
     prefer = [(str(lot), int(n)) for lot, n in body.get("points_lots_used") or []]
-    spend_points(member, points, ctx.posting("gift", redemption_id), prefer, ctx.book)
+    spend_points(member, points, ctx.posting("gift", redemption_id), prefer, ctx.book, on=day)
     touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)

@@ -285,3 +285,30 @@ def test_hq_refuses_a_redemption_made_outside_the_redemption_window(hq_db, membe
     assert [r.code for r in outcome.ack.rejected] == ["apply_failed"]
     assert "2026-12-01" in outcome.ack.rejected[0].reason
     assert Member.get_by_id(mid).points == 2000
+
+
+def test_hq_never_spends_expired_points_beyond_the_lots_the_till_named(hq_db, member_with_points):
+    """L1's last day passed before the redemption's day (the nightly expiry has not run):
+    the points the till's named lot does not cover are a debt and an overdraft, never
+    taken from the expired lot."""
+    from hq.models import HqException
+
+    items, mid = member_with_points
+    PointsLot.update(expires_on=dt.date(2026, 11, 1)).where(PointsLot.lot_id == "L1").execute()
+    Gift.update(points=1000).where(Gift.gift_id == "G1").execute()
+    PointsLot.update(remaining=500).where(PointsLot.lot_id == "L2").execute()
+    LedgerEntry.create(member_id=mid, balance="points", points=-700, reason="sale", at=NOW)
+    Member.update(points=1300).where(Member.id == mid).execute()
+    up = redemption(items, mid, "G1", 1, 1000, lots=[["L2", 500]])
+    assert list(ingest(hq_db, items, up).ack.rejected) == []
+    assert (PointsLot.get_by_id("L1").remaining, PointsLot.get_by_id("L2").remaining) == (800, 0)
+    assert Member.get_by_id(mid).points == 300
+    overdraft = HqException.get(HqException.kind == "overdraft")
+    assert (overdraft.member_id, overdraft.amount, overdraft.status) == (mid, 500, "open")
+    assert hq_ledger_differences(hq_db) == []
+    # the nightly expiry takes the expired lot: the member owes what was overdrawn
+    from hq.programme.points import expire_points
+
+    expire_points(hq_db, dt.date(2026, 11, 24), NOW)
+    assert Member.get_by_id(mid).points == -500
+    assert hq_ledger_differences(hq_db) == []
