@@ -17,6 +17,7 @@ import peewee as pw
 
 from core.errors import ValidationError
 from core.points import RedemptionClosed, check_redemption_open, expiry_for
+from core.protocol import Change
 from core.rules import Rules
 from hq import audit
 from hq.changes import ChangeSet, _take_change_seqs, flush_changes, member_state
@@ -202,9 +203,27 @@ def expire_points(
     return _transaction(db, work)
 
 
+# at most this many change records are pushed live after the expiry; beyond it only the
+# last one is, and each store, seeing a gap after its cursor, pages through the rest
+PUSH_ALL_UP_TO = 1000
+
+
 def points_expiry_job(ctx: Any) -> dict[str, int]:
-    """``hq.scheduler`` job ``points-expiry`` (nightly, for the chain's business day)."""
-    return expire_points(ctx.db, ctx.today(), ctx.clock())
+    """``hq.scheduler`` job ``points-expiry`` (nightly, for the chain's business day): the
+    expiry, then its member changes pushed to the stores (best effort, as the CLI's
+    commands do; a store that misses them gets them from the change log)."""
+    from hq.changes import latest_change_seq
+    from hq.cli import push_changes
+
+    before = latest_change_seq()
+    counts = expire_points(ctx.db, ctx.today(), ctx.clock())
+    if counts["members"]:
+        query = ChangeRecord.select().where(ChangeRecord.seq > before).order_by(ChangeRecord.seq)
+        if counts["members"] > PUSH_ALL_UP_TO:
+            query = query.order_by(ChangeRecord.seq.desc()).limit(1)
+        records = [Change(r.seq, r.entity, r.key, r.op, r.data) for r in query]
+        push_changes(ctx.config, sorted(records, key=lambda c: c.seq))
+    return counts
 
 
 # ---- manual adjustment ------------------------------------------------------------

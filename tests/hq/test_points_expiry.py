@@ -158,18 +158,27 @@ def test_expiry_leaves_a_member_in_debt_alone(hq_db):
     assert Member.get_by_id("m-debt").points == -30
 
 
-def test_the_scheduler_job_runs_for_the_business_day_and_records_its_counts(hq_db, hq_db_url):
+def test_the_scheduler_job_runs_for_the_business_day_and_records_its_counts(
+    hq_db, hq_db_url, monkeypatch
+):
     # 18:00 UTC on the 4th is already the 5th in Shanghai: a lot whose last day was
     # the 4th expires
     member("m-job", [("J1", TODAY - 300 * DAY, TODAY, 12), ("J2", TODAY, TODAY + 9 * DAY, 5)])
     config = HqConfig(database_url=hq_db_url, timezone="Asia/Shanghai")
+    pushed = []
+    monkeypatch.setattr("hq.cli.push_changes", lambda cfg, changes: pushed.append(changes))
     job = next(j for j in JOBS if j.name == "points-expiry")
     assert job.every == dt.timedelta(days=1)
     run = record_run(hq_db, job, "node-1", JobContext(hq_db, config, lambda: NOW))
     assert run.status == "ok", run.error
     assert run.counts == {"expired_lots": 1, "members": 1}
+    # the changed member is pushed to the stores after the commit
+    assert [[(c.entity, c.key, c.data["points"]) for c in p] for p in pushed] == [
+        [("member", "m-job", 5)]
+    ]
     again = record_run(hq_db, job, "node-1", JobContext(hq_db, config, lambda: NOW))
     assert again.counts == {"expired_lots": 0, "members": 0}
+    assert len(pushed) == 1  # nothing changed, nothing pushed
     assert JobRun.select().where(JobRun.job == "points-expiry").count() == 2
     assert Member.get_by_id("m-job").points == 5
     assert hq_ledger_differences(hq_db) == []
@@ -307,3 +316,18 @@ def test_a_member_with_every_field_goes_down_as_member_state_says(hq_db):
     state = member_state(Member.get_by_id(mid))
     assert last_change(mid) == json.loads(json_text(state))
     assert [lot["lot_id"] for lot in state["points_lots"]] == ["F2"]
+
+
+def test_after_a_large_expiry_only_the_last_change_is_pushed(hq_db, hq_db_url, monkeypatch):
+    """Stores see a gap after their cursor and page through the rest themselves."""
+    for n in range(3):
+        member(f"m-big{n}", [(f"B{n}", TODAY - 400 * DAY, TODAY - DAY, 10)])
+    pushed = []
+    monkeypatch.setattr("hq.cli.push_changes", lambda cfg, changes: pushed.append(changes))
+    monkeypatch.setattr("hq.programme.points.PUSH_ALL_UP_TO", 2)
+    config = HqConfig(database_url=hq_db_url)
+    job = next(j for j in JOBS if j.name == "points-expiry")
+    run = record_run(hq_db, job, "node-1", JobContext(hq_db, config, lambda: NOW))
+    assert run.counts == {"expired_lots": 3, "members": 3}
+    last = ChangeRecord.select().order_by(ChangeRecord.seq.desc()).first()
+    assert [[c.seq for c in p] for p in pushed] == [[last.seq]]
