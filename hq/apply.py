@@ -262,7 +262,8 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
         if points_used:
             prefer = [(str(lot), int(n)) for lot, n in body.get("points_lots_used") or []]
             day = _day(ctx.item.occurred_at)  # points: never from lots expired by then
-            spend_points(member, points_used, posting, prefer, ctx.book, on=day)
+            lock = _rules(ctx).points_lock_days
+            spend_points(member, points_used, posting, prefer, ctx.book, on=day, lock_days=lock)
         if earned:
             lot = body.get("points_lot") or {}
             day = _day(ctx.item.occurred_at)

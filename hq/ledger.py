@@ -366,10 +366,12 @@ def spend_points(
     *,
     debt_is_overdraft: bool = True,
     on: dt.date | None = None,
+    lock_days: int = 0,
 ) -> list[tuple[str, int]]:
     """Take points: first from the lots the till named, then soonest-expiring first.
-    With ``on`` (the day of the spend), lots whose last day was before it are not taken
-    beyond what the till named: expired points are never spent (docs/programme/points.md).
+    With ``on`` (the day of the spend), lots whose last day was before it, or still in
+    their lock period (``lock_days``), are not taken beyond what the till named: expired
+    and locked points are never spent (docs/programme/points.md).
 
     What no lot covers becomes a debt (negative balance), recovered from later earnings.
     A spend's debt is also an overdraft exception for staff (``debt_is_overdraft``); the
@@ -395,8 +397,10 @@ def spend_points(
         for lot in book.live_lots(member.id):
             if left == 0:
                 break
-            if on is not None and lot.expires_on < on:
-                continue  # points (docs/programme/points.md): an expired lot is not spent
+            if on is not None and (
+                lot.expires_on < on or lot.earned_on > on - dt.timedelta(days=lock_days)
+            ):
+                continue  # points (docs/programme/points.md): expired or locked, not spent
             take = min(lot.remaining, left)
             lot.remaining -= take
             book.save_lot(lot)

@@ -519,6 +519,8 @@ def apply_gift_redemption(ctx: Any, body: dict[str, Any]) -> None:
         held.status = "settled"
         held.save(only=[Authorization.status])
     prefer = [(str(lot), int(n)) for lot, n in body.get("points_lots_used") or []]
-    spend_points(member, points, ctx.posting("gift", redemption_id), prefer, ctx.book, on=day)
+    lock = rules.points_lock_days if rules is not None else 0
+    posting = ctx.posting("gift", redemption_id)
+    spend_points(member, points, posting, prefer, ctx.book, on=day, lock_days=lock)
     touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)

@@ -312,3 +312,21 @@ def test_hq_never_spends_expired_points_beyond_the_lots_the_till_named(hq_db, me
     expire_points(hq_db, dt.date(2026, 11, 24), NOW)
     assert Member.get_by_id(mid).points == -500
     assert hq_ledger_differences(hq_db) == []
+
+
+def test_hq_never_spends_locked_points_beyond_the_lots_the_till_named(hq_db, member_with_points):
+    from core.rules import DEMO_RULES
+    from hq.models import HqException
+    from hq.rules import publish_rules
+
+    items, mid = member_with_points
+    publish_rules(hq_db, dataclasses.replace(DEMO_RULES, version=6, points_lock_days=7).to_dict())
+    # L2 was earned the day before the redemption (2026-11-23): locked until 11-29
+    PointsLot.update(earned_on=dt.date(2026, 11, 22)).where(PointsLot.lot_id == "L2").execute()
+    up = redemption(items, mid, "G1", 2, 500, lots=[["L1", 800]])
+    up["rules_version"] = 6
+    assert list(ingest(hq_db, items, up).ack.rejected) == []
+    assert (PointsLot.get_by_id("L1").remaining, PointsLot.get_by_id("L2").remaining) == (0, 1200)
+    overdraft = HqException.get(HqException.kind == "overdraft")
+    assert (overdraft.member_id, overdraft.amount) == (mid, 200)
+    assert hq_ledger_differences(hq_db) == []
