@@ -109,7 +109,9 @@ def insert_select(db: pw.Database, model: type[pw.Model], n: int, exprs: dict[st
     cols = ", ".join(f'"{f.column_name}"' for f in fields)
     values = ", ".join(exprs.get(f.name, _literal(f)) for f in fields)
     table = model._meta.table_name
-    sql = f'INSERT INTO "{table}" ({cols}) SELECT {values} FROM generate_series(1::bigint, {n}) AS i'  # noqa: S608
+    sql = (
+        f'INSERT INTO "{table}" ({cols}) SELECT {values} FROM generate_series(1::bigint, {n}) AS i'  # noqa: S608
+    )
     with db.atomic():
         db.execute_sql(sql.replace("%", "%%"), ())  # no parameters: % is SQL's modulo
 
