@@ -69,6 +69,14 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "card_replace": {"replace_id": str, "member_id": str, "old_card_no": str, "new_card_no": str},
     "card_block": {"block_id": str, "card_no": str},
     # -- points (points rules, gifts, referral)
+    # points redeemed for a catalogue gift at the till (docs/programme/points.md)
+    "gift_redemption": {
+        "redemption_id": str,
+        "member_id": str,
+        "gift_id": str,
+        "qty": int,
+        "points_used": int,
+    },
     # -- coupons (coupons)
     # a coupon a till issued (a new-member gift, a points gift): docs/programme/coupons.md
     "coupon_issue": {"code": str, "member_id": str, "template_id": str, "issued_at": str},
@@ -583,6 +591,8 @@ CHANGE_ENTITIES = (
     "staff",
     "staff_transfer",
     "coupon_template",  # coupons (issue 11): docs/programme/coupons.md
+    # -- points (points rules, gifts, referral)
+    "gift",  # the gift catalogue (docs/programme/points.md)
 )
 # A change of an entity this software does not know (one a newer HQ sends) is valid on
 # the wire and skipped by the till with a warning, so a store keeps syncing through a
@@ -607,6 +617,7 @@ SNAPSHOT_ORDER = (
     # -- staff (maintainers, categories and cost)
     "staff",
     "staff_transfer",
+    "gift",  # points
 )
 
 
@@ -1698,6 +1709,7 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "card_replace": validate_card_replace_body,
     "card_block": validate_card_block_body,
     # -- points (points rules, gifts, referral)
+    "gift_redemption": lambda body, where: validate_gift_redemption_body(body, where),
     # -- coupons (coupons)
     "coupon_issue": validate_coupon_issue_body,
     # -- upkeep (stored value, profile, password)
@@ -1842,6 +1854,41 @@ def validate_member_password_body(
         raise ProtocolError(f"{where}: action must be one of {PASSWORD_ACTIONS}", field="action")
     _texts(body, ("changed_at",), where, MAX_TIME_LEN)
     _staff(body, where)
+
+
+# -- points (points rules, gifts, referral): docs/programme/points.md "On the wire"
+
+GIFT_KINDS = ("goods", "coupon")
+MAX_GIFT_QTY = 99
+
+
+def validate_gift_redemption_body(
+    body: dict[str, Any], where: str = "gift_redemption body"
+) -> dict[str, Any]:
+    """``gift_redemption``: {redemption_id, member_id, gift_id, kind, qty, points_each,
+    points_used, points_lots_used, sku?, coupon_template?, coupon_codes?, cashier,
+    offline, authorization_id?}. HQ checks the points against its own catalogue."""
+    _texts(body, ("redemption_id", "gift_id"), where, MAX_ID_LEN)
+    _member_id(body, "member_id", where, nullable=False)
+    if body.get("kind") not in GIFT_KINDS:
+        raise ProtocolError(f"{where}: kind must be one of {GIFT_KINDS}", field="kind")
+    qty = body.get("qty")
+    if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_GIFT_QTY:
+        raise ProtocolError(f"{where}: qty must be 1..{MAX_GIFT_QTY}", field="qty")
+    _amounts(body, ("points_each", "points_used"), where, lo=1)
+    if body["points_used"] != body["points_each"] * qty:
+        raise ProtocolError(f"{where}: points_used is not points_each × qty", field="points_used")
+    _lot_pairs(body, "points_lots_used", where)
+    _optional_texts(body, ("sku", "coupon_template", "authorization_id"), where, MAX_CODE_LEN)
+    codes = body.get("coupon_codes", [])
+    if (
+        not isinstance(codes, list)
+        or len(codes) > MAX_GIFT_QTY
+        or not all(isinstance(c, str) and 0 < len(c) <= MAX_CODE_CHARS for c in codes)
+    ):
+        raise ProtocolError(f"{where}: coupon_codes must be a list of codes", field="coupon_codes")
+    _texts(body, ("cashier",), where, MAX_CODE_LEN)
+    _flags(body, ("offline",), where)
     return body
 
 

@@ -368,6 +368,92 @@ def profile_fields_from(data: Any) -> tuple[ProfileField, ...]:
     return out
 
 
+# -- points rules (docs/programme/points.md)
+
+
+def _month_day(value: Any, field_name: str) -> tuple[int, int]:
+    """ "MM-DD" (a day of every year; 02-29 is refused: it is not in every year)."""
+    if not isinstance(value, str) or len(value) != 5 or value[2] != "-":
+        raise ValidationError(f"{field_name} must be MM-DD, got {value!r}", field=field_name)
+    try:
+        month, day = int(value[:2]), int(value[3:])
+        dt.date(2001, month, day)
+    except ValueError:
+        raise ValidationError(
+            f"{field_name} must be a day of every year as MM-DD, got {value!r}", field=field_name
+        ) from None
+    return month, day
+
+
+def _iso_day(value: Any, field_name: str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError(
+            f"{field_name} must be a date YYYY-MM-DD, got {value!r}", field=field_name
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionWindow:
+    """积分兑换期: points may be redeemed from ``start`` to ``end`` (both included),
+    e.g. a 感恩回馈月; ``name`` is what the till says."""
+
+    start: dt.date
+    end: dt.date
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"start": self.start.isoformat(), "end": self.end.isoformat()}
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RedemptionWindow:
+        if isinstance(data, RedemptionWindow):
+            return data
+        where = "points_redemption_windows"
+        if not isinstance(data, dict) or set(data) - {"start", "end", "name"}:
+            raise ValidationError(
+                f"{where}: each window is {{start, end, name?}}, got {data!r}", field=where
+            )
+        start = _iso_day(data.get("start"), f"{where}.start")
+        end = _iso_day(data.get("end"), f"{where}.end")
+        if end < start:
+            raise ValidationError(f"{where}: end {end} is before start {start}", field=where)
+        name = data.get("name", "")
+        if not isinstance(name, str) or len(name) > 40:
+            raise ValidationError(f"{where}.name must be text of at most 40", field=where)
+        return cls(start, end, name)
+
+
+def _windows(data: Any) -> tuple[RedemptionWindow, ...]:
+    if not isinstance(data, list | tuple):
+        raise ValidationError(
+            "points_redemption_windows must be a list", field="points_redemption_windows"
+        )
+    return tuple(sorted((RedemptionWindow.from_dict(w) for w in data), key=lambda w: w.start))
+
+
+def _reset_date(data: Any) -> str:
+    if data is None:
+        return ""
+    _month_day(data, "points_reset_date")
+    return data
+
+
+def _lock_days(data: Any) -> int:
+    if isinstance(data, bool) or not isinstance(data, int) or not 0 <= data <= 366:
+        raise ValidationError(
+            f"points_lock_days must be a whole number of days 0..366, got {data!r}",
+            field="points_lock_days",
+        )
+    return data
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     version: int = 1
@@ -401,6 +487,16 @@ class Rules:
     cards: CardRules = field(default_factory=CardRules, metadata=section(CardRules.from_dict))
 
     # -- points rules (docs/programme/points.md)
+    # 积分清零: "MM-DD"; points earned before that day expire on it (their last usable
+    # day is the day before), instead of points_expiry_days after they were earned
+    points_reset_date: str = field(default="", metadata=section(_reset_date))
+    # points from a sale cannot be spent for this many days (its return window): a lot
+    # is usable from earned_on + points_lock_days
+    points_lock_days: int = field(default=0, metadata=section(_lock_days))
+    # points may be redeemed (tender, gifts) only inside one of these; none: always
+    points_redemption_windows: tuple[RedemptionWindow, ...] = field(
+        default=(), metadata=section(_windows)
+    )
 
     # -- coupons (docs/programme/coupons.md)
     # the coupon template a member is given at registration (新人券), by id; "" for none

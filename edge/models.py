@@ -507,6 +507,37 @@ MODELS += [CardSale]
 
 # -- points (points rules, gifts, referral)
 
+
+class Gift(BaseModel):
+    """HQ's gift catalogue as last sent (change entity ``gift``; docs/programme/points.md)."""
+
+    gift_id = CharField(primary_key=True)
+    name = CharField()
+    points = BigIntegerField()  # per unit
+    kind = CharField()  # goods | coupon
+    sku = CharField(null=True)
+    coupon_template = CharField(null=True)
+    active = BooleanField(default=True)
+    valid_from = CharField(null=True)  # ISO dates, both days included
+    valid_to = CharField(null=True)
+
+
+class GiftRedemption(BaseModel):
+    """A gift redeemed here: its points left in the same transaction (ledger ``gift``)."""
+
+    id = CharField(primary_key=True)
+    member_id = CharField(index=True)
+    gift_id = CharField()
+    qty = IntegerField()
+    points = BigIntegerField()
+    cashier = CharField()
+    occurred_at = CharField()
+    body = JSONField()
+    receipt = JSONField()
+
+
+MODELS += [Gift, GiftRedemption]
+
 # -- coupons (coupons)
 
 

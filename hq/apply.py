@@ -42,6 +42,7 @@ from hq.programme import cards as programme_cards
 from hq.programme import coupons as coupon_rules
 from hq.programme import staff as staff_programme
 from hq.programme import upkeep
+from hq.programme.points import apply_gift_redemption  # points (docs/programme/points.md)
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -270,7 +271,9 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
         post_stored_value(member, -principal, -bonus, posting, ctx.book)
         if points_used:
             prefer = [(str(lot), int(n)) for lot, n in body.get("points_lots_used") or []]
-            spend_points(member, points_used, posting, prefer, ctx.book)
+            day = _day(ctx.item.occurred_at)  # points: never from lots expired by then
+            lock = _rules(ctx).points_lock_days
+            spend_points(member, points_used, posting, prefer, ctx.book, on=day, lock_days=lock)
         if earned:
             lot = body.get("points_lot") or {}
             day = _day(ctx.item.occurred_at)
@@ -407,6 +410,7 @@ APPLIERS = {
     "card_replace": programme_cards.apply_card_replace,
     "card_block": programme_cards.apply_card_block,
     # -- points (points rules, gifts, referral)
+    "gift_redemption": apply_gift_redemption,
     # -- coupons (coupons)
     "coupon_issue": coupon_rules.apply_coupon_issue,
     # -- upkeep (stored value, profile, password)

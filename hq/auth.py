@@ -22,13 +22,22 @@ import peewee as pw
 
 from core.errors import InsufficientFunds, NotFound, ValidationError
 from core.ids import uuid7
+from core.points import RedemptionClosed, check_redemption_open
 from core.protocol import UNKNOWN_MEMBER, AuthRequest, AuthResponse, Change
 from core.rules import Rules
 from core.stored_value import Split, refund_forfeit, spend_split
 from hq.changes import ChangeSet, coupon_state, flush_changes
 from hq.ingest import _transaction
 from hq.ledger import resolve_member
-from hq.models import Authorization, Coupon, Member, RulesVersion, insert_rows, is_postgres
+from hq.models import (
+    Authorization,
+    Coupon,
+    Member,
+    PointsLot,
+    RulesVersion,
+    insert_rows,
+    is_postgres,
+)
 
 HOLD_TTL = dt.timedelta(minutes=30)
 
@@ -38,9 +47,15 @@ HOLD_TTL = dt.timedelta(minutes=30)
 # come from the models, values are bound parameters (``%s``, or ``?`` on SQLite).
 _MEMBER, _AUTH, _RULES = (m._meta.table_name for m in (Member, Authorization, RulesVersion))
 
+_LOTS = PointsLot._meta.table_name
 _HELD_SQL = (
     'SELECT COALESCE(SUM("sv_principal"), 0), COALESCE(SUM("sv_bonus"), 0),'  # noqa: S608
-    f' COALESCE(SUM("points"), 0) FROM "{_AUTH}"'
+    f' COALESCE(SUM("points"), 0),'
+    # points in the member's balance that cannot be spent today (docs/programme/points.md):
+    # lots past their last day the nightly expiry has not zeroed yet, and locked lots
+    f' (SELECT COALESCE(SUM("remaining"), 0) FROM "{_LOTS}" WHERE "member_id" = %s'
+    ' AND "remaining" > 0 AND ("expires_on" < %s OR "earned_on" > %s))'
+    f' FROM "{_AUTH}"'
     """ WHERE "member_id" = %s AND "status" = 'held' AND "expires_at" > %s"""
 )
 
@@ -62,21 +77,38 @@ def _execute(db: pw.Database, sql: str, params: tuple[Any, ...]) -> Any:
     return db.execute_sql(sql if is_postgres(db) else sql.replace("%s", "?"), params)
 
 
-def _held(db: pw.Database, member_id: str, now: dt.datetime) -> dict[str, int]:
-    """The sums of the member's live holds."""
+def _held(
+    db: pw.Database, member_id: str, now: dt.datetime, today: dt.date, lock_days: int = 0
+) -> dict[str, int]:
+    """The sums of the member's live holds, and of its points not spendable ``today``."""
     expires = Authorization.expires_at.db_value(now)
-    row = _execute(db, _HELD_SQL, (member_id, expires)).fetchone()
-    return {"principal": int(row[0]), "bonus": int(row[1]), "points": int(row[2])}
+    after = today - dt.timedelta(days=lock_days)  # lots earned after it are locked
+    params = (member_id, today.isoformat(), after.isoformat(), member_id, expires)
+    row = _execute(db, _HELD_SQL, params).fetchone()
+    return {
+        "principal": int(row[0]),
+        "bonus": int(row[1]),
+        "points": int(row[2]),
+        "unusable_points": int(row[3]),
+    }
 
 
-def available(db: pw.Database, member: _Holder, now: dt.datetime) -> dict[str, Any]:
-    held = _held(db, member.id, now)
+def available(
+    db: pw.Database,
+    member: _Holder,
+    now: dt.datetime,
+    today: dt.date | None = None,
+    lock_days: int = 0,
+) -> dict[str, Any]:
+    """What the member may spend now: balances less live holds; for points also less
+    expired-but-not-yet-zeroed and locked lots (a negative balance has no lots left)."""
+    held = _held(db, member.id, now, today or now.date(), lock_days)
     return {
         "stored_value": {
             "principal": member.sv_principal - held["principal"],
             "bonus": member.sv_bonus - held["bonus"],
         },
-        "points": member.points - held["points"],
+        "points": member.points - held["points"] - held["unusable_points"],
     }
 
 
@@ -89,9 +121,11 @@ def _same_request(auth: Authorization, req: AuthRequest) -> bool:
 
 
 def authorize_spend(
-    db: pw.Database, req: AuthRequest, now: dt.datetime
+    db: pw.Database, req: AuthRequest, now: dt.datetime, today: dt.date | None = None
 ) -> tuple[AuthResponse, list[Change]]:
     """Hold or release the spends of one sale; the same sale id always gets the same answer.
+    ``today`` is the chain's business day (points expiry, lock and redemption windows),
+    ``now.date()`` when not given.
 
     Returns the answer and the change records (coupons held/released) to push."""
 
@@ -126,7 +160,7 @@ def authorize_spend(
             )
         if req.action == "refund":  # upkeep: 储值退款, principal held with its forfeit
             return _refund_hold(db, req, member, rules_key, now)
-        return _hold(db, req, member, rules_key, now, changes)
+        return _hold(db, req, member, rules_key, now, changes, today or now.date())
 
     return _transaction(db, work)
 
@@ -172,21 +206,22 @@ def _record(
 
 RulesKey = tuple[int, Any] | None  # (version, published_at) of the latest rules, None if none
 
-_spend_orders: dict[RulesKey, str] = {None: "proportional"}
+_latest_rules: dict[RulesKey, Rules] = {None: Rules()}
 
 
-def _spend_order(key: RulesKey) -> str:
-    """The latest published rules' stored-value spend order: the one the till will use.
+def _rules(key: RulesKey) -> Rules:
+    """The latest published rules: the ones the till will use (its stored-value spend
+    order, the points lock and redemption windows).
 
     Read and parsed once per rules version and publication (a version published again
     gets a new ``published_at``, so it is read again)."""
-    order = _spend_orders.get(key)
-    if order is None:
+    rules = _latest_rules.get(key)
+    if rules is None:
         row = RulesVersion.get_by_id(key[0])  # type: ignore[index]
-        order = Rules.from_dict(row.data).stored_value_spend
-        _spend_orders.clear()  # only the latest version is ever asked for again
-        _spend_orders.update({None: "proportional", key: order})
-    return order
+        rules = Rules.from_dict(row.data)
+        _latest_rules.clear()  # only the latest version is ever asked for again
+        _latest_rules.update({None: Rules(), key: rules})
+    return rules
 
 
 def _earlier(req: AuthRequest) -> Authorization | None:
@@ -253,14 +288,21 @@ def _hold(
     rules_key: RulesKey,
     now: dt.datetime,
     changes: ChangeSet,
+    today: dt.date,
 ) -> AuthResponse:
-    avail = available(db, member, now)
+    rules = _rules(rules_key)
+    if req.points:
+        try:
+            check_redemption_open(rules, today)
+        except RedemptionClosed as exc:
+            return _decline(req, member.id, "redemption_closed", exc.message, now)
+    avail = available(db, member, now, today, rules.points_lock_days)
     sv = avail["stored_value"]
     try:
         split = spend_split(
             Split(max(0, sv["principal"]), max(0, sv["bonus"])),
             req.stored_value,
-            _spend_order(rules_key),
+            rules.stored_value_spend,
         )
     except InsufficientFunds as exc:
         return _decline(req, member.id, "insufficient", exc.message, now)

@@ -317,6 +317,10 @@ def snapshot_records(db: pw.Database, lookup: ChainLookup) -> tuple[int, Iterato
         # -- cards (card types as products, card replacement)
 
         # -- points (points rules, gifts, referral)
+        from hq.programme.points import gift_records  # it imports this module
+
+        for key, data in gift_records():
+            yield rec("gift", key, data)
 
         # -- coupons (coupons)
         from hq.programme.coupons import TemplateRow, template_state

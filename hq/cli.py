@@ -511,6 +511,9 @@ from hq import cli_cards  # noqa: E402
 cli_cards.register(main)
 
 # -- points (points rules, gifts, referral)
+from hq import cli_points  # noqa: E402 (it imports this module's helpers when run)
+
+cli_points.register(main)
 
 # -- coupons (coupons)
 from hq import cli_coupons  # noqa: E402

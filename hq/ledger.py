@@ -365,8 +365,13 @@ def spend_points(
     book: Book,
     *,
     debt_is_overdraft: bool = True,
+    on: dt.date | None = None,
+    lock_days: int = 0,
 ) -> list[tuple[str, int]]:
     """Take points: first from the lots the till named, then soonest-expiring first.
+    With ``on`` (the day of the spend), lots whose last day was before it, or still in
+    their lock period (``lock_days``), are not taken beyond what the till named: expired
+    and locked points are never spent (docs/programme/points.md).
 
     What no lot covers becomes a debt (negative balance), recovered from later earnings.
     A spend's debt is also an overdraft exception for staff (``debt_is_overdraft``); the
@@ -392,6 +397,10 @@ def spend_points(
         for lot in book.live_lots(member.id):
             if left == 0:
                 break
+            if on is not None and (
+                lot.expires_on < on or lot.earned_on > on - dt.timedelta(days=lock_days)
+            ):
+                continue  # points (docs/programme/points.md): expired or locked, not spent
             take = min(lot.remaining, left)
             lot.remaining -= take
             book.save_lot(lot)
@@ -406,8 +415,11 @@ def spend_points(
     member.updated_at = p.at
     book.save(member)
     debt_before, debt_after = max(0, -before), max(0, -member.points)
-    if debt_after > debt_before and debt_is_overdraft:
-        _open_exception("overdraft", member, "points", debt_after - debt_before, p)
+    # with ``on``, what no unexpired lot covered is overdrawn even while the balance still
+    # counts expired points (the nightly expiry then takes the balance below zero)
+    short = max(debt_after - debt_before, left if on is not None else 0)
+    if short > 0 and debt_is_overdraft:
+        _open_exception("overdraft", member, "points", short, p)
     return taken
 
 

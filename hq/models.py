@@ -745,6 +745,41 @@ MODELS += [CardSale, CardTypeChange]
 
 # -- points (points rules, gifts, referral)
 
+
+class Gift(BaseModel):
+    """积分兑换礼品: the catalogue (docs/programme/points.md), sent down as ``gift``.
+    A removed gift stays, inactive, so stores drop it and HQ still checks late items."""
+
+    gift_id = pw.CharField(primary_key=True, max_length=32)
+    name = pw.CharField(max_length=64)
+    points = pw.BigIntegerField()  # points per unit
+    kind = pw.CharField(max_length=8)  # goods | coupon
+    sku = pw.CharField(null=True, max_length=64)  # goods
+    coupon_template = pw.CharField(null=True, max_length=64)  # coupon
+    active = pw.BooleanField(default=True)
+    valid_from = pw.DateField(null=True)
+    valid_to = pw.DateField(null=True)  # the last day it can be redeemed
+    updated_at = pw.DateTimeField()
+    updated_by = pw.CharField(max_length=64)
+
+
+class GiftRedemption(BaseModel):
+    """A gift redeemed at a till, as HQ applied it."""
+
+    redemption_id = pw.CharField(primary_key=True, max_length=64)
+    store = pw.CharField(max_length=32)
+    seq = pw.BigIntegerField()
+    member_id = pw.CharField(max_length=36, index=True)
+    gift_id = pw.CharField(max_length=32, index=True)
+    qty = pw.IntegerField()
+    points = pw.BigIntegerField()
+    occurred_at = pw.CharField()
+    body = JSONText()
+    ingested_at = pw.DateTimeField()
+
+
+MODELS += [Gift, GiftRedemption]
+
 # -- coupons (coupons)
 
 

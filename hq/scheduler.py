@@ -51,6 +51,7 @@ from hq.models import (
 )
 from hq.programme import cards as programme_cards  # -- cards: card-expiry
 from hq.programme import upkeep as upkeep_jobs  # the upkeep part's job (profile-rescore)
+from hq.programme.points import points_expiry_job  # points (docs/programme/points.md)
 
 log = logging.getLogger("hq.scheduler")
 
@@ -141,6 +142,7 @@ JOBS: list[Job] = [
     # -- cards (card types as products, card replacement)
     Job("card-expiry", dt.timedelta(days=1), programme_cards.expire_cards),
     # -- points (points rules, gifts, referral)
+    Job("points-expiry", dt.timedelta(days=1), points_expiry_job),
     # -- coupons (coupons)
     # -- upkeep (stored value, profile, password)
     Job("profile-rescore", dt.timedelta(days=1), upkeep_jobs.rescore_profiles_job),

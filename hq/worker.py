@@ -476,7 +476,7 @@ class IngestWorker:
             )
             self._dead_letter(msg.topic, msg.payload, code, exc.message, now, store)
             return
-        response, changes = authorize_spend(self.db, req, now)
+        response, changes = authorize_spend(self.db, req, now, self.config.business_day(now))
         self._publish(response_topic, response.to_dict(), publish_properties(None, correlation))
         if changes and self.client is not None:
             publish_changes(self.client, changes, self.lookup)

@@ -19,6 +19,9 @@ def blueprints() -> list[Blueprint]:
     parts.append(cards.bp)
 
     # -- points
+    from edge.routes import points
+
+    parts.append(points.bp)
 
     # -- coupons
     from edge.routes import coupons

@@ -13,7 +13,14 @@ from peewee import fn
 from core.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationError
 from core.ids import is_uuid, uuid7
 from core.money import MAX_AMOUNT, MAX_QTY, allocate, format_yuan
-from core.points import consume, expiry_for, points_earned, points_for_fen, sale_points_earned
+from core.points import (
+    check_redemption_open,
+    consume,
+    expiry_for,
+    points_earned,
+    points_for_fen,
+    sale_points_earned,
+)
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
 from core.protocol import json_text
 from core.rules import Rules
@@ -350,6 +357,8 @@ def _coupon_figures(basket: PricedBasket) -> dict[str, Any]:
 # ---- balances -----------------------------------------------------------------------
 
 _POLICY_LABEL = {"stored_value": "储值", "points": "积分"}
+# ledger reasons of spends counted against the offline daily limit (gift: points)
+OFFLINE_SPEND_REASONS = ("sale", "gift")
 
 
 def check_offline_policy(
@@ -378,7 +387,7 @@ def check_offline_policy(
                 & (Ledger.account.in_(accounts))
                 & (Ledger.day == day)
                 & (Ledger.offline == True)  # noqa: E712
-                & (Ledger.reason == "sale")
+                & (Ledger.reason.in_(OFFLINE_SPEND_REASONS))
                 & (Ledger.delta < 0)
             )
             .scalar()
@@ -463,6 +472,8 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
     today, day = now.date(), now.date().isoformat()
     sale_id = req.sale_id or uuid7()
     decision: SpendDecision | None = None
+    if points_needed:  # points rules (docs/programme/points.md): the redemption window
+        check_redemption_open(rules, today)
     to_hold = coupon_svc.to_authorize(tuple(c.code for c in basket.coupons))
     if settlement.stored_value or points_needed or to_hold:
         decision = till.authorizer.authorize(
@@ -590,7 +601,9 @@ def _write_sale(
                 rules.stored_value_spend,
             )
         if points_needed:
-            lots_used = consume(member_svc.live_lots(member.id, today), points_needed, today)
+            lots_used = consume(
+                member_svc.live_lots(member.id, today), points_needed, today, rules.points_lock_days
+            )
         earned = sale_points_earned(
             rules,
             cards_svc.in_force(till, member, today, rules),

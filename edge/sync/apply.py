@@ -274,6 +274,29 @@ class Applier:
             ).execute()
 
     # -- points (points rules, gifts, referral)
+    def _gift(self, change: Change, touched: set[str]) -> None:
+        """The gift catalogue (docs/programme/points.md): kept as sent; a delete or an
+        inactive gift is no longer offered."""
+        from edge.models import Gift
+
+        d = change.data
+        if change.op == "delete":
+            Gift.update(active=False).where(Gift.gift_id == change.key).execute()
+            return
+        points = d.get("points")
+        if isinstance(points, bool) or not isinstance(points, int) or points <= 0:
+            raise ProtocolError(f"gift {change.key}: points must be a positive integer")
+        Gift.insert(
+            gift_id=change.key,
+            name=str(d.get("name") or change.key),
+            points=points,
+            kind=d.get("kind") or "goods",
+            sku=d.get("sku"),
+            coupon_template=d.get("coupon_template"),
+            active=bool(d.get("active", True)),
+            valid_from=d.get("valid_from"),
+            valid_to=d.get("valid_to"),
+        ).on_conflict_replace().execute()
 
     # -- coupons (coupons)
 
@@ -667,7 +690,8 @@ def unreflected_items(member_ids: list[str], through: int) -> list[dict[str, Any
     cursor = Outbox._meta.database.execute_sql(
         f"SELECT json_extract(payload, {_REPLAY_PATHS}) FROM outbox "  # noqa: S608
         f"WHERE {OUTBOX_MEMBER} IN ({marks}) AND seq > ? "
-        "AND kind IN ('sale', 'return', 'topup', 'sv_refund') AND reject_code IS NULL ORDER BY seq",
+        "AND kind IN ('sale', 'return', 'topup', 'sv_refund', 'gift_redemption') "
+        "AND reject_code IS NULL ORDER BY seq",
         (*member_ids, through),
     )
     items = []
@@ -730,6 +754,8 @@ def replay(
                 },
             )
             lot["remaining"] += earned - pay
+    elif kind == "gift_redemption":  # points (docs/programme/points.md)
+        debt += _take(lots, int(body.get("points_used") or 0), body.get("points_lots_used") or [])
     elif kind == "return":
         principal += int(sv.get("principal", 0))
         bonus += int(sv.get("bonus", 0))

@@ -80,6 +80,10 @@ ROLES = {
     # -- coupons (issue 11): a member's coupons and one by code, for the cashier
     "coupons.member_coupons": CASHIER,
     "coupons.get_coupon": CASHIER,
+    # -- points: a member's points, the gift catalogue, redeeming a gift (as a sale does)
+    "points.member_points": CASHIER,
+    "points.list_gifts": CASHIER,
+    "points.redeem_gift": CASHIER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}
