@@ -3,9 +3,11 @@
 Order of work, the same on the edge and at HQ (invariant 5):
 
 1. each line: quantity × (promotion price or list price), less its line discount;
-2. member discount, per line, at the better of card-type and tier rate — not on
-   lines excluded from member discount, nor on promotion-price lines when the
-   rules say so;
+2. member discount, per line, at the better of card-type and tier rate — and on a
+   member day (``day`` given and ``Rules.is_member_day``) the better of that and
+   ``Rules.member_day_discount``: one member rate, never two stacked — not on lines
+   excluded from member discount, nor on promotion-price lines when the rules say
+   so (the member-day rate follows the same exclusions);
 3. order discount (permille of what is left), allocated across lines;
 4. manual adjustment (折让, fen; manager only — enforced by the caller), allocated;
 5. 抹零 on the amount due, allocated.
@@ -16,6 +18,7 @@ a return can refund each line exactly.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from core.errors import ValidationError
@@ -144,8 +147,10 @@ def price_basket(
     order_discount_rate: int = 1000,
     manual_adjustment: int = 0,
     rounding: Rounding | str | None = None,
+    day: dt.date | None = None,
 ) -> PricedBasket:
-    """Price a basket. ``rounding`` overrides the rules' 抹零 when the store configures its own."""
+    """Price a basket. ``rounding`` overrides the rules' 抹零 when the store configures its own;
+    ``day`` is the sale's business day (its member-day rate; None: no member day)."""
     if not lines:
         raise ValidationError("购物车为空 (the basket is empty)", field="lines")
     try:
@@ -175,7 +180,7 @@ def price_basket(
             and 0 <= line.line_discount <= qty * _charged(line)
         ):
             _check_line(i, line)
-    member_rate = rules.member_rate(member.card_type, member.tier) if member else 1000
+    member_rate = rules.member_rate_on(member.card_type, member.tier, day) if member else 1000
     promo_excludes = rules.promo_excludes_member_discount
     promo_earns = rules.promo_earns_points
 
