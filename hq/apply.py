@@ -38,6 +38,7 @@ from hq.models import (
     one_of,
 )
 from hq.privacy import apply_consent, apply_registration_consent
+from hq.programme.tiers import add_spend, apply_rules_status, paid_fen
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -275,6 +276,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
                 expires_on,
                 ctx.book,
             )
+        add_spend(member.id, _day(ctx.item.occurred_at), paid_fen(body, "total"), 1)  # tiers
         touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
         ctx.changes.member(member.id)
 
@@ -342,6 +344,7 @@ def apply_return(ctx: ItemContext, body: dict[str, Any]) -> None:
     if reversed_points:
         own_lot = [(f"{body['sale_id']}:earn", reversed_points)]
         spend_points(member, reversed_points, posting, own_lot, ctx.book, debt_is_overdraft=False)
+    add_spend(member.id, day, -paid_fen(body, "refund_total"), 0)  # tiers: growth net of returns
     touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)
 
@@ -385,6 +388,7 @@ APPLIERS = {
     "consent": apply_consent,
     # ---- programme kinds (issue 11), one block per part:
     # -- tiers (tiers, growth value, member day)
+    "rules_status": apply_rules_status,
     # -- cards (card types as products, card replacement)
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
@@ -401,9 +405,10 @@ def _rules(ctx: ItemContext) -> Rules:
     return ctx.cache.rules_for(ctx.item.rules_version) or DEMO_RULES
 
 
-def reprice(rules: Rules, body: dict[str, Any]) -> PricedBasket:
-    """The basket priced again with the rules version the till named; refused if the
-    till's total, any other basket figure or any line differs."""
+def reprice(rules: Rules, body: dict[str, Any], day: dt.date | None = None) -> PricedBasket:
+    """The basket priced again with the rules version the till named, on the sale's
+    business day ``day`` (its member-day rate); refused if the till's total, any other
+    basket figure or any line differs."""
     try:
         pi = body["pricing_input"]
         lines = [LineInput(**line) for line in pi["lines"]]
@@ -415,6 +420,7 @@ def reprice(rules: Rules, body: dict[str, Any]) -> PricedBasket:
             pi.get("order_discount_rate", 1000),
             pi.get("manual_adjustment", 0),
             pi.get("rounding") or None,
+            day,
         )
     except (HuiyuanError, KeyError, TypeError, ValueError) as exc:
         message = exc.message if isinstance(exc, HuiyuanError) else str(exc)
@@ -499,7 +505,7 @@ def _known_rules(ctx: ItemContext) -> Rules | None:
 def check_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     """Every amount, sign, split and points figure of a sale, against its rules version."""
     rules = _known_rules(ctx)
-    priced = reprice(rules, body) if rules is not None else None
+    priced = reprice(rules, body, _day(ctx.item.occurred_at)) if rules is not None else None
     total = body["total"]
     paid = _by_kind(body["tenders"])
     if sum(paid.values()) != total:

@@ -49,6 +49,7 @@ from hq.models import (
     open_database,
     utcnow,
 )
+from hq.programme import tiers
 
 log = logging.getLogger("hq.scheduler")
 
@@ -136,6 +137,7 @@ JOBS: list[Job] = [
     # ---- the programme's jobs (issue 11): each job's logic in hq/programme/, one block
     # per part; nightly ones run for ``ctx.today()`` and are idempotent per day
     # -- tiers (tiers, growth value, member day)
+    Job("tier-evaluation", dt.timedelta(days=1), tiers.tier_evaluation_job),
     # -- cards (card types as products, card replacement)
     # -- points (points rules, gifts, referral)
     # -- coupons (coupons)
