@@ -21,6 +21,7 @@ from core.errors import NotFound, ValidationError
 from core.rules import DEMO_RULES, Rules, TierRules
 from core.tiers import DECAY, DOWNGRADE, MANUAL, UPGRADE, window_start
 from hq import audit
+from hq.bulk_changes import log_member_changes, timestamp_param
 from hq.changes import ChangeSet, _live_lots, flush_changes, member_state
 from hq.models import (
     GrowthEvent,
@@ -203,6 +204,7 @@ def _name_sql(tr: TierRules, column: str) -> str:
 
 
 EVAL_TABLE = "tier_eval"
+CHANGED_SQL = "SELECT member_id FROM tier_eval WHERE reason IS NOT NULL"
 
 # Every rule of core.tiers as one query: growth in the window (spend and events), the
 # rung it earns, decay, the manual floor, the minimum hold. Only rows that change are
@@ -301,7 +303,7 @@ def evaluate_tiers(db: pw.Database, day: dt.date, rules: Rules | None = None) ->
     counts = {"members_changed": 0, UPGRADE: 0, DOWNGRADE: 0, DECAY: 0}
     if not tr.ladder:
         return counts  # no ladder: tiers are not evaluated (given by hand only)
-    now = utcnow()
+    now = timestamp_param(db, utcnow())
     sql, params = _evaluation_sql(db, tr, day)
     p = db.param
     with db.atomic():
@@ -329,16 +331,10 @@ def evaluate_tiers(db: pw.Database, day: dt.date, rules: Rules | None = None) ->
                 "WHERE reason IS NOT NULL GROUP BY reason"
             ).fetchall():
                 counts[reason] = n
-            changed = [
-                member_id
-                for (member_id,) in db.execute_sql(
-                    f"SELECT member_id FROM {EVAL_TABLE} "  # noqa: S608
-                    "WHERE reason IS NOT NULL ORDER BY member_id"
-                ).fetchall()
-            ]
+            # each member whose tier changed goes to the stores, built by the database
+            log_member_changes(db, CHANGED_SQL, [], now)
         finally:
             db.execute_sql(f"DROP TABLE IF EXISTS {EVAL_TABLE}")
-        send_members(db, changed, now)
     return counts
 
 
