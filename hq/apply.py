@@ -276,7 +276,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
                 expires_on,
                 ctx.book,
             )
-        add_spend(member.id, _day(ctx.item.occurred_at), paid_fen(body, "total"), 1)  # tiers
+        add_spend(ctx.book, member.id, _day(ctx.item.occurred_at), paid_fen(body, "total"), 1)
         touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
         ctx.changes.member(member.id)
 
@@ -344,7 +344,7 @@ def apply_return(ctx: ItemContext, body: dict[str, Any]) -> None:
     if reversed_points:
         own_lot = [(f"{body['sale_id']}:earn", reversed_points)]
         spend_points(member, reversed_points, posting, own_lot, ctx.book, debt_is_overdraft=False)
-    add_spend(member.id, day, -paid_fen(body, "refund_total"), 0)  # tiers: growth net of returns
+    add_spend(ctx.book, member.id, day, -paid_fen(body, "refund_total"), 0)  # tiers: growth
     touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)
 

@@ -23,6 +23,7 @@ from core.tiers import DECAY, DOWNGRADE, MANUAL, UPGRADE, window_start
 from hq import audit
 from hq.bulk_changes import log_member_changes, timestamp_param
 from hq.changes import ChangeSet, _live_lots, flush_changes, member_state
+from hq.ledger import Book
 from hq.models import (
     GrowthEvent,
     ManualTier,
@@ -64,15 +65,22 @@ def paid_fen(body: dict[str, Any], total_key: str) -> int:
     return int(body[total_key]) - points
 
 
-def add_spend(member_id: str, day: dt.date, spend: int, sales: int) -> None:
-    """Add to a member's day in the spend summary (inside the applier's transaction)."""
-    MemberDaySpend.insert(member_id=member_id, day=day, spend=spend, sales=sales).on_conflict(
+def add_spend(book: Book | None, member_id: str, day: dt.date, spend: int, sales: int) -> None:
+    """Add to a member's day in the spend summary: with the batch's ``book``, sent with
+    the batch's other writes (no round trip of its own); without, at once."""
+    query = MemberDaySpend.insert(
+        member_id=member_id, day=day, spend=spend, sales=sales
+    ).on_conflict(
         conflict_target=[MemberDaySpend.member_id, MemberDaySpend.day],
         update={
             MemberDaySpend.spend: MemberDaySpend.spend + pw.EXCLUDED.spend,
             MemberDaySpend.sales: MemberDaySpend.sales + pw.EXCLUDED.sales,
         },
-    ).execute()
+    )
+    if book is None:
+        query.execute()
+    else:
+        book.query(query)
 
 
 def _day(occurred_at: str) -> dt.date:
