@@ -83,6 +83,16 @@ def add_spend(book: Book | None, member_id: str, day: dt.date, spend: int, sales
         book.query(query)
 
 
+def merge_growth(from_id: str, to_id: str) -> None:
+    """A merge (hq/members.py) moves the merged member's growth record to the survivor:
+    spend per day added to the survivor's same day, growth events as they are."""
+    rows = list(MemberDaySpend.select().where(MemberDaySpend.member_id == from_id))
+    for row in rows:
+        add_spend(None, to_id, row.day, row.spend, row.sales)
+    MemberDaySpend.delete().where(MemberDaySpend.member_id == from_id).execute()
+    GrowthEvent.update(member_id=to_id).where(GrowthEvent.member_id == from_id).execute()
+
+
 def _day(occurred_at: str) -> dt.date:
     return dt.datetime.fromisoformat(occurred_at).date()
 

@@ -483,3 +483,37 @@ def test_a_malformed_rules_status_is_refused(body):
     item = Items("S1")._item("rules_status", body)
     with pytest.raises(ProtocolError):
         p.validate_item(item)
+
+
+# ---- a merge moves the growth record ---------------------------------------------------
+
+
+def test_a_merge_moves_spend_and_events_to_the_survivor(hq_db):
+    from hq.changes import ChangeSet
+    from hq.members import merge_members
+
+    survivor, loser = member(), member()
+    spend(survivor, ago(1), 30_000)
+    spend(loser, ago(1), 50_000)
+    spend(loser, ago(2), 40_000)
+    GrowthEvent.create(member_id=loser, kind="review", points=7, ref="r1", day=ago(1), at=NOW)
+    with hq_db.atomic():
+        merge_members(
+            hq_db,
+            loser,
+            survivor,
+            store=None,
+            staff="hq",
+            reason="manual",
+            now=dt.datetime(2026, 6, 30),
+            changes=ChangeSet(),
+        )
+    days = {
+        r.day: (r.spend, r.sales)
+        for r in MemberDaySpend.select().where(MemberDaySpend.member_id == survivor)
+    }
+    assert days == {ago(1): (80_000, 2), ago(2): (40_000, 1)}
+    assert MemberDaySpend.select().where(MemberDaySpend.member_id == loser).count() == 0
+    assert GrowthEvent.get(GrowthEvent.ref == "r1").member_id == survivor
+    tiers.evaluate_tiers(hq_db, DAY, RULES)
+    assert state(survivor)[:2] == ("金", 1207)
