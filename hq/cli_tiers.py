@@ -1,4 +1,4 @@
-"""``huiyuan-hq set-tier | evaluate-tiers | rules-status``: tiers, growth value and stores'
+"""``huiyuan-hq set-tier | evaluate-tiers | rules-status | rebuild-growth-spend``: tiers, growth value and stores'
 rules (docs/programme/tiers.md, docs/programme/rules.md).
 
 Registered on the main group by ``hq.cli`` (``register(main)``); ``hq.cli`` is imported
@@ -118,6 +118,18 @@ def rules_status_cmd(ctx: click.Context, as_json: bool, behind_only: bool) -> No
         click.echo(line)
 
 
+@click.command("rebuild-growth-spend")
+@click.pass_context
+def rebuild_growth_spend_cmd(ctx: click.Context) -> None:
+    """Rebuild growth's per-member-day spend summary from the sales and returns."""
+    from hq.cli import _config
+
+    db = bind(open_database(_config(ctx).database_url), create=False)
+    with db.connection_context():
+        n = tiers.rebuild_spend(db)
+    click.echo(f"{n} member-days rebuilt")
+
+
 def register(group: click.Group) -> None:
-    for command in (set_tier_cmd, evaluate_tiers_cmd, rules_status_cmd):
+    for command in (set_tier_cmd, evaluate_tiers_cmd, rules_status_cmd, rebuild_growth_spend_cmd):
         group.add_command(command)

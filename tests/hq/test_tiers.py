@@ -78,7 +78,7 @@ def state(mid: str) -> tuple[str | None, int, dt.date | None]:
 # ---- the spend summary kept by the ingest ---------------------------------------------
 
 
-def test_sales_and_returns_keep_the_spend_summary(hq_db, store_code):
+def test_sales_and_returns_keep_the_spend_summary(hq_db, hq_db_url, store_code):
     items = Items(store_code)
     mid = uuid7()
     registration = items.registration(mid, "13900000001")
@@ -92,9 +92,12 @@ def test_sales_and_returns_keep_the_spend_summary(hq_db, store_code):
     ingest(store_code, [ret])
     row = MemberDaySpend.get(member_id=mid, day=day)
     assert (row.spend, row.sales) == (1000, 2)
-    # derived data: rebuilt from the sales and returns, it is the same
+    # derived data: rebuilt from the sales and returns by one command, it is the same
     before = sorted(MemberDaySpend.select().tuples())
-    assert tiers.rebuild_spend(hq_db) == 1
+    MemberDaySpend.update(spend=0).execute()
+    out = CliRunner().invoke(hq_cli, ["--database-url", hq_db_url, "rebuild-growth-spend"])
+    bind(hq_db, create=False)
+    assert out.exit_code == 0 and "1 member-days rebuilt" in out.output, out.output
     assert sorted(MemberDaySpend.select().tuples()) == before
 
 
