@@ -114,6 +114,9 @@ def test_points_tenders_are_not_spend(hq_db, store_code):
     )
     (row,) = MemberDaySpend.select().where(MemberDaySpend.member_id == mid)
     assert (row.spend, row.sales) == (19900, 2)
+    assert tiers.rebuild_spend(hq_db) == 1
+    (row,) = MemberDaySpend.select().where(MemberDaySpend.member_id == mid)
+    assert (row.spend, row.sales) == (19900, 2)
 
 
 # ---- the evaluation, held to core.tiers -----------------------------------------------
