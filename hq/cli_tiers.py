@@ -79,11 +79,7 @@ def evaluate_tiers_cmd(ctx: click.Context, day: str | None) -> None:
     try:
         with db.connection_context():
             when = _date(day, "day") or config.business_day(utcnow())
-            rules = tiers.newest_rules(db)
-            counts = tiers.grant_action_growth(db, when, rules)
-            counts = tiers.evaluate_tiers(db, when, rules) | {
-                f"growth_{k}": n for k, n in counts.items()
-            }
+            counts = tiers.run_nightly(db, when)
     except HuiyuanError as exc:
         _fail(exc)
         return

@@ -31,6 +31,7 @@ from hq.models import (
     MemberDaySpend,
     PointsLot,
     RulesVersion,
+    Sale,
     Store,
     TierChange,
     is_postgres,
@@ -467,14 +468,31 @@ def tier_history(member_id: str) -> list[dict[str, Any]]:
 # ---- the nightly job ---------------------------------------------------------------
 
 
+def ensure_spend_summary(db: pw.Database) -> int:
+    """Fill the spend summary from the sales when it is empty but members have sales (an
+    HQ upgraded to this release: its sales predate the summary); the member-days written."""
+    if MemberDaySpend.select().exists():
+        return 0
+    if not Sale.select().where(Sale.member_id.is_null(False)).exists():
+        return 0
+    return rebuild_spend(db)
+
+
+def run_nightly(db: pw.Database, day: dt.date) -> dict[str, int]:
+    """What the nightly job does for ``day``: the spend summary filled if an upgrade left
+    it empty, action growth, then the evaluation, with the newest published rules."""
+    rules = newest_rules(db)
+    rebuilt = ensure_spend_summary(db)
+    granted = grant_action_growth(db, day, rules)
+    counts = evaluate_tiers(db, day, rules)
+    return (
+        counts | {f"growth_{kind}": n for kind, n in granted.items()} | {"spend_rebuilt": rebuilt}
+    )
+
+
 def tier_evaluation_job(ctx: Any) -> dict[str, int]:
-    """``tier-evaluation`` (hq/scheduler.JOBS): action growth, then the evaluation, for
-    the chain's business day."""
-    day = ctx.today()
-    rules = newest_rules(ctx.db)
-    granted = grant_action_growth(ctx.db, day, rules)
-    counts = evaluate_tiers(ctx.db, day, rules)
-    return counts | {f"growth_{kind}": n for kind, n in granted.items()}
+    """``tier-evaluation`` (hq/scheduler.JOBS), for the chain's business day."""
+    return run_nightly(ctx.db, ctx.today())
 
 
 # ---- stores' rules status ----------------------------------------------------------

@@ -407,6 +407,20 @@ def test_set_tier_command(hq_db, hq_db_url):
 # ---- the nightly job ------------------------------------------------------------------
 
 
+def test_the_first_run_after_an_upgrade_fills_the_spend_summary(hq_db, store_code):
+    publish_rules(hq_db, RULES.to_dict() | {"version": 2})
+    items = Items(store_code)
+    items.clock = dt.datetime.combine(DAY, dt.time(10), TZ)
+    mid = uuid7()
+    registration = items.registration(mid, "13900000009")
+    ingest(store_code, [registration, items.sale(mid, 150_000)])
+    MemberDaySpend.delete().execute()  # as an HQ before this release left it
+    counts = tiers.run_nightly(hq_db, DAY)
+    assert counts["spend_rebuilt"] == 1 and counts["upgrade"] == 1
+    assert state(mid)[:2] == ("金", 1500)
+    assert tiers.run_nightly(hq_db, DAY)["spend_rebuilt"] == 0
+
+
 def test_the_tier_evaluation_job_runs_for_the_business_day(hq_db, hq_db_url):
     publish_rules(hq_db, RULES.to_dict() | {"version": 2})
     mid = member()
