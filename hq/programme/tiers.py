@@ -330,32 +330,31 @@ def evaluate_tiers(db: pw.Database, day: dt.date, rules: Rules | None = None) ->
     with db.atomic():
         db.execute_sql(f"DROP TABLE IF EXISTS {EVAL_TABLE}")
         db.execute_sql(sql, params)
-        try:
-            counts["members_changed"] = db.execute_sql(
-                f"SELECT COUNT(*) FROM {EVAL_TABLE}"  # noqa: S608
-            ).fetchone()[0]
-            db.execute_sql(
-                # the table name is the constant above; values are bound parameters
-                f"UPDATE member SET growth = e.growth, tier = e.new_tier, "  # noqa: S608
-                f"tier_since = CASE WHEN e.reason IS NULL THEN member.tier_since ELSE {p} END, "
-                f"updated_at = {p} FROM {EVAL_TABLE} e WHERE member.id = e.member_id",
-                [_d(db, day), now],
-            )
-            db.execute_sql(
-                "INSERT INTO tier_change (member_id, from_tier, to_tier, reason, growth, day, at) "  # noqa: S608
-                f"SELECT member_id, old_tier, new_tier, reason, growth, {p}, {p} "
-                f"FROM {EVAL_TABLE} WHERE reason IS NOT NULL",
-                [_d(db, day), now],
-            )
-            for reason, n in db.execute_sql(
-                f"SELECT reason, COUNT(*) FROM {EVAL_TABLE} "  # noqa: S608
-                "WHERE reason IS NOT NULL GROUP BY reason"
-            ).fetchall():
-                counts[reason] = n
-            # each member whose tier changed goes to the stores, built by the database
-            log_member_changes(db, CHANGED_SQL, [], now)
-        finally:
-            db.execute_sql(f"DROP TABLE IF EXISTS {EVAL_TABLE}")
+        counts["members_changed"] = db.execute_sql(
+            f"SELECT COUNT(*) FROM {EVAL_TABLE}"  # noqa: S608
+        ).fetchone()[0]
+        db.execute_sql(
+            # the table name is the constant above; values are bound parameters
+            f"UPDATE member SET growth = e.growth, tier = e.new_tier, "  # noqa: S608
+            f"tier_since = CASE WHEN e.reason IS NULL THEN member.tier_since ELSE {p} END, "
+            f"updated_at = {p} FROM {EVAL_TABLE} e WHERE member.id = e.member_id",
+            [_d(db, day), now],
+        )
+        db.execute_sql(
+            "INSERT INTO tier_change (member_id, from_tier, to_tier, reason, growth, day, at) "  # noqa: S608
+            f"SELECT member_id, old_tier, new_tier, reason, growth, {p}, {p} "
+            f"FROM {EVAL_TABLE} WHERE reason IS NOT NULL",
+            [_d(db, day), now],
+        )
+        for reason, n in db.execute_sql(
+            f"SELECT reason, COUNT(*) FROM {EVAL_TABLE} "  # noqa: S608
+            "WHERE reason IS NOT NULL GROUP BY reason"
+        ).fetchall():
+            counts[reason] = n
+        # each member whose tier changed goes to the stores, built by the database
+        log_member_changes(db, CHANGED_SQL, [], now)
+        # a failure rolls the transaction back, the temporary table with it
+        db.execute_sql(f"DROP TABLE {EVAL_TABLE}")
     return counts
 
 
