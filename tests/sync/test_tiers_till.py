@@ -18,12 +18,14 @@ from core.protocol import Change
 from core.rules import RULES_SCHEMA, Rules, TierRules, TierStep
 from edge.models import Outbox, Setting
 from edge.services import members as member_svc
+from edge.services import sales as sales_svc
 from edge.sync.apply import DOWN_CURSOR, Applier, apply_page, put_setting
 from edge.sync.rules import REFUSED, retry_refused_rules
 from hq.changes import changes_after
 from hq.ingest import ingest_batch
 from hq.lookup import ChainLookup
 from hq.models import Member as HqMember
+from hq.models import Return as HqReturn
 from hq.models import Sale as HqSale
 from hq.models import Store
 from hq.programme import tiers
@@ -37,6 +39,7 @@ WEDNESDAY = dt.datetime(2026, 12, 2, 10, 0, tzinfo=TZ)
 NOW = "2026-11-27T10:00:00+08:00"
 RICE = {"sku": "P0010", "qty": 12}  # 12 × 89.00: 1,068 yuan, no exclusions
 CASH = [{"kind": "cash", "amount": 200000}]
+MANAGER = {"code": "9001", "pin": "9999"}
 
 
 class Clock:
@@ -229,9 +232,14 @@ def test_a_tier_from_hq_prices_the_members_next_sale(box, hq_db_url):
         box.till.clock = Clock(WEDNESDAY)
         third = box.sell({"member_id": mid}, [RICE], CASH)
         assert third["total"] == 90780
-        # HQ re-prices both with the same rules and days, and agrees
+        # the first sale, made before the tier, comes back: refunded as sold, not re-priced
+        with box.bound():
+            ret = sales_svc.return_sale(box.till, box.staff(), first["sale_id"], None, MANAGER)
+        assert ret["return"]["refund_total"] == first["total"] == 106800
+        # HQ re-prices both sales with the same rules and days, agrees, and takes the return
         drain(box, hq_db)
         totals = {s.sale_id: s.total for s in HqSale.select()}
         assert totals[second["sale_id"]] == 96120 and totals[third["sale_id"]] == 90780
+        assert HqReturn.get(HqReturn.sale_id == first["sale_id"]).refund_total == 106800
     finally:
         hq_db.close()
