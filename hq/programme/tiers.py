@@ -404,6 +404,12 @@ def set_tier(
         )
     if until is not None and until < day:
         raise ValidationError(f"--until {until} is before today {day}", field="until")
+    if until is not None and rules.tiers.rank(tier) < 0:
+        raise ValidationError(
+            f"等级 {tier} 不在等级阶梯上, 不能保级 (a floor --until needs a tier on the ladder: "
+            f"{[s.name for s in rules.tiers.ladder]})",
+            field="until",
+        )
     now = utcnow()
     with db.atomic():
         try:

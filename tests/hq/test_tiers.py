@@ -39,7 +39,7 @@ NOW = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 DAY = dt.date(2026, 6, 30)
 LADDER = (TierStep("银", 0), TierStep("金", 1000), TierStep("钻", 5000))
 TR = TierRules(ladder=LADDER, growth_per_yuan=1, window_days=365, lapse_days=90)
-RULES = Rules(version=1, tier_discount={"金": 950, "钻": 900}, tiers=TR)
+RULES = Rules(version=1, tier_discount={"金": 950, "钻": 900, "VIP": 850}, tiers=TR)
 
 
 def ago(days: int) -> dt.date:
@@ -376,6 +376,7 @@ def test_a_manual_tier_is_audited_held_until_its_day_then_evaluated(hq_db):
         ("钻", "", "大客户", None, "by"),
         ("黑卡", "wang", "大客户", None, "tier"),
         ("钻", "wang", "大客户", DAY - dt.timedelta(days=1), "until"),
+        ("VIP", "wang", "大客户", DAY, "until"),  # has a discount, but a floor needs a rung
     ],
 )
 def test_a_manual_tier_is_refused_without_what_it_needs(hq_db, tier, by, reason, until, field):
