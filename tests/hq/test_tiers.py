@@ -538,3 +538,17 @@ def test_a_merge_moves_spend_and_events_to_the_survivor(hq_db):
     assert GrowthEvent.get(GrowthEvent.ref == "r1").member_id == survivor
     tiers.evaluate_tiers(hq_db, DAY, RULES)
     assert state(survivor)[:2] == ("金", 1207)
+
+
+def test_evaluate_tiers_command(hq_db, hq_db_url):
+    publish_rules(hq_db, RULES.to_dict() | {"version": 2})
+    mid = member()
+    spend(mid, ago(1), 100_000)
+    args = ["--database-url", hq_db_url, "evaluate-tiers", "--day", DAY.isoformat()]
+    out = CliRunner().invoke(hq_cli, args)
+    bind(hq_db, create=False)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["upgrade"] == 1 and state(mid)[0] == "金"
+    out = CliRunner().invoke(hq_cli, [*args[:3], "--day", "30/06/2026"])
+    bind(hq_db, create=False)
+    assert out.exit_code != 0 and "--day" in out.output
