@@ -420,7 +420,7 @@ def reprice(rules: Rules, body: dict[str, Any], day: dt.date | None = None) -> P
             pi.get("order_discount_rate", 1000),
             pi.get("manual_adjustment", 0),
             pi.get("rounding") or None,
-            day,
+            day=day,
         )
     except (HuiyuanError, KeyError, TypeError, ValueError) as exc:
         message = exc.message if isinstance(exc, HuiyuanError) else str(exc)

@@ -258,7 +258,7 @@ def price(
         req.order_discount_rate,
         req.manual_adjustment,
         till.rounding(rules),
-        day or till.now().date(),
+        day=day or till.now().date(),
     )
     return basket, inputs
 
