@@ -3,9 +3,11 @@
 Order of work, the same on the edge and at HQ (invariant 5):
 
 1. each line: quantity × (promotion price or list price), less its line discount;
-2. member discount, per line, at the better of card-type and tier rate — not on
-   lines excluded from member discount, nor on promotion-price lines when the
-   rules say so;
+2. member discount, per line, at the better of card-type and tier rate — and on a
+   member day (``day`` given and ``Rules.is_member_day``) the better of that and
+   ``Rules.member_day_discount``: one member rate, never two stacked — not on lines
+   excluded from member discount, nor on promotion-price lines when the rules say
+   so (the member-day rate follows the same exclusions);
 3. order discount (permille of what is left), allocated across lines;
 4. coupons, in the order given, each on its eligible lines' amounts as they stand
    (minimum spend judged after member discount; never more than a line has left;
@@ -22,6 +24,7 @@ a return can refund each line exactly.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from core.coupons import AppliedCoupon, CouponInput, CouponLine, coupon_discounts
@@ -157,9 +160,11 @@ def price_basket(
     manual_adjustment: int = 0,
     rounding: Rounding | str | None = None,
     coupons: tuple[CouponInput, ...] | list[CouponInput] = (),
+    day: dt.date | None = None,
 ) -> PricedBasket:
     """Price a basket. ``rounding`` overrides the rules' 抹零 when the store configures its own;
-    ``coupons`` are the coupons claimed, each with its template (step 4)."""
+    ``coupons`` are the coupons claimed, each with its template (step 4); ``day`` is the
+    sale's business day (its member-day rate; None: no member day)."""
     if not lines:
         raise ValidationError("购物车为空 (the basket is empty)", field="lines")
     try:
@@ -189,7 +194,7 @@ def price_basket(
             and 0 <= line.line_discount <= qty * _charged(line)
         ):
             _check_line(i, line)
-    member_rate = rules.member_rate(member.card_type, member.tier) if member else 1000
+    member_rate = rules.member_rate_on(member.card_type, member.tier, day) if member else 1000
     promo_excludes = rules.promo_excludes_member_discount
     promo_earns = rules.promo_earns_points
 

@@ -64,6 +64,8 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "consent": {"member_id": str, "consent": dict, "changed_at": str},
     # ---- programme kinds (issue 11), one block per part:
     # -- tiers (tiers, growth value, member day)
+    # the rules version a store prices with, and a document it refused (docs/programme/rules.md)
+    "rules_status": {"version_in_force": int, "at": str},
     # -- cards (card types as products, card replacement)
     "card_sale": {"card_sale_id": str, "member_id": str, "card_type": str, "price": int},
     "card_replace": {"replace_id": str, "member_id": str, "old_card_no": str, "new_card_no": str},
@@ -1696,6 +1698,37 @@ def validate_coupon_issue_body(body: dict[str, Any], where: str = "coupon_issue 
     return body
 
 
+# -- tiers: a store's rules status (docs/programme/rules.md)
+
+MAX_REFUSAL_LEN = 500
+
+
+class RulesStatusBody(TypedDict):
+    version_in_force: int  # the rules version the store prices with
+    refused_version: int | None  # a newer version it refused, or null
+    reason: str  # why it refused it ("" when none)
+    at: str  # ISO time of the store's decision
+
+
+def validate_rules_status_body(
+    body: dict[str, Any], where: str = "rules_status body"
+) -> RulesStatusBody:
+    int_in(body, "version_in_force", where, 0, 2**31 - 1)
+    refused = body.get("refused_version")
+    if refused is not None:
+        int_in(body, "refused_version", where, 1, 2**31 - 1)
+    reason = body.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > MAX_REFUSAL_LEN:
+        raise ProtocolError(
+            f"{where}: reason must be a text of at most {MAX_REFUSAL_LEN}", field="reason"
+        )
+    _texts(body, ("at",), where, MAX_TIME_LEN)
+    return cast(RulesStatusBody, body)
+
+
+# -- end of tiers
+
+
 BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "sale": validate_sale_body,
     "return": validate_return_body,
@@ -1704,6 +1737,7 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "consent": validate_consent_body,
     # ---- programme kinds (issue 11), one block per part:
     # -- tiers (tiers, growth value, member day)
+    "rules_status": validate_rules_status_body,
     # -- cards (card types as products, card replacement)
     "card_sale": validate_card_sale_body,
     "card_replace": validate_card_replace_body,

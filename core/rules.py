@@ -454,6 +454,136 @@ def _lock_days(data: Any) -> int:
     return data
 
 
+# -- tiers: the tier ladder and growth value (成长值) (docs/programme/tiers.md)
+
+# Growth from actions the chain chooses: the event kinds a chain may give points for.
+GROWTH_EVENT_KINDS = ("profile_complete", "referral", "review")
+
+
+@dataclass(frozen=True, slots=True)
+class TierStep:
+    """One rung of the ladder: a member whose growth is at least ``threshold`` holds it."""
+
+    name: str
+    threshold: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "threshold": self.threshold}
+
+
+def _whole(raw: dict[str, Any], key: str, default: int, where: str, lo: int = 0) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValidationError(
+            f"{where}.{key} must be an integer of at least {lo}, got {value!r}",
+            field=f"{where}.{key}",
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TierRules:
+    """The chain's tier ladder and how growth is earned (core/tiers.py applies it).
+
+    An empty ladder (the default) means no tier evaluation: tiers stay as they are."""
+
+    ladder: tuple[TierStep, ...] = ()  # ascending thresholds, distinct names
+    growth_per_yuan: int = 1  # growth per yuan of net spend (money paid, returns taken off)
+    events: dict[str, int] = field(default_factory=dict)  # GROWTH_EVENT_KINDS -> points
+    profile_complete_score: int = 80  # profile_score at least this earns "profile_complete"
+    window_days: int = 365  # growth counts spend and events of the last N days
+    lapse_days: int = 0  # no purchase in N days: one rung below what growth earns (0: off)
+    min_hold_days: int = 0  # no downgrade within N days of the tier being set
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ladder": [step.to_dict() for step in self.ladder],
+            "growth_per_yuan": self.growth_per_yuan,
+            "events": dict(self.events),
+            "profile_complete_score": self.profile_complete_score,
+            "window_days": self.window_days,
+            "lapse_days": self.lapse_days,
+            "min_hold_days": self.min_hold_days,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> TierRules:
+        where = "tiers"
+        if isinstance(raw, TierRules):
+            return raw
+        if not isinstance(raw, dict):
+            raise ValidationError(f"{where} must be an object", field=where)
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise RulesNotSupported(
+                f"unknown {where} keys: {sorted(unknown)}", field=f"{where}.{sorted(unknown)[0]}"
+            )
+        ladder_raw = raw.get("ladder", [])
+        if not isinstance(ladder_raw, list | tuple):
+            raise ValidationError(f"{where}.ladder must be a list", field=f"{where}.ladder")
+        ladder: list[TierStep] = []
+        for i, step in enumerate(ladder_raw):
+            at = f"{where}.ladder[{i}]"
+            if isinstance(step, TierStep):
+                step = step.to_dict()
+            if not isinstance(step, dict) or set(step) != {"name", "threshold"}:
+                raise ValidationError(f"{at} must be {{name, threshold}}", field=at)
+            name = step["name"]
+            if not isinstance(name, str) or not name.strip() or len(name) > 32:
+                raise ValidationError(f"{at}.name must be a text of 1..32", field=f"{at}.name")
+            threshold = _whole(step, "threshold", 0, at)
+            if ladder and threshold <= ladder[-1].threshold:
+                raise ValidationError(
+                    f"{at}.threshold must be above the rung below ({ladder[-1].threshold})",
+                    field=f"{at}.threshold",
+                )
+            if any(s.name == name for s in ladder):
+                raise ValidationError(f"{at}.name {name!r} is already on the ladder", field=at)
+            ladder.append(TierStep(name, threshold))
+        events = raw.get("events", {})
+        if not isinstance(events, dict):
+            raise ValidationError(f"{where}.events must be an object", field=f"{where}.events")
+        for kind in events:
+            if kind not in GROWTH_EVENT_KINDS:
+                raise ValidationError(
+                    f"{where}.events.{kind}: kind must be one of {list(GROWTH_EVENT_KINDS)}",
+                    field=f"{where}.events.{kind}",
+                )
+            _whole(events, kind, 0, f"{where}.events")
+        window = _whole(raw, "window_days", 365, where, lo=1)
+        lapse = _whole(raw, "lapse_days", 0, where)
+        if lapse > window:
+            raise ValidationError(
+                f"{where}.lapse_days ({lapse}) must not exceed window_days ({window})",
+                field=f"{where}.lapse_days",
+            )
+        score = _whole(raw, "profile_complete_score", 80, where)
+        if score > 100:
+            raise ValidationError(
+                f"{where}.profile_complete_score must be 0..100",
+                field=f"{where}.profile_complete_score",
+            )
+        return cls(
+            ladder=tuple(ladder),
+            growth_per_yuan=_whole(raw, "growth_per_yuan", 1, where),
+            events=dict(events),
+            profile_complete_score=score,
+            window_days=window,
+            lapse_days=lapse,
+            min_hold_days=_whole(raw, "min_hold_days", 0, where),
+        )
+
+    def rank(self, tier: str | None) -> int:
+        """The rung's index on the ladder; -1 for no tier or one not on the ladder."""
+        for i, step in enumerate(self.ladder):
+            if step.name == tier:
+                return i
+        return -1
+
+
+# -- end of tiers
+
+
 @dataclass(frozen=True, slots=True)
 class Rules:
     version: int = 1
@@ -482,6 +612,10 @@ class Rules:
     # declared with metadata=section(Cls.from_dict). One block per part of the programme.
 
     # -- tiers, growth value and member day (docs/programme/tiers.md)
+    tiers: TierRules = field(default_factory=TierRules, metadata=section(TierRules.from_dict))
+    # member day's own member rate (permille; 1000: none): the member gets the better of
+    # it and the card-type/tier rate on a member day (core/pricing.py)
+    member_day_discount: int = 1000
 
     # -- card types as products (docs/programme/cards.md)
     cards: CardRules = field(default_factory=CardRules, metadata=section(CardRules.from_dict))
@@ -532,6 +666,14 @@ class Rules:
 
     def is_member_day(self, day: dt.date) -> bool:
         return day.weekday() in self.member_day_weekdays or day.day in self.member_day_month_days
+
+    def member_rate_on(self, card_type: str | None, tier: str | None, day: dt.date | None) -> int:
+        """The member rate on ``day``: on a member day the better of the usual rate and
+        ``member_day_discount`` (docs/programme/tiers.md, "Member day")."""
+        rate = self.member_rate(card_type, tier)
+        if day is not None and self.member_day_discount < rate and self.is_member_day(day):
+            return self.member_day_discount
+        return rate
 
     def topup_bonus(self, amount: int) -> int:
         best = 0
@@ -639,6 +781,10 @@ class Rules:
             )
         if rules.points_per_yuan_redeemed <= 0:
             raise ValidationError("points_per_yuan_redeemed must be positive")
+        try:
+            check_rate(rules.member_day_discount, "member_day_discount")
+        except ValueError as exc:
+            raise ValidationError(str(exc), field="member_day_discount") from None
         if rules.member_day_points_multiplier < 1:
             raise ValidationError("member_day_points_multiplier must be at least 1")
         # -- coupons

@@ -43,6 +43,7 @@ from hq.programme import coupons as coupon_rules
 from hq.programme import staff as staff_programme
 from hq.programme import upkeep
 from hq.programme.points import apply_gift_redemption  # points (docs/programme/points.md)
+from hq.programme.tiers import add_spend, apply_rules_status, paid_fen
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -288,6 +289,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
                 expires_on,
                 ctx.book,
             )
+        add_spend(ctx.book, member.id, _day(ctx.item.occurred_at), paid_fen(body, "total"), 1)
         touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
         ctx.changes.member(member.id)
 
@@ -356,6 +358,7 @@ def apply_return(ctx: ItemContext, body: dict[str, Any]) -> None:
     if reversed_points:
         own_lot = [(f"{body['sale_id']}:earn", reversed_points)]
         spend_points(member, reversed_points, posting, own_lot, ctx.book, debt_is_overdraft=False)
+    add_spend(ctx.book, member.id, day, -paid_fen(body, "refund_total"), 0)  # tiers: growth
     touch_through(member, ctx.item.store, ctx.item.seq, ctx.book)
     ctx.changes.member(member.id)
 
@@ -405,6 +408,7 @@ APPLIERS = {
     "consent": apply_consent,
     # ---- programme kinds (issue 11), one block per part:
     # -- tiers (tiers, growth value, member day)
+    "rules_status": apply_rules_status,
     # -- cards (card types as products, card replacement)
     "card_sale": programme_cards.apply_card_sale,
     "card_replace": programme_cards.apply_card_replace,
@@ -431,9 +435,10 @@ def _rules(ctx: ItemContext) -> Rules:
     return ctx.cache.rules_for(ctx.item.rules_version) or DEMO_RULES
 
 
-def reprice(rules: Rules, body: dict[str, Any]) -> PricedBasket:
-    """The basket priced again with the rules version the till named; refused if the
-    till's total, any other basket figure or any line differs."""
+def reprice(rules: Rules, body: dict[str, Any], day: dt.date | None = None) -> PricedBasket:
+    """The basket priced again with the rules version the till named, on the sale's
+    business day ``day`` (its member-day rate); refused if the till's total, any other
+    basket figure or any line differs."""
     try:
         pi = body["pricing_input"]
         lines = [LineInput(**line) for line in pi["lines"]]
@@ -446,6 +451,7 @@ def reprice(rules: Rules, body: dict[str, Any]) -> PricedBasket:
             pi.get("manual_adjustment", 0),
             pi.get("rounding") or None,
             coupon_rules.pricing_coupons(pi),
+            day=day,
         )
     except (HuiyuanError, KeyError, TypeError, ValueError) as exc:
         message = exc.message if isinstance(exc, HuiyuanError) else str(exc)
@@ -530,7 +536,7 @@ def _known_rules(ctx: ItemContext) -> Rules | None:
 def check_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     """Every amount, sign, split and points figure of a sale, against its rules version."""
     rules = _known_rules(ctx)
-    priced = reprice(rules, body) if rules is not None else None
+    priced = reprice(rules, body, _day(ctx.item.occurred_at)) if rules is not None else None
     coupon_rules.check_sale_coupons(ctx, body, priced)  # coupons (issue 11)
     total = body["total"]
     paid = _by_kind(body["tenders"])

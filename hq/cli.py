@@ -504,6 +504,9 @@ main.add_command(enrol_store)  # hq/cli_enrol.py
 # ---- the programme's commands (issue 11): each part's module hq/cli_<part>.py has a
 # ``register(main)``; one line per part
 # -- tiers (tiers, growth value, member day)
+from hq import cli_tiers  # noqa: E402
+
+cli_tiers.register(main)
 
 # -- cards (card types as products, card replacement)
 from hq import cli_cards  # noqa: E402

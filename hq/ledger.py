@@ -87,6 +87,7 @@ class Book:
         self.dirty: set[str] = set()
         self.rows: list[dict[str, object]] = []
         self.inserts: dict[type[pw.Model], list[dict[str, object]]] = {}
+        self.queries: list[pw.Query] = []  # other writes, sent with the rest (``query``)
         # what registrations look up, when prefetched: card no / phone -> member id or None
         self.card_owners: dict[str, str | None] = {}
         self.phone_owners: dict[str, str | None] = {}
@@ -95,6 +96,11 @@ class Book:
 
     def insert(self, model: type[pw.Model], **row: object) -> None:
         self.inserts.setdefault(model, []).append(row)
+
+    def query(self, query: pw.Query) -> None:
+        """A write query of the batch (e.g. an upsert that adds to a summary row), sent
+        with the others at ``flush`` instead of one round trip now."""
+        self.queries.append(query)
 
     def entry(self, **row: object) -> None:
         self.rows.append({"principal": 0, "bonus": 0, "points": 0, "lot_id": None, **row})
@@ -223,6 +229,9 @@ class Book:
         self.inserts.clear()
         out.insert(LedgerEntry, self.rows)
         self.rows.clear()
+        for query in self.queries:
+            out.query(query)
+        self.queries.clear()
         out.insert(PointsLot, [lot.row() for lot in self.new_lots.values()])
         self.new_lots.clear()
         if self.dirty_lots:

@@ -198,6 +198,9 @@ def merge_members(
     for model in (LedgerEntry, PointsLot, Card, Sale, Return, TopUp, Authorization, Coupon):
         model.update(member_id=survivor.id).where(model.member_id == loser.id).execute()
     HqException.update(member_id=survivor.id).where(HqException.member_id == loser.id).execute()
+    from hq.programme.tiers import merge_growth  # (tiers) growth goes with the member
+
+    merge_growth(loser.id, survivor.id)
     Member.update(merged_into=survivor.id).where(Member.merged_into == loser.id).execute()
 
     sv_debt_before = max(0, -(survivor.sv_principal + survivor.sv_bonus)) + max(

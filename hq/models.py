@@ -49,6 +49,12 @@ class Store(BaseModel):
     online = pw.BooleanField(default=False)
     down_cursor = pw.BigIntegerField(default=0)  # the store's change cursor, as it last told us
     created_at = pw.DateTimeField()
+    # -- tiers: the store's rules status, as its last ``rules_status`` item said
+    # (docs/programme/rules.md); null: the store never reported (older software)
+    rules_version = pw.IntegerField(null=True)  # the version it prices with
+    rules_refused_version = pw.IntegerField(null=True)  # a newer version it refused
+    rules_refused_reason = pw.TextField(null=True)
+    rules_status_at = pw.CharField(null=True, max_length=40)  # the store's time of it
 
 
 class Member(BaseModel):
@@ -698,7 +704,63 @@ MODELS += [AuditEntry, JobRun]
 # ends with its own ``MODELS += [...]`` (new columns on existing tables are added by
 # ``init-db``: nullable, or NOT NULL with a constant default).
 
-# -- tiers (tiers, growth value, member day)
+# -- tiers (tiers, growth value, member day): hq/programme/tiers.py
+
+
+class MemberDaySpend(BaseModel):
+    """Growth's spend summary: a member's money paid per business day, returns taken off
+    on the return's day (``spend`` fen, may be negative), and how many sales. Kept by
+    the sale and return appliers; derived data, rebuilt by ``rebuild_spend``."""
+
+    member_id = pw.CharField(max_length=36)
+    day = pw.DateField()
+    spend = pw.BigIntegerField(default=0)
+    sales = pw.IntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("member_id", "day")
+
+
+class GrowthEvent(BaseModel):
+    """Growth for an action (core.rules.GROWTH_EVENT_KINDS); one per (kind, ref), so
+    recording it again is a no-op."""
+
+    member_id = pw.CharField(max_length=36, index=True)
+    kind = pw.CharField(max_length=24)
+    points = pw.IntegerField()
+    ref = pw.CharField(max_length=80)
+    day = pw.DateField(index=True)
+    at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("kind", "ref"), True),)
+
+
+class TierChange(BaseModel):
+    """One change of a member's tier, with its reason (core.tiers.REASONS)."""
+
+    member_id = pw.CharField(max_length=36, index=True)
+    from_tier = pw.CharField(null=True)
+    to_tier = pw.CharField(null=True)
+    reason = pw.CharField(max_length=10)  # upgrade | downgrade | decay | manual
+    growth = pw.BigIntegerField(default=0)
+    day = pw.DateField()
+    at = pw.DateTimeField()
+    by = pw.CharField(null=True, max_length=64)  # the HQ user of a manual change
+
+
+class ManualTier(BaseModel):
+    """A tier given by hand: a floor for the evaluation until ``until`` (null: none)."""
+
+    member_id = pw.CharField(primary_key=True, max_length=36)
+    tier = pw.CharField()
+    until = pw.DateField(null=True)
+    by = pw.CharField(max_length=64)
+    reason = pw.TextField()
+    at = pw.DateTimeField()
+
+
+MODELS += [MemberDaySpend, GrowthEvent, TierChange, ManualTier]
 
 # -- cards (card types as products, card replacement)
 

@@ -50,6 +50,7 @@ from hq.models import (
     utcnow,
 )
 from hq.programme import cards as programme_cards  # -- cards: card-expiry
+from hq.programme import tiers
 from hq.programme import upkeep as upkeep_jobs  # the upkeep part's job (profile-rescore)
 from hq.programme.points import points_expiry_job  # points (docs/programme/points.md)
 
@@ -139,6 +140,7 @@ JOBS: list[Job] = [
     # ---- the programme's jobs (issue 11): each job's logic in hq/programme/, one block
     # per part; nightly ones run for ``ctx.today()`` and are idempotent per day
     # -- tiers (tiers, growth value, member day)
+    Job("tier-evaluation", dt.timedelta(days=1), tiers.tier_evaluation_job),
     # -- cards (card types as products, card replacement)
     Job("card-expiry", dt.timedelta(days=1), programme_cards.expire_cards),
     # -- points (points rules, gifts, referral)

@@ -47,6 +47,10 @@ def list_stores() -> list[dict[str, Any]]:
             "down_cursor": s.down_cursor,
             "online": s.online,
             "last_seen": _iso(s.last_seen),
+            # -- tiers: the rules version it prices with and any it refused (null: never said)
+            "rules_version": s.rules_version,
+            "rules_refused_version": s.rules_refused_version,
+            "rules_refused_reason": s.rules_refused_reason,
         }
         for s in Store.select().order_by(Store.code)
     ]

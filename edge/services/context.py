@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from edge.checkpointer import WalCheckpointer
 from edge.config import EdgeConfig
 from edge.models import Setting
 from edge.security import MemberKeys
+
+log = logging.getLogger("edge.services.context")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,13 @@ class Till:
         if self._rules_cache and self._rules_cache[0] == key:
             return self._rules_cache[1]
         if doc:
-            rules = Rules.from_dict(doc)
+            try:
+                rules = Rules.from_dict(doc)
+            except (ValidationError, TypeError, ValueError, KeyError, AttributeError) as exc:
+                # a document stored before the till checked them (edge/sync/rules.py):
+                # never fail a checkout for it; trade on the last rules loaded
+                log.error("stored rules version %s cannot be loaded: %s", key[1], exc)
+                rules = self._fallback_rules()
         elif self.config.till.rules_file:
             try:
                 rules = Rules.from_dict(json.loads(Path(self.config.till.rules_file).read_text()))
@@ -100,6 +109,17 @@ class Till:
             rules = DEMO_RULES
         self._rules_cache = (key, rules)
         return rules
+
+    def _fallback_rules(self) -> Rules:
+        """The last rules this process loaded, else the configured file's, else the demo."""
+        if self._rules_cache:
+            return self._rules_cache[1]
+        if self.config.till.rules_file:
+            try:
+                return Rules.from_dict(json.loads(Path(self.config.till.rules_file).read_text()))
+            except (OSError, ValueError, ValidationError) as exc:
+                log.error("till.rules_file %s: %s", self.config.till.rules_file, exc)
+        return DEMO_RULES
 
     def rounding(self, rules: Rules | None = None) -> str:
         """The store's 抹零 override, else that of ``rules`` (default: the rules in force)."""

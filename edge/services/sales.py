@@ -237,8 +237,13 @@ def _products(codes: list[str]) -> dict[str, _Product]:
 
 
 def price(
-    till: Till, req: BasketRequest, member: Member | None, rules: Rules | None = None
+    till: Till,
+    req: BasketRequest,
+    member: Member | None,
+    rules: Rules | None = None,
+    day: dt.date | None = None,
 ) -> tuple[PricedBasket, list[dict[str, Any]]]:
+    """``day``: the sale's business day (its member-day rate); default today."""
     rules = rules or till.rules()
     products = _products([code for code, _, _ in req.lines])
     lines, inputs = [], []
@@ -286,6 +291,7 @@ def price(
         req.manual_adjustment,
         till.rounding(rules),
         coupons,
+        day=day or till.now().date(),
     )
     return basket, inputs
 
@@ -440,7 +446,8 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
     member = find_member(till, req.basket.member)
     if req.served_by != staff.code:  # -- staff: the cashier is the default, always fine
         maintainers.check_staff(req.served_by, "served_by", serving=True)
-    basket, inputs = price(till, req.basket, member, rules)
+    now = till.now()  # before pricing: the sale's day is its member-day rate's day
+    basket, inputs = price(till, req.basket, member, rules, now.date())
     approver = None
     if req.basket.manual_adjustment:
         approver = require_manager(till, staff, req.basket.manager, "折让")
@@ -468,7 +475,6 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             "member_password",
         ):
             raise Forbidden("会员密码错误 (wrong member password)", field="member_password")
-    now = till.now()
     today, day = now.date(), now.date().isoformat()
     sale_id = req.sale_id or uuid7()
     decision: SpendDecision | None = None

@@ -64,6 +64,7 @@ from edge.sync.config import SyncConfig
 from edge.sync.digest import DigestPublisher
 from edge.sync.mqtt import make_client, session_properties
 from edge.sync.renewal import CertRenewer
+from edge.sync.rules import retry_refused_rules
 
 log = logging.getLogger("edge.sync")
 
@@ -207,6 +208,7 @@ class SyncAgent:
                 top = Outbox.select(Outbox.seq).order_by(Outbox.seq.desc()).first()
                 acked = (last.seq - 1) if last else (top.seq if top else 0)
                 put_setting(ACKED_THROUGH, acked)
+        retry_refused_rules(db, self.store, self._iso())  # upgraded: take what was refused
         self.drain.acked_through = self.drain.sent_through = int(acked)
         log.info(
             "store %s epoch %d: acked through %d, down cursor %d",

@@ -123,12 +123,13 @@ class Applier:
     # ---- entities -----------------------------------------------------------------
 
     def _rules(self, change: Change, touched: set[str]) -> None:
+        """Taken only if this software can honour it; else refused and reported, and the
+        rules in force stay (edge/sync/rules.py)."""
         if change.op != "upsert":
             return
-        current = get_setting("rules")
-        version = int(change.data.get("version", 0))
-        if current is None or version >= int(current.get("version", 0)):
-            put_setting("rules", change.data)
+        from edge.sync.rules import receive_rules
+
+        receive_rules(self.store, change.data, self.now)
 
     def _offline_policy(self, change: Change, touched: set[str]) -> None:
         """The chain's policy (key ``kind``) and this store's overrides (``kind@store``);
