@@ -13,6 +13,7 @@ field another part adds is sent the same way by both.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import peewee as pw
@@ -119,3 +120,14 @@ def log_member_changes(
         [first, timestamp_param(db, now) if isinstance(now, dt.datetime) else now, *params],
     )
     return count
+
+
+def log_changes_of(db: pw.Database, member_ids: list[str], now: dt.datetime) -> int:
+    """``log_member_changes`` for the members named (ids; duplicates are ignored): one
+    array parameter on PostgreSQL, one JSON text on SQLite, however many there are."""
+    if not member_ids:
+        return 0
+    ids = sorted(set(member_ids))
+    if is_postgres(db):
+        return log_member_changes(db, "SELECT unnest(%s::varchar[])", [ids], now)
+    return log_member_changes(db, "SELECT value FROM json_each(?)", [json.dumps(ids)], now)

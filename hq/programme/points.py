@@ -20,14 +20,14 @@ from core.points import RedemptionClosed, check_redemption_open, expiry_for
 from core.protocol import Change
 from core.rules import Rules
 from hq import audit
-from hq.changes import ChangeSet, _take_change_seqs, flush_changes, member_state
+from hq.bulk_changes import log_changes_of
+from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book, Posting, credit_points, spend_points
 from hq.models import (
     Authorization,
     ChangeRecord,
     Gift,
     GiftRedemption,
-    JSONText,
     LedgerEntry,
     Member,
     PointsLot,
@@ -37,9 +37,6 @@ from hq.models import (
 )
 
 EXPIRY_REF = "expiry:{day}"
-# members whose state is read and sent down per query, after an expiry
-STATE_CHUNK = 5000
-
 _LOT, _LEDGER, _MEMBER = (m._meta.table_name for m in (PointsLot, LedgerEntry, Member))
 
 # PostgreSQL: one statement, so one snapshot: the expiring lots locked, zeroed, their
@@ -102,79 +99,6 @@ def _expire_rows(db: pw.Database, today: dt.date, now: dt.datetime) -> tuple[lis
     return members, lots
 
 
-# PostgreSQL: the changed members' full state (``hq.changes.member_state``) built by the
-# database and written to the change log in one statement, not read and encoded member by
-# member in Python (half a millisecond each: the job's time at a chain's scale).
-_STATE_COLUMNS = {
-    "member_id": 'm."id"',
-    "stored_value": "jsonb_build_object('principal', m.\"sv_principal\", 'bonus', m.\"sv_bonus\")",
-    "points_debt": 'GREATEST(0, -m."points")',
-    "points_lots": "COALESCE(l.lots, '[]'::jsonb)",
-}
-_LOTS_OF_MEMBER = f"""(SELECT jsonb_agg(jsonb_build_object('lot_id', "lot_id", 'earned_on',
-        "earned_on", 'expires_on', "expires_on", 'remaining', "remaining")
-        ORDER BY "expires_on", "earned_on", "lot_id") AS lots
-    FROM "{_LOT}" WHERE "member_id" = m."id" AND "remaining" > 0)"""  # noqa: S608
-
-
-def _state_sql() -> str | None:
-    """The jsonb expression of a member's state, or None when ``member_state`` has a key
-    this module does not know how to build (then the members are encoded in Python)."""
-    keys = list(member_state(Member(id="", through={}), []))
-    exprs = []
-    for key in keys:
-        if key in _STATE_COLUMNS:
-            exprs.append(_STATE_COLUMNS[key])
-            continue
-        field = Member._meta.fields.get(key)
-        if field is None:
-            return None
-        column = f'm."{field.column_name}"'
-        exprs.append(f"{column}::jsonb" if isinstance(field, JSONText) else column)
-    pairs = [f"'{k}', {e}" for k, e in zip(keys, exprs, strict=True)]
-    # jsonb_build_object takes at most 100 arguments: 40 pairs per call, joined
-    parts = [
-        "jsonb_build_object(" + ", ".join(pairs[i : i + 40]) + ")" for i in range(0, len(pairs), 40)
-    ]
-    return " || ".join(parts)
-
-
-def _send_members_pg(db: pw.Database, member_ids: list[str], now: dt.datetime) -> bool:
-    """Write the members' change records set-based; False if it cannot (see _state_sql)."""
-    state = _state_sql()
-    if state is None:
-        return False
-    first = _take_change_seqs(db, len(member_ids))
-    table = ChangeRecord._meta.table_name
-    db.execute_sql(
-        f'INSERT INTO "{table}" ("seq", "entity", "key", "op", "data", "created_at")'  # noqa: S608
-        f" SELECT %s + ROW_NUMBER() OVER (ORDER BY m.\"id\") - 1, 'member', m.\"id\", 'upsert',"
-        f" ({state})::text, %s"
-        f' FROM "{_MEMBER}" AS m LEFT JOIN LATERAL {_LOTS_OF_MEMBER} AS l ON TRUE'
-        ' WHERE m."id" = ANY(%s)',
-        (first, now, member_ids),
-    )
-    return True
-
-
-def send_members(member_ids: list[str], changes: ChangeSet) -> None:
-    """Record the members' full state as changes, read a chunk at a time (one query for
-    the members, one for their live lots), not one member at a time."""
-    for i in range(0, len(member_ids), STATE_CHUNK):
-        chunk = sorted(member_ids[i : i + STATE_CHUNK])
-        lots: dict[str, list[Any]] = {}
-        query = (
-            PointsLot.select()
-            .where(PointsLot.member_id.in_(chunk) & (PointsLot.remaining > 0))
-            .order_by(PointsLot.expires_on, PointsLot.earned_on, PointsLot.lot_id)
-            .namedtuples()
-        )
-        for lot in query:
-            lots.setdefault(lot.member_id, []).append(lot)
-        for member in Member.select().where(Member.id.in_(chunk)).namedtuples():
-            changes.add("member", member.id, member_state(member, lots.get(member.id, [])))
-
-
 def _transaction(db: pw.Database, work: Any) -> Any:
     from hq.ingest import _transaction as run  # hq.ingest imports hq.apply, which imports us
 
@@ -192,10 +116,7 @@ def expire_points(
 
     def work() -> dict[str, int]:
         members, lots = _expire_rows(db, today, now)
-        if members and not (is_postgres(db) and _send_members_pg(db, members, now)):
-            changes = ChangeSet()
-            send_members(members, changes)
-            flush_changes(db, changes, now)
+        log_changes_of(db, members, now)  # their full state, built by the database
         return {"expired_lots": lots, "members": len(members)}
 
     # on SQLite the transaction begins IMMEDIATE (hq.models.open_database): the only

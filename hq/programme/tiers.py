@@ -22,25 +22,20 @@ from core.rules import DEMO_RULES, Rules, TierRules
 from core.tiers import DECAY, DOWNGRADE, MANUAL, UPGRADE, window_start
 from hq import audit
 from hq.bulk_changes import log_member_changes, timestamp_param
-from hq.changes import ChangeSet, _live_lots, flush_changes, member_state
+from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book
 from hq.models import (
     GrowthEvent,
     ManualTier,
     Member,
     MemberDaySpend,
-    PointsLot,
     RulesVersion,
     Sale,
     Store,
     TierChange,
     is_postgres,
-    one_of,
     utcnow,
 )
-
-SEND_CHUNK = 2000  # members read and sent down per query
-
 
 # ---- rules in force ---------------------------------------------------------------
 
@@ -358,20 +353,6 @@ def evaluate_tiers(db: pw.Database, day: dt.date, rules: Rules | None = None) ->
     return counts
 
 
-def send_members(db: pw.Database, member_ids: list[str], now: dt.datetime) -> None:
-    """Member change records for ``member_ids`` (their full state, as every change of a
-    member), read ``SEND_CHUNK`` at a time with one query for members and one for lots."""
-    for i in range(0, len(member_ids), SEND_CHUNK):
-        chunk = member_ids[i : i + SEND_CHUNK]
-        lots: dict[str, list[PointsLot]] = {}
-        for lot in _live_lots().where(one_of(PointsLot.member_id, chunk)):
-            lots.setdefault(lot.member_id, []).append(lot)
-        changes = ChangeSet()
-        for member in Member.select().where(one_of(Member.id, chunk)).order_by(Member.id):
-            changes.add("member", member.id, member_state(member, lots.get(member.id, [])))
-        flush_changes(db, changes, now)
-
-
 # ---- a tier given by hand ----------------------------------------------------------
 
 
@@ -450,7 +431,9 @@ def set_tier(
             )
             member.tier, member.tier_since, member.updated_at = tier, day, now
             member.save(only=[Member.tier, Member.tier_since, Member.updated_at])
-            send_members(db, [member.id], now)
+            changes = ChangeSet()
+            changes.member(member.id)
+            flush_changes(db, changes, now)
         return change
 
 
