@@ -5,23 +5,14 @@ while it loads)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import click
 
 from core.errors import HuiyuanError
+from hq.cli_args import parse_day
 from hq.models import bind, open_database, utcnow
 from hq.programme import points
-
-
-def _date(value: str | None, name: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: expected YYYY-MM-DD", param_hint=name) from None
 
 
 @click.command("adjust-points", context_settings={"ignore_unknown_options": True})
@@ -104,8 +95,8 @@ def gift_add(
             kind=kind,
             sku=sku,
             coupon_template=template,
-            valid_from=_date(valid_from, "--from"),
-            valid_to=_date(valid_to, "--to"),
+            valid_from=parse_day(valid_from, "--from"),
+            valid_to=parse_day(valid_to, "--to"),
             by=by,
         )
     except HuiyuanError as exc:

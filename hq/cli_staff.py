@@ -8,14 +8,14 @@ inside the commands, as it imports this module while it loads.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 import click
 
-from core.errors import HuiyuanError, ValidationError
+from core.errors import HuiyuanError
 from core.protocol import Change
+from hq.cli_args import parse_day
 from hq.models import ChangeRecord, bind, open_database, utcnow
 from hq.programme import staff as programme
 
@@ -200,15 +200,6 @@ def maintainer_list(
 # ---- figures ------------------------------------------------------------------------
 
 
-def _day(value: str | None, field: str) -> dt.date | None:
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(f"{field} 须为日期 YYYY-MM-DD", field=field) from None
-
-
 @click.command("staff-sales")
 @click.option("--store", default=None)
 @click.option("--from", "first", default=None, help="first business day, YYYY-MM-DD")
@@ -228,7 +219,7 @@ def staff_sales_cmd(
     members' sales (fen); with --margin, the margin by category."""
 
     def work(db: Any) -> dict[str, Any]:
-        period = programme.Period(_day(first, "from"), _day(last, "to"))
+        period = programme.Period(parse_day(first, "from"), parse_day(last, "to"))
         out: dict[str, Any] = {"staff": programme.staff_sales(store, period)}
         if margin:
             out["categories"] = programme.category_margin(store, period)

@@ -7,25 +7,14 @@ inside the commands: it imports this module while it loads.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import click
 
-from core.errors import HuiyuanError, ValidationError
+from core.errors import HuiyuanError
+from hq.cli_args import parse_day
 from hq.models import bind, open_database, utcnow
 from hq.programme import tiers
-
-
-def _date(value: str | None, name: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(
-            f"--{name} must be a date YYYY-MM-DD, got {value!r}", field=name
-        ) from None
 
 
 @click.command("set-tier")
@@ -53,7 +42,7 @@ def set_tier_cmd(
             day = config.business_day(utcnow())
             found = find_member(member)
             change = tiers.set_tier(
-                db, found.id, tier, by, reason, day, until=_date(until, "until")
+                db, found.id, tier, by, reason, day, until=parse_day(until, "until")
             )
     except HuiyuanError as exc:
         _fail(exc)
@@ -78,7 +67,7 @@ def evaluate_tiers_cmd(ctx: click.Context, day: str | None) -> None:
     db = bind(open_database(config.database_url), create=False)
     try:
         with db.connection_context():
-            when = _date(day, "day") or config.business_day(utcnow())
+            when = parse_day(day, "day") or config.business_day(utcnow())
             counts = tiers.run_nightly(db, when)
     except HuiyuanError as exc:
         _fail(exc)

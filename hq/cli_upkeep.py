@@ -8,25 +8,14 @@ hq/programme/upkeep.py, which the console will call too.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import click
 
-from core.errors import HuiyuanError, ValidationError
+from core.errors import HuiyuanError
+from hq.cli_args import parse_day
 from hq.models import bind, open_database, utcnow
 from hq.programme import upkeep
-
-
-def _date(value: str | None, name: str) -> dt.date | None:
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(
-            f"{name} must be a date YYYY-MM-DD, got {value!r}", field=name
-        ) from None
 
 
 @click.command("clear-stored-value")
@@ -75,8 +64,8 @@ def sv_statement_cmd(
         data = upkeep.sv_statement(
             db,
             member_id,
-            _date(date_from, "from"),
-            _date(date_to, "to"),
+            parse_day(date_from, "from"),
+            parse_day(date_to, "to"),
             config.zone(),
         )
     except HuiyuanError as exc:
