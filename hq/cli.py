@@ -486,9 +486,15 @@ from hq.cli_keys import init_lookup_key  # noqa: E402 - after main, which it joi
 
 main.add_command(init_lookup_key)
 
-from hq.scheduler import serve_scheduler_command  # noqa: E402  (HQ's periodic jobs)
+from hq.scheduler import (  # noqa: E402  (HQ's periodic jobs)
+    job_runs_command,
+    run_job_command,
+    serve_scheduler_command,
+)
 
 main.add_command(serve_scheduler_command)
+main.add_command(job_runs_command)
+main.add_command(run_job_command)
 
 main.add_command(hq_backup.backup)
 

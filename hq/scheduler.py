@@ -23,6 +23,7 @@ where the old one left it instead of running everything at once.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import signal
@@ -425,3 +426,62 @@ def serve_scheduler_command(
     except HuiyuanError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.code)
+
+
+@click.command("job-runs")
+@click.option("--job", default=None, help="only this job")
+@click.option("--limit", type=click.IntRange(1, 10000), default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def job_runs_command(ctx: click.Context, job: str | None, limit: int, as_json: bool) -> None:
+    """The scheduled jobs' latest runs (newest first): when, where, ok or failed, counts."""
+    config: HqConfig = ctx.obj["config"]
+    db = open_database(config.database_url)
+    with bind(db, create=False):
+        query = JobRun.select().order_by(JobRun.started_at.desc(), JobRun.id.desc())
+        if job:
+            query = query.where(JobRun.job == job)
+        rows = [
+            {
+                "job": r.job,
+                "node": r.node,
+                "started_at": r.started_at.isoformat(),
+                "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                "status": r.status,
+                "counts": r.counts,
+                "error": r.error,
+            }
+            for r in query.limit(limit)
+        ]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("(none)")
+    for r in rows:
+        counts = " ".join(f"{k}={v}" for k, v in (r["counts"] or {}).items())
+        click.echo(
+            f"{r['started_at']}  {r['job']}  {r['status']}  {r['node']}  {counts or r['error'] or ''}"
+        )
+
+
+@click.command("run-job")
+@click.argument("name", type=click.Choice([j.name for j in JOBS]))
+@click.pass_context
+def run_job_command(ctx: click.Context, name: str) -> None:
+    """Run one job now, here, and record the run (after a failure, or to catch up): every
+    job is safe to run again, the nightly ones are idempotent for the business day."""
+    config: HqConfig = ctx.obj["config"]
+    (job,) = [j for j in JOBS if j.name == name]
+    db = open_database(config.database_url)
+    with bind(db, create=False):
+        check_schema(db)
+        run = record_run(db, job, f"{default_node_id()} (run-job)", JobContext(db, config))
+    click.echo(
+        json.dumps(
+            {"job": name, "status": run.status, "counts": run.counts, "error": run.error},
+            ensure_ascii=False,
+        )
+    )
+    if run.status != "ok":
+        sys.exit(1)

@@ -237,3 +237,32 @@ def test_an_unknown_time_zone_is_refused_by_name():
 
     with pytest.raises(ConfigError, match="Asia/Shangai"):
         HqConfig(timezone="Asia/Shangai").validate()
+
+
+def test_an_operator_runs_a_job_now_and_sees_the_runs(tmp_path):
+    """``huiyuan-hq run-job`` runs one job here and records it; ``job-runs`` lists the runs
+    with their counts, newest first."""
+    import json
+
+    from click.testing import CliRunner
+
+    from hq.cli import main
+
+    base = ["--database-url", f"sqlite:///{tmp_path / 'hq.sqlite3'}"]
+    runner = CliRunner()
+    assert runner.invoke(main, [*base, "init-db"]).exit_code == 0
+    for name in ("points-expiry", "tier-evaluation"):
+        ran = runner.invoke(main, [*base, "run-job", name])
+        assert ran.exit_code == 0, ran.output
+        assert json.loads(ran.output.splitlines()[-1])["status"] == "ok"
+    listed = runner.invoke(main, [*base, "job-runs", "--json"])
+    assert listed.exit_code == 0, listed.output
+    runs = json.loads(listed.output)
+    assert [r["job"] for r in runs] == ["tier-evaluation", "points-expiry"]
+    assert runs[1]["counts"] == {"expired_lots": 0, "members": 0}
+    only = json.loads(
+        runner.invoke(main, [*base, "job-runs", "--job", "points-expiry", "--json"]).output
+    )
+    assert [r["job"] for r in only] == ["points-expiry"]
+    unknown = runner.invoke(main, [*base, "run-job", "no-such-job"])
+    assert unknown.exit_code == 2 and "no-such-job" in unknown.output
