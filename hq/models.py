@@ -7,6 +7,7 @@ tables. Money is integer fen; points are integer points.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
@@ -514,8 +515,11 @@ def create_schema(db: pw.Database) -> None:
     with db.atomic() if postgres else db.atomic("IMMEDIATE"):
         if postgres:
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        db.create_tables(MODELS, safe=True)
+        # columns first: creating the tables also creates every index IF NOT EXISTS, on
+        # existing tables too, and an index on a column not yet there fails on PostgreSQL
+        # and on SQLite silently indexes the column's name as a text
         add_missing_columns(db)
+        db.create_tables(MODELS, safe=True)
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:
@@ -530,6 +534,8 @@ def add_missing_columns(db: pw.Database) -> list[str]:
     migrator = SchemaMigrator.from_database(db)
     for model in MODELS:
         table = model._meta.table_name
+        if not db.table_exists(table):
+            continue  # created whole, with its indexes, by create_tables
         have = {c.name for c in db.get_columns(table)}
         for f in model._meta.sorted_fields:
             if f.column_name in have:
@@ -540,8 +546,10 @@ def add_missing_columns(db: pw.Database) -> list[str]:
                     "without a constant default: this upgrade needs a migration",
                     field="database_url",
                 )
+            bare = copy.copy(f)  # its index comes with create_tables' (IF NOT EXISTS)
+            bare.index = bare.unique = False
             with db.atomic():
-                migrate(migrator.add_column(table, f.column_name, f))
+                migrate(migrator.add_column(table, f.column_name, bare))
             added.append(f"{table}.{f.column_name}")
     return added
 

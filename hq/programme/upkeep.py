@@ -337,7 +337,7 @@ def apply_sv_refund(ctx: Any, body: dict[str, Any]) -> None:
 def _live_holds(db: pw.Database, member_id: str, now: dt.datetime) -> Split:
     from hq.auth import _held
 
-    held = _held(db, member_id, now)
+    held = _held(db, member_id, now, now.date())  # stored value: the day only matters to points
     return Split(held["principal"], held["bonus"])
 
 
