@@ -44,8 +44,13 @@ def test_an_oversized_item_is_refused_and_later_sales_are_acked(
             shop.sell(None, [{"sku": "P0001", "qty": 1}])
         total = shop.outbox_count()
         shop.start_agent()
-        wait_until(lambda: shop.pending() == 0, 40, "every item settled at the store")
-        assert HqStore.get_by_id(shop.code).acked_through == total
+        # and the rules version the store takes once online (rules_status)
+        wait_until(
+            lambda: shop.pending() == 0 and shop.outbox_count() == total + 1,
+            40,
+            "every item settled at the store",
+        )
+        assert HqStore.get_by_id(shop.code).acked_through == total + 1
         assert HqSale.select().where(HqSale.store == shop.code).count() == 3
         letter = DeadLetter.get((DeadLetter.store == shop.code) & (DeadLetter.seq == big_seq))
         assert letter.code == "oversized"
