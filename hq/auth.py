@@ -321,9 +321,9 @@ def _hold(
             return _decline(req, member.id, "not_found", f"优惠券不存在: {code}", now)
         if coupon.status != "issued" or (coupon.member_id and coupon.member_id != member.id):
             return _decline(req, member.id, "coupon_unusable", f"优惠券不可用: {code}", now)
-        if coupon.expires_on and coupon.expires_on < now.date():
+        if coupon.expires_on and coupon.expires_on < today:
             return _decline(req, member.id, "coupon_unusable", f"优惠券已过期: {code}", now)
-        if coupon.valid_from and coupon.valid_from > now.date():  # coupons (issue 11)
+        if coupon.valid_from and coupon.valid_from > today:  # coupons (issue 11)
             return _decline(req, member.id, "coupon_unusable", f"优惠券未到使用日期: {code}", now)
         coupons.append(coupon)
     auth_id = uuid7()

@@ -72,6 +72,7 @@ ACKED_THROUGH = "sync.acked_through"
 EPOCH = "sync.epoch"
 MAX_ACK_TIMEOUT = 60.0
 PAGE_RETRY_S = 5.0
+GAP_REQUEST_S = 0.5  # at most one change request per this after a gap in the live pages
 POLL_S = 0.1  # how soon a sale the till just committed is picked up
 
 
@@ -133,6 +134,9 @@ class SyncAgent:
         self.hq_online: bool | None = None
         self.page_requested_at = 0.0
         self.page_pending = False  # a hello or change request not yet answered
+        # a live page showed changes after a gap while a request had just gone: ask again
+        # once the rate limit allows (that request's answer may predate those changes)
+        self.gap_seen = False
         self.snapshot_requested_at = 0.0
         self.snapshot_last_chunk = 0.0
         self.snapshot_chunks: dict[int, SnapshotChunk] = {}
@@ -362,6 +366,13 @@ class SyncAgent:
             log.warning("no change page for %.0fs: asking again", PAGE_RETRY_S)
             self.request_page(down_cursor())
         if (
+            self.gap_seen
+            and self.connected.is_set()
+            and not self.snapshot_requested_at
+            and now - self.page_requested_at > GAP_REQUEST_S
+        ):
+            self.request_page(down_cursor())
+        if (
             self.snapshot_requested_at
             and self.connected.is_set()
             and now - max(self.snapshot_requested_at, self.snapshot_last_chunk)
@@ -525,13 +536,17 @@ class SyncAgent:
         if applied:
             log.info("applied %d changes, down cursor %d", applied, cursor)
         if page.from_seq > cursor + 1:
-            # missed a live push: ask for what follows our cursor (not more than twice a second)
-            if time.monotonic() - self.page_requested_at > 0.5:
+            # missed a live push: ask for what follows our cursor (not more than twice a
+            # second; check_timers asks when this one could not)
+            if time.monotonic() - self.page_requested_at > GAP_REQUEST_S:
                 self.request_page(cursor)
+            else:
+                self.gap_seen = True
         elif page.more:
             self.request_page(cursor)
 
     def request_page(self, after: int) -> None:
+        self.gap_seen = False
         req = ChangeRequest(self.store, after, self.cfg.page_size)
         self._publish(up_topic(self.store, "chgreq"), req.to_dict())
         self.page_requested_at = time.monotonic()

@@ -28,6 +28,7 @@ class ScriptedHq:
         self.lock = threading.Lock()
         self.batches: list[dict] = []
         self.hellos: list[dict] = []
+        self.chgreqs: list[dict] = []
         self.subscribed = threading.Event()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"fake-hq-{store}", protocol=mqtt.MQTTv5
@@ -47,6 +48,8 @@ class ScriptedHq:
                 self.batches.append(obj)
             elif msg.topic.endswith("/up/hello"):
                 self.hellos.append(obj)
+            elif msg.topic.endswith("/up/chgreq"):
+                self.chgreqs.append(obj)
 
     def firsts(self) -> list[int]:
         with self.lock:
@@ -219,3 +222,32 @@ def test_restarted_agent_says_hello_with_its_last_ack(store, own_mosquitto, hq):
         wait_until(lambda: 10 in hq.firsts(), 10, "resent from 10")
     finally:
         second.stop()
+
+
+def test_a_gap_seen_just_after_a_request_is_asked_for_again(agent, hq):
+    """A live page after a gap that arrives within the rate limit of the last request is
+    asked for again once the limit allows: the answer to that last request may predate
+    the changes the gap hides (it came back before HQ committed them)."""
+    import time
+
+    from edge.sync.agent import GAP_REQUEST_S
+
+    hq.state(True)
+    wait_until(lambda: hq.hellos, 10, "hello")
+    # HQ answers the store's hello with an empty page: nothing after its cursor (0) yet
+    empty = p.ChangePage(1, 0, (), False, 0)
+    hq.client.publish(p.down_topic(hq.store, "chg"), p.encode_json(empty.to_dict()), qos=1)
+    wait_until(lambda: not agent.page_pending, 10, "the store has its answer")
+    with hq.lock:
+        asked = len(hq.chgreqs)
+    # then changes 1..3 are committed and only the last is pushed live, at once
+    agent.page_requested_at = time.monotonic()  # as if a request had just gone
+    change = p.Change(3, "tier", "VIP", "upsert", {"name": "VIP"})
+    live = p.ChangePage(3, 3, (change,), False, 3)
+    hq.client.publish(p.hq_changes_topic(), p.encode_json(live.to_dict()), qos=1)
+    wait_until(lambda: agent.gap_seen, 10, "the gap noted")
+    time.sleep(GAP_REQUEST_S)
+    wait_until(lambda: len(hq.chgreqs) > asked, 10, "the store asks again after the gap")
+    with hq.lock:
+        assert hq.chgreqs[-1]["after"] == 0
+    assert not agent.gap_seen

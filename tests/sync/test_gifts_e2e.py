@@ -100,3 +100,53 @@ def test_a_goods_gift_from_catalogue_to_redemption_and_back(chain):
     # HQ counts the spent points: a redemption beyond what is left is declined online
     with pytest.raises(InsufficientFunds, match="总部拒绝授权"):
         points_svc.redeem_gift(till, chain["staff"], zhang, "G1", (start + 1000) // 500 + 1)
+
+
+def test_a_coupon_gift_issues_a_coupon_that_hq_knows_and_a_sale_then_uses(chain):
+    """A gift of kind coupon (points part) issues through the coupons part at the till
+    (``issue_at_till``, in the redemption's transaction); HQ applies both items, holds the
+    coupon as the member's (source ``gift``), and a later sale redeems it chain-wide."""
+    from edge.models import CouponTemplate as EdgeTemplate
+    from edge.models import Outbox
+    from edge.services import sales
+    from hq.models import Coupon
+    from hq.programme.coupons import add_template
+
+    worker, till, zhang = chain["worker"], chain["till"], chain["zhang"]
+    db = worker.db
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    template = {"id": "GIFT10", "name": "兑换券10元", "kind": "amount", "amount": 1000,
+                "valid_days": 30}  # fmt: skip
+    add_template(db, template, by="hq-alice", now=now)
+    _, changes = add_gift(db, "CP", name="10元券", points=300, kind="coupon",
+                          coupon_template="GIFT10", by="hq-alice")  # fmt: skip
+    out = adjust_points(db, zhang, 1000, by="hq-alice", reason="活动补偿", today=dt.date.today())
+    publish_changes(worker.client, changes + out["changes"], worker.lookup)
+    wait_until(lambda: EdgeGift.get_or_none(EdgeGift.gift_id == "CP"), 20, "the gift at the store")
+    wait_until(lambda: EdgeTemplate.get_or_none(EdgeTemplate.id == "GIFT10"), 20, "the template")
+
+    done = points_svc.redeem_gift(till, chain["staff"], zhang, "CP", 1, redemption_id="R-cp")
+    [code] = done["coupon_codes"]
+    wait_until(lambda: Coupon.get_or_none(Coupon.code == code), 20, "the coupon at HQ")
+    coupon = Coupon.get_by_id(code)
+    assert (coupon.member_id, coupon.status, coupon.source) == (zhang, "issued", "gift")
+    assert GiftRedemption.get_by_id("R-cp").points == 300
+    assert hq_ledger_differences(db) == []
+    # HQ has acknowledged everything the store sent (its worker is idle again: the online
+    # hold of the coupon below has its usual 1.5 s budget)
+    wait_until(
+        lambda: not Outbox.select().where(Outbox.acked == False).exists(),  # noqa: E712
+        20,
+        "the store's outbox drained",
+    )
+
+    req = {
+        "member": {"card_no": "C0001"},
+        "lines": [{"sku": "P0010", "qty": 1}],
+        "tenders": [{"kind": "cash", "amount": 20000}],
+        "coupons": [code],
+    }
+    sale = sales.checkout(till, chain["staff"], sales.CheckoutRequest.from_request(req))
+    assert sale["sale"]["coupon_discount"] == 1000
+    wait_until(lambda: Coupon.get_by_id(code).status == "used", 20, "the coupon used at HQ")
+    assert Coupon.get_by_id(code).used_sale == sale["sale_id"]
