@@ -8,7 +8,8 @@ from core.errors import ValidationError
 
 
 def parse_day(value: str | None, name: str) -> dt.date | None:
-    """A ``--from``/``--to``/``--until``/``--day`` value: YYYY-MM-DD, or None when not given."""
+    """The value of the option ``name`` (``--from``, ``--until``, ...): YYYY-MM-DD, or None
+    when not given."""
     if not value:
         return None
     try:

@@ -219,7 +219,7 @@ def staff_sales_cmd(
     members' sales (fen); with --margin, the margin by category."""
 
     def work(db: Any) -> dict[str, Any]:
-        period = programme.Period(parse_day(first, "from"), parse_day(last, "to"))
+        period = programme.Period(parse_day(first, "--from"), parse_day(last, "--to"))
         out: dict[str, Any] = {"staff": programme.staff_sales(store, period)}
         if margin:
             out["categories"] = programme.category_margin(store, period)

@@ -42,7 +42,7 @@ def set_tier_cmd(
             day = config.business_day(utcnow())
             found = find_member(member)
             change = tiers.set_tier(
-                db, found.id, tier, by, reason, day, until=parse_day(until, "until")
+                db, found.id, tier, by, reason, day, until=parse_day(until, "--until")
             )
     except HuiyuanError as exc:
         _fail(exc)
@@ -67,7 +67,7 @@ def evaluate_tiers_cmd(ctx: click.Context, day: str | None) -> None:
     db = bind(open_database(config.database_url), create=False)
     try:
         with db.connection_context():
-            when = parse_day(day, "day") or config.business_day(utcnow())
+            when = parse_day(day, "--day") or config.business_day(utcnow())
             counts = tiers.run_nightly(db, when)
     except HuiyuanError as exc:
         _fail(exc)

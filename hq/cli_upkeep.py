@@ -64,8 +64,8 @@ def sv_statement_cmd(
         data = upkeep.sv_statement(
             db,
             member_id,
-            parse_day(date_from, "from"),
-            parse_day(date_to, "to"),
+            parse_day(date_from, "--from"),
+            parse_day(date_to, "--to"),
             config.zone(),
         )
     except HuiyuanError as exc:
