@@ -134,7 +134,7 @@ def issue_coupons_cmd(
             with db.atomic():
                 codes = issue_coupons(
                     db, template_id, ids, by=actor, source=source, ref=ref, now=now,
-                    changes=changes,
+                    changes=changes, today=config.business_day(now),
                 )  # fmt: skip
                 sent = flush_changes(db, changes, now)
     except HuiyuanError as exc:

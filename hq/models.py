@@ -86,7 +86,7 @@ class Member(BaseModel):
     # ---- the programme's fields (core.protocol.MEMBER_PROGRAMME_FIELDS), sent to stores
     growth = pw.BigIntegerField(default=0)
     tier_since = pw.DateField(null=True)
-    card_expires_on = pw.DateField(null=True)
+    card_expires_on = pw.DateField(null=True, index=True)  # the nightly card-expiry scan
     occupation = pw.CharField(default="", max_length=64)
     preferences = JSONText(null=True)
     anniversaries = JSONText(null=True)

@@ -98,8 +98,11 @@ def issue_coupons(
     ref: str | None,
     now: dt.datetime,
     changes: ChangeSet | None = None,
+    today: dt.date | None = None,
 ) -> list[str]:
     """Issue one coupon of ``template_id`` to each member; the codes issued, in order.
+    ``today`` is the chain's business day (``HqConfig.business_day``), the first day of a
+    template valid N days from issue; ``now.date()`` when not given.
 
     A member already holding ``per_member_limit`` coupons of the template (any status)
     gets none (skipped, so a campaign can be run again). Each coupon is audited as
@@ -118,7 +121,7 @@ def issue_coupons(
         if not row.active:
             raise ValidationError(f"券模板已停用: {template_id} (inactive)", field="template")
         t = CouponTemplate.from_dict(row.data)
-        valid_from, expires_on = t.issue_window(now.date())
+        valid_from, expires_on = t.issue_window(today or now.date())
         for given in member_ids:
             member = resolve_member(db, given)
             if t.per_member_limit and _held(member.id, t.id) >= t.per_member_limit:

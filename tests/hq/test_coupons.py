@@ -470,3 +470,14 @@ def test_the_online_hold_judges_the_coupons_dates(hq, valid_from, expires_on, co
                   expires_on=dt.date.fromisoformat(expires_on))  # fmt: skip
     answer, _ = authorize_spend(hq, AuthRequest("S1", uuid7(), member, coupons=("CPN1",)), NOW)
     assert (answer.code or answer.status) == code
+
+
+def test_a_coupon_issued_in_the_chains_morning_counts_from_the_chains_day(hq):
+    """At 23:30 UTC it is already the next morning in Shanghai: a template valid 30 days
+    from issue runs from the chain's day, not the UTC date."""
+    member = hq_member(hq, "13100000031")
+    late = dt.datetime(2026, 11, 23, 23, 30)
+    [code] = issue_coupons(hq, "TEN100", [member], by="hq-li", source="hq", ref=None,
+                           now=late, today=dt.date(2026, 11, 24))  # fmt: skip
+    coupon = Coupon.get_by_id(code)
+    assert (coupon.valid_from, coupon.expires_on) == (dt.date(2026, 11, 24), dt.date(2026, 12, 23))
