@@ -346,39 +346,12 @@ class Applier:
 
     def upsert_member(self, member_id: str, d: dict[str, Any]) -> None:
         existing = _one(SQL.member_phone, (member_id,))
-        status = d.get("status") or "active"
-        # HQ sends the chain's lookup hash and the last four digits, never the phone; a
-        # phone held here (this store's registration, not yet acknowledged) stays until
+        # a phone held here (this store's registration, not yet acknowledged) stays until
         # edge.phones.prune_phones drops it
-        phone_hash, phone_tail = member_phone_fields(d)
-        if phone_hash:
+        fields = member_fields(d, existing[1] if existing is not None else None, self.now)
+        if fields["phone_hash"]:
             # HQ keeps one live member per phone: a local holder of the same phone is stale
-            _run(SQL.release_phone, (phone_hash, member_id))
-        phone_enc = existing[1] if existing is not None else None
-        name = d.get("name") or ""
-        pinyin, initials = cached_pinyin(name)
-        fields = {
-            "name": name,
-            "name_pinyin": pinyin,
-            "name_initials": initials,
-            "phone_hash": phone_hash,
-            "phone_enc": phone_enc,
-            "phone_tail": phone_tail,
-            "gender": d.get("gender") or "",
-            "birthday": d.get("birthday"),
-            "birthday_calendar": d.get("birthday_calendar") or "solar",
-            "birthday_leap_month": bool(d.get("birthday_leap_month")),
-            "card_type": d.get("card_type") or "普通卡",
-            "tier": d.get("tier") or "",
-            "staff_code": d.get("staff_code"),
-            # HQ's hash when it has one; else the one set here stays (HQ may not have
-            # ingested this store's registration yet)
-            "password_hash": d.get("password_hash"),
-            "status": status,
-            "registered_at": d.get("registered_at") or self.now,
-            "registered_store": d.get("registered_store") or "",
-            "updated_at": self.now,
-        } | {name: d.get(name, SQL.PROGRAMME_DEFAULTS[name]) for name in MEMBER_PROGRAMME_FIELDS}
+            _run(SQL.release_phone, (fields["phone_hash"], member_id))
         if existing is None:
             Member.insert(id=member_id, **fields).execute()
         else:
@@ -845,28 +818,20 @@ class BulkRows:
                 self.rows[m].clear()
 
 
-def member_snapshot_rows(
-    member_id: str, d: dict[str, Any], now: str
-) -> list[tuple[Any, tuple[Any, ...]]]:
-    """The rows a fresh store holds for one snapshot member: (model, values in column order)."""
-    status = d.get("status") or "active"
+def member_fields(d: dict[str, Any], phone_enc: bytes | None, now: str) -> dict[str, Any]:
+    """The till's member columns (balances aside) from HQ's member record ``d``, as Python
+    values: by a change (``Applier.upsert_member``) and by a snapshot alike. HQ sends the
+    chain's lookup hash and the last four digits, never the phone (``phone_enc`` is the
+    phone this store holds, if any)."""
     phone_hash, phone_tail = member_phone_fields(d)
     name = d.get("name") or ""
     pinyin, initials = cached_pinyin(name)
-    sv = d.get("stored_value") or {}
-    principal, bonus = int(sv.get("principal", 0)), int(sv.get("bonus", 0))
-    debt = int(d.get("points_debt", 0))
-    lots = d.get("points_lots") or []
-    if status == "merged":
-        principal = bonus = debt = 0
-        lots = []
-    row = {
-        "id": member_id,
+    return {
         "name": name,
         "name_pinyin": pinyin,
         "name_initials": initials,
         "phone_hash": phone_hash,
-        "phone_enc": None,  # a fresh store holds no phone in clear: it has registered no one yet
+        "phone_enc": phone_enc,
         "phone_tail": phone_tail,
         "gender": d.get("gender") or "",
         "birthday": d.get("birthday"),
@@ -875,17 +840,32 @@ def member_snapshot_rows(
         "card_type": d.get("card_type") or "普通卡",
         "tier": d.get("tier") or "",
         "staff_code": d.get("staff_code"),
+        # HQ's hash when it has one; else the one set here stays (HQ may not have
+        # ingested this store's registration yet)
         "password_hash": d.get("password_hash"),
-        "status": status,
+        "status": d.get("status") or "active",
         "registered_at": d.get("registered_at") or now,
         "registered_store": d.get("registered_store") or "",
-        "sv_principal": principal,
-        "sv_bonus": bonus,
-        "points_debt": debt,
         "updated_at": now,
-    }
+    } | {name: d.get(name, SQL.PROGRAMME_DEFAULTS[name]) for name in MEMBER_PROGRAMME_FIELDS}
+
+
+def member_snapshot_rows(
+    member_id: str, d: dict[str, Any], now: str
+) -> list[tuple[Any, tuple[Any, ...]]]:
+    """The rows a fresh store holds for one snapshot member: (model, values in column order)."""
+    # a fresh store holds no phone in clear: it has registered no one yet
+    row = member_fields(d, None, now)
+    sv = d.get("stored_value") or {}
+    principal, bonus = int(sv.get("principal", 0)), int(sv.get("bonus", 0))
+    debt = int(d.get("points_debt", 0))
+    lots = d.get("points_lots") or []
+    if row["status"] == "merged":
+        principal = bonus = debt = 0
+        lots = []
+    row |= {"id": member_id, "sv_principal": principal, "sv_bonus": bonus, "points_debt": debt}
     for name in MEMBER_PROGRAMME_FIELDS:
-        row[name] = SQL.DB_VALUE[name](d.get(name, SQL.PROGRAMME_DEFAULTS[name]))
+        row[name] = SQL.DB_VALUE[name](row[name])
     out: list[tuple[Any, tuple[Any, ...]]] = [
         (Member, tuple(row.get(c, default) for c, default in SQL.MEMBER_COLUMNS))
     ]
