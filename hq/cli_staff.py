@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
+from core.days import parse_day
 from core.errors import HuiyuanError
 from core.protocol import Change
-from hq.cli_args import parse_day
 from hq.models import ChangeRecord, bind, open_database, utcnow
 from hq.programme import staff as programme
 

@@ -11,8 +11,8 @@ import json
 
 import click
 
+from core.days import parse_day
 from core.errors import HuiyuanError
-from hq.cli_args import parse_day
 from hq.models import bind, open_database, utcnow
 from hq.programme import tiers
 

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from core.birthday import Birthday
+from core.days import parse_day
 from core.errors import Conflict, Forbidden, InsufficientFunds, NotFound, ValidationError
 from core.ids import is_uuid, uuid7
 from core.names import pinyin_keys
@@ -507,24 +508,13 @@ REASON_LABELS = {
 }
 
 
-def _date_arg(value: str | None, field: str) -> dt.date | None:
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(
-            f"{field} 须为日期 YYYY-MM-DD ({field} must be a date)", field=field
-        ) from None
-
-
 def statement(
     till: Till, member_id: str, date_from: str | None = None, date_to: str | None = None
 ) -> dict[str, Any]:
     """The member's stored value movements from the till's own ledger: the opening balance
     before ``date_from``, each movement (principal and bonus, with its reason and
     document), the closing balance after ``date_to``; opening + movements = closing."""
-    start, end = _date_arg(date_from, "from"), _date_arg(date_to, "to")
+    start, end = parse_day(date_from, "from"), parse_day(date_to, "to")
     if start and end and start > end:
         raise ValidationError("from 不能晚于 to (from is after to)", field="from")
     member = member_svc.resolve(member_id)

@@ -1,4 +1,4 @@
-"""Arguments the HQ commands share (hq/cli*.py)."""
+"""Days as people type them: a command's option or a query parameter (YYYY-MM-DD)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from core.errors import ValidationError
 
 
 def parse_day(value: str | None, name: str) -> dt.date | None:
-    """The value of the option ``name`` (``--from``, ``--until``, ...): YYYY-MM-DD, or None
-    when not given."""
+    """The value of the option or parameter ``name`` (``--from``, ``to``, ...): YYYY-MM-DD,
+    or None when not given; refused by name otherwise."""
     if not value:
         return None
     try:
