@@ -27,8 +27,9 @@ $(PROMTOOL): $(STAMP)
 		chmod 755 $(abspath $@) && rm -rf $$tmp; fi
 
 # Mosquitto is a real part of the tests (a private broker per test session);
-# libusb lets pyusb find readers; a CJK font renders raster receipts.
-SYSTEM_PACKAGES := mosquitto libusb-1.0-0 fonts-wqy-microhei
+# libusb lets pyusb find readers; a CJK font renders raster receipts and the screens;
+# chromium and its driver run the screen tests in a real browser (tests/browser.py).
+SYSTEM_PACKAGES := mosquitto libusb-1.0-0 fonts-wqy-microhei chromium chromium-driver
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \

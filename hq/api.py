@@ -1,6 +1,8 @@
-"""HQ's JSON API: ``create_app(config)`` with one blueprint per resource.
+"""HQ's JSON API and console: ``create_app(config)`` with one blueprint per resource.
 
-Bad input always gets a JSON 4xx with a message, never a 500.
+Every route needs sign-in (hq/access/guard.py): a console session or a bearer token,
+and the permission the route declares. Bad input always gets a 4xx with a message,
+never a 500: JSON under ``/api``, a page in the console.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from core.errors import HuiyuanError, ValidationError
+from hq import audit, console, services
 from hq import metrics as hq_metrics
-from hq import services
+from hq.access import guard
+from hq.access.guard import current, requires
+from hq.access.masking import member_for
 from hq.config import HqConfig
 from hq.enrol import enrol_bp
 from hq.models import bind, open_database, utcnow
@@ -28,6 +33,7 @@ offline_policies_bp = Blueprint("offline_policies", __name__, url_prefix="/api/o
 
 
 @offline_policies_bp.get("")
+@requires("rules.read")
 def offline_policies() -> Any:
     """The published policies; with ``?store=S`` also the one in force there per kind."""
     from hq.offline import list_policies, policies_in_force
@@ -40,6 +46,7 @@ def offline_policies() -> Any:
 
 
 @offline_policies_bp.put("/<kind>")
+@requires("rules.publish")
 def set_offline_policy(kind: str) -> Any:
     """Body ``{mode, daily_limit?, store?, staff?}``: the chain's policy, or one store's."""
     from hq.offline import set_policy
@@ -53,6 +60,7 @@ def set_offline_policy(kind: str) -> Any:
 
 
 @offline_policies_bp.delete("/<kind>")
+@requires("rules.publish")
 def remove_offline_policy(kind: str) -> Any:
     """``?store=S[&staff=who]``: remove that store's override of ``kind``."""
     from hq.offline import remove_store_policy
@@ -70,6 +78,7 @@ def _push(changes: list[Any]) -> bool:
 
 
 @cards_bp.post("/<card_no>/block")
+@requires("cards.block")
 def block_card(card_no: str) -> Any:
     card_no = _id_text(card_no, "card_no")
     body = request.get_json(silent=True)
@@ -79,7 +88,7 @@ def block_card(card_no: str) -> Any:
     reason = body.get("reason", "挂失")
     if not isinstance(blocked, bool) or not isinstance(reason, str):
         raise ValidationError("blocked must be true/false and reason a string", field="blocked")
-    changes = services.block_card(_db(), card_no, blocked, reason, utcnow())
+    changes = services.block_card(_db(), card_no, blocked, reason, utcnow(), by=current().actor)
     return jsonify({"card_no": card_no, "blocked": blocked, "changes": len(changes)})
 
 
@@ -110,57 +119,94 @@ def _id_text(value: str, field: str) -> str:
 
 
 @stores_bp.get("")
+@requires("stores.read")
 def stores() -> Any:
-    return jsonify({"stores": services.list_stores()})
+    return jsonify({"stores": services.list_stores(current().stores)})
 
 
 @members_bp.get("")
+@requires("members.read")
 def member_search() -> Any:
     q = _id_text(request.args.get("q", ""), "q")
     if not q.strip():
         raise ValidationError("q (member id, card number or phone) is required", field="q")
-    member = services.find_member(q)
-    return jsonify(services.member_detail(member, _limit(200, 5000)))
+    return jsonify(_member_view(services.find_member(q)))
 
 
 @members_bp.get("/<member_id>")
+@requires("members.read")
 def member(member_id: str) -> Any:
     member_id = _id_text(member_id, "member_id")
-    return jsonify(services.member_detail(services.find_member(member_id), _limit(200, 5000)))
+    return jsonify(_member_view(services.find_member(member_id)))
+
+
+def _member_view(member: Any) -> dict[str, Any]:
+    """A member's detail as the signed-in role may see it: another store's member is
+    refused to a store or area manager, personal data masked (hq/access/masking.py)."""
+    principal = current()
+    if principal.stores is not None:
+        principal.require_store(member.registered_store)
+    detail = services.member_detail(member, _limit(200, 5000))
+    detail["member"] = member_for(principal, detail["member"])
+    return detail
+
+
+@members_bp.post("/<member_id>/reveal-phone")
+@requires("members.reveal")
+def reveal_phone(member_id: str) -> Any:
+    """The member's phone number in full, written to the audit log (member.reveal_phone)."""
+    member = services.find_member(_id_text(member_id, "member_id"))
+    principal = current()
+    if principal.stores is not None:
+        principal.require_store(member.registered_store)
+    audit.record(_db(), principal.actor, "member.reveal_phone", member.id)
+    return jsonify({"member_id": member.id, "value": member.phone or ""})
 
 
 @dead_letters_bp.get("")
+@requires("exceptions.read")
 def dead_letters() -> Any:
     return jsonify(
-        {"dead_letters": services.list_dead_letters(request.args.get("store"), _limit())}
+        {
+            "dead_letters": services.list_dead_letters(
+                request.args.get("store"), _limit(), current().stores
+            )
+        }
     )
 
 
 @exceptions_bp.get("")
+@requires("exceptions.read")
 def exceptions() -> Any:
     return jsonify(
         {
             "exceptions": services.list_exceptions(
-                request.args.get("kind"), request.args.get("status"), _limit(200)
+                request.args.get("kind"),
+                request.args.get("status"),
+                _limit(200),
+                current().stores,
             )
         }
     )
 
 
 @merges_bp.get("")
+@requires("members.read")
 def merges() -> Any:
-    return jsonify({"merges": services.list_merges(_limit(200))})
+    return jsonify({"merges": services.list_merges(_limit(200), current().stores)})
 
 
 @merges_bp.post("")
+@requires("members.merge")
 def merge() -> Any:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise ValidationError("body must be a JSON object {from, to, staff}")
-    for key in ("from", "to", "staff"):
+        raise ValidationError("body must be a JSON object {from, to}")
+    for key in ("from", "to"):
         if not isinstance(body.get(key), str):
             raise ValidationError(f"{key} is required", field=key)
-    done, changes = services.staff_merge(_db(), body["from"], body["to"], body["staff"], utcnow())
+    # who merges is the signed-in account, never a name in the body
+    done, changes = services.staff_merge(_db(), body["from"], body["to"], current().actor, utcnow())
     return jsonify(
         {
             "merge": {
@@ -173,12 +219,31 @@ def merge() -> Any:
     ), 201
 
 
+def _wants_page() -> bool:
+    """A console page (not /api, not a bearer client) answers errors as a page."""
+    return (
+        not request.path.startswith("/api")
+        and "Authorization" not in request.headers
+        and g.get("hy_principal") is not None
+    )
+
+
 def _error(exc: HuiyuanError) -> Any:
     status = exc.http_status if 400 <= exc.http_status < 500 else 400
+    if _wants_page():
+        title = "无权限" if status == 403 else "出错了"
+        return console.render("error.html", status, title=title, message=exc.message)
     return jsonify(exc.to_dict()), status
 
 
 def _http_error(exc: HTTPException) -> Any:
+    if _wants_page() and exc.code and exc.code >= 400:
+        words = {
+            404: ("页面不存在", "您要打开的页面不存在, 请从左侧菜单进入。"),
+            405: ("不支持的操作", "此页面不支持这个操作。"),
+        }
+        title, message = words.get(exc.code, ("出错了", exc.description))
+        return console.render("error.html", exc.code, title=title, message=message)
     return jsonify(
         {"error": exc.name.lower().replace(" ", "_"), "message": exc.description}
     ), exc.code
@@ -186,7 +251,7 @@ def _http_error(exc: HTTPException) -> Any:
 
 def create_app(config: HqConfig | None = None, db: pw.Database | None = None) -> Flask:
     config = config or HqConfig.from_env()
-    app = Flask("hq")
+    app = Flask("hq", static_folder=None)  # the console serves its own (hq/console/static)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     database = db if db is not None else open_database(config.database_url)
     bind(database, create=False)
@@ -197,6 +262,7 @@ def create_app(config: HqConfig | None = None, db: pw.Database | None = None) ->
     app.register_blueprint(offline_policies_bp)
     hq_metrics.init_app(app, database, config.metrics_token_file)
     app.register_blueprint(enrol_bp)  # authenticated by its one-time code (hq/enrol.py)
+    console.register(app)
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
 
@@ -205,6 +271,8 @@ def create_app(config: HqConfig | None = None, db: pw.Database | None = None) ->
         g.hq_db_opened = database.is_closed()
         if g.hq_db_opened:
             database.connect()
+
+    guard.init_app(app)  # after _open: the guard reads sessions from the database
 
     @app.teardown_request
     def _close(exc: BaseException | None) -> None:

@@ -540,5 +540,10 @@ from hq import cli_staff  # noqa: E402 (it imports this module's helpers when ru
 cli_staff.register(main)
 # ---- end of the programme's commands
 
+# -- HQ staff accounts and integration tokens (hq/access/)
+from hq import cli_users  # noqa: E402 (it imports this module's helpers when run)
+
+cli_users.register(main)
+
 if __name__ == "__main__":
     main()

@@ -4,7 +4,7 @@ Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
 ``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``,
 ``HY_HQ_METRICS_TOKEN_FILE``, ``HY_HQ_CA_DIR``,
-``HY_HQ_STORE_BROKER_URL``, ``HY_HQ_TIMEZONE``) override them. Validated once at start.
+``HY_HQ_STORE_BROKER_URL``, ``HY_HQ_TIMEZONE``, ``HY_HQ_CONSOLE_SECURE_COOKIE``) override them. Validated once at start.
 
 Secrets come from files in ``$CREDENTIALS_DIRECTORY``, which systemd's ``LoadCredential=``
 fills (systemd/huiyuan-hq-*.service; the table is in docs/operations.md): the database
@@ -150,6 +150,16 @@ class HqConfig:
         },
     )
 
+    console_secure_cookie: bool = field(
+        default=True,
+        metadata={
+            "doc": "mark the console's session cookie Secure (sent over HTTPS only; browsers "
+            "also accept it from http://127.0.0.1 and localhost); env "
+            "HY_HQ_CONSOLE_SECURE_COOKIE=0 only behind a TLS proxy that speaks plain HTTP "
+            "to a non-local address"
+        },
+    )
+
     def zone(self) -> ZoneInfo:
         try:
             return ZoneInfo(self.timezone)
@@ -205,6 +215,7 @@ class HqConfig:
             ca_dir=env.get("HY_HQ_CA_DIR", cls.ca_dir),
             store_broker_url=env.get("HY_HQ_STORE_BROKER_URL", ""),
             timezone=env.get("HY_HQ_TIMEZONE", cls.timezone),
+            console_secure_cookie=env.get("HY_HQ_CONSOLE_SECURE_COOKIE", "1") != "0",
         )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")

@@ -56,6 +56,8 @@ class Store(BaseModel):
     rules_refused_version = pw.IntegerField(null=True)  # a newer version it refused
     rules_refused_reason = pw.TextField(null=True)
     rules_status_at = pw.CharField(null=True, max_length=40)  # the store's time of it
+    # the 区域 an area manager looks after (hq/access: the area role sees its stores)
+    area = pw.CharField(null=True, max_length=32, index=True)
 
 
 class Member(BaseModel):
@@ -955,3 +957,57 @@ class Recruitment(BaseModel):
 MODELS += [StaffMember, MaintainerTransfer, Recruitment]
 
 # ---- end of the programme's tables
+
+
+# ---- HQ's own people: console sign-in, sessions, integration tokens (hq/access/)
+
+
+class HqUser(BaseModel):
+    """A head-office account. ``role`` is one of hq.access.roles.ROLES; ``scope`` is the
+    store code (store manager) or area (area manager) it is limited to, else null."""
+
+    username = pw.CharField(primary_key=True, max_length=64)
+    display_name = pw.CharField(default="", max_length=64)
+    role = pw.CharField(max_length=16)
+    scope = pw.CharField(null=True, max_length=32)
+    password_hash = pw.CharField(max_length=200)
+    active = pw.BooleanField(default=True)
+    failed_logins = pw.IntegerField(default=0)  # since the last good one
+    locked_until = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+    password_changed_at = pw.DateTimeField()
+    last_login_at = pw.DateTimeField(null=True)
+
+
+class HqSession(BaseModel):
+    """A signed-in console session. The cookie holds a random token; only its SHA-256
+    is stored, so a copied database signs nobody in."""
+
+    token_hash = pw.CharField(primary_key=True, max_length=64)
+    username = pw.CharField(max_length=64, index=True)
+    csrf = pw.CharField(max_length=64)  # sent back in forms and X-CSRF-Token
+    created_at = pw.DateTimeField()
+    last_seen = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    ended_at = pw.DateTimeField(null=True)
+
+
+class ApiToken(BaseModel):
+    """A bearer token for an integration, with its own role and scope (not a user's)."""
+
+    token_id = pw.CharField(primary_key=True, max_length=16)  # public: shown and revoked by
+    name = pw.CharField(max_length=64)
+    token_hash = pw.CharField(max_length=64, unique=True)
+    role = pw.CharField(max_length=16)
+    scope = pw.CharField(null=True, max_length=32)
+    created_by = pw.CharField(max_length=64)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField(null=True)
+    revoked_at = pw.DateTimeField(null=True)
+    last_used_at = pw.DateTimeField(null=True)
+
+
+MODELS += [HqUser, HqSession, ApiToken]
+
+# ---- end of HQ's people

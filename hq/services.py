@@ -11,6 +11,7 @@ from core.errors import NotFound, ValidationError
 from core.ids import is_uuid
 from core.phone import normalise_phone
 from core.protocol import Change
+from hq import audit
 from hq.changes import ChangeSet, flush_changes, member_state
 from hq.ledger import resolve_member
 from hq.members import merge_members
@@ -31,7 +32,8 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
 
 
-def list_stores() -> list[dict[str, Any]]:
+def list_stores(stores: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """Every store, or only ``stores`` (a store or area manager's)."""
     held = dict(
         HeldItem.select(HeldItem.store, pw.fn.COUNT(HeldItem.id)).group_by(HeldItem.store).tuples()
     )
@@ -51,8 +53,10 @@ def list_stores() -> list[dict[str, Any]]:
             "rules_version": s.rules_version,
             "rules_refused_version": s.rules_refused_version,
             "rules_refused_reason": s.rules_refused_reason,
+            "area": s.area,
         }
         for s in Store.select().order_by(Store.code)
+        if stores is None or s.code in stores
     ]
 
 
@@ -112,10 +116,14 @@ def member_detail(member: Member, ledger_limit: int = 200) -> dict[str, Any]:
     }
 
 
-def list_dead_letters(store: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def list_dead_letters(
+    store: str | None = None, limit: int = 100, stores: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
     query = DeadLetter.select().order_by(DeadLetter.id.desc()).limit(limit)
     if store:
         query = query.where(DeadLetter.store == store)
+    if stores is not None:
+        query = query.where(DeadLetter.store.in_(sorted(stores)))
     return [
         {
             "id": d.id,
@@ -133,9 +141,14 @@ def list_dead_letters(store: str | None = None, limit: int = 100) -> list[dict[s
 
 
 def list_exceptions(
-    kind: str | None = None, status: str | None = None, limit: int = 200
+    kind: str | None = None,
+    status: str | None = None,
+    limit: int = 200,
+    stores: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:
     query = HqException.select().order_by(HqException.id.desc()).limit(limit)
+    if stores is not None:
+        query = query.where(HqException.store.in_(sorted(stores)))
     if kind:
         query = query.where(HqException.kind == kind)
     if status:
@@ -160,7 +173,10 @@ def list_exceptions(
     ]
 
 
-def list_merges(limit: int = 200) -> list[dict[str, Any]]:
+def list_merges(limit: int = 200, stores: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    query = Merge.select().order_by(Merge.id.desc()).limit(limit)
+    if stores is not None:
+        query = query.where(Merge.store.in_(sorted(stores)))
     return [
         {
             "id": m.id,
@@ -171,7 +187,7 @@ def list_merges(limit: int = 200) -> list[dict[str, Any]]:
             "reason": m.reason,
             "at": _iso(m.at),
         }
-        for m in Merge.select().order_by(Merge.id.desc()).limit(limit)
+        for m in query
     ]
 
 
@@ -189,11 +205,12 @@ def staff_merge(
         merge = merge_members(
             db, from_id, to_id, store=None, staff=staff, reason="manual", now=now, changes=changes
         )
+        audit.record(db, staff, "member.merge", to_id, at=now, merged=from_id)
         return merge, flush_changes(db, changes, now)
 
 
 def block_card(
-    db: pw.Database, card_no: str, blocked: bool, reason: str, now: dt.datetime
+    db: pw.Database, card_no: str, blocked: bool, reason: str, now: dt.datetime, by: str = "hq"
 ) -> list[Change]:
     """Block (挂失) or unblock a card chain-wide; the block goes down to every store
     (``hq.programme.cards.set_card_blocked``, the path the tills' items take too)."""
@@ -205,6 +222,8 @@ def block_card(
             raise NotFound(f"卡不存在: {card_no}", field="card_no")
         changes = ChangeSet()
         set_card_blocked(card, blocked, reason, changes)
+        action = "card.block" if blocked else "card.unblock"
+        audit.record(db, by, action, card_no, reason, at=now, member=card.member_id)
         return flush_changes(db, changes, now)
 
 

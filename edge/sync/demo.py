@@ -317,6 +317,15 @@ def start_chain_demo(
     env = {"HY_HQ_CA_DIR": str(workdir / "hq" / "ca")}
     base = ["hq.cli", "--database-url", hq_url]
     _run_once([*base, "init-db"], env)
+    # HQ's first admin, as a chain makes it (docs/console.md); the password is generated
+    # and shown once, here and in a 0600 file beside HQ's database
+    added = _run_once(
+        [*base, "add-user", "admin", "--role", "admin", "--name", "总部管理员", "--generate"], env
+    )
+    admin_password = added.rsplit("password: ", 1)[1].strip()
+    login_file = workdir / "hq" / "console-login.txt"
+    login_file.touch(mode=0o600)
+    login_file.write_text(f"admin\n{admin_password}\n", "utf-8")
     if insecure_anonymous:
         broker = PrivateBroker(workdir / "mosquitto")
         hq = [*base, "--mqtt-url", broker.url]
@@ -367,6 +376,7 @@ def start_chain_demo(
     else:
         print(f"  broker        {broker.url}  (TLS, client certificates, the ACL)")
     print(f"  HQ API        {demo.hq_api}/stores  (database {hq_url})")
+    print(f"  HQ console    {hq_api}/  总部后台: user admin, password {admin_password}")
     for code, url in demo.tills.items():
         cashier = url.removesuffix("/api/v1")
         print(

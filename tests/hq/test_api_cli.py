@@ -18,6 +18,7 @@ from hq.config import HqConfig
 from hq.ingest import ingest_batch
 from hq.members import merge_members, register_member
 from hq.models import (
+    AuditEntry,
     ChangeRecord,
     DeadLetter,
     Member,
@@ -28,6 +29,7 @@ from hq.models import (
     utcnow,
 )
 from tests.hq.edge_sim import Items
+from tests.hq.signin import session_client
 
 NOW = dt.datetime(2026, 11, 23, 2, 0)
 
@@ -50,7 +52,7 @@ def seeded(hq_db):
 def client(hq_db, hq_db_url):
     app = create_app(HqConfig(database_url=hq_db_url), db=hq_db)
     app.testing = True
-    return app.test_client()
+    return session_client(app, hq_db, "admin")
 
 
 def test_stores_and_member_lookup(client, seeded):
@@ -156,10 +158,13 @@ def test_staff_merge_through_api(client, hq_db, seeded):
             changes,
         )
         flush_changes(hq_db, changes, utcnow())
+    # a "staff" in the body is not who merges: the signed-in account is
     response = client.post("/api/merges", json={"from": other, "to": seeded, "staff": "hq-li"})
     assert response.status_code == 201
     merges = client.get("/api/merges").get_json()["merges"]
-    assert merges[0]["staff"] == "hq-li" and merges[0]["reason"] == "manual"
+    assert merges[0]["staff"].startswith("admin-") and merges[0]["reason"] == "manual"
+    entry = AuditEntry.get(AuditEntry.action == "member.merge")
+    assert (entry.actor, entry.target) == (merges[0]["staff"], seeded)
     again = client.post("/api/merges", json={"from": other, "to": seeded, "staff": "hq-li"})
     assert again.status_code == 409
     assert ChangeRecord.select().where(ChangeRecord.entity == "merge").count() == 1

@@ -7,13 +7,14 @@ import pytest
 
 from hq.api import create_app
 from hq.config import HqConfig
+from tests.hq.signin import session_client
 
 
 @pytest.fixture
 def client(hq_db, hq_db_url):
     app = create_app(HqConfig(database_url=hq_db_url), db=hq_db)
     app.testing = True
-    return app.test_client()
+    return session_client(app, hq_db, "admin")
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from hq.cli import main
 from hq.config import HqConfig
 from hq.models import ChangeRecord, bind
 from hq.offline import list_policies, policies_in_force, remove_store_policy, set_policy
+from tests.hq.signin import session_client
 from tests.lookup_keys import TEST_LOOKUP
 
 NOW = dt.datetime(2026, 11, 23, 2, 0)
@@ -157,7 +158,7 @@ def client(hq_db, hq_db_url, mosquitto):
     config = HqConfig(database_url=hq_db_url, mqtt=mosquitto.hq_settings("hq-api"))
     app = create_app(config, db=hq_db)
     app.testing = True
-    return app.test_client()
+    return session_client(app, hq_db, "admin")
 
 
 def test_api_sets_lists_and_removes(client):

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,11 @@ class Demo:
                 self.broker_url = line.split()[1]
             elif "HQ API" in line:
                 self.hq_api = line.split()[2].removesuffix("/stores")
+            elif (
+                "HQ console" in line
+            ):  # "  HQ console    http://.../  总部后台: user admin, password X"
+                self.console = line.split()[2].rstrip("/")
+                self.admin_password = line.rsplit("password ", 1)[1].strip()
             elif line.startswith("  staff"):
                 break
         else:
@@ -102,14 +110,42 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def call(url: str, body: dict | None = None, token: str | None = None) -> Any:
+def call(
+    url: str, body: dict | None = None, token: str | None = None, cookie: str | None = None
+) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
+    if cookie:
+        req.add_header("Cookie", cookie)
     with urllib.request.urlopen(req, timeout=10) as res:  # noqa: S310 (a local test server)
         return json.loads(res.read())
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+def console_sign_in(console: str, username: str, password: str) -> str:
+    """Sign in through HQ's form as a browser does; the session cookie to send. (The
+    cookie is Secure, which a browser sends to 127.0.0.1 and urllib's cookie jar does
+    not, so it is carried by hand.)"""
+    with urllib.request.urlopen(f"{console}/login", timeout=10) as res:  # noqa: S310
+        form_cookie = res.headers["Set-Cookie"].split(";", 1)[0]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', res.read().decode()).group(1)
+    data = urllib.parse.urlencode({"username": username, "password": password, "csrf": csrf})
+    req = urllib.request.Request(f"{console}/login", data=data.encode(), method="POST")
+    req.add_header("Cookie", form_cookie)
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as redirected:
+        opener.open(req, timeout=10)
+    assert redirected.value.code == 302
+    redirected.value.close()
+    cookies = redirected.value.headers.get_all("Set-Cookie")
+    return next(c.split(";", 1)[0] for c in cookies if c.startswith("hy_session="))
 
 
 @pytest.fixture
@@ -140,7 +176,12 @@ def test_a_member_sale_opens_no_exception_and_sigterm_stops_every_child(demo):
         30,
         "HQ acks the sale",
     )
-    assert call(f"{demo.hq_api}/exceptions")["exceptions"] == []
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        call(f"{demo.hq_api}/exceptions")  # no sign-in: refused
+    assert refused.value.code == 401
+    refused.value.close()
+    cookie = console_sign_in(demo.console, "admin", demo.admin_password)
+    assert call(f"{demo.hq_api}/exceptions", cookie=cookie)["exceptions"] == []
     demo.proc.send_signal(signal.SIGTERM)  # to the demo alone: it is a session of its own
     code, err = demo.finish()
     assert code == 0, err

@@ -18,6 +18,7 @@ from hq.cli import main as hq_cli
 from hq.config import HqConfig
 from hq.models import Member as HqMember
 from hq.models import bind
+from tests.hq.signin import bearer_client
 from tests.sync.helpers import announce_hq_offline, wait_until
 from tests.sync.test_authorization import chain, sv_sale  # noqa: F401  (the fixture)
 
@@ -31,9 +32,9 @@ def test_hq_published_policy_decides_offline_spends_at_the_store(chain, hq_db_ur
     till, store = chain["till"], chain["till"].store
     # the store's own file says floor_limit 20000 (tests/edge/conftest.make_config)
     assert held(till) == ("floor_limit", 20000, "local config", None, None)
-    hq = hq_app(
-        HqConfig(mqtt=chain["mosquitto"].hq_settings("hq-api")), db=HqMember._meta.database
-    ).test_client()
+    hq_db = HqMember._meta.database
+    app = hq_app(HqConfig(mqtt=chain["mosquitto"].hq_settings("hq-api")), db=hq_db)
+    hq = bearer_client(app, hq_db, "membership")
     wait_until(lambda: down_cursor() == latest_change_seq(), 20, "the store caught up")
 
     # HQ's ingest is down and says so: the till decides every spend offline, at once;

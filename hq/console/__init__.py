@@ -1,0 +1,161 @@
+"""HQ's console: server-rendered pages (Jinja templates, vendored CSS and one small
+script), served by the HQ API process, Simplified Chinese first.
+
+Each part of the console is a blueprint in its own module, registered by
+``register(app)``; ``NAV`` is the sidebar, each entry shown only to roles with its
+permission. Pages read through the same service functions as the JSON API and declare
+their permission with ``hq.access.guard.requires``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
+
+from core.errors import ValidationError
+from hq.access import guard
+from hq.access.guard import SESSION_COOKIE, current
+from hq.access.sessions import LONGEST, end_session, start_session
+from hq.access.users import authenticate
+
+bp = Blueprint(
+    "console",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+LOGIN_CSRF_COOKIE = "hy_login_csrf"
+
+
+@dataclass(frozen=True)
+class NavItem:
+    endpoint: str
+    label: str
+    permission: str
+    key: str  # the keyboard shortcut (Alt+key)
+
+
+NAV: list[NavItem] = [
+    NavItem("console.home", "概览", "reports.read", "1"),
+    # ---- console parts add their pages here (one line each)
+]
+
+
+def render(template: str, status: int = 200, **context: Any) -> Any:
+    """A console page: the template with the principal and the sidebar it may use."""
+    principal = current()
+    nav = [item for item in NAV if principal.can(item.permission)]
+    return (
+        render_template(
+            template,
+            me=principal,
+            nav=nav,
+            csrf=principal.csrf,
+            active=request.endpoint,
+            **context,
+        ),
+        status,
+    )
+
+
+def _cookie_secure() -> bool:
+    return current_app.config["HQ"].console_secure_cookie
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (never //host or a scheme): no open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    username = ""
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        sent = request.form.get("csrf", "")
+        cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not sent or not secrets.compare_digest(sent, cookie):
+            error = "页面已过期, 请重新登录 (the form expired; try again)"
+        else:
+            try:
+                user = authenticate(
+                    current_app.extensions["hq_db"], username, request.form.get("password", "")
+                )
+            except ValidationError as exc:
+                error = exc.message
+            else:
+                token, _ = start_session(user)
+                resp = make_response(redirect(_safe_next(request.args.get("next"))))
+                resp.set_cookie(
+                    SESSION_COOKIE,
+                    token,
+                    max_age=int(LONGEST.total_seconds()),
+                    httponly=True,
+                    secure=_cookie_secure(),
+                    samesite="Strict",
+                )
+                resp.delete_cookie(LOGIN_CSRF_COOKIE)
+                return resp
+    # one token per browser, kept while it signs in: another tab's sign-in page does not
+    # invalidate this one's form
+    form_csrf = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not 20 <= len(form_csrf) <= 64:
+        form_csrf = secrets.token_urlsafe(24)
+    resp = make_response(
+        render_template("login.html", error=error, username=username, csrf=form_csrf),
+        401 if error else 200,
+    )
+    resp.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        form_csrf,
+        httponly=True,
+        secure=_cookie_secure(),
+        samesite="Strict",
+    )
+    return resp
+
+
+@bp.post("/logout")
+@guard.requires("stores.read")
+def logout() -> Any:
+    end_session(request.cookies.get(SESSION_COOKIE))
+    resp = make_response(redirect("/login"))
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+@bp.get("/")
+@guard.requires("reports.read")
+def home() -> Any:
+    return render("home.html")
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    # ---- console parts register their blueprints here (one line each)
+
+
+@bp.app_template_filter("yuan")
+def yuan(fen: int | None) -> str:
+    """Integer fen as yuan text for the screen (¥1,234.50); the figure stays integer."""
+    if fen is None:
+        return "—"
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}¥{whole:,}.{cents:02d}"
