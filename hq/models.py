@@ -1011,3 +1011,10 @@ class ApiToken(BaseModel):
 MODELS += [HqUser, HqSession, ApiToken]
 
 # ---- end of HQ's people
+
+# ---- the console's tables (issue 12), one block per part
+# -- reports (summary tables the KPIs read)
+# -- members
+# -- operations (exception and dead-letter resolution)
+# -- setup
+# ---- end of the console's tables

@@ -50,7 +50,12 @@ class NavItem:
 
 NAV: list[NavItem] = [
     NavItem("console.home", "概览", "reports.read", "1"),
-    # ---- console parts add their pages here (one line each)
+    # ---- console parts add their pages here, one block each (key: Alt+key)
+    # -- reports (dashboard, reports, exports): keys 1, 2
+    # -- members (search, member page): keys 3
+    # -- operations (stores, sales, exceptions and dead letters): keys 4, 5, 6
+    # -- setup (programme rules, audit log, users and tokens): keys 7, 8, 9
+    # ---- end of the console's pages
 ]
 
 
@@ -148,7 +153,12 @@ def home() -> Any:
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
-    # ---- console parts register their blueprints here (one line each)
+    # ---- console parts register their blueprints here, one block each
+    # -- reports
+    # -- members
+    # -- operations
+    # -- setup
+    # ---- end of the console's blueprints
 
 
 @bp.app_template_filter("yuan")
