@@ -259,6 +259,7 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
         offline=bool(body.get("offline")),
         authorization_id=body.get("authorization_id"),
         occurred_at=ctx.item.occurred_at,
+        occurred_utc=Sale.utc_of(ctx.item.occurred_at, ctx.now),  # -- operations
         body=body,
         ingested_at=ctx.now,
         **staff_programme.sale_credit(body, member, ctx.cache.goods),  # -- staff

@@ -174,6 +174,66 @@ class Sale(BaseModel):
     # [{"line_no", "sku", "category", "cost"}]: each line's category and unit cost (fen, or
     # null when unknown) from HQ's catalogue when the sale was applied, for margin reports
     line_goods = JSONText(null=True)
+    # -- operations (the console's sales list, hq/console/ops_data.py): the sale's instant
+    # in naive UTC, filled when HQ applies it (``occurred_at`` is the till's text, whose
+    # offset may differ between stores); older rows are filled by ``create_schema``
+    # (init-db) through ``fill_occurred_utc``. The list pages by keyset on
+    # (occurred_utc, sale_id), chain-wide or per store, so a page is an index range scan
+    # at any table size.
+    occurred_utc = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("occurred_utc", "sale_id"), False),  # -- operations
+            (("store", "occurred_utc", "sale_id"), False),  # -- operations
+        )
+
+    @staticmethod
+    def utc_of(occurred_at: str, fallback: dt.datetime) -> dt.datetime:
+        """-- operations: the till's ISO time as naive UTC; ``fallback`` (the ingest
+        time) when it is not an ISO time with an offset, so a sale always has one."""
+        try:
+            value = dt.datetime.fromisoformat(occurred_at)
+        except (TypeError, ValueError):
+            return fallback
+        if value.tzinfo is None:
+            return fallback
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    @classmethod
+    def fill_occurred_utc(cls, batch: int = 2000) -> int:
+        """-- operations: fill ``occurred_utc`` of sales applied before the column existed,
+        ``batch`` rows per statement (bounded: each round fills every row it reads).
+        Returns how many rows it filled."""
+        db = cls._meta.database
+        filled = 0
+        while True:
+            rows = list(
+                cls.select(cls.sale_id, cls.occurred_at, cls.ingested_at)
+                .where(cls.occurred_utc.is_null())
+                .limit(batch)
+                .tuples()
+            )
+            if not rows:
+                return filled
+            values = [(cls.utc_of(at, ingested), sid) for sid, at, ingested in rows]
+            with db.atomic():
+                if is_postgres(db):
+                    from psycopg2.extras import execute_values
+
+                    execute_values(
+                        db.cursor(),
+                        'UPDATE "sale" AS s SET "occurred_utc" = v.t FROM (VALUES %s) AS v (t, id) '
+                        'WHERE s."sale_id" = v.id',
+                        values,
+                        template="(%s::timestamp, %s)",
+                        page_size=batch,
+                    )
+                else:
+                    db.cursor().executemany(
+                        'UPDATE "sale" SET "occurred_utc" = ? WHERE "sale_id" = ?', values
+                    )
+            filled += len(rows)
 
 
 class Return(BaseModel):
@@ -239,6 +299,12 @@ class DeadLetter(BaseModel):
     payload = pw.BlobField()  # the bytes as received (first 64 KiB of an oversized one)
     payload_size = pw.IntegerField()
     received_at = pw.DateTimeField()
+    # -- operations: who resolved it in the console, when, how (hq/console/ops_data.py
+    # RESOLUTIONS) and their note; null while it waits (audited ``dead_letter.resolve``)
+    resolved_at = pw.DateTimeField(null=True)
+    resolved_by = pw.CharField(null=True, max_length=64)
+    resolution = pw.CharField(null=True, max_length=16)
+    resolution_note = pw.TextField(null=True)
 
 
 class HqException(BaseModel):
@@ -258,6 +324,12 @@ class HqException(BaseModel):
     details = JSONText(default=dict)
     created_at = pw.DateTimeField()
     closed_at = pw.DateTimeField(null=True)
+    # -- operations: a person's resolution in the console, beside HQ's own ``status`` (which
+    # it does not change: an overdraft stays open until recovered); null while it waits
+    resolved_at = pw.DateTimeField(null=True)
+    resolved_by = pw.CharField(null=True, max_length=64)
+    resolution = pw.CharField(null=True, max_length=16)
+    resolution_note = pw.TextField(null=True)
 
 
 class Counter(BaseModel):
@@ -522,6 +594,7 @@ def create_schema(db: pw.Database) -> None:
         # and on SQLite silently indexes the column's name as a text
         add_missing_columns(db)
         db.create_tables(MODELS, safe=True)
+        Sale.fill_occurred_utc()  # -- operations: sales applied before the column existed
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:

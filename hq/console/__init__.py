@@ -54,6 +54,9 @@ NAV: list[NavItem] = [
     # -- reports (dashboard, reports, exports): keys 1, 2
     # -- members (search, member page): keys 3
     # -- operations (stores, sales, exceptions and dead letters): keys 4, 5, 6
+    NavItem("operations.stores", "门店", "stores.read", "4"),
+    NavItem("operations.sales", "销售", "sales.read", "5"),
+    NavItem("operations.exceptions", "异常", "exceptions.read", "6"),
     # -- setup (programme rules, audit log, users and tokens): keys 7, 8, 9
     # ---- end of the console's pages
 ]
@@ -157,6 +160,10 @@ def register(app: Flask) -> None:
     # -- reports
     # -- members
     # -- operations
+    from hq.console import operations
+
+    app.register_blueprint(operations.bp)
+    app.register_blueprint(operations.api_bp)
     # -- setup
     # ---- end of the console's blueprints
 
