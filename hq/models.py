@@ -594,7 +594,8 @@ def create_schema(db: pw.Database) -> None:
         # and on SQLite silently indexes the column's name as a text
         add_missing_columns(db)
         db.create_tables(MODELS, safe=True)
-        Sale.fill_occurred_utc()  # -- operations: sales applied before the column existed
+    # -- operations: sales applied before the column existed, a transaction per batch
+    Sale.fill_occurred_utc()
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:
