@@ -24,8 +24,16 @@ def _db() -> Any:
     return current_app.extensions["hq_db"]
 
 
+def _clean(value: str, name: str) -> str:
+    """A parameter as typed, refused when it holds a control character (PostgreSQL
+    refuses a NUL in a text outright) or is absurdly long."""
+    if len(value) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError(f"参数 {name} 含有无效字符或过长 ({name} is not valid)", field=name)
+    return value
+
+
 def _args() -> dict[str, str]:
-    return {k: v for k, v in request.args.items()}
+    return {k: _clean(v, k) for k, v in request.args.items()}
 
 
 def _visible_stores() -> list[dict[str, Any]]:
@@ -38,7 +46,7 @@ def _visible_stores() -> list[dict[str, Any]]:
 @bp.get("/stores")
 @requires("stores.read")
 def stores() -> Any:
-    area = (request.args.get("area") or "").strip()[:32] or None
+    area = _clean(request.args.get("area") or "", "area").strip()[:32] or None
     rows = data.stores_overview(current().stores, area)
     areas = sorted({s["area"] for s in data.stores_overview(current().stores) if s["area"]})
     return render("stores.html", stores=rows, areas=areas, area=area)
@@ -101,6 +109,7 @@ def sales() -> Any:
 def sale_page(sale_id: str) -> Any:
     if not sale_id or len(sale_id) > 64:
         raise ValidationError("销售单号无效 (sale id is 1..64 characters)", field="sale_id")
+    _clean(sale_id, "sale_id")
     return render("sale.html", s=data.sale_receipt(sale_id, current()))
 
 
