@@ -87,7 +87,9 @@ def store_page(code: str) -> Any:
 def sales() -> Any:
     principal = current()
     filters = data.sale_filters(_args(), principal)
-    rows, cursor = data.list_sales(filters, principal.stores, current_app.config["HQ"].zone())
+    rows, cursor = data.list_sales(
+        filters, principal.stores, current_app.config["HQ"].zone(), principal=principal
+    )
     problem = None
     if filters.member and not filters.member_id:
         problem = f"会员不存在: {filters.member} (no member with this id, card or phone)"

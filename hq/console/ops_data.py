@@ -257,7 +257,11 @@ def _day_start_utc(day: dt.date, zone: ZoneInfo) -> dt.datetime:
 
 
 def list_sales(
-    f: SaleFilters, stores: frozenset[str] | None, zone: ZoneInfo, page: int = PAGE
+    f: SaleFilters,
+    stores: frozenset[str] | None,
+    zone: ZoneInfo,
+    page: int = PAGE,
+    principal: Principal | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of sales, newest first, and the cursor of the next page (or None).
     Keyset on (occurred_utc, sale_id): the indexes ``sale(occurred_utc, sale_id)`` and
@@ -299,11 +303,28 @@ def list_sales(
     more = len(rows) > page
     rows = rows[:page]
     returned = _returned_sales([r["sale_id"] for r in rows])
+    members = _members_shown([r["member_id"] for r in rows if r["member_id"]], principal)
     for r in rows:
         r["local_time"] = _iso_local(r["occurred_at"])
         r["returned"] = r["sale_id"] in returned
+        r["member"] = members.get(r["member_id"]) if r["member_id"] else None
     cursor = encode_cursor(rows[-1]["occurred_utc"], rows[-1]["sale_id"]) if more else None
     return rows, cursor
+
+
+def _members_shown(ids: list[str], principal: Principal | None) -> dict[str, str]:
+    """Each member of a page as the list shows them: the name as ``principal`` may see
+    it and the masked phone (one query for the page)."""
+    if not ids or principal is None:
+        return {}
+    out = {}
+    query = Member.select(Member.id, Member.name, Member.phone).where(
+        one_of(Member.id, sorted(set(ids)))
+    )
+    for m in query:
+        shown = member_for(principal, {"name": m.name, "phone": m.phone})
+        out[m.id] = " ".join(x for x in (shown["name"], shown["phone"]) if x) or m.id[:8]
+    return out
 
 
 def _returned_sales(sale_ids: list[str]) -> set[str]:

@@ -166,7 +166,11 @@ def test_the_sale_as_its_receipt_showed_it(app, hq_db, chain):
     assert "散客" in walk_in and "退货单号" in walk_in and "有退货" in walk_in
     assert admin.get("/sales/nope").status_code == 404
 
+    listed = _text(admin.get("/sales"))
+    assert "李小龙 131****0001" in listed and "13100000001" not in listed
+
     analyst = session_client(app, hq_db, "analyst")
+    assert "李** 131****0001" in _text(analyst.get("/sales"))
     masked = _text(analyst.get(f"/sales/{chain['sale']}"))
     assert "131****0001" in masked and "13100000001" not in masked
     assert "李**" in masked and "李小龙" not in masked
@@ -380,6 +384,10 @@ def test_browser_stores_sales_a_sale_and_resolving_a_dead_letter(tmp_path):
         driver.find_element(By.LINK_TEXT, chain["sale"]).click()
         assert "洗发水" in driver.find_element(By.ID, "sale-lines").text
         shot(driver, "hq-sale-detail")
+        driver.get(base + "/exceptions")
+        shot(driver, "hq-exceptions")
+        driver.find_element(By.LINK_TEXT, f"#{chain['overdraft']}").click()
+        shot(driver, "hq-exception")
         driver.get(base + "/exceptions")
         driver.find_element(By.ID, "tab-dead-letters").click()
         shot(driver, "hq-dead-letters")
