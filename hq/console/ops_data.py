@@ -263,9 +263,27 @@ def list_sales(
     page: int = PAGE,
     principal: Principal | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of sales, newest first, and the cursor of the next page (or None).
-    Keyset on (occurred_utc, sale_id): the indexes ``sale(occurred_utc, sale_id)`` and
-    ``sale(store, occurred_utc, sale_id)`` answer a page without reading the rest."""
+    """One page of sales, newest first, and the cursor of the next page (or None)."""
+    if f.member_id == "":
+        return [], None  # the member typed is nobody
+    query = sales_query(f, stores, zone).limit(page + 1)
+    rows = list(query.dicts())
+    more = len(rows) > page
+    rows = rows[:page]
+    returned = _returned_sales([r["sale_id"] for r in rows])
+    members = _members_shown([r["member_id"] for r in rows if r["member_id"]], principal)
+    for r in rows:
+        r["local_time"] = _iso_local(r["occurred_at"])
+        r["returned"] = r["sale_id"] in returned
+        r["member"] = members.get(r["member_id"]) if r["member_id"] else None
+    cursor = encode_cursor(rows[-1]["occurred_utc"], rows[-1]["sale_id"]) if more else None
+    return rows, cursor
+
+
+def sales_query(f: SaleFilters, stores: frozenset[str] | None, zone: ZoneInfo) -> pw.Query:
+    """The list's query, newest first, without its limit. Keyset on (occurred_utc,
+    sale_id): the indexes ``sale(occurred_utc, sale_id)`` and ``sale(store, occurred_utc,
+    sale_id)`` answer a page in index order, without reading or sorting the rest."""
     query = Sale.select(
         Sale.sale_id,
         Sale.store,
@@ -288,9 +306,7 @@ def list_sales(
         conds.append(Sale.occurred_utc >= _day_start_utc(f.day_from, zone))
     if f.day_to:
         conds.append(Sale.occurred_utc < _day_start_utc(f.day_to + dt.timedelta(days=1), zone))
-    if f.member_id is not None:
-        if not f.member_id:
-            return [], None
+    if f.member_id:
         conds.append(Sale.member_id == f.member_id)
     if f.staff:
         conds.append(
@@ -298,18 +314,7 @@ def list_sales(
         )
     if f.after:
         conds.append(pw.Tuple(Sale.occurred_utc, Sale.sale_id) < pw.Tuple(*f.after))
-    query = query.where(*conds).order_by(Sale.occurred_utc.desc(), Sale.sale_id.desc())
-    rows = list(query.limit(page + 1).dicts())
-    more = len(rows) > page
-    rows = rows[:page]
-    returned = _returned_sales([r["sale_id"] for r in rows])
-    members = _members_shown([r["member_id"] for r in rows if r["member_id"]], principal)
-    for r in rows:
-        r["local_time"] = _iso_local(r["occurred_at"])
-        r["returned"] = r["sale_id"] in returned
-        r["member"] = members.get(r["member_id"]) if r["member_id"] else None
-    cursor = encode_cursor(rows[-1]["occurred_utc"], rows[-1]["sale_id"]) if more else None
-    return rows, cursor
+    return query.where(*conds).order_by(Sale.occurred_utc.desc(), Sale.sale_id.desc())
 
 
 def _members_shown(ids: list[str], principal: Principal | None) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import peewee as pw
 import pytest
 
 from core import protocol as p
@@ -14,7 +15,7 @@ from core.ids import uuid7
 from core.rules import DEMO_RULES
 from hq.api import create_app
 from hq.config import HqConfig
-from hq.console.ops_data import decode_cursor, encode_cursor
+from hq.console.ops_data import SaleFilters, decode_cursor, encode_cursor, sales_query
 from hq.ingest import ingest_batch
 from hq.ledger import recover_debt
 from hq.models import (
@@ -252,6 +253,30 @@ def test_sales_pages_by_keyset_without_gaps_or_repeats(app, hq_db):
         .order_by(Sale.occurred_utc.desc(), Sale.sale_id.desc())
     ]
     assert seen == expected  # newest first, in order across the pages
+
+
+def test_a_page_of_sales_is_read_in_index_order(hq_db):
+    """The list's keyset query walks an index in order: no sort of the table, whatever
+    its size (on PostgreSQL with sequential and bitmap scans and sorts discouraged, as a
+    large table would choose; a plan that cannot avoid a sort still shows one)."""
+    zone = HqConfig().zone()
+    after = (dt.datetime(2026, 11, 23, 2, 0), "01a2")
+    cases = {
+        "sale_store_occurred_utc_sale_id": SaleFilters(store="S001", after=after),
+        "sale_occurred_utc_sale_id": SaleFilters(after=after),
+    }
+    for index, filters in cases.items():
+        sql, params = sales_query(filters, None, zone).limit(51).sql()
+        if isinstance(hq_db, pw.PostgresqlDatabase):
+            with hq_db.atomic():
+                for knob in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                    hq_db.execute_sql(f"SET LOCAL {knob} = off")
+                plan = "\n".join(r[0] for r in hq_db.execute_sql("EXPLAIN " + sql, params))
+            assert index in plan and "Sort" not in plan, plan
+        else:
+            rows = hq_db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+            plan = "\n".join(str(r[-1]) for r in rows)
+            assert index in plan and "TEMP B-TREE" not in plan, plan
 
 
 def test_a_cursor_round_trips():
