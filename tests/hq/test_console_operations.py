@@ -65,10 +65,11 @@ def _build_chain(hq_db) -> dict:
     dead letters) and an open overdraft exception at S001."""
     s1, s2 = Items("S001"), Items("S002")
     member = uuid7()
-    reg = s1.registration(member, "13100000001", card_no="K0001", name="李小龙")
+    reg = s1.registration(member, "13100000001", card_no="K0001", name="李小龙", staff_code="M07")
     top = s1.topup(member, 20000)
     sale_sv = s1.sale(member, 12800, stored_value=(5000, 0))
     walk_in = s1.sale(None, 3000)
+    walk_in["body"]["served_by"] = "G05"  # a 导购 named at the till
     back = s1.return_of(walk_in["body"])
     _ingest(hq_db, s1, [reg, top, sale_sv, walk_in, back])
     other = s2.sale(None, 9900)
@@ -193,8 +194,11 @@ def test_sales_filters(app, hq_db, chain):
     nobody = admin.get("/sales?member=13999999999")
     assert nobody.status_code == 200 and "会员不存在" in _text(nobody)
     assert not SALE_LINK.findall(_text(nobody))
-    assert ids("?staff=E01") == every
+    assert ids("?staff=E01") == every  # the cashier of each
+    assert ids("?staff=G05") == {chain["walk_in"]}  # the 导购 of one
+    assert ids("?staff=M07") == {chain["sale"]}  # the member's 维护人 when they bought
     assert ids("?staff=E99") == set()
+    assert ids("?store=S001&staff=E01&from=2026-11-23") == {chain["sale"], chain["walk_in"]}
     # the days are the chain's business days (Asia/Shanghai): the sales are on 2026-11-23
     assert ids("?from=2026-11-23&to=2026-11-23") == every
     assert ids("?from=2026-11-24") == set()
@@ -434,3 +438,78 @@ def test_a_signed_out_browser_is_sent_to_sign_in(app, hq_db):
         assert resp.status_code == 302 and resp.headers["Location"].startswith("/login")
     signed = sign_in(app.test_client(), make_user(hq_db, "analyst"))
     assert signed.get("/sales").status_code == 200
+
+
+def test_a_receipt_with_discounts_rounding_coupons_points_and_change(app, hq_db):
+    """Every part of a receipt the till prints, from a sale body with all of them (written
+    straight to the table: the rendering, not the checks, is under test here)."""
+    line = {
+        "line_no": 1,
+        "sku": "6900000000001",
+        "name": "面霜",
+        "qty": 2,
+        "unit_price": 8800,
+        "list_price": 9900,
+        "gross": 17600,
+        "line_discount": 0,
+        "member_discount": 1760,
+        "order_discount": 0,
+        "manual_adjustment": 0,
+        "rounding": 40,
+        "amount": 15800,
+        "promo": True,
+        "earns_points": False,
+    }
+    body = {
+        "sale_id": "S9-0001",
+        "cashier": "E02",
+        "lines": [line],
+        "subtotal": 17600,
+        "member_discount": 1760,
+        "order_discount": 0,
+        "coupon_discount": 0,
+        "rounding": 40,
+        "total": 15800,
+        "tenders": [{"kind": "points", "amount": 800}, {"kind": "cash", "amount": 15000}],
+        "change": 5000,
+        "points_used": 800,
+        "points_earned": 0,
+        "coupons": [{"code": "CPN-1", "template_id": "T10", "discount": 0}],
+        "card_no": "K12345678",
+        "offline": True,
+    }
+    Store.create(code="S009", name="九店", created_at=NOW)
+    Sale.create(
+        sale_id="S9-0001",
+        store="S009",
+        seq=1,
+        total=15800,
+        rules_version=1,
+        offline=True,
+        occurred_at="2026-11-23T19:30:05+08:00",
+        occurred_utc=dt.datetime(2026, 11, 23, 11, 30, 5),
+        body=body,
+        ingested_at=NOW,
+        cashier="E02",
+        served_by="E02",
+    )
+    text = _text(session_client(app, hq_db, "store", "S009").get("/sales/S9-0001"))
+    for shown in (
+        "九店",
+        "2026-11-23 19:30:05",
+        "面霜",
+        "特价",
+        "¥88.00",  # unit price
+        "-¥18.00",  # the line's discounts (gross - amount)
+        "¥176.00",  # subtotal
+        "-¥17.60",  # member discount
+        "-¥0.40",  # 抹零
+        "¥158.00",  # total
+        "积分抵扣 (800 积分)",
+        "¥200.00",  # cash handed over (15000 + change)
+        "找零",
+        "¥50.00",
+        "CPN-1",
+        "离线交易",
+    ):
+        assert shown in text, shown
