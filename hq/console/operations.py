@@ -15,6 +15,7 @@ from core.errors import ValidationError
 from hq.access.guard import current, requires
 from hq.console import ops_data as data
 from hq.console import render
+from hq.services import list_stores
 
 bp = Blueprint("operations", __name__)
 api_bp = Blueprint("operations_api", __name__, url_prefix="/api")
@@ -37,7 +38,8 @@ def _args() -> dict[str, str]:
 
 
 def _visible_stores() -> list[dict[str, Any]]:
-    return data.stores_overview(current().stores)
+    """The stores of the principal, for a filter's choice."""
+    return list_stores(current().stores)
 
 
 # ---- stores
@@ -47,8 +49,10 @@ def _visible_stores() -> list[dict[str, Any]]:
 @requires("stores.read")
 def stores() -> Any:
     area = _clean(request.args.get("area") or "", "area").strip()[:32] or None
-    rows = data.stores_overview(current().stores, area)
-    areas = sorted({s["area"] for s in data.stores_overview(current().stores) if s["area"]})
+    rows = data.stores_overview(current().stores)
+    areas = sorted({s["area"] for s in rows if s["area"]})
+    if area:
+        rows = [s for s in rows if s["area"] == area]
     return render("stores.html", stores=rows, areas=areas, area=area)
 
 

@@ -117,11 +117,9 @@ def _scope(field: pw.Field, stores: frozenset[str] | None) -> pw.Expression | No
 # ---- stores
 
 
-def stores_overview(stores: frozenset[str] | None, area: str | None = None) -> list[dict[str, Any]]:
+def stores_overview(stores: frozenset[str] | None) -> list[dict[str, Any]]:
     """``hq.services.list_stores`` with each store's open exceptions and dead letters."""
     rows = list_stores(stores)
-    if area:
-        rows = [r for r in rows if r["area"] == area]
     exc = dict(
         HqException.select(HqException.store, pw.fn.COUNT(HqException.id))
         .where((HqException.status == "open") & HqException.resolved_at.is_null())
