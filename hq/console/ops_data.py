@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import peewee as pw
 
+from core.days import parse_day
 from core.errors import Conflict, NotFound, ValidationError
 from core.receipt import ReceiptLine, ReceiptTender
 from core.tenders import TENDER_KINDS
@@ -187,18 +188,6 @@ class SaleFilters:
         return out
 
 
-def parse_day(value: str | None, name: str) -> dt.date | None:
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise _bad(
-            f"日期须为 YYYY-MM-DD (must be a date YYYY-MM-DD), got {value[:40]!r}", name
-        ) from None
-
-
 def encode_cursor(at: dt.datetime, sale_id: str) -> str:
     raw = f"{at.isoformat()}|{sale_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -231,7 +220,8 @@ def sale_filters(args: dict[str, str], principal: Principal) -> SaleFilters:
     store = store_code(args.get("store"))
     if store is not None:
         principal.require_store(store)
-    day_from, day_to = parse_day(args.get("from"), "from"), parse_day(args.get("to"), "to")
+    day_from = parse_day((args.get("from") or "").strip(), "from")
+    day_to = parse_day((args.get("to") or "").strip(), "to")
     if day_from and day_to and day_from > day_to:
         raise _bad("开始日期晚于结束日期 (from is after to)", "from")
     member = (args.get("member") or "").strip()[:64] or None
