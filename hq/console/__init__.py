@@ -55,6 +55,9 @@ NAV: list[NavItem] = [
     # -- members (search, member page): keys 3
     # -- operations (stores, sales, exceptions and dead letters): keys 4, 5, 6
     # -- setup (programme rules, audit log, users and tokens): keys 7, 8, 9
+    NavItem("setup.rules_page", "会员规则", "rules.read", "7"),
+    NavItem("setup_audit.audit_page", "审计", "audit.read", "8"),
+    NavItem("setup_users.users_page", "账号", "users.manage", "9"),
     # ---- end of the console's pages
 ]
 
@@ -158,6 +161,10 @@ def register(app: Flask) -> None:
     # -- members
     # -- operations
     # -- setup
+    from hq.console import setup, setup_audit, setup_users
+
+    for part in (setup.bp, setup_audit.bp, setup_users.bp):
+        app.register_blueprint(part)
     # ---- end of the console's blueprints
 
 
