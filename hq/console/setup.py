@@ -503,7 +503,13 @@ def offline_set() -> Any:
                 f"模式须为 {'/'.join(OFFLINE_MODES)} 之一 (mode must be one of {OFFLINE_MODES})",
                 field="mode",
             )
-        raw: dict[str, Any] = {"kind": form.get("kind", ""), "mode": mode}
+        kind = form.get("kind", "")
+        if kind not in BALANCE_KINDS:
+            raise ValidationError(
+                f"余额种类须为 {'/'.join(BALANCE_KINDS)} 之一 (kind must be one of {BALANCE_KINDS})",
+                field="kind",
+            )
+        raw: dict[str, Any] = {"kind": kind, "mode": mode}
         if mode == "floor_limit":
             raw["daily_limit"] = _int_field(form.get("daily_limit"), "daily_limit", "每日限额")
         store = (form.get("store") or "").strip() or None
@@ -600,5 +606,7 @@ def enrol_create() -> Any:
                 expires_at=row.expires_at.isoformat(timespec="seconds"),
             )
     except ValidationError as exc:
-        return _enrol_page(400, problem=exc.message, store=store)
+        return _enrol_page(
+            400, problem=f"无法生成开通码 (no code made): {exc.message}", store=store
+        )
     return _enrol_page(code=code, code_row=row, store=store)
