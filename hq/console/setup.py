@@ -31,6 +31,7 @@ bp = Blueprint("setup", __name__)
 
 MAX_DOCUMENT = 256 * 1024  # characters of the JSON a publisher may paste
 MAX_VERSION = 2**31 - 1
+RULES_LOCK = 0x68795275  # the advisory lock key that serializes publishing on PostgreSQL
 
 # the sections of the rules document as the console shows them: (title, keys); a key
 # not named here (one a later release adds) is shown under 其他
@@ -146,9 +147,59 @@ def _field_row(key: str, value: Any, is_default: bool) -> dict[str, Any]:
     return {
         "key": key,
         "label": LABELS.get(key, key),
-        "text": json.dumps(value, ensure_ascii=False),
+        "lines": _lines(key, value),
         "default": is_default,
     }
+
+
+def _fen(fen: Any) -> str:
+    from hq.console import yuan
+
+    return yuan(fen) if _is_int(fen) else str(fen)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if value is None or value == "":
+        return "—"
+    return str(value)
+
+
+def _lines(key: str, value: Any, depth: int = 0) -> list[tuple[int, str]]:
+    """A value as lines for a person: (indent, text); nesting bounded."""
+    if key == "topup_bonuses" and isinstance(value, list):
+        if not value:
+            return [(depth, "无")]
+        return [(depth, f"充 {_fen(t[0])} 送 {_fen(t[1])}") for t in value if len(t) == 2]
+    if isinstance(value, dict):
+        if not value:
+            return [(depth, "无")]
+        out: list[tuple[int, str]] = []
+        for k, v in value.items():
+            if isinstance(v, dict | list) and v and depth < 3:
+                out.append((depth, f"{k}:"))
+                out.extend(_lines(k, v, depth + 1))
+            else:
+                out.append(
+                    (depth, f"{k}: {_scalar(v) if not isinstance(v, dict | list) else '无'}")
+                )
+        return out
+    if isinstance(value, list):
+        if not value:
+            return [(depth, "无")]
+        if all(not isinstance(v, dict | list) for v in value):
+            return [(depth, ", ".join(_scalar(v) for v in value))]
+        out = []
+        for item in value:
+            if isinstance(item, dict) and all(
+                not isinstance(v, dict | list) for v in item.values()
+            ):
+                out.append((depth, "· " + ", ".join(f"{k} {_scalar(v)}" for k, v in item.items())))
+            else:
+                out.append((depth, "· " + json.dumps(item, ensure_ascii=False)))
+        return out
+    return [(depth, _scalar(value))]
 
 
 def _pretty(document: dict[str, Any]) -> str:
@@ -331,6 +382,10 @@ def publish(db: pw.Database, text: str, actor: str) -> tuple[int, list[Change]]:
     """Check and publish the editor's document; the version, its change records and the
     audit row commit together."""
     with db.atomic():
+        if isinstance(db, pw.PostgresqlDatabase):
+            # two publishers of the same next version: the second waits, then is refused
+            # (publish_rules would otherwise overwrite the first's document)
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (RULES_LOCK,))
         newest = newest_version()
         was = newest.version if newest else None
         document, rules = check_document(text, was)
@@ -357,6 +412,10 @@ def _visible_status(db: pw.Database) -> dict[str, Any]:
     names = {s.code: s.name for s in Store.select(Store.code, Store.name)}
     for s in status["stores"]:
         s["name"] = names.get(s["store"], "")
+    # the stores that need a look first: refused, then behind, then the rest
+    status["stores"].sort(key=lambda s: (s["refused_version"] is None, not s["behind"], s["store"]))
+    status["behind"] = sum(1 for s in status["stores"] if s["behind"])
+    status["refused"] = sum(1 for s in status["stores"] if s["refused_version"] is not None)
     return status
 
 
@@ -446,7 +505,7 @@ def rules_publish() -> Any:
         return _rules_page(400, editor=text, problem=exc.message, bad_field=exc.field)
     pushed = _push(changes)
     return redirect(
-        url_for("setup.rules_page", published=version, pushed=int(pushed), _anchor="stores"),
+        url_for("setup.rules_page", published=version, pushed=int(pushed)),
         303,
     )
 

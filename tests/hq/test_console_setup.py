@@ -73,7 +73,7 @@ def test_the_rules_in_force_are_shown_by_section(admin):
     assert 'id="version-in-force">1<' in page
     for title in ("卡类型", "等级与成长值", "积分", "会员日", "充值赠送", "离线策略"):
         assert title in page
-    assert "[[50000, 10000], [100000, 25000]]" in page  # the demo's top-up bonuses
+    assert "充 ¥500.00 送 ¥100.00" in page  # the demo's top-up bonuses
     assert 'id="document"' in page  # the editor, for an admin
 
 
@@ -427,6 +427,16 @@ def test_setup_pages_never_answer_500_to_odd_requests(admin):
 
 def test_an_admin_edits_a_tier_threshold_publishes_and_adds_a_user(app, hq_db):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def after(driver, *ids: str) -> str:
+        """Wait for the next page to show one of ``ids`` (a form's answer): its text."""
+        found = WebDriverWait(driver, 20).until(
+            lambda d: next(
+                (d.find_element(By.ID, i) for i in ids if d.find_elements(By.ID, i)), None
+            )
+        )
+        return found.text
 
     publish_rules(hq_db, DEMO_RULES.to_dict() | {"version": 2, "schema": 2, "tiers": LADDER})
     _report("S001", 2)
@@ -440,6 +450,7 @@ def test_an_admin_edits_a_tier_threshold_publishes_and_adds_a_user(app, hq_db):
         driver.get(f"{base}/setup/rules")
         driver.find_element(By.ID, "username").send_keys("boss")
         driver.find_element(By.ID, "password").send_keys(PASSWORD + "\n")
+        after(driver, "document")
         editor = driver.find_element(By.ID, "document")
         text = editor.get_property("value")
         assert '"version": 3' in text
@@ -447,12 +458,11 @@ def test_an_admin_edits_a_tier_threshold_publishes_and_adds_a_user(app, hq_db):
         assert edited != text
         driver.execute_script("arguments[0].value = arguments[1];", editor, edited)
         driver.find_element(By.ID, "check").click()
-        changes = driver.find_element(By.ID, "diff-changes").text
+        changes = after(driver, "diff-changes", "problem")
         assert "tiers.ladder[1].threshold" in changes and "6000" in changes
-        driver.execute_script("document.getElementById('preview').scrollIntoView();")
         shot(driver, "hq-rules-diff")
         driver.find_element(By.ID, "publish").click()
-        assert "规则版本 3 已发布" in driver.find_element(By.ID, "notice").text
+        assert "规则版本 3 已发布" in after(driver, "notice", "problem")
         assert driver.find_element(By.ID, "version-in-force").text == "3"
         status = driver.find_element(By.ID, "store-status").text
         assert "S001" in status and "落后" in status
@@ -468,7 +478,10 @@ def test_an_admin_edits_a_tier_threshold_publishes_and_adds_a_user(app, hq_db):
         driver.find_element(By.ID, "new-display-name").send_keys("周敏")
         driver.find_element(By.CSS_SELECTOR, "#new-role option[value='analyst']").click()
         driver.find_element(By.ID, "add-user-button").click()
-        assert driver.find_element(By.ID, "secret-value").text
+        after(driver, "secret-value", "problem")
+        assert driver.find_elements(By.ID, "secret-value"), driver.find_element(
+            By.ID, "problem"
+        ).text
         assert "zhou" in driver.find_element(By.ID, "accounts").text
         shot(driver, "hq-users")
     assert users.get_user("zhou").role == "analyst"
