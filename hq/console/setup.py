@@ -229,6 +229,8 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         if path == "version":
             continue
         was, now = before.get(path, _MISSING), after.get(path, _MISSING)
+        if _grown_or_emptied(path, was, now, before, after):
+            continue  # [] -> [8, 18] shows as its items, not also as the empty list
         if was != now:
             changes.append(
                 {
@@ -248,6 +250,16 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "same")
         lines.append({"kind": kind, "text": line})
     return {"changes": changes, "lines": lines}
+
+
+def _grown_or_emptied(
+    path: str, was: Any, now: Any, before: dict[str, Any], after: dict[str, Any]
+) -> bool:
+    """An empty list or object on one side whose items the other side lists."""
+    for empty, other, side in ((was, now, after), (now, was, before)):
+        if empty in ([], {}) and other is _MISSING:
+            return any(k.startswith((f"{path}[", f"{path}.")) for k in side)
+    return False
 
 
 class _Missing:
@@ -448,6 +460,8 @@ def _rules_page(status: int = 200, **context: Any) -> Any:
         kind_labels=KIND_LABELS,
         modes=POLICY_MODES,
         first_release=FIRST_RELEASE_KEYS,
+        form=_form_values(rules),
+        weekday_names=("一", "二", "三", "四", "五", "六", "日"),
         **context,
     )
 
@@ -533,6 +547,135 @@ def rules_version(version: int) -> Any:
         before=before,
         document=_pretty(row.data),
         **diff(before.data if before else None, row.data),
+    )
+
+
+# ---- per-section forms: a few fields edited without JSON, then the same preview
+
+MAX_ROWS = 50
+SECTION_FORMS = ("tiers", "member_day", "topup", "card_types")
+
+
+def _fen_of(text: str, name: str) -> int:
+    """Yuan as typed (500, 500.5, 500.50) as integer fen."""
+    text = text.strip().replace(",", "").removeprefix("¥")
+    whole, _, cents = text.partition(".")
+    if not whole.isdigit() or len(whole) > 9 or len(cents) > 2 or (cents and not cents.isdigit()):
+        raise ValidationError(
+            f"{name} 须为金额(元, 最多两位小数) ({name} must be yuan, at most 2 decimals)",
+            field=name,
+        )
+    return int(whole) * 100 + int(cents.ljust(2, "0") or 0)
+
+
+def _count(text: str, name: str, lo: int = 0, hi: int = 10**9) -> int:
+    text = text.strip()
+    if not text.isdigit() or len(text) > 10 or not lo <= int(text) <= hi:
+        raise ValidationError(
+            f"{name} 须为 {lo}..{hi} 的整数 ({name} must be a whole number {lo}..{hi})",
+            field=name,
+        )
+    return int(text)
+
+
+def _rows(form: Any, *names: str) -> list[tuple[str, ...]]:
+    """The form's repeated columns zipped into rows; rows left blank are dropped."""
+    columns = [form.getlist(n)[:MAX_ROWS] for n in names]
+    width = max((len(c) for c in columns), default=0)
+    rows = []
+    for i in range(width):
+        row = tuple((c[i] if i < len(c) else "").strip() for c in columns)
+        if any(row):
+            rows.append(row)
+    return rows
+
+
+def _section_edit(section: str, form: Any, base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with one section replaced by what the form says."""
+    doc = json.loads(json.dumps(base))
+    if section == "tiers":
+        ladder = [
+            {"name": name, "threshold": _count(threshold, f"tiers.ladder[{i}].threshold")}
+            for i, (name, threshold) in enumerate(_rows(form, "rung_name", "rung_threshold"))
+        ]
+        tiers = dict(doc.get("tiers", {}))
+        tiers["ladder"] = ladder
+        doc["tiers"] = tiers
+        doc["schema"] = max(doc.get("schema", 1), 2)
+        doc["tier_discount"] = {
+            name: _count(rate, f"tier_discount.{name}", 0, 1000)
+            for name, rate in _rows(form, "tier_name", "tier_rate")
+        }
+    elif section == "member_day":
+        weekdays = sorted({_count(d, "member_day_weekdays", 0, 6) for d in form.getlist("weekday")})
+        month_text = form.get("month_days", "").replace("，", ",")
+        month_days = sorted(
+            {_count(d, "member_day_month_days", 1, 31) for d in month_text.split(",") if d.strip()}
+        )
+        doc["member_day_weekdays"] = weekdays
+        doc["member_day_month_days"] = month_days
+        doc["member_day_points_multiplier"] = _count(
+            form.get("multiplier", ""), "member_day_points_multiplier", 1, 100
+        )
+        rate = _count(form.get("day_rate", ""), "member_day_discount", 0, 1000)
+        doc["member_day_discount"] = rate
+        if rate != 1000:
+            doc["schema"] = max(doc.get("schema", 1), 2)
+    elif section == "topup":
+        doc["topup_bonuses"] = sorted(
+            [_fen_of(t, f"topup_bonuses[{i}]"), _fen_of(b, f"topup_bonuses[{i}]")]
+            for i, (t, b) in enumerate(_rows(form, "topup_threshold", "topup_bonus"))
+        )
+    elif section == "card_types":
+        doc["card_type_discount"] = {
+            name: _count(rate, f"card_type_discount.{name}", 0, 1000)
+            for name, rate in _rows(form, "card_name", "card_rate")
+        }
+    else:
+        raise ValidationError(
+            f"栏目须为 {'/'.join(SECTION_FORMS)} 之一 (unknown section)", field="section"
+        )
+    return doc
+
+
+def _form_values(rules: Rules | None) -> dict[str, Any]:
+    """What the per-section forms start with: the version in force."""
+    rules = rules or Rules()
+    return {
+        "ladder": [step.to_dict() for step in rules.tiers.ladder],
+        "tier_discount": dict(rules.tier_discount),
+        "weekdays": set(rules.member_day_weekdays),
+        "month_days": ", ".join(str(d) for d in rules.member_day_month_days),
+        "multiplier": rules.member_day_points_multiplier,
+        "day_rate": rules.member_day_discount,
+        "topup": [(t.threshold, t.bonus) for t in rules.topup_bonuses],
+        "card_types": dict(rules.card_type_discount),
+    }
+
+
+@bp.post("/setup/rules/section")
+@requires("rules.publish")
+def rules_section() -> Any:
+    newest = newest_version()
+    base = dict(newest.data) if newest else Rules().to_dict()
+    base["version"] = (newest.version + 1) if newest else 1
+    try:
+        document = _section_edit(request.form.get("section", ""), request.form, base)
+    except ValidationError as exc:
+        return _rules_page(400, problem=exc.message, bad_field=exc.field)
+    text = _pretty(document)
+    try:
+        normal, rules = check_document(text, newest.version if newest else None)
+    except ValidationError as exc:
+        return _rules_page(400, editor=text, problem=exc.message, bad_field=exc.field)
+    return _rules_page(
+        editor=_pretty(normal),
+        preview={
+            "version": rules.version,
+            "compact": json.dumps(normal, ensure_ascii=False, sort_keys=True),
+            **diff(newest.data if newest else None, normal),
+        },
+        notice=f"校验通过: 版本 {rules.version} 可以发布 (valid; review the changes, then publish)",
     )
 
 

@@ -4,6 +4,7 @@ have it), offline policies, the audit log, accounts and tokens, store enrolment 
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import re
 
@@ -220,6 +221,76 @@ def test_offline_policies_are_published_and_removed_with_an_audit_row(admin, hq_
     assert bad.status_code == 400 and "每日限额" in _problem(bad.get_data(as_text=True))
     gone = admin.post("/setup/offline/remove", data={"kind": "points", "store": "S009"})
     assert gone.status_code == 404
+
+
+def test_the_section_forms_edit_one_part_and_show_the_diff(admin, hq_db):
+    publish_rules(hq_db, DEMO_RULES.to_dict() | {"version": 2, "schema": 2, "tiers": LADDER})
+    page = admin.get("/setup/rules").get_data(as_text=True)
+    assert 'value="5000"' in page and 'value="500.00"' in page  # the forms start from v2
+
+    def changed(data) -> list[tuple[str, str, str]]:
+        resp = admin.post("/setup/rules/section", data=data)
+        page = resp.get_data(as_text=True)
+        assert resp.status_code == 200, _problem(page)
+        rows = re.findall(
+            r'<tr class="\w+"><td><code>([^<]+)</code></td>'
+            r'<td class="was">([^<]*)</td><td class="now">([^<]*)</td>',
+            page,
+        )
+        return [tuple(html.unescape(cell) for cell in row) for row in rows]
+
+    tiers = {
+        "section": "tiers",
+        "rung_name": ["银卡会员", "金卡会员", "钻石会员", ""],
+        "rung_threshold": ["1000", "5000", "20000", ""],
+        "tier_name": ["钻石", "钻石会员"],
+        "tier_rate": ["880", "850"],
+    }
+    assert sorted(changed(tiers)) == [
+        ("tier_discount.钻石会员", "—", "850"),
+        ("tiers.ladder[2].name", "—", '"钻石会员"'),
+        ("tiers.ladder[2].threshold", "—", "20000"),
+    ]
+    member_day = {
+        "section": "member_day",
+        "weekday": ["2", "5"],
+        "month_days": "8，18",
+        "multiplier": "3",
+        "day_rate": "950",
+    }
+    assert sorted(changed(member_day)) == [
+        ("member_day_discount", "—", "950"),
+        ("member_day_month_days[0]", "—", "8"),
+        ("member_day_month_days[1]", "—", "18"),
+        ("member_day_points_multiplier", "2", "3"),
+        ("member_day_weekdays[1]", "—", "5"),
+    ]
+    topup = {
+        "section": "topup",
+        "topup_threshold": ["500", "1000.5"],
+        "topup_bonus": ["120", "250"],
+    }
+    assert changed(topup) == [
+        ("topup_bonuses[0][1]", "10000", "12000"),
+        ("topup_bonuses[1][0]", "100000", "100050"),
+    ]
+    cards = {
+        "section": "card_types",
+        "card_name": ["普通卡", "银卡", "金卡"],
+        "card_rate": ["1000", "950", "880"],
+    }
+    assert changed(cards) == [("card_type_discount.金卡", "900", "880")]
+    for data, field in (
+        (tiers | {"rung_threshold": ["1000", "500", "20000"]}, "tiers.ladder[1].threshold"),
+        (cards | {"card_rate": ["1000", "950", "1200"]}, "card_type_discount.金卡"),
+        (topup | {"topup_threshold": ["5块"]}, "topup_bonuses[0]"),
+        (member_day | {"weekday": ["7"]}, "member_day_weekdays"),
+        ({"section": "everything"}, "section"),
+    ):
+        resp = admin.post("/setup/rules/section", data=data)
+        assert resp.status_code == 400, data
+        assert field in _problem(resp.get_data(as_text=True)), data
+    assert [v.version for v in RulesVersion.select().order_by(RulesVersion.version)] == [1, 2]
 
 
 # ---- accounts and tokens
@@ -451,13 +522,15 @@ def test_an_admin_edits_a_tier_threshold_publishes_and_adds_a_user(app, hq_db):
         driver.find_element(By.ID, "username").send_keys("boss")
         driver.find_element(By.ID, "password").send_keys(PASSWORD + "\n")
         after(driver, "document")
-        editor = driver.find_element(By.ID, "document")
-        text = editor.get_property("value")
-        assert '"version": 3' in text
-        edited = text.replace('"threshold": 5000', '"threshold": 6000')
-        assert edited != text
-        driver.execute_script("arguments[0].value = arguments[1];", editor, edited)
-        driver.find_element(By.ID, "check").click()
+        assert '"version": 3' in driver.find_element(By.ID, "document").get_property("value")
+        driver.find_element(By.CSS_SELECTOR, "#form-tiers summary").click()
+        gold = driver.find_elements(By.CSS_SELECTOR, "#form-tiers .rung-threshold")[1]
+        assert gold.get_property("value") == "5000"
+        gold.clear()
+        gold.send_keys("6000")
+        driver.execute_script("document.getElementById('section-forms').scrollIntoView();")
+        shot(driver, "hq-rules-forms")
+        driver.find_element(By.ID, "check-tiers").click()
         changes = after(driver, "diff-changes", "problem")
         assert "tiers.ladder[1].threshold" in changes and "6000" in changes
         shot(driver, "hq-rules-diff")
