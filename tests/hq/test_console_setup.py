@@ -557,4 +557,11 @@ def test_an_admin_edits_a_tier_threshold_publishes_and_adds_a_user(app, hq_db):
         ).text
         assert "zhou" in driver.find_element(By.ID, "accounts").text
         shot(driver, "hq-users")
+
+        driver.get(f"{base}/setup/enrol")
+        driver.find_element(By.ID, "enrol-store").send_keys("S003")
+        driver.find_element(By.CSS_SELECTOR, "#enrol-form button").click()
+        assert after(driver, "enrol-code", "problem")
+        assert driver.find_elements(By.ID, "enrol-code"), driver.find_element(By.ID, "problem").text
+        shot(driver, "hq-enrol")
     assert users.get_user("zhou").role == "analyst"
