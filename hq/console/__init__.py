@@ -58,6 +58,9 @@ NAV: list[NavItem] = [
     NavItem("operations.sales", "销售", "sales.read", "5"),
     NavItem("operations.exceptions", "异常", "exceptions.read", "6"),
     # -- setup (programme rules, audit log, users and tokens): keys 7, 8, 9
+    NavItem("setup.rules_page", "会员规则", "rules.read", "7"),
+    NavItem("setup_audit.audit_page", "审计", "audit.read", "8"),
+    NavItem("setup_users.users_page", "账号", "users.manage", "9"),
     # ---- end of the console's pages
 ]
 
@@ -165,6 +168,10 @@ def register(app: Flask) -> None:
     app.register_blueprint(operations.bp)
     app.register_blueprint(operations.api_bp)
     # -- setup
+    from hq.console import setup, setup_audit, setup_users
+
+    for part in (setup.bp, setup_audit.bp, setup_users.bp):
+        app.register_blueprint(part)
     # ---- end of the console's blueprints
 
 
