@@ -135,6 +135,7 @@ def list_dead_letters(
             "payload_size": d.payload_size,
             "payload_preview": bytes(d.payload[:200]).decode("utf-8", "replace"),
             "received_at": _iso(d.received_at),
+            **_resolution(d),
         }
         for d in query
     ]
@@ -168,9 +169,21 @@ def list_exceptions(
             "details": e.details,
             "created_at": _iso(e.created_at),
             "closed_at": _iso(e.closed_at),
+            **_resolution(e),
         }
         for e in query
     ]
+
+
+def _resolution(row: Any) -> dict[str, Any]:
+    """Who resolved an exception or dead letter in the console, when, how (hq/console/
+    operations.py); all null while nobody has."""
+    return {
+        "resolved_at": _iso(row.resolved_at),
+        "resolved_by": row.resolved_by,
+        "resolution": row.resolution,
+        "resolution_note": row.resolution_note,
+    }
 
 
 def list_merges(limit: int = 200, stores: frozenset[str] | None = None) -> list[dict[str, Any]]:

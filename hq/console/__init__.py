@@ -21,6 +21,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    url_for,
 )
 
 from core.errors import ValidationError
@@ -46,6 +47,7 @@ class NavItem:
     label: str
     permission: str
     key: str  # the keyboard shortcut (Alt+key)
+    also: tuple[str, ...] = ()  # other paths whose pages belong to this item
 
 
 NAV: list[NavItem] = [
@@ -56,7 +58,7 @@ NAV: list[NavItem] = [
     # -- operations (stores, sales, exceptions and dead letters): keys 4, 5, 6
     NavItem("operations.stores", "门店", "stores.read", "4"),
     NavItem("operations.sales", "销售", "sales.read", "5"),
-    NavItem("operations.exceptions", "异常", "exceptions.read", "6"),
+    NavItem("operations.exceptions", "异常", "exceptions.read", "6", ("/dead-letters",)),
     # -- setup (programme rules, audit log, users and tokens): keys 7, 8, 9
     NavItem("setup.rules_page", "会员规则", "rules.read", "7"),
     NavItem("setup_audit.audit_page", "审计", "audit.read", "8"),
@@ -75,11 +77,26 @@ def render(template: str, status: int = 200, **context: Any) -> Any:
             me=principal,
             nav=nav,
             csrf=principal.csrf,
-            active=request.endpoint,
+            active=_active_item(nav),
             **context,
         ),
         status,
     )
+
+
+def _active_item(nav: list[NavItem]) -> str | None:
+    """The sidebar item this page belongs to: the one whose path (or an ``also`` path)
+    is the longest prefix of the request's path, so a store's page lights 门店."""
+    best, best_len = None, -1
+    for item in nav:
+        url = url_for(item.endpoint)
+        for path in (url, *item.also):
+            inside = request.path == path or (
+                path != "/" and request.path.startswith(path.rstrip("/") + "/")
+            )
+            if inside and len(path) > best_len:
+                best, best_len = item.endpoint, len(path)
+    return best
 
 
 def _cookie_secure() -> bool:
