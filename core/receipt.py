@@ -6,8 +6,11 @@ turns it into ESC/POS bytes (or a raster image). All amounts are integer fen.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from core.tenders import TENDER_KINDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +93,37 @@ def mask_phone(phone: str) -> str:
     if len(digits) < 7:
         return "*" * len(digits)
     return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+def sale_line_dicts(lines: Iterable[dict[str, Any]], member: bool) -> tuple[dict[str, Any], ...]:
+    """A sale body's lines (core.protocol) as the receipt prints them (ReceiptLine's keys):
+    the till's printout and HQ's console both show a sale this way."""
+    no_member_note = "不积分" if member else ""
+    return tuple(
+        {
+            "name": ln["name"],
+            "qty": ln["qty"],
+            "unit_price": ln["unit_price"],
+            "amount": ln["amount"],
+            "discount": ln["gross"] - ln["amount"],
+            "note": "特价" if ln["promo"] else ("" if ln["earns_points"] else no_member_note),
+        }
+        for ln in lines
+    )
+
+
+def sale_tender_dicts(
+    tenders: Iterable[dict[str, Any]], change: int, points_used: int
+) -> tuple[dict[str, Any], ...]:
+    """A sale body's tenders as the receipt prints them (ReceiptTender's keys): cash as
+    the customer handed it over (the change line shows what came back)."""
+    return tuple(
+        {
+            "kind": kind,
+            "label": TENDER_KINDS[kind],
+            "amount": t["amount"] + change if kind == "cash" else t["amount"],
+            "points": points_used if kind == "points" else 0,
+        }
+        for t in tenders
+        for kind in (t["kind"],)
+    )

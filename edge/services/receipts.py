@@ -5,7 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from core.receipt import Receipt, ReceiptLine, ReceiptMember, ReceiptTender, mask_name
+from core.receipt import (
+    Receipt,
+    ReceiptLine,
+    ReceiptMember,
+    ReceiptTender,
+    mask_name,
+    sale_line_dicts,
+    sale_tender_dicts,
+)
 from core.tenders import TENDER_KINDS
 from edge.models import Card, Member
 from edge.services import members as member_svc
@@ -81,31 +89,9 @@ def sale_receipt_dict(
 ) -> dict[str, Any]:
     """``sale_receipt(...).to_dict()`` built as the dict itself, once: the same keys in the
     same order, the same tuples; no dataclasses built and walked again on every sale."""
-    no_member_note = "" if member is None else "不积分"
-    lines = tuple(
-        {
-            "name": ln["name"],
-            "qty": ln["qty"],
-            "unit_price": ln["unit_price"],
-            "amount": ln["amount"],
-            "discount": ln["gross"] - ln["amount"],
-            "note": "特价" if ln["promo"] else ("" if ln["earns_points"] else no_member_note),
-        }
-        for ln in body["lines"]
-    )
+    lines = sale_line_dicts(body["lines"], member is not None)
     change = body["change"]
-    points_used = body["points_used"]
-    tenders = tuple(
-        {
-            "kind": kind,
-            "label": TENDER_KINDS[kind],
-            # print what the customer handed over; the change line shows what came back
-            "amount": t["amount"] + change if kind == "cash" else t["amount"],
-            "points": points_used if kind == "points" else 0,
-        }
-        for t in body["tenders"]
-        for kind in (t["kind"],)
-    )
+    tenders = sale_tender_dicts(body["tenders"], change, body["points_used"])
     return {
         "kind": "sale",
         "title": "销售小票",

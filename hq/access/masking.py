@@ -11,22 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from core import receipt
 from hq.access.roles import Principal
 
 
 def mask_phone(phone: str | None) -> str | None:
-    if not phone:
-        return phone
-    if len(phone) <= 4:
-        return "*" * len(phone)
-    keep = 3 if len(phone) >= 11 else 0
-    return phone[:keep] + "*" * (len(phone) - keep - 4) + phone[-4:]
+    """138****5678, as the receipt prints it (core.receipt.mask_phone); None stays None."""
+    return receipt.mask_phone(phone) if phone else phone
 
 
 def mask_name(name: str | None) -> str | None:
-    if not name:
-        return name
-    return name[0] + "*" * max(1, len(name) - 1)
+    """张*, as the receipt prints it (core.receipt.mask_name); None stays None."""
+    return receipt.mask_name(name) if name else name
 
 
 def member_for(principal: Principal, state: dict[str, Any]) -> dict[str, Any]:

@@ -26,8 +26,7 @@ import peewee as pw
 
 from core.days import parse_day
 from core.errors import Conflict, NotFound, ValidationError
-from core.receipt import ReceiptLine, ReceiptTender
-from core.tenders import TENDER_KINDS
+from core.receipt import sale_line_dicts, sale_tender_dicts
 from hq import audit
 from hq.access.masking import mask_phone, member_for
 from hq.access.roles import Principal
@@ -342,29 +341,11 @@ def sale_receipt(sale_id: str, principal: Principal) -> dict[str, Any]:
         raise NotFound(f"销售单不存在: {sale_id[:64]} (no such sale)", field="sale_id")
     principal.require_store(sale.store)
     body = sale.body or {}
-    lines = [
-        ReceiptLine(
-            name=ln.get("name", ""),
-            qty=int(ln.get("qty", 0)),
-            unit_price=int(ln.get("unit_price", 0)),
-            amount=int(ln.get("amount", 0)),
-            discount=int(ln.get("gross", ln.get("amount", 0))) - int(ln.get("amount", 0)),
-            note="特价" if ln.get("promo") else ("" if ln.get("earns_points", True) else "不积分"),
-        )
-        for ln in body.get("lines") or []
-    ]
+    # the sale as the till printed it (core.receipt, the one mapping both sides use)
     change = int(body.get("change") or 0)
     points_used = int(body.get("points_used") or 0)
-    tenders = [
-        ReceiptTender(
-            kind=t.get("kind", ""),
-            label=TENDER_KINDS.get(t.get("kind", ""), t.get("kind", "")),
-            # what the customer handed over, as printed; the change line shows what came back
-            amount=int(t.get("amount", 0)) + (change if t.get("kind") == "cash" else 0),
-            points=points_used if t.get("kind") == "points" else 0,
-        )
-        for t in body.get("tenders") or []
-    ]
+    lines = sale_line_dicts(body.get("lines") or [], sale.member_id is not None)
+    tenders = sale_tender_dicts(body.get("tenders") or [], change, points_used)
     subtotal = int(body.get("subtotal") or 0)
     rounding = int(body.get("rounding") or 0)
     member = None

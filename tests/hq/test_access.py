@@ -237,6 +237,7 @@ def test_cli_makes_the_first_admin_and_changes_roles(hq_db, hq_db_url, tmp_path)
 def test_a_signed_in_browser_reaches_the_console_and_signs_out(app, hq_db):
     """Chromium keeps the Secure cookie on http://127.0.0.1 as it does on HTTPS."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     make_user(hq_db, "membership", username="li")
     with live_server(app) as base, chromium() as driver:
@@ -244,13 +245,15 @@ def test_a_signed_in_browser_reaches_the_console_and_signs_out(app, hq_db):
         assert "/login" in driver.current_url
         driver.find_element(By.ID, "username").send_keys("li")
         driver.find_element(By.ID, "password").send_keys("wrong-password-x\n")
-        assert "用户名或密码错误" in driver.find_element(By.ID, "login-error").text
+        error = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "login-error"))
+        assert "用户名或密码错误" in error.text
         shot(driver, "hq-login-refused")
         driver.find_element(By.ID, "password").send_keys(PASSWORD + "\n")
-        assert "会员/营销" in driver.find_element(By.ID, "who").text
+        who = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "who"))
+        assert "会员/营销" in who.text
         shot(driver, "hq-signed-in")
         driver.find_element(By.ID, "logout").click()
-        assert "/login" in driver.current_url
+        WebDriverWait(driver, 10).until(lambda d: "/login" in d.current_url)
         driver.get(f"{base}/")
         assert "/login" in driver.current_url
 
