@@ -442,7 +442,7 @@ class Plan:
             "offline": False,
             "authorization_id": None,
         }
-        if rng.random() < 0.018 and priced.total > 0:  # returned on a later day
+        if rng.random() < 0.03 and priced.total > 0:  # returned on a later day
             self.to_return[code].append((day + dt.timedelta(days=rng.randint(1, 6)), body, shopper))
         return Event(at, "sale", body)
 
