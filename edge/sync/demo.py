@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -299,17 +300,22 @@ def _console_accounts(workdir: Path, base: list[str], env: dict[str, str]) -> di
             if password:
                 known[user] = password
     existing = {u["username"] for u in json.loads(_run_once([*base, "users", "--json"], env))}
-    passwords = {}
+    passwords = {user: known[user] for user in existing if user in known}
+    commands = {}
     for user, role, scope, name in CONSOLE_ACCOUNTS:
-        if user in existing and user in known:
-            passwords[user] = known[user]
+        if user in passwords:
             continue
         if user in existing:
-            args = [*base, "reset-password", user, "--generate"]
+            commands[user] = [*base, "reset-password", user, "--generate"]
         else:
             args = [*base, "add-user", user, "--role", role, "--name", name, "--generate"]
-            args += ["--scope", scope] if scope else []
-        passwords[user] = _run_once(args, env).rsplit("password: ", 1)[1].strip()
+            commands[user] = args + (["--scope", scope] if scope else [])
+    with ThreadPoolExecutor(max_workers=4) as pool:  # each is a process and a scrypt
+        outputs = pool.map(lambda args: _run_once(args, env), commands.values())
+        printed = dict(zip(commands, outputs, strict=True))
+    for user, out in printed.items():
+        passwords[user] = out.rsplit("password: ", 1)[1].strip()
+    passwords = {user: passwords[user] for user, *_ in CONSOLE_ACCOUNTS}
     login_file.touch(mode=0o600)
     login_file.write_text("".join(f"{u} {pw}\n" for u, pw in passwords.items()), "utf-8")
     return passwords
