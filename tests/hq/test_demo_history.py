@@ -14,6 +14,7 @@ from core.rules import DEMO_RULES
 from hq import demo_history
 from hq.demo_history import HISTORY_STORES, HistoryRefused, generate
 from hq.models import (
+    Coupon,
     DeadLetter,
     HqException,
     LedgerEntry,
@@ -92,6 +93,10 @@ def test_six_months_of_six_stores_arrive_through_ingest(hq_db):
     assert any(line["qty"] > 1 for b in bodies for line in b["lines"])
     assert any(t["kind"] == "stored_value" for b in bodies for t in b["tenders"])
     assert Member.select().where(Member.birthday_calendar == "lunar").count() > 0
+    # welcome coupons given at the till, some of them used in a later sale
+    assert summary.coupons > 0 and 0 < summary.coupons_used < summary.coupons
+    assert Coupon.select().count() == summary.coupons
+    assert Coupon.select().where(Coupon.status == "used").count() == summary.coupons_used
     # HQ's balances are its ledger's
     for member in Member.select():
         ledger = LedgerEntry.select(
@@ -173,3 +178,12 @@ def test_the_command_prints_what_it_wrote_and_how_long_it_took(tmp_path, capsys)
     assert first.startswith("history: 6 stores, 21 days from ") and " s\n" in first
     assert demo_history.main(args) == 0
     assert "nothing added" in capsys.readouterr().out
+
+
+def test_a_history_another_version_wrote_is_left_alone(hq_db):
+    first = generate(hq_db, days=14, seed=7, today=TODAY)
+    before = held()
+    other = generate(hq_db, days=14, seed=8, today=TODAY)
+    assert other.foreign == CODES and other.items == 0
+    assert "left as it is" in other.line()
+    assert held() == before and first.items == before[0]
