@@ -6,16 +6,16 @@
 Six stores without a box, S003..S008 (``HISTORY_STORES``, areas 华东 and 华南), trade for
 ``DAYS`` business days ending yesterday (China time): members register over the months
 (Chinese names, genders, birthdays, some of them lunar), come back at their own rhythm
-(some once only, some lapse), buy baskets of several lines and quantities, top up stored
-value and pay with it, get a welcome coupon at the till (up kind ``coupon_issue``, template
-``DEMO-WELCOME`` added at HQ) and use it within its 30 days when a basket qualifies,
-sometimes shop at a sibling store of their area, and return a few sales in full or in
-part; walk-in customers buy too. Every item is built as a till
-builds it (the basket priced with ``core.pricing`` under the rules HQ holds, points by
-``core.points``, stored value split by ``core.stored_value``) and goes through
-``core.protocol.make_batch`` and ``hq.ingest.ingest_batch``, so every table and summary
-the ingest maintains is filled as in production; a refused item stops the generator
-(it is a bug here, not data to keep).
+(some once only, some lapse and some of those come back months later), buy baskets of
+several lines and quantities, top up stored value and pay with it, get a welcome coupon
+at the till (up kind ``coupon_issue``, template ``DEMO-WELCOME`` added at HQ) and use it
+within its 30 days when a basket qualifies, sometimes shop at a sibling store of their
+area, and return a few sales in full or in part; walk-in customers buy too. Every item
+is built as a till builds it (the basket priced with ``core.pricing`` under the rules HQ
+holds, points by ``core.points``, stored value split by ``core.stored_value``) and goes
+through ``core.protocol.make_batch`` and ``hq.ingest.ingest_batch``, so every table and
+summary the ingest maintains is filled as in production; a refused item stops the
+generator (it is a bug here, not data to keep).
 
 Why it cannot disturb the live stores: the live stores S001 and S002 (and any store that
 has a box) own their sequence numbers and epochs, allocated on their boxes. History is
@@ -143,6 +143,7 @@ class Shopper:
     sv: Split = field(default_factory=lambda: Split(0, 0))
     next_visit: dt.date | None = None
     coupon: tuple[str, dt.date] | None = None  # the welcome coupon's code and last day
+    wake: dt.date | None = None  # the day a lapsed member comes back
 
 
 @dataclass
@@ -279,6 +280,9 @@ class Plan:
             events.append(self.sale(code, day, self.when(day), None))
         member_day = self.rules.is_member_day(day)
         for shopper in self.members[code]:
+            if shopper.wake == day:  # a lapsed member comes back (唤醒): a while more
+                shopper.until = day + dt.timedelta(days=round(rng.expovariate(1 / 60)))
+                shopper.next_visit, shopper.wake = day, None
             if shopper.next_visit is None or shopper.next_visit > day or shopper.until < day:
                 continue
             shopper.next_visit = day + dt.timedelta(
@@ -343,6 +347,8 @@ class Plan:
             until=day + dt.timedelta(days=0 if one_time else round(rng.expovariate(1 / 150))),
         )
         shopper.next_visit = day + dt.timedelta(days=max(2, round(rng.expovariate(1 / 12))))
+        if not one_time and rng.random() < 0.3:  # lapses, then comes back 2-4 months later
+            shopper.wake = shopper.until + dt.timedelta(days=rng.randint(60, 120))
         self.members[code].append(shopper)
         events = [Event(at, "registration", body)]
         if rng.random() < 0.7:  # the till offers the welcome coupon

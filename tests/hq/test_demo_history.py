@@ -82,6 +82,19 @@ def test_six_months_of_six_stores_arrive_through_ingest(hq_db):
         .count()
     )
     assert repeat >= 100
+    visits: dict[str, list[str]] = {}
+    for member_id, at in Sale.select(Sale.member_id, Sale.occurred_at).tuples():
+        if member_id:
+            visits.setdefault(member_id, []).append(at[:10])
+    woken = [  # a member away for two months or more who came back (唤醒)
+        m
+        for m, days in visits.items()
+        if any(
+            (dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days >= 60
+            for a, b in zip(sorted(days), sorted(days)[1:], strict=False)
+        )
+    ]
+    assert len(woken) >= 10
     home = dict(Member.select(Member.id, Member.registered_store).tuples())
     away = [s for s, m in Sale.select(Sale.store, Sale.member_id).tuples() if m and home[m] != s]
     assert away
