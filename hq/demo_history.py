@@ -7,15 +7,16 @@ Six stores without a box, S003..S008 (``HISTORY_STORES``, areas 华东 and 华�
 ``DAYS`` business days ending yesterday (China time): members register over the months
 (Chinese names, genders, birthdays, some of them lunar), come back at their own rhythm
 (some once only, some lapse and some of those come back months later), buy baskets of
-several lines and quantities, top up stored value and pay with it, get a welcome coupon
-at the till (up kind ``coupon_issue``, template ``DEMO-WELCOME`` added at HQ) and use it
-within its 30 days when a basket qualifies, sometimes shop at a sibling store of their
-area, and return a few sales in full or in part; walk-in customers buy too. Every item
-is built as a till builds it (the basket priced with ``core.pricing`` under the rules HQ
-holds, points by ``core.points``, stored value split by ``core.stored_value``) and goes
-through ``core.protocol.make_batch`` and ``hq.ingest.ingest_batch``, so every table and
-summary the ingest maintains is filled as in production; a refused item stops the
-generator (it is a bug here, not data to keep).
+several lines and quantities, top up stored value and pay with it, pay part with points
+(at home only, points HQ already holds), get a welcome coupon at the till (up kind
+``coupon_issue``, template ``DEMO-WELCOME`` added at HQ) and use it within its 30 days
+when a basket qualifies, sometimes shop at a sibling store of their area, and return a
+few sales in full or in part; walk-in customers buy too. Every item is built as a till
+builds it (the basket priced with ``core.pricing`` under the rules HQ holds, points by
+``core.points``, stored value split by ``core.stored_value``) and goes through
+``core.protocol.make_batch`` and ``hq.ingest.ingest_batch``, so every table and summary
+the ingest maintains is filled as in production; a refused item stops the generator (it
+is a bug here, not data to keep).
 
 Why it cannot disturb the live stores: the live stores S001 and S002 (and any store that
 has a box) own their sequence numbers and epochs, allocated on their boxes. History is
@@ -56,7 +57,7 @@ import peewee as pw
 from core import protocol as p
 from core.coupons import CouponInput, CouponTemplate
 from core.errors import ValidationError
-from core.points import expiry_for, sale_points_earned
+from core.points import expiry_for, fen_for_points, points_for_fen, sale_points_earned
 from core.pricing import LineInput, MemberContext, PricedBasket, price_basket, share_of
 from core.rules import Rules
 from core.stored_value import Split, refund_split, spend_split
@@ -144,6 +145,9 @@ class Shopper:
     next_visit: dt.date | None = None
     coupon: tuple[str, dt.date] | None = None  # the welcome coupon's code and last day
     wake: dt.date | None = None  # the day a lapsed member comes back
+    points: int = 0  # the balance, as HQ will hold it
+    points_this_week: int = 0  # earned this week: HQ may not hold them yet when spent
+    points_held_back: int = 0  # what returns already planned will take back
 
 
 @dataclass
@@ -246,6 +250,9 @@ class Plan:
                 yield week
                 week = {code: [] for code, _, _ in HISTORY_STORES}
                 week_start = day
+                for shoppers in self.members.values():
+                    for shopper in shoppers:
+                        shopper.points_this_week = 0
             events: dict[str, list[Event]] = {code: [] for code, _, _ in HISTORY_STORES}
             for code, _, area in HISTORY_STORES:
                 self.day_at(code, area, day, n, week_start, events)
@@ -443,20 +450,38 @@ class Plan:
         priced = self.price(lines, member, shopper, day, at)
         sale_id = self.uuid7(at)
         sv = Split(0, 0)
+        points_used = 0
         if shopper and pay_sv and shopper.sv.total >= priced.total > 0 and rng.random() < 0.75:
             sv = spend_split(shopper.sv, priced.total, rules.stored_value_spend)
             shopper.sv = Split(shopper.sv.principal - sv.principal, shopper.sv.bonus - sv.bonus)
-        cash = priced.total - sv.total
+        elif shopper and pay_sv and not priced.coupons and rng.random() < 0.12:
+            # points pay part of it (积分抵现), in whole yuan, at most half the total, only
+            # points HQ already holds and no return planned will take back
+            spendable = shopper.points - shopper.points_this_week - shopper.points_held_back
+            yuan = min(spendable * 100 // rules.points_per_yuan_redeemed, priced.total // 2) // 100
+            if yuan >= 5:
+                points_used = points_for_fen(rules, yuan * 100)
+        points_fen = fen_for_points(rules, points_used)
+        cash = priced.total - sv.total - points_fen
         tenders = [
             {"kind": kind, "amount": amount}
-            for kind, amount in (("cash", cash), ("stored_value", sv.total))
+            for kind, amount in (
+                ("cash", cash),
+                ("stored_value", sv.total),
+                ("points", points_fen),
+            )
             if amount
         ]
         earned = (
-            sale_points_earned(rules, shopper.card_type, priced.points_base, priced.total, 0, day)
+            sale_points_earned(
+                rules, shopper.card_type, priced.points_base, priced.total, points_fen, day
+            )
             if shopper
             else 0
         )
+        if shopper is not None:
+            shopper.points += earned - points_used
+            shopper.points_this_week += earned
         body: dict[str, Any] = {
             "sale_id": sale_id,
             "member_id": shopper.member_id if shopper else None,
@@ -488,7 +513,7 @@ class Plan:
             "tenders": tenders,
             "change": 0,
             "stored_value": {"principal": sv.principal, "bonus": sv.bonus},
-            "points_used": 0,
+            "points_used": points_used,
             "points_lots_used": [],
             "points_earned": earned,
             "points_lot": {
@@ -507,7 +532,9 @@ class Plan:
             body["pricing_input"]["coupons"] = [
                 {"code": c.code, "template": WELCOME.to_dict()} for c in priced.coupons
             ]
-        elif rng.random() < 0.03 and priced.total > 0:  # returned on a later day
+        elif not points_used and rng.random() < 0.03 and priced.total > 0:  # on a later day
+            if shopper is not None:
+                shopper.points_held_back += earned
             self.to_return[code].append((day + dt.timedelta(days=rng.randint(1, 6)), body, shopper))
         return Event(at, "sale", body)
 
@@ -583,6 +610,10 @@ class Plan:
             eligible = sum(line["amount"] for line in sale["lines"] if line["earns_points"])
             eligible_now = sum(line["amount"] for line in lines if line["earns_points"])
             earned = sale["points_earned"]
+            reversed_points = share_of(earned, eligible_now, eligible) if earned and eligible else 0
+            if shopper is not None:
+                shopper.points -= reversed_points
+                shopper.points_held_back -= earned
             at = self.when(day)
             body = {
                 "return_id": self.uuid7(at),
@@ -596,9 +627,7 @@ class Plan:
                 "stored_value": {"principal": split.principal, "bonus": split.bonus},
                 "points_restored": 0,
                 "points_lots_restored": [],
-                "points_reversed": share_of(earned, eligible_now, eligible)
-                if earned and eligible
-                else 0,
+                "points_reversed": reversed_points,
                 "points_debt": 0,
             }
             events.append(Event(at, "return", body))

@@ -105,6 +105,8 @@ def test_six_months_of_six_stores_arrive_through_ingest(hq_db):
     assert max(len(b["lines"]) for b in bodies) >= 4
     assert any(line["qty"] > 1 for b in bodies for line in b["lines"])
     assert any(t["kind"] == "stored_value" for b in bodies for t in b["tenders"])
+    assert any(t["kind"] == "points" for b in bodies for t in b["tenders"])
+    assert not Member.select().where(Member.points < 0).exists()
     assert Member.select().where(Member.birthday_calendar == "lunar").count() > 0
     # welcome coupons given at the till, some of them used in a later sale
     assert summary.coupons > 0 and 0 < summary.coupons_used < summary.coupons
