@@ -290,13 +290,16 @@ class Plan:
             if shopper.wake == day:  # a lapsed member comes back (唤醒): a while more
                 shopper.until = day + dt.timedelta(days=round(rng.expovariate(1 / 60)))
                 shopper.next_visit, shopper.wake = day, None
-            if shopper.next_visit is None or shopper.next_visit > day or shopper.until < day:
+            if shopper.next_visit is None or shopper.until < day:
+                continue
+            soon = shopper.registered < day and shopper.next_visit <= day + dt.timedelta(days=7)
+            if member_day and soon and rng.random() < 0.15:
+                shopper.next_visit = day  # member day (会员日) brings some in sooner
+            if shopper.next_visit > day:
                 continue
             shopper.next_visit = day + dt.timedelta(
                 days=max(1, round(rng.expovariate(1 / shopper.interval)))
             )
-            if member_day and rng.random() < 0.3:
-                shopper.next_visit = day  # member day brings some back sooner
             where = code
             siblings = [c for c, _, a in HISTORY_STORES if a == area and c != code]
             if rng.random() < 0.06 and shopper.registered < week_start:
@@ -325,7 +328,10 @@ class Plan:
         name = rng.choice(SURNAMES) + "".join(rng.choice(given) for _ in range(rng.choice((1, 2))))
         age = min(75, max(18, round(rng.gauss(38, 12))))
         lunar = rng.random() < 0.2
-        birthday = dt.date(day.year - age, rng.randint(1, 12), rng.randint(1, 29 if lunar else 28))
+        # a lunar date is written as the till writes it, YYYY-MM-DD of the lunar calendar
+        birthday = (
+            f"{day.year - age}-{rng.randint(1, 12):02d}-{rng.randint(1, 29 if lunar else 28):02d}"
+        )
         card_type = _weighted(rng, CARD_TYPES)
         member_id = self.uuid7(at)
         staff = f"{code[1:]}{rng.randint(1, 4):02d}"  # 00301..00304: the store's staff
@@ -335,7 +341,7 @@ class Plan:
             "name": name,
             "phone": f"15{int(code[1:])}{number:08d}",
             "gender": gender if rng.random() < 0.97 else "",
-            "birthday": birthday.isoformat() if rng.random() < 0.85 else None,
+            "birthday": birthday if rng.random() < 0.85 else None,
             "birthday_calendar": "lunar" if lunar else "solar",
             "birthday_leap_month": False,
             "card_no": f"H{code[1:]}{number:05d}",
