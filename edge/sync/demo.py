@@ -8,7 +8,10 @@ or ``python -m edge.sync.demo --dir var/chain-demo``. Every process is a real on
 (``mosquitto``, ``huiyuan-hq serve-ingest`` and ``serve-api``, and per store
 ``huiyuan-edge serve`` and ``serve-sync``); each writes a log in the work directory.
 HQ holds the rules the stores price with (the demo rules, published at start), so an
-ordinary sale opens no exception at HQ.
+ordinary sale opens no exception at HQ. Before the stores start, ``python -m
+hq.demo_history`` writes six months of six other stores (S003..S008) through HQ's ingest,
+so the console's charts and reports have a history to show, and HQ gets one console
+account per role (``CONSOLE_ACCOUNTS``, passwords in ``hq/console-login.txt``).
 
 It runs the secure setup a chain deploys (docs/operations.md), with the same commands:
 ``huiyuan-hq init-ca``, ``broker-config`` (TLS, client certificates, the ACL, the CRL),
@@ -36,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -45,6 +49,16 @@ from edge.server import stop_on_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 STORES = (("S001", "会员示范店·北京"), ("S002", "会员示范店·天津"))
+LIVE_AREA = "华北"  # the live stores' area; the history's stores are in 华东 and 华南
+# HQ's console accounts the demo makes (username, role, scope, display name); passwords
+# are generated once and kept in hq/console-login.txt (0600) for the next run
+CONSOLE_ACCOUNTS = (
+    ("admin", "admin", None, "总部管理员"),
+    ("membership", "membership", None, "会员部经理"),
+    ("analyst", "analyst", None, "数据分析师"),
+    ("huadong", "area", "华东", "华东区域经理"),
+    ("s001", "store", "S001", "北京店店长"),
+)
 
 
 def free_port() -> int:
@@ -273,6 +287,40 @@ def _enrol_store(workdir: Path, code: str, config: Path, hq: list[str], hq_url: 
     )
 
 
+def _console_accounts(workdir: Path, base: list[str], env: dict[str, str]) -> dict[str, str]:
+    """HQ's console accounts (``CONSOLE_ACCOUNTS``) made with ``huiyuan-hq add-user
+    --generate``; their passwords are shown once and kept in a 0600 file beside HQ's
+    database, which a second run reads (an account there without its password in the
+    file gets a new one with ``reset-password --generate``). Username to password."""
+    login_file = workdir / "hq" / "console-login.txt"
+    known: dict[str, str] = {}
+    if login_file.exists():
+        for line in login_file.read_text("utf-8").splitlines():
+            user, _, password = line.partition(" ")
+            if password:
+                known[user] = password
+    existing = {u["username"] for u in json.loads(_run_once([*base, "users", "--json"], env))}
+    passwords = {user: known[user] for user in existing if user in known}
+    commands = {}
+    for user, role, scope, name in CONSOLE_ACCOUNTS:
+        if user in passwords:
+            continue
+        if user in existing:
+            commands[user] = [*base, "reset-password", user, "--generate"]
+        else:
+            args = [*base, "add-user", user, "--role", role, "--name", name, "--generate"]
+            commands[user] = args + (["--scope", scope] if scope else [])
+    with ThreadPoolExecutor(max_workers=4) as pool:  # each is a process and a scrypt
+        outputs = pool.map(lambda args: _run_once(args, env), commands.values())
+        printed = dict(zip(commands, outputs, strict=True))
+    for user, out in printed.items():
+        passwords[user] = out.rsplit("password: ", 1)[1].strip()
+    passwords = {user: passwords[user] for user, *_ in CONSOLE_ACCOUNTS}
+    login_file.touch(mode=0o600)
+    login_file.write_text("".join(f"{u} {pw}\n" for u, pw in passwords.items()), "utf-8")
+    return passwords
+
+
 def load_staff_and_products(till) -> None:  # noqa: ANN001
     """The demo staff and products, without members (another store's members sync in)."""
     from edge.demo_data import DEMO_PRODUCTS, DEMO_STAFF
@@ -317,15 +365,9 @@ def start_chain_demo(
     env = {"HY_HQ_CA_DIR": str(workdir / "hq" / "ca")}
     base = ["hq.cli", "--database-url", hq_url]
     _run_once([*base, "init-db"], env)
-    # HQ's first admin, as a chain makes it (docs/console.md); the password is generated
-    # and shown once, here and in a 0600 file beside HQ's database
-    added = _run_once(
-        [*base, "add-user", "admin", "--role", "admin", "--name", "总部管理员", "--generate"], env
-    )
-    admin_password = added.rsplit("password: ", 1)[1].strip()
-    login_file = workdir / "hq" / "console-login.txt"
-    login_file.touch(mode=0o600)
-    login_file.write_text(f"admin\n{admin_password}\n", "utf-8")
+    # HQ's first admin, as a chain makes it (docs/console.md), and one account per role
+    accounts = _console_accounts(workdir, base, env)
+    admin_password = accounts["admin"]
     if insecure_anonymous:
         broker = PrivateBroker(workdir / "mosquitto")
         hq = [*base, "--mqtt-url", broker.url]
@@ -343,6 +385,10 @@ def start_chain_demo(
         rules_file = workdir / "hq" / "rules.json"
         rules_file.write_text(json.dumps(DEMO_RULES.to_dict(), ensure_ascii=False), "utf-8")
         _run_once([*hq, "publish-rules", str(rules_file), "--no-push"], env)
+        # six months of six other stores through HQ's ingest, so that every chart and report
+        # of the console has something to show (hq/demo_history.py; a second run adds nothing)
+        live = [f"--live={code}:{name}:{LIVE_AREA}" for code, name in STORES]
+        history = _run_once(["hq.demo_history", "--database-url", hq_url, *live], env).strip()
         _spawn(demo, "hq-ingest", [*hq, "serve-ingest", "--client-id", "hq-demo-ingest"], env)
         _spawn(demo, "hq-api", [*hq, "serve-api", "--port", str(hq_port)], env)
         wait_listening(hq_port)
@@ -377,6 +423,13 @@ def start_chain_demo(
         print(f"  broker        {broker.url}  (TLS, client certificates, the ACL)")
     print(f"  HQ API        {demo.hq_api}/stores  (database {hq_url})")
     print(f"  HQ console    {hq_api}/  总部后台: user admin, password {admin_password}")
+    others = ", ".join(
+        f"{user}/{accounts[user]} ({role}{' ' + scope if scope else ''})"
+        for user, role, scope, _ in CONSOLE_ACCOUNTS
+        if user != "admin"
+    )
+    print(f"  HQ accounts   {others}  (all in {workdir / 'hq' / 'console-login.txt'})")
+    print(f"  {history}")
     for code, url in demo.tills.items():
         cashier = url.removesuffix("/api/v1")
         print(

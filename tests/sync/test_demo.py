@@ -182,6 +182,15 @@ def test_a_member_sale_opens_no_exception_and_sigterm_stops_every_child(demo):
     refused.value.close()
     cookie = console_sign_in(demo.console, "admin", demo.admin_password)
     assert call(f"{demo.hq_api}/exceptions", cookie=cookie)["exceptions"] == []
+    # the history (hq/demo_history.py) is there: six more stores, in their areas
+    assert any(line.startswith("  history: 6 stores, 183 days") for line in demo.banner)
+    stores = {s["code"]: s for s in call(f"{demo.hq_api}/stores", cookie=cookie)["stores"]}
+    assert {code: stores[code]["area"] for code in ("S001", "S003", "S008")} == {
+        "S001": "华北",
+        "S003": "华东",
+        "S008": "华南",
+    }
+    assert stores["S003"]["acked_through"] > 500
     demo.proc.send_signal(signal.SIGTERM)  # to the demo alone: it is a session of its own
     code, err = demo.finish()
     assert code == 0, err
