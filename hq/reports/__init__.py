@@ -1,0 +1,1 @@
+"""Reports: the KPI engine, periods and scopes, and the exports."""
