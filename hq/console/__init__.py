@@ -52,6 +52,7 @@ NAV: list[NavItem] = [
     NavItem("console.home", "概览", "reports.read", "1"),
     # ---- console parts add their pages here, one block each (key: Alt+key)
     # -- reports (dashboard, reports, exports): keys 1, 2
+    NavItem("reports.reports_page", "报表", "reports.read", "2"),
     # -- members (search, member page): keys 3
     # -- operations (stores, sales, exceptions and dead letters): keys 4, 5, 6
     # -- setup (programme rules, audit log, users and tokens): keys 7, 8, 9
@@ -148,13 +149,19 @@ def logout() -> Any:
 @bp.get("/")
 @guard.requires("reports.read")
 def home() -> Any:
-    return render("home.html")
+    """概览: the dashboard (hq/console/reports_pages.py)."""
+    from hq.console import reports_pages
+
+    return reports_pages.dashboard()
 
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
     # ---- console parts register their blueprints here, one block each
     # -- reports
+    from hq.console.reports_pages import bp as reports_bp
+
+    app.register_blueprint(reports_bp)
     # -- members
     # -- operations
     # -- setup
