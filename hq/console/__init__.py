@@ -155,6 +155,9 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     # ---- console parts register their blueprints here, one block each
     # -- reports
+    from hq.reports.api import bp as reports_api  # noqa: PLC0415 (KPIs, docs/kpis.md)
+
+    app.register_blueprint(reports_api)
     # -- members
     # -- operations
     # -- setup
