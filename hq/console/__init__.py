@@ -159,9 +159,12 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
     # ---- console parts register their blueprints here, one block each
     # -- reports
-    from hq.console.reports_pages import bp as reports_bp
+    from hq.reports.api import bp as reports_api  # noqa: PLC0415 (KPIs, docs/kpis.md)
 
-    app.register_blueprint(reports_bp)
+    app.register_blueprint(reports_api)
+    from hq.console.reports_pages import bp as reports_pages
+
+    app.register_blueprint(reports_pages)
     # -- members
     # -- operations
     # -- setup

@@ -1,1 +1,3 @@
-"""Reports: the KPI engine, periods and scopes, and the exports."""
+"""The figures a chain manages by (docs/kpis.md): periods and scopes (periods.py), the
+summary tables ingest keeps (summary.py), the KPI queries (kpis.py) and their JSON
+routes (api.py)."""
