@@ -100,6 +100,7 @@ DASHBOARD_KEYS = (
 SHARE_KEY = "member_sales_share"
 TOP_STORES = 15  # the dashboard's store bars: the biggest by sales
 MOST_BARS = 40  # a breakdown's bars (its table has every row)
+REPORT_CHART_WIDTH = 960  # the reports' charts span the page; the dashboard's are half
 SALES_KEY = "sales_fen"
 UNIT_SUFFIX = {"days": " 天", "years": " 岁", "per_member": " 次"}
 EXPORT_FORMATS = ("xlsx", "csv")
@@ -334,7 +335,7 @@ def _short_label(period: Period) -> str:
     if period.kind == "day":
         return f"{period.start.month}/{period.start.day}"
     if period.kind == "month":
-        return f"{period.start.year % 100:02d}年{period.start.month}月"
+        return f"{period.start.month}月"
     if period.kind == "week":
         return f"{period.start.month}/{period.start.day}周"
     return period.label
@@ -485,7 +486,7 @@ def dashboard() -> Any:
     share_line = charts.line_chart(
         series_points(db, choice.scope, "month", 12, day, SHARE_KEY),
         share_unit,
-        "近12个月会员交易额占有率",
+        f"近12个月会员交易额占有率 (至{month.label})",
     )
     daily_sales = charts.line_chart(
         series_points(db, choice.scope, "day", day.day, day, SALES_KEY),
@@ -604,24 +605,26 @@ def _show_cell(value: Any, unit: str) -> str:
     return show(value, unit)
 
 
-def _trend_chart(db: pw.Database, report: Report) -> Markup:
+def _trend_chart(db: pw.Database, report: Report) -> tuple[str, Markup]:
     """The trend behind a summary: 14 days, 12 weeks, 12 months or 8 quarters up to the
     period; a yearly review shows its own year's months."""
     kind, period = report.kind, report.period
     unit = kpis.BY_KEY[SHARE_KEY].unit
     if kind == "year":
         points = series_points(db, report.choice.scope, "month", 12, period.last_day, SHARE_KEY)
-        return charts.line_chart(points, unit, f"{period.label}各月会员交易额占有率")
-    n = {"day": 14, "week": 12, "month": 12, "quarter": 8}[kind]
-    points = series_points(db, report.choice.scope, kind, n, period.start, SHARE_KEY)
-    return charts.line_chart(points, unit, f"会员交易额占有率 · 近{n}{_UNIT_WORD[kind]}")
+        title = f"{period.label}各月会员交易额占有率"
+    else:
+        n = {"day": 14, "week": 12, "month": 12, "quarter": 8}[kind]
+        points = series_points(db, report.choice.scope, kind, n, period.start, SHARE_KEY)
+        title = f"会员交易额占有率 · 至{period.label}的{n}{_UNIT_WORD[kind]}"
+    return title, charts.line_chart(points, unit, title, width=REPORT_CHART_WIDTH, height=220)
 
 
 _UNIT_WORD = {"day": "天", "week": "周", "month": "个月", "quarter": "个季度"}
 CHART_PREFERENCE = (SHARE_KEY, "contribution", SALES_KEY, "recruited_sales_fen")
 
 
-def _breakdown_chart(report: Report) -> Markup | None:
+def _breakdown_chart(report: Report) -> tuple[str, Markup] | None:
     """A breakdown's bars: its member sales share, group contribution or sales."""
     columns = report.table.columns
     index = next(
@@ -630,11 +633,16 @@ def _breakdown_chart(report: Report) -> Markup | None:
     if index is None:
         return None
     column = columns[index]
-    return charts.bar_chart(
+    title = f"{column.zh} · {BY[report.by]}"
+    if len(report.table.rows) > MOST_BARS:
+        title += f" (前{MOST_BARS})"
+    bars = charts.bar_chart(
         [(str(row[0]), row[index]) for row in report.table.rows[:MOST_BARS]],
         column.unit,
-        f"{report.table.title} · {column.zh}",
+        title,
+        width=REPORT_CHART_WIDTH,
     )
+    return title, bars
 
 
 @bp.get("/reports/export")

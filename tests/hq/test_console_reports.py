@@ -59,13 +59,16 @@ def seed_chain(db, today: dt.date) -> None:
             member = uuid7()
             phone = f"139{int(code[1:]):02d}{back:02d}{len(batch):04d}"[:11]
             batch.append(items.registration(member, phone, name=f"会员{code}{back}"))
-            batch.append(items.sale(member, member_fen))
+            # a little more each month, so the figures move
+            batch.append(items.sale(member, member_fen + 1000 * (MONTHS - back)))
             if previous is not None:
                 batch.append(items.sale(previous, member_fen))
             if walk_in_fen:
                 batch.append(items.sale(None, walk_in_fen))
             previous = member
-        outcome = ingest_batch(db, f"hy/v1/{code}/up/tx", code, p.make_batch(code, 1, batch), utcnow())
+        outcome = ingest_batch(
+            db, f"hy/v1/{code}/up/tx", code, p.make_batch(code, 1, batch), utcnow()
+        )
         assert outcome.ack.acked_through == len(batch), outcome
         name, area = STORES[code]
         Store.update(name=name, area=area).where(Store.code == code).execute()
@@ -282,9 +285,14 @@ def test_the_dashboard_and_a_monthly_report_in_a_browser(app, hq_db):
         assert "会员交易额占有率" in card.text and "%" in card.text
         assert len(driver.find_elements(By.CSS_SELECTOR, "svg.chart")) == 4
         shot(driver, "hq-dashboard")
-        # switch store from the keyboard: pick it, Enter submits the form
-        Select(driver.find_element(By.ID, "scope")).select_by_value("store:S002")
-        driver.find_element(By.ID, "kind").send_keys(Keys.ENTER)
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        shot(driver, "hq-dashboard-charts")
+        # switch store from the keyboard: pick it, Tab to 查看, Enter
+        scope = driver.find_element(By.ID, "scope")
+        Select(scope).select_by_value("store:S002")
+        scope.send_keys(Keys.TAB, Keys.TAB)
+        assert driver.switch_to.active_element.get_attribute("id") == "dashboard-go"
+        driver.switch_to.active_element.send_keys(Keys.ENTER)
         assert "scope=store%3AS002" in driver.current_url
         assert "门店 S002 徐家汇店" in driver.find_element(By.ID, "period-label").text
         shot(driver, "hq-dashboard-store")
@@ -293,6 +301,8 @@ def test_the_dashboard_and_a_monthly_report_in_a_browser(app, hq_db):
         assert "月报" in driver.find_element(By.ID, "report-name").text
         assert driver.find_element(By.ID, "report-table").is_displayed()
         shot(driver, "hq-report-month")
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        shot(driver, "hq-report-month-trend")
         Select(driver.find_element(By.ID, "scope")).select_by_value("chain")
         Select(driver.find_element(By.ID, "by")).select_by_value("store")
         driver.find_element(By.ID, "report-go").click()
