@@ -207,8 +207,19 @@ def merge_reports(from_id: str, to_id: str) -> None:
     the survivor's (so the survivor counts once in every period) and the merged member
     no longer counts as a member."""
     T = ReportMemberSpend
+    m = Member.get_by_id(to_id)
     survivor = ReportMember.get_or_none(ReportMember.member_id == to_id)
-    home = survivor.home_store if survivor is not None else None
+    if survivor is None:  # a registration merged before its own row was written
+        ReportMember.insert(
+            member_id=to_id,
+            home_store=m.registered_store,
+            staff=m.staff_code,
+            reg_day=business_day(m.registered_at) if m.registered_at else None,
+            gender=(m.gender or "")[:1],
+            birth_year=birth_year(m.birthday),
+        ).on_conflict_ignore().execute()
+        survivor = ReportMember.get_by_id(to_id)
+    home = survivor.home_store
     for row in list(T.select().where(T.member_id == from_id)):
         query = T.insert(
             kind=row.kind,
@@ -221,10 +232,10 @@ def merge_reports(from_id: str, to_id: str) -> None:
             items=row.items,
             first_day=row.first_day,
             last_day=row.last_day,
-            tier=row.tier,
-            card_type=row.card_type,
-            gender=row.gender,
-            birth_year=row.birth_year,
+            tier=m.tier,  # the survivor's groups: the rows are the survivor's now
+            card_type=m.card_type,
+            gender=m.gender or "",
+            birth_year=birth_year(m.birthday),
         ).on_conflict(
             conflict_target=[T.kind, T.start, T.member_id, T.store],
             update={
