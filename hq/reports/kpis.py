@@ -366,10 +366,10 @@ def _active(db: pw.Database, stores: list[str] | None, period: Period) -> dict[s
         q = _Sql(db)
         f1, e1 = _active_window(before_day)
         f2, e2 = _active_window(period.last_day)
-        home = q.one_of("home_store", stores)
-        where1 = f"{_window(q, f1, e1)} AND tickets > 0 AND {home}"
-        home2 = q.one_of("home_store", stores)
-        where2 = f"{_window(q, f2, e2)} AND tickets > 0 AND {home2}"
+        where1 = f"{_window(q, f1, e1)} AND tickets > 0 AND "
+        where1 += q.one_of("home_store", stores)  # parameters in the text's order
+        where2 = f"{_window(q, f2, e2)} AND tickets > 0 AND "
+        where2 += q.one_of("home_store", stores)
         (row,) = q.run(
             f"SELECT COUNT(*) FROM (SELECT member_id FROM report_member_spend WHERE {where1}"
             f" INTERSECT SELECT member_id FROM report_member_spend WHERE {where2}) kept"

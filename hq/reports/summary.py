@@ -1,3 +1,4 @@
+# ruff: noqa: S608 - the SQL text is fixed (dialect pieces and placeholders); values are bound
 """The summary tables the KPIs read (hq/models.py ``# -- reports``), kept by ingest in
 the batch's transaction and rebuilt from the sales by ``rebuild`` (``huiyuan-hq
 reports-rebuild``).
@@ -26,8 +27,6 @@ from hq.models import (
     ReportMember,
     ReportMemberSpend,
     ReportStoreDay,
-    Return,
-    Sale,
     is_postgres,
 )
 from hq.reports.periods import period_containing
@@ -207,8 +206,19 @@ def merge_reports(from_id: str, to_id: str) -> None:
     the survivor's (so the survivor counts once in every period) and the merged member
     no longer counts as a member."""
     T = ReportMemberSpend
+    m = Member.get_by_id(to_id)
     survivor = ReportMember.get_or_none(ReportMember.member_id == to_id)
-    home = survivor.home_store if survivor is not None else None
+    if survivor is None:  # a registration merged before its own row was written
+        ReportMember.insert(
+            member_id=to_id,
+            home_store=m.registered_store,
+            staff=m.staff_code,
+            reg_day=business_day(m.registered_at) if m.registered_at else None,
+            gender=(m.gender or "")[:1],
+            birth_year=birth_year(m.birthday),
+        ).on_conflict_ignore().execute()
+        survivor = ReportMember.get_by_id(to_id)
+    home = survivor.home_store
     for row in list(T.select().where(T.member_id == from_id)):
         query = T.insert(
             kind=row.kind,
@@ -221,10 +231,10 @@ def merge_reports(from_id: str, to_id: str) -> None:
             items=row.items,
             first_day=row.first_day,
             last_day=row.last_day,
-            tier=row.tier,
-            card_type=row.card_type,
-            gender=row.gender,
-            birth_year=row.birth_year,
+            tier=m.tier,  # the survivor's groups: the rows are the survivor's now
+            card_type=m.card_type,
+            gender=m.gender or "",
+            birth_year=birth_year(m.birthday),
         ).on_conflict(
             conflict_target=[T.kind, T.start, T.member_id, T.store],
             update={
@@ -250,111 +260,106 @@ def merge_reports(from_id: str, to_id: str) -> None:
 # ---- rebuild ----------------------------------------------------------------------
 
 
-def rebuild(db: pw.Database, since: dt.date | None = None, batch: int = 20000) -> dict[str, int]:
-    """Rebuild the summaries from the sales, returns and members (they are derived data):
-    everything, or only the business days from ``since`` (the periods that contain it
-    are rebuilt whole). Sales and returns are read in pages of ``batch`` rows, in one
-    transaction. Returns the rows written per table."""
+def _sql_parts(pg: bool) -> dict[str, str]:
+    """Dialect pieces of the rebuild's SQL (a row's ``body`` is JSON text)."""
+    if pg:
+        return {
+            "day": "CAST(substr(occurred_at, 1, 10) AS date)",
+            "items": "(SELECT COALESCE(SUM(CASE WHEN json_typeof(l->'qty') = 'number'"
+            " THEN CAST(l->>'qty' AS bigint) ELSE 1 END), 0)"
+            " FROM json_array_elements(CAST(body AS json)->'lines') l)",
+            "lines": "COALESCE(json_array_length(CAST(body AS json)->'lines'), 0)",
+            "start": "CAST(date_trunc(k.kind, x.day) AS date)",
+            "kinds": "(VALUES ('day'), ('month'), ('quarter'), ('year')) AS k(kind)",
+            "by": "CASE WHEN substr(m.birthday, 1, 4) ~ '^[0-9]{4}$' THEN CASE WHEN"
+            " CAST(substr(m.birthday, 1, 4) AS integer) BETWEEN 1900 AND 2100 THEN"
+            " CAST(substr(m.birthday, 1, 4) AS integer) END END",
+            "reg_day": "CAST(substr(m.registered_at, 1, 10) AS date)",
+            "true": "TRUE",
+        }
+    return {
+        "day": "substr(occurred_at, 1, 10)",
+        "items": "(SELECT COALESCE(SUM(CASE WHEN json_type(l.value, '$.qty') = 'integer'"
+        " THEN json_extract(l.value, '$.qty') ELSE 1 END), 0) FROM json_each(body, '$.lines') l)",
+        "lines": "COALESCE(json_array_length(body, '$.lines'), 0)",
+        "start": "CASE k.kind WHEN 'day' THEN x.day WHEN 'month' THEN strftime('%Y-%m-01', x.day)"
+        " WHEN 'quarter' THEN printf('%s-%02d-01', strftime('%Y', x.day),"
+        " (CAST(strftime('%m', x.day) AS INTEGER) - 1) / 3 * 3 + 1)"
+        " ELSE strftime('%Y-01-01', x.day) END",
+        "kinds": "(SELECT 'day' AS kind UNION ALL SELECT 'month' UNION ALL SELECT 'quarter'"
+        " UNION ALL SELECT 'year') k",
+        "by": "CASE WHEN CAST(substr(m.birthday, 1, 4) AS INTEGER) BETWEEN 1900 AND 2100"
+        " AND length(m.birthday) >= 4 AND substr(m.birthday, 1, 4) NOT GLOB '*[^0-9]*'"
+        " THEN CAST(substr(m.birthday, 1, 4) AS INTEGER) END",
+        "reg_day": "substr(m.registered_at, 1, 10)",
+        "true": "1",
+    }
+
+
+def rebuild(db: pw.Database, since: dt.date | None = None) -> dict[str, int]:
+    """Rebuild the summaries from the sales, returns and members (they are derived data),
+    set based, in one transaction: everything, or (``since``) the periods from the year
+    that contains ``since`` on (every period kind starting on or after that year's first
+    day), members' rows kept. The member groups (tier, card type, gender, birth year) are
+    the member's current ones. Returns the rows written per table."""
+    pg = is_postgres(db)
+    x = _sql_parts(pg)
+    lower = None if since is None else period_containing("year", since).start
+    q = "%s" if pg else "?"
+    params = [] if lower is None else [lower.isoformat()]
+    cond = "" if lower is None else f" AND substr(occurred_at, 1, 10) >= {q}"
+    # the sales and returns, one row each: the texts are fixed, the lower day bound
+    rows = (
+        f"SELECT store, member_id, {x['day']} AS day, 1 AS tk, total AS sf, 0 AS rf,"
+        f" {x['items']} AS it, 0 AS ri, {x['lines']} AS ln FROM sale WHERE 1=1{cond}"
+        f" UNION ALL SELECT store, member_id, {x['day']}, 0, 0, refund_total, 0, {x['items']}, 0"
+        f' FROM "return" WHERE 1=1{cond}'
+    )
     with db.atomic():
-        if since is None:
-            ReportStoreDay.delete().execute()
-            ReportMemberSpend.delete().execute()
-            ReportMember.delete().execute()
-            members_written = _rebuild_members(db)
-            lower = None
+        if lower is None:
+            for model in (ReportStoreDay, ReportMemberSpend, ReportMember):
+                model.delete().execute()
+            db.execute_sql(
+                "INSERT INTO report_member (member_id, home_store, staff, reg_day, first_day,"
+                " gender, birth_year, merged)"
+                f" SELECT m.id, m.registered_store, COALESCE(r.staff_code, m.staff_code), {x['reg_day']},"
+                f" NULL, substr(COALESCE(m.gender, ''), 1, 1), {x['by']}, m.status = 'merged'"
+                " FROM member m LEFT JOIN recruitment r ON r.member_id = m.id"
+                " WHERE m.registered_at <> ''"
+            )
         else:
-            # the whole year that contains ``since``: every period kind starts on or after it
-            lower = period_containing("year", since).start
             ReportStoreDay.delete().where(ReportStoreDay.day >= lower).execute()
             ReportMemberSpend.delete().where(ReportMemberSpend.start >= lower).execute()
-            members_written = 0
-        members = {m.id: m for m in _live_members()}
-        counts = {"sales": 0, "returns": 0}
-        for model, key, hook in (
-            (Sale, Sale.sale_id, book_sale),
-            (Return, Return.return_id, book_return),
-        ):
-            last = ""
-            while True:  # bounded: every page moves ``last`` forward
-                query = model.select().where(key > last).order_by(key).limit(batch)
-                rows = list(query)
-                if not rows:
-                    break
-                for r in rows:
-                    if lower is not None and business_day(r.occurred_at) < lower:
-                        continue
-                    member = members.get(r.member_id) if r.member_id else None
-                    hook(None, r.store, r.occurred_at, r.body, member)
-                    counts["sales" if model is Sale else "returns"] += 1
-                last = getattr(rows[-1], key.name)
-        _first_days(db)
-    counts["members"] = members_written
-    return counts
-
-
-def _live_members() -> list[Member]:
-    return list(
-        Member.select(
-            Member.id,
-            Member.registered_store,
-            Member.tier,
-            Member.card_type,
-            Member.gender,
-            Member.birthday,
+        m_ = "CASE WHEN member_id IS NOT NULL THEN {} ELSE 0 END"
+        db.execute_sql(
+            "INSERT INTO report_store_day (store, day, tickets, sales_fen, returns_fen, items,"
+            " returned_items, lines, m_tickets, m_sales_fen, m_returns_fen, m_items,"
+            " m_returned_items, m_lines) SELECT store, day, SUM(tk), SUM(sf), SUM(rf), SUM(it),"
+            f" SUM(ri), SUM(ln), SUM({m_.format('tk')}), SUM({m_.format('sf')}),"
+            f" SUM({m_.format('rf')}), SUM({m_.format('it')}), SUM({m_.format('ri')}),"
+            f" SUM({m_.format('ln')}) FROM ({rows}) x GROUP BY store, day",
+            params * 2,
         )
-    )
-
-
-def _rebuild_members(db: pw.Database) -> int:
-    rows = []
-    n = 0
-    query = Member.select(
-        Member.id,
-        Member.registered_store,
-        Member.staff_code,
-        Member.registered_at,
-        Member.gender,
-        Member.birthday,
-        Member.status,
-    )
-    for m in query.iterator():
-        if not m.registered_at:
-            continue  # made for an unknown member's sale, never registered
-        rows.append(
-            {
-                "member_id": m.id,
-                "home_store": m.registered_store,
-                "staff": _recruiter(m),
-                "reg_day": business_day(m.registered_at),
-                "first_day": None,
-                "gender": (m.gender or "")[:1],
-                "birth_year": birth_year(m.birthday),
-                "merged": m.status == "merged",
-            }
+        db.execute_sql(
+            "INSERT INTO report_member_spend (kind, start, member_id, store, home_store, tickets,"
+            " amount, items, first_day, last_day, tier, card_type, gender, birth_year)"
+            f" SELECT k.kind, {x['start']}, x.member_id, x.store, MAX(m.registered_store),"
+            " SUM(x.tk), SUM(x.sf - x.rf), SUM(x.it - x.ri),"
+            " MIN(CASE WHEN x.tk > 0 THEN x.day END), MAX(CASE WHEN x.tk > 0 THEN x.day END),"
+            f" MAX(m.tier), MAX(m.card_type), MAX(COALESCE(m.gender, '')), MAX({x['by']})"
+            f" FROM ({rows}) x JOIN member m ON m.id = x.member_id CROSS JOIN {x['kinds']}"
+            f" GROUP BY k.kind, {x['start']}, x.member_id, x.store",
+            params * 2,
         )
-        if len(rows) >= 1000:
-            ReportMember.insert_many(rows).execute()
-            n += len(rows)
-            rows = []
-    if rows:
-        ReportMember.insert_many(rows).execute()
-        n += len(rows)
-    return n
-
-
-def _recruiter(m: Member) -> str | None:
-    from hq.models import Recruitment
-
-    row = Recruitment.get_or_none(Recruitment.member_id == m.id)
-    return row.staff_code if row is not None else (m.staff_code or None)
-
-
-def _first_days(db: pw.Database) -> None:
-    """Each member's first purchase day from the day rows."""
-    sub = ReportMemberSpend.select(pw.fn.MIN(ReportMemberSpend.first_day)).where(
-        (ReportMemberSpend.kind == "year") & (ReportMemberSpend.member_id == ReportMember.member_id)
-    )
-    ReportMember.update(first_day=sub).execute()
+        db.execute_sql(
+            "UPDATE report_member SET first_day = (SELECT MIN(s.first_day) FROM"
+            " report_member_spend s WHERE s.kind = 'year' AND s.member_id = report_member.member_id)"
+        )
+    return {
+        "store_days": ReportStoreDay.select().count(),
+        "member_periods": ReportMemberSpend.select().count(),
+        "members": ReportMember.select().count(),
+    }
 
 
 __all__ = [
