@@ -124,7 +124,10 @@ def test_each_report_cadence_and_breakdown_opens(app, hq_db):
         assert resp.status_code == 200, (kind, page(resp))
     html = page(client.get(f"/reports?kind=month&period={month_key(app)}"))
     assert "去年同期" in html and "同比" in html and "环比" in html
-    assert "会员交易额占有率" in html and "<svg" in html
+    assert "会员交易额占有率" in html
+    # the table, then its trend chart, both in the page's main part
+    assert html.count("<svg") == 1
+    assert html.index('id="report-table"') < html.index("<svg") < html.index("</main>")
     for by in ("store", "area", "staff", "tier", "card_type", "gender"):
         resp = client.get(f"/reports?kind=month&period={month_key(app)}&by={by}")
         assert resp.status_code == 200, (by, page(resp))
