@@ -495,9 +495,12 @@ def dashboard() -> Any:
         css="line sales",
     )
     per_store = per_store_sales = None
+    stores_cut = False
     if choice.scope.kind != "store":
         # the biggest stores by sales (a chain of 200 would not fit a screen)
-        rows = kpis.breakdown(db, "store", period, within=_breakdown_scope(choice))[:TOP_STORES]
+        rows = kpis.breakdown(db, "store", period, within=_breakdown_scope(choice))
+        stores_cut = len(rows) > TOP_STORES
+        rows = rows[:TOP_STORES]
         per_store = charts.bar_chart(
             [(r["label"], r.get(SHARE_KEY)) for r in rows],
             share_unit,
@@ -523,6 +526,8 @@ def dashboard() -> Any:
         per_store=per_store,
         per_store_sales=per_store_sales,
         top_stores=TOP_STORES,
+        stores_cut=stores_cut,
+        month=month,
         report_url=url_for(
             "reports.reports_page", kind=kind, period=period_value(period), scope=choice.value
         ),

@@ -19,6 +19,7 @@ from hq.api import create_app
 from hq.config import HqConfig
 from hq.ingest import ingest_batch
 from hq.models import AuditEntry, Store, utcnow
+from hq.programme.staff import add_staff
 from hq.reports import kpis
 from hq.reports.periods import Scope, period_containing
 from tests.browser import chromium, live_server, shot
@@ -49,6 +50,7 @@ def seed_chain(db, today: dt.date) -> None:
     month every store registers a member who buys, last month's member buys again, and a
     walk-in buys (S003 has no walk-ins)."""
     for code, (member_fen, walk_in_fen) in SALES.items():
+        add_staff(db, f"G{code}", f"导购{code[-1]}号", code, "guide", "test", utcnow())
         items = Items(code)
         batch = []
         previous = None
@@ -58,7 +60,9 @@ def seed_chain(db, today: dt.date) -> None:
             items.clock = dt.datetime.combine(day, dt.time(0, 5), TZ)
             member = uuid7()
             phone = f"139{int(code[1:]):02d}{back:02d}{len(batch):04d}"[:11]
-            batch.append(items.registration(member, phone, name=f"会员{code}{back}"))
+            batch.append(
+                items.registration(member, phone, name=f"会员{code}{back}", staff_code=f"G{code}")
+            )
             # a little more each month, so the figures move
             batch.append(items.sale(member, member_fen + 1000 * (MONTHS - back)))
             if previous is not None:
@@ -136,6 +140,8 @@ def test_each_report_cadence_and_breakdown_opens(app, hq_db):
         assert f"{code} {name}" in html
     html = page(client.get(f"/reports?kind=month&period={month_key(app)}&by=area"))
     assert "华东" in html and "华北" in html
+    html = page(client.get(f"/reports?kind=month&period={month_key(app)}&by=staff"))
+    assert "发展会员数" in html and "导购1号 (S001)" in html and "导购3号 (S003)" in html
 
 
 def test_an_empty_period_shows_dashes_not_an_error(app, hq_db):
@@ -181,6 +187,9 @@ def test_a_store_manager_sees_only_their_store(app, hq_db):
     assert f"¥{sales // 100:,}.{sales % 100:02d}" in html
     html = page(client.get("/reports"))
     assert 'value="store:S001" selected' in html and "store:S002" not in html
+    html = page(client.get("/reports?by=staff"))
+    assert "导购1号 (S001)" in html and "导购2号" not in html
+    assert "按区域" not in html  # no area breakdown within one store
     for query in (
         "/?scope=store:S002",
         "/?scope=chain",
