@@ -133,6 +133,9 @@ def scope_choices() -> list[ScopeChoice]:
     the chain-wide roles; an area manager's area and its stores; a store manager's store."""
     me = current()
     stores = [s for s in _stores() if me.sees_store(s.code)]
+    if me.stores is not None:  # a store of theirs HQ has not heard from yet: still theirs
+        known = {s.code for s in stores}
+        stores += [Store(code=code, name="") for code in sorted(me.stores - known)]
     out: list[ScopeChoice] = []
     if me.stores is None:
         out.append(ScopeChoice("chain", "全连锁", Scope("chain")))
@@ -313,11 +316,11 @@ class Compared:
     last_year: dict[str, Any]
 
 
-def compared(db: pw.Database, scope: Scope, period: Period) -> Compared:
-    got = kpis.compare(db, scope, period)
-    if isinstance(got, dict):
-        return Compared(got["current"], got["previous"], got["last_year"])
-    return Compared(got.current, got.previous, got.last_year)
+def compared(
+    db: pw.Database, scope: Scope, period: Period, keys: tuple[str, ...] | None = None
+) -> Compared:
+    got = kpis.compare(db, scope, period, keys)
+    return Compared(got["current"], got["previous"], got["last_year"])
 
 
 def series_points(
@@ -466,7 +469,7 @@ def dashboard() -> Any:
         )
     day = today()
     period = period_containing(kind, day)
-    figures = compared(db, choice.scope, period)
+    figures = compared(db, choice.scope, period, DASHBOARD_KEYS)
     cards = []
     for kpi in dashboard_kpis():
         cur = figures.current.get(kpi.key)

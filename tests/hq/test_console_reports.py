@@ -284,7 +284,7 @@ def test_the_export_needs_its_own_permission(app):
 def test_the_dashboard_and_a_monthly_report_in_a_browser(app, hq_db):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     from tests.hq.signin import PASSWORD
 
@@ -305,13 +305,20 @@ def test_the_dashboard_and_a_monthly_report_in_a_browser(app, hq_db):
         scope.send_keys(Keys.TAB, Keys.TAB)
         assert driver.switch_to.active_element.get_attribute("id") == "dashboard-go"
         driver.switch_to.active_element.send_keys(Keys.ENTER)
-        assert "scope=store%3AS002" in driver.current_url
+        WebDriverWait(driver, 10).until(lambda d: "scope=store%3AS002" in d.current_url)
         assert "门店 S002 徐家汇店" in driver.find_element(By.ID, "period-label").text
         shot(driver, "hq-dashboard-store")
         driver.find_element(By.ID, "open-report").click()
         assert "/reports" in driver.current_url
         assert "月报" in driver.find_element(By.ID, "report-name").text
         assert driver.find_element(By.ID, "report-table").is_displayed()
+        # Enter on a drop-down submits its form (reports.js)
+        period = driver.find_element(By.ID, "period")
+        Select(period).select_by_index(1)
+        wanted = period.get_attribute("value")
+        driver.find_element(By.ID, "period").send_keys(Keys.ENTER)
+        WebDriverWait(driver, 10).until(lambda d: f"period={wanted}" in d.current_url)
+        driver.back()
         shot(driver, "hq-report-month")
         driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
         shot(driver, "hq-report-month-trend")
@@ -324,3 +331,26 @@ def test_the_dashboard_and_a_monthly_report_in_a_browser(app, hq_db):
         driver.find_element(By.ID, "tab-year").click()
         assert "年报" in driver.find_element(By.ID, "report-name").text
         shot(driver, "hq-report-year")
+
+
+def test_a_new_chain_with_no_sales_shows_dashes(hq_db, hq_db_url):
+    """Before any store has sent anything: every figure "—" or 0, the charts say 暂无数据,
+    and a store manager of a store HQ has not heard from yet still sees their page."""
+    app = create_app(HqConfig(database_url=hq_db_url), db=hq_db)
+    app.testing = True
+    client = session_client(app, hq_db, "admin")
+    resp = client.get("/")
+    assert resp.status_code == 200
+    html = page(resp)
+    assert re.search(
+        r'id="card-member_sales_share">\s*<div class="label">[^<]+</div>\s*'
+        r'<div class="value">—</div>',
+        html,
+    ), html
+    assert "暂无数据" in html
+    for kind in ("day", "week", "month", "quarter", "year"):
+        assert client.get(f"/reports?kind={kind}").status_code == 200
+    assert client.get("/reports?by=store").status_code == 200
+    manager = session_client(app, hq_db, "store", "S404")
+    resp = manager.get("/")
+    assert resp.status_code == 200 and "门店 S404" in page(resp)
