@@ -282,6 +282,7 @@ def test_the_export_needs_its_own_permission(app):
 
 
 def test_the_dashboard_and_a_monthly_report_in_a_browser(app, hq_db):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -312,23 +313,26 @@ def test_the_dashboard_and_a_monthly_report_in_a_browser(app, hq_db):
         assert "/reports" in driver.current_url
         assert "月报" in driver.find_element(By.ID, "report-name").text
         assert driver.find_element(By.ID, "report-table").is_displayed()
+        shot(driver, "hq-report-month")
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        shot(driver, "hq-report-month-trend")
         # Enter on a drop-down submits its form (reports.js)
         period = driver.find_element(By.ID, "period")
         Select(period).select_by_index(1)
         wanted = period.get_attribute("value")
         driver.find_element(By.ID, "period").send_keys(Keys.ENTER)
         WebDriverWait(driver, 10).until(lambda d: f"period={wanted}" in d.current_url)
-        driver.back()
-        shot(driver, "hq-report-month")
-        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
-        shot(driver, "hq-report-month-trend")
         Select(driver.find_element(By.ID, "scope")).select_by_value("chain")
         Select(driver.find_element(By.ID, "by")).select_by_value("store")
         driver.find_element(By.ID, "report-go").click()
+        WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: "按门店" in d.find_element(By.ID, "report-name").text
+        )
         rows = driver.find_elements(By.CSS_SELECTOR, "#report-table tbody tr")
         assert len(rows) == 3
         shot(driver, "hq-report-month-stores")
         driver.find_element(By.ID, "tab-year").click()
+        WebDriverWait(driver, 10).until(lambda d: "kind=year" in d.current_url)
         assert "年报" in driver.find_element(By.ID, "report-name").text
         shot(driver, "hq-report-year")
 
