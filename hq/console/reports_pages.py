@@ -421,7 +421,7 @@ def build_report(
     ]
     if not by:
         figures = compared(db, choice.scope, period)
-        with_last_year = kind != "year"
+        with_last_year = kind in ("month", "quarter")  # analysis: and the same period last year
         previous_word = PREVIOUS_WORDS[kind]
         table = Table(f"{KINDS[kind]} {period.label}", [], [], notes)
         cols = [Column("kpi", "指标"), Column("current", "本期", CELL)]

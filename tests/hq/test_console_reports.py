@@ -128,6 +128,11 @@ def test_each_report_cadence_and_breakdown_opens(app, hq_db):
         assert resp.status_code == 200, (kind, page(resp))
     html = page(client.get(f"/reports?kind=month&period={month_key(app)}"))
     assert "去年同期" in html and "同比" in html and "环比" in html
+    # tracking is against the previous period only; the review against last year
+    html = page(client.get("/reports?kind=week"))
+    assert "上周" in html and "环比" in html and "去年同期" not in html
+    html = page(client.get("/reports?kind=year"))
+    assert "去年" in html and "同比" in html and "环比" not in html
     assert "会员交易额占有率" in html
     # the table, then its trend chart, both in the page's main part
     assert html.count("<svg") == 1
