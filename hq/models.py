@@ -70,7 +70,7 @@ class Member(BaseModel):
     birthday_leap_month = pw.BooleanField(default=False)
     card_type = pw.CharField(null=True)
     tier = pw.CharField(null=True)
-    staff_code = pw.CharField(null=True)
+    staff_code = pw.CharField(null=True, index=True)  # -- reports: indexed for staff KPIs
     # the scrypt hash the registering till made (never the password); goes down to
     # every store so the member pays with stored value anywhere in the chain
     password_hash = pw.CharField(null=True, max_length=200)
@@ -296,7 +296,7 @@ class Coupon(BaseModel):
     expires_on = pw.DateField(null=True)
     # -- coupons (coupons): added by issue 11, nullable (docs/programme/coupons.md)
     template_id = pw.CharField(null=True, max_length=32, index=True)
-    issued_at = pw.DateTimeField(null=True)
+    issued_at = pw.DateTimeField(null=True, index=True)  # -- reports: the coupon KPIs by period
     valid_from = pw.DateField(null=True)
     source = pw.CharField(null=True, max_length=10)  # hq | till | campaign | gift
     ref = pw.CharField(null=True, max_length=64)  # the campaign, gift or till item it came from
