@@ -104,6 +104,7 @@ REPORT_CHART_WIDTH = 960  # the reports' charts span the page; the dashboard's a
 SALES_KEY = "sales_fen"
 UNIT_SUFFIX = {"days": " 天", "years": " 岁", "per_member": " 次"}
 EXPORT_FORMATS = ("xlsx", "csv")
+FIRST_YEAR, LAST_YEAR = 1990, 2199  # the periods a report may be asked for
 
 
 # ---- scopes the principal may see ---------------------------------------------------
@@ -201,7 +202,14 @@ def pick_period(kind: str, raw: str | None) -> Period:
     2026-Q4, or any day in it), of ``kind``; without one, the current period."""
     if not raw:
         return period_containing(kind, today())
-    return parse_period(kind, raw)
+    period = parse_period(kind, raw)
+    if not FIRST_YEAR <= period.start.year <= LAST_YEAR:
+        # the pages also reach the period before, the one after and last year's
+        raise ValidationError(
+            f"期间须在 {FIRST_YEAR} 至 {LAST_YEAR} 年之间 (period out of range), got {raw!r}",
+            field="period",
+        )
+    return period
 
 
 def recent_periods(kind: str, ending: Period, n: int = 12) -> list[Period]:
