@@ -307,10 +307,18 @@ def figure_filter(value: Any, unit: str) -> str:
 # ---- the KPI engine, as these pages use it ------------------------------------------
 
 
-def kpi_list(kind: str | None = None) -> list[kpis.Kpi]:
-    """The figures a summary shows: each defined for ``kind``, one value each (a figure
-    per member group is a breakdown of its own)."""
-    return [k for k in kpis.KPIS if k.group is None and (kind is None or kind in k.kinds)]
+def kpi_list(kind: str) -> list[kpis.Kpi]:
+    """The figures a summary of ``kind`` shows: each defined for it, one value each (a
+    figure per member group is a breakdown of its own). Daily and weekly tracking shows
+    the tracking figures (what happened); the analysis and review figures (the member
+    base: active, churn, dormant, activation...) from the month up."""
+    return [
+        k
+        for k in kpis.KPIS
+        if k.group is None
+        and kind in k.kinds
+        and (k.cadence == "tracking" or kind in ("month", "quarter", "year"))
+    ]
 
 
 def dashboard_kpis() -> list[kpis.Kpi]:
@@ -428,8 +436,17 @@ def build_report(
         ("维度", BY[by]),
     ]
     if not by:
-        figures = compared(db, choice.scope, period)
+        shown = kpi_list(kind)
+        keys = tuple(k.key for k in shown)
         with_last_year = kind in ("month", "quarter")  # analysis: and the same period last year
+        if with_last_year:
+            figures = compared(db, choice.scope, period, keys)
+        else:  # tracking, and the review (whose previous period is last year)
+            figures = Compared(
+                kpis.figures(db, choice.scope, period, keys),
+                kpis.figures(db, choice.scope, period.previous(), keys),
+                {},
+            )
         previous_word = PREVIOUS_WORDS[kind]
         table = Table(f"{KINDS[kind]} {period.label}", [], [], notes)
         cols = [Column("kpi", "指标"), Column("current", "本期", CELL)]
@@ -441,7 +458,7 @@ def build_report(
         table.columns = cols
         # one row per figure: its values carry the row's unit (the columns mix money,
         # counts and ratios)
-        for kpi in kpi_list(kind):
+        for kpi in shown:
             cur = figures.current.get(kpi.key)
             prev = figures.previous.get(kpi.key)
             row: list[Any] = [kpi.zh, Cell(cur, kpi.unit), Cell(prev, kpi.unit)]

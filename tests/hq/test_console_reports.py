@@ -131,9 +131,10 @@ def test_each_report_cadence_and_breakdown_opens(app, hq_db):
     # tracking is against the previous period only; the review against last year
     html = page(client.get("/reports?kind=week"))
     assert "上周" in html and "环比" in html and "去年同期" not in html
+    assert "会员交易额占有率" in html and "有效会员数" not in html  # tracking figures only
     html = page(client.get("/reports?kind=year"))
     assert "去年" in html and "同比" in html and "环比" not in html
-    assert "会员交易额占有率" in html
+    assert "会员交易额占有率" in html and "有效会员数" in html and "流失率" in html
     # the table, then its trend chart, both in the page's main part
     assert html.count("<svg") == 1
     assert html.index('id="report-table"') < html.index("<svg") < html.index("</main>")
