@@ -1089,8 +1089,8 @@ class ReportRollup(BaseModel):
 
     kind = pw.CharField(max_length=8)
     start = pw.DateField()
-    scope_kind = pw.CharField(max_length=8)
-    scope_key = pw.CharField(max_length=32)
+    scope_kind = pw.CharField(max_length=16)  # chain | area | store | home | g:<group column>
+    scope_key = pw.CharField(max_length=100)  # g:...: "<store or empty>|<group>"
     data = JSONText()
     computed_at = pw.DateTimeField()
 

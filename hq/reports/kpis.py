@@ -458,6 +458,57 @@ def _new(db: pw.Database, period: Period, staff: str) -> dict[str, Any]:
     return {"new_members": new, "activation_rate": _ratio(activated, new)}
 
 
+GROUP_COLUMNS = ("tier", "card_type", "gender")
+
+
+def group_raw(
+    db: pw.Database,
+    by: str,
+    period: Period,
+    stores: list[str] | None = None,
+    per_store: bool = False,
+) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """Member sales per group (``by``: tier | card_type | gender), live: {(store or "",
+    group): (net fen, distinct buyers, tickets)}, per store or over ``stores`` together."""
+    if by not in GROUP_COLUMNS:
+        raise ValidationError(f"分组无效: {by!r}", field="by")
+    q = _Sql(db)
+    store = "store" if per_store else "''"
+    rows = q.run(
+        f"SELECT {store}, COALESCE({by}, ''), SUM(amount), COUNT(DISTINCT member_id), SUM(tickets)"
+        f" FROM report_member_spend WHERE {_spend_rows(q, period)} AND {q.one_of('store', stores)}"
+        " GROUP BY 1, 2"
+    )
+    return {(str(st), str(g)): (int(a), int(b), int(t)) for st, g, a, b, t in rows}
+
+
+def _group_rows(
+    db: pw.Database, by: str, period: Period, stores: list[str] | None
+) -> list[tuple[str, int, int | None, int]]:
+    """[(group, net fen, distinct buyers, tickets)] over the scope's stores: from the rollup
+    when the period has one (buyers None when summed over several stores of an area:
+    a member buying at two of them is not counted twice), else live."""
+    from hq.reports import rollup
+
+    rows = rollup.rows_for(db, f"g:{by}", period)
+    if rows is None:
+        return [(g, a, b, t) for (_, g), (a, b, t) in group_raw(db, by, period, stores).items()]
+    sums: dict[str, list[Any]] = {}
+    for key, (a, b, t) in rows.items():
+        store, _, group = key.partition("|")
+        if stores is None and store:
+            continue  # the chain's own rows have no store
+        if stores is not None and store not in stores:
+            continue
+        acc = sums.setdefault(group, [0, 0, 0, 0])
+        acc[0] += a
+        acc[1] += b
+        acc[2] += t
+        acc[3] += 1
+    single = stores is None or len(stores) == 1
+    return [(g, a, b if single else None, t) for g, (a, b, t, _) in sums.items()]
+
+
 def _groups(
     db: pw.Database, stores: list[str] | None, period: Period, total: int
 ) -> dict[str, Any]:
@@ -468,12 +519,8 @@ def _groups(
         ("contribution_card_type", "card_type"),
         ("gender_contribution", "gender"),
     ):
-        q = _Sql(db)
-        rows = q.run(
-            f"SELECT COALESCE({column}, ''), SUM(amount) FROM report_member_spend WHERE "
-            f"{_spend_rows(q, period)} AND {q.one_of('store', stores)} GROUP BY 1 ORDER BY 1"
-        )
-        out[key] = {str(g): Fraction(int(a), total) for g, a in rows} if total > 0 else None
+        rows = _group_rows(db, column, period, stores)
+        out[key] = {g: Fraction(a, total) for g, a, _, _ in sorted(rows)} if total > 0 else None
     return out
 
 
@@ -773,22 +820,20 @@ def _by_group(
     db: pw.Database, by: str, period: Period, stores: list[str] | None
 ) -> list[dict[str, Any]]:
     total = _sales(db, stores, period)["sales_fen"]
-    q = _Sql(db)
-    rows = q.run(
-        f"SELECT COALESCE({by}, ''), SUM(amount), COUNT(DISTINCT member_id), SUM(tickets)"
-        f" FROM report_member_spend WHERE {_spend_rows(q, period)} AND {q.one_of('store', stores)}"
-        " GROUP BY 1"
-    )
+    rows = _group_rows(db, by, period, stores)
+    if any(b is None for _, _, b, _ in rows):  # an area from the rollup: its buyers live
+        live = group_raw(db, by, period, stores)
+        rows = [(g, a, b, t) for (_, g), (a, b, t) in live.items()]
     labels = {"gender": {"M": "男", "F": "女", "": "未填"}}.get(by, {"": "无"})
     out = [
         {
-            "key": str(g),
-            "label": labels.get(str(g), str(g)),
-            "member_sales_fen": int(a),
-            "contribution": _ratio(int(a), total) if total > 0 else None,
-            "buyers": int(b),
-            "member_tickets": int(t),
-            "avg_ticket": _fen(int(a), int(t)),
+            "key": g,
+            "label": labels.get(g, g),
+            "member_sales_fen": a,
+            "contribution": _ratio(a, total) if total > 0 else None,
+            "buyers": b,
+            "member_tickets": t,
+            "avg_ticket": _fen(a, t),
         }
         for g, a, b, t in rows
     ]

@@ -55,6 +55,10 @@ def rollup(db: pw.Database, period: Period, now: dt.datetime | None = None) -> i
             add(by, key, data)
     for home, data in kpis.base_raw(db, period).items():
         add("home", home, data)
+    for by in kpis.GROUP_COLUMNS:  # 贡献率: per store and group, and the chain's own
+        for per_store in (False, True):
+            for (store, group), data in kpis.group_raw(db, by, period, None, per_store).items():
+                add(f"g:{by}", f"{store}|{group}", data)
     R = ReportRollup
     with db.atomic():
         R.delete().where((R.kind == period.kind) & (R.start == period.start)).execute()

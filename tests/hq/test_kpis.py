@@ -291,11 +291,14 @@ def test_rollup_gives_the_live_figures(request, hq_db, data):
     request.getfixturevalue(data)
     Store.update(area="华东").where(Store.code.in_(["S001", "S002"])).execute()
     live = _all_figures(hq_db, live=True)
-    before = {by: kpis.breakdown(hq_db, by, NOV) for by in ("store", "area")}
+    bys = ("store", "area", "tier", "card_type", "gender")
+    before = {by: kpis.breakdown(hq_db, by, NOV) for by in bys}
+    within = kpis.breakdown(hq_db, "gender", NOV, Scope("area", "华东"))
     periods = {"chain": 2 + 1 + 1, "history": 6 + 2 + 1}[data]  # months to Dec, quarters, 2026
     assert rollup.rollup_all(hq_db, dt.date(2026, 12, 5)) == periods
     assert _all_figures(hq_db, live=False) == live
-    assert {by: kpis.breakdown(hq_db, by, NOV) for by in ("store", "area")} == before
+    assert {by: kpis.breakdown(hq_db, by, NOV) for by in bys} == before
+    assert kpis.breakdown(hq_db, "gender", NOV, Scope("area", "华东")) == within
     assert [p.key for p in rollup.recent_periods(dt.date(2026, 12, 3))] == [
         "2026-12", "2026-Q4", "2026", "2026-11",
     ]  # fmt: skip
