@@ -8,8 +8,10 @@ the two years before the business day (home store, recruiter, gender, birthday, 
 type, tier), ``--sales`` sales over the same two years (30% walk-ins, the rest by a member
 on or after their registration day, 1 to 3 lines), 1% of them returned, and coupons
 (one per 5 sales, a quarter from campaigns, 30% used). The KPIs' summary tables are then
-built with ``hq.reports.summary.rebuild`` (what ``huiyuan-hq reports-rebuild`` runs; the
-ingest keeps them up to date as it applies each sale).
+built with ``hq.reports.summary.rebuild`` and every month, quarter and year rolled up
+(what ``huiyuan-hq reports-rebuild`` runs; the ingest keeps the summaries up to date as
+it applies each sale, the ``reports-rollup`` job the rollup every 30 minutes: one run
+of it is timed too).
 
 Then each report is timed ``--runs`` times with varied periods (day, week, month,
 quarter, year ending in the last two years) and stores / areas / staff, and its p95
@@ -44,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import peewee as pw  # noqa: E402
 
 from hq.models import bind, open_database  # noqa: E402
-from hq.reports import kpis, summary  # noqa: E402
+from hq.reports import kpis, rollup, summary  # noqa: E402
 from hq.reports.periods import Scope, period_containing  # noqa: E402
 
 PG_ADMIN_DSN = os.environ.get("HY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
@@ -57,14 +59,16 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def pg_database() -> tuple[str, Callable[[], None]]:
+def pg_database(reuse: str | None = None, keep: bool = False) -> tuple[str, Callable[[], None]]:
+    """A fresh database (or ``reuse``, one a ``--load-only`` run kept) and how to drop it."""
     import psycopg2
 
     admin = psycopg2.connect(PG_ADMIN_DSN, connect_timeout=3)
     admin.autocommit = True
-    name = f"hy_bench_reports_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+    name = reuse or f"hy_bench_reports_{uuid.uuid4().hex[:8]}"
+    if not reuse:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
     params = admin.get_dsn_parameters()
     url = (
         f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
@@ -72,6 +76,10 @@ def pg_database() -> tuple[str, Callable[[], None]]:
     )
 
     def drop() -> None:
+        if keep:
+            log(f"kept database {name} (drop it, or pass --reuse-db {name})")
+            admin.close()
+            return
         with admin.cursor() as cur:
             cur.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
@@ -264,6 +272,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--sales", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=20, help="timed runs per report")
+    parser.add_argument("--load-only", action="store_true", help="load, keep the database, stop")
+    parser.add_argument("--reuse-db", default=None, help="time a database a --load-only run kept")
     args = parser.parse_args()
     if not (1 <= args.stores <= 999 and args.members >= 1 and args.sales >= 1):
         parser.error("--stores 1..999, --members and --sales at least 1")
@@ -273,24 +283,40 @@ def main() -> None:
         f"Python {platform.python_version()}), load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    url, drop = pg_database()
+    url, drop = pg_database(args.reuse_db, keep=args.load_only)
     result: dict[str, Any] = {"members": args.members, "sales": args.sales, "stores": args.stores}
     try:
         db = open_database(url)
         bind(db)
-        log(f"PostgreSQL {db.execute_sql('SHOW server_version').fetchone()[0]}, a fresh database")
+        log(f"PostgreSQL {db.execute_sql('SHOW server_version').fetchone()[0]}, database {url}")
         start = time.perf_counter()
-        load(db, args.stores, args.members, args.sales)
-        result["load_s"] = round(time.perf_counter() - start, 1)
-        log(
-            f"loaded {args.stores} stores, {args.members:,} members, {args.sales:,} sales in {result['load_s']} s"
-        )
+        if args.reuse_db:
+            for key, table in (("stores", "store"), ("members", "member"), ("sales", "sale")):
+                result[key] = db.execute_sql(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            log(f"reusing a loaded database: {result}")
+        else:
+            load(db, args.stores, args.members, args.sales)
+            result["load_s"] = round(time.perf_counter() - start, 1)
+            log(f"loaded {args.stores} stores, {args.members:,} members, {args.sales:,} sales")
+            log(f"  in {result['load_s']} s")
+        if args.load_only:
+            db.close()
+            return
         start = time.perf_counter()
         db.execute_sql("SET work_mem = '256MB'")
         counts = summary.rebuild(db)
         result["summary_build_s"] = round(time.perf_counter() - start, 1)
         result["summary_rows"] = counts
         log(f"summaries built (reports-rebuild) in {result['summary_build_s']} s: {counts}")
+        db.execute_sql("VACUUM ANALYZE")
+        start = time.perf_counter()
+        periods = rollup.rollup_all(db, DAY)
+        result["rollup_all_s"] = round(time.perf_counter() - start, 1)
+        log(f"rolled up {periods} months, quarters and years in {result['rollup_all_s']} s")
+        start = time.perf_counter()
+        done = rollup.rollup_recent(db, DAY)
+        result["rollup_job_s"] = round(time.perf_counter() - start, 1)
+        log(f"one reports-rollup job run ({len(done)} periods): {result['rollup_job_s']} s")
         db.execute_sql("RESET work_mem")
         db.execute_sql("VACUUM ANALYZE")
         baseline(db, result)

@@ -30,8 +30,10 @@ def _db(ctx: click.Context):  # noqa: ANN202 - a peewee database
 )
 @click.pass_context
 def reports_rebuild(ctx: click.Context, since: str | None) -> None:
-    """Rebuild the KPIs' summary tables from the sales, returns and members."""
+    """Rebuild the KPIs' summary tables from the sales, returns and members, and roll up
+    every month, quarter and year (what the reports-rollup job keeps current)."""
     from hq.cli import _fail
+    from hq.reports.rollup import rollup_all
     from hq.reports.summary import rebuild
 
     try:
@@ -39,6 +41,7 @@ def reports_rebuild(ctx: click.Context, since: str | None) -> None:
         db = _db(ctx)
         started = time.monotonic()
         counts = rebuild(db, day)
+        counts["rolled_up_periods"] = rollup_all(db)
     except HuiyuanError as exc:
         _fail(exc)
         return

@@ -1081,7 +1081,24 @@ class ReportMember(BaseModel):
     merged = pw.BooleanField(default=False)
 
 
-MODELS += [ReportStoreDay, ReportMemberSpend, ReportMember]
+class ReportRollup(BaseModel):
+    """The distinct-member counts of a month, quarter or year, rolled up by the scheduler
+    (hq/reports/rollup.py, job ``reports-rollup``): per sales scope (``chain`` "", each
+    ``area``, each ``store``) the buyers' counts, per ``home`` store the member-base counts
+    (hq.reports.kpis BUYER_FIELDS / BASE_FIELDS, as a list of ints in ``data``)."""
+
+    kind = pw.CharField(max_length=8)
+    start = pw.DateField()
+    scope_kind = pw.CharField(max_length=16)  # chain | area | store | home | g:<group column>
+    scope_key = pw.CharField(max_length=100)  # g:...: "<store or empty>|<group>"
+    data = JSONText()
+    computed_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("kind", "start", "scope_kind", "scope_key")
+
+
+MODELS += [ReportStoreDay, ReportMemberSpend, ReportMember, ReportRollup]
 
 # -- members
 # -- operations (exception and dead-letter resolution)

@@ -67,8 +67,8 @@ KPIS: list[Kpi] = [
     Kpi("new_member_rate", "新开卡率", "New member rate", "ratio", base=True),
     Kpi("activation_rate", "激活率", "Activation rate", "ratio", "review", base=True),
     Kpi("buyers", "消费会员数", "Buying members", "count"),
-    Kpi("active_members", "有效会员数", "Active members", "count", "analysis", base=True),
-    Kpi("member_growth", "会员增长率", "Member growth", "ratio", "analysis", base=True),
+    Kpi("active_members", "有效会员数", "Active members", "count", "analysis", True, _MONTHLY),
+    Kpi("member_growth", "会员增长率", "Member growth", "ratio", "analysis", True, _MONTHLY),
     Kpi("churn_rate", "流失率", "Churn rate", "ratio", "analysis", True, _MONTHLY, better=-1),
     Kpi("repeat_rate", "回头率", "Repeat rate", "ratio"),
     Kpi("repeat_frequency", "回头频率", "Repeat frequency", "per_member", "analysis"),
@@ -296,24 +296,42 @@ def _sales(db: pw.Database, stores: list[str] | None, period: Period) -> dict[st
     }
 
 
-def _buyers(db: pw.Database, stores: list[str] | None, period: Period) -> dict[str, Any]:
-    """Distinct members who bought, per member over the scope's stores."""
+BUYER_FIELDS = ("buyers", "tickets", "repeaters", "gaps", "intervals", "ages", "aged")
+BASE_FIELDS = ("new", "activated", "active_end", "active_before", "kept", "ever", "recent", "woken")
+
+
+def buyers_raw(
+    db: pw.Database, period: Period, stores: list[str] | None = None, by: str = "chain"
+) -> dict[str, tuple[int, ...]]:
+    """Distinct members who bought in the period, per member over a scope's stores: one
+    ``BUYER_FIELDS`` tuple for the whole of ``stores`` (by chain, key ""), or per store or
+    per area (``by``)."""
     q = _Sql(db)
-    where = f"{_spend_rows(q, period)} AND {q.one_of('store', stores)}"
+    join, group = "", "''"
+    if by == "store":
+        group = "s.store"
+    elif by == "area":
+        join, group = " JOIN store st ON st.code = s.store", "COALESCE(st.area, '')"
     gap = q.days_between("l", "f")
     year = period.last_day.year
-    (row,) = q.run(
-        "SELECT COUNT(*), COALESCE(SUM(t),0),"
+    where = _spend_rows(q, period, "s.")
+    where += " AND " + q.one_of("s.store", stores)
+    rows = q.run(
+        "SELECT g, COUNT(*), COALESCE(SUM(t),0),"
         f" COALESCE(SUM(CASE WHEN t >= {REPEAT_TICKETS} THEN 1 ELSE 0 END),0),"
         f" COALESCE(SUM(CASE WHEN t >= 2 THEN {gap} ELSE 0 END),0),"
         " COALESCE(SUM(CASE WHEN t >= 2 THEN t - 1 ELSE 0 END),0),"
         f" COALESCE(SUM(CASE WHEN y IS NOT NULL THEN {int(year)} - y ELSE 0 END),0),"
         " COALESCE(SUM(CASE WHEN y IS NOT NULL THEN 1 ELSE 0 END),0)"
-        " FROM (SELECT member_id, SUM(tickets) AS t, MIN(first_day) AS f, MAX(last_day) AS l,"
-        f" MAX(birth_year) AS y FROM report_member_spend WHERE {where}"
-        " GROUP BY member_id) m WHERE t > 0"
+        f" FROM (SELECT {group} AS g, s.member_id, SUM(s.tickets) AS t, MIN(s.first_day) AS f,"
+        f" MAX(s.last_day) AS l, MAX(s.birth_year) AS y FROM report_member_spend s{join}"
+        f" WHERE {where} GROUP BY 1, 2) m WHERE t > 0 GROUP BY g"
     )
-    buyers, tickets, repeaters, gaps, intervals, ages, aged = map(int, row)
+    return {str(r[0]): tuple(int(v) for v in r[1:]) for r in rows}
+
+
+def buyer_figures(raw: tuple[int, ...] | None) -> dict[str, Any]:
+    buyers, tickets, repeaters, gaps, intervals, ages, aged = raw or (0,) * len(BUYER_FIELDS)
     return {
         "buyers": buyers,
         "repeat_rate": _ratio(repeaters, buyers),
@@ -323,10 +341,109 @@ def _buyers(db: pw.Database, stores: list[str] | None, period: Period) -> dict[s
     }
 
 
-def _new(
-    db: pw.Database, stores: list[str] | None, period: Period, staff: str | None = None
-) -> dict[str, Any]:
-    """New members (registered in the period, not merged away) and how many came back."""
+def _by_home(rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    return {str(k or ""): int(v) for k, v in rows}
+
+
+def base_raw(
+    db: pw.Database, period: Period, stores: list[str] | None = None
+) -> dict[str, tuple[int, ...]]:
+    """The member-base counts per home store (``BASE_FIELDS``; additive over stores, as
+    every member has one home store): new members and those activated; for a month,
+    quarter or year also the active members at its end and before it, those active at
+    both (kept), those who ever bought before the dormancy cut, those of them who bought
+    in the months before the period (recent), and the dormant ones who bought in it."""
+    parts: dict[str, dict[str, int]] = {}
+    q = _Sql(db)
+    later = q.plus_days("r.reg_day", ACTIVATION_DAYS)
+    text = (
+        "SELECT r.home_store, COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM"
+        " report_member_spend s WHERE s.member_id = r.member_id AND s.kind = 'day'"
+        f" AND s.start > r.reg_day AND s.start <= {later} AND s.tickets > 0) THEN 1 ELSE 0 END),0)"
+        " FROM report_member r WHERE NOT r.merged"
+        f" AND r.reg_day >= {q.p(period.start)} AND r.reg_day < {q.p(period.end)} AND "
+    )  # the parameters in the text's order
+    rows = q.run(text + q.one_of("r.home_store", stores) + " GROUP BY 1")
+    parts["new"] = {str(k or ""): int(n) for k, n, _ in rows}
+    parts["activated"] = {str(k or ""): int(a) for k, _, a in rows}
+    if period.kind in _MONTHLY:
+        before_day = period.start - dt.timedelta(days=1)
+        f1, e1 = _active_window(before_day)
+        f2, e2 = _active_window(period.last_day)
+        cut = add_months(period.start, -DORMANT_MONTHS)
+
+        def window(q: _Sql, first: dt.date, end: dt.date) -> str:
+            text = f"{_window(q, first, end)} AND tickets > 0 AND "
+            return text + q.one_of("home_store", stores)
+
+        for name, (first, end) in (("active_end", (f2, e2)), ("active_before", (f1, e1))):
+            q = _Sql(db)
+            parts[name] = _by_home(
+                q.run(
+                    "SELECT home_store, COUNT(DISTINCT member_id) FROM report_member_spend"
+                    f" WHERE {window(q, first, end)} GROUP BY 1"
+                )
+            )
+        q = _Sql(db)
+        w1 = window(q, f1, e1)
+        w2 = window(q, f2, e2)
+        parts["kept"] = _by_home(
+            q.run(
+                "SELECT home_store, COUNT(*) FROM (SELECT member_id, home_store FROM"
+                f" report_member_spend WHERE {w1} INTERSECT SELECT member_id, home_store FROM"
+                f" report_member_spend WHERE {w2}) k GROUP BY 1"
+            )
+        )
+        q = _Sql(db)
+        text = f"SELECT home_store, COUNT(*) FROM report_member WHERE NOT merged AND first_day < {q.p(cut)} AND "
+        parts["ever"] = _by_home(q.run(text + q.one_of("home_store", stores) + " GROUP BY 1"))
+        q = _Sql(db)
+        text = (
+            "SELECT s.home_store, COUNT(DISTINCT s.member_id) FROM report_member_spend s JOIN"
+            " report_member r ON r.member_id = s.member_id WHERE s.kind = 'month'"
+            f" AND s.start >= {q.p(cut)} AND s.start < {q.p(period.start)} AND s.tickets > 0"
+            f" AND r.first_day < {q.p(cut)} AND NOT r.merged AND "
+        )
+        parts["recent"] = _by_home(q.run(text + q.one_of("s.home_store", stores) + " GROUP BY 1"))
+        q = _Sql(db)
+        text = (
+            "SELECT h, COUNT(*) FROM (SELECT s.member_id, s.home_store AS h FROM report_member_spend s"
+            " JOIN report_member r ON r.member_id = s.member_id"
+            f" WHERE s.kind = {q.p(period.kind)} AND s.start = {q.p(period.start)}"
+            f" AND s.tickets > 0 AND r.first_day < {q.p(cut)} AND NOT r.merged AND "
+        )
+        text += q.one_of("s.home_store", stores)
+        text += (
+            " EXCEPT SELECT member_id, home_store FROM report_member_spend WHERE kind = 'month'"
+            f" AND start >= {q.p(cut)} AND start < {q.p(period.start)} AND tickets > 0) w GROUP BY h"
+        )
+        parts["woken"] = _by_home(q.run(text))
+    homes = set().union(*(set(v) for v in parts.values()))
+    return {h: tuple(parts.get(f, {}).get(h, 0) for f in BASE_FIELDS) for h in homes}
+
+
+def base_figures(rows: Any, kind: str) -> dict[str, Any]:
+    """The member-base figures from ``base_raw`` tuples summed over a scope's home stores."""
+    sums = [0] * len(BASE_FIELDS)
+    for t in rows:
+        for i, v in enumerate(t):
+            sums[i] += v
+    new, activated, active_end, active_before, kept, ever, recent, woken = sums
+    out: dict[str, Any] = {"new_members": new, "activation_rate": _ratio(activated, new)}
+    monthly = kind in _MONTHLY
+    dormant = ever - recent
+    out.update(
+        active_members=active_end if monthly else None,
+        member_growth=_ratio(active_end - active_before, active_before) if monthly else None,
+        churn_rate=_ratio(active_before - kept, active_before) if monthly else None,
+        dormant_members=dormant if monthly else None,
+        wake_rate=_ratio(woken, dormant) if monthly else None,
+    )
+    return out
+
+
+def _new(db: pw.Database, period: Period, staff: str) -> dict[str, Any]:
+    """A staff member's recruits registered in the period (not merged away), activated."""
     q = _Sql(db)
     later = q.plus_days("r.reg_day", ACTIVATION_DAYS)
     text = (
@@ -334,80 +451,62 @@ def _new(
         " WHERE s.member_id = r.member_id AND s.kind = 'day' AND s.start > r.reg_day"
         f" AND s.start <= {later} AND s.tickets > 0) THEN 1 ELSE 0 END),0)"
         " FROM report_member r WHERE NOT r.merged"
-        f" AND r.reg_day >= {q.p(period.start)} AND r.reg_day < {q.p(period.end)} AND "
-    )  # the parameters in the text's order: the period, then whose
-    who = f"r.staff = {q.p(staff)}" if staff else q.one_of("r.home_store", stores)
-    (row,) = q.run(text + who)
+        f" AND r.reg_day >= {q.p(period.start)} AND r.reg_day < {q.p(period.end)}"
+    )
+    (row,) = q.run(text + f" AND r.staff = {q.p(staff)}")
     new, activated = map(int, row)
     return {"new_members": new, "activation_rate": _ratio(activated, new)}
 
 
-def _active_count(db: pw.Database, stores: list[str] | None, day: dt.date) -> int:
-    q = _Sql(db)
-    first, end = _active_window(day)
-    (row,) = q.run(
-        "SELECT COUNT(DISTINCT member_id) FROM report_member_spend WHERE "
-        f"{_window(q, first, end)} AND tickets > 0 AND {q.one_of('home_store', stores)}"
-    )
-    return int(row[0])
+GROUP_COLUMNS = ("tier", "card_type", "gender")
 
 
-def _active(db: pw.Database, stores: list[str] | None, period: Period) -> dict[str, Any]:
-    """有效会员 at the period's end, growth against the end of the previous period, churn."""
-    now = _active_count(db, stores, period.last_day)
-    before_day = period.start - dt.timedelta(days=1)
-    before = _active_count(db, stores, before_day)
-    out: dict[str, Any] = {
-        "active_members": now,
-        "member_growth": _ratio(now - before, before),
-        "churn_rate": None,
-    }
-    if period.kind in _MONTHLY:
-        q = _Sql(db)
-        f1, e1 = _active_window(before_day)
-        f2, e2 = _active_window(period.last_day)
-        where1 = f"{_window(q, f1, e1)} AND tickets > 0 AND "
-        where1 += q.one_of("home_store", stores)  # parameters in the text's order
-        where2 = f"{_window(q, f2, e2)} AND tickets > 0 AND "
-        where2 += q.one_of("home_store", stores)
-        (row,) = q.run(
-            f"SELECT COUNT(*) FROM (SELECT member_id FROM report_member_spend WHERE {where1}"
-            f" INTERSECT SELECT member_id FROM report_member_spend WHERE {where2}) kept"
-        )
-        out["churn_rate"] = _ratio(before - int(row[0]), before)
-    return out
+def group_raw(
+    db: pw.Database,
+    by: str,
+    period: Period,
+    stores: list[str] | None = None,
+    per_store: bool = False,
+) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """Member sales per group (``by``: tier | card_type | gender), live: {(store or "",
+    group): (net fen, distinct buyers, tickets)}, per store or over ``stores`` together."""
+    if by not in GROUP_COLUMNS:
+        raise ValidationError(f"分组无效: {by!r}", field="by")
+    q = _Sql(db)
+    store = "store" if per_store else "''"
+    rows = q.run(
+        f"SELECT {store}, COALESCE({by}, ''), SUM(amount), COUNT(DISTINCT member_id), SUM(tickets)"
+        f" FROM report_member_spend WHERE {_spend_rows(q, period)} AND {q.one_of('store', stores)}"
+        " GROUP BY 1, 2"
+    )
+    return {(str(st), str(g)): (int(a), int(b), int(t)) for st, g, a, b, t in rows}
 
 
-def _wake(db: pw.Database, stores: list[str] | None, period: Period) -> dict[str, Any]:
-    """沉睡会员 at the period's start (bought before the 3 months before it, not in them) and
-    how many of them bought in the period (唤醒)."""
-    if period.kind not in _MONTHLY:
-        return {"dormant_members": None, "wake_rate": None}
-    cut = add_months(period.start, -DORMANT_MONTHS)
-    q = _Sql(db)
-    (ever,) = q.run(
-        "SELECT COUNT(*) FROM report_member r WHERE NOT r.merged AND r.first_day < "
-        f"{q.p(cut)} AND {q.one_of('r.home_store', stores)}"
-    )
-    q = _Sql(db)
-    recent = f"s.kind = 'month' AND s.start >= {q.p(cut)} AND s.start < {q.p(period.start)}"
-    (kept,) = q.run(
-        "SELECT COUNT(DISTINCT s.member_id) FROM report_member_spend s JOIN report_member r"
-        f" ON r.member_id = s.member_id WHERE {recent} AND s.tickets > 0 AND r.first_day < {q.p(cut)}"
-        f" AND NOT r.merged AND {q.one_of('r.home_store', stores)}"
-    )
-    dormant = int(ever[0]) - int(kept[0])
-    q = _Sql(db)
-    kind = period.kind
-    (woke,) = q.run(
-        "SELECT COUNT(*) FROM (SELECT s.member_id FROM report_member_spend s JOIN report_member r"
-        f" ON r.member_id = s.member_id WHERE s.kind = {q.p(kind)} AND s.start = {q.p(period.start)}"
-        f" AND s.tickets > 0 AND r.first_day < {q.p(cut)} AND NOT r.merged"
-        f" AND {q.one_of('r.home_store', stores)}"
-        " EXCEPT SELECT member_id FROM report_member_spend WHERE kind = 'month'"
-        f" AND start >= {q.p(cut)} AND start < {q.p(period.start)} AND tickets > 0) w"
-    )
-    return {"dormant_members": dormant, "wake_rate": _ratio(int(woke[0]), dormant)}
+def _group_rows(
+    db: pw.Database, by: str, period: Period, stores: list[str] | None
+) -> list[tuple[str, int, int | None, int]]:
+    """[(group, net fen, distinct buyers, tickets)] over the scope's stores: from the rollup
+    when the period has one (buyers None when summed over several stores of an area:
+    a member buying at two of them is not counted twice), else live."""
+    from hq.reports import rollup
+
+    rows = rollup.rows_for(db, f"g:{by}", period)
+    if rows is None:
+        return [(g, a, b, t) for (_, g), (a, b, t) in group_raw(db, by, period, stores).items()]
+    sums: dict[str, list[Any]] = {}
+    for key, (a, b, t) in rows.items():
+        store, _, group = key.partition("|")
+        if stores is None and store:
+            continue  # the chain's own rows have no store
+        if stores is not None and store not in stores:
+            continue
+        acc = sums.setdefault(group, [0, 0, 0, 0])
+        acc[0] += a
+        acc[1] += b
+        acc[2] += t
+        acc[3] += 1
+    single = stores is None or len(stores) == 1
+    return [(g, a, b if single else None, t) for g, (a, b, t, _) in sums.items()]
 
 
 def _groups(
@@ -420,12 +519,8 @@ def _groups(
         ("contribution_card_type", "card_type"),
         ("gender_contribution", "gender"),
     ):
-        q = _Sql(db)
-        rows = q.run(
-            f"SELECT COALESCE({column}, ''), SUM(amount) FROM report_member_spend WHERE "
-            f"{_spend_rows(q, period)} AND {q.one_of('store', stores)} GROUP BY 1 ORDER BY 1"
-        )
-        out[key] = {str(g): Fraction(int(a), total) for g, a in rows} if total > 0 else None
+        rows = _group_rows(db, column, period, stores)
+        out[key] = {g: Fraction(a, total) for g, a, _, _ in sorted(rows)} if total > 0 else None
     return out
 
 
@@ -457,7 +552,7 @@ def staff_figures(db: pw.Database, code: str, period: Period) -> dict[str, Any]:
     """A staff member's figures: members recruited in the period (and activated), the
     period's net sales of every member they ever recruited, the members they maintain now
     (维护人) and how many of those bought, and bought again (回头率)."""
-    out = _new(db, None, period, staff=code)
+    out = _new(db, period, code)
     q = _Sql(db)
     s_where = _spend_rows(q, period, "s.")
     (row,) = q.run(
@@ -515,11 +610,17 @@ def _check_keys(keys: Any, known: dict[str, Kpi]) -> list[str]:
 
 
 def figures(
-    db: pw.Database, scope: Scope = CHAIN, period: Period | None = None, keys: Any = None
+    db: pw.Database,
+    scope: Scope = CHAIN,
+    period: Period | None = None,
+    keys: Any = None,
+    live: bool = False,
 ) -> dict[str, Any]:
     """The scope's figures for the period: {key: value} for ``keys`` (default: every
     figure of ``KPIS``, or of ``STAFF_KPIS`` for a staff scope). A figure not defined
-    for the period's kind (churn for a week) is None."""
+    for the period's kind (churn for a week) is None. The distinct-member figures of a
+    month, quarter or year come from the scheduler's rollup when it has one (``live``:
+    always computed now)."""
     if period is None:
         raise ValidationError("请指定周期 (period is required)", field="period")
     if scope.kind == "staff":
@@ -527,6 +628,8 @@ def figures(
         stores_of(db, scope)  # refuses an unknown staff code
         got = staff_figures(db, scope.key, period)
         return {k: got[k] for k in wanted}
+    from hq.reports import rollup
+
     wanted = _check_keys(keys, BY_KEY)
     stores = stores_of(db, scope)
     need = {name for name, members in _GROUPS.items() if members & set(wanted)}
@@ -534,14 +637,18 @@ def figures(
     if need & {"sales", "groups", "new"}:
         got.update(_sales(db, stores, period))
     if "buyers" in need:
-        got.update(_buyers(db, stores, period))
-    if "new" in need:
-        got.update(_new(db, stores, period))
+        raw = None if live else rollup.buyers_for(db, scope.kind, scope.key, period)
+        if raw is None:
+            raw = buyers_raw(db, period, stores).get("")
+        got.update(buyer_figures(raw))
+    if need & {"new", "active", "wake"}:
+        homes = None if live else rollup.rows_for(db, "home", period)
+        if homes is None:
+            homes = base_raw(db, period, stores)
+        elif stores is not None:
+            homes = {h: t for h, t in homes.items() if h in set(stores)}
+        got.update(base_figures(homes.values(), period.kind))
         got["new_member_rate"] = _ratio(got["new_members"], got["tickets"])
-    if "active" in need:
-        got.update(_active(db, stores, period))
-    if "wake" in need:
-        got.update(_wake(db, stores, period))
     if "groups" in need:
         got.update(_groups(db, stores, period, got["sales_fen"]))
     if "coupons" in need:
@@ -658,34 +765,28 @@ def _by_place(
             tickets=int(tickets),
             avg_ticket=_fen(m_net, int(m_tickets)),
         )
-    join, group = _place_sql(by, "s")
-    q = _Sql(db)
-    where = _spend_rows(q, period, "s.")
-    for key, buyers, repeaters in q.run(
-        "SELECT g, COUNT(*), SUM(CASE WHEN t >= 2 THEN 1 ELSE 0 END) FROM ("
-        f"SELECT {group} AS g, s.member_id, SUM(s.tickets) AS t FROM report_member_spend s{join}"
-        f" WHERE {where} AND {q.one_of('s.store', stores)} GROUP BY 1, 2) b WHERE t > 0 GROUP BY g"
-    ):
-        row(key).update(buyers=int(buyers), repeat_rate=_ratio(int(repeaters), int(buyers)))
-    home_join = "" if by == "store" else " JOIN store st ON st.code = r.home_store"
-    home_group = "r.home_store" if by == "store" else "COALESCE(st.area, '')"
-    q = _Sql(db)
-    for key, new in q.run(
-        f"SELECT {home_group}, COUNT(*) FROM report_member r{home_join} WHERE NOT r.merged"
-        f" AND r.reg_day >= {q.p(period.start)} AND r.reg_day < {q.p(period.end)}"
-        f" AND {q.one_of('r.home_store', stores)} GROUP BY 1"
-    ):
-        row(key or "").update(new_members=int(new))
-    first, end = _active_window(period.last_day)
-    a_join = "" if by == "store" else " JOIN store st ON st.code = s.home_store"
-    a_group = "s.home_store" if by == "store" else "COALESCE(st.area, '')"
-    q = _Sql(db)
-    for key, active in q.run(
-        f"SELECT {a_group}, COUNT(DISTINCT s.member_id) FROM report_member_spend s{a_join}"
-        f" WHERE s.kind = 'month' AND s.start >= {q.p(first)} AND s.start < {q.p(end)}"
-        f" AND s.tickets > 0 AND {q.one_of('s.home_store', stores)} GROUP BY 1"
-    ):
-        row(key or "").update(active_members=int(active))
+    from hq.reports import rollup
+
+    raw = rollup.rows_for(db, by, period)
+    if raw is None or (by == "area" and stores is not None):
+        raw = buyers_raw(db, period, stores, by)
+    for key, data in raw.items():
+        if by == "store" and stores is not None and key not in stores:
+            continue
+        f = buyer_figures(data)
+        row(key).update(buyers=f["buyers"], repeat_rate=f["repeat_rate"])
+    homes = rollup.rows_for(db, "home", period)
+    if homes is None:
+        homes = base_raw(db, period, stores)
+    area_of = {s.code: s.area or "" for s in Store.select(Store.code, Store.area)}
+    grouped: dict[str, list[tuple[int, ...]]] = {}
+    for home, data in homes.items():
+        if stores is not None and home not in stores:
+            continue
+        grouped.setdefault(home if by == "store" else area_of.get(home, ""), []).append(data)
+    for key, datas in grouped.items():
+        f = base_figures(datas, period.kind)
+        row(key).update(new_members=f["new_members"], active_members=f["active_members"])
     names = {}
     if by == "store":
         names = {s.code: s.name for s in Store.select(Store.code, Store.name)}
@@ -702,7 +803,6 @@ def _by_place(
                     "tickets",
                     "buyers",
                     "new_members",
-                    "active_members",
                 )
                 else None,
             )
@@ -720,22 +820,20 @@ def _by_group(
     db: pw.Database, by: str, period: Period, stores: list[str] | None
 ) -> list[dict[str, Any]]:
     total = _sales(db, stores, period)["sales_fen"]
-    q = _Sql(db)
-    rows = q.run(
-        f"SELECT COALESCE({by}, ''), SUM(amount), COUNT(DISTINCT member_id), SUM(tickets)"
-        f" FROM report_member_spend WHERE {_spend_rows(q, period)} AND {q.one_of('store', stores)}"
-        " GROUP BY 1"
-    )
+    rows = _group_rows(db, by, period, stores)
+    if any(b is None for _, _, b, _ in rows):  # an area from the rollup: its buyers live
+        live = group_raw(db, by, period, stores)
+        rows = [(g, a, b, t) for (_, g), (a, b, t) in live.items()]
     labels = {"gender": {"M": "男", "F": "女", "": "未填"}}.get(by, {"": "无"})
     out = [
         {
-            "key": str(g),
-            "label": labels.get(str(g), str(g)),
-            "member_sales_fen": int(a),
-            "contribution": _ratio(int(a), total) if total > 0 else None,
-            "buyers": int(b),
-            "member_tickets": int(t),
-            "avg_ticket": _fen(int(a), int(t)),
+            "key": g,
+            "label": labels.get(g, g),
+            "member_sales_fen": a,
+            "contribution": _ratio(a, total) if total > 0 else None,
+            "buyers": b,
+            "member_tickets": t,
+            "avg_ticket": _fen(a, t),
         }
         for g, a, b, t in rows
     ]

@@ -270,7 +270,7 @@ def _sql_parts(pg: bool) -> dict[str, str]:
             " FROM json_array_elements(CAST(body AS json)->'lines') l)",
             "lines": "COALESCE(json_array_length(CAST(body AS json)->'lines'), 0)",
             "start": "CAST(date_trunc(k.kind, x.day) AS date)",
-            "kinds": "(VALUES ('day'), ('month'), ('quarter'), ('year')) AS k(kind)",
+            "kinds": "(VALUES ('month'), ('quarter'), ('year')) AS k(kind)",
             "by": "CASE WHEN substr(m.birthday, 1, 4) ~ '^[0-9]{4}$' THEN CASE WHEN"
             " CAST(substr(m.birthday, 1, 4) AS integer) BETWEEN 1900 AND 2100 THEN"
             " CAST(substr(m.birthday, 1, 4) AS integer) END END",
@@ -286,8 +286,7 @@ def _sql_parts(pg: bool) -> dict[str, str]:
         " WHEN 'quarter' THEN printf('%s-%02d-01', strftime('%Y', x.day),"
         " (CAST(strftime('%m', x.day) AS INTEGER) - 1) / 3 * 3 + 1)"
         " ELSE strftime('%Y-01-01', x.day) END",
-        "kinds": "(SELECT 'day' AS kind UNION ALL SELECT 'month' UNION ALL SELECT 'quarter'"
-        " UNION ALL SELECT 'year') k",
+        "kinds": "(SELECT 'month' AS kind UNION ALL SELECT 'quarter' UNION ALL SELECT 'year') k",
         "by": "CASE WHEN CAST(substr(m.birthday, 1, 4) AS INTEGER) BETWEEN 1900 AND 2100"
         " AND length(m.birthday) >= 4 AND substr(m.birthday, 1, 4) NOT GLOB '*[^0-9]*'"
         " THEN CAST(substr(m.birthday, 1, 4) AS INTEGER) END",
@@ -330,6 +329,9 @@ def rebuild(db: pw.Database, since: dt.date | None = None) -> dict[str, int]:
         else:
             ReportStoreDay.delete().where(ReportStoreDay.day >= lower).execute()
             ReportMemberSpend.delete().where(ReportMemberSpend.start >= lower).execute()
+        # the sales and returns read (and their JSON parsed) once, into a temporary table
+        db.execute_sql("DROP TABLE IF EXISTS report_rebuild_rows")
+        db.execute_sql(f"CREATE TEMPORARY TABLE report_rebuild_rows AS {rows}", params * 2)
         m_ = "CASE WHEN member_id IS NOT NULL THEN {} ELSE 0 END"
         db.execute_sql(
             "INSERT INTO report_store_day (store, day, tickets, sales_fen, returns_fen, items,"
@@ -337,19 +339,31 @@ def rebuild(db: pw.Database, since: dt.date | None = None) -> dict[str, int]:
             " m_returned_items, m_lines) SELECT store, day, SUM(tk), SUM(sf), SUM(rf), SUM(it),"
             f" SUM(ri), SUM(ln), SUM({m_.format('tk')}), SUM({m_.format('sf')}),"
             f" SUM({m_.format('rf')}), SUM({m_.format('it')}), SUM({m_.format('ri')}),"
-            f" SUM({m_.format('ln')}) FROM ({rows}) x GROUP BY store, day",
-            params * 2,
+            f" SUM({m_.format('ln')}) FROM report_rebuild_rows x GROUP BY store, day"
         )
-        db.execute_sql(
+        columns = (
             "INSERT INTO report_member_spend (kind, start, member_id, store, home_store, tickets,"
             " amount, items, first_day, last_day, tier, card_type, gender, birth_year)"
-            f" SELECT k.kind, {x['start']}, x.member_id, x.store, MAX(m.registered_store),"
+        )
+        db.execute_sql(
+            f"{columns} SELECT 'day', x.day, x.member_id, x.store, MAX(m.registered_store),"
             " SUM(x.tk), SUM(x.sf - x.rf), SUM(x.it - x.ri),"
             " MIN(CASE WHEN x.tk > 0 THEN x.day END), MAX(CASE WHEN x.tk > 0 THEN x.day END),"
             f" MAX(m.tier), MAX(m.card_type), MAX(COALESCE(m.gender, '')), MAX({x['by']})"
-            f" FROM ({rows}) x JOIN member m ON m.id = x.member_id CROSS JOIN {x['kinds']}"
-            f" GROUP BY k.kind, {x['start']}, x.member_id, x.store",
-            params * 2,
+            " FROM report_rebuild_rows x JOIN member m ON m.id = x.member_id"
+            " GROUP BY x.day, x.member_id, x.store"
+        )
+        db.execute_sql("DROP TABLE report_rebuild_rows")
+        # months, quarters and years from the days
+        start = x["start"].replace("x.day", "d.start")
+        since_days = "" if lower is None else f" AND d.start >= {q}"
+        db.execute_sql(
+            f"{columns} SELECT k.kind, {start}, d.member_id, d.store, MAX(d.home_store),"
+            " SUM(d.tickets), SUM(d.amount), SUM(d.items), MIN(d.first_day), MAX(d.last_day),"
+            " MAX(d.tier), MAX(d.card_type), MAX(d.gender), MAX(d.birth_year)"
+            f" FROM report_member_spend d CROSS JOIN {x['kinds']} WHERE d.kind = 'day'{since_days}"
+            f" GROUP BY k.kind, {start}, d.member_id, d.store",
+            params,
         )
         db.execute_sql(
             "UPDATE report_member SET first_day = (SELECT MIN(s.first_day) FROM"

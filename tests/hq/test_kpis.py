@@ -13,7 +13,7 @@ from core import protocol as p
 from core.ids import uuid7
 from hq.ingest import ingest_batch
 from hq.models import StaffMember, Store, utcnow
-from hq.reports import kpis, summary
+from hq.reports import kpis, rollup, summary
 from hq.reports.periods import Period, Scope, period_containing
 from tests.hq.edge_sim import TZ, Items
 
@@ -226,3 +226,79 @@ def test_rebuild_gives_the_same_figures(hq_db, chain):
     assert _snapshot(hq_db) == before
     summary.rebuild(hq_db, since=dt.date(2026, 11, 15))
     assert _snapshot(hq_db) == before
+
+
+def on(items: Items, month: int, day: int) -> Items:
+    items.clock = dt.datetime(2026, month, day, 10, 0, tzinfo=TZ)
+    return items
+
+
+@pytest.fixture
+def history(hq_db):
+    """S001, members registered on 1 July 2026: a buys on 5 July only; b on 6 July and
+    5 November (dormant from August to October, woken in November); c on 10 September
+    and 10 October."""
+    a, b, c = uuid7(), uuid7(), uuid7()
+    s = Items("S001")
+    stamp = dt.datetime(2026, 7, 1, 9, 0, tzinfo=TZ).isoformat()
+    items = [
+        on(s, 7, 1).registration(a, "13200000001", at=stamp),
+        on(s, 7, 1).registration(b, "13200000002", at=stamp),
+        on(s, 7, 1).registration(c, "13200000003", at=stamp),
+        on(s, 7, 5).sale(a, 1000),
+        on(s, 7, 6).sale(b, 1000),
+        on(s, 9, 10).sale(c, 1000),
+        on(s, 10, 10).sale(c, 1000),
+        on(s, 11, 5).sale(b, 1000),
+    ]
+    send(hq_db, "S001", items)
+    return hq_db
+
+
+def test_active_churn_growth_and_wake_up(history):
+    db = history
+    nov = kpis.figures(db, Scope("chain"), NOV)
+    assert (nov["active_members"], nov["member_growth"], nov["churn_rate"]) == (2, 1, 0)
+    assert (nov["dormant_members"], nov["wake_rate"]) == (2, F(1, 2))  # a and b; b came back
+    oct_ = kpis.figures(db, Scope("store", "S001"), Period("month", dt.date(2026, 10, 1)))
+    assert (oct_["active_members"], oct_["churn_rate"]) == (1, F(2, 3))  # a and b lapsed
+    assert oct_["member_growth"] == F(-2, 3) and oct_["wake_rate"] is None
+    q4 = kpis.figures(db, Scope("chain"), Period("quarter", dt.date(2026, 10, 1)))
+    assert (q4["active_members"], q4["churn_rate"]) == (2, F(1, 3))  # a lapsed
+    week = kpis.figures(db, Scope("chain"), WEEK45)
+    assert week["active_members"] is None and week["churn_rate"] is None
+
+
+def _all_figures(db, live: bool) -> dict:
+    out = {}
+    periods = [Period("month", dt.date(2026, m, 1)) for m in (7, 9, 10, 11)] + [
+        Period("quarter", dt.date(2026, 10, 1)),
+        Period("year", dt.date(2026, 1, 1)),
+    ]
+    for period in periods:
+        for scope in (
+            Scope("chain"),
+            Scope("store", "S001"),
+            Scope("store", "S002"),
+            Scope("area", "华东"),
+        ):
+            out[(scope, period)] = kpis.figures(db, scope, period, live=live)
+    return out
+
+
+@pytest.mark.parametrize("data", ["chain", "history"])
+def test_rollup_gives_the_live_figures(request, hq_db, data):
+    request.getfixturevalue(data)
+    Store.update(area="华东").where(Store.code.in_(["S001", "S002"])).execute()
+    live = _all_figures(hq_db, live=True)
+    bys = ("store", "area", "tier", "card_type", "gender")
+    before = {by: kpis.breakdown(hq_db, by, NOV) for by in bys}
+    within = kpis.breakdown(hq_db, "gender", NOV, Scope("area", "华东"))
+    periods = {"chain": 2 + 1 + 1, "history": 6 + 2 + 1}[data]  # months to Dec, quarters, 2026
+    assert rollup.rollup_all(hq_db, dt.date(2026, 12, 5)) == periods
+    assert _all_figures(hq_db, live=False) == live
+    assert {by: kpis.breakdown(hq_db, by, NOV) for by in bys} == before
+    assert kpis.breakdown(hq_db, "gender", NOV, Scope("area", "华东")) == within
+    assert [p.key for p in rollup.recent_periods(dt.date(2026, 12, 3))] == [
+        "2026-12", "2026-Q4", "2026", "2026-11",
+    ]  # fmt: skip
