@@ -156,3 +156,46 @@ def test_yuan_is_exact():
     assert yuan_decimal(1) == Decimal("0.01")
     assert yuan_decimal(-105) == Decimal("-1.05")
     assert yuan_decimal(F(1, 2)) == Decimal("0.01")  # half a fen rounds up
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (None, "fen", "—"),
+        (123456, "fen", "¥1,234.56"),
+        (F(1001, 2), "fen", "¥5.01"),  # half a fen rounds up
+        (-5, "fen", "-¥0.05"),
+        (F(2, 3), "ratio", "66.7%"),
+        (0, "ratio", "0.0%"),
+        (12345, "count", "12,345"),
+        (F(7, 4), "qty", "1.75"),
+        (F(61, 2), "days", "30.50 天"),
+        (F(77, 2), "years", "38.50 岁"),
+        (F(5, 2), "per_member", "2.50 次"),
+    ],
+)
+def test_figures_on_screen(value, unit, text):
+    from hq.console.reports_pages import show
+
+    assert show(value, unit) == text
+
+
+@pytest.mark.parametrize(
+    ("now", "before", "unit", "better", "text", "css"),
+    [
+        (110, 100, "fen", 1, "▲ 10.0%", "up tone-good"),
+        (90, 100, "fen", 1, "▼ 10.0%", "down tone-bad"),
+        (100, 100, "fen", 1, "持平", "flat tone-flat"),
+        (5, 0, "count", 1, "▲ 新增", "up tone-good"),
+        (None, 100, "fen", 1, "—", "flat tone-flat"),
+        (F(1, 2), F(2, 5), "ratio", 1, "▲ 10.0 个百分点", "up tone-good"),
+        (F(3, 10), F(1, 5), "ratio", -1, "▲ 10.0 个百分点", "up tone-bad"),  # churn rose
+        (F(1, 10), F(1, 5), "ratio", -1, "▼ 10.0 个百分点", "down tone-good"),
+        (40, 30, "years", 0, "▲ 33.3%", "up tone-flat"),  # neither good nor bad
+    ],
+)
+def test_changes_are_coloured_by_which_way_is_better(now, before, unit, better, text, css):
+    from hq.console.reports_pages import change
+
+    moved = change(now, before, unit, better)
+    assert (moved.text, moved.css) == (text, css)

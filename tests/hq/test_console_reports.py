@@ -345,6 +345,17 @@ def test_the_dashboard_and_a_monthly_report_in_a_browser(app, hq_db):
         WebDriverWait(driver, 10).until(lambda d: "kind=year" in d.current_url)
         assert "年报" in driver.find_element(By.ID, "report-name").text
         shot(driver, "hq-report-year")
+        # a store manager: their store only, nothing else to pick
+        make_user(hq_db, "store", "S001", username="zhou")
+        driver.find_element(By.ID, "logout").click()
+        WebDriverWait(driver, 10).until(lambda d: "/login" in d.current_url)
+        driver.find_element(By.ID, "username").send_keys("zhou")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD + "\n")
+        WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "scope"))
+        options = Select(driver.find_element(By.ID, "scope")).options
+        assert [o.text for o in options] == ["门店 S001 南京西路店"]
+        assert not driver.find_elements(By.CSS_SELECTOR, "svg.bars")
+        shot(driver, "hq-dashboard-store-manager")
 
 
 def test_a_new_chain_with_no_sales_shows_dashes(hq_db, hq_db_url):
