@@ -119,6 +119,11 @@ def test_the_analyst_sees_the_chain_this_month_against_last(app, hq_db):
         assert f"{code} {name}" in html
     for kind in ("day", "week"):
         assert client.get(f"/?kind={kind}").status_code == 200
+    # the console's CSP: no inline style or script anywhere on these pages
+    for url in ("/", "/reports", "/reports?by=store"):
+        text = page(client.get(url))
+        assert "style=" not in text and "<style" not in text
+        assert re.findall(r"<script(?![^>]*\bsrc=)", text) == []
 
 
 def test_each_report_cadence_and_breakdown_opens(app, hq_db):
@@ -284,6 +289,12 @@ def test_the_csv_export_opens_in_excel_as_chinese(app, hq_db):
     assert by_name["销售额"][1] == f"{sales // 100}.{sales % 100:02d}"
     entry = AuditEntry.get(AuditEntry.action == "report.export")
     assert entry.store == "S001" and entry.details["format"] == "csv"
+    # a member group breakdown: each gender's share of all sales, walk-ins included
+    resp = client.get(f"/reports/export?kind=month&period={key}&by=gender&format=csv")
+    rows = list(csv.reader(io.StringIO(resp.data.decode("utf-8-sig"))))
+    assert rows[0][0] == "性别" and "贡献率" in rows[0]
+    share = rows[1][rows[0].index("贡献率")]
+    assert share.endswith("%") and 0 < float(share[:-1]) < 100
 
 
 def test_the_export_needs_its_own_permission(app):
