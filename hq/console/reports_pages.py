@@ -510,6 +510,7 @@ def dashboard() -> Any:
                 "lead": kpi.key == SHARE_KEY,
             }
         )
+    glance = _at_a_glance(db, choice.scope, day, {kind: (now, before)})
     units = {k.key: k.unit for k in kpis.KPIS}
     share_unit, sales_unit = units[SHARE_KEY], units[SALES_KEY]
     month = period_containing("month", day)
@@ -551,6 +552,8 @@ def dashboard() -> Any:
         period=period,
         previous_word=PREVIOUS_WORDS[kind],
         cards=cards,
+        glance=glance,
+        glance_kpis=[kpis.BY_KEY[k] for k in GLANCE_KEYS],
         share_line=share_line,
         daily_sales=daily_sales,
         per_store=per_store,
@@ -562,6 +565,42 @@ def dashboard() -> Any:
             "reports.reports_page", kind=kind, period=period_value(period), scope=choice.value
         ),
     )
+
+
+GLANCE_KEYS = ("member_sales_share", "sales_fen", "tickets", "new_members")
+
+
+def _at_a_glance(
+    db: pw.Database,
+    scope: Scope,
+    day: dt.date,
+    known: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Today, this week and this month side by side, each against the one before, for the
+    few figures a manager looks at first (the chosen cadence's are already known)."""
+    rows = []
+    for kind, word in DASHBOARD_KINDS.items():
+        period = period_containing(kind, day)
+        if kind in known:
+            now, before = known[kind]
+        else:
+            now = kpis.figures(db, scope, period, GLANCE_KEYS)
+            before = kpis.figures(db, scope, period.previous(), GLANCE_KEYS)
+        cells = []
+        for key in GLANCE_KEYS:
+            kpi = kpis.BY_KEY[key]
+            cur, prev = now.get(key), before.get(key)
+            cells.append(
+                {
+                    "value": show(cur, kpi.unit),
+                    "previous": show(prev, kpi.unit),
+                    "change": change(cur, prev, kpi.unit, kpi.better),
+                }
+            )
+        rows.append(
+            {"kind": kind, "word": word, "previous_word": PREVIOUS_WORDS[kind], "cells": cells}
+        )
+    return rows
 
 
 def _report_from_args() -> Report:

@@ -113,6 +113,9 @@ def test_the_analyst_sees_the_chain_this_month_against_last(app, hq_db):
     sales = got["current"]["sales_fen"]
     assert f"¥{sales // 100:,}.{sales % 100:02d}" in html
     assert "上月" in html
+    # today, this week and this month side by side
+    glance = html[html.index('id="glance"') : html.index("</table>", html.index('id="glance"'))]
+    assert all(word in glance for word in ("今日", "本周", "本月", "昨日", "上周", "上月"))
     # the charts are inline SVG, one per panel, with every store as a bar
     assert html.count("<svg") == 4
     for code, (name, _) in STORES.items():
