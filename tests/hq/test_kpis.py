@@ -302,3 +302,45 @@ def test_rollup_gives_the_live_figures(request, hq_db, data):
     assert [p.key for p in rollup.recent_periods(dt.date(2026, 12, 3))] == [
         "2026-12", "2026-Q4", "2026", "2026-11",
     ]  # fmt: skip
+
+
+def test_the_rollup_job_and_the_cli(hq_db, hq_db_url, chain):
+    from click.testing import CliRunner
+
+    from hq.cli import main
+    from hq.config import HqConfig
+    from hq.models import ReportRollup
+    from hq.scheduler import JOBS, JobContext
+
+    (job,) = [j for j in JOBS if j.name == "reports-rollup"]
+    config = HqConfig(database_url=hq_db_url, timezone="Asia/Shanghai")
+    counts = job.run(JobContext(hq_db, config, clock=lambda: dt.datetime(2026, 11, 30, 20, 0)))
+    assert counts["periods"] == 4  # 1 December: December, Q4, 2026; 24 November: November
+    assert ReportRollup.select().where(ReportRollup.start == NOV.start).exists()
+    assert kpis.figures(hq_db, Scope("chain"), NOV) == kpis.figures(
+        hq_db, Scope("chain"), NOV, live=True
+    )
+    runner = CliRunner()
+    res = runner.invoke(main, ["--database-url", hq_db_url, "reports-rebuild"])
+    assert res.exit_code == 0, res.output
+    assert '"members": 4' in res.output
+    res = runner.invoke(
+        main,
+        [
+            "--database-url",
+            hq_db_url,
+            "kpis",
+            "--scope",
+            "store",
+            "--key",
+            "S001",
+            "--period",
+            "2026-11",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert '"sales_fen": 49000' in res.output
+    res = runner.invoke(
+        main, ["--database-url", hq_db_url, "reports-rebuild", "--from", "2026-13-01"]
+    )
+    assert res.exit_code == 11 and "from" in res.output
