@@ -299,11 +299,6 @@ def change(current_value: Any, previous_value: Any, unit: str, better: int = 1) 
     return Change(text, direction, tone)
 
 
-@bp.app_template_filter("figure")
-def figure_filter(value: Any, unit: str) -> str:
-    return show(value, unit)
-
-
 # ---- the KPI engine, as these pages use it ------------------------------------------
 
 
@@ -362,13 +357,14 @@ def _short_label(period: Period) -> str:
 
 # a breakdown's figures that are not a KPI of their own
 EXTRA_COLUMNS = {"contribution": ("贡献率", "ratio")}
-BREAKDOWN_KEYS = {
-    "store": "PLACE_KEYS",
-    "area": "PLACE_KEYS",
-    "staff": "STAFF_ROW_KEYS",
-    "tier": "GROUP_KEYS",
-    "card_type": "GROUP_KEYS",
-    "gender": "GROUP_KEYS",
+# the figures each kind of breakdown row carries (kpis.breakdown), in the engine's order
+BREAKDOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "store": kpis.PLACE_KEYS,
+    "area": kpis.PLACE_KEYS,
+    "staff": kpis.STAFF_ROW_KEYS,
+    "tier": kpis.GROUP_KEYS,
+    "card_type": kpis.GROUP_KEYS,
+    "gender": kpis.GROUP_KEYS,
 }
 
 
@@ -379,7 +375,7 @@ def breakdown_columns(by: str, rows: list[dict[str, Any]]) -> list[Column]:
     if by == "staff":
         names.update({k.key: (k.zh, k.unit) for k in kpis.STAFF_KPIS})
     names.update(EXTRA_COLUMNS)
-    keys = list(getattr(kpis, BREAKDOWN_KEYS[by], ()))
+    keys = list(BREAKDOWN_KEYS[by])
     for row in rows[:1]:
         keys += [k for k in row if k not in keys and k not in ("key", "label")]
     columns = [Column("label", ROW_WORDS[by])]
@@ -753,7 +749,10 @@ def export() -> Any:
         body, mime = to_csv(table), CSV_MIME
     filename = f"{report.filename}.{fmt}"
     resp = Response(body, mimetype=mime)
+    # HTTP headers are Latin-1: an ASCII name for old clients, the real one (an area may
+    # be 华东) in RFC 5987 form for every browser since IE9
+    plain = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
     resp.headers["Content-Disposition"] = (
-        f"attachment; filename=\"{filename}\"; filename*=UTF-8''{quote(filename)}"
+        f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename)}"
     )
     return resp

@@ -232,6 +232,12 @@ def test_an_area_manager_sees_their_area_and_its_stores(app, hq_db):
     assert client.get("/reports?scope=area:华北").status_code == 403
     html = page(client.get(f"/reports?kind=month&period={month_key(app)}&by=store"))
     assert "S001 南京西路店" in html and "S003" not in html
+    # the area's export: its file name says which area (RFC 5987 for the Chinese)
+    resp = client.get(f"/reports/export?kind=month&period={month_key(app)}&format=csv")
+    assert resp.status_code == 200
+    disposition = resp.headers["Content-Disposition"]
+    assert "filename*=UTF-8''" in disposition and "%E5%8D%8E%E4%B8%9C" in disposition
+    disposition.encode("latin-1")  # a header a WSGI server can send
 
 
 def test_the_export_is_a_real_workbook_with_the_figures_and_is_audited(app, hq_db):
