@@ -397,7 +397,6 @@ class Report:
     choice: ScopeChoice
     by: str
     table: Table
-    compared: Compared | None = None
 
     @property
     def name(self) -> str:
@@ -443,15 +442,15 @@ def build_report(
                 kpis.figures(db, choice.scope, period.previous(), keys),
                 {},
             )
-        previous_word = PREVIOUS_WORDS[kind]
-        table = Table(f"{KINDS[kind]} {period.label}", [], [], notes)
-        cols = [Column("kpi", "指标"), Column("current", "本期", CELL)]
-        cols.append(Column("previous", previous_word, CELL))
-        cols.append(Column("change", "环比" if kind != "year" else "同比", TEXT))
+        cols = [
+            Column("kpi", "指标"),
+            Column("current", "本期", CELL),
+            Column("previous", PREVIOUS_WORDS[kind], CELL),
+            Column("change", "环比" if kind != "year" else "同比", TEXT),
+        ]
         if with_last_year:
-            cols.append(Column("last_year", "去年同期", CELL))
-            cols.append(Column("yoy", "同比", TEXT))
-        table.columns = cols
+            cols += [Column("last_year", "去年同期", CELL), Column("yoy", "同比", TEXT)]
+        table = Table(f"{KINDS[kind]} {period.label}", cols, [], notes)
         # one row per figure: its values carry the row's unit (the columns mix money,
         # counts and ratios)
         for kpi in shown:
@@ -464,7 +463,7 @@ def build_report(
                 row.append(Cell(ly, kpi.unit))
                 row.append(change(cur, ly, kpi.unit, kpi.better))
             table.rows.append(row)
-        return Report(kind, period, choice, by, table, figures)
+        return Report(kind, period, choice, by, table)
     rows = list(kpis.breakdown(db, by, period, within=_breakdown_scope(choice)))
     columns = breakdown_columns(by, rows)
     table = Table(f"{KINDS[kind]} {period.label} {BY[by]}", columns, [], notes)
