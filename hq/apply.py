@@ -44,6 +44,7 @@ from hq.programme import staff as staff_programme
 from hq.programme import upkeep
 from hq.programme.points import apply_gift_redemption  # points (docs/programme/points.md)
 from hq.programme.tiers import add_spend, apply_rules_status, paid_fen
+from hq.reports import summary as report_summary  # -- reports: the KPIs' summary tables
 
 REPRICE_FIELDS = (
     "subtotal",
@@ -266,6 +267,9 @@ def apply_sale(ctx: ItemContext, body: dict[str, Any]) -> None:
     )
     ctx.cache.known_sales.add(sale_id)
     ctx.cache.sales[sale_id] = SaleOnRecord(ctx.item.store, member.id if member else None, body)
+    report_summary.book_sale(
+        ctx.book, ctx.item.store, ctx.item.occurred_at, body, member
+    )  # -- reports
     if member is not None:
         coupon_rules.apply_sale_coupons(ctx, body, member)  # coupons (issue 11)
         _settle_authorization(ctx, sale_id, member)
@@ -330,6 +334,9 @@ def apply_return(ctx: ItemContext, body: dict[str, Any]) -> None:
         body=body,
         ingested_at=ctx.now,
     )
+    report_summary.book_return(
+        ctx.book, ctx.item.store, ctx.item.occurred_at, body, member
+    )  # -- reports
     if member is None:
         return
     posting = ctx.posting("return", return_id)
@@ -395,7 +402,10 @@ def apply_topup(ctx: ItemContext, body: dict[str, Any]) -> None:
 def apply_registration(ctx: ItemContext, body: dict[str, Any]) -> None:
     rules = _rules(ctx)
     body = upkeep.registration_with_score(body, rules)  # upkeep: HQ's completeness score
-    register_member(ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes, ctx.book)
+    member = register_member(
+        ctx.db, body, ctx.item.store, ctx.item.seq, ctx.now, ctx.changes, ctx.book
+    )
+    report_summary.book_registration(ctx.book, body, ctx.item.store, member)  # -- reports
     apply_registration_consent(ctx, body, body["member_id"])
     staff_programme.note_registration(ctx, body)  # -- staff: recruiter; maintainer checked
     upkeep.credit_referral(ctx, body, rules)  # upkeep: the referrer's points

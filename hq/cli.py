@@ -545,5 +545,10 @@ from hq import cli_users  # noqa: E402 (it imports this module's helpers when ru
 
 cli_users.register(main)
 
+# -- reports (KPIs' summary tables: reports-rebuild, kpis)
+from hq import cli_reports  # noqa: E402 (it imports this module's helpers when run)
+
+cli_reports.register(main)
+
 if __name__ == "__main__":
     main()

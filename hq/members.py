@@ -201,6 +201,9 @@ def merge_members(
     from hq.programme.tiers import merge_growth  # (tiers) growth goes with the member
 
     merge_growth(loser.id, survivor.id)
+    from hq.reports.summary import merge_reports  # -- reports: the survivor counts once
+
+    merge_reports(loser.id, survivor.id)
     Member.update(merged_into=survivor.id).where(Member.merged_into == loser.id).execute()
 
     sv_debt_before = max(0, -(survivor.sv_principal + survivor.sv_bonus)) + max(

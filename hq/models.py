@@ -70,7 +70,7 @@ class Member(BaseModel):
     birthday_leap_month = pw.BooleanField(default=False)
     card_type = pw.CharField(null=True)
     tier = pw.CharField(null=True)
-    staff_code = pw.CharField(null=True)
+    staff_code = pw.CharField(null=True, index=True)  # -- reports: indexed for staff KPIs
     # the scrypt hash the registering till made (never the password); goes down to
     # every store so the member pays with stored value anywhere in the chain
     password_hash = pw.CharField(null=True, max_length=200)
@@ -368,7 +368,7 @@ class Coupon(BaseModel):
     expires_on = pw.DateField(null=True)
     # -- coupons (coupons): added by issue 11, nullable (docs/programme/coupons.md)
     template_id = pw.CharField(null=True, max_length=32, index=True)
-    issued_at = pw.DateTimeField(null=True)
+    issued_at = pw.DateTimeField(null=True, index=True)  # -- reports: the coupon KPIs by period
     valid_from = pw.DateField(null=True)
     source = pw.CharField(null=True, max_length=10)  # hq | till | campaign | gift
     ref = pw.CharField(null=True, max_length=64)  # the campaign, gift or till item it came from
@@ -1087,7 +1087,93 @@ MODELS += [HqUser, HqSession, ApiToken]
 # ---- end of HQ's people
 
 # ---- the console's tables (issue 12), one block per part
-# -- reports (summary tables the KPIs read)
+# -- reports (summary tables the KPIs read): hq/reports/summary.py keeps them in the
+# ingest's transaction; ``huiyuan-hq reports-rebuild`` rebuilds them from the sales
+
+
+class ReportStoreDay(BaseModel):
+    """A store's business day: all sales (walk-ins and members) and the members' part,
+    returns taken off on the return's day. Money in fen; ``items`` is the quantity sold,
+    ``lines`` the receipt lines."""
+
+    store = pw.CharField(max_length=32)
+    day = pw.DateField(index=True)
+    tickets = pw.IntegerField(default=0)
+    sales_fen = pw.BigIntegerField(default=0)  # sales' totals, returns not taken off
+    returns_fen = pw.BigIntegerField(default=0)  # refunds given that day
+    items = pw.BigIntegerField(default=0)
+    returned_items = pw.BigIntegerField(default=0)
+    lines = pw.BigIntegerField(default=0)
+    m_tickets = pw.IntegerField(default=0)  # m_: the sales with a member
+    m_sales_fen = pw.BigIntegerField(default=0)
+    m_returns_fen = pw.BigIntegerField(default=0)
+    m_items = pw.BigIntegerField(default=0)
+    m_returned_items = pw.BigIntegerField(default=0)
+    m_lines = pw.BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("store", "day")
+
+
+class ReportMemberSpend(BaseModel):
+    """A member's buying at one store in one period (``kind`` day | month | quarter |
+    year, ``start`` its first day): tickets, net fen and items (returns off on the
+    return's day), the first and last day bought, and the member's groups as of the
+    newest sale (for 贡献率). ``home_store`` is where the member registered."""
+
+    kind = pw.CharField(max_length=8)
+    start = pw.DateField()
+    member_id = pw.CharField(max_length=36)
+    store = pw.CharField(max_length=32)
+    home_store = pw.CharField(null=True, max_length=32)
+    tickets = pw.IntegerField(default=0)
+    amount = pw.BigIntegerField(default=0)
+    items = pw.BigIntegerField(default=0)
+    first_day = pw.DateField(null=True)
+    last_day = pw.DateField(null=True)
+    tier = pw.CharField(null=True, max_length=64)
+    card_type = pw.CharField(null=True, max_length=64)
+    gender = pw.CharField(default="", max_length=1)
+    birth_year = pw.IntegerField(null=True)
+
+    class Meta:
+        primary_key = pw.CompositeKey("kind", "start", "member_id", "store")
+        indexes = ((("member_id", "kind", "start"), False),)
+
+
+class ReportMember(BaseModel):
+    """One row per registered member: home store, recruiter, registration day (the till's
+    local date), first purchase day; ``merged`` once merged into another (not counted)."""
+
+    member_id = pw.CharField(primary_key=True, max_length=36)
+    home_store = pw.CharField(null=True, max_length=32, index=True)
+    staff = pw.CharField(null=True, max_length=64, index=True)
+    reg_day = pw.DateField(null=True, index=True)
+    first_day = pw.DateField(null=True, index=True)
+    gender = pw.CharField(default="", max_length=1)
+    birth_year = pw.IntegerField(null=True)
+    merged = pw.BooleanField(default=False)
+
+
+class ReportRollup(BaseModel):
+    """The distinct-member counts of a month, quarter or year, rolled up by the scheduler
+    (hq/reports/rollup.py, job ``reports-rollup``): per sales scope (``chain`` "", each
+    ``area``, each ``store``) the buyers' counts, per ``home`` store the member-base counts
+    (hq.reports.kpis BUYER_FIELDS / BASE_FIELDS, as a list of ints in ``data``)."""
+
+    kind = pw.CharField(max_length=8)
+    start = pw.DateField()
+    scope_kind = pw.CharField(max_length=16)  # chain | area | store | home | g:<group column>
+    scope_key = pw.CharField(max_length=100)  # g:...: "<store or empty>|<group>"
+    data = JSONText()
+    computed_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("kind", "start", "scope_kind", "scope_key")
+
+
+MODELS += [ReportStoreDay, ReportMemberSpend, ReportMember, ReportRollup]
+
 # -- members
 # -- operations (exception and dead-letter resolution)
 # -- setup

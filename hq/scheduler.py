@@ -54,6 +54,7 @@ from hq.programme import cards as programme_cards  # -- cards: card-expiry
 from hq.programme import tiers
 from hq.programme import upkeep as upkeep_jobs  # the upkeep part's job (profile-rescore)
 from hq.programme.points import points_expiry_job  # points (docs/programme/points.md)
+from hq.reports import rollup as reports_rollup  # -- reports: the KPIs' rollup
 
 log = logging.getLogger("hq.scheduler")
 
@@ -151,6 +152,8 @@ JOBS: list[Job] = [
     Job("profile-rescore", dt.timedelta(days=1), upkeep_jobs.rescore_profiles_job),
     # -- staff (maintainers, categories and cost)
     # ---- end of the programme's jobs
+    # -- reports (the distinct-member KPIs of months, quarters, years: hq/reports/rollup.py)
+    Job("reports-rollup", dt.timedelta(minutes=30), reports_rollup.rollup_job),
 ]
 
 

@@ -54,6 +54,7 @@ NAV: list[NavItem] = [
     NavItem("console.home", "概览", "reports.read", "1"),
     # ---- console parts add their pages here, one block each (key: Alt+key)
     # -- reports (dashboard, reports, exports): keys 1, 2
+    NavItem("reports.reports_page", "报表", "reports.read", "2"),
     # -- members (search, member page): keys 3
     # -- operations (stores, sales, exceptions and dead letters): keys 4, 5, 6
     NavItem("operations.stores", "门店", "stores.read", "4"),
@@ -171,13 +172,22 @@ def logout() -> Any:
 @bp.get("/")
 @guard.requires("reports.read")
 def home() -> Any:
-    return render("home.html")
+    """概览: the dashboard (hq/console/reports_pages.py)."""
+    from hq.console import reports_pages
+
+    return reports_pages.dashboard()
 
 
 def register(app: Flask) -> None:
     app.register_blueprint(bp)
     # ---- console parts register their blueprints here, one block each
     # -- reports
+    from hq.reports.api import bp as reports_api  # noqa: PLC0415 (KPIs, docs/kpis.md)
+
+    app.register_blueprint(reports_api)
+    from hq.console.reports_pages import bp as reports_pages
+
+    app.register_blueprint(reports_pages)
     # -- members
     # -- operations
     from hq.console import operations
