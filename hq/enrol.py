@@ -33,6 +33,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from core.errors import Forbidden, ProtocolError, ValidationError
 from core.protocol import CertReply, CertRequest, decode_json, down_topic, validate_cert_request
+from hq import audit
 from hq.ca import ChainCA
 from hq.models import Certificate, EnrolmentCode, utcnow
 from hq.pki import check_store_code, issue_store_certificate
@@ -82,7 +83,8 @@ def code_hash(code: str) -> str:
 def create_code(
     db: pw.Database, store: str, now: dt.datetime, valid: dt.timedelta, created_by: str = ""
 ) -> tuple[str, EnrolmentCode]:
-    """A new one-time code for ``store``; earlier unspent codes of the store stop working."""
+    """A new one-time code for ``store``; earlier unspent codes of the store stop working.
+    Audited (``enrol.create``, by ``created_by``) in the same transaction."""
     check_store_code(store)
     if not dt.timedelta(minutes=1) <= valid <= MAX_VALID:
         raise ValidationError(f"valid must be 1 minute..{MAX_VALID.days} days", field="valid")
@@ -99,6 +101,16 @@ def create_code(
             created_at=now,
             expires_at=now + valid,
             created_by=created_by[:64],
+        )
+        audit.record(
+            db,
+            created_by[:64] or "hq",
+            "enrol.create",
+            f"store:{store}",
+            store=store,
+            at=now,
+            code_id=row.id,
+            expires_at=row.expires_at.isoformat(timespec="seconds"),
         )
     log.info("enrolment code #%d for store %s, valid until %s", row.id, store, row.expires_at)
     return code, row

@@ -796,17 +796,7 @@ def enrol_create() -> Any:
     db = current_app.extensions["hq_db"]
     now = utcnow()
     try:
-        with db.atomic():
-            code, row = create_code(db, store, now, valid, current().actor)
-            audit.record(
-                db,
-                current().actor,
-                "enrol.create",
-                f"store:{store}",
-                store=store,
-                code_id=row.id,
-                expires_at=row.expires_at.isoformat(timespec="seconds"),
-            )
+        code, row = create_code(db, store, now, valid, current().actor)  # audited there
     except ValidationError as exc:
         return _enrol_page(
             400, problem=f"无法生成开通码 (no code made): {exc.message}", store=store
