@@ -194,3 +194,11 @@ def test_cli_enrol_store_refuses_a_bad_validity(hq_db, hq_db_url, args, message)
     assert message in out.output
     bind(hq_db, create=False)
     assert EnrolmentCode.select().count() == 0
+
+
+def test_making_a_code_is_audited_with_who_and_for_which_store(hq_db):
+    from hq.models import AuditEntry
+
+    e.create_code(hq_db, "S007", e.utcnow(), dt.timedelta(hours=1), "ops-li")
+    entry = AuditEntry.get(AuditEntry.action == "enrol.create")
+    assert (entry.actor, entry.target, entry.store) == ("ops-li", "store:S007", "S007")
