@@ -17,7 +17,9 @@ from hq.models import CardType, Product, RulesVersion, Tier, utcnow
 
 
 def publish_rules(db: pw.Database, document: dict[str, Any]) -> list[Change]:
-    """Validate a rules document (``Rules.from_dict``) and publish it as its version."""
+    """Validate a rules document (``check_first_release_types``, ``Rules.from_dict``) and
+    publish it as its version."""
+    check_first_release_types(document)
     rules = Rules.from_dict(document)
     data = rules.to_dict()
     now = utcnow()
@@ -41,6 +43,68 @@ def publish_rules(db: pw.Database, document: dict[str, Any]) -> list[Change]:
             ).execute()
             changes.add("tier", name, {"name": name, **row})
         return flush_changes(db, changes, now)
+
+
+def is_whole_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_first_release_types(document: dict[str, Any]) -> None:
+    """Types ``Rules.from_dict`` takes on trust in the first release's keys (a till would
+    misprice with ``"2"`` as a multiplier): refused by field before anything is published,
+    from the console and ``huiyuan-hq publish-rules`` alike. (The tills' parser keeps
+    taking them, so that a document an older HQ published still loads.)"""
+    if "version" in document and not is_whole_number(document["version"]):
+        raise ValidationError(
+            "version 须为正整数 (version must be a whole number)", field="version"
+        )
+    bools = ("promo_excludes_member_discount", "promo_earns_points")
+    ints = (
+        "member_day_points_multiplier",
+        "points_per_yuan_redeemed",
+        "points_expiry_days",
+    )
+    for key in bools:
+        if key in document and not isinstance(document[key], bool):
+            raise ValidationError(f"{key} 须为 true 或 false (must be true or false)", field=key)
+    for key in ints:
+        if key in document and (not is_whole_number(document[key]) or document[key] < 0):
+            raise ValidationError(f"{key} 须为非负整数 (must be a whole number >= 0)", field=key)
+    for key, lo, hi in (("member_day_weekdays", 0, 6), ("member_day_month_days", 1, 31)):
+        days = document.get(key, [])
+        if not isinstance(days, list) or not all(
+            is_whole_number(d) and lo <= d <= hi for d in days
+        ):
+            raise ValidationError(
+                f"{key} 须为 {lo}..{hi} 的整数列表 (must be a list of integers {lo}..{hi})",
+                field=key,
+            )
+    for key in ("card_type_discount", "tier_discount", "points_per_yuan"):
+        table = document.get(key, {})
+        if not isinstance(table, dict):
+            raise ValidationError(f"{key} 须为对象 (must be an object)", field=key)
+        for name, rate in table.items():
+            if not is_whole_number(rate) or rate < 0:
+                raise ValidationError(
+                    f"{key}.{name} 须为非负整数 (must be a whole number >= 0)",
+                    field=f"{key}.{name}",
+                )
+    bonuses = document.get("topup_bonuses", [])
+    if not isinstance(bonuses, list):
+        raise ValidationError("topup_bonuses 须为列表 (must be a list)", field="topup_bonuses")
+    for i, pair in enumerate(bonuses):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(is_whole_number(v) for v in pair)
+            or pair[0] < 1
+            or pair[1] < 0
+        ):
+            raise ValidationError(
+                f"topup_bonuses[{i}] 须为 [门槛分>=1, 赠送分>=0]"
+                " (must be [threshold fen >= 1, bonus fen >= 0])",
+                field=f"topup_bonuses[{i}]",
+            )
 
 
 MAX_CATEGORY_LEN = 32

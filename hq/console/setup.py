@@ -26,6 +26,7 @@ from hq import audit
 from hq.access.guard import current, requires
 from hq.console import render
 from hq.models import RulesVersion, Store, utcnow
+from hq.rules import check_first_release_types, is_whole_number
 
 bp = Blueprint("setup", __name__)
 
@@ -155,7 +156,7 @@ def _field_row(key: str, value: Any, is_default: bool) -> dict[str, Any]:
 def _fen(fen: Any) -> str:
     from hq.console import yuan
 
-    return yuan(fen) if _is_int(fen) else str(fen)
+    return yuan(fen) if is_whole_number(fen) else str(fen)
 
 
 def _scalar(value: Any) -> str:
@@ -270,60 +271,6 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _console_checks(document: dict[str, Any]) -> None:
-    """Types ``Rules.from_dict`` takes on trust in the first release's keys (a till would
-    misprice with ``"2"`` as a multiplier): refused here, by field, before publishing."""
-    bools = ("promo_excludes_member_discount", "promo_earns_points")
-    ints = (
-        "member_day_points_multiplier",
-        "points_per_yuan_redeemed",
-        "points_expiry_days",
-    )
-    for key in bools:
-        if key in document and not isinstance(document[key], bool):
-            raise ValidationError(f"{key} 须为 true 或 false (must be true or false)", field=key)
-    for key in ints:
-        if key in document and (not _is_int(document[key]) or document[key] < 0):
-            raise ValidationError(f"{key} 须为非负整数 (must be a whole number >= 0)", field=key)
-    for key, lo, hi in (("member_day_weekdays", 0, 6), ("member_day_month_days", 1, 31)):
-        days = document.get(key, [])
-        if not isinstance(days, list) or not all(_is_int(d) and lo <= d <= hi for d in days):
-            raise ValidationError(
-                f"{key} 须为 {lo}..{hi} 的整数列表 (must be a list of integers {lo}..{hi})",
-                field=key,
-            )
-    for key in ("card_type_discount", "tier_discount", "points_per_yuan"):
-        table = document.get(key, {})
-        if not isinstance(table, dict):
-            raise ValidationError(f"{key} 须为对象 (must be an object)", field=key)
-        for name, rate in table.items():
-            if not _is_int(rate) or rate < 0:
-                raise ValidationError(
-                    f"{key}.{name} 须为非负整数 (must be a whole number >= 0)",
-                    field=f"{key}.{name}",
-                )
-    bonuses = document.get("topup_bonuses", [])
-    if not isinstance(bonuses, list):
-        raise ValidationError("topup_bonuses 须为列表 (must be a list)", field="topup_bonuses")
-    for i, pair in enumerate(bonuses):
-        if (
-            not isinstance(pair, list)
-            or len(pair) != 2
-            or not all(_is_int(v) for v in pair)
-            or pair[0] < 1
-            or pair[1] < 0
-        ):
-            raise ValidationError(
-                f"topup_bonuses[{i}] 须为 [门槛分>=1, 赠送分>=0]"
-                " (must be [threshold fen >= 1, bonus fen >= 0])",
-                field=f"topup_bonuses[{i}]",
-            )
-
-
 def check_document(text: str, newest: int | None) -> tuple[dict[str, Any], Rules]:
     """The rules document typed in the editor: parsed, checked with the tills' parser
     (``Rules.from_dict``) and numbered above ``newest``. Every refusal is a
@@ -349,7 +296,7 @@ def check_document(text: str, newest: int | None) -> tuple[dict[str, Any], Rules
             "规则文档须为 JSON 对象 {...} (the document must be a JSON object)", field="document"
         )
     version = document.get("version")
-    if not _is_int(version) or not 1 <= version <= MAX_VERSION:
+    if not is_whole_number(version) or not 1 <= version <= MAX_VERSION:
         raise ValidationError(
             "version 须为正整数 (version must be a positive integer)", field="version"
         )
@@ -359,7 +306,7 @@ def check_document(text: str, newest: int | None) -> tuple[dict[str, Any], Rules
             f" {newest}): 请改为 {newest + 1}",
             field="version",
         )
-    _console_checks(document)
+    check_first_release_types(document)
     try:
         rules = Rules.from_dict(document)
         normal = rules.to_dict()

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from core import protocol as p
-from core.errors import ConfigError
+from core.errors import ConfigError, ValidationError
 from core.ids import uuid7
 from hq.api import create_app
 from hq.changes import ChangeSet, flush_changes
@@ -313,3 +313,24 @@ def test_init_db_adds_a_missing_not_null_column_with_its_default_in_old_rows(hq_
     hq_db.execute_sql('ALTER TABLE "member" DROP COLUMN "points"')
     assert add_missing_columns(hq_db) == ["member.points"]
     assert Member.get_by_id("m-old").points == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("member_day_points_multiplier", "2"),
+        ("member_day_weekdays", [9]),
+        ("version", "3"),
+        ("topup_bonuses", [[50000]]),
+    ],
+)
+def test_publish_rules_refuses_a_wrong_type_by_field_whoever_publishes(hq_db, key, value):
+    from core.rules import DEMO_RULES
+    from hq.rules import publish_rules
+
+    document = {**DEMO_RULES.to_dict(), "version": 7, key: value}
+    before = RulesVersion.select().count()
+    with pytest.raises(ValidationError) as refused:
+        publish_rules(hq_db, document)
+    assert refused.value.field.startswith(key)
+    assert RulesVersion.select().count() == before
