@@ -97,6 +97,13 @@ class Member(BaseModel):
     extra = JSONText(null=True)
     profile_score = pw.IntegerField(default=0)
     referred_by = pw.CharField(null=True, max_length=36)
+    # -- members (console search): keys hq/member_search.py derives from the name and the
+    # phone wherever HQ writes them (search_keys); null on rows from before these columns
+    # until init-db fills them (backfill_search_keys). Indexed with the id (the block at
+    # the end of this module) so a prefix search reads one index range in a stable order.
+    name_pinyin = pw.CharField(null=True, max_length=128)  # 张三 -> zhangsan
+    name_initials = pw.CharField(null=True, max_length=32)  # 张三 -> zs
+    phone_last4 = pw.CharField(null=True, max_length=4)  # blanked with the phone on erasure
 
 
 class PhoneKey(BaseModel):
@@ -522,6 +529,10 @@ def create_schema(db: pw.Database) -> None:
         # and on SQLite silently indexes the column's name as a text
         add_missing_columns(db)
         db.create_tables(MODELS, safe=True)
+        # -- members (console search): rows from before the search keys get theirs
+        from hq.member_search import backfill_search_keys
+
+        backfill_search_keys(db)
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:
@@ -1014,7 +1025,10 @@ MODELS += [HqUser, HqSession, ApiToken]
 
 # ---- the console's tables (issue 12), one block per part
 # -- reports (summary tables the KPIs read)
-# -- members
+# -- members (console search: hq/member_search.py)
+Member.add_index(Member.name_pinyin, Member.id)
+Member.add_index(Member.name_initials, Member.id)
+Member.add_index(Member.phone_last4, Member.id)
 # -- operations (exception and dead-letter resolution)
 # -- setup
 # ---- end of the console's tables

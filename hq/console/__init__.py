@@ -53,6 +53,7 @@ NAV: list[NavItem] = [
     # ---- console parts add their pages here, one block each (key: Alt+key)
     # -- reports (dashboard, reports, exports): keys 1, 2
     # -- members (search, member page): keys 3
+    NavItem("console_members.search", "会员", "members.read", "3"),
     # -- operations (stores, sales, exceptions and dead letters): keys 4, 5, 6
     # -- setup (programme rules, audit log, users and tokens): keys 7, 8, 9
     # ---- end of the console's pages
@@ -156,6 +157,9 @@ def register(app: Flask) -> None:
     # ---- console parts register their blueprints here, one block each
     # -- reports
     # -- members
+    from hq.console import members
+
+    app.register_blueprint(members.bp)
     # -- operations
     # -- setup
     # ---- end of the console's blueprints
