@@ -180,10 +180,12 @@ def search() -> Any:
 
 
 def _iso(value: dt.datetime | dt.date | None) -> str:
+    """A stored instant (naive UTC) in the chain's time zone, to the minute; a day as is."""
     if value is None:
         return "—"
     if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
+        zone = current_app.config["HQ"].zone()
+        return value.replace(tzinfo=dt.UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M")
     return value.isoformat()
 
 
