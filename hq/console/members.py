@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import peewee as pw
-from flask import Blueprint, current_app, redirect, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, request, url_for
 
 from core.errors import HuiyuanError, ValidationError
 from hq import services
@@ -31,7 +31,13 @@ from hq.access.guard import current, requires
 from hq.access.masking import mask_phone, member_for
 from hq.changes import member_state
 from hq.console import render
-from hq.member_search import MAX_RESULTS, cards_of, clean_query, search_members
+from hq.member_search import (
+    MAX_RESULTS,
+    SearchPage,
+    cards_of,
+    clean_query,
+    search_members,
+)
 from hq.models import (
     Card,
     CardTypeChange,
@@ -128,17 +134,9 @@ def _member_in_scope(member_id: str) -> Member:
 # ---- search --------------------------------------------------------------------------
 
 
-@bp.get("/members")
-@requires("members.read")
-def search() -> Any:
+def result_rows(found: SearchPage) -> list[dict[str, Any]]:
+    """The members of a search page as the signed-in principal may see them."""
     principal = current()
-    q = request.args.get("q", "")
-    try:
-        found = search_members(q, principal.stores, _page_arg("page"))
-    except ValidationError as exc:
-        return render(
-            "members.html", 400, q=q[:64], found=None, rows=[], problem=exc.message, limit=0
-        )
     cards = cards_of([m.id for m in found.members])
     rows = []
     for m in found.members:
@@ -158,6 +156,39 @@ def search() -> Any:
                 "status": m.status,
             }
         )
+    return rows
+
+
+@bp.get("/api/member-search")
+@requires("members.read")
+def search_json() -> Any:
+    """The search page's JSON twin: ``?q=&page=`` -> the same rows, masked alike."""
+    found = search_members(request.args.get("q", ""), current().stores, _page_arg("page"))
+    return jsonify(
+        {
+            "q": found.query,
+            "page": found.page,
+            "pages": found.pages,
+            "found": found.found,
+            "capped": found.capped,
+            "exact": found.exact,
+            "members": result_rows(found),
+        }
+    )
+
+
+@bp.get("/members")
+@requires("members.read")
+def search() -> Any:
+    principal = current()
+    q = request.args.get("q", "")
+    try:
+        found = search_members(q, principal.stores, _page_arg("page"))
+    except ValidationError as exc:
+        return render(
+            "members.html", 400, q=q[:64], found=None, rows=[], problem=exc.message, limit=0
+        )
+    rows = result_rows(found)
     # a whole id, card or phone that finds one member opens it
     if found.exact and found.found == 1 and request.args.get("list") != "1":
         return redirect(url_for("console_members.member_page", member_id=rows[0]["id"]))

@@ -94,6 +94,13 @@ def test_search_by_initials_pinyin_name_last_four_card_and_phone(app, hq_db, cha
     assert names_found(client, "qq") == []
     page = client.get("/members", query_string={"q": "zs"}).get_data(as_text=True)
     assert mask_phone(ZS_PHONE) in page and ZS_PHONE not in page
+    # the page's JSON twin: the same rows, masked alike
+    twin = client.get("/api/member-search", query_string={"q": "zs"}).get_json()
+    assert [m["name"] for m in twin["members"]] == ["张三", "张三丰"]
+    assert twin["members"][0]["phone"] == mask_phone(ZS_PHONE)
+    assert twin["members"][0]["cards"] == ["C0001"] and twin["found"] == 2
+    bad = client.get("/api/member-search", query_string={"q": "x" * 65})
+    assert bad.status_code == 400 and bad.get_json()["field"] == "q"
     # a whole card number, phone or id that finds one member opens the member's page
     for q in ("C0001", ZS_PHONE, chain["zs"]):
         resp = client.get("/members", query_string={"q": q})
@@ -173,6 +180,8 @@ def test_ledger_is_paginated(app, hq_db, chain):
 def test_store_manager_sees_only_their_stores_members(app, hq_db, chain):
     client = session_client(app, hq_db, "store", "S002")
     assert names_found(client, "zs") == ["张三丰"]
+    twin = client.get("/api/member-search", query_string={"q": "zs"}).get_json()
+    assert [m["id"] for m in twin["members"]] == [chain["zsf"]]
     assert names_found(client, "5678") == []
     assert names_found(client, "C0001") == []  # a card of another store's member
     refused = client.get(f"/members/{chain['zs']}")
@@ -193,6 +202,8 @@ def test_analyst_sees_masked_data_and_no_actions(app, hq_db, chain):
     client = session_client(app, hq_db, "analyst")
     search = client.get("/members", query_string={"q": "zs"}).get_data(as_text=True)
     assert "张*" in search and "张三" not in search and ZS_PHONE not in search
+    twin = client.get("/api/member-search", query_string={"q": "zs"}).get_json()
+    assert [m["name"] for m in twin["members"]] == ["张*", "张**"]
     page = client.get(f"/members/{chain['zs']}").get_data(as_text=True)
     assert "张*" in page and "张三" not in page and mask_phone(ZS_PHONE) in page
     for marker in ('<form method="post" class', "data-reveal", 'id="edit-form"', "挂失</button>"):
