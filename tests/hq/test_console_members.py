@@ -385,5 +385,10 @@ def test_membership_finds_zhang_san_by_initials_in_a_browser(app, hq_db, chain):
         ledger = driver.find_element(By.ID, "ledger-table").text
         assert "充值" in ledger and "消费" in ledger
         shot(driver, "hq-member-page")
+        driver.find_element(By.CSS_SELECTOR, '.section-nav a[href="#cards"]').click()
+        shot(driver, "hq-member-cards")
+        driver.find_element(By.CSS_SELECTOR, '.section-nav a[href="#actions"]').click()
+        assert driver.find_element(By.ID, "points-form").is_displayed()
+        shot(driver, "hq-member-actions")
     audit = AuditEntry.get(AuditEntry.action == "member.reveal_phone")
     assert (audit.actor, audit.target) == (username, chain["zs"])
