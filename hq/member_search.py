@@ -150,9 +150,10 @@ def _ranges(q: str) -> list[tuple[pw.Field, pw.Expression]]:
         if len(low) >= 2:
             out.append((Member.name_pinyin, _prefix(Member.name_pinyin, low)))
     elif not low.isascii():
-        full, _ = pinyin_keys(q)
+        typed = re.sub(r"\s+", "", q)  # 张 三: a name has no spaces
+        full, _ = pinyin_keys(typed)
         if full:  # the characters typed, found through their pinyin's index range
-            name_start = pw.fn.SUBSTR(Member.name, 1, len(q)) == q
+            name_start = pw.fn.SUBSTR(Member.name, 1, len(typed)) == typed
             out.append((Member.name_pinyin, _prefix(Member.name_pinyin, full) & name_start))
     if _ID_PREFIX.match(low) and not is_uuid(low):
         out.append((Member.id, _prefix(Member.id, low)))

@@ -85,6 +85,7 @@ def test_search_by_initials_pinyin_name_last_four_card_and_phone(app, hq_db, cha
     assert names_found(client, "zhangsan") == ["张三", "张三丰"]  # full pinyin
     assert names_found(client, "张三") == ["张三", "张三丰"]  # the characters
     assert names_found(client, "张三丰") == ["张三丰"]
+    assert names_found(client, " 张 三丰") == ["张三丰"]
     assert names_found(client, "5678") == ["张三"]  # the phone's last four digits
     assert names_found(client, "c0001") == ["张三"]  # a card number with letters
     assert names_found(client, ZS_PHONE) == ["张三"]
