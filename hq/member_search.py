@@ -20,6 +20,7 @@ exactly (``substr(key, 1, n) = q``), so a collation can never add a wrong row.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -44,9 +45,15 @@ _ID_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]{7,35}$")
 _CARD = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
+@functools.lru_cache(maxsize=65536)
+def _name_keys(name: str) -> tuple[str, str]:
+    """pinyin_keys, remembered: names repeat (张伟), and a backfill meets each many times."""
+    return pinyin_keys(name) if name.strip() else ("", "")
+
+
 def search_keys(name: str | None, phone: str | None) -> dict[str, Any]:
     """The search columns for a member's name and phone (``Member(**keys)`` or an update)."""
-    full, initials = pinyin_keys(name) if name and name.strip() else ("", "")
+    full, initials = _name_keys(name or "")
     digits = phone or ""
     return {
         "name_pinyin": full[:128],
@@ -60,12 +67,17 @@ def backfill_search_keys(db: pw.Database, batch: int = BACKFILL_BATCH) -> int:
     row a tool wrote directly); returns how many. One statement per ``batch`` rows."""
     todo = Member.select(pw.fn.COUNT(Member.id)).where(Member.name_pinyin.is_null()).scalar()
     done = 0
+    after = ""  # keyset: each batch starts past the last (never re-reads filled rows)
     for _ in range(todo // batch + 1):
         rows = list(
-            Member.select().where(Member.name_pinyin.is_null()).order_by(Member.id).limit(batch)
+            Member.select()
+            .where(Member.name_pinyin.is_null() & (Member.id > after))
+            .order_by(Member.id)
+            .limit(batch)
         )
         if not rows:
             break
+        after = rows[-1].id
         out = []
         for member in rows:
             member.__data__.update(search_keys(member.name, member.phone))

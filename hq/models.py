@@ -1029,6 +1029,9 @@ MODELS += [HqUser, HqSession, ApiToken]
 Member.add_index(Member.name_pinyin, Member.id)
 Member.add_index(Member.name_initials, Member.id)
 Member.add_index(Member.phone_last4, Member.id)
+# a store or area manager's search reads only their stores' members of the range
+Member.add_index(Member.registered_store, Member.name_pinyin, Member.id)
+Member.add_index(Member.registered_store, Member.name_initials, Member.id)
 # -- operations (exception and dead-letter resolution)
 # -- setup
 # ---- end of the console's tables
