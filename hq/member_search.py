@@ -33,7 +33,7 @@ from core.ids import is_uuid
 from core.names import pinyin_keys
 from core.phone import normalise_phone
 from hq.ledger import resolve_member
-from hq.models import Card, Member, PhoneKey, Writes
+from hq.models import Card, Member, PhoneKey, is_postgres
 
 MAX_QUERY = 64
 MAX_RESULTS = 200  # a search shows at most this many members; more: narrow it down
@@ -64,29 +64,55 @@ def search_keys(name: str | None, phone: str | None) -> dict[str, Any]:
 
 def backfill_search_keys(db: pw.Database, batch: int = BACKFILL_BATCH) -> int:
     """Fill the search keys of members that have none (rows older than the columns, or a
-    row a tool wrote directly); returns how many. One statement per ``batch`` rows."""
+    row a tool wrote directly); returns how many. One UPDATE per ``batch`` rows."""
     todo = Member.select(pw.fn.COUNT(Member.id)).where(Member.name_pinyin.is_null()).scalar()
     done = 0
     after = ""  # keyset: each batch starts past the last (never re-reads filled rows)
     for _ in range(todo // batch + 1):
         rows = list(
-            Member.select()
+            Member.select(Member.id, Member.name, Member.phone)
             .where(Member.name_pinyin.is_null() & (Member.id > after))
             .order_by(Member.id)
             .limit(batch)
+            .tuples()
         )
         if not rows:
             break
-        after = rows[-1].id
-        out = []
-        for member in rows:
-            member.__data__.update(search_keys(member.name, member.phone))
-            out.append({f.name: member.__data__.get(f.name) for f in Member._meta.sorted_fields})
-        writes = Writes(db)
-        writes.insert(Member, out, [Member.name_pinyin, Member.name_initials, Member.phone_last4])
-        writes.send()
+        after = rows[-1][0]
+        values = []
+        for member_id, name, phone in rows:
+            keys = search_keys(name, phone)
+            values.append(
+                (keys["name_pinyin"], keys["name_initials"], keys["phone_last4"], member_id)
+            )
+        _update_keys(db, values)
         done += len(rows)
     return done
+
+
+def _update_keys(db: pw.Database, values: list[tuple[str, str, str | None, str]]) -> None:
+    """(name_pinyin, name_initials, phone_last4, id) rows written in one statement."""
+    table = Member._meta.table_name
+    if not is_postgres(db):
+        with pw.__exception_wrapper__:
+            db.cursor().executemany(
+                f'UPDATE "{table}" SET name_pinyin = ?, name_initials = ?, phone_last4 = ? '  # noqa: S608
+                "WHERE id = ?",
+                values,
+            )
+        return
+    cursor = db.cursor()
+    rows = b", ".join(cursor.mogrify("(%s, %s, %s, %s)", v) for v in values)
+    sql = (
+        (
+            f'UPDATE "{table}" SET name_pinyin = v.py, name_initials = v.ini,'  # noqa: S608
+            " phone_last4 = v.last4 FROM (VALUES "
+        ).encode()
+        + rows
+        + f') AS v(py, ini, last4, id) WHERE "{table}".id = v.id'.encode()
+    )
+    with pw.__exception_wrapper__:
+        cursor.execute(sql)  # the values are mogrified: no parameters left to bind
 
 
 @dataclass(frozen=True)
