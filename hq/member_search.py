@@ -64,7 +64,9 @@ def search_keys(name: str | None, phone: str | None) -> dict[str, Any]:
 
 def backfill_search_keys(db: pw.Database, batch: int = BACKFILL_BATCH) -> int:
     """Fill the search keys of members that have none (rows older than the columns, or a
-    row a tool wrote directly); returns how many. One UPDATE per ``batch`` rows."""
+    row a tool wrote directly); returns how many. One UPDATE per ``batch`` rows, each its
+    own transaction: stopped half way, the next run does the rest (rows with keys are
+    never read again); two runs at once write the same values."""
     todo = Member.select(pw.fn.COUNT(Member.id)).where(Member.name_pinyin.is_null()).scalar()
     done = 0
     after = ""  # keyset: each batch starts past the last (never re-reads filled rows)
@@ -85,7 +87,8 @@ def backfill_search_keys(db: pw.Database, batch: int = BACKFILL_BATCH) -> int:
             values.append(
                 (keys["name_pinyin"], keys["name_initials"], keys["phone_last4"], member_id)
             )
-        _update_keys(db, values)
+        with db.atomic():
+            _update_keys(db, values)
         done += len(rows)
     return done
 

@@ -529,10 +529,11 @@ def create_schema(db: pw.Database) -> None:
         # and on SQLite silently indexes the column's name as a text
         add_missing_columns(db)
         db.create_tables(MODELS, safe=True)
-        # -- members (console search): rows from before the search keys get theirs
-        from hq.member_search import backfill_search_keys
+    # -- members (console search): rows from before the search keys get theirs, a batch
+    # per transaction (an interrupted init-db goes on where it stopped; no long lock)
+    from hq.member_search import backfill_search_keys
 
-        backfill_search_keys(db)
+    backfill_search_keys(db)
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:

@@ -16,7 +16,15 @@ from hq.access.masking import mask_phone
 from hq.api import create_app
 from hq.ingest import ingest_batch
 from hq.member_search import MAX_RESULTS, backfill_search_keys, search_keys, search_members
-from hq.models import AuditEntry, Card, ChangeRecord, LedgerEntry, Member, Merge
+from hq.models import (
+    AuditEntry,
+    Card,
+    ChangeRecord,
+    LedgerEntry,
+    Member,
+    Merge,
+    create_schema,
+)
 from tests.browser import chromium, live_server, shot
 from tests.hq.conftest import hq_config
 from tests.hq.edge_sim import Items
@@ -339,6 +347,10 @@ def test_init_db_backfills_the_search_keys(hq_db, chain):
     assert backfill_search_keys(hq_db, batch=3) == 4
     assert [m.name for m in search_members("zs", None).members] == ["张三", "张三丰"]
     assert backfill_search_keys(hq_db) == 0
+    # what init-db runs (after an upgrade added the columns, null on the old rows)
+    Member.update(name_pinyin=None, name_initials=None, phone_last4=None).execute()
+    create_schema(hq_db)
+    assert [m.name for m in search_members("5678", None).members] == ["张三"]
     assert search_keys("张三", ZS_PHONE) == {
         "name_pinyin": "zhangsan",
         "name_initials": "zs",
