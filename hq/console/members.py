@@ -255,6 +255,7 @@ def member_view(member: Member, ledger_page: int = 1, sales_page: int = 1) -> di
             "balance": BALANCES.get(e.balance, e.balance),
             "kind": e.balance,
             "reason": LEDGER_REASONS.get(e.reason, e.reason),
+            "code": e.reason,
             "principal": e.principal,
             "bonus": e.bonus,
             "points": e.points,
