@@ -12,6 +12,7 @@ import pytest
 
 from core import protocol as p
 from core.ids import uuid7
+from hq import services
 from hq.access.masking import mask_phone
 from hq.api import create_app
 from hq.ingest import ingest_batch
@@ -23,6 +24,7 @@ from hq.models import (
     LedgerEntry,
     Member,
     Merge,
+    TierChange,
     create_schema,
 )
 from tests.browser import chromium, live_server, shot
@@ -405,3 +407,43 @@ def test_membership_finds_zhang_san_by_initials_in_a_browser(app, hq_db, chain):
         shot(driver, "hq-member-actions")
     audit = AuditEntry.get(AuditEntry.action == "member.reveal_phone")
     assert (audit.actor, audit.target) == (username, chain["zs"])
+
+
+def test_member_page_lists_card_type_and_tier_history_coupons_and_consents(app, hq_db, chain):
+    from hq.programme.cards import set_card_type
+
+    set_card_type(hq_db, chain["zs"], "金卡", "membership-x", "VIP 客户", NOW)
+    assert services.issue_coupon(hq_db, "CPN-ZS-1", 500, chain["zs"], None, NOW)
+    # a tier change as the nightly evaluation writes it (the demo rules have no ladder)
+    TierChange.create(
+        member_id=chain["zs"],
+        from_tier=None,
+        to_tier="银卡会员",
+        reason="upgrade",
+        growth=1200,
+        day=NOW.date(),
+        at=NOW,
+    )
+    items = Items("S001")
+    items.seq = 4
+    consent = {"member_id": chain["zs"], "consent": {"sms": True, "wechat": False, "call": False}}
+    ingest(
+        hq_db,
+        "S001",
+        [
+            items._item(
+                "consent", consent | {"changed_at": "2026-11-23T12:00:00+08:00", "cashier": "E01"}
+            )
+        ],
+    )
+    page = session_client(app, hq_db, "membership").get(f"/members/{chain['zs']}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200, text
+    history = re.search(r'<table class="compact" id="card-type-history">(.*?)</table>', text, re.S)
+    assert history and "金卡" in history.group(1) and "手动" in history.group(1)
+    tiers = re.search(r'id="tier-history">(.*?)</table>', text, re.S).group(1)
+    assert "银卡会员" in tiers and "升级" in tiers
+    coupons = re.search(r'id="coupon-table">(.*?)</table>', text, re.S).group(1)
+    assert "CPN-ZS-1" in coupons and "¥5.00" in coupons and "未使用" in coupons
+    consents = re.search(r'id="consent-table">(.*?)</table>', text, re.S).group(1)
+    assert "短信" in consents and "同意" in consents and "微信" in consents
