@@ -12,6 +12,7 @@ from core.ids import is_uuid
 from core.phone import normalise_phone
 from hq.changes import ChangeSet, card_state, merge_state
 from hq.ledger import Book, recover_debt, resolve_member, row_of
+from hq.member_search import search_keys
 from hq.models import (
     Authorization,
     Card,
@@ -135,6 +136,7 @@ def register_member(
         created_at=now,
         updated_at=now,
         **registration_profile(body),  # upkeep: the richer profile, referrer, score
+        **search_keys(str(body.get("name") or ""), phone),  # members: the console's search
     )
     book.insert(Member, **row_of(member))
     book.adopt(member)

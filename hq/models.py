@@ -97,6 +97,13 @@ class Member(BaseModel):
     extra = JSONText(null=True)
     profile_score = pw.IntegerField(default=0)
     referred_by = pw.CharField(null=True, max_length=36)
+    # -- members (console search): keys hq/member_search.py derives from the name and the
+    # phone wherever HQ writes them (search_keys); null on rows from before these columns
+    # until init-db fills them (backfill_search_keys). Indexed with the id (the block at
+    # the end of this module) so a prefix search reads one index range in a stable order.
+    name_pinyin = pw.CharField(null=True, max_length=128)  # 张三 -> zhangsan
+    name_initials = pw.CharField(null=True, max_length=32)  # 张三 -> zs
+    phone_last4 = pw.CharField(null=True, max_length=4)  # blanked with the phone on erasure
 
 
 class PhoneKey(BaseModel):
@@ -596,6 +603,11 @@ def create_schema(db: pw.Database) -> None:
         db.create_tables(MODELS, safe=True)
     # -- operations: sales applied before the column existed, a transaction per batch
     Sale.fill_occurred_utc()
+    # -- members (console search): rows from before the search keys get theirs, a batch
+    # per transaction (an interrupted init-db goes on where it stopped; no long lock)
+    from hq.member_search import backfill_search_keys
+
+    backfill_search_keys(db)
 
 
 def add_missing_columns(db: pw.Database) -> list[str]:
@@ -1174,7 +1186,13 @@ class ReportRollup(BaseModel):
 
 MODELS += [ReportStoreDay, ReportMemberSpend, ReportMember, ReportRollup]
 
-# -- members
+# -- members (console search: hq/member_search.py)
+Member.add_index(Member.name_pinyin, Member.id)
+Member.add_index(Member.name_initials, Member.id)
+Member.add_index(Member.phone_last4, Member.id)
+# a store or area manager's search reads only their stores' members of the range
+Member.add_index(Member.registered_store, Member.name_pinyin, Member.id)
+Member.add_index(Member.registered_store, Member.name_initials, Member.id)
 # -- operations (exception and dead-letter resolution)
 # -- setup
 # ---- end of the console's tables

@@ -67,6 +67,9 @@ ERASED_FIELDS: dict[str, Any] = {
     "notes": "",
     "tags": None,
     "extra": None,
+    # members: the console's search keys of the name (phone_last4 goes with the phone*)
+    "name_pinyin": "",
+    "name_initials": "",
 }
 # the personal fields of a registration or member payload, blanked in stored copies
 # (``changes``: a member_update item's edited fields)

@@ -56,6 +56,7 @@ NAV: list[NavItem] = [
     # -- reports (dashboard, reports, exports): keys 1, 2
     NavItem("reports.reports_page", "报表", "reports.read", "2"),
     # -- members (search, member page): keys 3
+    NavItem("console_members.search", "会员", "members.read", "3"),
     # -- operations (stores, sales, exceptions and dead letters): keys 4, 5, 6
     NavItem("operations.stores", "门店", "stores.read", "4"),
     NavItem("operations.sales", "销售", "sales.read", "5"),
@@ -189,6 +190,9 @@ def register(app: Flask) -> None:
 
     app.register_blueprint(reports_pages)
     # -- members
+    from hq.console import members
+
+    app.register_blueprint(members.bp)
     # -- operations
     from hq.console import operations
 

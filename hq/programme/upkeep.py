@@ -26,6 +26,7 @@ from core.stored_value import Split
 from hq import audit
 from hq.changes import ChangeSet, flush_changes
 from hq.ledger import Book, Posting, credit_points, post_stored_value, resolve_member
+from hq.member_search import search_keys
 from hq.members import parse_instant, touch_through
 from hq.models import (
     Authorization,
@@ -198,6 +199,9 @@ def apply_profile_changes(
         applied.append(name)
     if not applied:
         return []
+    if "name" in columns:  # members: the console's search keys follow the name
+        keys = search_keys(columns["name"], member.phone)
+        columns |= {"name_pinyin": keys["name_pinyin"], "name_initials": keys["name_initials"]}
     for key, value in columns.items():
         setattr(member, key, value)
     member.profile_score = score(member, rules)
@@ -572,7 +576,11 @@ def edit_member(
             PhoneKey.delete().where(PhoneKey.member_id == member.id).execute()
             PhoneKey.insert(phone=phone, member_id=member.id).execute()
             member.phone = phone
-            Member.update(phone=phone, updated_at=now).where(Member.id == member.id).execute()
+            last4 = search_keys(member.name, phone)["phone_last4"]  # members: console search
+            member.phone_last4 = last4
+            Member.update(phone=phone, phone_last4=last4, updated_at=now).where(
+                Member.id == member.id
+            ).execute()
             applied.append("phone")
         changes = {
             name: value
