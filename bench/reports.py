@@ -312,7 +312,7 @@ def main() -> None:
         start = time.perf_counter()
         periods = rollup.rollup_all(db, DAY)
         result["rollup_all_s"] = round(time.perf_counter() - start, 1)
-        log(f"rolled up {periods} months, quarters and years in {result['rollup_all_s']} s")
+        log(f"rolled up {periods} weeks, months, quarters and years in {result['rollup_all_s']} s")
         start = time.perf_counter()
         done = rollup.rollup_recent(db, DAY)
         result["rollup_job_s"] = round(time.perf_counter() - start, 1)

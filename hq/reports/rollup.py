@@ -1,8 +1,9 @@
 """The scheduler's rollup of the distinct-member figures (job ``reports-rollup``).
 
-Counting distinct members over a month, quarter or year of a chain (hundreds of
-thousands of member rows) takes seconds; the dashboard and reports must answer in
-under one. So for month, quarter and year periods these counts are computed here, per
+Counting distinct members over a week, month, quarter or year of a chain (tens to
+hundreds of thousands of member rows) takes up to seconds; the dashboard and reports
+must answer in under one. So for week, month, quarter and year periods these counts are
+computed here, per
 scope at once (grouped queries), and stored in ``report_rollup``; ``kpis.figures``
 reads them (and computes live when a period was never rolled up). Additive figures
 (sales, tickets, shares, per-ticket figures) are always live from ``report_store_day``.
@@ -10,8 +11,8 @@ reads them (and computes live when a period was never rolled up). Additive figur
 Freshness: each run rolls up the periods containing today and the day a week ago (so
 the current month, quarter and year, and the previous ones for a week after they
 close, take late sales from stores that were offline); ``reports-rebuild`` rolls up
-every period. Sales that arrive later than a week are in the live figures of day and
-week periods at once, and in month/quarter/year after ``reports-rebuild --from``.
+every period. Sales that arrive later than a week are in the live figures of day
+periods at once, and in week/month/quarter/year after ``reports-rebuild --from``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hq.models import ReportRollup, ReportStoreDay, utcnow
 from hq.reports import kpis
 from hq.reports.periods import Period, period_containing
 
-ROLLED_KINDS = ("month", "quarter", "year")
+ROLLED_KINDS = ("week", "month", "quarter", "year")
 RECENT_DAYS = 7  # a run also rolls up the periods containing the day this long ago
 
 
@@ -82,8 +83,8 @@ def rollup_recent(db: pw.Database, today: dt.date) -> dict[str, int]:
 
 
 def rollup_all(db: pw.Database, today: dt.date | None = None) -> int:
-    """Roll up every month, quarter and year from the first business day with sales to
-    ``today``; the number of periods."""
+    """Roll up every week, month, quarter and year from the first business day with sales
+    to ``today``; the number of periods."""
     first = ReportStoreDay.select(pw.fn.MIN(ReportStoreDay.day)).scalar()
     if first is None:
         return 0

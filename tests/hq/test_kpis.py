@@ -274,6 +274,8 @@ def _all_figures(db, live: bool) -> dict:
     periods = [Period("month", dt.date(2026, m, 1)) for m in (7, 9, 10, 11)] + [
         Period("quarter", dt.date(2026, 10, 1)),
         Period("year", dt.date(2026, 1, 1)),
+        WEEK45,
+        Period("week", dt.date(2026, 11, 16)),
     ]
     for period in periods:
         for scope in (
@@ -294,13 +296,14 @@ def test_rollup_gives_the_live_figures(request, hq_db, data):
     bys = ("store", "area", "tier", "card_type", "gender")
     before = {by: kpis.breakdown(hq_db, by, NOV) for by in bys}
     within = kpis.breakdown(hq_db, "gender", NOV, Scope("area", "华东"))
-    periods = {"chain": 2 + 1 + 1, "history": 6 + 2 + 1}[data]  # months to Dec, quarters, 2026
+    # weeks, months, quarters and 2026, from the first sale to 5 December
+    periods = {"chain": 5 + 2 + 1 + 1, "history": 23 + 6 + 2 + 1}[data]
     assert rollup.rollup_all(hq_db, dt.date(2026, 12, 5)) == periods
     assert _all_figures(hq_db, live=False) == live
     assert {by: kpis.breakdown(hq_db, by, NOV) for by in bys} == before
     assert kpis.breakdown(hq_db, "gender", NOV, Scope("area", "华东")) == within
     assert [p.key for p in rollup.recent_periods(dt.date(2026, 12, 3))] == [
-        "2026-12", "2026-Q4", "2026", "2026-11",
+        "2026-W49", "2026-12", "2026-Q4", "2026", "2026-W48", "2026-11",
     ]  # fmt: skip
 
 
@@ -315,7 +318,7 @@ def test_the_rollup_job_and_the_cli(hq_db, hq_db_url, chain):
     (job,) = [j for j in JOBS if j.name == "reports-rollup"]
     config = HqConfig(database_url=hq_db_url, timezone="Asia/Shanghai")
     counts = job.run(JobContext(hq_db, config, clock=lambda: dt.datetime(2026, 11, 30, 20, 0)))
-    assert counts["periods"] == 4  # 1 December: December, Q4, 2026; 24 November: November
+    assert counts["periods"] == 6  # 1 Dec: its week, December, Q4, 2026; 24 Nov: its week, November
     assert ReportRollup.select().where(ReportRollup.start == NOV.start).exists()
     assert kpis.figures(hq_db, Scope("chain"), NOV) == kpis.figures(
         hq_db, Scope("chain"), NOV, live=True
