@@ -391,6 +391,9 @@ def start_chain_demo(
         history = _run_once(["hq.demo_history", "--database-url", hq_url, *live], env).strip()
         _spawn(demo, "hq-ingest", [*hq, "serve-ingest", "--client-id", "hq-demo-ingest"], env)
         _spawn(demo, "hq-api", [*hq, "serve-api", "--port", str(hq_port)], env)
+        # HQ's periodic jobs, as a chain runs them (huiyuan-hq-scheduler.service): the
+        # programme's nightly jobs and the reports' rollup the dashboard reads
+        _spawn(demo, "hq-scheduler", [*hq, "serve-scheduler", "--node-id", "hq-demo"], env)
         wait_listening(hq_port)
         for n, (code, name) in enumerate(STORES):
             port = free_port()

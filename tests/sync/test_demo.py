@@ -156,8 +156,8 @@ def demo(tmp_path):
 
 
 def assert_all_gone(demo: Demo) -> None:
-    # the broker, HQ's ingest worker and API, and per store a till and a sync agent
-    assert len(demo.children) == 7, "\n".join(demo.children.values())
+    # the broker, HQ's ingest worker, API and scheduler, and per store a till and a sync agent
+    assert len(demo.children) == 8, "\n".join(demo.children.values())
     left = [demo.children[pid] for pid in demo.children if alive(pid)]
     assert left == []
 
