@@ -90,6 +90,11 @@ def settled(box: StoreBox) -> bool:
     return box.pending() == 0
 
 
+def reported_rules(box: StoreBox) -> bool:
+    """The store has written its rules_status item (the version it took from HQ)."""
+    return box.query(lambda: Outbox.select().where(Outbox.kind == "rules_status").exists())
+
+
 def test_hq_lost_and_restored_from_its_backup_gets_every_item_once(
     tmp_path, mosquitto, hq_db_url, stores, hq_processes
 ):
@@ -165,7 +170,9 @@ def test_a_store_box_rebuilt_from_its_backup_takes_no_seq_hq_already_has(
     a.load_demo(members=2)
     a.top_up({"card_no": "C0001"}, 10000)
     a.start_agent()
-    wait_until(lambda: settled(a), 30, "A drained")
+    # drained, including the rules_status item the store writes once it takes HQ's rules
+    # (written after this wait, it would be pending in the backup too and renumbered)
+    wait_until(lambda: settled(a) and reported_rules(a), 30, "A drained")
     a.stop_agent()
     # an item still in the outbox when the backup runs: HQ gets it after the backup
     a.sell({"card_no": "C0001"}, [{"sku": "P0002"}])
