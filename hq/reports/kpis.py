@@ -662,7 +662,8 @@ def figures(
         elif stores is not None:
             homes = {h: t for h, t in homes.items() if h in set(stores)}
         got.update(base_figures(homes.values(), period))
-        got["new_member_rate"] = _ratio(got["new_members"], got["tickets"])
+        if "tickets" in got:  # asked for the "new" group (only "active": no sales read)
+            got["new_member_rate"] = _ratio(got["new_members"], got["tickets"])
     if "groups" in need:
         got.update(_groups(db, stores, period, got["sales_fen"]))
     if "coupons" in need:
