@@ -543,8 +543,14 @@ def dashboard() -> Any:
     now = kpis.figures(db, choice.scope, so_far, DASHBOARD_KEYS)
     before = kpis.figures(db, choice.scope, before_period, DASHBOARD_KEYS)
     cards = []
+    # the whole-month figures (active members) are not defined for 1-5 December: the
+    # month's own so far (as of today), not compared (docs/kpis.md "Periods to date")
+    as_of: dict[str, Any] = {}
+    month_only = [k for k in DASHBOARD_KEYS if k in kpis.MONTH_ONLY_KEYS]
+    if so_far.is_cut and month_only and kpis.whole_months(period):
+        as_of = kpis.figures(db, choice.scope, period, month_only)
     for kpi in dashboard_kpis():
-        cur = now.get(kpi.key)
+        cur = as_of.get(kpi.key, now.get(kpi.key))
         prev = before.get(kpi.key)
         cards.append(
             {
@@ -553,6 +559,7 @@ def dashboard() -> Any:
                 "previous": show(prev, kpi.unit),
                 "change": change(cur, prev, kpi.unit, kpi.better),
                 "lead": kpi.key == SHARE_KEY,
+                "note": f"截至{day.month}月{day.day}日" if kpi.key in as_of else "",
             }
         )
     glance = _at_a_glance(db, choice.scope, day, {kind: (now, before)})

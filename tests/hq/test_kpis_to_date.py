@@ -245,6 +245,10 @@ def test_the_dashboard_on_the_5th_compares_the_same_days(app, hq_db):
     assert "¥70.00" in card and "上月同期 ¥190.00" in card
     assert "▼ 63.2%" in card  # 7000 against 19000, not against November's 76000
     assert "上月 ¥760.00" not in html
+    # active members: the month's own as of the 5th (m1, m2), not compared
+    card = html[html.index('id="card-active_members"') :][:600]
+    assert "(截至12月5日)" in card and '<div class="value">2</div>' in card
+    assert "上月同期 —" in card
     # the week (30 Nov - 5 Dec, to Saturday) against 23-28 November
     week = text(client.get("/?kind=week"))
     assert "上周同期 (11月23日-28日)" in week
@@ -295,3 +299,24 @@ def test_the_export_names_the_spans_it_compares(app, hq_db):
     book = load_workbook(io.BytesIO(client.get("/reports/export?kind=month").get_data()))
     notes = {r[0]: r[1] for r in book["说明"].iter_rows(values_only=True)}
     assert notes["对比"].startswith("2026年12月1日-5日 对比 2026年11月1日-5日、2025年12月1日-5日")
+
+
+def test_the_dashboard_to_date_in_a_browser(app, hq_db):
+    from selenium.webdriver.common.by import By
+
+    from tests.browser import chromium, live_server, shot
+    from tests.hq.signin import PASSWORD, make_user
+
+    make_user(hq_db, "membership", username="zhao")
+    with live_server(app) as base, chromium(1366, 900) as driver:
+        driver.get(f"{base}/")
+        driver.find_element(By.ID, "username").send_keys("zhao")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD + "\n")
+        spans = driver.find_element(By.ID, "compare-spans").text
+        assert "上月同期 (11月1日-5日)" in spans
+        card = driver.find_element(By.ID, "card-sales_fen").text
+        assert "¥70.00" in card and "上月同期 ¥190.00" in card
+        shot(driver, "hq-dashboard-to-date")
+        driver.get(f"{base}/reports?kind=month")
+        assert "上月同期 (11月1日-5日)" in driver.find_element(By.ID, "report-table").text
+        shot(driver, "hq-report-to-date")
