@@ -348,13 +348,6 @@ class Compared:
     last_year: dict[str, Any]
 
 
-def compared(
-    db: pw.Database, scope: Scope, period: Period, keys: tuple[str, ...] | None = None
-) -> Compared:
-    got = kpis.compare(db, scope, period, keys)
-    return Compared(got["current"], got["previous"], got["last_year"])
-
-
 def series_points(
     db: pw.Database, scope: Scope, kind: str, n: int, ending: dt.date, key: str
 ) -> list[tuple[str, Any]]:
