@@ -692,6 +692,7 @@ def reports_page() -> Any:
             to_date_url = url_for("reports.reports_page", **here)
         else:
             whole_url = url_for("reports.reports_page", whole="1", **here)
+    last_day = today() if whole_url else report.period.last_day  # a summary to date
     return render(
         "reports.html",
         report=report,
@@ -705,7 +706,7 @@ def reports_page() -> Any:
         bars=bars,
         cell=_show_cell,
         tone=_tone,
-        last_day=report.period.last_day,
+        last_day=last_day,
         previous_url=url_for(
             "reports.reports_page", period=period_value(report.period.previous()), **args
         ),

@@ -269,9 +269,11 @@ def test_the_report_of_the_running_month_is_to_date_and_says_so(app, hq_db):
     assert "2026年12月1日-5日 对比 2026年11月1日-5日、2025年12月1日-5日" in html
     assert "有效会员数 (截至12月5日)" in html
     assert 'id="compare-whole"' in html
+    assert "2026-12-01 至 2026-12-05" in html
     # whole periods on request
     whole = text(client.get("/reports?kind=month&whole=1"))
     assert "上月同期" not in whole and 'id="compare-to-date"' in whole
+    assert "2026-12-01 至 2026-12-31" in whole
     assert "2026年12月 对比 2026年11月、2025年12月" in whole
     # a finished month: whole, no switch
     nov = text(client.get("/reports?kind=month&period=2026-11"))
