@@ -456,7 +456,7 @@ def build_report(
         shown = kpi_list(kind)
         keys = tuple(k.key for k in shown)
         with_last_year = kind in ("month", "quarter")  # analysis: and the same period last year
-        got = kpis.compare(db, choice.scope, period, keys, to_date=day)
+        got = kpis.compare(db, choice.scope, period, keys, day, last_year=with_last_year)
         spans: dict[str, Period] = got["periods"]
         # tracking, and the review (whose previous period is last year): no last year
         figures = Compared(got["current"], got["previous"], got["last_year"])

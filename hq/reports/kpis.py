@@ -677,6 +677,7 @@ def compare(
     period: Period,
     keys: Any = None,
     to_date: dt.date | None = None,
+    last_year: bool = True,
 ) -> dict[str, Any]:
     """The period against the previous one (环比) and the same period last year (同比):
     {"periods": {current, previous, last_year: Period}, "current": {...}, "previous":
@@ -689,7 +690,7 @@ def compare(
     (``MONTH_ONLY_KEYS``) are then None in all three, and ``as_of`` holds the current
     period's own (the whole period counted so far: as of ``to_date``), not compared.
     Otherwise (``to_date`` None, or the period is over or not begun) whole periods, and
-    ``as_of`` is empty."""
+    ``as_of`` is empty. ``last_year`` False: last year's figures are not computed ({})."""
     current = period
     cut = to_date is not None and period.start <= to_date < period.whole().last_day
     if cut:
@@ -701,7 +702,7 @@ def compare(
     }
     out: dict[str, Any] = {"periods": periods, "to_date": cut, "as_of": {}}
     for name, p in periods.items():
-        out[name] = figures(db, scope, p, keys)
+        out[name] = figures(db, scope, p, keys) if last_year or name != "last_year" else {}
     if cut and scope.kind != "staff":
         wanted = [k for k in _check_keys(keys, BY_KEY) if k in MONTH_ONLY_KEYS]
         if wanted and whole_months(period.whole()):

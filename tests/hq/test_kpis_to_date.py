@@ -171,6 +171,8 @@ def test_month_to_date_against_the_same_days(hq_db, shop):
     whole = kpis.compare(hq_db, CHAIN, DEC, ["sales_fen", "tickets"])
     assert whole["to_date"] is False and whole["as_of"] == {}
     assert whole["current"]["sales_fen"] == 15000 and whole["previous"]["sales_fen"] == 76000
+    short = kpis.compare(hq_db, CHAIN, DEC, ["sales_fen"], DEC5, last_year=False)
+    assert short["last_year"] == {} and short["previous"] == {"sales_fen": 19000}
 
 
 def test_a_finished_period_compares_whole_periods(hq_db, shop):
