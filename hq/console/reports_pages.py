@@ -184,7 +184,28 @@ def pick_scope(raw: str | None) -> ScopeChoice:
 
 
 def today() -> dt.date:
-    return current_app.config["HQ"].business_day(utcnow())
+    """The chain's business day now. The instant comes from ``app.config["HQ_CLOCK"]``
+    when set (a callable returning naive UTC: tests pin the day with it), else the
+    system clock."""
+    clock = current_app.config.get("HQ_CLOCK") or utcnow
+    return current_app.config["HQ"].business_day(clock())
+
+
+def to_date(period: Period, day: dt.date) -> Period:
+    """The period as far as it has run on ``day``: cut after ``day`` while it is still
+    running (1-5 December on 5 December), whole when it is over (or on its last day)."""
+    if period.contains(day):
+        return period.until(day)
+    return period
+
+
+def previous_words(kind: str, before: Period, with_span: bool = False) -> str:
+    """What the period before is called: 上月, or 上月同期 for a period to date (with
+    its days: 上月同期 (11月1日-5日))."""
+    if not before.is_cut:
+        return PREVIOUS_WORDS[kind]
+    word = f"{PREVIOUS_WORDS[kind]}同期" if kind != "year" else "去年同期"
+    return f"{word} ({before.span})" if with_span else word
 
 
 def pick_kind(raw: str | None, default: str = "month") -> str:
@@ -327,13 +348,6 @@ class Compared:
     last_year: dict[str, Any]
 
 
-def compared(
-    db: pw.Database, scope: Scope, period: Period, keys: tuple[str, ...] | None = None
-) -> Compared:
-    got = kpis.compare(db, scope, period, keys)
-    return Compared(got["current"], got["previous"], got["last_year"])
-
-
 def series_points(
     db: pw.Database, scope: Scope, kind: str, n: int, ending: dt.date, key: str
 ) -> list[tuple[str, Any]]:
@@ -415,8 +429,16 @@ def _breakdown_scope(choice: ScopeChoice) -> Scope | None:
 
 
 def build_report(
-    db: pw.Database, kind: str, period: Period, choice: ScopeChoice, by: str
+    db: pw.Database,
+    kind: str,
+    period: Period,
+    choice: ScopeChoice,
+    by: str,
+    day: dt.date | None = None,
 ) -> Report:
+    """A report of ``period``. ``day`` (the business day): a period still running on it
+    is compared to date (本期至今 against 上月同期 and 去年同期, ``kpis.compare``); a
+    finished period, or ``day`` None, whole periods."""
     if by not in BY:
         raise ValidationError(
             f"汇总维度须为 {'/'.join(k for k in BY if k)} 或留空 (by must be one of"
@@ -434,29 +456,47 @@ def build_report(
         shown = kpi_list(kind)
         keys = tuple(k.key for k in shown)
         with_last_year = kind in ("month", "quarter")  # analysis: and the same period last year
-        if with_last_year:
-            figures = compared(db, choice.scope, period, keys)
-        else:  # tracking, and the review (whose previous period is last year)
-            figures = Compared(
-                kpis.figures(db, choice.scope, period, keys),
-                kpis.figures(db, choice.scope, period.previous(), keys),
-                {},
-            )
+        got = kpis.compare(db, choice.scope, period, keys, day, last_year=with_last_year)
+        spans: dict[str, Period] = got["periods"]
+        # tracking, and the review (whose previous period is last year): no last year
+        figures = Compared(got["current"], got["previous"], got["last_year"])
+        current, before, last_year = spans["current"], spans["previous"], spans["last_year"]
+        cut = got["to_date"]
         cols = [
             Column("kpi", "指标"),
-            Column("current", "本期", CELL),
-            Column("previous", PREVIOUS_WORDS[kind], CELL),
+            Column("current", f"本期至今 ({current.span})" if cut else "本期", CELL),
+            Column("previous", previous_words(kind, before, with_span=True), CELL),
             Column("change", "环比" if kind != "year" else "同比", TEXT),
         ]
         if with_last_year:
-            cols += [Column("last_year", "去年同期", CELL), Column("yoy", "同比", TEXT)]
+            ly_word = f"去年同期 ({last_year.span})" if cut else "去年同期"
+            cols += [Column("last_year", ly_word, CELL), Column("yoy", "同比", TEXT)]
+        compared_spans = f"{current.label} 对比 {before.label}"
+        if with_last_year:
+            compared_spans += f"、{last_year.label}"
+        if cut:
+            compared_spans += f" (至{day.month}月{day.day}日, 各取同样天数)"
+            notes.append(("对比", compared_spans))
+            notes.append(
+                (
+                    "截至当日",
+                    "有效会员、增长、流失、沉睡、唤醒只对整月以上定义: 本期为截至当日的数,"
+                    " 不作对比",
+                )
+            )
+        else:
+            notes.append(("对比", compared_spans))
         table = Table(f"{KINDS[kind]} {period.label}", cols, [], notes)
         # one row per figure: its values carry the row's unit (the columns mix money,
         # counts and ratios)
         for kpi in shown:
             cur = figures.current.get(kpi.key)
             prev = figures.previous.get(kpi.key)
-            row: list[Any] = [kpi.zh, Cell(cur, kpi.unit), Cell(prev, kpi.unit)]
+            name = kpi.zh
+            if kpi.key in got["as_of"]:  # whole months only: as of the day, not compared
+                cur = got["as_of"][kpi.key]
+                name = f"{kpi.zh} (截至{day.month}月{day.day}日)"
+            row: list[Any] = [name, Cell(cur, kpi.unit), Cell(prev, kpi.unit)]
             row.append(change(cur, prev, kpi.unit, kpi.better))
             if with_last_year:
                 ly = figures.last_year.get(kpi.key)
@@ -489,12 +529,21 @@ def dashboard() -> Any:
         )
     day = today()
     period = period_containing(kind, day)
-    # this period and the one before (the dashboard shows no last year: not asked for)
-    now = kpis.figures(db, choice.scope, period, DASHBOARD_KEYS)
-    before = kpis.figures(db, choice.scope, period.previous(), DASHBOARD_KEYS)
+    # this period so far and the one before to the same day (上月同期); on its last day
+    # (and for a day) whole periods. The dashboard shows no last year: not asked for.
+    so_far = to_date(period, day)
+    before_period = so_far.previous()
+    now = kpis.figures(db, choice.scope, so_far, DASHBOARD_KEYS)
+    before = kpis.figures(db, choice.scope, before_period, DASHBOARD_KEYS)
     cards = []
+    # the whole-month figures (active members) are not defined for 1-5 December: the
+    # month's own so far (as of today), not compared (docs/kpis.md "Periods to date")
+    as_of: dict[str, Any] = {}
+    month_only = [k for k in DASHBOARD_KEYS if k in kpis.MONTH_ONLY_KEYS]
+    if so_far.is_cut and month_only and kpis.whole_months(period):
+        as_of = kpis.figures(db, choice.scope, period, month_only)
     for kpi in dashboard_kpis():
-        cur = now.get(kpi.key)
+        cur = as_of.get(kpi.key, now.get(kpi.key))
         prev = before.get(kpi.key)
         cards.append(
             {
@@ -503,6 +552,7 @@ def dashboard() -> Any:
                 "previous": show(prev, kpi.unit),
                 "change": change(cur, prev, kpi.unit, kpi.better),
                 "lead": kpi.key == SHARE_KEY,
+                "note": f"截至{day.month}月{day.day}日" if kpi.key in as_of else "",
             }
         )
     glance = _at_a_glance(db, choice.scope, day, {kind: (now, before)})
@@ -545,7 +595,10 @@ def dashboard() -> Any:
         kind=kind,
         kinds=DASHBOARD_KINDS,
         period=period,
-        previous_word=PREVIOUS_WORDS[kind],
+        so_far=so_far,
+        before_period=before_period,
+        previous_word=previous_words(kind, before_period),
+        previous_span=previous_words(kind, before_period, with_span=True),
         cards=cards,
         glance=glance,
         glance_kpis=[kpis.BY_KEY[k] for k in GLANCE_KEYS],
@@ -575,7 +628,7 @@ def _at_a_glance(
     few figures a manager looks at first (the chosen cadence's are already known)."""
     rows = []
     for kind, word in DASHBOARD_KINDS.items():
-        period = period_containing(kind, day)
+        period = to_date(period_containing(kind, day), day)
         if kind in known:
             now, before = known[kind]
         else:
@@ -593,7 +646,12 @@ def _at_a_glance(
                 }
             )
         rows.append(
-            {"kind": kind, "word": word, "previous_word": PREVIOUS_WORDS[kind], "cells": cells}
+            {
+                "kind": kind,
+                "word": word,
+                "previous_word": previous_words(kind, period.previous()),
+                "cells": cells,
+            }
         )
     return rows
 
@@ -603,7 +661,12 @@ def _report_from_args() -> Report:
     kind = pick_kind(request.args.get("kind"))
     period = pick_period(kind, request.args.get("period"))
     by = request.args.get("by", "")
-    return build_report(_db(), kind, period, choice, by)
+    # a period still running: to date, unless whole periods are asked for (whole=1)
+    whole = request.args.get("whole", "")
+    if whole not in ("", "0", "1"):
+        raise ValidationError(f"whole 须为 0 或 1 (whole must be 0 or 1), got {whole!r}")
+    day = None if whole == "1" else today()
+    return build_report(_db(), kind, period, choice, by, day)
 
 
 @bp.get("/reports")
@@ -620,6 +683,16 @@ def reports_page() -> Any:
     if report.by and report.table.rows:
         bars = _breakdown_chart(report)
     args = {"kind": report.kind, "scope": report.choice.value, "by": report.by}
+    # a running period's summary is to date; whole periods on request (whole=1)
+    whole_url = to_date_url = None
+    running = report.period.contains(today()) and today() < report.period.last_day
+    if running and not report.by:
+        here = {**args, "period": period_value(report.period)}
+        if request.args.get("whole") == "1":
+            to_date_url = url_for("reports.reports_page", **here)
+        else:
+            whole_url = url_for("reports.reports_page", whole="1", **here)
+    last_day = today() if whole_url else report.period.last_day  # a summary to date
     return render(
         "reports.html",
         report=report,
@@ -633,7 +706,7 @@ def reports_page() -> Any:
         bars=bars,
         cell=_show_cell,
         tone=_tone,
-        last_day=report.period.last_day,
+        last_day=last_day,
         previous_url=url_for(
             "reports.reports_page", period=period_value(report.period.previous()), **args
         ),
@@ -644,10 +717,14 @@ def reports_page() -> Any:
                 period=period_value(report.period),
                 format=fmt,
                 **args,
+                **({"whole": "1"} if request.args.get("whole") == "1" else {}),
             )
             for fmt in EXPORT_FORMATS
         },
         can_export=current().can("reports.export"),
+        compared_spans=dict(report.table.notes).get("对比"),
+        whole_url=whole_url,
+        to_date_url=to_date_url,
     )
 
 

@@ -246,8 +246,9 @@ def _fen(num: int | None, den: int | None) -> int | None:
 
 
 def _spend_rows(q: _Sql, period: Period, alias: str = "") -> str:
-    """WHERE part selecting a period's member rows: its own kind's row, or a week's days."""
-    kind = "day" if period.kind == "week" else period.kind
+    """WHERE part selecting a period's member rows: its own kind's row, or the days of a
+    week or of a period to date (a cut month's month row holds the whole month)."""
+    kind = "day" if period.kind == "week" or period.is_cut else period.kind
     a = alias
     return f"{a}kind = {q.p(kind)} AND {a}start >= {q.p(period.start)} AND {a}start < {q.p(period.end)}"
 
@@ -366,7 +367,7 @@ def base_raw(
     rows = q.run(text + q.one_of("r.home_store", stores) + " GROUP BY 1")
     parts["new"] = {str(k or ""): int(n) for k, n, _ in rows}
     parts["activated"] = {str(k or ""): int(a) for k, _, a in rows}
-    if period.kind in _MONTHLY:
+    if whole_months(period):
         before_day = period.start - dt.timedelta(days=1)
         f1, e1 = _active_window(before_day)
         f2, e2 = _active_window(period.last_day)
@@ -422,7 +423,19 @@ def base_raw(
     return {h: tuple(parts.get(f, {}).get(h, 0) for f in BASE_FIELDS) for h in homes}
 
 
-def base_figures(rows: Any, kind: str) -> dict[str, Any]:
+def whole_months(period: Period) -> bool:
+    """Whether the whole-month figures (active, growth, churn, dormant, wake-up) are
+    defined for the period: a whole month, quarter or year. A period to date has none:
+    they are counted from month rows, which hold whole months, so 1-5 November would
+    count all of November (``compare(to_date=...)`` gives the current period's own as
+    of the cut-off instead)."""
+    return period.kind in _MONTHLY and not period.is_cut
+
+
+MONTH_ONLY_KEYS = ("active_members", "member_growth", "churn_rate", "dormant_members", "wake_rate")
+
+
+def base_figures(rows: Any, period: Period) -> dict[str, Any]:
     """The member-base figures from ``base_raw`` tuples summed over a scope's home stores."""
     sums = [0] * len(BASE_FIELDS)
     for t in rows:
@@ -430,7 +443,7 @@ def base_figures(rows: Any, kind: str) -> dict[str, Any]:
             sums[i] += v
     new, activated, active_end, active_before, kept, ever, recent, woken = sums
     out: dict[str, Any] = {"new_members": new, "activation_rate": _ratio(activated, new)}
-    monthly = kind in _MONTHLY
+    monthly = whole_months(period)
     dormant = ever - recent
     out.update(
         active_members=active_end if monthly else None,
@@ -630,6 +643,7 @@ def figures(
         return {k: got[k] for k in wanted}
     from hq.reports import rollup
 
+    live = live or period.is_cut  # the rollup holds whole periods only
     wanted = _check_keys(keys, BY_KEY)
     stores = stores_of(db, scope)
     need = {name for name, members in _GROUPS.items() if members & set(wanted)}
@@ -647,8 +661,9 @@ def figures(
             homes = base_raw(db, period, stores)
         elif stores is not None:
             homes = {h: t for h, t in homes.items() if h in set(stores)}
-        got.update(base_figures(homes.values(), period.kind))
-        got["new_member_rate"] = _ratio(got["new_members"], got["tickets"])
+        got.update(base_figures(homes.values(), period))
+        if "tickets" in got:  # asked for the "new" group (only "active": no sales read)
+            got["new_member_rate"] = _ratio(got["new_members"], got["tickets"])
     if "groups" in need:
         got.update(_groups(db, stores, period, got["sales_fen"]))
     if "coupons" in need:
@@ -656,18 +671,42 @@ def figures(
     return {k: got[k] for k in wanted}
 
 
-def compare(db: pw.Database, scope: Scope, period: Period, keys: Any = None) -> dict[str, Any]:
+def compare(
+    db: pw.Database,
+    scope: Scope,
+    period: Period,
+    keys: Any = None,
+    to_date: dt.date | None = None,
+    last_year: bool = True,
+) -> dict[str, Any]:
     """The period against the previous one (环比) and the same period last year (同比):
     {"periods": {current, previous, last_year: Period}, "current": {...}, "previous":
-    {...}, "last_year": {...}}."""
+    {...}, "last_year": {...}, "to_date": bool, "as_of": {...}}.
+
+    ``to_date`` (the chain's business day): when it falls inside the period before its
+    last day, the period is still running, and the comparison is to date: the period cut
+    after ``to_date`` against the previous period and last year's cut at the same offset
+    (上月同期, 去年同期; ``Period.until``), all computed live. The whole-month figures
+    (``MONTH_ONLY_KEYS``) are then None in all three, and ``as_of`` holds the current
+    period's own (the whole period counted so far: as of ``to_date``), not compared.
+    Otherwise (``to_date`` None, or the period is over or not begun) whole periods, and
+    ``as_of`` is empty. ``last_year`` False: last year's figures are not computed ({})."""
+    current = period
+    cut = to_date is not None and period.start <= to_date < period.whole().last_day
+    if cut:
+        current = period.until(to_date)
     periods = {
-        "current": period,
-        "previous": period.previous(),
-        "last_year": period.same_last_year(),
+        "current": current,
+        "previous": current.previous(),
+        "last_year": current.same_last_year(),
     }
-    out: dict[str, Any] = {"periods": periods}
+    out: dict[str, Any] = {"periods": periods, "to_date": cut, "as_of": {}}
     for name, p in periods.items():
-        out[name] = figures(db, scope, p, keys)
+        out[name] = figures(db, scope, p, keys) if last_year or name != "last_year" else {}
+    if cut and scope.kind != "staff":
+        wanted = [k for k in _check_keys(keys, BY_KEY) if k in MONTH_ONLY_KEYS]
+        if wanted and whole_months(period.whole()):
+            out["as_of"] = figures(db, scope, period.whole(), wanted)
     return out
 
 
@@ -785,7 +824,7 @@ def _by_place(
             continue
         grouped.setdefault(home if by == "store" else area_of.get(home, ""), []).append(data)
     for key, datas in grouped.items():
-        f = base_figures(datas, period.kind)
+        f = base_figures(datas, period)
         row(key).update(new_members=f["new_members"], active_members=f["active_members"])
     names = {}
     if by == "store":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from core.errors import ValidationError
 
@@ -38,10 +39,17 @@ def _start_of(kind: str, day: dt.date) -> dt.date:
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    """A calendar period of the chain's business days: ``[start, end)``."""
+    """A calendar period of the chain's business days: ``[start, end)``.
+
+    ``cut`` (optional): the period to date, cut after that day (its last day, included):
+    1-5 December is ``Period("month", 2026-12-01, cut=2026-12-05)``, ``.end`` 6 December.
+    A cut period is never whole (``until`` returns the whole period for its last day);
+    its ``previous()`` and ``same_last_year()`` are cut at the same offset (上月同期,
+    去年同期), clamped to the end of a shorter month (31 March: 28/29 February)."""
 
     kind: str
     start: dt.date
+    cut: dt.date | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PERIOD_KINDS:
@@ -52,10 +60,30 @@ class Period:
             raise ValidationError(
                 f"周期起始日无效 ({self.start} does not start a {self.kind})", field="start"
             )
+        if self.cut is not None and not self.start <= self.cut < self.whole_end - dt.timedelta(
+            days=1
+        ):
+            raise ValidationError(
+                f"截止日须在周期内且早于其最后一天 (cut-off {self.cut} must fall inside"
+                f" {self.kind} {self.start} before its last day)",
+                field="to",
+            )
+
+    @property
+    def is_cut(self) -> bool:
+        return self.cut is not None
 
     @property
     def end(self) -> dt.date:
-        """The first day after the period (exclusive)."""
+        """The first day after the period (exclusive): the day after the cut-off for a
+        cut period."""
+        if self.cut is not None:
+            return self.cut + dt.timedelta(days=1)
+        return self.whole_end
+
+    @property
+    def whole_end(self) -> dt.date:
+        """The first day after the whole period (a cut period's too)."""
         if self.kind == "day":
             return self.start + dt.timedelta(days=1)
         if self.kind == "week":
@@ -70,35 +98,91 @@ class Period:
     def days(self) -> int:
         return (self.end - self.start).days
 
+    def whole(self) -> Period:
+        """The whole period (itself when not cut)."""
+        return Period(self.kind, self.start)
+
+    def until(self, day: dt.date) -> Period:
+        """The period to date: cut after ``day`` (included). ``day`` on or after the last
+        day: the whole period; before its start: ValidationError."""
+        whole = self.whole()
+        if day < whole.start:
+            raise ValidationError(
+                f"截止日早于周期开始 (cut-off {day} before {whole.start})", field="to"
+            )
+        if day >= whole.last_day:
+            return whole
+        return Period(self.kind, self.start, day)
+
+    def _cut_like(self, other: Period) -> Period:
+        """``other`` (a whole period of this kind) cut at this period's offset: the same
+        number of days in for a day or week; for a month, quarter or year the same month
+        offset and day of month, clamped to that month's last day."""
+        if self.cut is None:
+            return other
+        if self.kind in ("day", "week"):
+            return other.until(other.start + (self.cut - self.start))
+        months = (self.cut.year - self.start.year) * 12 + self.cut.month - self.start.month
+        month = add_months(other.start, months)
+        last = add_months(month, 1) - dt.timedelta(days=1)
+        return other.until(month.replace(day=min(self.cut.day, last.day)))
+
     def previous(self) -> Period:
-        """The period of the same kind just before (环比)."""
-        return Period(self.kind, _start_of(self.kind, self.start - dt.timedelta(days=1)))
+        """The period of the same kind just before (环比); for a cut period, that period
+        to the same offset (上月同期)."""
+        before = Period(self.kind, _start_of(self.kind, self.start - dt.timedelta(days=1)))
+        return self._cut_like(before)
 
     def next(self) -> Period:
-        return Period(self.kind, self.end)
+        return Period(self.kind, self.whole_end)
 
     def same_last_year(self) -> Period:
         """The period of the same kind a year before (同比): the same day (29 Feb: 28 Feb),
-        the same ISO week number (or the last week of that year), the same month, quarter."""
+        the same ISO week number (or the last week of that year), the same month, quarter.
+        A cut period: that period to the same offset (去年同期)."""
         if self.kind == "week":
             iso_year, week, _ = self.start.isocalendar()
             try:
-                return Period("week", dt.date.fromisocalendar(iso_year - 1, week, 1))
+                return self._cut_like(
+                    Period("week", dt.date.fromisocalendar(iso_year - 1, week, 1))
+                )
             except ValueError:  # week 53 of a year whose previous has 52
-                return Period("week", dt.date.fromisocalendar(iso_year - 1, 52, 1))
+                return self._cut_like(Period("week", dt.date.fromisocalendar(iso_year - 1, 52, 1)))
         try:
             start = self.start.replace(year=self.start.year - 1)
         except ValueError:  # 29 February
             start = self.start.replace(year=self.start.year - 1, day=28)
-        return Period(self.kind, start)
+        return self._cut_like(Period(self.kind, start))
 
     def contains(self, day: dt.date) -> bool:
         return self.start <= day < self.end
 
     @property
+    def span(self) -> str:
+        """The days covered, short: 12月1日-5日, 11月30日-12月2日, 2025年12月29日-2026年1月1日
+        (a whole month: 11月; any other whole period: its first and last day)."""
+        a, b = self.start, self.last_day
+        if self.kind == "day":
+            return f"{a.month}月{a.day}日"
+        if self.kind == "month" and self.cut is None:
+            return f"{a.month}月"
+        if a.year != b.year:
+            return f"{a.year}年{a.month}月{a.day}日-{b.year}年{b.month}月{b.day}日"
+        if a.month == b.month:
+            return f"{a.month}月{a.day}日-{b.day}日"
+        return f"{a.month}月{a.day}日-{b.month}月{b.day}日"
+
+    @property
     def label(self) -> str:
-        """Chinese: 2026年11月23日, 2026年第48周, 2026年11月, 2026年第4季度, 2026年."""
+        """Chinese: 2026年11月23日, 2026年第48周, 2026年11月, 2026年第4季度, 2026年; a cut
+        period: 2026年12月1日-5日, 2026年第49周 (11月30日-12月2日)."""
         s = self.start
+        if self.cut is not None:
+            if self.kind == "week":
+                return f"{self.whole().label} ({self.span})"
+            if s.year == self.last_day.year:
+                return f"{s.year}年{self.span}"
+            return self.span
         if self.kind == "day":
             return f"{s.year}年{s.month}月{s.day}日"
         if self.kind == "week":
@@ -126,14 +210,18 @@ class Period:
             return f"{s.year}-Q{(s.month - 1) // 3 + 1}"
         return str(s.year)
 
-    def to_dict(self) -> dict[str, str]:
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        """``key`` is the whole period's; a cut period also has ``to`` (its last day)."""
+        out: dict[str, Any] = {
             "kind": self.kind,
             "key": self.key,
             "label": self.label,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
         }
+        if self.cut is not None:
+            out["to"] = self.cut.isoformat()
+        return out
 
 
 def period_containing(kind: str, day: dt.date) -> Period:

@@ -34,6 +34,8 @@ def rollup(db: pw.Database, period: Period, now: dt.datetime | None = None) -> i
     """Compute and store one period's rollup rows; the number of rows written."""
     if period.kind not in ROLLED_KINDS:
         raise ValueError(f"only {ROLLED_KINDS} are rolled up, not {period.kind}")
+    if period.is_cut:  # its rows are keyed by (kind, start): whole periods only
+        raise ValueError(f"a period to date ({period.label}) is never rolled up")
     now = now or utcnow()
     rows: list[dict[str, Any]] = []
 
@@ -114,6 +116,7 @@ def _rolled(db: pw.Database, period: Period) -> bool:
     R = ReportRollup
     return (
         period.kind in ROLLED_KINDS
+        and not period.is_cut  # a period to date is always live: the rows are whole periods
         and R.select()
         .where(
             (R.kind == period.kind)

@@ -94,6 +94,17 @@ def month_key(app) -> str:
     return period_containing("month", business_today(app)).key
 
 
+def summary_headers(app) -> list[str]:
+    """A summary of this month: to date (against the same days of last month) unless
+    today is the month's last day (docs/console.md "Reports")."""
+    today = business_today(app)
+    month = period_containing("month", today)
+    if today == month.last_day:
+        return ["指标", "本期", "上月"]
+    cut = month.until(today)
+    return ["指标", f"本期至今 ({cut.span})", f"上月同期 ({cut.previous().span})"]
+
+
 def test_the_analyst_sees_the_chain_this_month_against_last(app, hq_db):
     client = session_client(app, hq_db, "analyst")
     resp = client.get("/")
@@ -272,7 +283,7 @@ def test_the_export_is_a_real_workbook_with_the_figures_and_is_audited(app, hq_d
     # the summary (no breakdown): one row per figure, the current month in 本期
     resp = client.get(f"/reports/export?kind=month&period={key}&format=xlsx")
     sheet = load_workbook(io.BytesIO(resp.data)).worksheets[0]
-    assert [c.value for c in sheet[1]][:3] == ["指标", "本期", "上月"]
+    assert [c.value for c in sheet[1]][:3] == summary_headers(app)
     rows = {r[0].value: r for r in sheet.iter_rows(min_row=2)}
     sales = kpis.figures(hq_db, Scope("chain"), period)["sales_fen"]
     assert Decimal(str(rows["销售额"][1].value)) == Decimal(sales) / 100
@@ -291,7 +302,7 @@ def test_the_csv_export_opens_in_excel_as_chinese(app, hq_db):
     assert resp.mimetype == "text/csv"
     assert resp.data.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(resp.data.decode("utf-8-sig"))))
-    assert rows[0][:3] == ["指标", "本期", "上月"]
+    assert rows[0][:3] == summary_headers(app)
     by_name = {r[0]: r for r in rows[1:]}
     period = period_containing("month", business_today(app))
     sales = kpis.figures(hq_db, Scope("store", "S001"), period)["sales_fen"]
