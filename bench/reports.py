@@ -204,6 +204,15 @@ def reports(stores: int) -> dict[str, Callable[[pw.Database, random.Random], Any
     def p(kind: str, rng: random.Random):  # noqa: ANN202
         return period_containing(kind, day(rng))
 
+    def to_date(db: pw.Database, kind: str, rng: random.Random, scope: Scope) -> Any:
+        """The dashboard on a day inside a running period: the period so far against the
+        previous one and last year's to the same day (computed live, never rolled up)."""
+        today = day(rng)
+        whole = period_containing(kind, today)
+        if today == whole.last_day:
+            today -= dt.timedelta(days=1)
+        return kpis.compare(db, scope, whole, dash, to_date=today)
+
     dash = kpis.DASHBOARD_KEYS
     return {
         "dashboard_chain_day": lambda db, r: kpis.compare(db, Scope("chain"), p("day", r), dash),
@@ -232,6 +241,10 @@ def reports(stores: int) -> dict[str, Callable[[pw.Database, random.Random], Any
             db, Scope("chain"), "month", 12, day(r)
         ),
         "series_store_30_days": lambda db, r: kpis.series(db, store(r), "day", 30, day(r)),
+        "dashboard_chain_month_to_date": lambda db, r: to_date(db, "month", r, Scope("chain")),
+        "dashboard_store_month_to_date": lambda db, r: to_date(db, "month", r, store(r)),
+        "dashboard_chain_quarter_to_date": lambda db, r: to_date(db, "quarter", r, Scope("chain")),
+        "dashboard_chain_year_to_date": lambda db, r: to_date(db, "year", r, Scope("chain")),
     }
 
 
