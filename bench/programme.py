@@ -67,14 +67,18 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def pg_database() -> tuple[str, Any]:
+def pg_database(reuse: str | None = None, keep: bool = False) -> tuple[str, Any]:
+    """A fresh PostgreSQL database for a benchmark (``HY_TEST_PG``, as the tests use), or
+    ``reuse``, one an earlier run kept; its URL and how to drop it (unless ``keep``). The
+    benchmarks in bench/ share this one."""
     import psycopg2
 
     admin = psycopg2.connect(PG_ADMIN_DSN, connect_timeout=3)
     admin.autocommit = True
-    name = f"hy_bench_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+    name = reuse or f"hy_bench_{uuid.uuid4().hex[:10]}"
+    if not reuse:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
     params = admin.get_dsn_parameters()
     url = (
         f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
@@ -82,6 +86,10 @@ def pg_database() -> tuple[str, Any]:
     )
 
     def drop() -> None:
+        if keep:
+            log(f"kept database {name} (drop it, or pass --reuse-db {name})")
+            admin.close()
+            return
         with admin.cursor() as cur:
             cur.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)

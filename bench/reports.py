@@ -35,7 +35,6 @@ import platform
 import random
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,11 +44,11 @@ sys.path.insert(0, str(ROOT))
 
 import peewee as pw  # noqa: E402
 
+from bench.programme import pg_database  # noqa: E402
 from hq.models import bind, open_database  # noqa: E402
 from hq.reports import kpis, rollup, summary  # noqa: E402
 from hq.reports.periods import Scope, period_containing  # noqa: E402
 
-PG_ADMIN_DSN = os.environ.get("HY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 DAY = dt.date(2026, 12, 5)  # the business day: history is the 730 days before it
 HISTORY_DAYS = 730
 AREAS = ("华东", "华南", "华北", "华中", "西南", "西北", "东北", "京津", "长三角", "珠三角")
@@ -57,37 +56,6 @@ AREAS = ("华东", "华南", "华北", "华中", "西南", "西北", "东北", "
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def pg_database(reuse: str | None = None, keep: bool = False) -> tuple[str, Callable[[], None]]:
-    """A fresh database (or ``reuse``, one a ``--load-only`` run kept) and how to drop it."""
-    import psycopg2
-
-    admin = psycopg2.connect(PG_ADMIN_DSN, connect_timeout=3)
-    admin.autocommit = True
-    name = reuse or f"hy_bench_reports_{uuid.uuid4().hex[:8]}"
-    if not reuse:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    params = admin.get_dsn_parameters()
-    url = (
-        f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}"
-        f":{params.get('port', '5432')}/{name}"
-    )
-
-    def drop() -> None:
-        if keep:
-            log(f"kept database {name} (drop it, or pass --reuse-db {name})")
-            admin.close()
-            return
-        with admin.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
-
-    return url, drop
 
 
 # ---- loading ----------------------------------------------------------------------------

@@ -72,6 +72,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.programme import pg_database  # noqa: E402
 from core import protocol as p  # noqa: E402
 from core.ids import uuid7  # noqa: E402
 from core.phone import lookup_key_id, phone_lookup_hash  # noqa: E402
@@ -95,7 +96,6 @@ from edge.sync.demo import PrivateBroker, _run_once, _secure_broker  # noqa: E40
 from edge.sync.mqtt import make_client, request_properties  # noqa: E402
 
 STORE = "B001"
-PG_ADMIN_DSN = os.environ.get("HY_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
 NOW = "2026-11-23T10:00:00+08:00"
 BENCH_LOOKUP_KEY = bytes(range(32))  # a made-up chain lookup key: the bench's HQ is itself
 
@@ -224,28 +224,6 @@ def build_store(template: Path, n_sales: int) -> float:
         f"store built: {n_sales} sales queued in {took:.1f}s, mean item {sum(sizes) / len(sizes):.0f} B"
     )
     return sum(sizes) / len(sizes)
-
-
-def pg_database() -> tuple[str, Any]:
-    import psycopg2
-
-    admin = psycopg2.connect(PG_ADMIN_DSN, connect_timeout=3)
-    admin.autocommit = True
-    name = f"hy_bench_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    params = admin.get_dsn_parameters()
-    url = f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:{params.get('port', '5432')}/{name}"
-
-    def drop() -> None:
-        with admin.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
-
-    return url, drop
 
 
 def hq_online(transport: Transport, broker: PrivateBroker, timeout: float = 20.0) -> None:
