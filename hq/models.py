@@ -1168,20 +1168,23 @@ class ReportMember(BaseModel):
 
 
 class ReportRollup(BaseModel):
-    """The distinct-member counts of a month, quarter or year, rolled up by the scheduler
+    """The distinct-member counts of a week, month, quarter or year (whole, or to a day:
+    the running periods the dashboard compares to date), rolled up by the scheduler
     (hq/reports/rollup.py, job ``reports-rollup``): per sales scope (``chain`` "", each
     ``area``, each ``store``) the buyers' counts, per ``home`` store the member-base counts
     (hq.reports.kpis BUYER_FIELDS / BASE_FIELDS, as a list of ints in ``data``)."""
 
     kind = pw.CharField(max_length=8)
     start = pw.DateField()
+    # a period to date (Period.until): its last day, ISO; "" for the whole period
+    until = pw.CharField(max_length=10, default="")
     scope_kind = pw.CharField(max_length=16)  # chain | area | store | home | g:<group column>
     scope_key = pw.CharField(max_length=100)  # g:...: "<store or empty>|<group>"
     data = JSONText()
     computed_at = pw.DateTimeField()
 
     class Meta:
-        primary_key = pw.CompositeKey("kind", "start", "scope_kind", "scope_key")
+        primary_key = pw.CompositeKey("kind", "start", "until", "scope_kind", "scope_key")
 
 
 MODELS += [ReportStoreDay, ReportMemberSpend, ReportMember, ReportRollup]

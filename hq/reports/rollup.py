@@ -10,8 +10,11 @@ reads them (and computes live when a period was never rolled up). Additive figur
 
 Freshness: each run rolls up the periods containing today and the day a week ago (so
 the current month, quarter and year, and the previous ones for a week after they
-close, take late sales from stores that were offline); ``reports-rebuild`` rolls up
-every period. Sales that arrive later than a week are in the live figures of day
+close, take late sales from stores that were offline), and the running month, quarter
+and year to today with the previous period and last year's to the same day (what the
+dashboard compares to date: 本月至今 against 上月同期 and 去年同期); ``reports-rebuild``
+rolls up every whole period. A period to date is keyed by its last day, and a run keeps
+one per (kind, start): yesterday's cut of a period goes when today's is written. Sales that arrive later than a week are in the live figures of day
 periods at once, and in week/month/quarter/year after ``reports-rebuild --from``.
 """
 
@@ -27,6 +30,7 @@ from hq.reports import kpis
 from hq.reports.periods import Period, period_containing
 
 ROLLED_KINDS = ("week", "month", "quarter", "year")
+TO_DATE_KINDS = ("month", "quarter", "year")  # a week to date is small enough to count live
 RECENT_DAYS = 7  # a run also rolls up the periods containing the day this long ago
 
 
@@ -34,9 +38,10 @@ def rollup(db: pw.Database, period: Period, now: dt.datetime | None = None) -> i
     """Compute and store one period's rollup rows; the number of rows written."""
     if period.kind not in ROLLED_KINDS:
         raise ValueError(f"only {ROLLED_KINDS} are rolled up, not {period.kind}")
-    if period.is_cut:  # its rows are keyed by (kind, start): whole periods only
-        raise ValueError(f"a period to date ({period.label}) is never rolled up")
+    if period.is_cut and period.kind not in TO_DATE_KINDS:
+        raise ValueError(f"a {period.kind} to date is counted live, not rolled up")
     now = now or utcnow()
+    until = _until(period)
     rows: list[dict[str, Any]] = []
 
     def add(scope_kind: str, key: str, data: tuple[int, ...]) -> None:
@@ -44,6 +49,7 @@ def rollup(db: pw.Database, period: Period, now: dt.datetime | None = None) -> i
             {
                 "kind": period.kind,
                 "start": period.start,
+                "until": until,
                 "scope_kind": scope_kind,
                 "scope_key": key,
                 "data": list(data),
@@ -63,25 +69,44 @@ def rollup(db: pw.Database, period: Period, now: dt.datetime | None = None) -> i
             for (store, group), data in kpis.group_raw(db, by, period, None, per_store).items():
                 add(f"g:{by}", f"{store}|{group}", data)
     R = ReportRollup
+    same = (R.kind == period.kind) & (R.start == period.start)
     with db.atomic():
-        R.delete().where((R.kind == period.kind) & (R.start == period.start)).execute()
+        # the whole period's rows, or every cut of it (one cut kept per period)
+        R.delete().where(same & ((R.until == "") if not until else (R.until != ""))).execute()
         for i in range(0, len(rows), 500):
             R.insert_many(rows[i : i + 500]).execute()
     return len(rows)
 
 
+def _until(period: Period) -> str:
+    return period.last_day.isoformat() if period.is_cut else ""
+
+
 def recent_periods(today: dt.date) -> list[Period]:
+    """The whole periods a run rolls up, then the periods to date the dashboard compares:
+    each running month, quarter and year to ``today``, the previous one and last year's
+    to the same day (kpis.compare)."""
     out: list[Period] = []
     for day in (today, today - dt.timedelta(days=RECENT_DAYS)):
         for kind in ROLLED_KINDS:
             p = period_containing(kind, day)
             if p not in out:
                 out.append(p)
+    for kind in TO_DATE_KINDS:
+        running = period_containing(kind, today)
+        if today < running.last_day:  # on its last day the period is compared whole
+            cut = running.until(today)
+            for q in (cut, cut.previous(), cut.same_last_year()):  # a year's two are one
+                if q.is_cut and q not in out:
+                    out.append(q)
     return out
 
 
 def rollup_recent(db: pw.Database, today: dt.date) -> dict[str, int]:
-    return {f"{p.kind}:{p.key}": rollup(db, p) for p in recent_periods(today)}
+    return {
+        f"{p.kind}:{p.key}" + (f":to:{_until(p)}" if p.is_cut else ""): rollup(db, p)
+        for p in recent_periods(today)
+    }
 
 
 def rollup_all(db: pw.Database, today: dt.date | None = None) -> int:
@@ -112,19 +137,18 @@ def rollup_job(ctx: Any) -> dict[str, int]:
 # ---- reading ------------------------------------------------------------------------
 
 
+def _of(period: Period) -> Any:
+    """The rows of this period: whole, or cut at the same day (a cut rolled up for another
+    day is not this period's)."""
+    R = ReportRollup
+    return (R.kind == period.kind) & (R.start == period.start) & (R.until == _until(period))
+
+
 def _rolled(db: pw.Database, period: Period) -> bool:
     R = ReportRollup
     return (
         period.kind in ROLLED_KINDS
-        and not period.is_cut  # a period to date is always live: the rows are whole periods
-        and R.select()
-        .where(
-            (R.kind == period.kind)
-            & (R.start == period.start)
-            & (R.scope_kind == "chain")
-            & (R.scope_key == "")
-        )
-        .exists()
+        and R.select().where(_of(period) & (R.scope_kind == "chain") & (R.scope_key == "")).exists()
     )
 
 
@@ -136,12 +160,7 @@ def buyers_for(
     if not _rolled(db, period):
         return None
     R = ReportRollup
-    row = R.get_or_none(
-        (R.kind == period.kind)
-        & (R.start == period.start)
-        & (R.scope_kind == scope_kind)
-        & (R.scope_key == key)
-    )
+    row = R.get_or_none(_of(period) & (R.scope_kind == scope_kind) & (R.scope_key == key))
     return tuple(row.data) if row is not None else (0,) * len(kpis.BUYER_FIELDS)
 
 
@@ -150,7 +169,5 @@ def rows_for(db: pw.Database, scope_kind: str, period: Period) -> dict[str, tupl
     if not _rolled(db, period):
         return None
     R = ReportRollup
-    query = R.select(R.scope_key, R.data).where(
-        (R.kind == period.kind) & (R.start == period.start) & (R.scope_kind == scope_kind)
-    )
+    query = R.select(R.scope_key, R.data).where(_of(period) & (R.scope_kind == scope_kind))
     return {r.scope_key: tuple(r.data) for r in query}

@@ -302,8 +302,15 @@ def test_rollup_gives_the_live_figures(request, hq_db, data):
     assert _all_figures(hq_db, live=False) == live
     assert {by: kpis.breakdown(hq_db, by, NOV) for by in bys} == before
     assert kpis.breakdown(hq_db, "gender", NOV, Scope("area", "华东")) == within
-    assert [p.key for p in rollup.recent_periods(dt.date(2026, 12, 3))] == [
+    recent = rollup.recent_periods(dt.date(2026, 12, 3))
+    assert [p.key for p in recent if not p.is_cut] == [
         "2026-W49", "2026-12", "2026-Q4", "2026", "2026-W48", "2026-11",
+    ]  # fmt: skip
+    # and the running month, quarter and year to the 3rd, with the same days before
+    assert [(p.key, p.last_day.isoformat()) for p in recent if p.is_cut] == [
+        ("2026-12", "2026-12-03"), ("2026-11", "2026-11-03"), ("2025-12", "2025-12-03"),
+        ("2026-Q4", "2026-12-03"), ("2026-Q3", "2026-09-03"), ("2025-Q4", "2025-12-03"),
+        ("2026", "2026-12-03"), ("2025", "2025-12-03"),
     ]  # fmt: skip
 
 
@@ -318,7 +325,9 @@ def test_the_rollup_job_and_the_cli(hq_db, hq_db_url, chain):
     (job,) = [j for j in JOBS if j.name == "reports-rollup"]
     config = HqConfig(database_url=hq_db_url, timezone="Asia/Shanghai")
     counts = job.run(JobContext(hq_db, config, clock=lambda: dt.datetime(2026, 11, 30, 20, 0)))
-    assert counts["periods"] == 6  # 1 Dec: its week, December, Q4, 2026; 24 Nov: its week, November
+    # 1 Dec: its week, December, Q4, 2026; 24 Nov: its week, November; and to date (the
+    # 1st): December, November, Dec 2025, Q4, Q3, Q4 2025, 2026, 2025
+    assert counts["periods"] == 14
     assert ReportRollup.select().where(ReportRollup.start == NOV.start).exists()
     assert kpis.figures(hq_db, Scope("chain"), NOV) == kpis.figures(
         hq_db, Scope("chain"), NOV, live=True

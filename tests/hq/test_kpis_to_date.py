@@ -199,10 +199,10 @@ def test_a_week_to_date(hq_db, shop):
     assert c["previous"] == {"sales_fen": 50000, "buyers": 0}  # 23-26 Nov: the 25th's walk-in
 
 
-def test_a_cut_period_never_reads_the_rollup(hq_db, shop):
+def test_a_cut_period_reads_only_a_rollup_cut_at_the_same_day(hq_db, shop):
     for period in (DEC, NOV):
         rollup.rollup(hq_db, period, NOW)
-    # spoil the rolled-up rows: a whole month now reads them, a cut one must not
+    # spoil the whole months' rows: a whole month now reads them, a cut one must not
     ReportRollup.update(data=[999, 999, 999, 0, 0, 0, 0]).where(
         ReportRollup.scope_kind == "chain"
     ).execute()
@@ -212,9 +212,28 @@ def test_a_cut_period_never_reads_the_rollup(hq_db, shop):
     assert c["current"] == {"buyers": 2, "repeat_rate": F(1, 2)}
     assert c["previous"] == {"buyers": 1, "repeat_rate": F(1, 1)}
     assert kpis.breakdown(hq_db, "store", DEC.until(DEC5))[0]["buyers"] == 2
-    # and a cut period is never written to it
-    with pytest.raises(ValueError, match="never rolled up"):
-        rollup.rollup(hq_db, DEC.until(DEC5), NOW)
+
+    # the job rolls up the running month to date (and November to the same day): the
+    # figures read those rows, and equal what was counted live
+    done = rollup.rollup_recent(hq_db, DEC5)
+    assert "month:2026-12:to:2026-12-05" in done and "month:2026-11:to:2026-11-05" in done
+    assert kpis.compare(hq_db, CHAIN, DEC, ["buyers", "repeat_rate"], to_date=DEC5) == c
+    cut = ReportRollup.select().where(
+        (ReportRollup.until == "2026-12-05") & (ReportRollup.scope_kind == "chain")
+    )
+    cut_row = cut.get()
+    ReportRollup.update(data=[777, *cut_row.data[1:]]).where(
+        (ReportRollup.until == "2026-12-05") & (ReportRollup.scope_kind == "chain")
+    ).execute()
+    assert kpis.figures(hq_db, CHAIN, DEC.until(DEC5), ["buyers"]) == {"buyers": 777}
+    # a cut at another day is not this one: counted live
+    assert kpis.figures(hq_db, CHAIN, DEC.until(D(2026, 12, 4)), ["buyers"]) == {"buyers": 2}
+    # the next day's run replaces the cut (one per period), a week to date stays live
+    rollup.rollup_recent(hq_db, D(2026, 12, 6))
+    untils = {r.until for r in ReportRollup.select().where(ReportRollup.kind == "month")}
+    assert "2026-12-05" not in untils and "2026-12-06" in untils
+    with pytest.raises(ValueError, match="counted live"):
+        rollup.rollup(hq_db, period_containing("week", DEC5).until(DEC5), NOW)
 
 
 # ---- the console, on 5 December ---------------------------------------------------------
