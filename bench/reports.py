@@ -172,14 +172,11 @@ def reports(stores: int) -> dict[str, Callable[[pw.Database, random.Random], Any
     def p(kind: str, rng: random.Random):  # noqa: ANN202
         return period_containing(kind, day(rng))
 
-    def to_date(db: pw.Database, kind: str, rng: random.Random, scope: Scope) -> Any:
-        """The dashboard on a day inside a running period: the period so far against the
-        previous one and last year's to the same day (computed live, never rolled up)."""
-        today = day(rng)
-        whole = period_containing(kind, today)
-        if today == whole.last_day:
-            today -= dt.timedelta(days=1)
-        return kpis.compare(db, scope, whole, dash, to_date=today)
+    def to_date(db: pw.Database, kind: str, scope: Scope) -> Any:
+        """The dashboard on the business day: the running period so far against the
+        previous one and last year's to the same day (read from the rollup the
+        reports-rollup job wrote for today; counted live were it missing)."""
+        return kpis.compare(db, scope, period_containing(kind, DAY), dash, to_date=DAY)
 
     dash = kpis.DASHBOARD_KEYS
     return {
@@ -209,10 +206,11 @@ def reports(stores: int) -> dict[str, Callable[[pw.Database, random.Random], Any
             db, Scope("chain"), "month", 12, day(r)
         ),
         "series_store_30_days": lambda db, r: kpis.series(db, store(r), "day", 30, day(r)),
-        "dashboard_chain_month_to_date": lambda db, r: to_date(db, "month", r, Scope("chain")),
-        "dashboard_store_month_to_date": lambda db, r: to_date(db, "month", r, store(r)),
-        "dashboard_chain_quarter_to_date": lambda db, r: to_date(db, "quarter", r, Scope("chain")),
-        "dashboard_chain_year_to_date": lambda db, r: to_date(db, "year", r, Scope("chain")),
+        "dashboard_chain_month_to_date": lambda db, r: to_date(db, "month", Scope("chain")),
+        "dashboard_store_month_to_date": lambda db, r: to_date(db, "month", store(r)),
+        "dashboard_area_month_to_date": lambda db, r: to_date(db, "month", area(r)),
+        "dashboard_chain_quarter_to_date": lambda db, r: to_date(db, "quarter", Scope("chain")),
+        "dashboard_chain_year_to_date": lambda db, r: to_date(db, "year", Scope("chain")),
     }
 
 
