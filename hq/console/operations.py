@@ -86,6 +86,22 @@ def store_page(code: str) -> Any:
 # ---- sales
 
 
+def _kept(filters: dict[str, Any]) -> dict[str, Any]:
+    """A list's filters as query arguments: the ones set, without the page cursor."""
+    return {k: v for k, v in filters.items() if v and k != "after"}
+
+
+def _page_links(
+    endpoint: str, query: dict[str, Any], cursor: Any, paged: Any
+) -> tuple[str | None, str | None]:
+    """A keyset-paged list's links: the next page (when there is one after ``cursor``) and
+    the first page (when this page was reached by ``paged``, a cursor), with the same
+    filters."""
+    next_url = url_for(endpoint, **query, after=cursor) if cursor else None
+    first_url = url_for(endpoint, **query) if paged else None
+    return next_url, first_url
+
+
 @bp.get("/sales")
 @requires("sales.read")
 def sales() -> Any:
@@ -97,8 +113,9 @@ def sales() -> Any:
     problem = None
     if filters.member and not filters.member_id:
         problem = f"会员不存在: {filters.member} (no member with this id, card or phone)"
-    next_url = url_for("operations.sales", **filters.query_args(), after=cursor) if cursor else None
-    first_url = url_for("operations.sales", **filters.query_args()) if filters.after else None
+    next_url, first_url = _page_links(
+        "operations.sales", filters.query_args(), cursor, filters.after
+    )
     return render(
         "sales.html",
         sales=rows,
@@ -128,7 +145,7 @@ def exceptions() -> Any:
     principal = current()
     f = data.exception_filters(_args(), principal)
     rows, after = data.list_exceptions(f, principal.stores)
-    keep = {k: v for k, v in f.items() if v and k != "after"}
+    next_url, first_url = _page_links("operations.exceptions", _kept(f), after, f["after"])
     return render(
         "exceptions.html",
         rows=rows,
@@ -137,8 +154,8 @@ def exceptions() -> Any:
         kinds=data.EXCEPTION_KINDS,
         states=data.EXCEPTION_STATES,
         resolutions=data.RESOLUTIONS,
-        next_url=url_for("operations.exceptions", **keep, after=after) if after else None,
-        first_url=url_for("operations.exceptions", **keep) if f["after"] else None,
+        next_url=next_url,
+        first_url=first_url,
     )
 
 
@@ -175,7 +192,7 @@ def dead_letters() -> Any:
     principal = current()
     f = data.dead_letter_filters(_args(), principal)
     rows, after = data.list_dead_letters(f, principal.stores)
-    keep = {k: v for k, v in f.items() if v and k != "after"}
+    next_url, first_url = _page_links("operations.dead_letters", _kept(f), after, f["after"])
     return render(
         "dead_letters.html",
         rows=rows,
@@ -184,8 +201,8 @@ def dead_letters() -> Any:
         codes=data.DEAD_LETTER_CODES,
         states=data.DEAD_LETTER_STATES,
         resolutions=data.RESOLUTIONS,
-        next_url=url_for("operations.dead_letters", **keep, after=after) if after else None,
-        first_url=url_for("operations.dead_letters", **keep) if f["after"] else None,
+        next_url=next_url,
+        first_url=first_url,
     )
 
 
