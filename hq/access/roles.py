@@ -7,8 +7,7 @@ them. Store managers and area managers are limited to their own stores: their
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from core.errors import Forbidden, ValidationError
 
@@ -104,7 +103,6 @@ class Principal:
     kind: str = "session"  # session | token
     display_name: str = ""
     csrf: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def actor(self) -> str:

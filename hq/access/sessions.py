@@ -64,7 +64,7 @@ def start_session(user: HqUser, now: dt.datetime | None = None) -> tuple[str, Hq
         csrf=secrets.token_urlsafe(24),
         created_at=now,
         last_seen=now,
-        expires_at=min(now + IDLE, now + LONGEST),
+        expires_at=now + IDLE,  # pushed on by each request, up to created_at + LONGEST
     )
     return token, row
 
