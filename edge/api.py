@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from core.errors import Forbidden, HuiyuanError, NotFound, ValidationError
@@ -93,7 +93,7 @@ def _bearer_token() -> str | None:
 # Requests a screen makes by itself, not a person at the till: they need a live session
 # but do not keep it from going idle (the cashier screen waits on the card reader
 # all the time it is signed in).
-BACKGROUND_ENDPOINTS = frozenset({"devices.reader_next"})
+BACKGROUND_ENDPOINTS = frozenset({"devices.reader_next", "status.status", "session.who"})
 
 
 def signed_in() -> staff_svc.SignedIn:
@@ -136,13 +136,49 @@ topups_bp = Blueprint("topups", __name__, url_prefix="/api/v1/topups")
 status_bp = Blueprint("status", __name__, url_prefix="/api/v1/status")
 health_bp = Blueprint("health", __name__, url_prefix="/api/v1/health")
 sessions_bp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions")
-ui_bp = Blueprint("ui", __name__, static_folder="static")
+ui_bp = Blueprint("ui", __name__, static_folder="static", template_folder="templates")
+
+
+# The cashier screen's page allows only its own scripts, styles and API (no inline code):
+# a member's name or a product's name shown on it can never run as script.
+TILL_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+TILL_STATIC = Path(__file__).with_name("static") / "till"
+TILL_TEMPLATES = Path(__file__).with_name("templates") / "till"
+
+
+@functools.cache
+def till_screen_parts() -> dict[str, list[str]]:
+    """The cashier screen's parts, found by name so that a new panel touches no shared
+    list: every module in edge/static/till/ but core.js (which they import), every
+    stylesheet beside them, every ``dialog_*.html`` template."""
+    return {
+        "modules": sorted(p.name for p in TILL_STATIC.glob("*.js") if p.name != "core.js"),
+        "panel_styles": sorted(p.name for p in TILL_STATIC.glob("*.css") if p.name != "till.css"),
+        "dialogs": sorted(p.name for p in TILL_TEMPLATES.glob("dialog_*.html")),
+    }
 
 
 @ui_bp.get("/")
 def cashier_ui():
-    """The cashier screen: one page over the same JSON API."""
-    return ui_bp.send_static_file("till.html")
+    """The cashier screen (edge/templates/till/, edge/static/till/): one page over the
+    same JSON API, the store's name in its header before anyone signs in."""
+    t = till()
+    response = make_response(
+        render_template(
+            "till/index.html",
+            store_name=t.config.store.name,
+            store_code=t.store,
+            **till_screen_parts(),
+        )
+    )
+    response.headers["Content-Security-Policy"] = TILL_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 OPENAPI = Path(__file__).with_name("openapi.json")
@@ -184,9 +220,24 @@ def openapi():
 def sign_in():
     data = body()
     token, staff = staff_svc.sign_in(till(), data.get("staff_code"), data.get("pin"))
+    t = till()
     return jsonify(
-        token=token, staff={"code": staff.code, "name": staff.name, "role": staff.role}
+        token=token,
+        staff={"code": staff.code, "name": staff.name, "role": staff.role},
+        store={"code": t.store, "name": t.config.store.name},
     ), 201
+
+
+@session_bp.get("")
+def who():
+    """Who is signed in with this token, and where: the screen asks after a reload (its
+    token kept for the browser tab) instead of signing the cashier out."""
+    staff = signed_in()
+    t = till()
+    return jsonify(
+        staff={"code": staff.code, "name": staff.name, "role": staff.role},
+        store={"code": t.store, "name": t.config.store.name},
+    )
 
 
 @session_bp.delete("")

@@ -33,6 +33,7 @@ ROLES = {
     "metrics.metrics": PUBLIC,
     "session.sign_in": PUBLIC,
     "session.sign_out": CASHIER,
+    "session.who": CASHIER,
     "members.search_members": CASHIER,
     "members.member_by_card": CASHIER,
     "members.get_member": CASHIER,
