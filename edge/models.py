@@ -251,7 +251,7 @@ MODELS = [
     Outbox,
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Schema 2 rebuilds these tables WITHOUT ROWID (the same columns, in the same order): a
 # checkout wrote each one's rows and its primary-key index, two b-trees, and now one.
@@ -445,7 +445,13 @@ def add_missing_columns(db: SqliteDatabase) -> list[str]:
 
 
 # each step takes the database from the number before it to its own number
-MIGRATIONS = {2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4}
+def _migrate_to_5(db: SqliteDatabase) -> None:
+    """Schema 4 -> 5 (the cashier's screen, issue 13; follow-ups, issue 14): new tables
+    (created by ``migrate`` after the steps) and new nullable or defaulted columns."""
+    add_missing_columns(db)
+
+
+MIGRATIONS = {2: _migrate_to_2, 3: _migrate_to_3, 4: _migrate_to_4, 5: _migrate_to_5}
 
 
 # ---- added by the sync agent (edge/sync); created by ensure_sync_tables on older files ----
@@ -632,3 +638,14 @@ class MaintainerRequest(BaseModel):
 MODELS += [StaffRegistry, MaintainerRequest]
 
 # ---- end of the programme's tables
+
+
+# ---- the cashier's screen (issue 13) and follow-ups (issue 14): one block per part; each
+# declares its tables and ends with its own ``MODELS += [...]``. New columns on existing
+# tables must be nullable or have a constant default (schema 5 adds them).
+# -- sale & pay (products' pinyin, parked sales)
+# -- members at the till
+# -- returns and receipts
+# -- shifts and day close
+# -- follow-ups
+# ---- end of the cashier's screen's tables

@@ -1199,3 +1199,10 @@ Member.add_index(Member.registered_store, Member.name_initials, Member.id)
 # -- operations (exception and dead-letter resolution)
 # -- setup
 # ---- end of the console's tables
+
+
+# ---- issue 13 and 14 at HQ: one block per part, each ending with its own ``MODELS += [...]``
+# -- shifts and day close (reports from the stores)
+# -- follow-ups (回访)
+# -- marketing lists and segments
+# ---- end of issue 13 and 14's tables

@@ -152,6 +152,8 @@ JOBS: list[Job] = [
     Job("profile-rescore", dt.timedelta(days=1), upkeep_jobs.rescore_profiles_job),
     # -- staff (maintainers, categories and cost)
     # ---- end of the programme's jobs
+    # -- follow-ups (issue 14: tasks from the chain's rules, overdue marking)
+    # -- marketing (issue 14: the monthly and weekly lists on their day)
     # -- reports (the distinct-member KPIs of months, quarters, years: hq/reports/rollup.py)
     Job("reports-rollup", dt.timedelta(minutes=30), reports_rollup.rollup_job),
 ]

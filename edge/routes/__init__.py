@@ -38,5 +38,16 @@ def blueprints() -> list[Blueprint]:
 
     parts.append(staff.bp)
 
+    # ---- the cashier's screen (issue 13) and follow-ups (issue 14)
+    # -- sale & pay
+
+    # -- members at the till
+
+    # -- returns and receipts
+
+    # -- shifts and day close
+
+    # -- follow-ups
+
     # ---- end of the parts
     return parts

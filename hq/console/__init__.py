@@ -65,6 +65,9 @@ NAV: list[NavItem] = [
     NavItem("setup.rules_page", "会员规则", "rules.read", "7"),
     NavItem("setup_audit.audit_page", "审计", "audit.read", "8"),
     NavItem("setup_users.users_page", "账号", "users.manage", "9"),
+    # -- follow-ups (回访): key 0
+    # -- marketing (lists, segments): key L
+    # -- shifts and day close (门店交班/日结 reports): none, a section of the store's page
     # ---- end of the console's pages
 ]
 
@@ -203,6 +206,9 @@ def register(app: Flask) -> None:
 
     for part in (setup.bp, setup_audit.bp, setup_users.bp):
         app.register_blueprint(part)
+    # -- follow-ups
+    # -- marketing
+    # -- shifts and day close
     # ---- end of the console's blueprints
 
 
