@@ -96,6 +96,9 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # a transfer of members between maintainers asked for at the till
     "staff_request": {"transfer_id": str, "from_staff": str, "to_staff": str, "reason": str},
     # ---- end of programme kinds
+    # -- shifts and day close (issue 13): docs/protocol.md "shift_close" and "day_close"
+    "shift_close": {"shift_id": str, "store": str, "day": str, "figures": dict},
+    "day_close": {"close_id": str, "store": str, "day": str, "revision": int, "figures": dict},
 }
 
 # Member fields the programme added (issue 11), sent in a member's change record under
@@ -1754,6 +1757,9 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     "staff_decision": validate_staff_decision_body,
     "staff_request": validate_staff_request_body,
     # ---- end of programme kinds
+    # -- shifts and day close (issue 13)
+    "shift_close": lambda body, where: validate_shift_close_body(body, where),
+    "day_close": lambda body, where: validate_day_close_body(body, where),
 }
 
 
@@ -1971,3 +1977,170 @@ def validate_cert_request(raw: Any, where: str = "certreq") -> CertRequest:
 def validate_cert_reply(raw: Any, where: str = "cert") -> CertReply:
     _version(raw, where)
     return CertReply(_store(raw, where), _pem(raw, "certificate", where, "CERTIFICATE"))
+
+
+# -- shifts and day close (issue 13): a shift's close (交班) and the store's day close (日结)
+# as a till reports them (edge/services/shifts.py; docs/protocol.md). Every figure is an
+# integer in range and every sum is checked here; HQ then compares the day with the sales
+# it holds (hq/shifts.py) and records a difference as an exception rather than refusing.
+
+# notes and coins a drawer is counted in, as fen (100元 .. 1角)
+DENOMINATIONS = ("10000", "5000", "2000", "1000", "500", "100", "50", "10")
+MAX_REPORT_FEN = 10**14  # a day's or a shift's total: far past any store's, inside int64
+MAX_REPORT_COUNT = 10**8
+MAX_REPORT_STAFF = 500
+MAX_REPORT_SHIFTS = 500
+
+
+def figures_skeleton() -> dict[str, Any]:
+    """The figures of a shift or a day, all zero: what the till fills and HQ checks."""
+    tenders = dict.fromkeys(TENDER_KINDS_ON_WIRE, 0)
+    return {
+        "sales": {
+            "count": 0,
+            "total": 0,
+            "tenders": dict(tenders),
+            "change": 0,
+            "cash_received": 0,
+            "member_count": 0,
+            "member_total": 0,
+            "walkin_count": 0,
+            "walkin_total": 0,
+            "points_used": 0,
+        },
+        "returns": {"count": 0, "total": 0, "tenders": dict(tenders)},
+        "topups": {"count": 0, "principal": 0, "bonus": 0},
+        "card_sales": {"count": 0, "total": 0},
+        "sv_refunds": {"count": 0, "total": 0},
+        "cash_in": 0,
+        "cash_out": 0,
+        "cash_net": 0,
+    }
+
+
+def _sums_to(where: str, name: str, got: int, want: int) -> None:
+    if got != want:
+        raise ProtocolError(f"{where}: {name} is {got}, but its parts add up to {want}", field=name)
+
+
+def _report_fen(obj: dict[str, Any], keys: tuple[str, ...], where: str, lo: int = 0) -> None:
+    _ints(obj, keys, where, lo, MAX_REPORT_FEN)
+
+
+def _counts(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    _ints(obj, keys, where, 0, MAX_REPORT_COUNT)
+
+
+def _tender_figures(obj: dict[str, Any], where: str) -> int:
+    tenders = _object(obj, "tenders", where)
+    unknown = set(tenders) - set(TENDER_KINDS_ON_WIRE)
+    if unknown:
+        raise ProtocolError(f"{where}: unknown tender kind {sorted(unknown)[0]!r}", field="tenders")
+    _report_fen(tenders, TENDER_KINDS_ON_WIRE, f"{where} tenders")
+    return sum(tenders.values())
+
+
+def validate_figures(f: dict[str, Any], where: str) -> None:
+    """A shift's or a day's figures: each an integer in range, and every sum consistent."""
+    sales = _object(f, "sales", where)
+    w = f"{where} sales"
+    _counts(sales, ("count", "member_count", "walkin_count"), w)
+    _report_fen(
+        sales,
+        ("total", "change", "cash_received", "member_total", "walkin_total", "points_used"),
+        w,
+    )
+    _sums_to(w, "total", sales["total"], _tender_figures(sales, w))
+    _sums_to(w, "count", sales["count"], sales["member_count"] + sales["walkin_count"])
+    _sums_to(w, "total", sales["total"], sales["member_total"] + sales["walkin_total"])
+    cash = sales["tenders"]["cash"]
+    _sums_to(w, "cash_received", sales["cash_received"], cash + sales["change"])
+    returns = _object(f, "returns", where)
+    w = f"{where} returns"
+    _counts(returns, ("count",), w)
+    _report_fen(returns, ("total",), w)
+    _sums_to(w, "total", returns["total"], _tender_figures(returns, w))
+    topups = _object(f, "topups", where)
+    _counts(topups, ("count",), f"{where} topups")
+    _report_fen(topups, ("principal", "bonus"), f"{where} topups")
+    for key in ("card_sales", "sv_refunds"):
+        part = _object(f, key, where)
+        _counts(part, ("count",), f"{where} {key}")
+        _report_fen(part, ("total",), f"{where} {key}")
+    _report_fen(f, ("cash_in", "cash_out"), where)
+    _report_fen(f, ("cash_net",), where, lo=-MAX_REPORT_FEN)
+    cash_in = cash + topups["principal"] + f["card_sales"]["total"]
+    _sums_to(where, "cash_in", f["cash_in"], cash_in)
+    cash_out = returns["tenders"]["cash"] + f["sv_refunds"]["total"]
+    _sums_to(where, "cash_out", f["cash_out"], cash_out)
+    _sums_to(where, "cash_net", f["cash_net"], f["cash_in"] - f["cash_out"])
+
+
+def _report_day(body: dict[str, Any], where: str) -> None:
+    day = _text(body, "day", where, 10, min_len=10) or ""
+    try:
+        dt.date.fromisoformat(day)
+    except ValueError:
+        raise ProtocolError(f"{where}: day must be an ISO date, got {day!r}", field="day") from None
+
+
+def _counted_shift(obj: dict[str, Any], where: str) -> None:
+    """float, expected, counted and difference: difference = counted - expected."""
+    _report_fen(obj, ("float", "counted"), where)
+    _report_fen(obj, ("expected", "difference"), where, lo=-MAX_REPORT_FEN)
+    _sums_to(where, "difference", obj["difference"], obj["counted"] - obj["expected"])
+
+
+def validate_shift_close_body(body: dict[str, Any], where: str = "shift_close body") -> Any:
+    _texts(body, ("shift_id",), where, MAX_ID_LEN)
+    _store(body, where)
+    _texts(body, ("staff_code",), where, MAX_CODE_LEN)
+    _texts(body, ("staff_name",), where, MAX_NAME_LEN, min_len=0)
+    _texts(body, ("opened_at", "closed_at"), where, MAX_TIME_LEN)
+    _report_day(body, where)
+    _counted_shift(body, where)
+    figures = _object(body, "figures", where)
+    validate_figures(figures, f"{where} figures")
+    _sums_to(where, "expected", body["expected"], body["float"] + figures["cash_net"])
+    return body
+
+
+def _staff_figures(entry: dict[str, Any]) -> None:
+    _texts(entry, ("code",), _ENTRY, MAX_CODE_LEN)
+    _texts(entry, ("name",), _ENTRY, MAX_NAME_LEN, min_len=0)
+    _counts(entry, ("sales_count",), _ENTRY)
+    _report_fen(entry, ("sales_total", "returns_total"), _ENTRY)
+    _report_fen(entry, ("cash_net",), _ENTRY, lo=-MAX_REPORT_FEN)
+
+
+def _shift_figures(entry: dict[str, Any]) -> None:
+    _texts(entry, ("shift_id",), _ENTRY, MAX_ID_LEN)
+    _texts(entry, ("staff_code",), _ENTRY, MAX_CODE_LEN)
+    _counted_shift(entry, _ENTRY)
+
+
+def validate_day_close_body(body: dict[str, Any], where: str = "day_close body") -> Any:
+    _texts(body, ("close_id",), where, MAX_ID_LEN)
+    _store(body, where)
+    _report_day(body, where)
+    _ints(body, ("revision",), where, 1, 10_000)
+    _texts(body, ("closed_by",), where, MAX_CODE_LEN)
+    _texts(body, ("closed_at",), where, MAX_TIME_LEN)
+    f = _object(body, "figures", where)
+    w = f"{where} figures"
+    validate_figures(f, w)
+    _each(f, "staff", w, MAX_REPORT_STAFF, _staff_figures)
+    staff = f["staff"]
+    for name, key, whole in (
+        ("sales count", "sales_count", f["sales"]["count"]),
+        ("sales total", "sales_total", f["sales"]["total"]),
+        ("returns total", "returns_total", f["returns"]["total"]),
+        ("cash_net", "cash_net", f["cash_net"]),
+    ):
+        _sums_to(f"{w} staff", name, whole, sum(s[key] for s in staff))
+    _each(f, "shifts", w, MAX_REPORT_SHIFTS, _shift_figures)
+    _report_fen(f, ("shifts_difference",), w, lo=-MAX_REPORT_FEN)
+    _sums_to(
+        w, "shifts_difference", f["shifts_difference"], sum(s["difference"] for s in f["shifts"])
+    )
+    return body

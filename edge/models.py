@@ -647,5 +647,45 @@ MODELS += [StaffRegistry, MaintainerRequest]
 # -- members at the till
 # -- returns and receipts
 # -- shifts and day close
+
+
+class Shift(BaseModel):
+    """A staff member's shift on this till (edge/services/shifts.py): opened with a float
+    (integer fen counted into the drawer), closed (交班) with a cash count; what the till
+    expected and the difference are kept with the figures as they went up to HQ."""
+
+    id = CharField(primary_key=True)
+    staff_code = CharField(index=True)
+    staff_name = CharField(default="")
+    day = CharField(index=True)  # the store's business day the shift opened on
+    opened_at = CharField()
+    float_fen = BigIntegerField()
+    status = CharField(default="open")  # open | closed
+    closed_at = CharField(null=True)
+    counted = BigIntegerField(null=True)
+    denominations = JSONField(null=True)  # {"10000": 3, ...}: fen per note or coin -> how many
+    expected = BigIntegerField(null=True)
+    difference = BigIntegerField(null=True)  # counted - expected: > 0 长款, < 0 短款
+    figures = JSONField(null=True)
+    receipt = JSONField(null=True)
+
+
+class DayClose(BaseModel):
+    """日结: the store's business day closed by a manager, once; a re-close is explicit
+    and gets the next revision (HQ keeps every revision, the latest counts)."""
+
+    id = CharField(primary_key=True)
+    day = CharField()
+    revision = IntegerField(default=1)
+    closed_by = CharField()
+    closed_at = CharField()
+    figures = JSONField()
+    receipt = JSONField()
+
+    class Meta:
+        indexes = ((("day", "revision"), True),)
+
+
+MODELS += [Shift, DayClose]
 # -- follow-ups
 # ---- end of the cashier's screen's tables

@@ -77,21 +77,10 @@ def _normalized(value: Any) -> Any:
 def layout_receipt(receipt: Receipt, chars: int, header_lines: Iterable[str] = ()) -> list[Block]:
     """The receipt as lines exactly ``chars`` columns wide (plus a QR block)."""
     receipt = _normalized(receipt)
-    header_lines = [normalize(h) for h in header_lines]
     rule = "-" * chars
-    blocks: list[Block] = [
-        TextLine(center(receipt.store_name, chars), "c", bold=True, tall=True),
-    ]
-    blocks += [TextLine(center(h, chars), "c") for h in header_lines]
-    blocks.append(TextLine(center(receipt.title, chars), "c", bold=True))
-    if receipt.reprint:
-        blocks.append(TextLine(center("** 重印 REPRINT **", chars), "c", bold=True))
-    blocks += [
-        TextLine(left_right(f"门店:{receipt.store_code}", f"收银员:{receipt.cashier}", chars)),
-        TextLine(left_right("单号:", receipt.document_no, chars)),
-        TextLine(left_right("时间:", receipt.occurred_at, chars)),
-        TextLine(rule),
-    ]
+    blocks = _heading(receipt, chars, header_lines)
+    if receipt.kind in REPORT_KINDS:  # -- shifts and day close
+        return blocks + _report_lines(receipt, chars)
     blocks += _item_lines(receipt, chars)
     blocks.append(TextLine(rule))
     blocks.append(TextLine(left_right("商品合计", money(receipt.subtotal), chars)))
@@ -127,6 +116,44 @@ def layout_receipt(receipt: Receipt, chars: int, header_lines: Iterable[str] = (
         for text in receipt.footer:
             blocks += [TextLine(center(piece, chars), "c") for piece in split_to_width(text, chars)]
     return blocks
+
+
+def _heading(receipt: Receipt, chars: int, header_lines: Iterable[str]) -> list[Block]:
+    """Store, title, store code and staff, number and time, then a rule."""
+    blocks: list[Block] = [
+        TextLine(center(receipt.store_name, chars), "c", bold=True, tall=True),
+    ]
+    blocks += [TextLine(center(normalize(h), chars), "c") for h in header_lines]
+    blocks.append(TextLine(center(receipt.title, chars), "c", bold=True))
+    if receipt.reprint:
+        blocks.append(TextLine(center("** 重印 REPRINT **", chars), "c", bold=True))
+    blocks += [
+        TextLine(left_right(f"门店:{receipt.store_code}", f"收银员:{receipt.cashier}", chars)),
+        TextLine(left_right("单号:", receipt.document_no, chars)),
+        TextLine(left_right("时间:", receipt.occurred_at, chars)),
+        TextLine("-" * chars),
+    ]
+    return blocks
+
+
+# -- shifts and day close: slips of labelled figures (edge.services.receipts.report_receipt)
+REPORT_KINDS = ("shift", "day_close")
+
+
+def _report_lines(receipt: Receipt, chars: int) -> list[Block]:
+    """Each section's title in bold, then a line per figure: the label left, the amount in
+    yuan (or the text) right; the footer under a rule."""
+    out: list[Block] = []
+    for section in receipt.extra.get("sections", ()):
+        out.append(TextLine(normalize(f"[{section['title']}]"), bold=True))
+        for row in section["rows"]:
+            value = money(row["fen"]) if row.get("fen") is not None else row.get("text") or ""
+            out.append(TextLine(left_right(normalize(row["label"]), normalize(value), chars)))
+    if receipt.footer:
+        out.append(TextLine("-" * chars))
+        for text in receipt.footer:
+            out += [TextLine(center(piece, chars), "c") for piece in split_to_width(text, chars)]
+    return out
 
 
 def _item_lines(receipt: Receipt, chars: int) -> list[Block]:

@@ -46,6 +46,9 @@ def blueprints() -> list[Blueprint]:
     # -- returns and receipts
 
     # -- shifts and day close
+    from edge.routes import shifts
+
+    parts.append(shifts.bp)
 
     # -- follow-ups
 

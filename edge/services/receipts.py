@@ -178,3 +178,31 @@ def topup_receipt(
         member=_member(till, member, 0, today),
         opens_drawer=True,
     )
+
+
+# -- shifts and day close: a slip of labelled figures (交班单, 日结单), printed through the
+# same receipt path; edge.devices.receipt_render lays ``extra["sections"]`` out
+def report_receipt(
+    till: Till,
+    *,
+    kind: str,
+    title: str,
+    document_no: str,
+    at: str,
+    cashier: str,
+    sections: list[dict[str, Any]],
+    footer: tuple[str, ...] = (),
+) -> Receipt:
+    """A report slip: ``sections`` are ``{"title", "rows": [{"label", "fen", "text"}]}``,
+    a row showing ``fen`` in yuan, else ``text``. It never opens the drawer."""
+    return Receipt(
+        kind=kind,
+        title=title,
+        store_name=till.config.store.name,
+        store_code=till.store,
+        document_no=document_no,
+        occurred_at=_local(at),
+        cashier=cashier,
+        footer=footer,
+        extra={"sections": sections},
+    )
