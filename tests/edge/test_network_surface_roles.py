@@ -85,6 +85,15 @@ ROLES = {
     "points.member_points": CASHIER,
     "points.list_gifts": CASHIER,
     "points.redeem_gift": CASHIER,
+    # -- shifts and day close: each staff member opens and closes their own shift; the
+    # store's day close and its report are a manager's
+    "shifts.current_shift": CASHIER,
+    "shifts.open_shift": CASHIER,
+    "shifts.count_shift": CASHIER,
+    "shifts.close_shift": CASHIER,
+    "shifts.reprint_shift": CASHIER,
+    "shifts.day_close_preview": MANAGER,
+    "shifts.close_day": MANAGER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}
