@@ -21,6 +21,7 @@ from core.protocol import UpItem
 from core.rules import DEMO_RULES, Rules
 from core.stored_value import Split, refund_split
 from core.tenders import sum_by_kind
+from hq import shifts  # -- shifts and day close
 from hq.changes import ChangeSet, coupon_state
 from hq.ledger import Book, Posting, credit_points, post_stored_value, spend_points
 from hq.members import prefetch_owners, register_member, touch_through
@@ -436,6 +437,9 @@ APPLIERS = {
     "staff_decision": staff_programme.apply_staff_decision,
     "staff_request": staff_programme.apply_staff_request,
     # ---- end of programme kinds
+    # -- shifts and day close (issue 13): kept, and compared with what HQ holds
+    "shift_close": shifts.apply_shift_close,
+    "day_close": shifts.apply_day_close,
 }
 
 

@@ -1202,7 +1202,56 @@ Member.add_index(Member.registered_store, Member.name_initials, Member.id)
 
 
 # ---- issue 13 and 14 at HQ: one block per part, each ending with its own ``MODELS += [...]``
-# -- shifts and day close (reports from the stores)
+# -- shifts and day close (reports from the stores): hq/shifts.py applies the
+# ``shift_close`` and ``day_close`` items; a figure that differs from the sales HQ holds
+# is an HqException (``day_close_mismatch``, ``shift_mismatch``), not a refusal
+
+
+class StoreShift(BaseModel):
+    """A shift closed at a till (交班): the cash counted against what the till expected."""
+
+    shift_id = pw.CharField(primary_key=True, max_length=64)
+    store = pw.CharField(max_length=32)
+    seq = pw.BigIntegerField()
+    staff_code = pw.CharField(max_length=64)
+    staff_name = pw.CharField(max_length=255, default="")
+    day = pw.CharField(max_length=10)
+    opened_at = pw.CharField(max_length=40)
+    closed_at = pw.CharField(max_length=40)
+    float_fen = pw.BigIntegerField()
+    counted = pw.BigIntegerField()
+    expected = pw.BigIntegerField()
+    difference = pw.BigIntegerField()  # counted - expected: > 0 长款, < 0 短款
+    body = JSONText()
+    ingested_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("store", "day"), False),)
+
+
+class StoreDayClose(BaseModel):
+    """A store's business day closed (日结); a re-close is the next revision, kept beside."""
+
+    close_id = pw.CharField(primary_key=True, max_length=64)
+    store = pw.CharField(max_length=32)
+    seq = pw.BigIntegerField()
+    day = pw.CharField(max_length=10)
+    revision = pw.IntegerField()
+    closed_by = pw.CharField(max_length=64)
+    closed_at = pw.CharField(max_length=40)
+    sales_count = pw.BigIntegerField()
+    sales_total = pw.BigIntegerField()
+    cash_net = pw.BigIntegerField()
+    shifts_difference = pw.BigIntegerField()
+    mismatch = pw.BooleanField(default=False)  # HQ's sales for the day said otherwise
+    body = JSONText()
+    ingested_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("store", "day", "revision"), True),)
+
+
+MODELS += [StoreShift, StoreDayClose]
 # -- follow-ups (回访)
 # -- marketing lists and segments
 # ---- end of issue 13 and 14's tables
