@@ -209,6 +209,9 @@ def register(app: Flask) -> None:
     # -- follow-ups
     # -- marketing
     # -- shifts and day close
+    from hq.console import shifts
+
+    app.register_blueprint(shifts.bp)
     # ---- end of the console's blueprints
 
 

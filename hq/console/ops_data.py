@@ -67,6 +67,9 @@ EXCEPTION_KINDS: dict[str, str] = {
     "coupon_over_limit": "用券超限",
     "unknown_referrer": "未知推荐人",
     "unknown_maintainer": "未知维护人",
+    # -- shifts and day close (hq/shifts.py)
+    "day_close_mismatch": "日结与销售不符",
+    "shift_mismatch": "交班与销售不符",
 }
 
 DEAD_LETTER_CODES: dict[str, str] = {

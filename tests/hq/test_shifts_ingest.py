@@ -118,3 +118,30 @@ def test_a_day_close_that_differs_from_hqs_sales_is_kept_and_flagged(hq_db, stor
     assert flag.store == store_day[0]["store"] and flag.amount == 500
     assert {"figure": "sales count", "store": 3, "hq": 2} in flag.details["differences"]
     assert "日结" in flag.details["reason"]
+
+
+def test_the_console_lists_a_stores_day_closes_and_shifts(hq_db, hq_db_url, store_day):
+    from hq.api import create_app
+    from hq.config import HqConfig
+    from tests.hq.signin import session_client
+
+    store = store_day[0]["store"]
+    f = store_day[-1]["body"]["figures"]
+    f["returns"]["count"] += 1  # one return HQ never received: flagged, still listed
+    f["returns"]["total"] += 200
+    f["returns"]["tenders"]["stored_value"] += 200
+    f["staff"][0]["returns_total"] += 200
+    ingest(store_day)
+    app = create_app(HqConfig(database_url=hq_db_url), db=hq_db)
+    app.testing = True
+    admin = session_client(app, hq_db, "admin")
+    assert f"/stores/{store}/closes" in admin.get(f"/stores/{store}").get_data(as_text=True)
+    page = admin.get(f"/stores/{store}/closes").get_data(as_text=True)
+    assert 'data-day="2026-11-23"' in page and "不符" in page
+    assert "短款" in page and "-¥1.00" in page and "¥104.00" in page
+    twin = admin.get(f"/api/stores/{store}/closes").json
+    assert twin["day_closes"][0]["mismatch"] and twin["shifts"][0]["difference"] == -100
+    other = session_client(app, hq_db, "store", "S999")
+    assert other.get(f"/stores/{store}/closes").status_code == 403
+    exceptions = admin.get(f"/exceptions?store={store}").get_data(as_text=True)
+    assert "日结与销售不符" in exceptions
