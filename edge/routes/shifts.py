@@ -4,26 +4,14 @@ by a manager. Described in edge/openapi/shifts.json."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, jsonify
 
-from core.errors import ValidationError
 from core.receipt import Receipt
 from edge.api import after_commit_print, body, devices, manager_signed_in, signed_in, till
+from edge.routes.upkeep import _only  # a body naming only the fields a route takes
 from edge.services import shifts
 
 bp = Blueprint("shifts", __name__, url_prefix="/api/v1")
-
-
-def _only(data: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-    unknown = sorted(str(k)[:32] for k in data if k not in allowed)
-    if unknown:
-        raise ValidationError(
-            f"不认识的字段: {unknown} (unknown fields; this takes {list(allowed)})",
-            field=unknown[0],
-        )
-    return data
 
 
 @bp.get("/shifts/current")

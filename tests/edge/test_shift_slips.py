@@ -3,16 +3,12 @@ queue, edge.devices.receipt_render) on the virtual printer: the bytes it receive
 
 from __future__ import annotations
 
-import pytest
-
-from core.receipt import Receipt
 from edge.api import create_app
-from edge.devices.config import DevicesConfig
-from edge.devices.manager import DeviceManager
 from edge.devices.profiles import ProfileLibrary
 from edge.devices.receipt_render import RenderOptions, layout_receipt, render
-from tests.devices.conftest import wait_for
+from tests.devices.conftest import make_receipt, wait_for
 from tests.edge.conftest import sign_in
+from tests.edge.test_till_devices import devices  # noqa: F401 (the virtual devices fixture)
 
 P58 = ProfileLibrary().load("xprinter_xp58iih")
 
@@ -22,14 +18,16 @@ def gb(text: str) -> bytes:
 
 
 def test_exact_bytes_of_a_small_shift_slip():
-    slip = Receipt(
+    slip = make_receipt(
         kind="shift",
         title="交班单",
         store_name="小店",
-        store_code="S001",
         document_no="SH-1",
         occurred_at="2026-11-23 18:00:00",
-        cashier="李四",
+        lines=(),
+        tenders=(),
+        member=None,
+        opens_drawer=False,
         footer=("开班 2026-11-23 10:00:00",),
         extra={
             "sections": [
@@ -80,16 +78,7 @@ def test_exact_bytes_of_a_small_shift_slip():
     assert data == expected
 
 
-@pytest.fixture
-def devices(demo_till, tmp_path):
-    cfg = DevicesConfig.from_dict({"reconnect_min_s": 0.05, "reconnect_max_s": 0.2})
-    manager = DeviceManager.from_config(cfg, tmp_path / "devices")
-    manager.start()
-    yield manager
-    manager.stop()
-
-
-def test_the_shift_and_day_close_slips_print_in_chinese_in_yuan(demo_till, devices, clock):
+def test_the_shift_and_day_close_slips_print_in_chinese_in_yuan(demo_till, devices, clock):  # noqa: F811
     client = create_app(demo_till, devices).test_client()
     headers = sign_in(client, "9001", "9999")
     client.post("/api/v1/shifts", headers=headers, json={"float": 50000, "shift_id": "SH-1"})
