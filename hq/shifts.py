@@ -61,11 +61,8 @@ def _compare(pairs: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
 
 
 def _flag(ctx: Any, kind: str, ref: str, reason: str, differences: list[dict[str, Any]]) -> None:
-    amount = (
-        max(abs(d["store"] - d["hq"]) for d in differences if "total" in d["figure"])
-        if any("total" in d["figure"] for d in differences)
-        else 0
-    )
+    """One open exception for the close, its amount the largest difference of a total."""
+    totals = [abs(d["store"] - d["hq"]) for d in differences if d["figure"].endswith("total")]
     ctx.book.insert(
         HqException,
         kind=kind,
@@ -77,7 +74,7 @@ def _flag(ctx: Any, kind: str, ref: str, reason: str, differences: list[dict[str
         created_at=ctx.now,
         status="open",
         balance=None,
-        amount=amount,
+        amount=max(totals, default=0),
         recovered=0,
         closed_at=None,
     )

@@ -4,9 +4,11 @@ sales; the printed slips; the up items, checked by core.protocol as HQ will."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
+from peewee import SQL
 
 from core.errors import ProtocolError
 from core.protocol import validate_item
@@ -227,3 +229,37 @@ def test_a_shift_close_whose_figures_do_not_add_up_is_refused(client, cashier, p
     target[path[-1]] += change
     with pytest.raises(ProtocolError):
         validate_item(raw)
+
+
+def test_reports_read_from_the_first_row_of_their_span_and_survive_a_clock_step_back(client, clock):
+    from edge.models import Sale
+    from edge.services.shifts import _first_rowid
+
+    assert _first_rowid(Sale, "2026-11-23") == 0  # no sales: nothing to skip
+    at = clock.now.replace(hour=0, minute=30)  # 00:30 on the 23rd
+    done = {}
+    # a sale three days before, then the day: its first sale, the clock stepped back an
+    # hour over midnight (a sale "on the 22nd"), the clock right again, another sale
+    for name, when in (
+        ("old", at - dt.timedelta(days=3)),
+        ("first", at),
+        ("stepped", at - dt.timedelta(hours=1)),
+        ("later", at + dt.timedelta(minutes=30)),
+    ):
+        clock.now = when
+        done[name] = sale(
+            client, sign_in(client), [{"sku": "P0001"}], [{"kind": "cash", "amount": 200}]
+        )
+    rowid = {
+        n: Sale.select(SQL("rowid")).where(Sale.id == d["sale_id"]).scalar()
+        for n, d in done.items()
+    }
+    assert _first_rowid(Sale, "2026-11-21") == rowid["first"]  # the old sale is not read
+    res = client.post("/api/v1/day-close/preview", headers=sign_in(client, "9001", "9999"), json={})
+    assert res.json["figures"]["sales"]["count"] == 2  # first and later, not the stepped one
+    yesterday = client.post(
+        "/api/v1/day-close/preview",
+        headers=sign_in(client, "9001", "9999"),
+        json={"day": "2026-11-22"},
+    )
+    assert yesterday.json["figures"]["sales"]["count"] == 1

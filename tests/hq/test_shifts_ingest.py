@@ -120,6 +120,26 @@ def test_a_day_close_that_differs_from_hqs_sales_is_kept_and_flagged(hq_db, stor
     assert "日结" in flag.details["reason"]
 
 
+def test_a_shift_close_that_differs_from_hqs_sales_is_kept_and_flagged(hq_db, store_day):
+    body = store_day[-2]["body"]
+    f = body["figures"]
+    for key in ("count", "walkin_count"):
+        f["sales"][key] += 1
+    for key in ("total", "walkin_total", "cash_received"):
+        f["sales"][key] += 500
+    f["sales"]["tenders"]["cash"] += 500
+    for key in ("cash_in", "cash_net"):
+        f[key] += 500
+    body["expected"] += 500
+    body["difference"] -= 500
+    ack = ingest(store_day)
+    assert list(ack.rejected) == []
+    assert StoreShift.get().difference == -600
+    (flag,) = HqException.select().where(HqException.kind == "shift_mismatch")
+    assert flag.ref == body["shift_id"] and flag.amount == 500
+    assert {"figure": "sales total", "store": 900, "hq": 400} in flag.details["differences"]
+
+
 def test_the_console_lists_a_stores_day_closes_and_shifts(hq_db, hq_db_url, store_day):
     from hq.api import create_app
     from hq.config import HqConfig
