@@ -263,3 +263,14 @@ def test_reports_read_from_the_first_row_of_their_span_and_survive_a_clock_step_
         json={"day": "2026-11-22"},
     )
     assert yesterday.json["figures"]["sales"]["count"] == 1
+
+
+def test_a_closed_shifts_slip_is_reprinted(client, cashier):
+    client.post("/api/v1/shifts", headers=cashier, json={"float": 0, "shift_id": "SH-9"})
+    early = client.post("/api/v1/shifts/SH-9/reprint", headers=cashier, json={})
+    assert early.status_code == 404 and "交班单" in early.json["message"]  # still open
+    client.post("/api/v1/shifts/current/close", headers=cashier, json={"counted": 0})
+    res = client.post("/api/v1/shifts/SH-9/reprint", headers=cashier, json={})
+    assert res.status_code == 200
+    assert res.json["receipt"]["title"] == "交班单" and res.json["receipt"]["kind"] == "shift"
+    assert client.post("/api/v1/shifts/NOPE/reprint", headers=cashier, json={}).status_code == 404
