@@ -3,9 +3,10 @@ items applied, and their figures compared with what HQ holds.
 
 core.protocol has checked every figure is an integer in range and every sum adds up; here
 the store the body names must be the item's own (otherwise the item is refused), and
-each close is kept once. Then HQ compares the figures it can with the sales, returns and
-top-ups it applied for that store: for a day, the day's; for a shift, that staff member's
-between the shift's open and close. The store's items arrive in seq order and a close is
+each close is kept once. Then HQ compares the figures it can with what it applied for
+that store: for a day, its sales (count and total, the members' part) and refunds as the
+reports' summary of the store's day holds them (one row read); for a shift, that staff
+member's sales between the shift's open and close (a range of the sales' store index). The store's items arrive in seq order and a close is
 written after the facts it covers, so by then HQ holds them all (or dead-lettered them).
 A difference is recorded as an HqException (``day_close_mismatch``, ``shift_mismatch``)
 for staff to look at, and the close is kept: a till's report is not money HQ posts.
@@ -19,7 +20,7 @@ from typing import Any
 import peewee as pw
 
 from core.errors import Conflict
-from hq.models import HqException, Return, Sale, StoreDayClose, StoreShift, TopUp
+from hq.models import HqException, ReportStoreDay, Sale, StoreDayClose, StoreShift
 
 
 def _refused(field: str, message: str) -> Exception:
@@ -37,17 +38,20 @@ def _own_store(ctx: Any, body: dict[str, Any]) -> None:
         )
 
 
-def _held(
-    model: Any, amount: Any, store: str, start: str, end: str, cashier: str | None = None
-) -> tuple[int, int]:
-    """How many rows and how much of ``amount`` HQ holds for ``store`` with
-    ``start <= occurred_at < end`` (the till's own ISO text), for ``cashier`` if given."""
-    where = (model.store == store) & (model.occurred_at >= start) & (model.occurred_at < end)
-    if cashier is not None:
-        where &= model.cashier == cashier
+def _shift_sales(store: str, staff_code: str, opened_at: str, closed_at: str) -> tuple[int, int]:
+    """How many sales, and their total, HQ holds by ``staff_code`` at ``store`` from the
+    shift's open to its close (both the till's ISO times): a range of the (store,
+    occurred_utc) index."""
+    fallback = dt.datetime(1970, 1, 1)
+    start, end = Sale.utc_of(opened_at, fallback), Sale.utc_of(closed_at, fallback)
     count, total = (
-        model.select(pw.fn.COUNT(1), pw.fn.COALESCE(pw.fn.SUM(amount), 0))
-        .where(where)
+        Sale.select(pw.fn.COUNT(1), pw.fn.COALESCE(pw.fn.SUM(Sale.total), 0))
+        .where(
+            (Sale.store == store)
+            & (Sale.occurred_utc >= start)
+            & (Sale.occurred_utc <= end)
+            & (Sale.cashier == staff_code)
+        )
         .tuples()
         .get()
     )
@@ -86,9 +90,7 @@ def apply_shift_close(ctx: Any, body: dict[str, Any]) -> None:
         raise Conflict(f"shift {body['shift_id']} was already ingested", field="shift_id")
     ctx.book.flush()  # the batch's sales before this item are rows before they are counted
     store, f = ctx.item.store, body["figures"]
-    # the close's own instant is its end: a sale in the same millisecond is the shift's
-    end = body["closed_at"] + "\uffff"
-    sales = _held(Sale, Sale.total, store, body["opened_at"], end, body["staff_code"])
+    sales = _shift_sales(store, body["staff_code"], body["opened_at"], body["closed_at"])
     differences = _compare(
         [
             ("sales count", f["sales"]["count"], sales[0]),
@@ -137,18 +139,18 @@ def apply_day_close(ctx: Any, body: dict[str, Any]) -> None:
             f"{store} {day} revision {body['revision']} was already ingested", field="revision"
         )
     ctx.book.flush()  # the batch's sales before this item are rows before they are counted
-    end = (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
-    sales = _held(Sale, Sale.total, store, day, end)
-    returns = _held(Return, Return.refund_total, store, day, end)
-    topups = _held(TopUp, TopUp.principal, store, day, end)
+    # the reports' summary of the store's day (hq/reports/summary.py), kept by the ingest
+    # as each sale and return is applied: one row, however many sales the chain holds
+    held = ReportStoreDay.get_or_none(
+        (ReportStoreDay.store == store) & (ReportStoreDay.day == dt.date.fromisoformat(day))
+    )
     differences = _compare(
         [
-            ("sales count", f["sales"]["count"], sales[0]),
-            ("sales total", f["sales"]["total"], sales[1]),
-            ("returns count", f["returns"]["count"], returns[0]),
-            ("returns total", f["returns"]["total"], returns[1]),
-            ("topups count", f["topups"]["count"], topups[0]),
-            ("topups total", f["topups"]["principal"], topups[1]),
+            ("sales count", f["sales"]["count"], held.tickets if held else 0),
+            ("sales total", f["sales"]["total"], held.sales_fen if held else 0),
+            ("member sales count", f["sales"]["member_count"], held.m_tickets if held else 0),
+            ("member sales total", f["sales"]["member_total"], held.m_sales_fen if held else 0),
+            ("returns total", f["returns"]["total"], held.returns_fen if held else 0),
         ]
     )
     if differences:
