@@ -44,9 +44,12 @@ def count_shift():
 def close_shift():
     """交班: the cash count against the expected cash; the slip prints, HQ is told."""
     staff = signed_in()
-    data = _only(body(), ("counted", "denominations"))
-    result = shifts.close_shift(till(), staff, data.get("counted"), data.get("denominations"))
-    after_commit_print(result["shift"]["receipt"])
+    data = _only(body(), ("counted", "denominations", "shift_id"))
+    result = shifts.close_shift(
+        till(), staff, data.get("counted"), data.get("denominations"), data.get("shift_id")
+    )
+    if not result["replayed"]:
+        after_commit_print(result["shift"]["receipt"])
     return jsonify(result)
 
 

@@ -29,7 +29,7 @@ from peewee import SQL
 
 from core.errors import Conflict, NotFound, ValidationError
 from core.ids import uuid7
-from core.money import MAX_AMOUNT
+from core.money import MAX_AMOUNT, format_yuan
 from core.protocol import DENOMINATIONS, MAX_ID_LEN, figures_skeleton
 from core.receipt import Receipt
 from core.tenders import TENDER_KINDS
@@ -94,7 +94,7 @@ def counted_cash(counted: Any, denominations: Any) -> tuple[int, dict[str, int] 
             counted = total
         elif counted != total:
             raise ValidationError(
-                f"点数合计 {total / 100:.2f} 元与填写的实点金额不符 "
+                f"点数合计 {format_yuan(total, '')} 元与填写的实点金额不符 "
                 f"(counted {counted} differs from the denominations' sum {total})",
                 field="counted",
             )
@@ -332,11 +332,30 @@ def count_shift(till: Till, staff: SignedIn, counted: Any, denominations: Any) -
     }
 
 
-def close_shift(till: Till, staff: SignedIn, counted: Any, denominations: Any) -> dict[str, Any]:
-    """交班: the cash counted against what the drawer should hold; printed and sent up."""
+def close_shift(
+    till: Till, staff: SignedIn, counted: Any, denominations: Any, shift_id: Any = None
+) -> dict[str, Any]:
+    """交班: the cash counted against what the drawer should hold; printed and sent up.
+    With ``shift_id`` (the screen sends it), a retry of a close that was done gets the
+    closed shift back (``replayed``) instead of "no open shift"."""
     counted, notes = counted_cash(counted, denominations)
+    shift_id = _client_id(shift_id, "shift_id")
     with till.db.atomic():
+        done = Shift.get_or_none(Shift.id == shift_id) if shift_id else None
+        if done is not None and done.status == "closed" and done.staff_code == staff.code:
+            if done.counted != counted:
+                raise Conflict(
+                    f"该班次已于 {_local(done.closed_at)} 交班, 实点 {format_yuan(done.counted, '')} 元 "
+                    "(this shift was closed with another count)",
+                    field="shift_id",
+                )
+            return {"shift": shift_view(done), "replayed": True}
         shift = _require_open(staff)
+        if shift_id and shift.id != shift_id:
+            raise Conflict(
+                f"班次 {shift_id} 不是 {staff.name} 当前的班次 (not this staff member's open shift)",
+                field="shift_id",
+            )
         _, at = _now(till)
         shift_figures = figures(till, shift.opened_at, None, staff.code)
         shift_figures.pop("by_staff")
@@ -365,7 +384,7 @@ def close_shift(till: Till, staff: SignedIn, counted: Any, denominations: Any) -
         shift.figures = shift_figures
         shift.receipt = shift_receipt(till, body, notes).to_dict()
         shift.save()
-    return {"shift": shift_view(shift)}
+    return {"shift": shift_view(shift), "replayed": False}
 
 
 # ---- the day close ----------------------------------------------------------------------
@@ -535,6 +554,11 @@ def _money_sections(f: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+DENOMINATION_LABELS = dict(
+    zip(DENOMINATIONS, ("100元", "50元", "20元", "10元", "5元", "1元", "5角", "1角"), strict=True)
+)
+
+
 def _local(at: str) -> str:
     return at[:19].replace("T", " ")
 
@@ -554,7 +578,7 @@ def shift_receipt(till: Till, body: dict[str, Any], notes: dict[str, int] | None
             {
                 "title": "点钞",
                 "rows": [
-                    _row(f"{int(face) / 100:g}元 x {n}", int(face) * n)
+                    _row(f"{DENOMINATION_LABELS[face]} x {n}", int(face) * n)
                     for face, n in sorted(notes.items(), key=lambda x: -int(x[0]))
                 ],
             }

@@ -274,3 +274,23 @@ def test_a_closed_shifts_slip_is_reprinted(client, cashier):
     assert res.status_code == 200
     assert res.json["receipt"]["title"] == "交班单" and res.json["receipt"]["kind"] == "shift"
     assert client.post("/api/v1/shifts/NOPE/reprint", headers=cashier, json={}).status_code == 404
+
+
+def test_a_retried_close_gets_the_closed_shift_back(client, cashier):
+    client.post("/api/v1/shifts", headers=cashier, json={"float": 1000, "shift_id": "SH-7"})
+    body = {"counted": 900, "shift_id": "SH-7"}
+    first = client.post("/api/v1/shifts/current/close", headers=cashier, json=body)
+    assert first.status_code == 200 and not first.json["replayed"]
+    again = client.post("/api/v1/shifts/current/close", headers=cashier, json=body)
+    assert again.status_code == 200 and again.json["replayed"]
+    assert again.json["shift"]["difference"] == -100
+    other = client.post(
+        "/api/v1/shifts/current/close", headers=cashier, json={"counted": 1000, "shift_id": "SH-7"}
+    )
+    assert other.status_code == 409 and "已于" in other.json["message"]
+    assert len(up_items("shift_close")) == 1
+    client.post("/api/v1/shifts", headers=cashier, json={"float": 0, "shift_id": "SH-8"})
+    wrong = client.post(
+        "/api/v1/shifts/current/close", headers=cashier, json={"counted": 0, "shift_id": "SH-X"}
+    )
+    assert wrong.status_code == 409 and wrong.json["field"] == "shift_id"

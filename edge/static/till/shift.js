@@ -98,7 +98,7 @@ $('shift-close-go').addEventListener('click', async () => {
   if (!counted) return;
   $('shift-close-go').disabled = true;
   try {
-    const r = await api('/shifts/current/close', { method: 'POST', body: counted });
+    const r = await api('/shifts/current/close', { method: 'POST', body: { ...counted, shift_id: shift.shift_id } });
     shift = null; counted = null; showAsk();
     $('shift-done').textContent = `已交班: 应有 ${yuan(r.shift.expected)}, 实点 ${yuan(r.shift.counted)}, ${r.shift.difference > 0 ? '长款' : r.shift.difference < 0 ? '短款' : '无差额'} ${yuan(Math.abs(r.shift.difference))}; 交班单已打印`;
     $('shift-preview').hidden = true;
