@@ -23,6 +23,7 @@ def test_a_shift_opened_sold_in_closed_and_the_day_closed_on_the_screen(demo_til
         by_id(driver, "scan").send_keys(Keys.ALT, "s")
         wait(driver, lambda d: d.find_element("id", "shift-open").is_displayed(), "open pane")
         assert driver.switch_to.active_element.get_attribute("id") == "shift-float"
+        shot(driver, "till-shift-open")
         type_into(driver, "shift-float", "500")
         wait_text(driver, "error", "已开班, 备用金 ¥500.00")
         assert not by_id(driver, "shift-ask").is_displayed()
