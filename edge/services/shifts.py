@@ -40,12 +40,11 @@ from edge.services.receipts import report_receipt
 from edge.services.staff import SignedIn
 
 
-def _amount(value: Any, field: str, what: str, *, positive: bool = False) -> int:
-    lo = 1 if positive else 0
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= MAX_AMOUNT:
+def _amount(value: Any, field: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AMOUNT:
         raise ValidationError(
-            f"{what}须为 {lo} 到 {MAX_AMOUNT} 的整数(分) "
-            f"({field} must be an integer of fen, {lo}..{MAX_AMOUNT})",
+            f"{what}须为 0 到 {MAX_AMOUNT} 的整数(分) "
+            f"({field} must be an integer of fen, 0..{MAX_AMOUNT})",
             field=field,
         )
     return value
@@ -282,7 +281,7 @@ def open_shift(till: Till, staff: SignedIn, float_fen: Any, shift_id: Any = None
         already = open_shift_of(staff.code)
         if already is not None:
             raise Conflict(
-                f"{staff.name} 已有未交班的班次 (开班于 {already.opened_at[:19].replace('T', ' ')}), "
+                f"{staff.name} 已有未交班的班次 (开班于 {_local(already.opened_at)}), "
                 "请先交班 (this staff member has a shift open)",
                 field="shift",
             )
@@ -475,7 +474,7 @@ def close_day(
         if revision > 1 and not reclose:
             last = report["closes"][-1]
             raise Conflict(
-                f"营业日 {day} 已于 {last['closed_at'][:19].replace('T', ' ')} 日结, "
+                f"营业日 {day} 已于 {_local(last['closed_at'])} 日结, "
                 "如需重新日结请确认重新日结 (the day is closed; send reclose to close it again)",
                 field="day",
             )
