@@ -1,0 +1,197 @@
+"""The member at the cashier's screen, through the till API (docs/till-screen.md, "The
+member"): the search finds cards with letters, names, pinyin and phones; the summary's
+glance fields; the registration form's choices; a top-up previewed before it is paid."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.rules import DEMO_RULES, Rules
+from edge.models import Card, Member, Setting
+
+RULES = Rules.from_dict(
+    DEMO_RULES.to_dict()
+    | {
+        "version": 7,
+        "schema": 2,
+        "card_type_discount": {"普通卡": 1000, "银卡": 950, "金卡": 900, "年卡": 850},
+        "tiers": {
+            "ladder": [
+                {"name": "白银", "threshold": 0},
+                {"name": "黄金", "threshold": 1000},
+                {"name": "钻石", "threshold": 5000},
+            ]
+        },
+        "cards": {"products": [{"card_type": "年卡", "price": 19800, "months": 12}]},
+    }
+)
+
+
+def _member(card_no: str) -> Member:
+    return Member.get_by_id(Card.get_by_id(card_no).member_id)
+
+
+def _search(client, headers, q: str) -> list[dict]:
+    res = client.get("/api/v1/members", query_string={"q": q}, headers=headers)
+    assert res.status_code == 200, res.json
+    return res.json["members"]
+
+
+@pytest.mark.parametrize("typed", ["C0001", "c0001", " C0001 "])
+def test_a_card_number_with_letters_finds_its_member(client, cashier, typed):
+    found = _search(client, cashier, typed)
+    assert [m["name"] for m in found] == ["张三"]
+    assert found[0]["cards"] == ["C0001"]
+
+
+def test_the_search_finds_a_name_its_pinyin_initials_and_full_pinyin_and_a_phone(client, cashier):
+    assert "张三" in [m["name"] for m in _search(client, cashier, "张")]
+    assert "张三" in [m["name"] for m in _search(client, cashier, "zs")]
+    assert "张三" in [m["name"] for m in _search(client, cashier, "zhangsan")]
+    assert [m["name"] for m in _search(client, cashier, "13800000002")] == ["李四"]
+    assert _search(client, cashier, "C9999") == []
+
+
+def test_a_blocked_card_with_letters_finds_nobody(client, cashier, demo_till):
+    Card.update(status="blocked").where(Card.card_no == "C0002").execute()
+    assert _search(client, cashier, "C0002") == []
+
+
+def test_the_glance_has_points_worth_birthday_tags_tier_progress_and_card_offers(
+    client, cashier, demo_till, clock
+):
+    Setting.replace(key="rules", value=RULES.to_dict()).execute()
+    zs = _member("C0001")
+    # 1250 points (100 a yuan: ¥12.50), growth 1200 on 黄金, birthday this month (lunar
+    # 十月十六 is 2026-11-24 in the solar calendar; the clock is 2026-11-23)
+    from edge.models import PointsLot
+
+    PointsLot.create(
+        lot_id="L1",
+        member_id=zs.id,
+        earned_on="2026-11-01",
+        expires_on="2027-11-01",
+        remaining=1250,
+    )
+    Member.update(
+        tier="黄金",
+        growth=1200,
+        tags=["投诉", "爱喝茶"],
+        birthday="10-16",
+        birthday_calendar="lunar",
+    ).where(Member.id == zs.id).execute()
+    res = client.get(f"/api/v1/members/{zs.id}", headers=cashier)
+    assert res.status_code == 200, res.json
+    m = res.json["member"]
+    assert m["points"] == 1250 and m["points_value"] == 1250
+    assert m["tier_progress"] == {
+        "tier": "黄金",
+        "growth": 1200,
+        "next_tier": "钻石",
+        "next_threshold": 5000,
+        "to_next": 3800,
+    }
+    assert m["birthday_this_month"] is True and m["birthday_today"] is False
+    assert m["birthday_next"] == "2026-11-24"
+    assert m["tags"] == ["投诉", "爱喝茶"] and m["at_risk"] == ["投诉"]
+    assert m["card_offers"] == [
+        {
+            "card_type": "年卡",
+            "price": 19800,
+            "renewal": False,
+            "valid_from": "2026-11-23",
+            "valid_to": "2027-11-22",
+        },
+    ]
+    # the card bought: the offer is now a renewal from the day after its last day
+    res = client.post(
+        f"/api/v1/members/{zs.id}/card-product",
+        headers=cashier,
+        json={"card_type": "年卡", "tender": "cash"},
+    )
+    assert res.status_code == 201, res.json
+    m = client.get(f"/api/v1/members/{zs.id}", headers=cashier).json["member"]
+    assert m["card_type"] == "年卡" and m["card_expires_on"] == "2027-11-22"
+    assert m["card_offers"][0] == {
+        "card_type": "年卡",
+        "price": 19800,
+        "renewal": True,
+        "valid_from": "2027-11-23",
+        "valid_to": "2028-11-22",
+    }
+
+
+def test_the_glance_of_a_member_without_a_ladder_birthday_or_points(client, cashier):
+    m = _search(client, cashier, "C0002")[0]
+    assert m["tier_progress"] is None and m["card_offers"] == []
+    assert m["points_value"] == 0 and m["birthday_this_month"] is False
+    assert m["birthday_next"] is None and m["tags"] == [] and m["at_risk"] == []
+
+
+def test_the_registration_form_offers_the_card_types_a_registration_takes(
+    client, cashier, demo_till
+):
+    Setting.replace(key="rules", value=RULES.to_dict()).execute()
+    res = client.get("/api/v1/member-form", headers=cashier)
+    assert res.status_code == 200, res.json
+    form = res.json
+    assert form["card_types"] == ["普通卡", "银卡", "金卡"]  # 年卡 is sold, not given
+    assert form["default_card_type"] == "普通卡"
+    assert [c["channel"] for c in form["consent"]] == ["sms", "wechat", "call"]
+    assert form["card_products"][0]["card_type"] == "年卡"
+    for card_type in form["card_types"]:
+        res = client.post(
+            "/api/v1/members",
+            headers=cashier,
+            json={"name": "王五", "phone": f"1370000000{len(card_type)}", "card_type": card_type},
+        )
+        assert res.status_code in (201, 409), res.json
+
+
+def _preview(client, headers, amount):
+    return client.get("/api/v1/topups/preview", query_string={"amount": amount}, headers=headers)
+
+
+def test_the_top_up_preview_gives_the_bonus_the_top_up_then_gives(client, cashier):
+    res = _preview(client, cashier, "60000")
+    assert res.status_code == 200, res.json
+    p = res.json
+    assert (p["principal"], p["bonus"], p["total"]) == (60000, 10000, 70000)
+    assert p["next_bonus"] == {"threshold": 100000, "bonus": 25000, "more": 40000}
+    assert p["bonus_tiers"] == [
+        {"threshold": 50000, "bonus": 10000},
+        {"threshold": 100000, "bonus": 25000},
+    ]
+    assert p["needs_manager"] is None
+    done = client.post(
+        "/api/v1/topups",
+        headers=cashier,
+        json={"member": {"card_no": "C0002"}, "amount": 60000},
+    )
+    assert done.status_code == 201, done.json
+    assert (done.json["principal"], done.json["bonus"]) == (p["principal"], p["bonus"])
+    small = _preview(client, cashier, "100").json
+    assert small["bonus"] == 0 and small["next_bonus"]["more"] == 49900
+
+
+def test_the_top_up_preview_says_when_a_manager_must_approve(client, cashier, manager):
+    over = _preview(client, cashier, "250000").json  # past the cashier's ¥2000 a top-up
+    assert over["needs_manager"].startswith("单笔充值超过收银员限额 2000.00 元")
+    assert over["needs_manager"].endswith("需要店长授权")
+    assert _preview(client, manager, "250000").json["needs_manager"] is None
+    refused = client.post(
+        "/api/v1/topups", headers=cashier, json={"member": {"card_no": "C0002"}, "amount": 250000}
+    )
+    assert refused.status_code == 403 and refused.json["field"] == "manager"
+
+
+@pytest.mark.parametrize("amount", ["", "0", "-5", "12.5", "abc", "²", "9" * 30, "1000001"])
+def test_a_bad_top_up_preview_amount_is_a_400_in_chinese(client, cashier, amount):
+    res = _preview(client, cashier, amount)
+    assert res.status_code == 400, res.json
+    assert res.json["field"] == "amount" and "充值" in res.json["message"]
+
+
+def test_the_preview_needs_a_signed_in_cashier(client):
+    assert _preview(client, {}, "100").status_code == 401
+    assert client.get("/api/v1/member-form").status_code == 401
