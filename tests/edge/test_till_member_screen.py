@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from selenium.webdriver.common.keys import Keys
 
-from edge.models import Card, Member, PointsLot, Setting
+from edge.models import Card, Member, Setting
 from tests.browser import shot
-from tests.edge.test_till_members import RULES
+from tests.edge.test_till_members import RULES, set_up_zhang_san
 from tests.edge.till_screen import by_id, scan, sign_in, till_screen, type_into, wait, wait_text
 
 
@@ -28,23 +28,7 @@ def visible(driver, element_id: str) -> bool:
 
 
 def test_find_by_card_with_letters_and_by_pinyin_and_the_glance(demo_till):
-    Setting.replace(key="rules", value=RULES.to_dict()).execute()
-    zs = Member.get_by_id(Card.get_by_id("C0001").member_id)
-    PointsLot.create(
-        lot_id="L1",
-        member_id=zs.id,
-        earned_on="2026-11-01",
-        expires_on="2027-11-01",
-        remaining=1250,
-    )
-    Member.update(
-        tier="黄金",
-        growth=1200,
-        tags=["投诉"],
-        birthday="1990-11-23",
-        sv_principal=50000,
-        sv_bonus=10000,
-    ).where(Member.id == zs.id).execute()
+    set_up_zhang_san(tags=["投诉"], birthday="1990-11-23", sv_principal=50000, sv_bonus=10000)
     with till_screen(demo_till) as (driver, _base):
         sign_in(driver)
         press(driver, Keys.F2)

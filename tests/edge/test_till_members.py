@@ -7,14 +7,17 @@ from __future__ import annotations
 import pytest
 
 from core.rules import DEMO_RULES, Rules
-from edge.models import Card, Member, Setting
+from edge.models import Card, Member, PointsLot, Setting
+from tests.edge.test_cards import RULES as CARD_RULES
 
+# the cards tests' card products (年卡 sold and renewable, 月卡 not renewable early), no
+# 充值升级, the demo's top-up bonuses, and a tier ladder
 RULES = Rules.from_dict(
-    DEMO_RULES.to_dict()
+    CARD_RULES.to_dict()
     | {
         "version": 7,
-        "schema": 2,
-        "card_type_discount": {"普通卡": 1000, "银卡": 950, "金卡": 900, "年卡": 850},
+        "topup_bonuses": DEMO_RULES.to_dict()["topup_bonuses"],
+        "cards": CARD_RULES.cards.to_dict() | {"upgrades": []},
         "tiers": {
             "ladder": [
                 {"name": "白银", "threshold": 0},
@@ -22,9 +25,24 @@ RULES = Rules.from_dict(
                 {"name": "钻石", "threshold": 5000},
             ]
         },
-        "cards": {"products": [{"card_type": "年卡", "price": 19800, "months": 12}]},
     }
 )
+
+
+def set_up_zhang_san(**columns) -> Member:
+    """张三 (C0001) with these rules, 1250 points (100 a yuan: ¥12.50), growth 1200 on 黄金
+    and ``columns`` set."""
+    Setting.replace(key="rules", value=RULES.to_dict()).execute()
+    zs = _member("C0001")
+    PointsLot.create(
+        lot_id="L1",
+        member_id=zs.id,
+        earned_on="2026-11-01",
+        expires_on="2027-11-01",
+        remaining=1250,
+    )
+    Member.update(tier="黄金", growth=1200, **columns).where(Member.id == zs.id).execute()
+    return zs
 
 
 def _member(card_no: str) -> Member:
@@ -60,26 +78,8 @@ def test_a_blocked_card_with_letters_finds_nobody(client, cashier, demo_till):
 def test_the_glance_has_points_worth_birthday_tags_tier_progress_and_card_offers(
     client, cashier, demo_till, clock
 ):
-    Setting.replace(key="rules", value=RULES.to_dict()).execute()
-    zs = _member("C0001")
-    # 1250 points (100 a yuan: ¥12.50), growth 1200 on 黄金, birthday this month (lunar
-    # 十月十六 is 2026-11-24 in the solar calendar; the clock is 2026-11-23)
-    from edge.models import PointsLot
-
-    PointsLot.create(
-        lot_id="L1",
-        member_id=zs.id,
-        earned_on="2026-11-01",
-        expires_on="2027-11-01",
-        remaining=1250,
-    )
-    Member.update(
-        tier="黄金",
-        growth=1200,
-        tags=["投诉", "爱喝茶"],
-        birthday="10-16",
-        birthday_calendar="lunar",
-    ).where(Member.id == zs.id).execute()
+    # a birthday this month: lunar 十月十六 is 2026-11-24 (the clock is 2026-11-23)
+    zs = set_up_zhang_san(tags=["投诉", "爱喝茶"], birthday="10-16", birthday_calendar="lunar")
     res = client.get(f"/api/v1/members/{zs.id}", headers=cashier)
     assert res.status_code == 200, res.json
     m = res.json["member"]
@@ -94,14 +94,16 @@ def test_the_glance_has_points_worth_birthday_tags_tier_progress_and_card_offers
     assert m["birthday_this_month"] is True and m["birthday_today"] is False
     assert m["birthday_next"] == "2026-11-24"
     assert m["tags"] == ["投诉", "爱喝茶"] and m["at_risk"] == ["投诉"]
-    assert m["card_offers"] == [
-        {
-            "card_type": "年卡",
-            "price": 19800,
-            "renewal": False,
-            "valid_from": "2026-11-23",
-            "valid_to": "2027-11-22",
-        },
+    assert m["card_offers"][0] == {
+        "card_type": "年卡",
+        "price": 19800,
+        "renewal": False,
+        "valid_from": "2026-11-23",
+        "valid_to": "2027-11-22",
+    }
+    assert [(o["card_type"], o["renewal"]) for o in m["card_offers"]] == [
+        ("年卡", False),
+        ("月卡", False),
     ]
     # the card bought: the offer is now a renewal from the day after its last day
     res = client.post(
@@ -119,6 +121,15 @@ def test_the_glance_has_points_worth_birthday_tags_tier_progress_and_card_offers
         "valid_from": "2027-11-23",
         "valid_to": "2028-11-22",
     }
+    # a 月卡 may not be renewed before it lapses: once held, it is not offered
+    res = client.post(
+        f"/api/v1/members/{zs.id}/card-product",
+        headers=cashier,
+        json={"card_type": "月卡", "tender": "cash"},
+    )
+    assert res.status_code == 201, res.json
+    m = client.get(f"/api/v1/members/{zs.id}", headers=cashier).json["member"]
+    assert [(o["card_type"], o["renewal"]) for o in m["card_offers"]] == [("年卡", False)]
 
 
 def test_the_glance_of_a_member_without_a_ladder_birthday_or_points(client, cashier):
