@@ -6,9 +6,12 @@ has its own tests (tests/edge/test_till_members.py, test_upkeep.py, test_cards.p
 
 from __future__ import annotations
 
-from selenium.webdriver.common.keys import Keys
+import json
 
-from edge.models import Card, Member, Setting
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
+
+from edge.models import Card, Member, Outbox, Setting
 from tests.browser import shot
 from tests.edge.test_till_members import RULES, set_up_zhang_san
 from tests.edge.till_screen import by_id, scan, sign_in, till_screen, type_into, wait, wait_text
@@ -78,6 +81,7 @@ def test_register_a_member_then_sell_to_them_and_edit_them(demo_till):
         type_into(driver, "me-card-no", "D0099", enter=False)
         by_id(driver, "me-tags").send_keys("爱喝茶")
         driver.find_element("css selector", "#me-consent input[data-channel=sms]").click()
+        shot(driver, "till-member-register")
         by_id(driver, "me-name").send_keys(Keys.ENTER)
         # the API's error beside the field it names
         error = wait_text(driver, "member-edit-dialog", "手机号")
@@ -106,6 +110,7 @@ def test_register_a_member_then_sell_to_them_and_edit_them(demo_till):
         assert by_id(driver, "me-tags").get_attribute("value") == "爱喝茶"
         type_into(driver, "me-tags", "爱喝茶, 投诉", enter=False)
         type_into(driver, "me-birthday", "1990-02-30", enter=False)
+        shot(driver, "till-member-edit")
         by_id(driver, "me-occupation").send_keys("教师", Keys.ENTER)
         wait(
             driver,
@@ -113,12 +118,18 @@ def test_register_a_member_then_sell_to_them_and_edit_them(demo_till):
             "the bad birthday said beside it",
         )
         shot(driver, "till-member-edit-error")
+        Select(
+            driver.find_element("css selector", "#me-consent select[data-channel=wechat]")
+        ).select_by_value("true")
         type_into(driver, "me-birthday", "1990-02-28")
         wait(driver, lambda d: not visible(d, "member-edit-dialog"), "the edit saved")
         text = wait_text(driver, "member", "投诉")
         member = Member.get_by_id(member.id)
         assert member.occupation == "教师" and member.birthday == "1990-02-28"
         assert "投诉" in text
+        consent = [json.loads(o.payload) for o in Outbox.select().where(Outbox.kind == "consent")]
+        assert consent[-1]["body"]["member_id"] == member.id, consent
+        assert consent[-1]["body"]["consent"] == {"wechat": True}  # only the channel changed
         shot(driver, "till-member-edited")
 
 
@@ -165,6 +176,7 @@ def test_top_up_with_the_bonus_previewed_and_a_manager_over_the_limit_then_renew
         press(driver, Keys.ESCAPE)
         wait(driver, lambda d: not visible(d, "member-topup-dialog"), "the dialog closed")
         wait_text(driver, "member-glance", "年卡 有效期至 2027-12-31")
+        shot(driver, "till-member-glance-1024")
     assert Member.get_by_id(ls.id).card_expires_on == "2027-12-31"
 
 

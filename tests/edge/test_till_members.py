@@ -49,6 +49,17 @@ def _member(card_no: str) -> Member:
     return Member.get_by_id(Card.get_by_id(card_no).member_id)
 
 
+def _buy_card(client, headers, member_id: str, card_type: str) -> dict:
+    """The card product sold for cash; the member's summary after."""
+    res = client.post(
+        f"/api/v1/members/{member_id}/card-product",
+        headers=headers,
+        json={"card_type": card_type, "tender": "cash"},
+    )
+    assert res.status_code == 201, res.json
+    return client.get(f"/api/v1/members/{member_id}", headers=headers).json["member"]
+
+
 def _search(client, headers, q: str) -> list[dict]:
     res = client.get("/api/v1/members", query_string={"q": q}, headers=headers)
     assert res.status_code == 200, res.json
@@ -106,13 +117,7 @@ def test_the_glance_has_points_worth_birthday_tags_tier_progress_and_card_offers
         ("月卡", False),
     ]
     # the card bought: the offer is now a renewal from the day after its last day
-    res = client.post(
-        f"/api/v1/members/{zs.id}/card-product",
-        headers=cashier,
-        json={"card_type": "年卡", "tender": "cash"},
-    )
-    assert res.status_code == 201, res.json
-    m = client.get(f"/api/v1/members/{zs.id}", headers=cashier).json["member"]
+    m = _buy_card(client, cashier, zs.id, "年卡")
     assert m["card_type"] == "年卡" and m["card_expires_on"] == "2027-11-22"
     assert m["card_offers"][0] == {
         "card_type": "年卡",
@@ -122,13 +127,7 @@ def test_the_glance_has_points_worth_birthday_tags_tier_progress_and_card_offers
         "valid_to": "2028-11-22",
     }
     # a 月卡 may not be renewed before it lapses: once held, it is not offered
-    res = client.post(
-        f"/api/v1/members/{zs.id}/card-product",
-        headers=cashier,
-        json={"card_type": "月卡", "tender": "cash"},
-    )
-    assert res.status_code == 201, res.json
-    m = client.get(f"/api/v1/members/{zs.id}", headers=cashier).json["member"]
+    m = _buy_card(client, cashier, zs.id, "月卡")
     assert [(o["card_type"], o["renewal"]) for o in m["card_offers"]] == [("年卡", False)]
 
 
