@@ -156,7 +156,13 @@ def _by_card_number(card_no: str) -> list[Member]:
     cashier types ``c0001`` for the card printed ``C0001``)."""
     numbers = list(dict.fromkeys((card_no, card_no.upper())))
     cards = Card.select().where(Card.card_no.in_(numbers) & (Card.status == "active"))
-    return [resolve(card.member_id) for card in cards]
+    found = []
+    for card in cards:
+        try:
+            found.append(resolve(card.member_id))
+        except NotFound:
+            continue  # a card whose member this store no longer holds finds nobody
+    return found
 
 
 def _by_name(q: str, limit: int) -> list[Member]:

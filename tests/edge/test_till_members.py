@@ -81,9 +81,11 @@ def test_the_search_finds_a_name_its_pinyin_initials_and_full_pinyin_and_a_phone
     assert _search(client, cashier, "C9999") == []
 
 
-def test_a_blocked_card_with_letters_finds_nobody(client, cashier, demo_till):
+def test_a_blocked_card_or_one_whose_member_is_gone_finds_nobody(client, cashier, demo_till):
     Card.update(status="blocked").where(Card.card_no == "C0002").execute()
     assert _search(client, cashier, "C0002") == []
+    Card.create(card_no="X0404", member_id="no-such-member", issued_at="2026-11-01T10:00:00")
+    assert _search(client, cashier, "X0404") == []
 
 
 def test_the_glance_has_points_worth_birthday_tags_tier_progress_and_card_offers(
@@ -205,3 +207,17 @@ def test_a_bad_top_up_preview_amount_is_a_400_in_chinese(client, cashier, amount
 def test_the_preview_needs_a_signed_in_cashier(client):
     assert _preview(client, {}, "100").status_code == 401
     assert client.get("/api/v1/member-form").status_code == 401
+
+
+def test_the_preview_counts_what_the_cashier_topped_up_today(client, cashier, demo_till):
+    day_limit = demo_till.config.till.cashier_topup_day_limit  # ¥10,000
+    single = demo_till.config.till.cashier_topup_limit  # ¥2,000
+    for _ in range(day_limit // single):
+        res = client.post(
+            "/api/v1/topups",
+            headers=cashier,
+            json={"member": {"card_no": "C0002"}, "amount": single},
+        )
+        assert res.status_code == 201, res.json
+    over = _preview(client, cashier, "100").json
+    assert over["needs_manager"].startswith("今日充值将超过收银员限额 10000.00 元")
