@@ -212,3 +212,32 @@ def test_the_member_password_set_then_reset_by_a_manager(demo_till):
     from core.passwords import verify_secret
 
     assert verify_secret("135790", Member.get_by_id(ls.id).password_hash)
+
+
+def test_a_card_swiped_while_a_member_dialog_is_open_closes_it_and_shows_that_member(
+    demo_till, tmp_path
+):
+    from edge.devices.config import DevicesConfig
+    from edge.devices.manager import DeviceManager
+    from tests.devices.conftest import wait_for
+
+    devices = DeviceManager.from_config(
+        DevicesConfig.from_dict({"reconnect_min_s": 0.05, "reconnect_max_s": 0.2}),
+        tmp_path / "devices",
+    )
+    devices.start()
+    try:
+        wait_for(lambda: devices.states()["reader"]["state"] == "ready")
+        with till_screen(demo_till, devices=devices) as (driver, _base):
+            sign_in(driver)
+            type_into(driver, "member-q", "C0002")
+            wait_text(driver, "member", "李四")
+            press(driver, Keys.F4)
+            wait(driver, lambda d: visible(d, "member-topup-dialog"), "the top-up dialog")
+            by_id(driver, "topup-amount").send_keys("100")
+            devices.virtual_reader.swipe("C0001")
+            wait_text(driver, "member", "张三")
+            assert not visible(driver, "member-topup-dialog"), "no top-up for 李四 left open"
+    finally:
+        devices.stop()
+    assert Member.get_by_id(Card.get_by_id("C0002").member_id).sv_principal == 0

@@ -10,7 +10,15 @@ import {
 
 const memberPath = (m, tail = '') => '/members/' + encodeURIComponent(m.member_id) + tail;
 
+// the dialogs that act on the member in the box: another member (a card swiped meanwhile,
+// a new sale) closes them, so none acts on a member the cashier no longer sees
+const MEMBER_DIALOGS = ['member-edit-dialog', 'member-topup-dialog', 'member-password-dialog'];
+
 export async function setMember(m) {
+  const before = state.member && state.member.member_id;
+  if ((m && m.member_id) !== before) {
+    for (const id of MEMBER_DIALOGS) if (!(id === 'member-edit-dialog' && !editing)) closeDialog(id);
+  }
   state.member = m;
   render();
   emit('member-changed', m);
@@ -548,5 +556,12 @@ async function watchCardReader() {
 }
 
 on('signed-in', () => { form = null; watchCardReader(); });
-on('new-sale', () => { state.member = null; clearSearch(); render(); });
-on('signed-out', () => { state.member = null; form = null; clearSearch(); render(); });
+on('new-sale', () => { setMemberQuietly(null); clearSearch(); });
+on('signed-out', () => { setMemberQuietly(null); form = null; clearSearch(); });
+
+// a reset of the panel (new-sale, signed-out): the other panels reset themselves
+function setMemberQuietly(m) {
+  for (const id of MEMBER_DIALOGS) closeDialog(id);
+  state.member = m;
+  render();
+}
