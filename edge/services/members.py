@@ -463,10 +463,12 @@ def glance(
     tier's progress, the birthday this month, the tags that need care, the card products
     on offer with the period each would give."""
     rules = till.rules()
+    this_month = _birthday_this_month(birthday, today)
     return {
         "points_value": points_value(rules, points),
         "tier_progress": tier_progress(rules, member.tier, member.growth),
-        "birthday_this_month": _birthday_this_month(birthday, today),
+        "birthday_this_month": this_month is not None,
+        "birthday_this_month_on": this_month,
         "birthday_next": birthday.next_on_or_after(today).isoformat() if birthday else None,
         "tags": list(member.tags or []),
         "at_risk": at_risk(member.tags),
@@ -500,12 +502,14 @@ def tier_progress(rules: Rules, tier: str, growth: int) -> dict[str, Any] | None
     }
 
 
-def _birthday_this_month(birthday: Birthday | None, today: dt.date) -> bool:
-    """The birthday (solar, or a lunar one's solar date this year) falls in this month."""
+def _birthday_this_month(birthday: Birthday | None, today: dt.date) -> str | None:
+    """The (solar) day of the birthday in ``today``'s month, passed or to come, or None:
+    a lunar birthday moves through the solar months from year to year."""
     if birthday is None:
-        return False
+        return None
     first = today.replace(day=1)
-    return birthday.next_on_or_after(first).replace(day=1) == first
+    day = birthday.next_on_or_after(first)
+    return day.isoformat() if day.replace(day=1) == first else None
 
 
 def card_offers(rules: Rules, member: Member, today: dt.date) -> list[dict[str, Any]]:

@@ -105,7 +105,7 @@ def test_the_glance_has_points_worth_birthday_tags_tier_progress_and_card_offers
         "to_next": 3800,
     }
     assert m["birthday_this_month"] is True and m["birthday_today"] is False
-    assert m["birthday_next"] == "2026-11-24"
+    assert m["birthday_next"] == m["birthday_this_month_on"] == "2026-11-24"
     assert m["tags"] == ["投诉", "爱喝茶"] and m["at_risk"] == ["投诉"]
     assert m["card_offers"][0] == {
         "card_type": "年卡",
@@ -137,7 +137,8 @@ def test_the_glance_of_a_member_without_a_ladder_birthday_or_points(client, cash
     m = _search(client, cashier, "C0002")[0]
     assert m["tier_progress"] is None and m["card_offers"] == []
     assert m["points_value"] == 0 and m["birthday_this_month"] is False
-    assert m["birthday_next"] is None and m["tags"] == [] and m["at_risk"] == []
+    assert m["birthday_next"] is None and m["birthday_this_month_on"] is None
+    assert m["tags"] == [] and m["at_risk"] == []
 
 
 def test_the_registration_form_offers_the_card_types_a_registration_takes(
@@ -221,3 +222,23 @@ def test_the_preview_counts_what_the_cashier_topped_up_today(client, cashier, de
         assert res.status_code == 201, res.json
     over = _preview(client, cashier, "100").json
     assert over["needs_manager"].startswith("今日充值将超过收银员限额 10000.00 元")
+
+
+def test_a_birthday_passed_this_month_is_still_this_months(client, cashier, demo_till):
+    """The clock is 2026-11-23: a solar 11-05 has passed (next: 2027), a lunar 十月初一
+    (2026-11-09 this year) too; the screen says 本月生日 with this month's day."""
+    zs = _member("C0001")
+    for birthday, calendar, this_month, following in (
+        ("1990-11-05", "solar", "2026-11-05", "2027-11-05"),
+        ("10-01", "lunar", "2026-11-09", "2027-10-29"),
+        ("1990-12-01", "solar", None, "2026-12-01"),
+    ):
+        Member.update(birthday=birthday, birthday_calendar=calendar).where(
+            Member.id == zs.id
+        ).execute()
+        m = client.get(f"/api/v1/members/{zs.id}", headers=cashier).json["member"]
+        assert (m["birthday_this_month"], m["birthday_this_month_on"], m["birthday_next"]) == (
+            this_month is not None,
+            this_month,
+            following,
+        ), birthday

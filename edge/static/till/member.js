@@ -56,7 +56,10 @@ function birthdayRow(m) {
   if (!m.birthday) return [];
   const cal = CALENDAR[m.birthday_calendar] || '';
   if (m.birthday_today) return row('生日', h('b', { class: 'hot' }, '今天生日!'), ` (${cal} ${m.birthday})`);
-  if (m.birthday_this_month) return row('生日', h('b', { class: 'hot' }, '本月生日'), ` ${m.birthday_next.slice(5)} (${cal} ${m.birthday})`);
+  if (m.birthday_this_month) {
+    const passed = m.birthday_this_month_on < m.birthday_next ? ' 已过' : '';
+    return row('生日', h('b', { class: 'hot' }, '本月生日'), ` ${m.birthday_this_month_on.slice(5)}${passed} (${cal} ${m.birthday})`);
+  }
   return row('生日', `${cal} ${m.birthday}`);
 }
 
@@ -72,7 +75,6 @@ function render() {
   $('member').classList.toggle('walkin', !m);
   $('member-glance').hidden = !m;
   $('member-actions').hidden = !m;
-  $('card').replaceChildren();
   if (!m) {
     $('member').textContent = '散客';
     $('member-glance').replaceChildren();
