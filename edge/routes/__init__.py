@@ -42,6 +42,9 @@ def blueprints() -> list[Blueprint]:
     # -- sale & pay
 
     # -- members at the till
+    from edge.routes import till_members
+
+    parts.append(till_members.bp)
 
     # -- returns and receipts
 

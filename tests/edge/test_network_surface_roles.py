@@ -85,6 +85,9 @@ ROLES = {
     "points.member_points": CASHIER,
     "points.list_gifts": CASHIER,
     "points.redeem_gift": CASHIER,
+    # -- members at the till (issue 13): the registration form's choices, a top-up previewed
+    "till_members.member_form": CASHIER,
+    "till_members.topup_preview": CASHIER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}
