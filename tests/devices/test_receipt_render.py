@@ -128,7 +128,7 @@ def test_every_text_line_fits_58mm(receipt):
 def test_reprint_marker_and_no_member():
     receipt = make_receipt(reprint=True, member=None)
     out = decode(render(layout_receipt(receipt, 48), P80, RenderOptions()))
-    assert any("重印 REPRINT" in line for line in out.lines)
+    assert any("重打 REPRINT" in line for line in out.lines)
     assert not any(line.startswith("会员") for line in out.lines)
     assert out.qr_codes == []
 
