@@ -72,10 +72,10 @@ def qr_native(data: str, module_size: int = 6, error_level: str = "M") -> bytes:
 
 
 def code128(data: str, height: int = 64, module_width: int = 2) -> bytes:
-    """GS h / GS w / GS H / GS k 73: a CODE128 barcode (code set B) of ``data``, with no
-    human-readable text under it (the receipt prints the number itself). The same bytes
-    python-escpos's ``barcode(..., "CODE128", function_type="B")`` sends after its font
-    and alignment commands (tests/devices/test_receipt_render.py holds them together)."""
+    """GS h / GS w / GS f / GS H / GS k 73: a CODE128 barcode (code set B) of ``data``,
+    with no human-readable text under it (the receipt prints the number itself). The
+    bytes python-escpos's ``barcode(..., "CODE128", function_type="B", pos="OFF")`` sends
+    after its alignment (tests/devices/test_receipt_render.py holds them together)."""
     payload = b"{B" + data.encode("ascii")
     if not data or len(payload) > 255 or any(not 32 <= b < 127 for b in payload):
         raise ValueError(f"CODE128 takes 1-253 printable ASCII characters, not {data!r}")
@@ -86,6 +86,8 @@ def code128(data: str, height: int = 64, module_width: int = 2) -> bytes:
         + GS
         + b"w"
         + bytes([max(2, min(module_width, 6))])
+        + GS
+        + b"f\x00"
         + GS
         + b"H\x00"
         + GS

@@ -44,6 +44,9 @@ def blueprints() -> list[Blueprint]:
     # -- members at the till
 
     # -- returns and receipts
+    from edge.routes import receipts
+
+    parts.append(receipts.bp)
 
     # -- shifts and day close
 

@@ -792,6 +792,30 @@ def sale_result(sale: Sale, replay: bool = False) -> dict[str, Any]:
 # ---- returns ------------------------------------------------------------------------
 
 
+def return_lines(lines: Any) -> list[tuple[int, int]] | None:
+    """A return request's ``lines``: [{line_no, qty}], or None (absent: all that is left)."""
+    if lines is None:
+        return None
+    if not isinstance(lines, list) or not lines or len(lines) > MAX_LINES:
+        raise ValidationError(
+            "退货行须为 {line_no, qty} 的列表, 或不填表示全部退货"
+            " (lines must be a non-empty list of {line_no, qty}, or omitted to return all)",
+            field="lines",
+        )
+    parsed = []
+    for i, ln in enumerate(lines):
+        if not isinstance(ln, dict) or not all(
+            isinstance(ln.get(k), int) and not isinstance(ln.get(k), bool)
+            for k in ("line_no", "qty")
+        ):
+            raise ValidationError(
+                f"第 {i + 1} 个退货行须有整数的行号和数量 (lines[{i}] must have integer line_no and qty)",
+                field=f"lines[{i}]",
+            )
+        parsed.append((ln["line_no"], ln["qty"]))
+    return parsed
+
+
 @dataclass(frozen=True)
 class _ReturnPlan:
     """What a return takes and gives back, computed before anything is written: the
