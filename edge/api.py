@@ -23,6 +23,7 @@ from edge.models import Product, Sale
 from edge.services import consent as consent_svc
 from edge.services import fields
 from edge.services import members as member_svc
+from edge.services import receipts as receipts_svc
 from edge.services import sales as sales_svc
 from edge.services import staff as staff_svc
 from edge.services.context import Till
@@ -382,8 +383,7 @@ def reprint_sale(sale_id: str):
     sale = Sale.get_or_none(Sale.id == sale_id)
     if sale is None:
         raise NotFound(f"小票 {sale_id} 不存在", field="sale_id")
-    # the copy as printed: marked 重打, and it opens no drawer (DeviceManager.reprint)
-    receipt = sales_svc.sale_result(sale)["receipt"] | {"reprint": True, "opens_drawer": False}
+    receipt = receipts_svc.reprint_copy(till(), sales_svc.sale_result(sale)["receipt"], sale)
     job = None
     manager = devices()
     if manager is not None:

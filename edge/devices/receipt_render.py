@@ -115,7 +115,9 @@ def layout_receipt(receipt: Receipt, chars: int, header_lines: Iterable[str] = (
     if receipt.rounding:
         blocks.append(TextLine(left_right("抹零", money(-receipt.rounding), chars)))
     blocks.append(
-        TextLine(left_right("退款合计" if refund else "应付", money(receipt.total), chars), bold=True)
+        TextLine(
+            left_right("退款合计" if refund else "应付", money(receipt.total), chars), bold=True
+        )
     )
     for tender in receipt.tenders:
         label = ("退" if refund else "") + tender.label

@@ -70,4 +70,6 @@ def quote_return(sale_id: str):
     would refund, per tender and in points; nothing is written and no manager is needed."""
     signed_in()
     data = body()
-    return jsonify(sales_svc.quote_return(till(), sale_id, sales_svc.return_lines(data.get("lines"))))
+    return jsonify(
+        sales_svc.quote_return(till(), sale_id, sales_svc.return_lines(data.get("lines")))
+    )

@@ -12,6 +12,8 @@ import datetime as dt
 import json
 from typing import Any
 
+from core.errors import NotFound, ValidationError
+from core.pricing import share_of
 from core.receipt import (
     Receipt,
     ReceiptLine,
@@ -21,8 +23,6 @@ from core.receipt import (
     sale_line_dicts,
     sale_tender_dicts,
 )
-from core.errors import NotFound, ValidationError
-from core.pricing import share_of
 from core.tenders import TENDER_KINDS
 from edge.models import Card, Member, Sale, SaleLine
 from edge.services import members as member_svc
@@ -256,7 +256,9 @@ def find_sale(till: Till, text: str) -> Sale:
         if kind == "sale":
             sale = Sale.get_or_none(Sale.id == body["sale_id"])
     if sale is None:
-        raise NotFound(f"小票 {number} 不存在 (no sale with this receipt number)", field="receipt_no")
+        raise NotFound(
+            f"小票 {number} 不存在 (no sale with this receipt number)", field="receipt_no"
+        )
     return sale
 
 
@@ -274,6 +276,17 @@ def sale_receipt_no(till: Till, sale: Sale | str) -> str:
     if receipt.get("outbox_seq"):
         return receipt_no(till.store, receipt["outbox_seq"])
     return sale.id
+
+
+def reprint_copy(till: Till, receipt: dict[str, Any], sale: Sale) -> dict[str, Any]:
+    """The copy a reprint prints and shows: marked 重打, opening no drawer, and numbered
+    (a sale receipted before receipts carried their number gets it, and its barcode)."""
+    copy = receipt | {"reprint": True, "opens_drawer": False}
+    if not copy.get("barcode"):
+        number = sale_receipt_no(till, sale)
+        if number != sale.id:
+            copy |= {"document_no": number, "barcode": number}
+    return copy
 
 
 def sale_view(till: Till, sale: Sale) -> dict[str, Any]:

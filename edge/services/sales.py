@@ -840,7 +840,11 @@ def _plan_return(
     wanted = (
         lines
         if lines is not None
-        else [(n, sl.qty - sl.returned_qty) for n, sl in sale_lines.items() if sl.qty > sl.returned_qty]
+        else [
+            (n, sl.qty - sl.returned_qty)
+            for n, sl in sale_lines.items()
+            if sl.qty > sl.returned_qty
+        ]
     )
     if not wanted:
         raise ValidationError("这张小票已全部退货 (nothing left to return)", field="lines")
@@ -853,7 +857,9 @@ def _plan_return(
     returned, refund_total = [], 0
     eligible_total = sum(sl.amount for sl in sale_lines.values() if sl.earns_points)
     eligible_before = sum(
-        share_of(sl.amount, sl.returned_qty, sl.qty) for sl in sale_lines.values() if sl.earns_points
+        share_of(sl.amount, sl.returned_qty, sl.qty)
+        for sl in sale_lines.values()
+        if sl.earns_points
     )
     eligible_now = 0
     for line_no, qty in wanted:
@@ -918,9 +924,7 @@ def _sale_lines(sale_id: str) -> dict[int, SaleLine]:
     return {sl.line_no: sl for sl in SaleLine.select().where(SaleLine.sale_id == sale_id)}
 
 
-def quote_return(
-    till: Till, sale_id: str, lines: list[tuple[int, int]] | None
-) -> dict[str, Any]:
+def quote_return(till: Till, sale_id: str, lines: list[tuple[int, int]] | None) -> dict[str, Any]:
     """What a return of these lines (None: all that is left) would refund, per tender
     and in points, without writing anything: the cashier shows it before the manager
     approves. The return itself gives exactly these figures while the sale is unchanged."""

@@ -31,18 +31,25 @@ def gb(text: str) -> bytes:
     return text.encode("gb18030")
 
 
-def test_exact_bytes_of_a_small_receipt():
-    receipt = make_receipt(
+def small_receipt(**overrides):
+    """One apple for ¥3.50 at 小店, no member, no footer: the receipts whose bytes are spelt out."""
+    fields = dict(
         store_name="小店",
         lines=(ReceiptLine("苹果", 1, 350, 350),),
         subtotal=350,
         discount_total=0,
         total=350,
-        tenders=(ReceiptTender("cash", "现金", 500),),
-        change=150,
+        tenders=(ReceiptTender("cash", "现金", 350),),
+        change=0,
         member=None,
         footer=(),
-        opens_drawer=True,
+    )
+    return make_receipt(**(fields | overrides))
+
+
+def test_exact_bytes_of_a_small_receipt():
+    receipt = small_receipt(
+        tenders=(ReceiptTender("cash", "现金", 500),), change=150, opens_drawer=True
     )
     data = render(layout_receipt(receipt, 32), P58, RenderOptions(open_drawer=True))
     rule = b"-" * 32 + b"\n"
@@ -324,18 +331,7 @@ def test_code128_bytes_are_python_escpos_own():
 
 
 def test_exact_bytes_of_a_receipts_barcode():
-    receipt = make_receipt(
-        store_name="小店",
-        lines=(ReceiptLine("苹果", 1, 350, 350),),
-        subtotal=350,
-        discount_total=0,
-        total=350,
-        tenders=(ReceiptTender("cash", "现金", 350),),
-        change=0,
-        member=None,
-        footer=(),
-        barcode="S001-000123",
-    )
+    receipt = small_receipt(barcode="S001-000123", opens_drawer=False)
     data = render(layout_receipt(receipt, 32), P58, RenderOptions())
     expected_tail = (
         gb("现金                      ￥3.50")
@@ -365,18 +361,10 @@ def test_a_raster_receipt_keeps_its_barcode_in_place():
 
 
 def test_exact_bytes_of_a_return_slip_points_line_and_labels():
-    receipt = make_receipt(
+    receipt = small_receipt(
         kind="return",
         title="退货退款单",
-        store_name="小店",
-        lines=(ReceiptLine("苹果", 1, 350, 350),),
-        subtotal=350,
-        discount_total=0,
-        total=350,
-        tenders=(ReceiptTender("cash", "现金", 350),),
-        change=0,
         member=ReceiptMember("张*", "", "5678", "金卡", -133, 867, 0),
-        footer=(),
         opens_drawer=True,
     )
     data = render(layout_receipt(receipt, 32), P58, RenderOptions())

@@ -10,6 +10,7 @@ from core.receipt import Receipt
 from edge.devices.escpos_decode import decode
 from edge.devices.profiles import ProfileLibrary
 from edge.devices.receipt_render import RenderOptions, layout_receipt, render
+from edge.models import Sale
 from tests.edge.conftest import sign_in
 
 OIL, APPLES, MILK = "P0003", "P0009", "P0002"
@@ -183,7 +184,10 @@ def test_the_return_slip_reads_as_a_refund_with_points_taken_back_once(client, c
     assert slip["kind"] == "return" and "退款" in slip["title"]
     assert slip["member"]["points_earned"] == -earned
     assert f"原小票 {sale['receipt']['barcode']}" in slip["footer"]
-    assert slip["document_no"].startswith("S001-") and slip["document_no"] != sale["receipt"]["barcode"]
+    assert (
+        slip["document_no"].startswith("S001-")
+        and slip["document_no"] != sale["receipt"]["barcode"]
+    )
     lines = decode(render(layout_receipt(Receipt.from_dict(slip), 48), P80, RenderOptions())).lines
     text = "\n".join(lines)
     assert "退货退款单" in text and "+-" not in text
@@ -205,3 +209,16 @@ def test_a_reprint_is_marked_and_is_the_same_receipt(client, cashier):
     }
     lines = decode(render(layout_receipt(Receipt.from_dict(copy), 48), P80, RenderOptions())).lines
     assert any("重打" in ln for ln in lines)
+
+
+def test_a_receipt_from_before_receipt_numbers_is_reprinted_with_its_number(client, cashier):
+    sale = _sale(client, cashier, [{"sku": OIL}], [{"kind": "cash", "amount": 10000}])
+    row = Sale.get_by_id(sale["sale_id"])
+    old = dict(row.receipt)
+    del old["barcode"]
+    old["document_no"] = sale["sale_id"]  # as receipts were stored before they had one
+    Sale.update(receipt=old).where(Sale.id == row.id).execute()
+    copy = client.post(f"/api/v1/sales/{sale['sale_id']}/reprint", headers=cashier).json["receipt"]
+    assert copy["document_no"] == copy["barcode"] == sale["receipt"]["barcode"]
+    (found,) = _find(client, cashier, receipt_no=copy["barcode"]).json["sales"]
+    assert found["sale_id"] == sale["sale_id"] and found["receipt_no"] == copy["barcode"]
