@@ -44,12 +44,15 @@ export function receiptView(rc) {
 // a sale's receipt shows without taking the keyboard (the next scan closes it); a
 // return's or a reprint's is a dialog of its own
 let besideBasket = false;
+const OWN_DIALOG = new Set(['return', 'reprint']);
 on('receipt', ({ receipt, kind }) => {
   $('receipt-view').replaceChildren(...receiptView(receipt));
   $('receipt-view').dataset.kind = kind;
   const d = $('receipt-dialog');
   if (d.open) d.close();
-  besideBasket = kind === 'sale';
+  // a return's slip and a reprint are this module's own dialogs; any other receipt (a
+  // sale's, a top-up's) must not take the screen from the panel that made it
+  besideBasket = !OWN_DIALOG.has(kind);
   d.classList.toggle('beside', besideBasket);
   if (!besideBasket) { showDialog('receipt-dialog', 'receipt-close'); return; }
   // a dialog shown takes the focus: give it back, so the next scan lands in the scan box
