@@ -47,6 +47,9 @@ def blueprints() -> list[Blueprint]:
     parts.append(till_members.bp)
 
     # -- returns and receipts
+    from edge.routes import receipts
+
+    parts.append(receipts.bp)
 
     # -- shifts and day close
 

@@ -56,6 +56,10 @@ ROLES = {
     "sales.reprint_sale": CASHIER,
     # every return needs a manager (edge.services.sales); a top-up only past the limits
     "sales.return_sale": MANAGER,
+    # -- returns and receipts: finding a sale and previewing its return (the return itself
+    # needs the manager)
+    "receipts.find_sales": CASHIER,
+    "receipts.quote_return": CASHIER,
     "topups.create_topup": CASHIER,
     # outbox refusals, member count, offline limits, device states: the store's own staff
     "status.status": CASHIER,
