@@ -3,7 +3,7 @@
 // card tail with the points of this receipt signed once. Shown on every `receipt` event:
 // after a sale beside the basket until the next key or touch; after a return or a reprint
 // as a dialog that Enter or Esc closes. F8 重打小票: today's sales, paged, or one by number.
-import { $, api, closeDialog, emit, focusScan, h, key, on, say, showDialog, yuan } from './core.js';
+import { $, api, closeDialog, emit, focusScan, h, key, on, openDialog, say, showDialog, yuan } from './core.js';
 
 const signed = n => (n > 0 ? `+${n}` : String(n));
 const row = (label, value, cls) => h('div', { class: 'row' + (cls ? ' ' + cls : '') }, h('span', {}, label), h('span', {}, value));
@@ -55,6 +55,9 @@ on('receipt', ({ receipt, kind }) => {
   besideBasket = !OWN_DIALOG.has(kind);
   d.classList.toggle('beside', besideBasket);
   if (!besideBasket) { showDialog('receipt-dialog', 'receipt-close'); return; }
+  // made inside a task's dialog (a top-up, an annual card): that dialog shows its result
+  // and keeps the keyboard; the receipt waits for F8
+  if (openDialog()) { besideBasket = false; return; }
   // a dialog shown takes the focus: give it back, so the next scan lands in the scan box
   const had = document.activeElement;
   d.show();
