@@ -46,10 +46,10 @@ class ReceiptMember:
 @dataclass(frozen=True, slots=True)
 class Receipt:
     kind: str  # sale | return | topup
-    title: str  # 销售小票 / 退货单 / 充值凭证
+    title: str  # 销售小票 / 退货退款单 / 充值凭证
     store_name: str
     store_code: str
-    document_no: str  # the sale/return/top-up id as printed
+    document_no: str  # the receipt number of a sale or return ("S001-000123"), else the id
     occurred_at: str  # local time, "2026-11-23 19:30:05"
     cashier: str
     lines: tuple[ReceiptLine, ...] = ()
@@ -64,6 +64,9 @@ class Receipt:
     reprint: bool = False
     opens_drawer: bool = False  # a cash tender was taken
     extra: dict[str, Any] = field(default_factory=dict)
+    # the receipt number printed as a CODE128 barcode under the totals ("S001-000123"):
+    # the till looks the sale up by it (edge/services/receipts.py find_sale)
+    barcode: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,6 +23,7 @@ from edge.models import Product, Sale
 from edge.services import consent as consent_svc
 from edge.services import fields
 from edge.services import members as member_svc
+from edge.services import receipts as receipts_svc
 from edge.services import sales as sales_svc
 from edge.services import staff as staff_svc
 from edge.services.context import Till
@@ -382,7 +383,7 @@ def reprint_sale(sale_id: str):
     sale = Sale.get_or_none(Sale.id == sale_id)
     if sale is None:
         raise NotFound(f"小票 {sale_id} 不存在", field="sale_id")
-    receipt = sales_svc.sale_result(sale)["receipt"]
+    receipt = receipts_svc.reprint_copy(till(), sales_svc.sale_result(sale)["receipt"], sale)
     job = None
     manager = devices()
     if manager is not None:
@@ -394,27 +395,10 @@ def reprint_sale(sale_id: str):
 def return_sale(sale_id: str):
     staff = signed_in()
     data = body()
-    lines = data.get("lines")
-    parsed: list[tuple[int, int]] | None = None
-    if lines is not None:
-        if not isinstance(lines, list) or not lines:
-            raise ValidationError(
-                "lines must be a non-empty list of {line_no, qty}, or omitted to return all",
-                field="lines",
-            )
-        parsed = []
-        for i, ln in enumerate(lines):
-            if not isinstance(ln, dict) or not all(
-                isinstance(ln.get(k), int) and not isinstance(ln.get(k), bool)
-                for k in ("line_no", "qty")
-            ):
-                raise ValidationError(
-                    f"lines[{i}] must have integer line_no and qty", field=f"lines[{i}]"
-                )
-            parsed.append((ln["line_no"], ln["qty"]))
+    parsed = sales_svc.return_lines(data.get("lines"))
     return_id = data.get("return_id")
     if return_id is not None and not isinstance(return_id, str):
-        raise ValidationError("return_id must be a string", field="return_id")
+        raise ValidationError("退货单号须为文字 (return_id must be a string)", field="return_id")
     result = sales_svc.return_sale(till(), staff, sale_id, parsed, data.get("manager"), return_id)
     if not result["replayed"]:
         after_commit_print(result["receipt"])

@@ -66,19 +66,66 @@ def _pg_admin():
     return conn
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A brand-new PostgreSQL database for one test, dropped afterwards."""
-    admin = _pg_admin()
+def _new_database(admin, template: str | None = None) -> str:
+    """A database of a fresh name (a copy of ``template`` when given); returns the name."""
     name = f"hy_test_{uuid.uuid4().hex[:12]}"
     with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return name
+
+
+def _drop_database(admin, name: str) -> None:
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def _pg_database_url(name: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A brand-new, empty PostgreSQL database for one test, dropped afterwards."""
+    admin = _pg_admin()
+    name = _new_database(admin)
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield _pg_database_url(name)
     finally:
-        with admin.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        _drop_database(admin, name)
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def _hq_schema_template() -> Iterator[str]:
+    """A database holding HQ's schema as this tree makes it (``hq.models.bind``), made once
+    per session, for ``pg_schema_url`` to copy."""
+    from hq.models import bind, open_database
+
+    admin = _pg_admin()
+    name = _new_database(admin)
+    try:
+        db = open_database(_pg_database_url(name))
+        bind(db)
+        db.close()
+        yield name
+    finally:
+        _drop_database(admin, name)
+        admin.close()
+
+
+@pytest.fixture
+def pg_schema_url(_hq_schema_template: str) -> Iterator[str]:
+    """A PostgreSQL database for one test with HQ's schema already made: a copy of the
+    session's template (CREATE DATABASE ... TEMPLATE copies files, where making the schema
+    runs some hundred statements), dropped afterwards. Tests of ``init-db`` and upgrades
+    take ``pg_url``, an empty one."""
+    admin = _pg_admin()
+    name = _new_database(admin, _hq_schema_template)
+    try:
+        yield _pg_database_url(name)
+    finally:
+        _drop_database(admin, name)
         admin.close()

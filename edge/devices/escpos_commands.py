@@ -71,6 +71,32 @@ def qr_native(data: str, module_size: int = 6, error_level: str = "M") -> bytes:
     )
 
 
+def code128(data: str, height: int = 64, module_width: int = 2) -> bytes:
+    """GS h / GS w / GS f / GS H / GS k 73: a CODE128 barcode (code set B) of ``data``,
+    with no human-readable text under it (the receipt prints the number itself). The
+    bytes python-escpos's ``barcode(..., "CODE128", function_type="B", pos="OFF")`` sends
+    after its alignment (tests/devices/test_receipt_render.py holds them together)."""
+    payload = b"{B" + data.encode("ascii")
+    if not data or len(payload) > 255 or any(not 32 <= b < 127 for b in payload):
+        raise ValueError(f"CODE128 takes 1-253 printable ASCII characters, not {data!r}")
+    return (
+        GS
+        + b"h"
+        + bytes([max(1, min(height, 255))])
+        + GS
+        + b"w"
+        + bytes([max(2, min(module_width, 6))])
+        + GS
+        + b"f\x00"
+        + GS
+        + b"H\x00"
+        + GS
+        + b"kI"
+        + bytes([len(payload)])
+        + payload
+    )
+
+
 def raster_image(width: int, height: int, packed: bytes, band_rows: int = 256) -> bytes:
     """GS v 0 in bands of ``band_rows`` rows (small printer buffers); bit 1 = black."""
     width_bytes = (width + 7) // 8

@@ -16,6 +16,7 @@ class Decoded:
     cuts: int = 0
     drawer_kicks: int = 0
     qr_codes: list[str] = field(default_factory=list)
+    barcodes: list[str] = field(default_factory=list)  # CODE128 data, code set prefix dropped
     images: list[tuple[int, int]] = field(default_factory=list)  # (width dots, rows) per band
     status_queries: int = 0
 
@@ -68,8 +69,12 @@ def decode(data: bytes, encoding: str = "gb18030") -> Decoded:
         elif b == 0x1D:  # GS
             flush_text()
             cmd = data[i + 1 : i + 2]
-            if cmd == b"!":
+            if cmd in (b"!", b"h", b"w", b"H", b"f"):
                 i += 3
+            elif cmd == b"k" and data[i + 2 : i + 3] == b"I":  # GS k 73 n d1..dn: CODE128
+                length = data[i + 3]
+                out.barcodes.append(data[i + 6 : i + 4 + length].decode("ascii", errors="replace"))
+                i += 4 + length
             elif cmd == b"V":
                 out.cuts += 1
                 i += 3 if data[i + 2] in (0, 1, 48, 49) else 4

@@ -167,7 +167,7 @@ class DeviceManager:
         return self._enqueue("receipt", receipt, open_drawer=False)
 
     def reprint(self, receipt: Receipt) -> str:
-        """Queue a copy marked 重印; a reprint never opens the drawer."""
+        """Queue a copy marked 重打; a reprint never opens the drawer."""
         try:
             copy = dataclasses.replace(receipt, reprint=True, opens_drawer=False)
         except Exception as exc:

@@ -50,11 +50,23 @@ class QrBlock:
     data: str
 
 
-Block = TextLine | QrBlock
+@dataclass(frozen=True, slots=True)
+class BarcodeBlock:
+    """A CODE128 barcode, centred: the receipt number the till looks the sale up by."""
+
+    data: str
+
+
+Block = TextLine | QrBlock | BarcodeBlock
 
 
 def money(amount: int) -> str:
     return format_yuan(amount, symbol=YUAN)
+
+
+def signed(points: int) -> str:
+    """Points with their sign, once: +9, -133, 0."""
+    return f"{points:+d}" if points else "0"
 
 
 def printable(text: str, method: str) -> str:
@@ -83,19 +95,28 @@ def layout_receipt(receipt: Receipt, chars: int, header_lines: Iterable[str] = (
         return blocks + _report_lines(receipt, chars)
     blocks += _item_lines(receipt, chars)
     blocks.append(TextLine(rule))
-    blocks.append(TextLine(left_right("商品合计", money(receipt.subtotal), chars)))
+    refund = receipt.kind == "return"  # a return slip reads as a refund, line by line
+    blocks.append(
+        TextLine(left_right("退货合计" if refund else "商品合计", money(receipt.subtotal), chars))
+    )
     if receipt.discount_total:
         blocks.append(TextLine(left_right("优惠", money(-receipt.discount_total), chars)))
     if receipt.rounding:
         blocks.append(TextLine(left_right("抹零", money(-receipt.rounding), chars)))
-    blocks.append(TextLine(left_right("应付", money(receipt.total), chars), bold=True))
+    blocks.append(
+        TextLine(
+            left_right("退款合计" if refund else "应付", money(receipt.total), chars), bold=True
+        )
+    )
     for tender in receipt.tenders:
-        label = tender.label
+        label = ("退" if refund else "") + tender.label
         if tender.points:
             label += f"({tender.points}分)"
         blocks.append(TextLine(left_right(label, money(tender.amount), chars)))
     if receipt.change:
         blocks.append(TextLine(left_right("找零", money(receipt.change), chars)))
+    if receipt.barcode:
+        blocks.append(BarcodeBlock(receipt.barcode))
     member = receipt.member
     if member is not None:
         blocks.append(TextLine(rule))
@@ -105,7 +126,7 @@ def layout_receipt(receipt: Receipt, chars: int, header_lines: Iterable[str] = (
         blocks.append(
             TextLine(left_right(f"等级:{member.tier}", f"卡号尾号:{member.card_no_tail}", chars))
         )
-        blocks.append(TextLine(left_right("本次积分", f"+{member.points_earned}", chars)))
+        blocks.append(TextLine(left_right("本次积分", signed(member.points_earned), chars)))
         blocks.append(TextLine(left_right("积分余额", str(member.points_balance), chars)))
         blocks.append(TextLine(left_right("储值余额", money(member.stored_value_balance), chars)))
         if member.self_service_url:
@@ -126,7 +147,7 @@ def _heading(receipt: Receipt, chars: int, header_lines: Iterable[str]) -> list[
     blocks += [TextLine(center(normalize(h), chars), "c") for h in header_lines]
     blocks.append(TextLine(center(receipt.title, chars), "c", bold=True))
     if receipt.reprint:
-        blocks.append(TextLine(center("** 重印 REPRINT **", chars), "c", bold=True))
+        blocks.append(TextLine(center("** 重打 REPRINT **", chars), "c", bold=True))
     blocks += [
         TextLine(left_right(f"门店:{receipt.store_code}", f"收银员:{receipt.cashier}", chars)),
         TextLine(left_right("单号:", receipt.document_no, chars)),
@@ -262,6 +283,9 @@ def render_text_body(blocks: list[Block], profile: PrinterProfile, options: Rend
         if isinstance(block, QrBlock):
             out += cmd.ALIGN["c"] + _qr_bytes(block.data, profile, options) + cmd.ALIGN["l"]
             continue
+        if isinstance(block, BarcodeBlock):
+            out += cmd.ALIGN["c"] + cmd.code128(block.data) + cmd.LF + cmd.ALIGN["l"]
+            continue
         text = printable(block.text, profile.chinese_method)
         if block.bold:
             out += cmd.bold(True)
@@ -323,8 +347,19 @@ def find_cjk_font(configured: str = "") -> str:
 def render_raster_body(
     blocks: list[Block], profile: PrinterProfile, options: RenderOptions
 ) -> bytes:
-    """The whole receipt as one image on a grid of ``paper_chars`` columns, sent with GS v 0."""
-    return cmd.raster_image(*pack_bits(render_raster_image(blocks, profile, options)))
+    """The receipt as images on a grid of ``paper_chars`` columns, sent with GS v 0; a
+    barcode between them is the printer's own (barcodes need no font)."""
+    out, run = bytearray(), []
+    for block in [*blocks, None]:
+        if block is None or isinstance(block, BarcodeBlock):
+            if run:
+                out += cmd.raster_image(*pack_bits(render_raster_image(run, profile, options)))
+                run = []
+            if block is not None:
+                out += cmd.ALIGN["c"] + cmd.code128(block.data) + cmd.LF + cmd.ALIGN["l"]
+        else:
+            run.append(block)
+    return bytes(out)
 
 
 def render_raster_image(blocks: list[Block], profile: PrinterProfile, options: RenderOptions):

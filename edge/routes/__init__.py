@@ -42,8 +42,14 @@ def blueprints() -> list[Blueprint]:
     # -- sale & pay
 
     # -- members at the till
+    from edge.routes import till_members
+
+    parts.append(till_members.bp)
 
     # -- returns and receipts
+    from edge.routes import receipts
+
+    parts.append(receipts.bp)
 
     # -- shifts and day close
     from edge.routes import shifts

@@ -10,14 +10,18 @@ from typing import Any
 from peewee import BooleanField, fn
 
 from core.birthday import Birthday
+from core.cards import sell as sell_card_period
 from core.errors import Conflict, Forbidden, NotFound, ValidationError
 from core.ids import uuid7
+from core.money import format_yuan
 from core.names import pinyin_keys
 from core.phone import normalise_phone
 from core.points import Lot
-from core.profile import check_profile
+from core.profile import AT_RISK_TAGS, at_risk, check_profile
 from core.receipt import mask_name, mask_phone
 from core.rules import Rules
+from core.stored_value import topup_split
+from core.tiers import earned_rank
 from edge import phones
 from edge.key_rotation import writing_keys
 from edge.models import Card, JSONField, Member, PointsLot
@@ -125,50 +129,71 @@ def by_phone(till: Till, phone: str) -> Member:
 
 
 def search(till: Till, query: str, limit: int = SEARCH_LIMIT) -> list[Member]:
-    """What the cashier typed: a card number, a phone, a name, pinyin or its initials."""
+    """What the cashier typed: a card number (letters too: ``C0001``, as typed or in
+    capitals), a phone, a name, full pinyin or its initials. A card that matches comes
+    first; letters may also be pinyin (``zs``), so a query can find both."""
     q = (query or "").strip()
     if not q:
         raise ValidationError("请输入卡号、手机号或姓名 (query is empty)", field="q")
-    if q.isdigit():
-        found: list[Member] = []
-        if len(q) == 11 and q.startswith("1"):
-            try:
-                found.append(by_phone(till, q))
-            except NotFound:
-                pass  # not a phone we know: it may still be a card number
-        card = Card.get_or_none(Card.card_no == q)
-        if card is not None and card.status == "active":
-            member = resolve(card.member_id)
-            if member not in found:
+    found: list[Member] = []
+    if q.isdigit() and len(q) == 11 and q.startswith("1"):
+        try:
+            found.append(by_phone(till, q))
+        except NotFound:
+            pass  # not a phone we know: it may still be a card number
+    if q.isascii() and q.isalnum() and len(q) <= MAX_CODE_LEN:
+        for member in _by_card_number(q):
+            if member.id not in {m.id for m in found}:
                 found.append(member)
+    if q.isdigit():
         return found
+    seen = {m.id for m in found}
+    return found + [m for m in _by_name(q, limit) if m.id not in seen][: limit - len(found)]
+
+
+def _by_card_number(card_no: str) -> list[Member]:
+    """The member of an active card numbered ``card_no`` as typed or in capitals (a
+    cashier types ``c0001`` for the card printed ``C0001``)."""
+    numbers = list(dict.fromkeys((card_no, card_no.upper())))
+    cards = Card.select().where(Card.card_no.in_(numbers) & (Card.status == "active"))
+    found = []
+    for card in cards:
+        try:
+            found.append(resolve(card.member_id))
+        except NotFound:
+            continue  # a card whose member this store no longer holds finds nobody
+    return found
+
+
+def _by_name(q: str, limit: int) -> list[Member]:
+    """Active members whose name, full pinyin or pinyin initials start with ``q``."""
     active = Member.status == "active"
-    if q.isascii():
-        key = q.lower().replace(" ", "")
-        upper = key + "\x7f"
-        rows = list(
+    if not q.isascii():
+        return list(
             Member.select()
-            .where(active & (Member.name_initials >= key) & (Member.name_initials < upper))
-            .order_by(Member.name_initials)
+            .where(active & (Member.name >= q) & (Member.name < q + "\U0010ffff"))
+            .order_by(Member.name)
             .limit(limit)
         )
-        if len(rows) < limit:
-            seen = {m.id for m in rows}
-            rows += [
-                m
-                for m in Member.select()
-                .where(active & (Member.name_pinyin >= key) & (Member.name_pinyin < upper))
-                .order_by(Member.name_pinyin)
-                .limit(limit)
-                if m.id not in seen
-            ][: limit - len(rows)]
-        return rows
-    return list(
+    key = q.lower().replace(" ", "")
+    upper = key + "\x7f"
+    rows = list(
         Member.select()
-        .where(active & (Member.name >= q) & (Member.name < q + "\U0010ffff"))
-        .order_by(Member.name)
+        .where(active & (Member.name_initials >= key) & (Member.name_initials < upper))
+        .order_by(Member.name_initials)
         .limit(limit)
     )
+    if len(rows) < limit:
+        seen = {m.id for m in rows}
+        rows += [
+            m
+            for m in Member.select()
+            .where(active & (Member.name_pinyin >= key) & (Member.name_pinyin < upper))
+            .order_by(Member.name_pinyin)
+            .limit(limit)
+            if m.id not in seen
+        ][: limit - len(rows)]
+    return rows
 
 
 def live_lots(member_id: str, today: dt.date) -> list[Lot]:
@@ -395,33 +420,119 @@ def summary(till: Till, member: Member, today: dt.date | None = None) -> dict[st
         c.card_no
         for c in Card.select().where((Card.member_id == member.id) & (Card.status == "active"))
     ]
+    points = points_balance(member.id, today) - member.points_debt
     birthday_today = False
+    bday = None
     if member.birthday:
         bday = Birthday.parse(member.birthday, member.birthday_calendar, member.birthday_leap_month)
         birthday_today = bday.next_on_or_after(today) == today
+    return (
+        {
+            "member_id": member.id,
+            "name": member.name,
+            "masked_name": mask_name(member.name),
+            "phone": f"*******{member.phone_tail}" if member.phone_tail else "",
+            "gender": member.gender,
+            "card_type": member.card_type,
+            "tier": member.tier,
+            "cards": cards,
+            "status": member.status,
+            "staff_code": member.staff_code,
+            "birthday": member.birthday,
+            "birthday_calendar": member.birthday_calendar,
+            "birthday_today": birthday_today,
+            "has_password": bool(member.password_hash),
+            "stored_value": {
+                "principal": member.sv_principal,
+                "bonus": member.sv_bonus,
+                "total": member.sv_principal + member.sv_bonus,
+            },
+            "points": points,
+            "points_debt": member.points_debt,
+        }
+        | _card_summary(till, member, today)
+        | glance(till, member, today, bday, points)
+    )
+
+
+def glance(
+    till: Till, member: Member, today: dt.date, birthday: Birthday | None, points: int
+) -> dict[str, Any]:
+    """-- members at the till: what the cashier sees at a glance beside the summary's
+    balances (docs/till-screen.md, "The member"): what the points are worth in fen, the
+    tier's progress, the birthday this month, the tags that need care, the card products
+    on offer with the period each would give."""
+    rules = till.rules()
+    this_month = _birthday_this_month(birthday, today)
     return {
-        "member_id": member.id,
-        "name": member.name,
-        "masked_name": mask_name(member.name),
-        "phone": f"*******{member.phone_tail}" if member.phone_tail else "",
-        "gender": member.gender,
-        "card_type": member.card_type,
-        "tier": member.tier,
-        "cards": cards,
-        "status": member.status,
-        "staff_code": member.staff_code,
-        "birthday": member.birthday,
-        "birthday_calendar": member.birthday_calendar,
-        "birthday_today": birthday_today,
-        "has_password": bool(member.password_hash),
-        "stored_value": {
-            "principal": member.sv_principal,
-            "bonus": member.sv_bonus,
-            "total": member.sv_principal + member.sv_bonus,
-        },
-        "points": points_balance(member.id, today) - member.points_debt,
-        "points_debt": member.points_debt,
-    } | _card_summary(till, member, today)
+        "points_value": points_value(rules, points),
+        "tier_progress": tier_progress(rules, member.tier, member.growth),
+        "birthday_this_month": this_month is not None,
+        "birthday_this_month_on": this_month,
+        "birthday_next": birthday.next_on_or_after(today).isoformat() if birthday else None,
+        "tags": list(member.tags or []),
+        "at_risk": at_risk(member.tags),
+        "card_offers": card_offers(rules, member, today),
+    }
+
+
+def points_value(rules: Rules, points: int) -> int:
+    """Fen the member's points pay at the till (``points_per_yuan_redeemed`` points a
+    yuan, whole fen only); none when the balance is below zero."""
+    if points <= 0 or rules.points_per_yuan_redeemed <= 0:
+        return 0
+    return points * 100 // rules.points_per_yuan_redeemed
+
+
+def tier_progress(rules: Rules, tier: str, growth: int) -> dict[str, Any] | None:
+    """The member's growth against the tier ladder: the next rung above the tier held
+    (or above what the growth reaches) and the growth still needed; None with no ladder."""
+    ladder = rules.tiers.ladder
+    if not ladder:
+        return None
+    names = [step.name for step in ladder]
+    rank = max(names.index(tier) if tier in names else -1, earned_rank(rules.tiers, growth))
+    nxt = ladder[rank + 1] if rank + 1 < len(ladder) else None
+    return {
+        "tier": tier,
+        "growth": growth,
+        "next_tier": nxt.name if nxt else None,
+        "next_threshold": nxt.threshold if nxt else None,
+        "to_next": max(0, nxt.threshold - growth) if nxt else 0,
+    }
+
+
+def _birthday_this_month(birthday: Birthday | None, today: dt.date) -> str | None:
+    """The (solar) day of the birthday in ``today``'s month, passed or to come, or None:
+    a lunar birthday moves through the solar months from year to year."""
+    if birthday is None:
+        return None
+    first = today.replace(day=1)
+    day = birthday.next_on_or_after(first)
+    return day.isoformat() if day.replace(day=1) == first else None
+
+
+def card_offers(rules: Rules, member: Member, today: dt.date) -> list[dict[str, Any]]:
+    """The card products this member may buy today (core.cards.sell's rule): each with
+    its price, whether it renews the member's card, and the period it would give."""
+    from edge.services.cards import expires_on  # it builds on this module
+
+    offers = []
+    for product in rules.cards.products:
+        try:
+            period = sell_card_period(product, member.card_type, expires_on(member), today)
+        except Conflict:
+            continue  # the member's card, valid and not renewable before it lapses
+        offers.append(
+            {
+                "card_type": product.card_type,
+                "price": product.price,
+                "renewal": period.renewal,
+                "valid_from": period.valid_from.isoformat(),
+                "valid_to": period.valid_to.isoformat(),
+            }
+        )
+    return offers
 
 
 def _card_summary(till: Till, member: Member, today: dt.date) -> dict[str, Any]:
@@ -429,6 +540,71 @@ def _card_summary(till: Till, member: Member, today: dt.date) -> dict[str, Any]:
     from edge.services.cards import card_summary  # it builds on this module
 
     return card_summary(till, member, today)
+
+
+# -- members at the till: the registration form's choices and the top-up preview
+
+# the marketing channels a member consents to (edge.services.consent), as the form names them
+CONSENT_CHANNELS = (("sms", "短信"), ("wechat", "微信"), ("call", "电话"))
+
+
+def form_options(till: Till) -> dict[str, Any]:
+    """What the registration and edit dialogs offer: the card types a registration takes
+    (the rules' card types but the card products, which are sold: ``sell_card``), the
+    birthday's calendars, the consent channels and the card products on sale."""
+    rules = till.rules()
+    sold = {p.card_type for p in rules.cards.products}
+    card_types = [t for t in rules.card_type_discount if t not in sold] or ["普通卡"]
+    return {
+        "card_types": card_types,
+        "default_card_type": "普通卡" if "普通卡" in card_types else card_types[0],
+        "genders": [
+            {"value": "", "label": "未填"},
+            {"value": "M", "label": "男"},
+            {"value": "F", "label": "女"},
+        ],
+        "calendars": [{"value": "solar", "label": "公历"}, {"value": "lunar", "label": "农历"}],
+        "consent": [{"channel": c, "label": label} for c, label in CONSENT_CHANNELS],
+        "card_products": [p.to_dict() for p in rules.cards.products],
+        "at_risk_tags": list(AT_RISK_TAGS),
+    }
+
+
+def topup_preview(till: Till, staff: Any, amount: int) -> dict[str, Any]:
+    """A top-up of ``amount`` fen as ``sales.top_up`` would make it, before any money:
+    the split by the rules (core.stored_value.topup_split, the function the top-up uses),
+    the bonus tier above it, and why this cashier would need a manager (the top-up's own
+    check), or None. Refused past ``till.topup_max`` as the top-up is."""
+    from edge.services import sales  # it builds on this module
+
+    cfg = till.config.till
+    if amount > cfg.topup_max:
+        raise ValidationError(
+            f"单笔充值最多 {format_yuan(cfg.topup_max, '')} 元 (a top-up is at most "
+            f"{cfg.topup_max} fen)",
+            field="amount",
+        )
+    rules = till.rules()
+    split = topup_split(rules, amount)
+    tiers = sorted(rules.topup_bonuses, key=lambda t: t.threshold)
+    above = next((t for t in tiers if t.threshold > amount and t.bonus > split.bonus), None)
+    day = till.now().date().isoformat()
+    action = sales._topup_needs_manager(till, staff, amount, day)
+    return {
+        "amount": amount,
+        "principal": split.principal,
+        "bonus": split.bonus,
+        "total": split.total,
+        "next_bonus": (
+            {"threshold": above.threshold, "bonus": above.bonus, "more": above.threshold - amount}
+            if above
+            else None
+        ),
+        "bonus_tiers": [{"threshold": t.threshold, "bonus": t.bonus} for t in tiers],
+        "needs_manager": f"{action}需要店长授权" if action else None,
+        "cashier_topup_limit": cfg.cashier_topup_limit,
+        "topup_max": cfg.topup_max,
+    }
 
 
 def member_count() -> int:

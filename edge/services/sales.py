@@ -692,7 +692,7 @@ def _write_sale(
     body.pop("rules_version")
     coupon_svc.redeem_in_sale(till, body, basket, decision, day)  # coupons (issue 11)
     item = enqueue(till, "sale", body, at, rules.version)
-    receipt = receipts.sale_receipt_dict(till, body, member, staff, at, today)
+    receipt = receipts.sale_receipt_dict(till, body, member, staff, at, today, item.seq)
     receipt["outbox_seq"] = item.seq
     sale = Sale(
         id=sale_id,
@@ -792,6 +792,162 @@ def sale_result(sale: Sale, replay: bool = False) -> dict[str, Any]:
 # ---- returns ------------------------------------------------------------------------
 
 
+def return_lines(lines: Any) -> list[tuple[int, int]] | None:
+    """A return request's ``lines``: [{line_no, qty}], or None (absent: all that is left)."""
+    if lines is None:
+        return None
+    if not isinstance(lines, list) or not lines or len(lines) > MAX_LINES:
+        raise ValidationError(
+            "退货行须为 {line_no, qty} 的列表, 或不填表示全部退货"
+            " (lines must be a non-empty list of {line_no, qty}, or omitted to return all)",
+            field="lines",
+        )
+    parsed = []
+    for i, ln in enumerate(lines):
+        if not isinstance(ln, dict) or not all(
+            isinstance(ln.get(k), int) and not isinstance(ln.get(k), bool)
+            for k in ("line_no", "qty")
+        ):
+            raise ValidationError(
+                f"第 {i + 1} 个退货行须有整数的行号和数量 (lines[{i}] must have integer line_no and qty)",
+                field=f"lines[{i}]",
+            )
+        parsed.append((ln["line_no"], ln["qty"]))
+    return parsed
+
+
+@dataclass(frozen=True)
+class _ReturnPlan:
+    """What a return takes and gives back, computed before anything is written: the
+    preview (``quote_return``) and the return itself (``return_sale``) share it."""
+
+    returned: list[dict[str, Any]]  # {line_no, sku, name, qty, amount}
+    refund_total: int
+    last: bool  # takes the last units: the sale is then fully returned
+    back: dict[str, int]  # fen refunded per tender kind
+    before: dict[str, int]  # fen refunded per tender kind by earlier returns
+    paid: dict[str, int]
+    sv_back: Split
+    points_restored: int  # points given back for a points tender
+    points_before: int  # points restored by earlier returns
+    points_reversed: int  # earned points taken back
+    member: Member | None
+
+
+def _plan_return(
+    sale: Sale, sale_lines: dict[int, SaleLine], lines: list[tuple[int, int]] | None
+) -> _ReturnPlan:
+    wanted = (
+        lines
+        if lines is not None
+        else [
+            (n, sl.qty - sl.returned_qty)
+            for n, sl in sale_lines.items()
+            if sl.qty > sl.returned_qty
+        ]
+    )
+    if not wanted:
+        raise ValidationError("这张小票已全部退货 (nothing left to return)", field="lines")
+    listed = [line_no for line_no, _ in wanted]
+    if len(set(listed)) != len(listed):
+        twice = next(n for n in listed if listed.count(n) > 1)
+        raise ValidationError(
+            f"第 {twice} 行列了两次, 请合并数量 (line {twice} listed twice)", field="lines"
+        )
+    returned, refund_total = [], 0
+    eligible_total = sum(sl.amount for sl in sale_lines.values() if sl.earns_points)
+    eligible_before = sum(
+        share_of(sl.amount, sl.returned_qty, sl.qty)
+        for sl in sale_lines.values()
+        if sl.earns_points
+    )
+    eligible_now = 0
+    for line_no, qty in wanted:
+        sl = sale_lines.get(line_no)
+        if sl is None:
+            raise ValidationError(f"小票没有第 {line_no} 行 (no such line)", field="lines")
+        if qty <= 0 or qty > sl.qty - sl.returned_qty:
+            raise ValidationError(
+                f"第 {line_no} 行最多可退 {sl.qty - sl.returned_qty} 件 (return quantity too large)",
+                field="lines",
+            )
+        amount = share_of(sl.amount, qty, sl.qty, sl.returned_qty)
+        refund_total += amount
+        if sl.earns_points:
+            eligible_now += amount
+        name = sale.body["lines"][line_no - 1]["name"]
+        returned.append(
+            {"line_no": line_no, "sku": sl.sku, "name": name, "qty": qty, "amount": amount}
+        )
+    body = sale.body
+    taking = {r["line_no"]: r["qty"] for r in returned}
+    last = all(sl.returned_qty + taking.get(n, 0) >= sl.qty for n, sl in sale_lines.items())
+    paid = {t["kind"]: t["amount"] for t in body["tenders"]}
+    before = _refunded_by_tender(sale.id)
+    back = _tender_refunds(paid, before, refund_total, last)
+    sv_back = Split(0, 0)
+    if back.get("stored_value"):
+        spent = Split(body["stored_value"]["principal"], body["stored_value"]["bonus"])
+        sv_back = refund_split(
+            spent, back["stored_value"], paid["stored_value"], before.get("stored_value", 0)
+        )
+    points_restored = points_before = reversed_pts = 0
+    member = Member.get_or_none(Member.id == body["member_id"]) if body["member_id"] else None
+    if member is not None:
+        member = member_svc.resolve(member.id)
+        if body["points_used"] and back.get("points"):
+            # points go back as points, in step with the fen the points tender refunds
+            points_before = share_of(body["points_used"], before.get("points", 0), paid["points"])
+            points_restored = share_of(
+                body["points_used"], back["points"], paid["points"], before.get("points", 0)
+            )
+        if body["points_earned"] and eligible_total:
+            reversed_pts = share_of(
+                body["points_earned"], eligible_now, eligible_total, eligible_before
+            )
+    return _ReturnPlan(
+        returned,
+        refund_total,
+        last,
+        back,
+        before,
+        paid,
+        sv_back,
+        points_restored,
+        points_before,
+        reversed_pts,
+        member,
+    )
+
+
+def _sale_lines(sale_id: str) -> dict[int, SaleLine]:
+    return {sl.line_no: sl for sl in SaleLine.select().where(SaleLine.sale_id == sale_id)}
+
+
+def quote_return(till: Till, sale_id: str, lines: list[tuple[int, int]] | None) -> dict[str, Any]:
+    """What a return of these lines (None: all that is left) would refund, per tender
+    and in points, without writing anything: the cashier shows it before the manager
+    approves. The return itself gives exactly these figures while the sale is unchanged."""
+    sale = Sale.get_or_none(Sale.id == sale_id)
+    if sale is None:
+        raise NotFound(f"小票 {sale_id} 不存在 (unknown sale)", field="sale_id")
+    plan = _plan_return(sale, _sale_lines(sale_id), lines)
+    return {
+        "sale_id": sale_id,
+        "lines": plan.returned,
+        "refund_total": plan.refund_total,
+        "tenders": [
+            {"kind": k, "label": TENDER_KINDS[k], "amount": plan.back[k]}
+            for k in plan.paid
+            if plan.back[k]
+        ],
+        "stored_value": {"principal": plan.sv_back.principal, "bonus": plan.sv_back.bonus},
+        "points_restored": plan.points_restored,
+        "points_reversed": plan.points_reversed,
+        "full": plan.last,
+    }
+
+
 def return_sale(
     till: Till,
     staff: SignedIn,
@@ -817,88 +973,24 @@ def return_sale(
         sale = Sale.get_or_none(Sale.id == sale_id)
         if sale is None:
             raise NotFound(f"小票 {sale_id} 不存在 (unknown sale)", field="sale_id")
-        sale_lines = {sl.line_no: sl for sl in SaleLine.select().where(SaleLine.sale_id == sale_id)}
-        wanted = (
-            lines
-            if lines is not None
-            else [
-                (n, sl.qty - sl.returned_qty)
-                for n, sl in sale_lines.items()
-                if sl.qty > sl.returned_qty
-            ]
-        )
-        if not wanted:
-            raise ValidationError("这张小票已全部退货 (nothing left to return)", field="lines")
-        listed = [line_no for line_no, _ in wanted]
-        if len(set(listed)) != len(listed):
-            twice = next(n for n in listed if listed.count(n) > 1)
-            raise ValidationError(
-                f"第 {twice} 行列了两次, 请合并数量 (line {twice} listed twice)", field="lines"
-            )
-        returned, refund_total = [], 0
-        eligible_total = sum(sl.amount for sl in sale_lines.values() if sl.earns_points)
-        eligible_before = sum(
-            share_of(sl.amount, sl.returned_qty, sl.qty)
-            for sl in sale_lines.values()
-            if sl.earns_points
-        )
-        eligible_now = 0
-        for line_no, qty in wanted:
-            sl = sale_lines.get(line_no)
-            if sl is None:
-                raise ValidationError(f"小票没有第 {line_no} 行 (no such line)", field="lines")
-            if qty <= 0 or qty > sl.qty - sl.returned_qty:
-                raise ValidationError(
-                    f"第 {line_no} 行最多可退 {sl.qty - sl.returned_qty} 件 (return quantity too large)",
-                    field="lines",
-                )
-            amount = share_of(sl.amount, qty, sl.qty, sl.returned_qty)
-            refund_total += amount
-            if sl.earns_points:
-                eligible_now += amount
-            name = sale.body["lines"][line_no - 1]["name"]
-            returned.append(
-                {"line_no": line_no, "sku": sl.sku, "name": name, "qty": qty, "amount": amount}
-            )
-            SaleLine.update(returned_qty=SaleLine.returned_qty + qty).where(
-                (SaleLine.sale_id == sale_id) & (SaleLine.line_no == line_no)
+        plan = _plan_return(sale, _sale_lines(sale_id), lines)
+        for r in plan.returned:
+            SaleLine.update(returned_qty=SaleLine.returned_qty + r["qty"]).where(
+                (SaleLine.sale_id == sale_id) & (SaleLine.line_no == r["line_no"])
             ).execute()
         body = sale.body
-        last = all(
-            sl.returned_qty + sum(r["qty"] for r in returned if r["line_no"] == n) >= sl.qty
-            for n, sl in sale_lines.items()
-        )
-        paid = {t["kind"]: t["amount"] for t in body["tenders"]}
-        before = _refunded_by_tender(sale_id)
-        back = _tender_refunds(paid, before, refund_total, last)
-        tenders = [{"kind": k, "amount": back[k]} for k in paid if back[k]]
-        sv_back = Split(0, 0)
-        if back.get("stored_value"):
-            spent = Split(body["stored_value"]["principal"], body["stored_value"]["bonus"])
-            sv_back = refund_split(
-                spent, back["stored_value"], paid["stored_value"], before.get("stored_value", 0)
-            )
+        tenders = [{"kind": k, "amount": plan.back[k]} for k in plan.paid if plan.back[k]]
+        sv_back = plan.sv_back
         ledger: list[dict[str, Any]] = []
-        points_restored, lots_restored, reversed_pts, debt = 0, [], 0, 0
-        member = Member.get_or_none(Member.id == body["member_id"]) if body["member_id"] else None
+        lots_restored, debt = [], 0
+        member = plan.member
         if member is not None:
-            member = member_svc.resolve(member.id)
-            if body["points_used"] and back.get("points"):
-                # points go back as points, in step with the fen the points tender refunds
-                points_before = share_of(
-                    body["points_used"], before.get("points", 0), paid["points"]
-                )
-                points_restored = share_of(
-                    body["points_used"], back["points"], paid["points"], before.get("points", 0)
-                )
+            if plan.points_restored:
                 lots_restored = _restore_lots(
-                    body, points_restored, points_before, member.id, rules, today
+                    body, plan.points_restored, plan.points_before, member.id, rules, today
                 )
-            if body["points_earned"] and eligible_total:
-                reversed_pts = share_of(
-                    body["points_earned"], eligible_now, eligible_total, eligible_before
-                )
-                debt = _reverse_earned(body, reversed_pts, member.id, today)
+            if plan.points_reversed:
+                debt = _reverse_earned(body, plan.points_reversed, member.id, today)
             _ledger(
                 ledger, member.id, "sv_principal", sv_back.principal, "return", return_id, at, day
             )
@@ -907,7 +999,7 @@ def return_sale(
                 ledger,
                 member.id,
                 "points",
-                points_restored - reversed_pts,
+                plan.points_restored - plan.points_reversed,
                 "return",
                 return_id,
                 at,
@@ -920,8 +1012,8 @@ def return_sale(
             member.save()
             if ledger:
                 Ledger.insert_many(ledger).execute()
-        sale.refunded += refund_total
-        sale.status = "returned" if last else "partly_returned"
+        sale.refunded += plan.refund_total
+        sale.status = "returned" if plan.last else "partly_returned"
         sale.save()
         ret_body = {
             "return_id": return_id,
@@ -929,24 +1021,33 @@ def return_sale(
             "member_id": member.id if member else None,
             "cashier": staff.code,
             "approved_by": approver.code,
-            "lines": returned,
-            "refund_total": refund_total,
+            "lines": plan.returned,
+            "refund_total": plan.refund_total,
             "tenders": tenders,
             "stored_value": {"principal": sv_back.principal, "bonus": sv_back.bonus},
-            "points_restored": points_restored,
+            "points_restored": plan.points_restored,
             "points_lots_restored": lots_restored,
-            "points_reversed": reversed_pts,
+            "points_reversed": plan.points_reversed,
             "points_debt": debt,
         }
-        coupon_svc.on_full_return(till, sale, ret_body, last)  # coupons (issue 11)
-        enqueue(till, "return", ret_body, at, sale.rules_version)
-        receipt = receipts.return_receipt(till, ret_body, member, staff, at, today)
+        coupon_svc.on_full_return(till, sale, ret_body, plan.last)  # coupons (issue 11)
+        item = enqueue(till, "return", ret_body, at, sale.rules_version)
+        receipt = receipts.return_receipt(
+            till,
+            ret_body,
+            member,
+            staff,
+            at,
+            today,
+            item.seq,
+            receipts.sale_receipt_no(till, sale),
+        )
         SaleReturn.create(
             id=return_id,
             sale_id=sale_id,
             cashier=staff.code,
             occurred_at=at,
-            refund_total=refund_total,
+            refund_total=plan.refund_total,
             body=ret_body,
             receipt=receipt.to_dict(),
         )

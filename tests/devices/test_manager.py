@@ -52,7 +52,7 @@ def test_reprint_is_marked_and_never_opens_the_drawer(manager):
     wait_for(lambda: manager.print_job(job_id).status == "done")
     out = decode(manager.virtual_printer.output)
     assert out.drawer_kicks == 0
-    assert any("重印" in line for line in out.lines)
+    assert any("重打" in line for line in out.lines)
 
 
 def test_paper_out_is_reported_and_the_receipt_waits(manager):

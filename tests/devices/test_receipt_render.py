@@ -31,18 +31,25 @@ def gb(text: str) -> bytes:
     return text.encode("gb18030")
 
 
-def test_exact_bytes_of_a_small_receipt():
-    receipt = make_receipt(
+def small_receipt(**overrides):
+    """One apple for ¥3.50 at 小店, no member, no footer: the receipts whose bytes are spelt out."""
+    fields = dict(
         store_name="小店",
         lines=(ReceiptLine("苹果", 1, 350, 350),),
         subtotal=350,
         discount_total=0,
         total=350,
-        tenders=(ReceiptTender("cash", "现金", 500),),
-        change=150,
+        tenders=(ReceiptTender("cash", "现金", 350),),
+        change=0,
         member=None,
         footer=(),
-        opens_drawer=True,
+    )
+    return make_receipt(**(fields | overrides))
+
+
+def test_exact_bytes_of_a_small_receipt():
+    receipt = small_receipt(
+        tenders=(ReceiptTender("cash", "现金", 500),), change=150, opens_drawer=True
     )
     data = render(layout_receipt(receipt, 32), P58, RenderOptions(open_drawer=True))
     rule = b"-" * 32 + b"\n"
@@ -128,7 +135,7 @@ def test_every_text_line_fits_58mm(receipt):
 def test_reprint_marker_and_no_member():
     receipt = make_receipt(reprint=True, member=None)
     out = decode(render(layout_receipt(receipt, 48), P80, RenderOptions()))
-    assert any("重印 REPRINT" in line for line in out.lines)
+    assert any("重打 REPRINT" in line for line in out.lines)
     assert not any(line.startswith("会员") for line in out.lines)
     assert out.qr_codes == []
 
@@ -305,3 +312,79 @@ def test_every_text_printer_gets_lines_that_fit_its_paper(receipt, profile):
     lines = decode(data, profile.encoding).lines
     assert max(text_width(line) for line in lines) == profile.paper_chars
     assert all(text_width(line) <= profile.paper_chars for line in lines), profile.name
+
+
+# ---- returns and receipts: the receipt's barcode, the return slip
+
+
+def test_code128_bytes_are_python_escpos_own():
+    """cmd.code128 sends what python-escpos's CODE128 (code set B, no HRI) sends after its
+    alignment and font commands: the printer sees the library's bytes."""
+    escpos_printer = pytest.importorskip("escpos.printer", reason="python-escpos not installed")
+    dummy = escpos_printer.Dummy()
+    dummy.barcode(
+        "{BS001-000123", "CODE128", height=64, width=2, pos="OFF", align_ct=False, function_type="B"
+    )
+    assert cmd.code128("S001-000123") == dummy.output
+    with pytest.raises(ValueError):
+        cmd.code128("单号")
+
+
+def test_exact_bytes_of_a_receipts_barcode():
+    receipt = small_receipt(barcode="S001-000123", opens_drawer=False)
+    data = render(layout_receipt(receipt, 32), P58, RenderOptions())
+    expected_tail = (
+        gb("现金                      ￥3.50")
+        + b"\n"
+        + b"\x1ba\x01"  # ESC a 1: centre
+        + b"\x1dh\x40"  # GS h 64: 64 dots high
+        + b"\x1dw\x02"  # GS w 2: module 2 dots
+        + b"\x1df\x00"  # GS f 0: font A (for text under it, which there is none of)
+        + b"\x1dH\x00"  # GS H 0: no human-readable text (单号 is printed above)
+        + b"\x1dkI\x0d{BS001-000123"  # GS k 73 n: CODE128, code set B
+        + b"\n"
+        + b"\x1ba\x00"  # ESC a 0: left again
+        + b"\x1c."
+        + b"\x1bd\x04"
+    )
+    assert data.endswith(expected_tail)
+    out = decode(data)
+    assert out.barcodes == ["S001-000123"]
+    assert any(line.endswith("S001-000123") and line.startswith("单号:") for line in out.lines)
+
+
+def test_a_raster_receipt_keeps_its_barcode_in_place():
+    receipt = make_receipt(barcode="S001-000123")
+    out = decode(render(layout_receipt(receipt, 32), RASTER58, RenderOptions()))
+    assert out.barcodes == ["S001-000123"]
+    assert len(out.images) >= 2  # the text above the barcode, and below it
+
+
+def test_exact_bytes_of_a_return_slip_points_line_and_labels():
+    receipt = small_receipt(
+        kind="return",
+        title="退货退款单",
+        member=ReceiptMember("张*", "", "5678", "金卡", -133, 867, 0),
+        opens_drawer=True,
+    )
+    data = render(layout_receipt(receipt, 32), P58, RenderOptions())
+    rule = b"-" * 32 + b"\n"
+    middle = (
+        rule
+        + gb("退货合计                  ￥3.50")
+        + b"\n\x1bE\x01"
+        + gb("退款合计                  ￥3.50")
+        + b"\n\x1bE\x00"
+        + gb("退现金                    ￥3.50")
+        + b"\n"
+        + rule
+        + gb("会员:张*")
+        + b"\n"
+        + gb("等级:金卡          卡号尾号:5678")
+        + b"\n"
+        + gb("本次积分                    -133")
+        + b"\n"
+    )
+    assert middle in data
+    assert b"+-" not in data and gb("应付") not in data
+    assert b"\x1bE\x01" + gb("           退货退款单") + b"\n\x1bE\x00" in data

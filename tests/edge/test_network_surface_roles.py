@@ -56,6 +56,10 @@ ROLES = {
     "sales.reprint_sale": CASHIER,
     # every return needs a manager (edge.services.sales); a top-up only past the limits
     "sales.return_sale": MANAGER,
+    # -- returns and receipts: finding a sale and previewing its return (the return itself
+    # needs the manager)
+    "receipts.find_sales": CASHIER,
+    "receipts.quote_return": CASHIER,
     "topups.create_topup": CASHIER,
     # outbox refusals, member count, offline limits, device states: the store's own staff
     "status.status": CASHIER,
@@ -85,6 +89,9 @@ ROLES = {
     "points.member_points": CASHIER,
     "points.list_gifts": CASHIER,
     "points.redeem_gift": CASHIER,
+    # -- members at the till (issue 13): the registration form's choices, a top-up previewed
+    "till_members.member_form": CASHIER,
+    "till_members.topup_preview": CASHIER,
     # -- shifts and day close: each staff member opens and closes their own shift; the
     # store's day close and its report are a manager's
     "shifts.current_shift": CASHIER,

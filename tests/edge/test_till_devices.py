@@ -70,7 +70,7 @@ def test_unplugged_printer_reprints_on_return(till_client, devices):
     wait_for(lambda: devices.states()["printer"]["queue_depth"] == 0, timeout=5)
     text = "\n".join(printer.text_lines())
     assert text.count("销售小票") == 2
-    assert "重印" in text
+    assert "重打" in text
 
 
 def test_a_swipe_on_the_store_reader_becomes_a_member_lookup(till_client, devices):

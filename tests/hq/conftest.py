@@ -28,13 +28,16 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterato
 def hq_db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hq.sqlite3'}"
-    return request.getfixturevalue("pg_url")
+    # HQ's schema is already there (a copy of the session's template): making it is most
+    # of what a fresh database costs a test
+    return request.getfixturevalue("pg_schema_url")
 
 
 @pytest.fixture
 def hq_db(hq_db_url):
     db = open_database(hq_db_url)
-    bind(db)
+    # a PostgreSQL database here is a copy of the session's template, schema made
+    bind(db, create=not hq_db_url.startswith("postgresql://"))
     publish_rules(db, DEMO_RULES.to_dict())
     yield db
     db.close()
