@@ -534,7 +534,7 @@ def _money_sections(f: dict[str, Any]) -> list[dict[str, Any]]:
                 _row("会员金额", s["member_total"]),
                 _row("散客销售", text=f"{s['walkin_count']}笔"),
                 _row("散客金额", s["walkin_total"]),
-                _row("积分使用", text=f"{s['points_used']}分"),
+                _row("积分使用", text=f"{s['points_used']}积分"),
             ],
         },
         {

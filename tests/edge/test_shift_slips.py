@@ -125,7 +125,7 @@ def test_the_shift_and_day_close_slips_print_in_chinese_in_yuan(demo_till, devic
         "会员金额                                  ￥0.00",
         "散客销售                                     1笔",
         "散客金额                                  ￥2.00",
-        "积分使用                                     0分",
+        "积分使用                                   0积分",
         "[退货与其他]",
         "退货                                         0笔",
         "退款金额                                  ￥0.00",

@@ -136,7 +136,7 @@ function showReport(report) {
         ['储值充值 (赠送另计)', String(f.topups.count), yuan(f.topups.principal)],
         ['卡费', String(f.card_sales.count), yuan(f.card_sales.total)],
         ['储值退款', String(f.sv_refunds.count), yuan(f.sv_refunds.total)],
-        ['积分使用 (分)', '', String(s.points_used)],
+        ['积分使用', '', `${s.points_used} 积分`],
         ['现金净额', '', yuan(f.cash_net)],
       ])),
     h('div', {},
