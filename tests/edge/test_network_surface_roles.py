@@ -85,6 +85,10 @@ ROLES = {
     "points.member_points": CASHIER,
     "points.list_gifts": CASHIER,
     "points.redeem_gift": CASHIER,
+    # -- sale & pay: parked sales (挂单/取单), any cashier's
+    "parked.park_sale": CASHIER,
+    "parked.list_parked": CASHIER,
+    "parked.recall_parked": CASHIER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}
