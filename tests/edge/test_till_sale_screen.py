@@ -45,7 +45,11 @@ def error_text(driver) -> str:
 
 def identify(driver, q: str = "13800000001") -> None:
     type_into(driver, "member-q", q)
-    wait(driver, lambda d: d.find_elements("css selector", "#member-results button"), "a member found")
+    wait(
+        driver,
+        lambda d: d.find_elements("css selector", "#member-results button"),
+        "a member found",
+    )
     driver.find_element("css selector", "#member-results button").click()
     wait_text(driver, "member", "会员")
 
@@ -58,7 +62,11 @@ def test_scan_by_barcode_name_and_pinyin(demo_till):
         scan(driver, "蒙牛", 2)  # one product by name: added at once
         assert "蒙牛纯牛奶" in rows(driver)[1]
         type_into(driver, "scan", "kl")  # initials of 颗粒: two products to pick from
-        wait(driver, lambda d: len(d.find_elements("css selector", "#product-results button")) == 2, "two picks")
+        wait(
+            driver,
+            lambda d: len(d.find_elements("css selector", "#product-results button")) == 2,
+            "two picks",
+        )
         assert active_id(driver) != "scan"  # the first pick has the focus
         shot(driver, "till-sale-picks")
         press(driver, "2")  # number key: the second pick
@@ -107,7 +115,9 @@ def test_quantity_errors_and_removing_lines_at_1024(demo_till):
         assert active_id(driver) == "scan"
         # the line just edited is selected; down: the next one, which Delete removes
         press(driver, Keys.ARROW_DOWN)
-        assert "selected" in driver.find_elements("css selector", "#lines tr")[1].get_attribute("class")
+        assert "selected" in driver.find_elements("css selector", "#lines tr")[1].get_attribute(
+            "class"
+        )
         press(driver, Keys.DELETE)
         wait(driver, lambda d: len(rows(d)) == 1, "Delete removes the selected line")
         assert "农夫山泉" in rows(driver)[0]
@@ -134,9 +144,14 @@ def test_discount_over_the_limit_with_the_managers_approval(demo_till):
         wait_text(driver, "manager-reason", "店长编号或PIN错误")
         type_into(driver, "manager-code", "9001", enter=False)
         type_into(driver, "manager-pin", "9999")
-        wait(driver, lambda d: not d.find_element("id", "manager-dialog").is_displayed(), "approved")
+        wait(
+            driver, lambda d: not d.find_element("id", "manager-dialog").is_displayed(), "approved"
+        )
         wait_text(driver, "total", "¥34.90")  # ¥34.95, and 抹零 to the 角
-        assert "5.0 折" in by_id(driver, "discounts-shown").text or "5 折" in by_id(driver, "discounts-shown").text
+        assert (
+            "5.0 折" in by_id(driver, "discounts-shown").text
+            or "5 折" in by_id(driver, "discounts-shown").text
+        )
         assert "店长 9001 已授权" in by_id(driver, "discounts-shown").text
         shot(driver, "till-sale-discount-approved")
         type_into(driver, "scan", "")  # to payment: cash holds the amount due
@@ -161,9 +176,13 @@ def test_park_reload_and_recall(demo_till):
         assert "散客" in by_id(driver, "member").text
         assert ParkedSale.select().count() == 1
         driver.refresh()  # the parked sale is on the box, not in the page
-        wait(driver, lambda d: d.find_element("id", "till").is_displayed(), "signed in after reload")
+        wait(
+            driver, lambda d: d.find_element("id", "till").is_displayed(), "signed in after reload"
+        )
         press(driver, Keys.F6)
-        wait(driver, lambda d: d.find_elements("css selector", "#recall-list tr"), "the parked list")
+        wait(
+            driver, lambda d: d.find_elements("css selector", "#recall-list tr"), "the parked list"
+        )
         listed = by_id(driver, "recall-list").text
         assert "顾客去取钱包" in listed and total in listed and "3 件" not in listed
         shot(driver, "till-sale-recall-list")

@@ -1,7 +1,7 @@
 // Payment: cash with change due live and quick amounts, stored value (member password),
 // points (what they are worth, from the quote), the member's coupons, split tenders; the
 // receipt on screen. Amounts are typed and shown in yuan; the API takes fen.
-import { $, ApiError, api, emit, h, on, say, showError, state, toFen, yuan, newId } from './core.js';
+import { $, ApiError, api, emit, focusScan, h, on, say, showError, state, toFen, yuan, newId } from './core.js';
 import { basketRequest, changeBasket } from './sale.js';
 
 const TENDERS = [['cash', '现金'], ['sv', '储值'], ['pts', '积分抵扣']];
@@ -146,6 +146,7 @@ async function pay() {
     resetTenders();
     emit('new-sale');
     say(r.change ? `收款成功 · 找零 ${yuan(r.change)}` : '收款成功');
+    focusScan();  // the next customer
   } catch (e) {
     showError(e);
     if (e.field === 'member_password') { $('pw').value = ''; $('pw').focus(); }
@@ -214,7 +215,10 @@ function receiptText(rc) {
   ].join('\n');
 }
 
-on('receipt', ({ receipt }) => { $('receipt').textContent = receiptText(receipt); });
+on('receipt', ({ receipt }) => {
+  $('receipt').textContent = receiptText(receipt);
+  $('receipt').scrollIntoView({ block: 'nearest' });
+});
 on('new-sale', () => { resetTenders(); renderCoupons([]); });
 on('signed-out', () => { resetTenders(); $('receipt').textContent = ''; });
 $('pay').addEventListener('click', pay);
