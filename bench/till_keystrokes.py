@@ -33,7 +33,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -41,43 +40,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from werkzeug.serving import make_server  # noqa: E402
-
 from edge.api import create_app  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.demo_data import load_demo  # noqa: E402
 from edge.devices.config import DevicesConfig  # noqa: E402
 from edge.devices.manager import DeviceManager  # noqa: E402
 from edge.services.context import open_till  # noqa: E402
+from tests.browser import CHROMEDRIVER, CHROMIUM, chromium, live_server  # noqa: E402
 
 BARCODES = ["6901234567001", "6901234567002", "6901234567003", "6901234567005", "6901234567010"]
 CARD = "C0001"
-CHROMIUM = os.environ.get("HY_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("HY_CHROMEDRIVER", "/usr/bin/chromedriver")
 WAIT_S = 15
-
-
-def chromium(width: int = 1366, height: int = 768):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        f"--window-size={width},{height}",
-        "--lang=zh-CN",
-        "--no-first-run",
-        "--disable-extensions",
-        "--disable-background-networking",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    return driver
 
 
 class Keys:
@@ -119,7 +92,7 @@ def line_count(driver) -> int:
     return driver.execute_script("return document.querySelectorAll('#lines tr').length")
 
 
-def browser_sale(driver, devices, run: int) -> tuple[float, int, int, int]:
+def browser_sale(driver, devices) -> tuple[float, int, int, int]:
     """One sale on the screen: (ms from the first scan to the receipt, keystrokes, scans,
     the total in fen)."""
     keys = Keys(driver)
@@ -233,29 +206,23 @@ def main() -> None:
     )
     devices.start()
     app = create_app(till, devices)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    driver = chromium()
     try:
-        driver.get(base + "/")
-        Keys(driver).type("staff", "1001")
-        Keys(driver).type("pin", "1234")
-        wait(driver, lambda d: d.find_element("id", "till").is_displayed(), "sign-in")
-        browser_ms, counts = [], set()
-        browser_sale(driver, devices, 0)  # warm-up: caches, the first quote, the JIT
-        for run in range(args.runs):
-            ms, keystrokes, scans, total = browser_sale(driver, devices, run + 1)
-            browser_ms.append(ms)
-            counts.add((keystrokes, scans))
-        token = sign_in_api(base)
-        api_sale(base, token)  # warm-up
-        api_ms = [api_sale(base, token) for _ in range(args.runs)]
-        sequence_ms = [api_screen_sequence(base, token) for _ in range(args.runs)]
+        with live_server(app) as base, chromium() as driver:
+            driver.get(base + "/")
+            Keys(driver).type("staff", "1001")
+            Keys(driver).type("pin", "1234")
+            wait(driver, lambda d: d.find_element("id", "till").is_displayed(), "sign-in")
+            browser_ms, counts = [], set()
+            browser_sale(driver, devices)  # warm-up: caches, the first quote, the JIT
+            for _ in range(args.runs):
+                ms, keystrokes, scans, _total = browser_sale(driver, devices)
+                browser_ms.append(ms)
+                counts.add((keystrokes, scans))
+            token = sign_in_api(base)
+            api_sale(base, token)  # warm-up
+            api_ms = [api_sale(base, token) for _ in range(args.runs)]
+            sequence_ms = [api_screen_sequence(base, token) for _ in range(args.runs)]
     finally:
-        driver.quit()
-        server.shutdown()
         devices.stop()
         till.db.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -19,16 +19,15 @@ from urllib.parse import quote
 
 import pytest
 
-from edge.api import create_app, openapi_document
+from edge.api import create_app
 from edge.demo_data import load_demo
 from edge.devices.config import DevicesConfig
 from edge.devices.manager import DeviceManager
 from edge.services import staff as staff_svc
 from edge.services.context import open_till
 from tests.edge.conftest import CN, Clock, make_config
-from tests.edge.test_openapi import GOOD, PATH_VALUES, UNLOCKED, _put
+from tests.edge.test_openapi import GOOD, PATH_VALUES, SPEC, UNLOCKED, _put, _resolve
 
-SPEC = openapi_document()
 # the technician's, waiting on hardware (tests/devices): a card read waits for a swipe
 SKIPPED = {"/api/v1/devices/reader/next", "/api/v1/devices/scan"}
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -46,12 +45,6 @@ def chinese_first(message: Any) -> bool:
     message = FIELD_FIRST.sub("", message, count=1)
     cjk, latin = CJK.search(message), LATIN.search(message)
     return cjk is not None and (latin is None or cjk.start() < latin.start())
-
-
-def _resolve(node: dict) -> dict:
-    while "$ref" in node:
-        node = SPEC["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
-    return node
 
 
 def _fields(node: dict, path: str = ""):
