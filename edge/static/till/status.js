@@ -39,7 +39,7 @@ function render(s) {
   const age = outbox.oldest_pending_at ? secondsBetween(s.now, outbox.oldest_pending_at) : 0;
   const offline = outbox.pending > 0 && age >= OFFLINE_AFTER_S;
   if (offline) {
-    notes.push(`网络中断或总部未确认: ${outbox.pending} 笔待上传, 最早一笔在 ${ageText(age)} 前; 收银照常进行, 恢复后自动补传`);
+    notes.push(`网络中断或总部未确认: ${outbox.pending} 笔待上传, 最早一笔在 ${ageText(age)}前; 收银照常进行, 恢复后自动补传`);
   }
   const refused = outbox.refused && outbox.refused.count;
   const chips = [];
