@@ -282,3 +282,33 @@ def test_offline_banner_and_a_printer_out_of_paper(demo_till, client, cashier, c
             devices.rehearse("printer", "paper_ok")
     finally:
         devices.stop()
+
+
+def test_a_members_coupon_ticked_on_the_screen(demo_till):
+    from edge.services import members as member_svc
+    from edge.sync.apply import ensure_sync_tables
+    from tests.edge.test_coupons import TEN_OFF_100, Hq, issue
+
+    ensure_sync_tables(demo_till.db)
+    Hq(demo_till).template(TEN_OFF_100)  # 满100减10
+    code = issue(demo_till, member_svc.by_card("C0001").id)["code"]
+    with till_screen(demo_till, 1024, 768) as (driver, _base):
+        sign_in(driver)
+        identify(driver)
+        type_into(driver, "scan", "2*" + OIL)
+        wait(driver, lambda d: len(rows(d)) == 1, "oil ×2")
+        box = wait(
+            driver,
+            lambda d: d.find_elements("css selector", f"#coupons input[value='{code}']"),
+            "the member's coupon listed",
+        )[0]
+        assert "满100减10" in by_id(driver, "coupons").text
+        before = by_id(driver, "total").text
+        box.click()
+        wait_text(driver, "breakdown", "优惠券 ¥10.00")
+        assert by_id(driver, "total").text != before
+        shot(driver, "till-sale-coupon-1024")
+        type_into(driver, "scan", "")
+        by_id(driver, "cash").send_keys(Keys.ENTER)  # the amount due, exactly
+        wait_text(driver, "receipt", "合计")
+        wait(driver, lambda d: "无可用券" in d.find_element("id", "coupons").text, "coupons reset")
