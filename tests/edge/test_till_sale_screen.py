@@ -280,6 +280,21 @@ def test_offline_banner_and_a_printer_out_of_paper(demo_till, client, cashier, c
             assert "缺纸" in chip.text and "bad" in chip.get_attribute("class")
             shot(driver, "till-sale-offline-paper-out")
             devices.rehearse("printer", "paper_ok")
+            devices.rehearse("reader", "unplug")
+            wait(
+                driver,
+                lambda d: "读卡器未连接" in d.find_element("id", "banner").text,
+                "the banner says the card reader is unplugged",
+                timeout=20,  # the next poll at the latest (every 10 s)
+            )
+            assert "手输卡号" in by_id(driver, "banner").text
+            wait(
+                driver,
+                lambda d: "打印机缺纸" not in d.find_element("id", "banner").text,
+                "the printer's note gone with the paper back",
+                timeout=20,
+            )
+            shot(driver, "till-sale-reader-unplugged")
     finally:
         devices.stop()
 
