@@ -11,7 +11,6 @@ Latin letter."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from typing import Any
@@ -19,14 +18,15 @@ from urllib.parse import quote
 
 import pytest
 
-from edge.api import create_app
-from edge.demo_data import load_demo
-from edge.devices.config import DevicesConfig
-from edge.devices.manager import DeviceManager
 from edge.services import staff as staff_svc
-from edge.services.context import open_till
-from tests.edge.conftest import CN, Clock, make_config
-from tests.edge.test_openapi import GOOD, PATH_VALUES, SPEC, UNLOCKED, _put, _resolve
+from tests.edge.test_openapi import (  # noqa: F401 - hostile_client: a fixture
+    GOOD,
+    PATH_VALUES,
+    SPEC,
+    _put,
+    _resolve,
+    hostile_client,
+)
 
 # the technician's, waiting on hardware (tests/devices): a card read waits for a swipe
 SKIPPED = {"/api/v1/devices/reader/next", "/api/v1/devices/scan"}
@@ -86,25 +86,10 @@ OPERATIONS = sorted(_operations())
 
 
 @pytest.fixture(scope="module")
-def message_till(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("messages")
-    clock = Clock(dt.datetime(2026, 11, 23, 10, 0, tzinfo=CN))
-    till = open_till(make_config(tmp_path, till=UNLOCKED), clock=clock, create_key=True)
-    load_demo(till, members=5)
-    devices = DeviceManager.from_config(DevicesConfig.from_dict({}), tmp_path / "devices")
-    devices.start()
-    app = create_app(till, devices)
-    client = app.test_client()
-    token, _ = staff_svc.sign_in(till, "9001", "9999")
-    sale = client.post(
-        "/api/v1/sales",
-        headers={"Authorization": f"Bearer {token}"},
-        json=GOOD["/api/v1/sales"],
-    )
-    assert sale.status_code == 201, sale.json
-    yield till, client, sale.json["sale_id"]
-    devices.stop()
-    till.db.close()
+def message_till(request):
+    """test_openapi's till (demo data, virtual devices, one sale): (till, client, sale id)."""
+    client, _headers, sale_id = request.getfixturevalue("hostile_client")
+    return client.application.extensions["huiyuan.till"], client, sale_id
 
 
 def _headers(till, who=("1001", "1234")) -> dict[str, str]:
