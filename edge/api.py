@@ -485,8 +485,21 @@ def _error(exc: HuiyuanError):
     return response, exc.http_status
 
 
+# the HTTP errors Flask itself answers (no such route, a wrong method, a body too large),
+# said in Chinese first like every other refusal
+HTTP_ERRORS_ZH = {
+    400: "请求无法读取",
+    404: "没有这个接口",
+    405: "这个接口不支持这种请求方法",
+    413: "请求太大 (最多 1 MiB)",
+    415: "请求须为 JSON (Content-Type: application/json)",
+}
+
+
 def _http_error(exc: HTTPException):
-    return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+    zh = HTTP_ERRORS_ZH.get(exc.code or 0, "请求被拒绝")
+    message = f"{zh} ({exc.name}: {exc.description})"
+    return jsonify(error=exc.name.lower().replace(" ", "_"), message=message), exc.code
 
 
 def _unreadable(exc: Exception):

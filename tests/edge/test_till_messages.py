@@ -210,3 +210,17 @@ def test_a_short_payment_is_told_in_yuan(client, cashier):
     assert "应付 ¥69.90" in message and "实付 ¥10.00" in message, message
     assert " 分" not in message and chinese_first(message)
     assert res.json["details"] == {"due": 6990, "paid": 1000}  # the figures stay in fen
+
+
+def test_flasks_own_refusals_are_chinese_first(client, cashier):
+    """No such route, a method the route does not take, a body past 1 MiB."""
+    answers = [
+        client.get("/api/v1/no-such-thing", headers=cashier),
+        client.put("/api/v1/sales/quote", headers=cashier, json={}),
+        client.post(
+            QUOTE, headers=cashier, data="x" * (1 << 21), content_type="application/json"
+        ),
+    ]
+    assert [res.status_code for res in answers] == [404, 405, 413]
+    for res in answers:
+        assert chinese_first(res.json["message"]), res.json

@@ -2,8 +2,8 @@
 // lines; discounts (F9), park (F5) and recall (F6). Every change is priced by
 // POST /sales/quote (the API is the one source of prices and of the refusals shown).
 import {
-  $, ApiError, api, closeDialog, emit, focusScan, h, key, on, say, showDialog, showError, state,
-  toFen, withManager, yuan,
+  $, ApiError, api, closeDialog, emit, focusScan, h, key, on, openDialog, say, showDialog, showError,
+  state, toFen, withManager, yuan,
 } from './core.js';
 import { setMember } from './member.js';
 
@@ -223,12 +223,17 @@ function pickFocus(i) {
 function clearPicks() { $('product-results').replaceChildren(); $('product-results').hidden = true; }
 
 // ---- keys -----------------------------------------------------------------------------
-const typing = () => {
+// Delete removes the selected line from the empty scan box (or with no field focused);
+// in any field with text it stays the key that deletes a character, so it is handled
+// here and not on the key bar (whose keys act everywhere). Touch: the line's 删除.
+document.addEventListener('keydown', ev => {
+  if (ev.key !== 'Delete' || ev.altKey || ev.ctrlKey || !state.staff || openDialog()) return;
   const a = document.activeElement;
-  return a && (a.tagName === 'INPUT' || a.tagName === 'TEXTAREA') && a.value !== '' && a.id !== 'scan';
-};
-key('Delete', '删除选中行', () => removeLine(selected), {
-  when: () => selected >= 0 && state.lines.length > 0 && !typing() && !$('scan').value,
+  const inField = a && (a.tagName === 'INPUT' || a.tagName === 'TEXTAREA' || a.tagName === 'SELECT');
+  if (inField && !(a.id === 'scan' && !a.value)) return;
+  if (selected < 0 || !state.lines.length) return;
+  ev.preventDefault();
+  removeLine(selected);
 });
 key('Alt+Q', '改数量', () => {
   const tr = $('lines').children[selected >= 0 ? selected : state.lines.length - 1];
