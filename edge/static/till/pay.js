@@ -73,6 +73,7 @@ function showQuote(q) {
   const member = q && q.member;
   for (const row of document.querySelectorAll('.pay .member-only')) row.classList.toggle('off', !member);
   for (const id of ['sv', 'pw', 'pts', 'sv-all', 'pts-all']) $(id).disabled = !member;
+  if (!member) for (const id of ['sv', 'pw', 'pts']) $(id).value = '';  // a walk-in's are cash
   $('sv-info').textContent = member ? `余额 ${yuan(member.stored_value.total)}${member.has_password ? '' : ' · 未设密码, 不能用储值'}` : '';
   const pt = q && q.points_tender;
   $('pts-info').textContent = pt

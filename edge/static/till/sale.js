@@ -10,6 +10,7 @@ import { setMember } from './member.js';
 state.manualAdjustment = 0;   // 折让, fen (needs a manager: the quote names it)
 state.coupons = [];           // coupon codes claimed (pay.js picks them)
 let selected = -1;            // the selected line's index in state.lines
+let recalling = false;        // a recall sets the member and quotes the basket itself
 
 export function basketRequest() {
   const body = { lines: state.lines.map(l => ({ sku: l.sku, qty: l.qty, line_discount: l.line_discount || 0 })) };
@@ -354,13 +355,14 @@ async function recall(id) {
     state.lines = parked.lines.map(l => ({ ...l }));
     state.orderDiscountRate = parked.discounts.order_discount_rate ?? 1000;
     state.manualAdjustment = parked.discounts.manual_adjustment ?? 0;
-    state.coupons = [...(parked.discounts.coupons || [])];
     state.manager = null;
     selected = state.lines.length - 1;
     if (parked.member_id) {
       const { member } = await api('/members/' + encodeURIComponent(parked.member_id));
-      await setMember(member);
+      recalling = true;  // the member panel shows them; the basket is quoted once, below
+      try { await setMember(member); } finally { recalling = false; }
     }
+    state.coupons = [...(parked.discounts.coupons || [])];
     await requote();
     await askApproval();
     say(`已取单: ${parked.items} 件`);
@@ -369,7 +371,12 @@ async function recall(id) {
 }
 
 // ---- the rest of the screen -------------------------------------------------------------
-on('member-changed', async () => { try { await requote(); } catch (e) { showError(e); } });
+// another member (or none): their coupons are not this one's
+on('member-changed', async () => {
+  if (recalling) return;
+  state.coupons = [];
+  try { await requote(); } catch (e) { showError(e); }
+});
 on('new-sale', () => {
   state.lines = []; state.quote = null; state.orderDiscountRate = 1000; state.manager = null;
   state.manualAdjustment = 0; state.coupons = []; selected = -1;
