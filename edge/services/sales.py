@@ -470,6 +470,7 @@ def check_offline_policy(
             continue
         policy = policy_in_force(till.config, kind).policy
         label = _POLICY_LABEL[kind]
+        shown = format_yuan if kind == "stored_value" else (lambda n: f"{n} 积分")  # points
         if policy.mode == "online_only":
             raise Forbidden(
                 f"{label}支付需要总部在线授权, 当前无法连接总部 (online authorization required)",
@@ -490,7 +491,8 @@ def check_offline_policy(
         )
         if used + amount > policy.daily_limit:
             raise InsufficientFunds(
-                f"离线{label}支付每日限额 {policy.daily_limit}, 今日已用 {used}, 本次 {amount} (offline daily limit)",
+                f"离线{label}支付每日限额 {shown(policy.daily_limit)}, 今日已用 {shown(used)},"
+                f" 本次 {shown(amount)} (offline daily limit)",
                 field="tenders",
                 policy="floor_limit",
                 limit=policy.daily_limit,
