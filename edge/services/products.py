@@ -33,8 +33,7 @@ def backfill_search_keys(limit: int = BACKFILL_BATCH) -> int:
 
 def search(q: str) -> tuple[Product | None, list[Product]]:
     """(the active product whose SKU or barcode is exactly ``q``, or None; the active
-    products matching ``q`` by code, name, pinyin or initials, exact codes first)."""
-    backfill_search_keys()
+    products matching ``q``: that one alone, else by part of the name, pinyin or initials)."""
     active = Product.active == True  # noqa: E712
     query = Product.select().where(active)
     q = q.strip()
@@ -43,14 +42,14 @@ def search(q: str) -> tuple[Product | None, list[Product]]:
     exact = Product.get_or_none(active & (Product.sku == q)) or Product.get_or_none(
         active & (Product.barcode == q)
     )
+    if exact is not None:  # a scan: two index lookups, nothing else
+        return exact, [exact]
+    backfill_search_keys()
     key = "".join(ch for ch in q.lower() if ch.isalnum() and ch.isascii())
-    match = (Product.sku == q) | (Product.barcode == q) | Product.name.contains(q)
+    match = Product.name.contains(q)
     if key and key == q.lower().replace(" ", ""):  # letters and digits only: pinyin too
         match |= Product.name_initials.contains(key) | Product.name_pinyin.contains(key)
-    found = list(query.where(match).order_by(Product.sku).limit(SEARCH_LIMIT))
-    if exact is not None:
-        found = [exact] + [p for p in found if p.sku != exact.sku]
-    return exact, found
+    return None, list(query.where(match).order_by(Product.sku).limit(SEARCH_LIMIT))
 
 
 def product_dict(p: Product) -> dict[str, Any]:
