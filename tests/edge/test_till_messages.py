@@ -217,9 +217,7 @@ def test_flasks_own_refusals_are_chinese_first(client, cashier):
     answers = [
         client.get("/api/v1/no-such-thing", headers=cashier),
         client.put("/api/v1/sales/quote", headers=cashier, json={}),
-        client.post(
-            QUOTE, headers=cashier, data="x" * (1 << 21), content_type="application/json"
-        ),
+        client.post(QUOTE, headers=cashier, data="x" * (1 << 21), content_type="application/json"),
     ]
     assert [res.status_code for res in answers] == [404, 405, 413]
     for res in answers:
