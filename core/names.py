@@ -34,13 +34,15 @@ def _syllables(text: str, style: Style) -> str:
     return "".join(lazy_pinyin(text, style=style, errors="default"))
 
 
-def pinyin_keys(name: str) -> tuple[str, str]:
+def pinyin_keys(name: str, *, person: bool = True) -> tuple[str, str]:
     """'张三' -> ('zhangsan', 'zs'); Latin letters are kept, lower-cased; other marks dropped.
 
-    A name's first character is read as a surname: '曾小贤' -> ('zengxiaoxian', 'zxx').
+    A person's name has its first character read as a surname: '曾小贤' ->
+    ('zengxiaoxian', 'zxx'); a product's name (``person=False``) is read as plain text:
+    '农夫山泉 550ml' -> ('nongfushanquan550ml', 'nfsq550ml').
     """
     name = unicodedata.normalize("NFKC", name).strip()
-    surname = SURNAME_READINGS.get(name[:1])
+    surname = SURNAME_READINGS.get(name[:1]) if person else None
     if surname:
         rest = name[1:]
         full = surname + _syllables(rest, Style.NORMAL)

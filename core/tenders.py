@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.errors import InsufficientFunds, ValidationError
-from core.money import MAX_AMOUNT
+from core.money import MAX_AMOUNT, format_yuan
 
 TENDER_KINDS = {"cash": "现金", "stored_value": "储值", "points": "积分抵扣"}
 
@@ -52,7 +52,8 @@ def settle(total: int, tenders: list[Tender]) -> Settlement:
         where = f"tenders[{i}]"
         if tender.kind not in TENDER_KINDS:
             raise ValidationError(
-                f"{where}.kind must be one of {sorted(TENDER_KINDS)}, got {tender.kind!r}",
+                f"不支持的付款方式 ({where}.kind must be one of {sorted(TENDER_KINDS)},"
+                f" got {tender.kind!r})",
                 field=f"{where}.kind",
             )
         if (
@@ -61,20 +62,23 @@ def settle(total: int, tenders: list[Tender]) -> Settlement:
             or not 0 < tender.amount <= MAX_AMOUNT
         ):
             raise ValidationError(
-                f"{where}.amount must be a positive integer of fen, at most {MAX_AMOUNT}",
+                f"付款金额须大于 0 且不超过 {format_yuan(MAX_AMOUNT)}"
+                f" ({where}.amount must be a positive integer of fen, at most {MAX_AMOUNT})",
                 field=f"{where}.amount",
             )
         sums[tender.kind] += tender.amount
     non_cash = sums["stored_value"] + sums["points"]
     if non_cash > total:
         raise ValidationError(
-            f"储值和积分合计 {non_cash} 分, 超过应付 {total} 分 (只有现金可以找零)",
+            f"储值和积分合计 {format_yuan(non_cash)}, 超过应付 {format_yuan(total)}"
+            " (只有现金可以找零) (stored value and points exceed the amount due)",
             field="tenders",
         )
     offered = non_cash + sums["cash"]
     if offered < total:
         raise InsufficientFunds(
-            f"付款不足: 应付 {total} 分, 实付 {offered} 分",
+            f"付款不足: 应付 {format_yuan(total)}, 实付 {format_yuan(offered)},"
+            f" 还差 {format_yuan(total - offered)} (payment short of the amount due)",
             field="tenders",
             due=total,
             paid=offered,

@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, make_response, rend
 from werkzeug.exceptions import HTTPException
 
 from core.errors import Forbidden, HuiyuanError, NotFound, ValidationError
-from core.money import MAX_AMOUNT
+from core.money import MAX_AMOUNT, format_yuan
 from core.receipt import Receipt
 from edge import metrics as edge_metrics
 from edge.config import client_allowed
@@ -23,6 +23,7 @@ from edge.models import Product, Sale
 from edge.services import consent as consent_svc
 from edge.services import fields
 from edge.services import members as member_svc
+from edge.services import products as product_svc
 from edge.services import receipts as receipts_svc
 from edge.services import sales as sales_svc
 from edge.services import staff as staff_svc
@@ -42,14 +43,16 @@ def _json() -> Any:
         return request.get_json(silent=True)
     except RecursionError:
         # silent=True covers malformed JSON, not JSON nested past the parser's depth
-        raise ValidationError("request body is nested too deeply") from None
+        raise ValidationError("请求嵌套过深 (request body is nested too deeply)") from None
 
 
 def body() -> dict[str, Any]:
     """The request's JSON object, its texts already checked (``_check_request_texts``)."""
     data = _json()
     if not isinstance(data, dict):
-        raise ValidationError("request body must be a JSON object (Content-Type: application/json)")
+        raise ValidationError(
+            "请求须为 JSON 对象 (request body must be a JSON object, Content-Type: application/json)"
+        )
     return data
 
 
@@ -255,7 +258,9 @@ def end_sessions():
     manager_signed_in("结束登录")
     data = _json()
     if data is not None and not isinstance(data, dict):
-        raise ValidationError("request body must be a JSON object or empty")
+        raise ValidationError(
+            "请求须为 JSON 对象或为空 (request body must be a JSON object or empty)"
+        )
     code = (data or {}).get("staff_code")
     if code is not None and (not isinstance(code, str) or not code):
         raise ValidationError("员工编号须为文字 (staff_code must be a text)", field="staff_code")
@@ -313,14 +318,16 @@ def change_member_consent(member_id: str):
 
 @products_bp.get("")
 def search_products():
+    """Products by what the scan box holds: a barcode or SKU exactly (``exact``), else a
+    part of the name, its pinyin or initials (edge.services.products.search)."""
     signed_in()
-    q = request.args.get("q", "").strip()
-    query = Product.select().where(Product.active == True)  # noqa: E712
-    if q:
-        query = query.where(
-            (Product.sku == q) | (Product.barcode == q) | (Product.name.contains(q))
-        )
-    return jsonify(products=[_product(p) for p in query.order_by(Product.sku).limit(50)])
+    exact, found = product_svc.search(request.args.get("q", ""))
+    if exact is not None:
+        _show_on_display(exact)  # a scan: the pole display shows it
+    return jsonify(
+        exact=_product(exact) if exact is not None else None,
+        products=[_product(p) for p in found],
+    )
 
 
 @products_bp.get("/<code>")
@@ -330,29 +337,24 @@ def get_product(code: str):
     p = Product.get_or_none(Product.sku == code) or Product.get_or_none(Product.barcode == code)
     if p is None:
         raise NotFound(f"商品 {code} 不存在", field="code")
+    _show_on_display(p)
+    return jsonify(product=_product(p))
+
+
+def _show_on_display(p: Product) -> None:
     manager = devices()
     if manager is not None:
         shown = p.price if p.promo_price is None else min(p.price, p.promo_price)
         manager.display_item(p.name, shown)  # what the till charges (core.pricing)
-    return jsonify(product=_product(p))
 
 
-def _product(p: Product) -> dict[str, Any]:
-    return {
-        "sku": p.sku,
-        "barcode": p.barcode,
-        "name": p.name,
-        "price": p.price,
-        "promo_price": p.promo_price,
-        "no_member_discount": p.no_member_discount,
-        "no_points": p.no_points,
-    }
+_product = product_svc.product_dict
 
 
 @sales_bp.post("/quote")
 def quote_sale():
-    signed_in()
-    result = sales_svc.quote(till(), sales_svc.BasketRequest.from_request(body()))
+    staff = signed_in()
+    result = sales_svc.quote(till(), sales_svc.BasketRequest.from_request(body()), staff)
     manager = devices()
     if manager is not None:
         manager.display_total(result["total"])
@@ -413,11 +415,13 @@ def create_topup():
     amount = data.get("amount")
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
         raise ValidationError(
-            f"amount must be a positive integer of fen, at most {MAX_AMOUNT}", field="amount"
+            f"充值金额须大于 0 且不超过 {format_yuan(MAX_AMOUNT)}"
+            f" (amount must be a positive integer of fen, at most {MAX_AMOUNT})",
+            field="amount",
         )
     topup_id = data.get("topup_id")
     if topup_id is not None and not isinstance(topup_id, str):
-        raise ValidationError("topup_id must be a string", field="topup_id")
+        raise ValidationError("充值编号须为文字 (topup_id must be a string)", field="topup_id")
     result = sales_svc.top_up(till(), staff, member, amount, topup_id, data.get("manager"))
     if not result["replayed"]:
         after_commit_print(result["receipt"])
@@ -438,6 +442,7 @@ def status():
     manager = devices()
     return jsonify(
         store=t.store,
+        now=t.now().isoformat(timespec="seconds"),
         rules_version=t.rules().version,
         members=member_svc.member_count(),
         outbox=backlog(),
@@ -461,8 +466,21 @@ def _error(exc: HuiyuanError):
     return response, exc.http_status
 
 
+# the HTTP errors Flask itself answers (no such route, a wrong method, a body too large),
+# said in Chinese first like every other refusal
+HTTP_ERRORS_ZH = {
+    400: "请求无法读取",
+    404: "没有这个接口",
+    405: "这个接口不支持这种请求方法",
+    413: "请求太大 (最多 1 MiB)",
+    415: "请求须为 JSON (Content-Type: application/json)",
+}
+
+
 def _http_error(exc: HTTPException):
-    return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+    zh = HTTP_ERRORS_ZH.get(exc.code or 0, "请求被拒绝")
+    message = f"{zh} ({exc.name}: {exc.description})"
+    return jsonify(error=exc.name.lower().replace(" ", "_"), message=message), exc.code
 
 
 def _unreadable(exc: Exception):

@@ -10,6 +10,7 @@ from edge.phones import phone_hash
 from edge.services import members as member_svc
 from edge.services import staff as staff_svc
 from edge.services.context import Till
+from edge.services.products import search_keys
 
 DEMO_STAFF = [("1001", "王收银", "cashier", "1234"), ("9001", "李店长", "manager", "9999")]
 
@@ -61,6 +62,7 @@ def load_demo(till: Till, members: int = 200, seed: int = 7) -> dict[str, int]:
                     no_member_discount=no_md,
                     no_points=no_pts,
                     updated_at=now,
+                    **search_keys(name),
                 )
                 added["products"] += 1
     fixed = [

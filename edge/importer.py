@@ -20,6 +20,7 @@ from edge.models import Card, Member, Product
 from edge.phones import phone_hash
 from edge.services import members as member_svc
 from edge.services.context import Till
+from edge.services.products import search_keys
 
 MEMBER_COLUMNS = {
     "name": ("name", "姓名"),
@@ -255,14 +256,14 @@ def _save_products(
                     )
                     continue
             if existing is None:
-                Product.create(updated_at=now, **data)
+                Product.create(updated_at=now, **data, **search_keys(data["name"]))
                 report.added += 1
             elif all(getattr(existing, k) == v for k, v in data.items()) and existing.active:
                 report.unchanged += 1
             else:
-                Product.update(updated_at=now, active=True, **data).where(
-                    Product.sku == data["sku"]
-                ).execute()
+                Product.update(
+                    updated_at=now, active=True, **data, **search_keys(data["name"])
+                ).where(Product.sku == data["sku"]).execute()
                 report.updated += 1
 
 

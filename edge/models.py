@@ -644,6 +644,29 @@ MODELS += [StaffRegistry, MaintainerRequest]
 # declares its tables and ends with its own ``MODELS += [...]``. New columns on existing
 # tables must be nullable or have a constant default (schema 5 adds them).
 # -- sale & pay (products' pinyin, parked sales)
+# A product's name as the scan box finds it: full pinyin and initials (core.names, as
+# members' names; ``nfsq`` finds 农夫山泉). Null until written (edge.services.products
+# fills rows written before these columns by the first search that meets them).
+Product._meta.add_field("name_pinyin", CharField(null=True))
+Product._meta.add_field("name_initials", CharField(null=True))
+
+
+class ParkedSale(BaseModel):
+    """A basket put aside (挂单) to serve the next customer; recalling it (取单) deletes it.
+    Kept on the box, so it survives a reload of the screen or a restart."""
+
+    id = CharField(primary_key=True)
+    lines = JSONField()  # [{sku, qty, line_discount}] as POST /sales/quote takes them
+    member_id = CharField(null=True)
+    discounts = JSONField(null=True)  # {order_discount_rate, manual_adjustment}
+    parked_by = CharField()
+    parked_at = CharField(index=True)
+    note = CharField(default="")
+    total = BigIntegerField(default=0)  # fen, as quoted when parked: for the recall list
+
+
+MODELS += [ParkedSale]
+
 # -- members at the till
 # -- returns and receipts
 # -- shifts and day close

@@ -78,7 +78,7 @@ def rehearse(role: str, action: str) -> tuple[Response, int]:
     data = request.get_json(silent=True)
     card_no = data.get("card_no", "") if isinstance(data, dict) else ""
     if not isinstance(card_no, str):
-        return _error(400, "invalid", "card_no must be a string")
+        return _error(400, "invalid", "卡号须为文字 (card_no must be a string)")
     manager = _manager()
     manager.rehearse(role, action, card_no)
     return jsonify({"role": role, "action": action, "state": manager.states()[role]}), 202
@@ -98,9 +98,16 @@ def reader_next() -> Any:
     try:
         timeout = float(raw)
     except ValueError:
-        return _error(400, "invalid", f"timeout must be a number of seconds, got {raw!r}")
+        return _error(
+            400, "invalid", f"等待时间须为秒数 (timeout must be a number of seconds, got {raw!r})"
+        )
     if not 0 <= timeout <= MAX_READER_WAIT_S:
-        return _error(400, "invalid", f"timeout must be between 0 and {MAX_READER_WAIT_S:g} s")
+        return _error(
+            400,
+            "invalid",
+            f"等待时间须在 0 到 {MAX_READER_WAIT_S:g} 秒之间"
+            f" (timeout must be between 0 and {MAX_READER_WAIT_S:g} s)",
+        )
     card_no = _manager().next_card(timeout)
     if card_no is None:
         return Response(status=204)

@@ -306,11 +306,12 @@ class DeviceManager:
             "display": self.virtual_display,
         }.get(role)
         if role not in ROLES:
-            raise NotFound(f"no device role {role!r}", field="role")
+            raise NotFound(f"没有这种设备 (no device role {role!r})", field="role")
         if device is None:
             raise Conflict(
-                f"the {role} is a real device ({self.cfg.to_dict()[role]['driver']});"
-                " faults can be injected into virtual devices only",
+                "真实设备不能模拟故障, 只有虚拟设备可以"
+                f" (the {role} is a real device ({self.cfg.to_dict()[role]['driver']});"
+                " faults can be injected into virtual devices only)",
                 field="role",
             )
         actions: dict[str, Callable[[], None]] = {"unplug": device.unplug, "plug": device.plug}
@@ -324,10 +325,14 @@ class DeviceManager:
         elif isinstance(device, VirtualReader):
             actions.update(swipe=lambda: device.swipe(card_no), garbage=device.inject_garbage)
             if action == "swipe" and not (card_no.isascii() and card_no.isprintable() and card_no):
-                raise ValidationError("swipe needs a card_no of printable ASCII", field="card_no")
+                raise ValidationError(
+                    "模拟刷卡需要卡号 (swipe needs a card_no of printable ASCII)", field="card_no"
+                )
         if action not in actions:
             raise ValidationError(
-                f"{role} rehearsal actions: {', '.join(actions)}; got {action!r}", field="action"
+                f"不支持的模拟操作 ({role} rehearsal actions: {', '.join(actions)};"
+                f" got {action!r})",
+                field="action",
             )
         log.warning("rehearsal: %s %s", role, action)
         actions[action]()

@@ -40,6 +40,9 @@ def blueprints() -> list[Blueprint]:
 
     # ---- the cashier's screen (issue 13) and follow-ups (issue 14)
     # -- sale & pay
+    from edge.routes import parked
+
+    parts.append(parked.bp)
 
     # -- members at the till
     from edge.routes import till_members

@@ -38,7 +38,9 @@ def _decide(transfer_id: str, decision: str):
     cashier = g.staff  # who is signed in (the manager, or a cashier given the manager's PIN)
     data = _json()
     if data is not None and not isinstance(data, dict):
-        raise ValidationError("request body must be a JSON object or empty")
+        raise ValidationError(
+            "请求须为 JSON 对象或为空 (request body must be a JSON object or empty)"
+        )
     result = maintainers.decide(
         till(), transfer_id, decision, manager.code, cashier.code, (data or {}).get("reason")
     )

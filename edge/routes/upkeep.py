@@ -76,7 +76,7 @@ def refund_stored_value(member_id: str):
     data = _only(body(), ("amount", "reason", "refund_id", "manager"))
     refund_id = data.get("refund_id")
     if refund_id is not None and not isinstance(refund_id, str):
-        raise ValidationError("refund_id must be a string", field="refund_id")
+        raise ValidationError("退款编号须为文字 (refund_id must be a string)", field="refund_id")
     approver = manager_signed_in("储值退款")
     result = upkeep.refund_stored_value(
         till(), staff, approver, member_id, data.get("amount"), data.get("reason"), refund_id

@@ -305,7 +305,9 @@ class Registration:
             )
         staff_code = data.get("staff_code")
         if staff_code is not None and not isinstance(staff_code, str):
-            raise ValidationError("staff_code must be a string", field="staff_code")
+            raise ValidationError(
+                "员工编号须为文字 (staff_code must be a string)", field="staff_code"
+            )
         referrer = data.get("referrer")
         if referrer is not None and (not isinstance(referrer, str) or not referrer.strip()):
             raise ValidationError(

@@ -78,6 +78,14 @@ def backlog() -> dict[str, Any]:
     (count and the latest few, kept in the outbox with HQ's code and reason)."""
     pending = Outbox.select().where(Outbox.acked == False).count()  # noqa: E712
     last = Outbox.select(Outbox.seq).order_by(Outbox.seq.desc()).first()
+    # the oldest item HQ has not acknowledged: how long the store has been cut off, for
+    # the screen's offline banner (the till does not see the sync agent's connection)
+    oldest = (
+        Outbox.select(Outbox.occurred_at)
+        .where(Outbox.acked == False)  # noqa: E712
+        .order_by(Outbox.seq)
+        .first()
+    )
     refused = Outbox.select(
         Outbox.seq, Outbox.kind, Outbox.reject_code, Outbox.reject_reason, Outbox.acked_at
     ).where(Outbox.reject_code.is_null(False))
@@ -94,5 +102,6 @@ def backlog() -> dict[str, Any]:
     return {
         "pending": pending,
         "last_seq": last.seq if last else 0,
+        "oldest_pending_at": oldest.occurred_at if oldest else None,
         "refused": {"count": refused.count(), "latest": latest},
     }

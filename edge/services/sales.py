@@ -14,9 +14,11 @@ from core.errors import Conflict, Forbidden, InsufficientFunds, NotFound, Valida
 from core.ids import is_uuid, uuid7
 from core.money import MAX_AMOUNT, MAX_QTY, allocate, format_yuan
 from core.points import (
+    RedemptionClosed,
     check_redemption_open,
     consume,
     expiry_for,
+    fen_for_points,
     points_earned,
     points_for_fen,
     sale_points_earned,
@@ -51,13 +53,42 @@ def _int(
     maximum: int = MAX_AMOUNT,
 ) -> int:
     value = data.get(key, default)
+    label = _LABELS.get(key, key)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{where}{key} must be an integer", field=f"{where}{key}")
-    if not minimum <= value <= maximum:
         raise ValidationError(
-            f"{where}{key} must be from {minimum} to {maximum}", field=f"{where}{key}"
+            f"{label}须为整数 ({where}{key} must be an integer)", field=f"{where}{key}"
+        )
+    if not minimum <= value <= maximum:
+        low, high = (
+            (format_yuan(minimum), format_yuan(maximum))
+            if key in _MONEY_KEYS
+            else (str(minimum), str(maximum))
+        )
+        raise ValidationError(
+            f"{label}须在 {low} 到 {high} 之间, 现为 {_shown(key, value)}"
+            f" ({where}{key} must be from {minimum} to {maximum})",
+            field=f"{where}{key}",
         )
     return value
+
+
+# what the cashier calls each figure a basket or a tender carries
+_LABELS = {
+    "qty": "数量",
+    "line_discount": "单品优惠金额",
+    "order_discount_rate": "整单折扣率 (千分比)",
+    "manual_adjustment": "折让金额",
+    "amount": "金额",
+}
+_MONEY_KEYS = frozenset({"line_discount", "manual_adjustment", "amount"})
+
+
+def _shown(key: str, value: int) -> str:
+    """A refused figure as the cashier typed it (money in yuan); a huge one cut short."""
+    if key in _MONEY_KEYS and abs(value) <= MAX_AMOUNT * 100:
+        return format_yuan(value)
+    text = str(value)
+    return text if len(text) <= 16 else text[:16] + "…"
 
 
 def _optional_id(data: dict[str, Any], key: str) -> str | None:
@@ -65,7 +96,7 @@ def _optional_id(data: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not is_uuid(value):
-        raise ValidationError(f"{key} must be a UUID", field=key)
+        raise ValidationError(f"{key} 须为 UUID ({key} must be a UUID)", field=key)
     return value
 
 
@@ -75,15 +106,22 @@ MEMBER_KEYS = ("card_no", "member_id", "phone")
 def member_ref(value: Any) -> dict[str, str]:
     """``{card_no | member_id | phone: text}`` as a till sends it, checked: the first one given."""
     if not isinstance(value, dict):
-        raise ValidationError("member must name card_no, member_id or phone", field="member")
+        raise ValidationError(_NO_MEMBER, field="member")
     for key in MEMBER_KEYS:
         given = value.get(key)
         if given is not None and not isinstance(given, str):
-            raise ValidationError(f"member.{key} must be a string", field=f"member.{key}")
+            raise ValidationError(
+                f"会员{_MEMBER_LABELS[key]}须为文字 (member.{key} must be a string)",
+                field=f"member.{key}",
+            )
     for key in MEMBER_KEYS:
         if (value.get(key) or "").strip():
             return {key: member_svc.check_code(value[key].strip(), f"member.{key}")}
-    raise ValidationError("member must name card_no, member_id or phone", field="member")
+    raise ValidationError(_NO_MEMBER, field="member")
+
+
+_NO_MEMBER = "请用卡号、会员编号或手机号指明会员 (member must name card_no, member_id or phone)"
+_MEMBER_LABELS = {"card_no": "卡号", "member_id": "编号", "phone": "手机号"}
 
 
 @dataclass(frozen=True)
@@ -98,22 +136,31 @@ class BasketRequest:
     @classmethod
     def from_request(cls, data: Any) -> BasketRequest:
         if not isinstance(data, dict):
-            raise ValidationError("request body must be a JSON object")
+            raise ValidationError("请求须为 JSON 对象 (request body must be a JSON object)")
         member = member_ref(data.get("member")) if data.get("member") is not None else None
         raw_lines = data.get("lines")
         if not isinstance(raw_lines, list) or not raw_lines:
-            raise ValidationError("lines must be a non-empty list", field="lines")
+            raise ValidationError(
+                "购物篮是空的, 请先扫描商品 (lines must be a non-empty list)", field="lines"
+            )
         if len(raw_lines) > MAX_LINES:
-            raise ValidationError(f"at most {MAX_LINES} lines", field="lines")
+            raise ValidationError(
+                f"一单最多 {MAX_LINES} 行商品 (at most {MAX_LINES} lines)", field="lines"
+            )
         lines = []
         for i, line in enumerate(raw_lines):
             where = f"lines[{i}]."
             if not isinstance(line, dict):
-                raise ValidationError(f"lines[{i}] must be an object", field=f"lines[{i}]")
+                raise ValidationError(
+                    f"第 {i + 1} 行须为对象 (lines[{i}] must be an object)", field=f"lines[{i}]"
+                )
             key = "sku" if line.get("sku") else "barcode"
             code = line.get(key)
             if not isinstance(code, str) or not code:
-                raise ValidationError(f"{where}sku or barcode is required", field=f"{where}{key}")
+                raise ValidationError(
+                    f"第 {i + 1} 行缺少商品编码或条码 ({where}sku or barcode is required)",
+                    field=f"{where}{key}",
+                )
             member_svc.check_code(code, f"{where}{key}")
             lines.append(
                 (
@@ -125,11 +172,14 @@ class BasketRequest:
         rate = _int(data, "order_discount_rate", "", 1000)
         if rate > 1000:
             raise ValidationError(
-                "order_discount_rate is permille, at most 1000", field="order_discount_rate"
+                "整单折扣率为千分比, 最多 1000 (不打折) (order_discount_rate is permille, at most 1000)",
+                field="order_discount_rate",
             )
         manager = data.get("manager")
         if manager is not None and not isinstance(manager, dict):
-            raise ValidationError("manager must be an object {code, pin}", field="manager")
+            raise ValidationError(
+                "店长授权须含店长编号和PIN (manager must be an object {code, pin})", field="manager"
+            )
         return cls(
             member,
             tuple(lines),
@@ -153,21 +203,28 @@ class CheckoutRequest:
         basket = BasketRequest.from_request(data)
         raw = data.get("tenders")
         if not isinstance(raw, list) or not raw:
-            raise ValidationError("tenders must be a non-empty list", field="tenders")
+            raise ValidationError(
+                "请填写付款金额 (tenders must be a non-empty list)", field="tenders"
+            )
         tenders = []
         for i, t in enumerate(raw):
             if not isinstance(t, dict):
-                raise ValidationError(f"tenders[{i}] must be an object", field=f"tenders[{i}]")
+                raise ValidationError(
+                    f"第 {i + 1} 笔付款须为对象 (tenders[{i}] must be an object)",
+                    field=f"tenders[{i}]",
+                )
             kind = t.get("kind")
             if not isinstance(kind, str) or kind not in TENDER_KINDS:
                 raise ValidationError(
-                    f"tenders[{i}].kind must be one of {sorted(TENDER_KINDS)}",
+                    f"不支持的付款方式 (tenders[{i}].kind must be one of {sorted(TENDER_KINDS)})",
                     field=f"tenders[{i}].kind",
                 )
             tenders.append(Tender(kind, _int(t, "amount", f"tenders[{i}].", None, 1)))
         password = data.get("member_password")
         if password is not None and not isinstance(password, str):
-            raise ValidationError("member_password must be a string", field="member_password")
+            raise ValidationError(
+                "会员密码须为文字 (member_password must be a string)", field="member_password"
+            )
         served_by = data.get("served_by")  # -- staff
         if served_by is not None and not isinstance(served_by, str):
             raise ValidationError("导购编号须为文字 (served_by must be a text)", field="served_by")
@@ -296,9 +353,16 @@ def price(
     return basket, inputs
 
 
-def quote(till: Till, req: BasketRequest) -> dict[str, Any]:
+def quote(till: Till, req: BasketRequest, staff: SignedIn | None = None) -> dict[str, Any]:
+    """The priced basket; ``manager_needed`` names what checkout will ask a manager to
+    approve (null once a manager's code+PIN in the request has been checked, or when the
+    signed-in ``staff`` is a manager), so the screen asks at the discount, not at paying."""
     member = find_member(till, req.member)
     basket, _ = price(till, req, member)
+    action = manager_needed_for(till, staff, req, basket)
+    if action and req.manager is not None and staff is not None:
+        require_manager(till, staff, req.manager, action)  # a wrong code or PIN: 403 now
+        action = None
     today = till.now().date()
     out = basket_dict(basket)
     out["points_preview"] = (
@@ -309,7 +373,33 @@ def quote(till: Till, req: BasketRequest) -> dict[str, Any]:
         else 0
     )
     out["member"] = member_svc.summary(till, member, today) if member else None
+    out["manager_needed"] = action
+    out["points_tender"] = _points_tender(till.rules(), out["member"], basket.total, today)
     return out
+
+
+def _points_tender(
+    rules: Rules, member: dict[str, Any] | None, total: int, today: dt.date
+) -> dict[str, Any] | None:
+    """What the member's points can pay of this basket, for the payment panel: the
+    points, what they are worth, the most they may pay (never past the total), and
+    whether points may be spent today (the rules' redemption windows)."""
+    if member is None:
+        return None
+    points = max(0, member["points"])
+    worth = fen_for_points(rules, points)
+    try:
+        check_redemption_open(rules, today)
+        closed = None
+    except RedemptionClosed as exc:
+        closed = exc.message
+    return {
+        "points": points,
+        "worth": worth,
+        "points_per_yuan": rules.points_per_yuan_redeemed,
+        "max_fen": min(worth, total),
+        "closed": closed,
+    }
 
 
 def basket_dict(basket: PricedBasket) -> dict[str, Any]:
@@ -380,6 +470,7 @@ def check_offline_policy(
             continue
         policy = policy_in_force(till.config, kind).policy
         label = _POLICY_LABEL[kind]
+        shown = format_yuan if kind == "stored_value" else (lambda n: f"{n} 积分")  # points
         if policy.mode == "online_only":
             raise Forbidden(
                 f"{label}支付需要总部在线授权, 当前无法连接总部 (online authorization required)",
@@ -400,7 +491,8 @@ def check_offline_policy(
         )
         if used + amount > policy.daily_limit:
             raise InsufficientFunds(
-                f"离线{label}支付每日限额 {policy.daily_limit}, 今日已用 {used}, 本次 {amount} (offline daily limit)",
+                f"离线{label}支付每日限额 {shown(policy.daily_limit)}, 今日已用 {shown(used)},"
+                f" 本次 {shown(amount)} (offline daily limit)",
                 field="tenders",
                 policy="floor_limit",
                 limit=policy.daily_limit,
@@ -448,13 +540,8 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
         maintainers.check_staff(req.served_by, "served_by", serving=True)
     now = till.now()  # before pricing: the sale's day is its member-day rate's day
     basket, inputs = price(till, req.basket, member, rules, now.date())
-    approver = None
-    if req.basket.manual_adjustment:
-        approver = require_manager(till, staff, req.basket.manager, "折让")
-    elif not staff.is_manager and _over_cashier_discount_limit(till, basket):
-        limit = till.config.till.cashier_discount_limit
-        percent = f"{limit // 10}" + (f".{limit % 10}" if limit % 10 else "")
-        approver = require_manager(till, staff, req.basket.manager, f"手工折扣超过小计的{percent}%")
+    action = manager_needed_for(till, staff, req.basket, basket)
+    approver = require_manager(till, staff, req.basket.manager, action) if action else None
     settlement = settle(basket.total, list(req.tenders))
     points_needed = points_for_fen(rules, settlement.points_fen) if settlement.points_fen else 0
     if (settlement.stored_value or points_needed) and member is None:
@@ -512,6 +599,20 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             rules,
         )
     return sale_result(sale)
+
+
+def manager_needed_for(
+    till: Till, staff: SignedIn | None, req: BasketRequest, basket: PricedBasket
+) -> str | None:
+    """What in this basket needs a manager's approval at checkout (a 折让; line and order
+    discounts past the cashier's limit), named as the approval dialog says it; or None."""
+    if req.manual_adjustment:
+        return "折让"
+    if (staff is None or not staff.is_manager) and _over_cashier_discount_limit(till, basket):
+        limit = till.config.till.cashier_discount_limit
+        percent = f"{limit // 10}" + (f".{limit % 10}" if limit % 10 else "")
+        return f"手工折扣超过小计的{percent}%"
+    return None
 
 
 def _over_cashier_discount_limit(till: Till, basket: PricedBasket) -> bool:

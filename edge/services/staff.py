@@ -245,7 +245,7 @@ def _verify_pin(till: Till, code: str, staff: Staff | None, pin: str, field: str
 
 def sign_in(till: Till, code: object, pin: object) -> tuple[str, SignedIn]:
     if not isinstance(code, str) or not code:
-        raise ValidationError("staff code is required", field="staff_code")
+        raise ValidationError("请输入员工编号 (staff code is required)", field="staff_code")
     pin = _check_pin(pin)
     staff = Staff.get_or_none((Staff.code == code) & (Staff.active == True))  # noqa: E712
     if not _verify_pin(till, code, staff, pin, "staff_code") or staff is None:

@@ -43,6 +43,7 @@ from edge.models import (
 )
 from edge.phones import install_lookup_key, member_phone_fields
 from edge.security import MemberKeys
+from edge.services.products import search_keys
 from edge.sync.erase import erase_local_copies
 
 log = logging.getLogger("edge.sync.apply")
@@ -184,6 +185,7 @@ class Applier:
             sku=change.key,
             barcode=barcode,
             name=d.get("name") or change.key,
+            **search_keys(d.get("name") or change.key),
             price=price,
             promo_price=d.get("promo_price"),
             no_member_discount=bool(d.get("no_member_discount", False)),

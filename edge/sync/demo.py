@@ -325,6 +325,7 @@ def load_staff_and_products(till) -> None:  # noqa: ANN001
     """The demo staff and products, without members (another store's members sync in)."""
     from edge.demo_data import DEMO_PRODUCTS, DEMO_STAFF
     from edge.models import Product, Staff
+    from edge.services.products import search_keys
     from edge.services.staff import add_staff
 
     for code, name, role, pin in DEMO_STAFF:
@@ -342,6 +343,7 @@ def load_staff_and_products(till) -> None:  # noqa: ANN001
                 no_member_discount=no_md,
                 no_points=no_pts,
                 updated_at=now,
+                **search_keys(name),
             ).on_conflict_ignore().execute()
 
 

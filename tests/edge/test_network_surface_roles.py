@@ -101,6 +101,10 @@ ROLES = {
     "shifts.reprint_shift": CASHIER,
     "shifts.day_close_preview": MANAGER,
     "shifts.close_day": MANAGER,
+    # -- sale & pay: parked sales (挂单/取单), any cashier's
+    "parked.park_sale": CASHIER,
+    "parked.list_parked": CASHIER,
+    "parked.recall_parked": CASHIER,
 }
 
 ARGS = {"filename": "till.html", "role": "printer", "action": "unplug"}

@@ -136,7 +136,7 @@ def test_checkout_offline_follows_hqs_policy_not_the_file(till, hq):
 
     send(till, hq.record("stored_value", "floor_limit", 1500, store=STORE))
     spend(till, stored_value=500)  # 1000 + 500 of today's 1500 at this store
-    with pytest.raises(InsufficientFunds, match="每日限额 1500") as info:
+    with pytest.raises(InsufficientFunds, match="每日限额 ¥15.00") as info:
         spend(till, stored_value=1)
     assert info.value.details["limit"] == 1500 and info.value.details["used"] == 1500
 

@@ -139,6 +139,8 @@ GOOD = {
     },
     "/api/v1/topups": {"member": {"card_no": "C0001"}, "amount": 100, "manager": MANAGER},
     "/api/v1/devices/virtual/{role}/{action}": {"card_no": "C0001"},
+    # -- sale & pay: a basket parked with a note
+    "/api/v1/parked": {"lines": [{"sku": "P0001"}], "note": "顾客去取钱包"},
     # -- staff: a list of texts needs an entry for the hostile one to replace
     "/api/v1/maintainers/transfers": {
         "from_staff": "1001",

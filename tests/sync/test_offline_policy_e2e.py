@@ -59,7 +59,7 @@ def test_hq_published_policy_decides_offline_spends_at_the_store(chain, hq_db_ur
     assert held(till) == ("floor_limit", 1500, "hq", "store", 1)
     sale = sv_sale(chain, 500)  # with the 1000 spent before: 1500 offline today
     assert Sale.get_by_id(sale["sale_id"]).body["offline"] is True
-    with pytest.raises(InsufficientFunds, match="每日限额 1500"):
+    with pytest.raises(InsufficientFunds, match="每日限额 ¥15.00"):
         sv_sale(chain, 1)
 
     token, _ = staff_svc.sign_in(till, "1001", "1234")
