@@ -48,6 +48,9 @@ def blueprints() -> list[Blueprint]:
     # -- shifts and day close
 
     # -- follow-ups
+    from edge.routes import followups
+
+    parts.append(followups.bp)
 
     # ---- end of the parts
     return parts
