@@ -1981,7 +1981,7 @@ def validate_cert_reply(raw: Any, where: str = "cert") -> CertReply:
 
 # ---- follow-ups (issue 14): a call's outcome from the till (docs/followups.md) ----------
 
-MAX_FOLLOWUP_TEXT = 500  # what the member said, a complaint, a request
+MAX_FOLLOWUP_TEXT = 500  # what the member said, a complaint, a request (core.followups)
 
 
 class FollowUpOutcomeBody(TypedDict):

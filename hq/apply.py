@@ -22,6 +22,7 @@ from core.rules import DEMO_RULES, Rules
 from core.stored_value import Split, refund_split
 from core.tenders import sum_by_kind
 from hq.changes import ChangeSet, coupon_state
+from hq.followups import tasks as followup_tasks  # -- follow-ups (issue 14)
 from hq.ledger import Book, Posting, credit_points, post_stored_value, spend_points
 from hq.members import prefetch_owners, register_member, touch_through
 from hq.models import (
@@ -436,6 +437,8 @@ APPLIERS = {
     "staff_decision": staff_programme.apply_staff_decision,
     "staff_request": staff_programme.apply_staff_request,
     # ---- end of programme kinds
+    # -- follow-ups (issue 14): a call's outcome from a till
+    "followup_outcome": followup_tasks.apply_followup_outcome,
 }
 
 

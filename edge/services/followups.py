@@ -4,20 +4,15 @@ recorded here and sent up as a ``followup_outcome`` item in the same transaction
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from core.errors import Conflict, NotFound, ValidationError
-from core.protocol import MAX_FOLLOWUP_TEXT
+from core.errors import Conflict, NotFound
+from core.followups import check_outcome
 from core.receipt import mask_name
 from edge.models import FollowUp, FollowUpOutcome, Member, Staff, StaffRegistry
 from edge.services.context import Till
 from edge.services.members import resolve
 from edge.services.outbox import enqueue
-
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-OUTCOME_TEXTS = {"said": "会员反馈", "complaint": "投诉", "request": "需求"}
-
 
 # ---- down: HQ's tasks ---------------------------------------------------------------
 
@@ -99,67 +94,11 @@ def due_calls(till: Till, staff_code: str, whole_store: bool = False) -> list[di
 def member_calls(till: Till, member_id: str) -> list[dict[str, Any]]:
     """A member's open tasks at this store, whenever due."""
     member = resolve(member_id)
-    query = FollowUp.select().where(
-        (FollowUp.status == "open") & (FollowUp.member_id == member.id)
-    )
+    query = FollowUp.select().where((FollowUp.status == "open") & (FollowUp.member_id == member.id))
     return _views(till, list(query.order_by(FollowUp.due_on, FollowUp.id)))
 
 
 # ---- the outcome --------------------------------------------------------------------
-
-
-def _outcome_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """The request's outcome, checked; each bad field named in Chinese first."""
-    outcome_id = data.get("outcome_id")
-    if not isinstance(outcome_id, str) or not _UUID_RE.match(outcome_id):
-        raise ValidationError(
-            "回访记录编号须为UUID (outcome_id must be a UUID)", field="outcome_id"
-        )
-    reached = data.get("reached")
-    if not isinstance(reached, bool):
-        raise ValidationError(
-            "请选择是否联系上会员 (reached must be true or false)", field="reached"
-        )
-    satisfaction = data.get("satisfaction")
-    if satisfaction is not None and (
-        isinstance(satisfaction, bool)
-        or not isinstance(satisfaction, int)
-        or not 1 <= satisfaction <= 5
-    ):
-        raise ValidationError(
-            "满意度须为1到5分, 或不填 (satisfaction: 1..5 or null)", field="satisfaction"
-        )
-    if not reached and satisfaction is not None:
-        raise ValidationError(
-            "未联系上会员, 不能填写满意度 (no satisfaction when not reached)",
-            field="satisfaction",
-        )
-    texts = {}
-    for name, label in OUTCOME_TEXTS.items():
-        value = data.get(name, "")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise ValidationError(f"{label}须为文字 ({name} must be a text)", field=name)
-        value = value.strip()
-        if len(value) > MAX_FOLLOWUP_TEXT:
-            raise ValidationError(
-                f"{label}太长: 最多 {MAX_FOLLOWUP_TEXT} 个字 ({name}: at most "
-                f"{MAX_FOLLOWUP_TEXT} characters)",
-                field=name,
-            )
-        texts[name] = value
-    if not reached and (texts["complaint"] or texts["request"]):
-        raise ValidationError(
-            "未联系上会员, 不能记录投诉或需求 (no complaint or request when not reached)",
-            field="reached",
-        )
-    return {
-        "outcome_id": outcome_id.lower(),
-        "reached": reached,
-        "satisfaction": satisfaction,
-        **texts,
-    }
 
 
 def _outcome_view(row: FollowUpOutcome) -> dict[str, Any]:
@@ -183,7 +122,7 @@ def record_outcome(
     """Record a call's outcome and send it up, in one transaction. The same ``outcome_id``
     again answers the outcome recorded (``created`` False) and sends nothing; another
     outcome for a task already done here is a conflict."""
-    fields = _outcome_fields(data)
+    fields = check_outcome(data)
     now = till.now().isoformat(timespec="seconds")
     with till.db.atomic():
         same = FollowUpOutcome.get_or_none(FollowUpOutcome.outcome_id == fields["outcome_id"])

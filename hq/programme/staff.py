@@ -732,6 +732,7 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
                 "recruited_refunded": 0,
                 "served_refunded": 0,
                 "maintained_refunded": 0,
+                "followups_done": 0,  # -- follow-ups (issue 14)
             },
         )
 
@@ -784,6 +785,11 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
             .tuples()
         ):
             row(code)[f"{prefix}_refunded"] = int(refunded or 0)
+    # -- follow-ups (issue 14): the calls each recorded at a till in the period
+    from hq.followups.tasks import done_by_staff
+
+    for code, n in done_by_staff(store, period.first, period.last).items():
+        row(code)["followups_done"] = n
     for code in list(rows):
         if not StaffMember.get_or_none(StaffMember.code == code) and not rows[code]["status"]:
             rows[code]["status"] = "unknown"
