@@ -7,26 +7,32 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 
 import pytest
 
 from core import protocol as p
 from core.errors import ValidationError
 from core.ids import uuid7
+from hq.api import create_app
 from hq.changes import snapshot_records
+from hq.config import HqConfig
 from hq.followups import tasks
 from hq.ingest import ingest_batch
 from hq.models import (
+    AuditEntry,
     ChangeRecord,
     DeadLetter,
     FollowUp,
     FollowUpOutcome,
     Member,
     ProcessedItem,
+    Store,
 )
 from hq.programme import staff as programme
 from hq.rules import publish_product
 from tests.hq.edge_sim import TZ, Items
+from tests.hq.signin import session_client
 from tests.lookup_keys import TEST_LOOKUP
 
 NOW = dt.datetime(2026, 12, 1, 2, 0)  # naive UTC
@@ -270,3 +276,123 @@ def test_another_stores_outcome_is_refused(chain):
     assert [r.code for r in ack.rejected] == ["apply_failed"]
     assert "门店" in DeadLetter.select().order_by(DeadLetter.id.desc()).first().reason
     assert FollowUp.get_by_id(task.id).status == "open"
+
+
+# ---- the console's page 回访 ---------------------------------------------------------------
+
+
+@pytest.fixture
+def app(hq_db, hq_db_url):
+    app = create_app(HqConfig(database_url=hq_db_url), db=hq_db)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def two_stores(chain):
+    """A due call at S1 (E01's, overdue by now), one at S2, and one at S1 due next month."""
+    Store.create(code=S1, name="一店", area="华东", created_at=NOW)
+    Store.create(code=S2, name="二店", area="华南", created_at=NOW)
+    one, two = Items(S1), Items(S2)
+    mine = member_buying(chain, one, ["2026-11-24"])
+    theirs = member_buying(chain, two, ["2026-11-24"], staff_code="E09")
+    tasks.make_tasks(chain, dt.date(2026, 12, 1), NOW)
+    later = FollowUp.create(
+        id=uuid7(),
+        member_id=mine,
+        kind="regular",
+        ref="later",
+        store=S1,
+        staff_code="E01",
+        reason="常客月度回访",
+        due_on=dt.date.today() + dt.timedelta(days=30),
+        created_at=NOW,
+    )
+    return open_tasks(mine)["new_member"], open_tasks(theirs)["new_member"], later
+
+
+def test_the_page_lists_the_managers_stores_calls_with_overdue_ones_marked(app, two_stores):
+    mine, theirs, later = two_stores
+    store = session_client(app, app.extensions["hq_db"], "store", S1)
+    page = store.get("/followups")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "回访" in html
+    assert mine.id in html and later.id in html and theirs.id not in html
+    assert f'data-id="{mine.id}" class="overdue"' in html
+    assert f'data-id="{later.id}" class="overdue"' not in html
+    assert "<script>" not in html and " onclick=" not in html  # the console's strict CSP
+    assert "Alt+0" in html
+    listed = store.get("/api/followups?status=overdue").get_json()
+    assert [t["followup_id"] for t in listed["followups"]] == [mine.id]
+    assert listed["followups"][0]["overdue"] is True
+    assert listed["summary"] == [{"store": S1, "open": 2, "overdue": 1, "done_30d": 0}]
+    # another store's list or task is refused; a bad filter is a 400 in Chinese
+    assert store.get(f"/followups?store={S2}").status_code == 403
+    assert store.get(f"/followups/{theirs.id}").status_code == 403
+    bad = store.get("/followups?status=late")
+    assert bad.status_code == 400 and "状态须为" in bad.get_data(as_text=True)
+    # an analyst has no follow-ups; the chain's membership head sees every store's
+    analyst = session_client(app, app.extensions["hq_db"], "analyst")
+    assert analyst.get("/followups").status_code == 403
+    head = session_client(app, app.extensions["hq_db"], "membership")
+    assert theirs.id in head.get("/followups").get_data(as_text=True)
+
+
+def test_an_outcome_recorded_in_the_console(app, two_stores):
+    db = app.extensions["hq_db"]
+    mine, _, _ = two_stores
+    store = session_client(app, db, "store", S1)
+    form = store.get(f"/followups/{mine.id}").get_data(as_text=True)
+    outcome_id = re.search(r'name="outcome_id" value="([^"]+)"', form).group(1)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    data = {
+        "csrf": csrf,
+        "outcome_id": outcome_id,
+        "reached": "1",
+        "satisfaction": "1",
+        "said": "等了很久",
+        "complaint": "店员不理人",
+        "request": "",
+    }
+    # without the session's CSRF token the form is refused
+    bare = app.test_client()
+    bare.set_cookie(*_session_cookie(store))
+    assert bare.post(f"/followups/{mine.id}/outcome", data=data | {"csrf": "x"}).status_code == 403
+    sent = store.post(f"/followups/{mine.id}/outcome", data=data)
+    assert sent.status_code == 302 and "done=1" in sent.headers["Location"]
+    done = FollowUp.get_by_id(mine.id)
+    assert done.status == "done" and done.done_by.startswith("store-")
+    assert "店员不理人" in store.get(f"/followups/{mine.id}").get_data(as_text=True)
+    assert "投诉" in Member.get_by_id(mine.member_id).tags
+    assert open_tasks(mine.member_id)["complaint"].staff_code == "M01"
+    assert AuditEntry.get(AuditEntry.action == "followups.outcome").target == mine.member_id
+    # the same form sent twice (a double click): one outcome
+    assert store.post(f"/followups/{mine.id}/outcome", data=data).status_code == 302
+    assert FollowUpOutcome.select().where(FollowUpOutcome.followup_id == mine.id).count() == 1
+    bad = store.post(
+        f"/followups/{open_tasks(mine.member_id)['complaint'].id}/outcome",
+        data=data | {"outcome_id": uuid7(), "satisfaction": "9"},
+    )
+    assert bad.status_code == 400 and "满意度" in bad.get_data(as_text=True)
+
+
+def test_the_rules_are_set_in_the_console_by_who_may_publish_rules(app, two_stores):
+    db = app.extensions["hq_db"]
+    head = session_client(app, db, "membership")
+    form = {"enabled": "1", "days": "5", "min_visits": "6", "window_days": "60"}
+    assert head.post("/followups/rules/regular", data=form).status_code == 302
+    assert tasks.rules()["regular"] == tasks.Rule(
+        "regular", True, 5, {"min_visits": 6, "window_days": 60}
+    )
+    store = session_client(app, db, "store", S1)
+    assert store.post("/followups/rules/regular", data=form).status_code == 403
+    assert 'id="rule-regular"' not in store.get("/followups").get_data(as_text=True)
+    refused = head.post("/followups/rules/regular", data=form | {"min_visits": "0"})
+    assert refused.status_code == 400 and "最少消费次数" in refused.get_data(as_text=True)
+    assert head.post("/followups/rules/birthday", data=form).status_code == 404
+
+
+def _session_cookie(client) -> tuple[str, str]:
+    from hq.access.guard import SESSION_COOKIE
+
+    return SESSION_COOKIE, client.get_cookie(SESSION_COOKIE).value
