@@ -706,8 +706,10 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
     the sales they served (``served_sales``, ``served_total``) and the sales of the members
     they maintained at the time of each sale (``maintained_sales``, ``maintained_total``).
     Totals are fen, gross of returns; ``*_refunded`` is what returns of those same sales
-    refunded so far (net = total - refunded). ``store`` limits sales and registrations to
-    that store (and the registry rows listed to its staff)."""
+    refunded so far (net = total - refunded). ``followups_done``: the follow-up calls
+    whose outcome they recorded at a till in the period (hq/followups/tasks.py). ``store``
+    limits sales and registrations to that store (and the registry rows listed to its
+    staff)."""
     period = period or Period()
     where = period.sales()
     if store:
