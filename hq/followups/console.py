@@ -205,6 +205,7 @@ def followup_page(followup_id: str) -> Any:
     return render(
         "followup.html",
         t=view,
+        done_at=task.done_at,
         outcomes=outcomes,
         outcome_id=uuid7(),
         notice="已记录回访结果 (recorded)" if request.args.get("done") else None,
@@ -233,7 +234,11 @@ def _form_outcome() -> dict[str, Any]:
 @requires("followups.manage")
 def record_outcome(followup_id: str) -> Any:
     task = _task(followup_id)
-    tasks.record_at_hq(_db(), task.id, _form_outcome(), current().actor, utcnow())
+    now = utcnow()
+    local = now.replace(tzinfo=dt.UTC).astimezone(current_app.config["HQ"].zone())
+    tasks.record_at_hq(
+        _db(), task.id, _form_outcome(), current().actor, now, local.isoformat(timespec="seconds")
+    )
     return redirect(url_for("followups_console.followup_page", followup_id=task.id, done=1))
 
 

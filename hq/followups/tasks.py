@@ -650,10 +650,16 @@ def apply_followup_outcome(ctx: Any, body: dict[str, Any]) -> None:
 
 
 def record_at_hq(
-    db: pw.Database, followup_id: str, data: dict[str, Any], by: str, now: dt.datetime
+    db: pw.Database,
+    followup_id: str,
+    data: dict[str, Any],
+    by: str,
+    now: dt.datetime,
+    recorded_at: str | None = None,
 ) -> FollowUpOutcome:
-    """An outcome recorded in the console by HQ user ``by``; audited. The same
-    ``outcome_id`` again returns the outcome recorded."""
+    """An outcome recorded in the console by HQ user ``by`` (``recorded_at``: the chain's
+    local time as ISO text; default ``now`` in UTC); audited. The same ``outcome_id`` again
+    returns the outcome recorded."""
     fields = check_outcome(data)
     with db.atomic():
         same = FollowUpOutcome.get_or_none(FollowUpOutcome.outcome_id == fields["outcome_id"])
@@ -672,7 +678,7 @@ def record_at_hq(
             source="console",
             staff_code=None,
             done_by=by,
-            recorded_at=now.replace(tzinfo=dt.UTC).isoformat(timespec="seconds"),
+            recorded_at=recorded_at or now.replace(tzinfo=dt.UTC).isoformat(timespec="seconds"),
             member=Member.get_or_none(Member.id == task.member_id),
             now=now,
             changes=changes,

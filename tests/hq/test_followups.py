@@ -14,6 +14,7 @@ import pytest
 from core import protocol as p
 from core.errors import ValidationError
 from core.ids import uuid7
+from core.rules import DEMO_RULES
 from hq.api import create_app
 from hq.changes import snapshot_records
 from hq.config import HqConfig
@@ -28,11 +29,14 @@ from hq.models import (
     Member,
     ProcessedItem,
     Store,
+    bind,
+    open_database,
 )
 from hq.programme import staff as programme
-from hq.rules import publish_product
+from hq.rules import publish_product, publish_rules
+from tests.browser import chromium, live_server, shot
 from tests.hq.edge_sim import TZ, Items
-from tests.hq.signin import session_client
+from tests.hq.signin import PASSWORD, make_user, session_client
 from tests.lookup_keys import TEST_LOOKUP
 
 NOW = dt.datetime(2026, 12, 1, 2, 0)  # naive UTC
@@ -396,3 +400,40 @@ def _session_cookie(client) -> tuple[str, str]:
     from hq.access.guard import SESSION_COOKIE
 
     return SESSION_COOKIE, client.get_cookie(SESSION_COOKIE).value
+
+
+def test_browser_a_store_manager_records_a_call_in_the_console(tmp_path):
+    """The page as a store manager uses it, once (on SQLite), with screenshots."""
+    from selenium.webdriver.common.by import By
+
+    url = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
+    db = bind(open_database(url))
+    publish_rules(db, DEMO_RULES.to_dict())
+    for code, name, store, role in (("E01", "王芳", S1, "guide"), ("M01", "刘店长", S1, "manager")):
+        programme.add_staff(db, code, name, store, role, "hq-admin", NOW)
+    Store.create(code=S1, name="一店", area="华东", created_at=NOW)
+    items = Items(S1)
+    member = member_buying(db, items, ["2026-11-24"])
+    member_buying(db, items, ["2026-08-04", "2026-08-11", "2026-08-18", "2026-08-25"])
+    tasks.make_tasks(db, dt.date(2026, 12, 1), NOW)
+    app = create_app(HqConfig(database_url=url, console_secure_cookie=False), db=db)
+    make_user(db, "store", S1, username="liu")
+    with live_server(app) as base, chromium(1366, 768) as driver:
+        driver.get(base + "/login")
+        driver.find_element(By.ID, "username").send_keys("liu")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD + "\n")
+        driver.find_element(By.CSS_SELECTOR, 'a[data-key="0"]').click()
+        rows = driver.find_elements(By.CSS_SELECTOR, "#followups tbody tr.overdue")
+        assert len(rows) == 3  # all due by 2026-12-01: overdue on any day this test runs
+        shot(driver, "hq-followups")
+        task = open_tasks(member)["new_member"]
+        driver.find_element(By.CSS_SELECTOR, f'tr[data-id="{task.id}"] a').click()
+        driver.find_element(By.ID, "reached-yes").click()
+        driver.find_element(By.ID, "said").send_keys("很满意")
+        driver.find_element(By.ID, "request").send_keys("希望周末有活动")
+        shot(driver, "hq-followup-form")
+        driver.find_element(By.ID, "outcome-submit").click()
+        assert "已记录回访结果" in driver.find_element(By.ID, "notice").text
+        assert "希望周末有活动" in driver.page_source
+        shot(driver, "hq-followup-done")
+    assert FollowUp.get_by_id(task.id).status == "done"
