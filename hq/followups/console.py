@@ -236,9 +236,12 @@ def record_outcome(followup_id: str) -> Any:
     task = _task(followup_id)
     now = utcnow()
     local = now.replace(tzinfo=dt.UTC).astimezone(current_app.config["HQ"].zone())
-    tasks.record_at_hq(
+    _, changes = tasks.record_at_hq(
         _db(), task.id, _form_outcome(), current().actor, now, local.isoformat(timespec="seconds")
     )
+    from hq.cli import push_changes  # hq.cli imports the app
+
+    push_changes(current_app.config["HQ"], changes)  # best effort: else the change log
     return redirect(url_for("followups_console.followup_page", followup_id=task.id, done=1))
 
 

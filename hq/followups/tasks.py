@@ -23,6 +23,7 @@ from core.errors import Conflict, NotFound, ValidationError
 from core.followups import KINDS, check_outcome
 from core.ids import uuid7
 from core.profile import AT_RISK_TAGS
+from core.protocol import Change
 from hq import audit
 from hq.changes import ChangeSet, flush_changes
 from hq.models import (
@@ -494,9 +495,12 @@ def _add_tasks(
     return made
 
 
-def make_tasks(db: pw.Database, today: dt.date, now: dt.datetime) -> dict[str, int]:
+def make_tasks(
+    db: pw.Database, today: dt.date, now: dt.datetime, sent: list[Change] | None = None
+) -> dict[str, int]:
     """Run every enabled rule for the business day ``today``: the tasks made per kind, and
-    the open tasks overdue (due before today). Idempotent: a second run makes nothing."""
+    the open tasks overdue (due before today). Idempotent: a second run makes nothing.
+    The change records written are appended to ``sent``."""
     counts: dict[str, int] = {}
     for kind, rule in rules().items():
         if not rule.enabled:
@@ -505,14 +509,29 @@ def make_tasks(db: pw.Database, today: dt.date, now: dt.datetime) -> dict[str, i
         with db.atomic():
             changes = ChangeSet()
             counts[kind] = _add_tasks(db, candidates, now, changes)
-            flush_changes(db, changes, now)
+            written = flush_changes(db, changes, now)
+        if sent is not None:
+            sent.extend(written)
     counts["overdue"] = overdue_count(today)
     return counts
 
 
+# at most this many change records are pushed live after a run; beyond it only the last
+# one is, and each store, seeing a gap after its cursor, pages through the rest
+PUSH_ALL_UP_TO = 1000
+
+
 def make_tasks_job(ctx: Any) -> dict[str, int]:
-    """The scheduler's ``followups`` job (hq/scheduler.py)."""
-    return make_tasks(ctx.db, ctx.today(), ctx.clock())
+    """The scheduler's ``followups`` job (hq/scheduler.py): the tasks for the chain's
+    business day, then their changes pushed to the stores (best effort: a store that
+    misses them gets them from the change log)."""
+    from hq.cli import push_changes
+
+    sent: list[Change] = []
+    counts = make_tasks(ctx.db, ctx.today(), ctx.clock(), sent)
+    if sent:
+        push_changes(ctx.config, sent if len(sent) <= PUSH_ALL_UP_TO else sent[-1:])
+    return counts
 
 
 def overdue_count(today: dt.date, stores: Iterable[str] | None = None) -> int:
@@ -656,15 +675,15 @@ def record_at_hq(
     by: str,
     now: dt.datetime,
     recorded_at: str | None = None,
-) -> FollowUpOutcome:
+) -> tuple[FollowUpOutcome, list[Change]]:
     """An outcome recorded in the console by HQ user ``by`` (``recorded_at``: the chain's
     local time as ISO text; default ``now`` in UTC); audited. The same ``outcome_id`` again
-    returns the outcome recorded."""
+    returns the outcome recorded. Returns the outcome and the change records written."""
     fields = check_outcome(data)
     with db.atomic():
         same = FollowUpOutcome.get_or_none(FollowUpOutcome.outcome_id == fields["outcome_id"])
         if same is not None:
-            return same
+            return same, []
         task = FollowUp.get_or_none(FollowUp.id == followup_id)
         if task is None:
             raise NotFound(f"回访任务不存在 {followup_id} (no such follow-up)", field="followup_id")
@@ -694,8 +713,8 @@ def record_at_hq(
             reached=fields["reached"],
             complaint=bool(fields["complaint"]),
         )
-        flush_changes(db, changes, now)
-    return outcome
+        written = flush_changes(db, changes, now)
+    return outcome, written
 
 
 # ---- lists and figures ----------------------------------------------------------------
