@@ -717,6 +717,26 @@ def record_at_hq(
     return outcome, written
 
 
+def erase_followups(member_ids: list[str], now: dt.datetime, changes: ChangeSet) -> None:
+    """A member's personal data erased (hq/privacy.py ``erase_member``): what their calls
+    said is blanked, and their open tasks are closed (done by ``erased``) and dropped at
+    the stores."""
+    FollowUpOutcome.update(said="", complaint="", request="").where(
+        one_of(FollowUpOutcome.member_id, member_ids)
+    ).execute()
+    FollowUp.update(reason="").where(one_of(FollowUp.member_id, member_ids)).execute()
+    still_open = list(
+        FollowUp.select().where(
+            one_of(FollowUp.member_id, member_ids) & (FollowUp.status == "open")
+        )
+    )
+    FollowUp.update(status="done", open_key=None, done_at=now, done_by="erased").where(
+        one_of(FollowUp.id, [t.id for t in still_open] or [""])
+    ).execute()
+    for task in still_open:
+        changes.add("followup", task.id, followup_state(FollowUp.get_by_id(task.id)))
+
+
 # ---- lists and figures ----------------------------------------------------------------
 
 

@@ -437,3 +437,26 @@ def test_browser_a_store_manager_records_a_call_in_the_console(tmp_path):
         assert "希望周末有活动" in driver.page_source
         shot(driver, "hq-followup-done")
     assert FollowUp.get_by_id(task.id).status == "done"
+
+
+def test_erasing_a_member_blanks_what_their_calls_said_and_closes_their_calls(chain):
+    from hq.privacy import erase_member
+
+    items = Items(S1)
+    member = member_buying(chain, items, ["2026-08-04", "2026-08-11", "2026-08-18", "2026-08-25"])
+    tasks.make_tasks(chain, dt.date(2026, 12, 1), NOW)
+    dormant = open_tasks(member)["dormant"]
+    ack = ingest(chain, items, [outcome_item(items, dormant, complaint="价格太贵")])
+    assert ack.rejected == ()
+    erase_member(chain, Member.get_by_id(member), "会员要求删除", "hq-ops", NOW)
+    said = FollowUpOutcome.get(FollowUpOutcome.member_id == member)
+    assert (said.said, said.complaint, said.request) == ("", "", "")
+    assert open_tasks(member) == {}
+    assert all(t.reason == "" for t in FollowUp.select().where(FollowUp.member_id == member))
+    last = (
+        ChangeRecord.select()
+        .where(ChangeRecord.entity == "followup")
+        .order_by(ChangeRecord.seq.desc())
+        .first()
+    )
+    assert last.data["status"] == "done" and last.data["member_id"] == member
