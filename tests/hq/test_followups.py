@@ -17,7 +17,7 @@ from core.ids import uuid7
 from core.rules import DEMO_RULES
 from hq.api import create_app
 from hq.changes import snapshot_records
-from hq.config import HqConfig
+from hq.config import HqConfig, MqttSettings
 from hq.followups import tasks
 from hq.ingest import ingest_batch
 from hq.models import (
@@ -285,9 +285,12 @@ def test_another_stores_outcome_is_refused(chain):
 # ---- the console's page 回访 ---------------------------------------------------------------
 
 
+NO_BROKER = MqttSettings(url="mqtt://127.0.0.1:1", client_id="hq-test")  # pushes fail fast
+
+
 @pytest.fixture
 def app(hq_db, hq_db_url):
-    app = create_app(HqConfig(database_url=hq_db_url), db=hq_db)
+    app = create_app(HqConfig(database_url=hq_db_url, mqtt=NO_BROKER), db=hq_db)
     app.testing = True
     return app
 
@@ -363,7 +366,8 @@ def test_an_outcome_recorded_in_the_console(app, two_stores):
     bare.set_cookie(*_session_cookie(store))
     assert bare.post(f"/followups/{mine.id}/outcome", data=data | {"csrf": "x"}).status_code == 403
     sent = store.post(f"/followups/{mine.id}/outcome", data=data)
-    assert sent.status_code == 302 and "done=1" in sent.headers["Location"]
+    assert sent.status_code == 302, sent.get_data(as_text=True)
+    assert "done=1" in sent.headers["Location"]
     done = FollowUp.get_by_id(mine.id)
     assert done.status == "done" and done.done_by.startswith("store-")
     assert "店员不理人" in store.get(f"/followups/{mine.id}").get_data(as_text=True)
@@ -416,7 +420,7 @@ def test_browser_a_store_manager_records_a_call_in_the_console(tmp_path):
     member = member_buying(db, items, ["2026-11-24"])
     member_buying(db, items, ["2026-08-04", "2026-08-11", "2026-08-18", "2026-08-25"])
     tasks.make_tasks(db, dt.date(2026, 12, 1), NOW)
-    app = create_app(HqConfig(database_url=url, console_secure_cookie=False), db=db)
+    app = create_app(HqConfig(database_url=url, console_secure_cookie=False, mqtt=NO_BROKER), db=db)
     make_user(db, "store", S1, username="liu")
     with live_server(app) as base, chromium(1366, 768) as driver:
         driver.get(base + "/login")
