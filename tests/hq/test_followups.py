@@ -10,6 +10,7 @@ import itertools
 import re
 
 import pytest
+from click.testing import CliRunner
 
 from core import protocol as p
 from core.errors import ValidationError
@@ -17,6 +18,7 @@ from core.ids import uuid7
 from core.rules import DEMO_RULES
 from hq.api import create_app
 from hq.changes import snapshot_records
+from hq.cli import main
 from hq.config import HqConfig, MqttSettings
 from hq.followups import tasks
 from hq.ingest import ingest_batch
@@ -224,7 +226,9 @@ def outcome_item(items: Items, task: FollowUp, **fields) -> dict:
     return items._item("followup_outcome", body)
 
 
-def test_a_tills_outcome_closes_the_task_and_a_complaint_reaches_the_store_manager(chain):
+def test_a_tills_outcome_closes_the_task_and_a_complaint_reaches_the_store_manager(
+    chain, hq_db_url
+):
     items = Items(S1)
     one = member_buying(chain, items, ["2026-11-24"])
     two = member_buying(chain, items, ["2026-11-24"])
@@ -263,6 +267,13 @@ def test_a_tills_outcome_closes_the_task_and_a_complaint_reaches_the_store_manag
     # the staff contribution report counts the calls done
     figures = {r["code"]: r for r in programme.staff_sales(S1)}
     assert figures["E01"]["followups_done"] == 2 and figures["M01"]["followups_done"] == 0
+    shown = CliRunner().invoke(
+        main, ["--database-url", hq_db_url, "staff-sales", "--store", S1, "--from", "2026-12-01"]
+    )
+    bind(chain, create=False)  # the CLI bound HQ's models to its own connection
+    assert shown.exit_code == 0, shown.output
+    assert "followups_done" in shown.output
+    assert [ln.split()[-1] for ln in shown.output.splitlines() if ln.startswith("E01")] == ["2"]
     # the same outcome again (a till restored from a backup): nothing doubled
     again = outcome_item(items, first, **{k: complaint["body"][k] for k in complaint["body"]})
     assert ingest(chain, items, [again]).rejected == ()
