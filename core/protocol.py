@@ -99,6 +99,8 @@ UP_KINDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # -- shifts and day close (issue 13): docs/protocol.md "shift_close" and "day_close"
     "shift_close": {"shift_id": str, "store": str, "day": str, "figures": dict},
     "day_close": {"close_id": str, "store": str, "day": str, "revision": int, "figures": dict},
+    # -- follow-ups (issue 14): a follow-up call's outcome recorded at the till
+    "followup_outcome": {"outcome_id": str, "followup_id": str, "member_id": str, "reached": bool},
 }
 
 # Member fields the programme added (issue 11), sent in a member's change record under
@@ -598,6 +600,7 @@ CHANGE_ENTITIES = (
     "coupon_template",  # coupons (issue 11): docs/programme/coupons.md
     # -- points (points rules, gifts, referral)
     "gift",  # the gift catalogue (docs/programme/points.md)
+    "followup",  # -- follow-ups (issue 14): a store's follow-up calls (docs/followups.md)
 )
 # A change of an entity this software does not know (one a newer HQ sends) is valid on
 # the wire and skipped by the till with a warning, so a store keeps syncing through a
@@ -623,6 +626,7 @@ SNAPSHOT_ORDER = (
     "staff",
     "staff_transfer",
     "gift",  # points
+    "followup",  # -- follow-ups (issue 14)
 )
 
 
@@ -1760,6 +1764,8 @@ BODY_VALIDATORS: dict[str, Callable[[dict[str, Any], str], Any]] = {
     # -- shifts and day close (issue 13)
     "shift_close": lambda body, where: validate_shift_close_body(body, where),
     "day_close": lambda body, where: validate_day_close_body(body, where),
+    # -- follow-ups (issue 14)
+    "followup_outcome": lambda body, where: validate_followup_outcome_body(body, where),
 }
 
 
@@ -2144,3 +2150,39 @@ def validate_day_close_body(body: dict[str, Any], where: str = "day_close body")
         w, "shifts_difference", f["shifts_difference"], sum(s["difference"] for s in f["shifts"])
     )
     return body
+
+
+# ---- follow-ups (issue 14): a call's outcome from the till (docs/followups.md) ----------
+
+MAX_FOLLOWUP_TEXT = 500  # what the member said, a complaint, a request (core.followups)
+
+
+class FollowUpOutcomeBody(TypedDict):
+    outcome_id: str  # a UUID the till's screen minted: the idempotency key
+    followup_id: str  # HQ's task id (change entity ``followup``)
+    member_id: str
+    staff_code: str  # who called (the staff signed in at the till)
+    reached: bool
+    satisfaction: int | None  # 1..5, null when not asked or not reached
+    said: str
+    complaint: str  # "" for none; else it tags the member and reaches the store manager
+    request: str  # "" for none
+    recorded_at: str  # ISO time with offset
+
+
+def validate_followup_outcome_body(
+    body: dict[str, Any], where: str = "followup_outcome body"
+) -> FollowUpOutcomeBody:
+    for key in ("outcome_id", "followup_id"):
+        value = body.get(key)
+        if type(value) is not str or not _UUID_RE.match(value):
+            raise ProtocolError(f"{where}: {key} is not a UUID", field=key)
+    _member_id(body, "member_id", where, nullable=False)
+    _texts(body, ("staff_code",), where, MAX_CODE_LEN)
+    if type(body.get("reached")) is not bool:
+        raise ProtocolError(f"{where}: reached must be true or false", field="reached")
+    if body.get("satisfaction") is not None:
+        int_in(body, "satisfaction", where, 1, 5)
+    _texts(body, ("said", "complaint", "request"), where, MAX_FOLLOWUP_TEXT, min_len=0)
+    _texts(body, ("recorded_at",), where, MAX_TIME_LEN)
+    return cast(FollowUpOutcomeBody, body)

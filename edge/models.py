@@ -711,4 +711,36 @@ class DayClose(BaseModel):
 
 MODELS += [Shift, DayClose]
 # -- follow-ups
+class FollowUp(BaseModel):
+    """A follow-up call of this store as HQ made it (change entity ``followup``; only open
+    tasks are kept): ``status`` is done once its outcome was recorded here (sent up as a
+    ``followup_outcome`` item; HQ's closed task then removes the row)."""
+
+    id = CharField(primary_key=True)
+    member_id = CharField(index=True)
+    kind = CharField()
+    staff_code = CharField(null=True, index=True)  # null: the store's, for its manager
+    reason = CharField(default="")
+    due_on = CharField()  # ISO date
+    status = CharField(default="open")  # open | done
+    data = JSONField()  # HQ's record as sent
+    updated_at = CharField()
+
+
+class FollowUpOutcome(BaseModel):
+    """An outcome recorded at this till; its id is the screen's idempotency key."""
+
+    outcome_id = CharField(primary_key=True)
+    followup_id = CharField(index=True)
+    member_id = CharField(index=True)
+    staff_code = CharField()
+    reached = BooleanField()
+    satisfaction = IntegerField(null=True)
+    said = CharField(default="")
+    complaint = CharField(default="")
+    request = CharField(default="")
+    recorded_at = CharField()
+
+
+MODELS += [FollowUp, FollowUpOutcome]
 # ---- end of the cashier's screen's tables

@@ -23,6 +23,7 @@ from core.stored_value import Split, refund_split
 from core.tenders import sum_by_kind
 from hq import shifts  # -- shifts and day close
 from hq.changes import ChangeSet, coupon_state
+from hq.followups import tasks as followup_tasks  # -- follow-ups (issue 14)
 from hq.ledger import Book, Posting, credit_points, post_stored_value, spend_points
 from hq.members import prefetch_owners, register_member, touch_through
 from hq.models import (
@@ -440,6 +441,8 @@ APPLIERS = {
     # -- shifts and day close (issue 13): kept, and compared with what HQ holds
     "shift_close": shifts.apply_shift_close,
     "day_close": shifts.apply_day_close,
+    # -- follow-ups (issue 14): a call's outcome from a till
+    "followup_outcome": followup_tasks.apply_followup_outcome,
 }
 
 

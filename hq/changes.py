@@ -335,5 +335,10 @@ def snapshot_records(db: pw.Database, lookup: ChainLookup) -> tuple[int, Iterato
 
         yield from staff_records(rec)
         # ---- end of the programme's entities
+        # -- follow-ups (issue 14): the open tasks
+        from hq.followups.tasks import snapshot_records as followup_records
+
+        for key, data in followup_records():
+            yield rec("followup", key, data)
 
     return cursor, generate()

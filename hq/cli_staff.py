@@ -229,12 +229,15 @@ def staff_sales_cmd(
     if as_json:
         _echo_json(result)
         return
-    click.echo("code       recruited  recruited_sales  served_sales  maintained_sales")
+    click.echo(
+        "code       recruited  recruited_sales  served_sales  maintained_sales  followups_done"
+    )
     for r in result["staff"]:
         click.echo(
             f"{r['code']:10} {r['recruited']:9}  {r['recruited_sales']:5} {r['recruited_total']:9}"
             f"  {r['served_sales']:4} {r['served_total']:9}"
             f"  {r['maintained_sales']:5} {r['maintained_total']:9}"
+            f"  {r['followups_done']:5}"  # -- follow-ups (issue 14)
         )
     for c in result.get("categories", []):
         click.echo(

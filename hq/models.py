@@ -1253,5 +1253,67 @@ class StoreDayClose(BaseModel):
 
 MODELS += [StoreShift, StoreDayClose]
 # -- follow-ups (回访)
+
+
+class FollowUpRule(BaseModel):
+    """A follow-up rule the chain sets (hq/followups/tasks.py ``RULE_DEFAULTS``): one row per
+    kind; a kind without a row runs with its defaults. ``days`` is the kind's number of
+    days (after the first purchase, after the service sale, without a purchase, or to call
+    within); ``params`` the kind's thresholds."""
+
+    kind = pw.CharField(primary_key=True, max_length=16)
+    enabled = pw.BooleanField(default=True)
+    days = pw.IntegerField()
+    params = JSONText(default=dict)
+    updated_at = pw.DateTimeField()
+    updated_by = pw.CharField(max_length=64)
+
+
+class FollowUp(BaseModel):
+    """A follow-up call (回访) to make: for one member, of one kind, assigned to the member's
+    maintainer (``staff_code``; null: the store's, for its manager) at ``store``, due on
+    ``due_on``; overdue while open past it. ``ref`` names what it follows (a sale, a month,
+    a last purchase day): (member, kind, ref) is made once ever, and ``open_key``
+    (member:kind while open, else null) keeps one open task per member and kind."""
+
+    id = pw.CharField(primary_key=True, max_length=36)
+    member_id = pw.CharField(max_length=36, index=True)
+    kind = pw.CharField(max_length=16)
+    ref = pw.CharField(max_length=64, default="")
+    store = pw.CharField(max_length=32, index=True)
+    staff_code = pw.CharField(null=True, max_length=64, index=True)
+    reason = pw.TextField(default="")
+    due_on = pw.DateField(index=True)
+    status = pw.CharField(max_length=8, default="open", index=True)  # open | done
+    open_key = pw.CharField(null=True, unique=True, max_length=60)
+    created_at = pw.DateTimeField()
+    done_at = pw.DateTimeField(null=True)
+    done_by = pw.CharField(null=True, max_length=64)  # the staff code, or the HQ user
+    outcome_id = pw.CharField(null=True, max_length=36)
+
+    class Meta:
+        indexes = ((("member_id", "kind", "ref"), True),)
+
+
+class FollowUpOutcome(BaseModel):
+    """What a call gave, from a till (item ``followup_outcome``) or the console; the
+    ``outcome_id`` (a UUID the screen mints) makes recording it idempotent."""
+
+    outcome_id = pw.CharField(primary_key=True, max_length=36)
+    followup_id = pw.CharField(max_length=36, index=True)
+    member_id = pw.CharField(max_length=36, index=True)
+    store = pw.CharField(null=True, max_length=32)
+    staff_code = pw.CharField(null=True, max_length=64, index=True)  # who called
+    reached = pw.BooleanField()
+    satisfaction = pw.IntegerField(null=True)  # 1..5
+    said = pw.TextField(default="")
+    complaint = pw.TextField(default="")
+    request = pw.TextField(default="")
+    recorded_at = pw.CharField(max_length=40)  # the till's ISO time, or HQ's
+    source = pw.CharField(max_length=8)  # till | console
+    ingested_at = pw.DateTimeField(index=True)
+
+
+MODELS += [FollowUpRule, FollowUp, FollowUpOutcome]
 # -- marketing lists and segments
 # ---- end of issue 13 and 14's tables

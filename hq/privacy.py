@@ -459,6 +459,10 @@ def erase_member(
                 {"card_no": card.card_no, "blocked": True, "reason": ERASED},
             )
         _scrub_stored_copies(set(ids), phones, names)
+        # -- follow-ups (issue 14): what calls said, and their open tasks
+        from hq.followups.tasks import erase_followups
+
+        erase_followups(ids, now, changes)
         for m in Member.select().where(Member.id.in_(ids)).order_by(Member.id):
             changes.add("member", m.id, member_state(m), op="erase")
         PrivacyRequest.create(kind="erase", member_id=member.id, at=now, by=by, reason=reason)

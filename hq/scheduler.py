@@ -41,6 +41,7 @@ from playhouse.db_url import connect
 from core.errors import HuiyuanError
 from core.systemd import LoopPulse, service_ready
 from hq.config import HqConfig
+from hq.followups import tasks as followup_tasks  # -- follow-ups (issue 14)
 from hq.models import (
     JobRun,
     SchedulerState,
@@ -153,6 +154,7 @@ JOBS: list[Job] = [
     # -- staff (maintainers, categories and cost)
     # ---- end of the programme's jobs
     # -- follow-ups (issue 14: tasks from the chain's rules, overdue marking)
+    Job("followups", dt.timedelta(hours=6), followup_tasks.make_tasks_job),
     # -- marketing (issue 14: the monthly and weekly lists on their day)
     # -- reports (the distinct-member KPIs of months, quarters, years: hq/reports/rollup.py)
     Job("reports-rollup", dt.timedelta(minutes=30), reports_rollup.rollup_job),

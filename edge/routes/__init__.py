@@ -60,6 +60,9 @@ def blueprints() -> list[Blueprint]:
     parts.append(shifts.bp)
 
     # -- follow-ups
+    from edge.routes import followups
+
+    parts.append(followups.bp)
 
     # ---- end of the parts
     return parts

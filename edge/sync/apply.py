@@ -344,6 +344,13 @@ class Applier:
 
         apply_transfer(self.store, change.key, change.op, change.data, self.now)
 
+    # -- follow-ups (issue 14)
+
+    def _followup(self, change: Change, touched: set[str]) -> None:
+        from edge.services.followups import apply_followup
+
+        apply_followup(self.store, change.key, change.op, change.data, self.now)
+
     # ---- members --------------------------------------------------------------------
 
     def upsert_member(self, member_id: str, d: dict[str, Any]) -> None:

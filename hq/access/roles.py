@@ -32,6 +32,8 @@ PERMISSIONS: dict[str, str] = {
     "audit.read": "查看审计日志",
     "users.manage": "管理账号和令牌",
     "enrol.create": "生成门店开通码",
+    "followups.read": "查看回访任务",
+    "followups.manage": "记录回访结果",
 }
 
 _READ = {"stores.read", "members.read", "sales.read", "exceptions.read", "reports.read"}
@@ -43,6 +45,8 @@ _STORE_MANAGER = _READ | {
     "exceptions.resolve",
     "reports.export",
     "rules.read",
+    "followups.read",
+    "followups.manage",
 }
 
 

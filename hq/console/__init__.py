@@ -66,6 +66,7 @@ NAV: list[NavItem] = [
     NavItem("setup_audit.audit_page", "审计", "audit.read", "8"),
     NavItem("setup_users.users_page", "账号", "users.manage", "9"),
     # -- follow-ups (回访): key 0
+    NavItem("followups_console.followups_page", "回访", "followups.read", "0"),
     # -- marketing (lists, segments): key L
     # -- shifts and day close (门店交班/日结 reports): none, a section of the store's page
     # ---- end of the console's pages
@@ -207,6 +208,9 @@ def register(app: Flask) -> None:
     for part in (setup.bp, setup_audit.bp, setup_users.bp):
         app.register_blueprint(part)
     # -- follow-ups
+    from hq.followups import console as followups_console
+
+    app.register_blueprint(followups_console.bp)
     # -- marketing
     # -- shifts and day close
     from hq.console import shifts

@@ -706,8 +706,10 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
     the sales they served (``served_sales``, ``served_total``) and the sales of the members
     they maintained at the time of each sale (``maintained_sales``, ``maintained_total``).
     Totals are fen, gross of returns; ``*_refunded`` is what returns of those same sales
-    refunded so far (net = total - refunded). ``store`` limits sales and registrations to
-    that store (and the registry rows listed to its staff)."""
+    refunded so far (net = total - refunded). ``followups_done``: the follow-up calls
+    whose outcome they recorded at a till in the period (hq/followups/tasks.py). ``store``
+    limits sales and registrations to that store (and the registry rows listed to its
+    staff)."""
     period = period or Period()
     where = period.sales()
     if store:
@@ -732,6 +734,7 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
                 "recruited_refunded": 0,
                 "served_refunded": 0,
                 "maintained_refunded": 0,
+                "followups_done": 0,  # -- follow-ups (issue 14)
             },
         )
 
@@ -784,6 +787,11 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
             .tuples()
         ):
             row(code)[f"{prefix}_refunded"] = int(refunded or 0)
+    # -- follow-ups (issue 14): the calls each recorded at a till in the period
+    from hq.followups.tasks import done_by_staff
+
+    for code, n in done_by_staff(store, period.first, period.last).items():
+        row(code)["followups_done"] = n
     for code in list(rows):
         if not StaffMember.get_or_none(StaffMember.code == code) and not rows[code]["status"]:
             rows[code]["status"] = "unknown"

@@ -82,6 +82,11 @@ ROLES = {
     "staff.request_transfer": CASHIER,
     "staff.approve_transfer": MANAGER,
     "staff.reject_transfer": MANAGER,
+    # -- follow-ups (issue 14): any staff lists their calls and records outcomes; the
+    # store's whole list (?all=1) is a manager's (tests/edge/test_followups.py)
+    "followups.due_calls": CASHIER,
+    "followups.member_calls": CASHIER,
+    "followups.record_outcome": CASHIER,
     # -- coupons (issue 11): a member's coupons and one by code, for the cashier
     "coupons.member_coupons": CASHIER,
     "coupons.get_coupon": CASHIER,
