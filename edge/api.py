@@ -30,6 +30,7 @@ from edge.services import staff as staff_svc
 from edge.services.context import Till
 from edge.services.offline import policies_in_force
 from edge.services.outbox import backlog
+from edge.services.sync_link import link_status
 
 log = logging.getLogger(__name__)
 
@@ -446,6 +447,8 @@ def status():
         rules_version=t.rules().version,
         members=member_svc.member_count(),
         outbox=backlog(),
+        # the sync agent's link (None: no agent has run on this box)
+        sync=link_status(t.now()),
         devices=manager.states() if manager is not None else None,
         offline_policies=policies_in_force(t.config),
     )

@@ -52,6 +52,7 @@ from edge.backup import move_past_hq_cursor
 from edge.models import Outbox
 from edge.phones import keep_since, prune_phones, records_need_key
 from edge.services.context import Till
+from edge.services.sync_link import LinkNote
 from edge.sync.apply import (
     apply_page,
     down_cursor,
@@ -132,6 +133,7 @@ class SyncAgent:
         self.epoch = 1
         self.drain = DrainState(ack_timeout=cfg.ack_timeout)
         self.hq_online: bool | None = None
+        self.link = LinkNote()
         self.page_requested_at = 0.0
         self.page_pending = False  # a hello or change request not yet answered
         # a live page showed changes after a gap while a request had just gone: ask again
@@ -291,6 +293,10 @@ class SyncAgent:
                 # arrives or POLL_S passes, when the till may have queued more
                 wait = 0.0 if self.pump() else POLL_S
                 self.check_timers()
+                # the link as the till's screen shows it (edge/services/sync_link.py)
+                self.link.note(
+                    self.connected.is_set(), self.hq_online, self.till.now(), time.monotonic()
+                )
             except HuiyuanError as exc:
                 log.error("sync step failed: %s", exc.message)
                 time.sleep(0.5)

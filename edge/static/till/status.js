@@ -1,8 +1,10 @@
 // The header's state of the store: the offline banner and the devices, from
 // GET /api/v1/status every 10 s (a background request: it does not keep the session alive).
-// The till does not see the sync agent's connection; what it sees is the outbox: sales HQ
-// has not acknowledged, and how old the oldest is. Past a minute the network (or HQ) is
-// down as far as the cashier is concerned; trading goes on, and the banner says so.
+// The sync agent writes its link to the broker and HQ where the till reads it (`sync` in
+// the status; edge/services/sync_link.py): a lost link shows at once. Without an agent's
+// word (none ever ran, or it stopped writing) the outbox tells: sales HQ has not
+// acknowledged for a minute mean the store is cut off. Trading goes on either way, and the
+// banner says so.
 import { $, api, emit, h, on, state } from './core.js';
 
 const POLL_MS = 10000;
@@ -27,6 +29,9 @@ export function secondsBetween(nowIso, thenIso) {
   return Number.isFinite(s) ? s : 0;
 }
 
+// "2026-11-23T10:05:00+08:00" -> "10:05" (the till's own clock, as the agent stamped it)
+function clock(iso) { return String(iso || '').slice(11, 16); }
+
 function ageText(seconds) {
   if (seconds < 90) return `${Math.round(seconds)} 秒`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} 分钟`;
@@ -37,9 +42,19 @@ function render(s) {
   const notes = [];
   const outbox = s.outbox || {};
   const age = outbox.oldest_pending_at ? secondsBetween(s.now, outbox.oldest_pending_at) : 0;
-  const offline = outbox.pending > 0 && age >= OFFLINE_AFTER_S;
-  if (offline) {
-    notes.push(`网络中断或总部未确认: ${outbox.pending} 笔待上传, 最早一笔在 ${ageText(age)}前; 收银照常进行, 恢复后自动补传`);
+  const link = s.sync;
+  const backlog = outbox.pending ? `${outbox.pending} 笔待上传` : '没有待上传的记录';
+  let offline = false;
+  if (link && !link.stale && !link.connected) {
+    offline = true;
+    notes.push(`网络中断: 自 ${clock(link.since)} 连不上总部; ${backlog}; 收银照常进行, 恢复后自动补传`);
+  } else if (link && !link.stale && link.hq_online === false) {
+    offline = true;
+    notes.push(`总部暂停服务: ${backlog}; 收银照常进行, 恢复后自动补传`);
+  } else if (outbox.pending > 0 && age >= OFFLINE_AFTER_S) {
+    offline = true;
+    const why = link && link.stale ? '同步程序未运行 (请联系技术人员)' : '网络中断或总部未确认';
+    notes.push(`${why}: ${outbox.pending} 笔待上传, 最早一笔在 ${ageText(age)}前; 收银照常进行, 恢复后自动补传`);
   }
   const refused = outbox.refused && outbox.refused.count;
   const chips = [];
