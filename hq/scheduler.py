@@ -41,6 +41,7 @@ from playhouse.db_url import connect
 from core.errors import HuiyuanError
 from core.systemd import LoopPulse, service_ready
 from hq.config import HqConfig
+from hq.marketing import lists as marketing_lists  # -- marketing: the monthly lists
 from hq.models import (
     JobRun,
     SchedulerState,
@@ -154,6 +155,7 @@ JOBS: list[Job] = [
     # ---- end of the programme's jobs
     # -- follow-ups (issue 14: tasks from the chain's rules, overdue marking)
     # -- marketing (issue 14: the monthly and weekly lists on their day)
+    Job("marketing-lists", dt.timedelta(hours=1), marketing_lists.lists_job),
     # -- reports (the distinct-member KPIs of months, quarters, years: hq/reports/rollup.py)
     Job("reports-rollup", dt.timedelta(minutes=30), reports_rollup.rollup_job),
 ]

@@ -32,6 +32,8 @@ PERMISSIONS: dict[str, str] = {
     "audit.read": "查看审计日志",
     "users.manage": "管理账号和令牌",
     "enrol.create": "生成门店开通码",
+    "marketing.read": "查看营销名单和分群 (导出记审计)",
+    "marketing.manage": "保存分群、生成名单、修改营销阈值",
 }
 
 _READ = {"stores.read", "members.read", "sales.read", "exceptions.read", "reports.read"}
@@ -43,6 +45,7 @@ _STORE_MANAGER = _READ | {
     "exceptions.resolve",
     "reports.export",
     "rules.read",
+    "marketing.read",
 }
 
 

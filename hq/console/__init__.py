@@ -67,6 +67,7 @@ NAV: list[NavItem] = [
     NavItem("setup_users.users_page", "账号", "users.manage", "9"),
     # -- follow-ups (回访): key 0
     # -- marketing (lists, segments): key L
+    NavItem("marketing.lists_page", "营销", "marketing.read", "L", ("/marketing",)),
     # -- shifts and day close (门店交班/日结 reports): none, a section of the store's page
     # ---- end of the console's pages
 ]
@@ -208,6 +209,11 @@ def register(app: Flask) -> None:
         app.register_blueprint(part)
     # -- follow-ups
     # -- marketing
+    from hq.marketing import api as marketing_api
+    from hq.marketing import pages as marketing_pages
+
+    app.register_blueprint(marketing_api.bp)
+    app.register_blueprint(marketing_pages.bp)
     # -- shifts and day close
     # ---- end of the console's blueprints
 

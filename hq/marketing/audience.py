@@ -210,9 +210,7 @@ def _values(cond: dict[str, Any], allowed: dict[str, str] | None = None) -> list
         if not isinstance(v, str) or not v.strip() or len(v) > 64:
             raise _bad(f"{KINDS[cond['kind']]}: 值无效 (each value must be a text of 1..64)")
         if allowed is not None and v not in allowed:
-            raise _bad(
-                f"{KINDS[cond['kind']]}: 未知的值 {v} (must be one of {', '.join(allowed)})"
-            )
+            raise _bad(f"{KINDS[cond['kind']]}: 未知的值 {v} (must be one of {', '.join(allowed)})")
         out.append(v.strip())
     return out
 
@@ -223,7 +221,9 @@ def _int_values(cond: dict[str, Any], low: int, high: int, key: str = "values") 
         raise _bad(f"{KINDS[cond['kind']]}: 请选择至少一个值 ({key} must be a non-empty list)")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-            raise _bad(f"{KINDS[cond['kind']]}: 值须为{low}到{high} ({key}: integers {low}..{high})")
+            raise _bad(
+                f"{KINDS[cond['kind']]}: 值须为{low}到{high} ({key}: integers {low}..{high})"
+            )
     return sorted(set(values))
 
 
@@ -240,7 +240,9 @@ def _month_arg(text: Any) -> dt.date:
     except ValueError:
         day = None
     if day is None:
-        raise _bad(f"月份格式应为 YYYY-MM: {str(text)[:20]!r} (month must look like 2026-12)", "month")
+        raise _bad(
+            f"月份格式应为 YYYY-MM: {str(text)[:20]!r} (month must look like 2026-12)", "month"
+        )
     return day
 
 
@@ -248,7 +250,9 @@ def _week_arg(text: Any) -> dt.date:
     try:
         day = dt.date.fromisoformat(str(text))
     except ValueError:
-        raise _bad(f"周须为其中一天 YYYY-MM-DD: {str(text)[:20]!r} (week: a day in it)", "week") from None
+        raise _bad(
+            f"周须为其中一天 YYYY-MM-DD: {str(text)[:20]!r} (week: a day in it)", "week"
+        ) from None
     return day - dt.timedelta(days=day.weekday())
 
 
@@ -268,7 +272,9 @@ def _list_part(b: Builder, cond: dict[str, Any], settings: dict[str, int]) -> No
     if kind == "new_members":  # last month's new members
         b.where.append(Part("r.reg_day >= ? AND r.reg_day < ?", [add_months(start, -1), start]))
     elif kind == "weekly_new":  # last week's new members
-        b.where.append(Part("r.reg_day >= ? AND r.reg_day < ?", [start - dt.timedelta(days=7), start]))
+        b.where.append(
+            Part("r.reg_day >= ? AND r.reg_day < ?", [start - dt.timedelta(days=7), start])
+        )
     elif kind == "birthdays":
         b.where.append(birthday_part(b, start.year, [start.month]))
     else:  # dormant: bought before, nothing in the 3 months before the 1st (the KPI's)
@@ -357,10 +363,8 @@ def _tags(b: Builder, cond: dict[str, Any]) -> None:
     values = _values(cond)
     for v in values:
         if not _PLAIN.match(v):
-            raise _bad(f"标签不能含 % _ \\ \" ({v[:20]})", "values")
-    b.where.append(
-        Part(" OR ".join("m.tags LIKE ?" for _ in values), [f'%"{v}"%' for v in values])
-    )
+            raise _bad(f'标签不能含 % _ \\ " ({v[:20]})', "values")
+    b.where.append(Part(" OR ".join("m.tags LIKE ?" for _ in values), [f'%"{v}"%' for v in values]))
 
 
 def _store(b: Builder, cond: dict[str, Any], as_of: dt.date, settings: dict[str, int]) -> None:
@@ -393,7 +397,7 @@ def _category(b: Builder, cond: dict[str, Any], as_of: dt.date, settings: dict[s
     values = _values(cond)
     for v in values:
         if not _PLAIN.match(v):
-            raise _bad(f"品类不能含 % _ \\ \" ({v[:20]})", "values")
+            raise _bad(f'品类不能含 % _ \\ " ({v[:20]})', "values")
     first, end = _window(_months(cond, settings["window_months"]), as_of)
     likes = " OR ".join("line_goods LIKE ?" for _ in values)
     b.where.append(
@@ -405,15 +409,15 @@ def _category(b: Builder, cond: dict[str, Any], as_of: dt.date, settings: dict[s
     )
 
 
-def compile_spec(
-    db: pw.Database, spec: Any, settings: dict[str, int], today: dt.date
-) -> Builder:
+def compile_spec(db: pw.Database, spec: Any, settings: dict[str, int], today: dt.date) -> Builder:
     """The spec as a query builder; every bad part a ValidationError (400) in Chinese."""
     if not isinstance(spec, dict):
         raise _bad("受众须为对象 (the audience must be an object)", "spec")
     conditions = spec.get("conditions")
     if not isinstance(conditions, list) or len(conditions) > MAX_CONDITIONS:
-        raise _bad(f"条件须为列表, 最多{MAX_CONDITIONS}个 (conditions: a list of at most {MAX_CONDITIONS})")
+        raise _bad(
+            f"条件须为列表, 最多{MAX_CONDITIONS}个 (conditions: a list of at most {MAX_CONDITIONS})"
+        )
     as_of = today
     if spec.get("as_of"):
         try:

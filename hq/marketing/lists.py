@@ -71,7 +71,9 @@ def current_start(kind: str, today: dt.date) -> dt.date:
     return today.replace(day=1)
 
 
-def builder(db: pw.Database, kind: str, start: dt.date, store: str | None, today: dt.date) -> Builder:
+def builder(
+    db: pw.Database, kind: str, start: dt.date, store: str | None, today: dt.date
+) -> Builder:
     return audience.compile_spec(db, list_spec(kind, start, store), settings.current(db), today)
 
 
@@ -112,7 +114,9 @@ def produce(
             run.save()
     except pw.IntegrityError:
         # another node made it at the same moment: theirs stands
-        return ListRun.get((ListRun.kind == kind) & (ListRun.start == start) & (ListRun.scope == "")), False
+        return ListRun.get(
+            (ListRun.kind == kind) & (ListRun.start == start) & (ListRun.scope == "")
+        ), False
     return run, True
 
 
@@ -126,12 +130,21 @@ def scheduled(db: pw.Database, today: dt.date, now: dt.datetime) -> dict[str, in
     return {"lists_made": made}
 
 
+def lists_job(ctx: Any) -> dict[str, int]:
+    """The scheduler's ``marketing-lists`` job (hq/scheduler.py JOBS, hourly): ``scheduled``
+    for the chain's business day."""
+    return scheduled(ctx.db, ctx.today(), ctx.clock())
+
+
 def runs_for(month: dt.date) -> list[ListRun]:
-    """The stored runs of a month: its monthly lists and the weeks starting in it."""
+    """The stored runs of a month: its monthly lists and the weeks that run into it."""
     end = add_months(month, 1)
+    monthly = ListRun.kind.in_(MONTHLY) & (ListRun.start == month)
+    # the weeks that run into the month (a week from Monday 30 November is December's too)
+    weekly = ListRun.kind.in_(WEEKLY) & (ListRun.start > month - dt.timedelta(days=7))
     return list(
         ListRun.select()
-        .where((ListRun.start >= month) & (ListRun.start < end) & (ListRun.scope == ""))
+        .where((monthly | (weekly & (ListRun.start < end))) & (ListRun.scope == ""))
         .order_by(ListRun.start, ListRun.kind)
     )
 
@@ -250,14 +263,20 @@ def _birthday(
         return f"**-{text[-5:-3]}-**" if calendar != "lunar" else "农历**月"
     if kind == "birthdays" and start is not None:
         try:
-            b = Birthday.parse(text[-5:], calendar if calendar in ("solar", "lunar") else "solar", leap)
+            b = Birthday.parse(
+                text[-5:], calendar if calendar in ("solar", "lunar") else "solar", leap
+            )
         except ValidationError:
             return text
         for year in (start.year - 1, start.year):
             day = b.in_year(year)
             if day is not None and (day.year, day.month) == (start.year, start.month):
                 label = f"{day.isoformat()}"
-                return f"{label} (农历{'闰' if leap else ''}{b.month}月{b.day}日)" if calendar == "lunar" else label
+                return (
+                    f"{label} (农历{'闰' if leap else ''}{b.month}月{b.day}日)"
+                    if calendar == "lunar"
+                    else label
+                )
     return text
 
 
@@ -277,11 +296,48 @@ COLUMNS = {
     "day": Column("day", "回访日"),
 }
 LIST_COLUMNS = {
-    "new_members": ("member_id", "name", "phone", "store", "reg_day", "first_day", "maintainer", "tier"),
-    "birthdays": ("member_id", "name", "phone", "store", "birthday", "calendar", "maintainer", "tier"),
+    "new_members": (
+        "member_id",
+        "name",
+        "phone",
+        "store",
+        "reg_day",
+        "first_day",
+        "maintainer",
+        "tier",
+    ),
+    "birthdays": (
+        "member_id",
+        "name",
+        "phone",
+        "store",
+        "birthday",
+        "calendar",
+        "maintainer",
+        "tier",
+    ),
     "dormant": ("member_id", "name", "phone", "store", "last_day", "reg_day", "maintainer", "tier"),
-    "weekly_new": ("member_id", "name", "phone", "store", "reg_day", "first_day", "day", "maintainer"),
-    None: ("member_id", "name", "phone", "store", "reg_day", "last_day", "tier", "card_type", "maintainer"),
+    "weekly_new": (
+        "member_id",
+        "name",
+        "phone",
+        "store",
+        "reg_day",
+        "first_day",
+        "day",
+        "maintainer",
+    ),
+    None: (
+        "member_id",
+        "name",
+        "phone",
+        "store",
+        "reg_day",
+        "last_day",
+        "tier",
+        "card_type",
+        "maintainer",
+    ),
 }
 
 
@@ -295,9 +351,7 @@ def table(title: str, rows: list[Row], kind: str | None, notes: list[tuple[str, 
     return out
 
 
-def all_rows(
-    db: pw.Database, b: Builder, principal: Principal, **kw: Any
-) -> list[Row]:
+def all_rows(db: pw.Database, b: Builder, principal: Principal, **kw: Any) -> list[Row]:
     """Every row of an audience for an export (at most ``EXPORT_MAX_ROWS``: a larger one
     is refused, to be narrowed by store)."""
     total = audience.count(b)

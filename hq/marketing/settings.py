@@ -46,7 +46,9 @@ def current(db: pw.Database) -> dict[str, int]:
     return values
 
 
-def update(db: pw.Database, changes: dict[str, object], by: str, now: dt.datetime) -> dict[str, int]:
+def update(
+    db: pw.Database, changes: dict[str, object], by: str, now: dt.datetime
+) -> dict[str, int]:
     """Set some thresholds (each checked against its range); returns them all."""
     if not isinstance(changes, dict) or not changes:
         raise ValidationError("请给出要修改的阈值 (send an object of thresholds)", field="settings")

@@ -1,0 +1,116 @@
+"""The console's 营销 pages (Alt+L): this month's lists and any list for any period
+(per store), the segment builder with its live count, saved segments, exports. Each
+page renders what ``/api/marketing`` returns (hq/marketing/api.py): the same builders,
+the same masking; the exports are the API's own route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+
+from core.errors import HuiyuanError
+from hq.access.guard import current, requires
+from hq.console import render
+from hq.marketing import api, audience, lists, segments
+from hq.marketing.audience import LIFECYCLE, LISTS, QUADRANTS
+from hq.models import Member, Store
+
+bp = Blueprint("marketing", __name__)
+SHOWN = 100
+
+
+def _stores() -> list[Store]:
+    me = current()
+    return [s for s in Store.select().order_by(Store.code) if me.sees_store(s.code)]
+
+
+@bp.get("/marketing")
+@requires("marketing.read")
+def lists_page() -> Any:
+    """本月名单 (the stored runs of the month), and a list of any period per store."""
+    me = current()
+    month_text = request.args.get("month") or api.today().strftime("%Y-%m")
+    problem = None
+    view: dict[str, Any] | None = None
+    runs: list[dict[str, Any]] = []
+    try:
+        stores = api.stores_arg(me)
+        month = audience.list_bounds("new_members", {"month": month_text})
+        runs = [api._run_dict(r, stores) for r in lists.runs_for(month)]
+        if request.args.get("run"):
+            run = lists.get_run(int(request.args["run"]))
+            b = lists.run_builder(api._db(), run, stores)
+            view = {
+                "title": lists.describe(run.kind, run.start) + " · 已生成名单",
+                "count": audience.count(b),
+                "kind": run.kind,
+                "rows": lists.rows_for(
+                    api._db(), b, me, kind=run.kind, start=run.start, limit=SHOWN, with_day=True
+                ),
+                "export": {"run": run.id},
+            }
+        elif request.args.get("kind"):
+            kind, start = api.list_args()
+            b = api.list_builder(kind, start, stores)
+            view = {
+                "title": lists.describe(kind, start),
+                "count": audience.count(b),
+                "kind": kind,
+                "rows": lists.rows_for(api._db(), b, me, kind=kind, start=start, limit=SHOWN),
+                "export": {
+                    "kind": kind,
+                    "month": request.args.get("month") or "",
+                    "week": request.args.get("week") or "",
+                },
+            }
+    except (HuiyuanError, ValueError) as exc:
+        problem = getattr(exc, "message", None) or "参数无效 (bad parameter)"
+    store = request.args.get("store") or ""
+    return render(
+        "marketing_lists.html",
+        status=400 if problem else 200,
+        problem=problem,
+        month=month_text,
+        runs=runs,
+        view=view,
+        lists=LISTS,
+        stores=_stores(),
+        store=store,
+        args=request.args,
+        shown=SHOWN,
+    )
+
+
+@bp.get("/marketing/segments")
+@requires("marketing.read")
+def segments_page() -> Any:
+    """分群: the builder (marketing.js asks the live count), and the saved segments."""
+    me = current()
+    stores = api.stores_arg(me)
+    saved = []
+    for seg in segments.all_segments():
+        count = audience.count(api.spec_builder({"conditions": seg.conditions}, stores))
+        saved.append(segments.as_dict(seg, count))
+
+    def distinct(column: Any) -> list[str]:
+        return [
+            v
+            for (v,) in Member.select(column)
+            .distinct()
+            .where(column.is_null(False))
+            .order_by(column)
+            .tuples()
+        ][:50]
+
+    return render(
+        "marketing_segments.html",
+        saved=saved,
+        lifecycle=LIFECYCLE,
+        quadrants=QUADRANTS,
+        stores=_stores(),
+        card_types=distinct(Member.card_type),
+        tiers=distinct(Member.tier),
+        tags=list(audience.AT_RISK_TAGS),
+        can_manage=me.can("marketing.manage"),
+    )
