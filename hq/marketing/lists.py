@@ -108,8 +108,12 @@ def produce(
             run = ListRun.create(kind=kind, start=start, scope="", made_at=now, made_by=by)
             # the run id as a literal integer: the CTEs' parameters come first in the text
             select = b.sql(f"{int(run.id)}, m.id, {_day_expr(b, kind, call_days)}")
-            text, params = b.dialect(select)
-            db.execute_sql(f"INSERT INTO list_run_member (run, member_id, day) {text}", params)
+            b.execute(
+                Part(
+                    f"INSERT INTO list_run_member (run, member_id, day) {select.text}",
+                    select.params,
+                )
+            )
             run.members = ListRunMember.select().where(ListRunMember.run == run.id).count()
             run.save()
     except pw.IntegrityError:
