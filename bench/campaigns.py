@@ -44,7 +44,14 @@ import peewee as pw  # noqa: E402
 from bench import reports as chain  # noqa: E402
 from bench.programme import pg_database  # noqa: E402
 from hq.marketing import audience, lists, settings  # noqa: E402
-from hq.models import ListRun, bind, open_database  # noqa: E402
+from hq.models import (  # noqa: E402
+    ListRun,
+    ListRunMember,
+    MarketingSetting,
+    Segment,
+    bind,
+    open_database,
+)
 from hq.reports import summary  # noqa: E402
 
 DAY = chain.DAY  # 2026-12-05, a Saturday
@@ -199,7 +206,10 @@ def main() -> None:
     result: dict[str, Any] = {"members": args.members, "sales": args.sales, "audiences": {}}
     try:
         db = open_database(url)
-        bind(db)  # creates the marketing tables in a database an older run kept
+        # a kept database: only the marketing tables it may lack (``init-db``'s backfills
+        # of older rows would rewrite all 10,000,000 sales first)
+        bind(db, create=not args.reuse_db)
+        db.create_tables([MarketingSetting, ListRun, ListRunMember, Segment], safe=True)
         log(f"PostgreSQL {db.execute_sql('SHOW server_version').fetchone()[0]}, database {url}")
         start = time.perf_counter()
         if args.reuse_db:

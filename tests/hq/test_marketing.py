@@ -19,7 +19,8 @@ from hq.marketing import api as marketing_api
 from hq.marketing import audience, lists, segments, settings
 from hq.models import AuditEntry, ListRun, ListRunMember
 from tests.hq import marketing_data as md
-from tests.hq.signin import bearer_client, session_client
+from tests.browser import chromium, live_server, shot
+from tests.hq.signin import PASSWORD, bearer_client, make_user, session_client
 
 
 @pytest.fixture
@@ -332,3 +333,47 @@ def test_segments_module_checks_names(hq_db):
         segments.check(hq_db, " ", [{"kind": "tags", "values": ["投诉"]}], md.TODAY)
     with pytest.raises(ValidationError, match="至少添加一个条件"):
         segments.check(hq_db, "x", [], md.TODAY)
+
+
+def test_segment_builder_in_a_browser(app, hq_db):
+    """The builder counts live as boxes are ticked, saves, and the saved segment shows
+    its count; the lists page shows this month's stored lists."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    lists.scheduled(hq_db, md.TODAY, md.NOW)
+    username = make_user(hq_db, "membership")
+    with live_server(app) as base, chromium(1366, 768) as driver:
+        wait = WebDriverWait(driver, 10)
+        driver.get(f"{base}/marketing/segments")
+        driver.find_element(By.NAME, "username").send_keys(username)
+        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait.until(ec.presence_of_element_located((By.ID, "builder")))
+        count = driver.find_element(By.ID, "live-count")
+        wait.until(lambda d: count.text == "9")
+        driver.find_element(By.ID, "lc-dormant").click()
+        driver.find_element(By.ID, "lc-lost").click()
+        wait.until(lambda d: count.text == "4")
+        driver.find_element(By.ID, "tag-1").click()  # 投诉
+        wait.until(lambda d: count.text == "1")
+        shot(driver, "console-marketing-builder")
+        driver.find_element(By.ID, "segment-name").send_keys("沉睡投诉")
+        driver.find_element(By.ID, "save-segment").click()
+        row = wait.until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#segments tr[data-segment]"))
+        )
+        assert "沉睡投诉" in row.text and "生命周期: 沉睡会员, 流失会员 且 标签: 投诉" in row.text
+        assert row.find_element(By.CSS_SELECTOR, "td.num").text == "1"
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        shot(driver, "console-marketing-segments")
+        driver.find_element(By.ID, "tab-lists").click()
+        runs = wait.until(ec.presence_of_element_located((By.ID, "runs")))
+        assert "生日祝福" in runs.text and "上周新会员回访" in runs.text
+        shot(driver, "console-marketing-lists")
+        driver.find_element(By.PARTIAL_LINK_TEXT, "沉睡会员唤醒").click()
+        view = wait.until(ec.presence_of_element_located((By.ID, "list-rows")))
+        assert "会员E" in view.text
+        driver.execute_script("document.getElementById('list-view').scrollIntoView()")
+        shot(driver, "console-marketing-list")
