@@ -21,14 +21,14 @@ from hq.access.roles import Principal
 from hq.marketing import audience, lists, segments, settings
 from hq.marketing.audience import LISTS, Builder
 from hq.models import Store, utcnow
-from hq.reports.export import CSV_MIME, XLSX_MIME, content_disposition, to_csv, to_xlsx
+from hq.reports.export import content_disposition, encode
 
 bp = Blueprint("marketing_api", __name__, url_prefix="/api/marketing")
 EXPORT_FORMATS = ("xlsx", "csv")
 PAGE_MAX = 1000
 
 
-def _db() -> pw.Database:
+def db() -> pw.Database:
     return current_app.extensions["hq_db"]
 
 
@@ -96,19 +96,17 @@ def restrict(b: Builder, stores: list[str] | None) -> Builder:
 
 
 def list_builder(kind: str, start: dt.date, stores: list[str] | None) -> Builder:
-    return restrict(lists.builder(_db(), kind, start, None, today()), stores)
+    return restrict(lists.builder(db(), kind, start, None, today()), stores)
 
 
 def spec_builder(spec: Any, stores: list[str] | None) -> Builder:
-    b = audience.compile_spec(_db(), spec, settings.current(_db()), today())
+    b = audience.compile_spec(db(), spec, settings.current(db()), today())
     return restrict(b, stores)
 
 
 def _rows(b: Builder, **kw: Any) -> list[dict[str, Any]]:
     after, limit = page_args()
-    return [
-        r.to_dict() for r in lists.rows_for(_db(), b, current(), after=after, limit=limit, **kw)
-    ]
+    return [r.to_dict() for r in lists.rows_for(db(), b, current(), after=after, limit=limit, **kw)]
 
 
 # ---- lists ------------------------------------------------------------------------------
@@ -133,10 +131,10 @@ def list_route() -> Any:
     )
 
 
-def _run_dict(run: Any, stores: list[str] | None) -> dict[str, Any]:
+def run_dict(run: Any, stores: list[str] | None) -> dict[str, Any]:
     count = run.members
     if stores is not None:
-        count = audience.count(lists.run_builder(_db(), run, stores))
+        count = audience.count(lists.run_builder(db(), run, stores))
     return {
         "id": run.id,
         "kind": run.kind,
@@ -160,7 +158,7 @@ def runs_route() -> Any:
     return jsonify(
         {
             "month": month.strftime("%Y-%m"),
-            "runs": [_run_dict(r, stores) for r in lists.runs_for(month)],
+            "runs": [run_dict(r, stores) for r in lists.runs_for(month)],
         }
     )
 
@@ -170,9 +168,9 @@ def runs_route() -> Any:
 def run_route(run_id: int) -> Any:
     run = lists.get_run(run_id)
     stores = stores_arg(current())
-    b = lists.run_builder(_db(), run, stores)
+    b = lists.run_builder(db(), run, stores)
     return jsonify(
-        {**_run_dict(run, stores), "rows": _rows(b, kind=run.kind, start=run.start, with_day=True)}
+        {**run_dict(run, stores), "rows": _rows(b, kind=run.kind, start=run.start, with_day=True)}
     )
 
 
@@ -188,8 +186,8 @@ def produce_route() -> Any:
         )
     start = audience.list_bounds(kind, body)
     me = current()
-    run, made = lists.produce(_db(), kind, start, utcnow(), me.actor, today())
-    return jsonify({"made": made, "run": _run_dict(run, None)}), 201 if made else 200
+    run, made = lists.produce(db(), kind, start, utcnow(), me.actor, today())
+    return jsonify({"made": made, "run": run_dict(run, None)}), 201 if made else 200
 
 
 # ---- segments ---------------------------------------------------------------------------
@@ -230,7 +228,7 @@ def segments_route() -> Any:
 @bp.post("/segments")
 @requires("marketing.manage")
 def create_segment() -> Any:
-    seg = segments.save(_db(), _body(), current().actor, utcnow(), today())
+    seg = segments.save(db(), _body(), current().actor, utcnow(), today())
     return jsonify({"segment": segments.as_dict(seg)}), 201
 
 
@@ -245,7 +243,7 @@ def segment_route(segment_id: int) -> Any:
 @bp.put("/segments/<int:segment_id>")
 @requires("marketing.manage")
 def update_segment(segment_id: int) -> Any:
-    seg = segments.save(_db(), _body(), current().actor, utcnow(), today(), segment_id)
+    seg = segments.save(db(), _body(), current().actor, utcnow(), today(), segment_id)
     return jsonify({"segment": segments.as_dict(seg)})
 
 
@@ -263,7 +261,7 @@ def delete_segment(segment_id: int) -> Any:
 @bp.get("/settings")
 @requires("marketing.read")
 def settings_route() -> Any:
-    values = settings.current(_db())
+    values = settings.current(db())
     return jsonify(
         {
             "settings": [
@@ -284,11 +282,11 @@ def settings_route() -> Any:
 @bp.put("/settings")
 @requires("marketing.manage")
 def update_settings() -> Any:
-    db = _db()
+    database = db()
     me = current()
-    with db.atomic():
-        values = settings.update(db, _body(), me.actor, utcnow())
-        audit.record(db, me.actor, "marketing.settings", "thresholds", **values)
+    with database.atomic():
+        values = settings.update(database, _body(), me.actor, utcnow())
+        audit.record(database, me.actor, "marketing.settings", "thresholds", **values)
     return jsonify({"settings": values})
 
 
@@ -306,7 +304,7 @@ def export() -> Any:
             f"导出格式须为 xlsx 或 csv (format must be xlsx or csv), got {fmt[:10]!r}",
             field="format",
         )
-    db = _db()
+    database = db()
     me = current()
     stores = stores_arg(me)
     kw: dict[str, Any] = {}
@@ -315,7 +313,7 @@ def export() -> Any:
             run = lists.get_run(int(request.args["run"]))
         except ValueError:
             raise ValidationError("run 须为整数 (run must be an integer)", field="run") from None
-        b = lists.run_builder(db, run, stores)
+        b = lists.run_builder(database, run, stores)
         kind, title, target = run.kind, lists.describe(run.kind, run.start), f"run:{run.id}"
         kw = {"kind": run.kind, "start": run.start, "with_day": True}
     elif request.args.get("segment"):
@@ -332,15 +330,15 @@ def export() -> Any:
         b = list_builder(kind, start, stores)
         title, target = lists.describe(kind, start), f"list:{kind}:{start}"
         kw = {"kind": kind, "start": start}
-    rows = lists.all_rows(db, b, me, **kw)
+    rows = lists.all_rows(database, b, me, **kw)
     now = utcnow()
     scope = "全连锁" if stores is None else ",".join(stores)
     table = lists.table(
         title, rows, kind, [("范围", scope), ("导出人", me.display_name or me.actor)]
     )
-    with db.atomic():
+    with database.atomic():
         audit.record(
-            db,
+            database,
             me.actor,
             "marketing.export",
             target,
@@ -349,10 +347,7 @@ def export() -> Any:
             rows=len(rows),
             scope=scope,
         )
-    if fmt == "xlsx":
-        body, mime = to_xlsx(table, generated_at=now), XLSX_MIME
-    else:
-        body, mime = to_csv(table), CSV_MIME
+    body, mime = encode(table, fmt, generated_at=now)
     filename = f"{title.split(' (')[0].replace(' ', '_')}.{fmt}"
     resp = Response(body, mimetype=mime)
     resp.headers["Content-Disposition"] = content_disposition(filename)

@@ -299,49 +299,13 @@ COLUMNS = {
     "maintainer": Column("maintainer", "维护人"),
     "day": Column("day", "回访日"),
 }
-LIST_COLUMNS = {
-    "new_members": (
-        "member_id",
-        "name",
-        "phone",
-        "store",
-        "reg_day",
-        "first_day",
-        "maintainer",
-        "tier",
-    ),
-    "birthdays": (
-        "member_id",
-        "name",
-        "phone",
-        "store",
-        "birthday",
-        "calendar",
-        "maintainer",
-        "tier",
-    ),
-    "dormant": ("member_id", "name", "phone", "store", "last_day", "reg_day", "maintainer", "tier"),
-    "weekly_new": (
-        "member_id",
-        "name",
-        "phone",
-        "store",
-        "reg_day",
-        "first_day",
-        "day",
-        "maintainer",
-    ),
-    None: (
-        "member_id",
-        "name",
-        "phone",
-        "store",
-        "reg_day",
-        "last_day",
-        "tier",
-        "card_type",
-        "maintainer",
-    ),
+_WHO = ("member_id", "name", "phone", "store")
+LIST_COLUMNS: dict[str | None, tuple[str, ...]] = {
+    "new_members": (*_WHO, "reg_day", "first_day", "maintainer", "tier"),
+    "birthdays": (*_WHO, "birthday", "calendar", "maintainer", "tier"),
+    "dormant": (*_WHO, "last_day", "reg_day", "maintainer", "tier"),
+    "weekly_new": (*_WHO, "reg_day", "first_day", "day", "maintainer"),
+    None: (*_WHO, "reg_day", "last_day", "tier", "card_type", "maintainer"),
 }
 
 

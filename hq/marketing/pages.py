@@ -31,22 +31,22 @@ def lists_page() -> Any:
     """本月名单 (the stored runs of the month), and a list of any period per store."""
     me = current()
     month_text = request.args.get("month") or api.today().strftime("%Y-%m")
-    problem = None
+    problem, status = None, 200
     view: dict[str, Any] | None = None
     runs: list[dict[str, Any]] = []
     try:
         stores = api.stores_arg(me)
         month = audience.list_bounds("new_members", {"month": month_text})
-        runs = [api._run_dict(r, stores) for r in lists.runs_for(month)]
+        runs = [api.run_dict(r, stores) for r in lists.runs_for(month)]
         if request.args.get("run"):
             run = lists.get_run(int(request.args["run"]))
-            b = lists.run_builder(api._db(), run, stores)
+            b = lists.run_builder(api.db(), run, stores)
             view = {
                 "title": lists.describe(run.kind, run.start) + " · 已生成名单",
                 "count": audience.count(b),
                 "kind": run.kind,
                 "rows": lists.rows_for(
-                    api._db(), b, me, kind=run.kind, start=run.start, limit=SHOWN, with_day=True
+                    api.db(), b, me, kind=run.kind, start=run.start, limit=SHOWN, with_day=True
                 ),
                 "export": {"run": run.id},
             }
@@ -57,19 +57,21 @@ def lists_page() -> Any:
                 "title": lists.describe(kind, start),
                 "count": audience.count(b),
                 "kind": kind,
-                "rows": lists.rows_for(api._db(), b, me, kind=kind, start=start, limit=SHOWN),
+                "rows": lists.rows_for(api.db(), b, me, kind=kind, start=start, limit=SHOWN),
                 "export": {
                     "kind": kind,
                     "month": request.args.get("month") or "",
                     "week": request.args.get("week") or "",
                 },
             }
-    except (HuiyuanError, ValueError) as exc:
-        problem = getattr(exc, "message", None) or "参数无效 (bad parameter)"
+    except HuiyuanError as exc:
+        problem, status = exc.message, exc.http_status
+    except ValueError:
+        problem, status = "参数无效 (bad parameter)", 400
     store = request.args.get("store") or ""
     return render(
         "marketing_lists.html",
-        status=400 if problem else 200,
+        status=status,
         problem=problem,
         month=month_text,
         runs=runs,
