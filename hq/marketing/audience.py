@@ -291,8 +291,11 @@ def _list_part(b: Builder, cond: dict[str, Any], settings: dict[str, int]) -> No
         cut = add_months(start, -DORMANT_MONTHS)
         b.where.append(
             Part(
-                "r.first_day < ? AND r.member_id NOT IN (SELECT member_id FROM report_member_spend"
-                " WHERE kind = 'month' AND start >= ? AND start < ? AND tickets > 0)",
+                # NOT EXISTS, an anti-join: PostgreSQL hashes a NOT IN only when it fits
+                # in work_mem, and otherwise scans the subquery once per member
+                "r.first_day < ? AND NOT EXISTS (SELECT 1 FROM report_member_spend s"
+                " WHERE s.member_id = r.member_id AND s.kind = 'month' AND s.start >= ?"
+                " AND s.start < ? AND s.tickets > 0)",
                 [cut, cut, start],
             )
         )
