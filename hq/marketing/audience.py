@@ -64,6 +64,7 @@ KINDS = {
     "category": "购买品类",
 }
 MAX_VALUES = 200
+WORK_MEM = "64MB"  # PostgreSQL, per audience query (SET LOCAL)
 MAX_CONDITIONS = 20
 _PLAIN = re.compile(r"^[^%_\\\"]{1,64}$")  # a value safe inside a LIKE pattern
 
@@ -93,6 +94,7 @@ class Builder:
         self.ctes: list[Part] = []
         self.joins: list[Part] = []
         self.where: list[Part] = [Part("m.status = 'active'")]
+        self.windows: dict[tuple[dt.date, dt.date], str] = {}
         self.n = 0
 
     def name(self, prefix: str) -> str:
@@ -133,9 +135,11 @@ class Builder:
         """Run ``part`` (inside a transaction). On PostgreSQL without nested loops: the
         planner cannot estimate how many members pass a HAVING or a window condition
         (it guesses a handful), and a nested loop over 1,000,000 members on that guess
-        takes hours where hash joins take seconds (docs/benchmarks.md)."""
+        takes hours where hash joins take seconds (docs/benchmarks.md). And with room to
+        sort and hash a million members in memory (``work_mem``, for this transaction)."""
         if self.pg:
             self.db.execute_sql("SET LOCAL enable_nestloop = off")
+            self.db.execute_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
         return self.db.execute_sql(*self.dialect(part))
 
     def dialect(self, part: Part) -> tuple[str, list[Any]]:
@@ -157,9 +161,12 @@ def _window(months: int, as_of: dt.date) -> tuple[dt.date, dt.date]:
 
 
 def _window_cte(b: Builder, months: int, as_of: dt.date) -> str:
-    """A CTE of each buyer's tickets (f), net fen (v) and last day in the window."""
+    """A CTE of each buyer's tickets (f), net fen (v) and last day in the window (one per
+    window: the quadrants and RFM of one window share it)."""
     first, end = _window(months, as_of)
-    name = b.name("w")
+    if (first, end) in b.windows:
+        return b.windows[(first, end)]
+    name = b.windows[(first, end)] = b.name("w")
     b.ctes.append(
         Part(
             f"{name} AS (SELECT member_id, SUM(tickets) AS f, SUM(amount) AS v,"
@@ -304,15 +311,19 @@ def _list_part(b: Builder, cond: dict[str, Any], settings: dict[str, int]) -> No
 def _lifecycle(b: Builder, cond: dict[str, Any], as_of: dt.date, settings: dict[str, int]) -> None:
     values = _values(cond, LIFECYCLE)
     name = b.name("lc")
-    b.joins.append(
-        Part(
-            f"LEFT JOIN (SELECT member_id, MAX(last_day) AS last_day FROM report_member_spend"
-            f" WHERE kind = 'year' GROUP BY member_id) {name} ON {name}.member_id = m.id"
-        )
-    )
     new_from = as_of - dt.timedelta(days=settings["new_days"] - 1)
     dormant_from = as_of - dt.timedelta(days=settings["dormant_days"] - 1)
     lost_from = as_of - dt.timedelta(days=settings["lost_days"] - 1)
+    # the last purchase since the lost cut's month is all it takes: a member whose last
+    # purchase is older has a registration older still, and is lost either way
+    b.joins.append(
+        Part(
+            f"LEFT JOIN (SELECT member_id, MAX(last_day) AS last_day FROM report_member_spend"
+            f" WHERE kind = 'month' AND start >= ? AND tickets > 0 GROUP BY member_id) {name}"
+            f" ON {name}.member_id = m.id",
+            [lost_from.replace(day=1)],
+        )
+    )
     last = f"COALESCE({name}.last_day, r.reg_day)"
     stage = Part(
         f"CASE WHEN r.reg_day >= ? THEN 'new' WHEN {last} >= ? THEN 'established'"
