@@ -18,8 +18,8 @@ from hq.config import HqConfig
 from hq.marketing import api as marketing_api
 from hq.marketing import audience, lists, segments, settings
 from hq.models import AuditEntry, ListRun, ListRunMember
-from tests.hq import marketing_data as md
 from tests.browser import chromium, live_server, shot
+from tests.hq import marketing_data as md
 from tests.hq.signin import PASSWORD, bearer_client, make_user, session_client
 
 
