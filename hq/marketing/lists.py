@@ -19,6 +19,7 @@ same list, month and scope returns the first one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +168,30 @@ def run_builder(db: pw.Database, run: ListRun, stores: list[str] | None) -> Buil
     if stores is not None:
         b.where.append(b.one_of("m.registered_store", stores))
     return b
+
+
+def run_member_ids(run: ListRun, after: str = "", limit: int = 5000) -> list[str]:
+    """A campaign's page of a stored run: member ids ascending after ``after``, read
+    straight from the run's primary key (an index range, whatever the run's size)."""
+    M = ListRunMember
+    query = (
+        M.select(M.member_id)
+        .where((M.run == run.id) & (M.member_id > after))
+        .order_by(M.member_id)
+        .limit(limit)
+    )
+    return [mid for (mid,) in query.tuples()]
+
+
+def iter_run_member_ids(run: ListRun, page: int = 5000) -> Iterator[str]:
+    """Every member id of a stored run, page by page (keyset)."""
+    after = ""
+    while True:
+        ids = run_member_ids(run, after, page)
+        yield from ids
+        if len(ids) < page:
+            return
+        after = ids[-1]
 
 
 # ---- the rows a screen or an export shows ------------------------------------------------

@@ -110,6 +110,10 @@ def test_the_scheduler_makes_each_list_once(hq_db, hq_db_url, chain):
     # the stored list stays as it was: a new registration does not join it
     b = lists.run_builder(hq_db, runs["dormant"], None)
     assert md.names(audience.member_ids(b)) == ["E", "J", "K"]
+    # a campaign pages through it by the run's key
+    walked = list(lists.iter_run_member_ids(runs["dormant"], page=2))
+    assert md.names(walked) == ["E", "J", "K"] and walked == sorted(walked)
+    assert lists.run_member_ids(runs["dormant"], walked[0], 1) == [walked[1]]
 
 
 # ---- segments ---------------------------------------------------------------------------
@@ -377,3 +381,30 @@ def test_segment_builder_in_a_browser(app, hq_db):
         assert "会员E" in view.text
         driver.execute_script("document.getElementById('list-view').scrollIntoView()")
         shot(driver, "console-marketing-list")
+
+
+@pytest.mark.parametrize(
+    ("first", "end", "rows"),
+    [
+        ("2026-01-01", "2027-01-01", {"year": ["2026-01-01"]}),
+        ("2026-09-01", "2027-01-01", {"month": ["2026-09-01"], "quarter": ["2026-10-01"]}),
+        (
+            "2025-12-01",
+            "2026-12-01",
+            {
+                "month": ["2025-12-01", "2026-10-01", "2026-11-01"],
+                "quarter": ["2026-01-01", "2026-04-01", "2026-07-01"],
+            },
+        ),
+    ],
+)
+def test_a_window_is_covered_by_the_fewest_summary_rows(first, end, rows):
+    part = audience.period_rows(dt.date.fromisoformat(first), dt.date.fromisoformat(end))
+    got: dict[str, list[str]] = {}
+    params = iter(part.params)
+    for kind in ("year", "quarter", "month"):
+        marker = f"kind = '{kind}' AND start IN ("
+        if marker in part.text:
+            n = part.text.split(marker)[1].split(")")[0].count("?")
+            got[kind] = [next(params).isoformat() for _ in range(n)]
+    assert got == rows
