@@ -240,6 +240,16 @@ def segment_route(segment_id: int) -> Any:
     return jsonify({"segment": segments.as_dict(seg, audience.count(b)), "rows": _rows(b)})
 
 
+@bp.post("/segments/<int:segment_id>/snapshot")
+@requires("marketing.manage")
+def snapshot_route(segment_id: int) -> Any:
+    """Store the segment's members as of today: a stable audience for a campaign (one
+    per segment and day)."""
+    seg = segments.get(segment_id)
+    run, made = lists.snapshot_segment(db(), seg, utcnow(), current().actor, today())
+    return jsonify({"made": made, "run": run_dict(run, None)}), 201 if made else 200
+
+
 @bp.put("/segments/<int:segment_id>")
 @requires("marketing.manage")
 def update_segment(segment_id: int) -> Any:

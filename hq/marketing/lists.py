@@ -54,7 +54,9 @@ def list_spec(kind: str, start: dt.date, store: str | None = None) -> dict[str, 
 
 
 def describe(kind: str, start: dt.date) -> str:
-    """The list's title: 2026-12 新会员激活 (2026-11 注册)."""
+    """The list's title: 2026-12 新会员激活 (2026-11 注册的会员)."""
+    if kind == "segment":
+        return f"{start} 分群快照"
     if kind == "new_members":
         return f"{start:%Y-%m} {LISTS[kind]} ({add_months(start, -1):%Y-%m} 注册的会员)"
     if kind == "birthdays":
@@ -97,31 +99,48 @@ def produce(
     returned as it is). Returns the run and whether this call made it."""
     if kind not in LISTS:
         raise ValidationError(f"未知的名单: {kind} (unknown list)", field="kind")
-    found = ListRun.get_or_none(
-        (ListRun.kind == kind) & (ListRun.start == start) & (ListRun.scope == "")
-    )
+    b = builder(db, kind, start, None, today)
+    day = _day_expr(b, kind, settings.current(db)["weekly_call_days"])
+    return _store(db, b, kind, start, "", day, now, by)
+
+
+def snapshot_segment(
+    db: pw.Database, segment: Any, now: dt.datetime, by: str, today: dt.date
+) -> tuple[ListRun, bool]:
+    """Store a saved segment's members as of ``today`` (a campaign's stable audience;
+    one per segment and day: a second call that day returns the first)."""
+    b = audience.compile_spec(db, {"conditions": segment.conditions}, settings.current(db), today)
+    return _store(db, b, "segment", today, f"segment:{segment.id}", "NULL", now, by)
+
+
+def _store(
+    db: pw.Database,
+    b: Builder,
+    kind: str,
+    start: dt.date,
+    scope: str,
+    day: str,
+    now: dt.datetime,
+    by: str,
+) -> tuple[ListRun, bool]:
+    """The run of ``kind``, ``start`` and ``scope``: found, or made with its members
+    (one INSERT ... SELECT)."""
+    which = (ListRun.kind == kind) & (ListRun.start == start) & (ListRun.scope == scope)
+    found = ListRun.get_or_none(which)
     if found is not None:
         return found, False
-    b = builder(db, kind, start, None, today)
-    call_days = settings.current(db)["weekly_call_days"]
     try:
         with db.atomic():
-            run = ListRun.create(kind=kind, start=start, scope="", made_at=now, made_by=by)
+            run = ListRun.create(kind=kind, start=start, scope=scope, made_at=now, made_by=by)
             # the run id as a literal integer: the CTEs' parameters come first in the text
-            select = b.sql(f"{int(run.id)}, m.id, {_day_expr(b, kind, call_days)}")
-            b.execute(
-                Part(
-                    f"INSERT INTO list_run_member (run, member_id, day) {select.text}",
-                    select.params,
-                )
-            )
+            select = b.sql(f"{int(run.id)}, m.id, {day}")
+            insert = f"INSERT INTO list_run_member (run, member_id, day) {select.text}"
+            b.execute(Part(insert, select.params))
             run.members = ListRunMember.select().where(ListRunMember.run == run.id).count()
             run.save()
     except pw.IntegrityError:
         # another node made it at the same moment: theirs stands
-        return ListRun.get(
-            (ListRun.kind == kind) & (ListRun.start == start) & (ListRun.scope == "")
-        ), False
+        return ListRun.get(which), False
     return run, True
 
 

@@ -256,6 +256,12 @@ def test_saved_segments_with_a_live_count(app, hq_db):
         "/api/marketing/audience?limit=2", json={"conditions": conditions}
     ).get_json()
     assert md.names(page["member_ids"]) == ["E", "G"] and page["next_after"] == md.MEMBER_ID["G"]
+    # a snapshot: the segment's members stored as of today, once a day, paged by its key
+    snap = client.post(f"/api/marketing/segments/{seg['id']}/snapshot")
+    assert snap.status_code == 201 and snap.get_json()["run"]["members"] == 1
+    assert client.post(f"/api/marketing/segments/{seg['id']}/snapshot").status_code == 200
+    run = lists.get_run(snap.get_json()["run"]["id"])
+    assert md.names(list(lists.iter_run_member_ids(run))) == ["E"]
     assert client.delete(f"/api/marketing/segments/{seg['id']}").status_code == 200
     assert client.get(f"/api/marketing/segments/{seg['id']}").status_code == 404
 
