@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -529,15 +529,21 @@ def member_ids(b: Builder, after: str = "", limit: int = 1000) -> list[str]:
     return [r[0] for r in rows]
 
 
-def iter_member_ids(b: Builder, page: int = 5000) -> Iterator[str]:
-    """Every member id of the audience, page by page (each page one query)."""
+def keyset(fetch: Callable[[str, int], list[str]], page: int = 5000) -> Iterator[str]:
+    """Every id ``fetch(after, limit)`` gives, page by page: ids ascending, each page
+    after the last id of the one before."""
     after = ""
     while True:
-        ids = member_ids(b, after, page)
+        ids = fetch(after, page)
         yield from ids
         if len(ids) < page:
             return
         after = ids[-1]
+
+
+def iter_member_ids(b: Builder, page: int = 5000) -> Iterator[str]:
+    """Every member id of the audience, page by page (each page one query)."""
+    return keyset(lambda after, limit: member_ids(b, after, limit), page)
 
 
 __all__ = [

@@ -204,13 +204,7 @@ def run_member_ids(run: ListRun, after: str = "", limit: int = 5000) -> list[str
 
 def iter_run_member_ids(run: ListRun, page: int = 5000) -> Iterator[str]:
     """Every member id of a stored run, page by page (keyset)."""
-    after = ""
-    while True:
-        ids = run_member_ids(run, after, page)
-        yield from ids
-        if len(ids) < page:
-            return
-        after = ids[-1]
+    return audience.keyset(lambda after, limit: run_member_ids(run, after, limit), page)
 
 
 # ---- the rows a screen or an export shows ------------------------------------------------
