@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, redirect, request, url_for
 
-from core.errors import HuiyuanError
+from core.errors import HuiyuanError, ValidationError
+from hq import audit
 from hq.access.guard import current, requires
 from hq.console import render
-from hq.marketing import api, audience, lists, segments
+from hq.marketing import api, audience, lists, segments, settings
 from hq.marketing.audience import LIFECYCLE, LISTS, QUADRANTS
-from hq.models import Member, Store
+from hq.models import Member, Store, utcnow
 
 bp = Blueprint("marketing", __name__)
 SHOWN = 100
@@ -86,8 +87,9 @@ def lists_page() -> Any:
 
 @bp.get("/marketing/segments")
 @requires("marketing.read")
-def segments_page() -> Any:
-    """分群: the builder (marketing.js asks the live count), and the saved segments."""
+def segments_page(problem: str | None = None, status: int = 200, notice: str | None = None) -> Any:
+    """分群: the builder (marketing.js asks the live count), the saved segments, the
+    chain's thresholds."""
     me = current()
     stores = api.stores_arg(me)
     saved = []
@@ -105,8 +107,15 @@ def segments_page() -> Any:
             .tuples()
         ][:50]
 
+    values = settings.current(api.db())
+    if notice is None and request.args.get("saved") == "settings":
+        notice = "阈值已保存"
     return render(
         "marketing_segments.html",
+        status=status,
+        problem=problem,
+        notice=notice,
+        thresholds=[(s, values[s.name]) for s in settings.SETTINGS],
         saved=saved,
         lifecycle=LIFECYCLE,
         quadrants=QUADRANTS,
@@ -116,3 +125,27 @@ def segments_page() -> Any:
         tags=list(audience.AT_RISK_TAGS),
         can_manage=me.can("marketing.manage"),
     )
+
+
+@bp.post("/marketing/settings")
+@requires("marketing.manage")
+def settings_form() -> Any:
+    """The thresholds form: every field an integer in its range, audited."""
+    changes: dict[str, object] = {}
+    try:
+        for s in settings.SETTINGS:
+            text = (request.form.get(s.name) or "").strip()
+            if text:
+                if not text.isdigit() or len(text) > 5:
+                    raise ValidationError(
+                        f"{s.zh} 须为整数 ({s.name} must be an integer)", field=s.name
+                    )
+                changes[s.name] = int(text)
+        database = api.db()
+        me = current()
+        with database.atomic():
+            values = settings.update(database, changes, me.actor, utcnow())
+            audit.record(database, me.actor, "marketing.settings", "thresholds", **values)
+    except HuiyuanError as exc:
+        return segments_page(problem=exc.message, status=exc.http_status)
+    return redirect(url_for("marketing.segments_page", saved="settings"))

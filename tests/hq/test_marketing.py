@@ -414,3 +414,27 @@ def test_a_window_is_covered_by_the_fewest_summary_rows(first, end, rows):
             n = part.text.split(marker)[1].split(")")[0].count("?")
             got[kind] = [next(params).isoformat() for _ in range(n)]
     assert got == rows
+
+
+def test_thresholds_by_api_and_console_audited(app, hq_db):
+    client = session_client(app, hq_db, "membership")
+    names = [s["name"] for s in client.get("/api/marketing/settings").get_json()["settings"]]
+    assert names == ["new_days", "dormant_days", "lost_days", "window_months", "weekly_call_days"]
+    bad = client.put("/api/marketing/settings", json={"dormant_days": "x"})
+    assert bad.status_code == 400 and "须为整数" in bad.get_json()["message"]
+    assert client.put("/api/marketing/settings", json={"new_days": 31}).status_code == 200
+    assert (
+        client.post(
+            "/api/marketing/count", json={"conditions": [{"kind": "lifecycle", "values": ["new"]}]}
+        ).get_json()["count"]
+        == 3
+    )
+    form = client.post("/marketing/settings", data={"lost_days": "200"})
+    assert form.status_code == 302
+    assert settings.current(hq_db)["lost_days"] == 200
+    refused = client.post("/marketing/settings", data={"lost_days": "30"})
+    assert refused.status_code == 400 and "流失天数须大于沉睡天数" in refused.get_data(as_text=True)
+    assert AuditEntry.select().where(AuditEntry.action == "marketing.settings").count() == 2
+    store = session_client(app, hq_db, "store", "S1")
+    assert store.put("/api/marketing/settings", json={"new_days": 5}).status_code == 403
+    assert "disabled" in store.get("/marketing/segments").get_data(as_text=True)
