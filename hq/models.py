@@ -1316,4 +1316,59 @@ class FollowUpOutcome(BaseModel):
 
 MODELS += [FollowUpRule, FollowUp, FollowUpOutcome]
 # -- marketing lists and segments
+# hq/marketing/: the lists the scheduler stores on their day (a stable campaign audience),
+# the chain's thresholds, saved segments
+
+
+class MarketingSetting(BaseModel):
+    """One of the chain's marketing thresholds (hq/marketing/settings.py ``DEFAULTS``);
+    a missing row means the default."""
+
+    name = pw.CharField(primary_key=True, max_length=48)
+    value = pw.IntegerField()
+    updated_by = pw.CharField(max_length=64)
+    updated_at = pw.DateTimeField()
+
+
+class ListRun(BaseModel):
+    """A list as produced on its day (hq/marketing/lists.py): ``kind`` (new_members |
+    birthdays | dormant | weekly_new), ``start`` the month or week it is for, ``scope``
+    "" (chain-wide) or a store code; one run per kind, start and scope."""
+
+    id = pw.AutoField()
+    kind = pw.CharField(max_length=16)
+    start = pw.DateField()
+    scope = pw.CharField(max_length=32, default="")
+    members = pw.IntegerField(default=0)
+    made_at = pw.DateTimeField()
+    made_by = pw.CharField(max_length=64)  # "scheduler" or the HQ user
+
+    class Meta:
+        indexes = ((("kind", "start", "scope"), True),)
+
+
+class ListRunMember(BaseModel):
+    """A member of a stored list, with the list's date for them (the birthday, the call
+    day of the weekly list, the last purchase day of the dormant list)."""
+
+    run = pw.IntegerField()
+    member_id = pw.CharField(max_length=36)
+    day = pw.DateField(null=True)
+
+    class Meta:
+        primary_key = pw.CompositeKey("run", "member_id")
+
+
+class Segment(BaseModel):
+    """A saved segment: an AND of conditions (hq/marketing/segments.py) as JSON."""
+
+    id = pw.AutoField()
+    name = pw.CharField(max_length=64, unique=True)
+    conditions = JSONText()
+    created_by = pw.CharField(max_length=64)
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+
+
+MODELS += [MarketingSetting, ListRun, ListRunMember, Segment]
 # ---- end of issue 13 and 14's tables

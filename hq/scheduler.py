@@ -42,6 +42,7 @@ from core.errors import HuiyuanError
 from core.systemd import LoopPulse, service_ready
 from hq.config import HqConfig
 from hq.followups import tasks as followup_tasks  # -- follow-ups (issue 14)
+from hq.marketing import lists as marketing_lists  # -- marketing: the monthly lists
 from hq.models import (
     JobRun,
     SchedulerState,
@@ -156,6 +157,7 @@ JOBS: list[Job] = [
     # -- follow-ups (issue 14: tasks from the chain's rules, overdue marking)
     Job("followups", dt.timedelta(hours=6), followup_tasks.make_tasks_job),
     # -- marketing (issue 14: the monthly and weekly lists on their day)
+    Job("marketing-lists", dt.timedelta(hours=1), marketing_lists.lists_job),
     # -- reports (the distinct-member KPIs of months, quarters, years: hq/reports/rollup.py)
     Job("reports-rollup", dt.timedelta(minutes=30), reports_rollup.rollup_job),
 ]

@@ -34,6 +34,8 @@ PERMISSIONS: dict[str, str] = {
     "enrol.create": "生成门店开通码",
     "followups.read": "查看回访任务",
     "followups.manage": "记录回访结果",
+    "marketing.read": "查看营销名单和分群 (导出记审计)",
+    "marketing.manage": "保存分群、生成名单、修改营销阈值",
 }
 
 _READ = {"stores.read", "members.read", "sales.read", "exceptions.read", "reports.read"}
@@ -47,6 +49,7 @@ _STORE_MANAGER = _READ | {
     "rules.read",
     "followups.read",
     "followups.manage",
+    "marketing.read",
 }
 
 

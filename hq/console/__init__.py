@@ -68,6 +68,7 @@ NAV: list[NavItem] = [
     # -- follow-ups (回访): key 0
     NavItem("followups_console.followups_page", "回访", "followups.read", "0"),
     # -- marketing (lists, segments): key L
+    NavItem("marketing.lists_page", "营销", "marketing.read", "L", ("/marketing",)),
     # -- shifts and day close (门店交班/日结 reports): none, a section of the store's page
     # ---- end of the console's pages
 ]
@@ -212,6 +213,11 @@ def register(app: Flask) -> None:
 
     app.register_blueprint(followups_console.bp)
     # -- marketing
+    from hq.marketing import api as marketing_api
+    from hq.marketing import pages as marketing_pages
+
+    app.register_blueprint(marketing_api.bp)
+    app.register_blueprint(marketing_pages.bp)
     # -- shifts and day close
     from hq.console import shifts
 

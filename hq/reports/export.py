@@ -199,6 +199,22 @@ def to_xlsx(table: Table, generated_at: dt.datetime | None = None) -> bytes:
     return out.getvalue()
 
 
+def encode(table: Table, fmt: str, generated_at: dt.datetime | None = None) -> tuple[bytes, str]:
+    """The table as a download: (.xlsx or CSV bytes, its MIME type)."""
+    if fmt == "xlsx":
+        return to_xlsx(table, generated_at=generated_at), XLSX_MIME
+    return to_csv(table), CSV_MIME
+
+
+def content_disposition(filename: str) -> str:
+    """The Content-Disposition of a download: HTTP headers are Latin-1, so an ASCII name
+    for old clients and the real one (Chinese) in RFC 5987 form for every browser."""
+    from urllib.parse import quote
+
+    plain = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename)}"
+
+
 def _width(text: str) -> int:
     """Columns wide enough for Chinese: a CJK character takes two."""
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
