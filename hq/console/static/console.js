@@ -20,7 +20,9 @@
 
   document.addEventListener("keydown", function (ev) {
     if (!ev.altKey || ev.ctrlKey || ev.metaKey) { return; }
-    var link = document.querySelector('.side a[data-key="' + ev.key + '"]');
+    // a letter key arrives as typed ("l" for Alt+L): the sidebar names it in capitals
+    var key = ev.key.length === 1 ? ev.key.toUpperCase() : ev.key;
+    var link = document.querySelector('.side a[data-key="' + key + '"]');
     if (link) { ev.preventDefault(); link.click(); }
   });
 
