@@ -45,12 +45,13 @@ def text_of(driver, element_id: str) -> str:
     return by_id(driver, element_id).text
 
 
-def wait_text(driver, element_id: str, expected: str) -> str:
+def wait_text(driver, element_id: str, expected: str, timeout: float = WAIT_S) -> str:
     """Wait until the element's text contains ``expected``; returns the text."""
     wait(
         driver,
         lambda d: expected in d.find_element("id", element_id).text,
         f"{element_id} shows {expected!r}",
+        timeout,
     )
     return text_of(driver, element_id)
 

@@ -153,7 +153,10 @@ function comboOf(ev) {
 function renderKeys() {
   const bar = $('keys');
   if (!bar) return;
-  bar.replaceChildren(...keys.map(k => h('button', {
+  // F1..F12 in order, then the Alt keys (modules load in any order)
+  const rank = k => (/^F\d+$/.test(k.combo) ? Number(k.combo.slice(1)) : 100);
+  const shown = [...keys].sort((a, b) => rank(a) - rank(b) || a.combo.localeCompare(b.combo));
+  bar.replaceChildren(...shown.map(k => h('button', {
     type: 'button', class: 'key', dataset: { key: k.combo }, title: `${k.label} (${k.combo})`,
     onclick: () => { if (state.staff && k.when()) k.run(); },
   }, h('kbd', {}, k.combo), ' ', k.label)));
@@ -191,7 +194,12 @@ export function closeDialog(id) {
 }
 
 document.addEventListener('close', ev => {
-  if (ev.target.tagName === 'DIALOG' && !openDialog()) focusScan();
+  if (ev.target.tagName !== 'DIALOG' || openDialog()) return;
+  // a field the cashier is typing in keeps the keys (a receipt beside the basket closes
+  // on the first key of a card number typed into the member box)
+  const a = document.activeElement;
+  if (a && a.matches('input, textarea, select') && !a.closest('dialog')) return;
+  focusScan();
 }, true);
 
 export function focusScan() { const s = $('scan'); if (s && !$('till').hidden) s.focus(); }
