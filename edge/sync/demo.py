@@ -444,6 +444,11 @@ def start_chain_demo(
         "  staff 1001/1234 cashier, 9001/9999 manager at both stores; 张三 (card C0001, "
         "password 123456) registered at S001 shows up at S002 once synced."
     )
+    print(
+        "  the till: sign in, Alt+S opens the shift with a float, scan 6901234567001..015 or"
+        " type a name or pinyin (nfsq), F2 finds a member (C0001, zs), empty Enter pays cash;"
+        " F1 lists every key (park F5/F6, return F7, reprint F8, top-up F4, close Alt+S)."
+    )
     return demo
 
 
