@@ -108,7 +108,7 @@ class TillSection:
         default=1_000_000,
         metadata={
             "doc": "fen one cashier tops up in a store day without a manager (¥10,000);"
-            " past it each top-up needs one (there are no shifts yet)"
+            " past it each top-up needs one (across their shifts)"
         },
     )
     topup_max: int = field(

@@ -591,7 +591,7 @@ def topup_preview(till: Till, staff: Any, amount: int) -> dict[str, Any]:
     tiers = sorted(rules.topup_bonuses, key=lambda t: t.threshold)
     above = next((t for t in tiers if t.threshold > amount and t.bonus > split.bonus), None)
     day = till.now().date().isoformat()
-    action = sales._topup_needs_manager(till, staff, amount, day)
+    action = sales.topup_needs_manager(till, staff, amount, day)
     return {
         "amount": amount,
         "principal": split.principal,

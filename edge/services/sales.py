@@ -1294,7 +1294,7 @@ def top_up(
     manager: Any = None,
 ) -> dict[str, Any]:
     """Stored value top-up paid in cash; the bonus (充500送100) is kept apart from principal.
-    At most ``till.topup_max``; past a cashier's limits (``_topup_needs_manager``) a
+    At most ``till.topup_max``; past a cashier's limits (``topup_needs_manager``) a
     manager approves with ``manager: {code, pin}``."""
     if topup_id:
         done = TopUp.get_or_none(TopUp.id == topup_id)
@@ -1314,13 +1314,13 @@ def top_up(
     topup_id = topup_id or uuid7()
     now = till.now()
     at, day = now.isoformat(timespec="milliseconds"), now.date().isoformat()
-    action = _topup_needs_manager(till, staff, amount, day)
+    action = topup_needs_manager(till, staff, amount, day)
     approver = require_manager(till, staff, manager, action) if action else None
     with till.db.atomic():
         done = TopUp.get_or_none(TopUp.id == topup_id)
         if done is not None:
             return _replayed_topup(till, done, member_ref, amount)
-        action = None if approver else _topup_needs_manager(till, staff, amount, day)
+        action = None if approver else topup_needs_manager(till, staff, amount, day)
         if action:  # another top-up by this cashier committed meanwhile
             raise Forbidden(f"{action}需要店长授权 (manager PIN required)", field="manager")
         # the sync agent may have merged the member since the swipe: credit the survivor
@@ -1372,10 +1372,10 @@ _TOPPED_UP_TODAY_SQL = (
 )
 
 
-def _topup_needs_manager(till: Till, staff: SignedIn, amount: int, day: str) -> str | None:
+def topup_needs_manager(till: Till, staff: SignedIn, amount: int, day: str) -> str | None:
     """What makes a cashier's top-up need a manager, or None: one top-up past
-    ``till.cashier_topup_limit``, or what they topped up on the store's ``day`` (there
-    are no shifts yet) going past ``till.cashier_topup_day_limit``. A manager needs none."""
+    ``till.cashier_topup_limit``, or what they topped up on the store's ``day`` (across
+    their shifts) going past ``till.cashier_topup_day_limit``. A manager needs none."""
     if staff.is_manager:
         return None
     cfg = till.config.till

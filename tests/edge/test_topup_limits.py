@@ -1,6 +1,6 @@
 """Issue 9 defect 10: a cashier may not top up any amount. Past
 ``till.cashier_topup_limit`` for one top-up, or ``till.cashier_topup_day_limit`` for
-what one cashier has topped up on the store's day (there are no shifts yet), a manager
+what one cashier has topped up on the store's day (across their shifts), a manager
 approves (``manager: {code, pin}``, as for discounts); past ``till.topup_max`` nobody
 may, in one top-up."""
 
