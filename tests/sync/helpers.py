@@ -310,3 +310,42 @@ class HqProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self._log.close()
+
+
+def issue_ten_off_coupon(hq_url: str, broker: Mosquitto, member_id: str, ref: str) -> str:
+    """HQ adds the template 满100减10 (TEN100) and issues one to the member with its CLI, as
+    a head office does beside the running worker; returns the coupon's code once the store
+    holds it. The CLI binds HQ's models to its own connection: they are bound back."""
+    from click.testing import CliRunner
+
+    from edge.models import SyncCoupon
+    from edge.sync.apply import down_cursor
+    from hq.changes import latest_change_seq
+    from hq.cli import main as hq_cli
+    from hq.models import Member as HqMember
+
+    db = HqMember._meta.database
+    cli = ["--database-url", hq_url, *broker.cli_args("hq")]
+    runner = CliRunner()
+    # the CLI writes beside the worker: let the store catch up first (on SQLite a page
+    # request meeting the CLI's write can wait out the lock, as in the policy e2e test)
+    caught_up = lambda: down_cursor() == latest_change_seq()  # noqa: E731
+    wait_until(caught_up, 20, "the store caught up")
+    added = runner.invoke(hq_cli, [*cli, "coupon-template", "add", "--id", "TEN100", "--name",
+                                   "满100减10", "--kind", "amount", "--amount", "1000",
+                                   "--min-spend", "10000", "--valid-days", "30",
+                                   "--by", "hq-li"])  # fmt: skip
+    assert added.exit_code == 0, added.output
+    hq_bind(db, create=False)
+    wait_until(caught_up, 20, "the template at the store")
+    issued = runner.invoke(hq_cli, [*cli, "issue-coupons", "TEN100", "--member", member_id,
+                                    "--by", "hq-li", "--ref", ref])  # fmt: skip
+    assert issued.exit_code == 0, issued.output
+    hq_bind(db, create=False)
+    [code] = [ln for ln in issued.stdout.splitlines() if ln]
+    wait_until(
+        lambda: (row := SyncCoupon.get_or_none(SyncCoupon.code == code)) and row.status == "issued",
+        20,
+        "the coupon at the store",
+    )
+    return code

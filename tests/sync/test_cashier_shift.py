@@ -18,24 +18,19 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
 from edge.api import create_app
 from edge.devices.config import DevicesConfig
 from edge.devices.manager import DeviceManager
-from edge.models import SyncCoupon
-from edge.sync.apply import down_cursor
 from edge.sync.authorizer import MqttAuthorizer
-from hq.changes import latest_change_seq
-from hq.cli import main as hq_cli
-from hq.models import DeadLetter, StoreDayClose, StoreShift, bind
+from hq.models import DeadLetter, StoreDayClose, StoreShift
 from hq.models import Sale as HqSale
 from tests.browser import chromium, live_server, shot
 from tests.edge.till_screen import by_id, scan, sign_in, type_into, wait, wait_text
 from tests.sync.conftest import new_code, start_worker
-from tests.sync.helpers import StoreBox, wait_until
+from tests.sync.helpers import StoreBox, issue_ten_off_coupon, wait_until
 
 WATER, MILK, OIL, TISSUE, APPLES, RICE = (f"69012345670{n:02d}" for n in (1, 2, 3, 4, 9, 10))
 ZHANG = "13800000001"  # 张三, card C0001, member password 123456
@@ -107,27 +102,6 @@ def dismiss_receipt(driver) -> None:
         wait(driver, lambda d: not d.find_element("id", "receipt-dialog").is_displayed(), "gone")
 
 
-def issue_coupon_at_hq(hq_url: str, broker, member_id: str) -> str:
-    """HQ adds 满100减10 and issues one to the member with its CLI; the store receives it."""
-    cli = ["--database-url", hq_url, *broker.cli_args("hq")]
-    runner = CliRunner()
-    caught_up = lambda: down_cursor() == latest_change_seq()  # noqa: E731
-    wait_until(caught_up, 20, "the store caught up")
-    added = runner.invoke(hq_cli, [*cli, "coupon-template", "add", "--id", "TEN100", "--name",
-                                   "满100减10", "--kind", "amount", "--amount", "1000",
-                                   "--min-spend", "10000", "--valid-days", "30",
-                                   "--by", "hq-li"])  # fmt: skip
-    assert added.exit_code == 0, added.output
-    bind(HqSale._meta.database, create=False)  # the CLI bound HQ's models to its own
-    issued = runner.invoke(hq_cli, [*cli, "issue-coupons", "TEN100", "--member", member_id,
-                                    "--by", "hq-li", "--ref", "shift"])  # fmt: skip
-    assert issued.exit_code == 0, issued.output
-    bind(HqSale._meta.database, create=False)
-    [code] = [ln for ln in issued.stdout.splitlines() if ln]
-    wait_until(lambda: SyncCoupon.get_or_none(SyncCoupon.code == code), 20, "the coupon")
-    return code
-
-
 def test_a_whole_shift_on_the_screen(tmp_path, own_mosquitto, pg_url, devices, stores):
     # HQ on PostgreSQL, as a chain runs it (its CLI issues the coupon beside the worker)
     worker = start_worker(pg_url, own_mosquitto)
@@ -143,7 +117,7 @@ def test_a_whole_shift_on_the_screen(tmp_path, own_mosquitto, pg_url, devices, s
         wait_until(lambda: box.pending() == 0, 30, "the store's demo data at HQ")
         wait_until(lambda: authorizer.hq_online, 10, "HQ's state seen by the authorizer")
         with box.bound():
-            coupon = issue_coupon_at_hq(pg_url, own_mosquitto, zhang)
+            coupon = issue_ten_off_coupon(pg_url, own_mosquitto, zhang, "shift")
             app = create_app(box.till, devices)
             with live_server(app) as base, chromium(1366, 768) as driver:
                 driver.get(base + "/")

@@ -12,12 +12,10 @@ from click.testing import CliRunner
 from edge.models import SyncCoupon
 from edge.services import coupons as coupon_svc
 from edge.services import sales
-from edge.sync.apply import down_cursor
-from hq.changes import latest_change_seq
 from hq.cli import main as hq_cli
 from hq.models import Authorization, Coupon, bind
 from hq.models import Member as HqMember
-from tests.sync.helpers import wait_until
+from tests.sync.helpers import issue_ten_off_coupon, wait_until
 from tests.sync.test_authorization import chain  # noqa: F401  (the fixture)
 
 MANAGER = {"code": "9001", "pin": "9999"}
@@ -33,23 +31,7 @@ def test_issue_redeem_online_and_return_through_the_broker(chain, hq_db_url):  #
     db = HqMember._meta.database
     cli = ["--database-url", hq_db_url, *chain["mosquitto"].cli_args("hq")]
     runner = CliRunner()
-    # the CLI writes beside the worker: let the store catch up first (on SQLite a page
-    # request meeting the CLI's write can wait out the lock, as in the policy e2e test)
-    caught_up = lambda: down_cursor() == latest_change_seq()  # noqa: E731
-    wait_until(caught_up, 20, "the store caught up")
-    added = runner.invoke(hq_cli, [*cli, "coupon-template", "add", "--id", "TEN100", "--name",
-                                   "满100减10", "--kind", "amount", "--amount", "1000",
-                                   "--min-spend", "10000", "--valid-days", "30",
-                                   "--by", "hq-li"])  # fmt: skip
-    assert added.exit_code == 0, added.output
-    bind(db, create=False)
-    wait_until(caught_up, 20, "the template at the store")
-    issued = runner.invoke(hq_cli, [*cli, "issue-coupons", "TEN100", "--member", zhang,
-                                    "--by", "hq-li", "--ref", "e2e"])  # fmt: skip
-    assert issued.exit_code == 0, issued.output
-    bind(db, create=False)  # the CLI bound HQ's models to its own connection
-    [code] = [ln for ln in issued.stdout.splitlines() if ln]
-    wait_until(lambda: coupon_at_store(code) == "issued", 20, "the coupon at the store")
+    code = issue_ten_off_coupon(hq_db_url, chain["mosquitto"], zhang, "e2e")
     listed = coupon_svc.member_coupons(till, zhang)
     assert [c["code"] for c in listed] == [code] and listed[0]["gives"] == "满100元减10.00元"
 
