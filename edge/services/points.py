@@ -28,6 +28,7 @@ from edge.services.sales import (
     check_offline_policy,
 )
 from edge.services.staff import SignedIn, verify_counted
+from edge.services.member_link import self_service_url  # -- memberpage
 
 _ALL_LOTS_SQL = (
     'SELECT "lot_id", "earned_on", "expires_on", "remaining" FROM "points_lot" '
@@ -319,7 +320,7 @@ def slip(
             "points_earned": 0,
             "points_balance": balance,
             "stored_value_balance": member.sv_principal + member.sv_bonus,
-            "self_service_url": till.config.till.self_service_url.format(member_id=member.id),
+            "self_service_url": self_service_url(till, member.id),  # -- memberpage
         },
         "footer": footer,
         "reprint": False,
