@@ -118,7 +118,7 @@ def _recent_sales(member_id: str) -> list[dict[str, Any]]:
                 "at": str(sale.occurred_at)[:16].replace("T", " "),
                 "store": names.get(sale.store) or sale.store,
                 "total": sale.total,
-                "items": sum(int(line.get("qty", 0)) for line in lines if isinstance(line, dict)),
+                "item_count": sum(int(line.get("qty", 0)) for line in lines if isinstance(line, dict)),
             }
         )
     return out

@@ -25,6 +25,9 @@ from hq.services import staff_merge
 PHONE_A, PHONE_B = "13800000001", "13900000002"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 CODE = re.compile(r"验证码是 (\d{6})")
+# the page fits the phone's width: nothing scrolls sideways
+FITS = "return document.documentElement.scrollWidth <= window.innerWidth"
+WIDTHS = "return [document.documentElement.scrollWidth, window.innerWidth, window.outerWidth]"
 
 
 def _member(db, phone: str, name: str, registered_at: str) -> str:
@@ -189,7 +192,7 @@ def test_binding_the_phone_shows_the_whole_page_and_only_that_members(
     resp = _bind(client, token, code)
     assert resp.status_code == 303
     page = client.get(f"/m/{token}").get_data(as_text=True)
-    assert "¥55.00" in page and "最近消费" in page and "¥140.30" in page and "会员示范店" in page
+    assert "¥55.00" in page and "最近消费" in page and "¥140.30" in page and "会员示范店 · 3 件" in page
     assert "138****0001" in page and "张*" in page
     # the cookie binds A: B's link in the same browser shows B, unbound, never A's data
     page_b = client.get(f"/m/{_token(app, b)}").get_data(as_text=True)
@@ -283,3 +286,67 @@ def test_a_bad_phone_is_a_chinese_400(app, members):
     resp = _ask_code(app.test_client(), _token(app, a), "12345")
     assert resp.status_code == 400
     assert "手机号" in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("hq_db_url", ["sqlite"], indirect=True)  # one browser run is enough
+def test_the_page_in_a_phone_browser_binds_and_refuses(app, members, gateway):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.browser import chromium, live_server, shot
+
+    a, _b = members
+    token = _token(app, a)
+    with live_server(app) as base, chromium(390, 844) as driver:
+        # headless chromium keeps a window at least 500 px wide: emulate the phone's viewport
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+        )
+        driver.get(f"{base}/m/{token}")
+        assert driver.execute_script("return window.innerWidth") <= 390
+        assert driver.find_element(By.ID, "points-value").text == "1234"
+        assert driver.execute_script(FITS), driver.execute_script(WIDTHS)
+        shot(driver, "member-page-unbound")
+        driver.find_element(By.ID, "phone").send_keys(PHONE_A)
+        driver.find_element(By.ID, "send-code").click()
+        WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "code"))
+        assert "验证码已发送" in driver.find_element(By.ID, "notice").text
+        code = CODE.search(gateway.sent[0]["text"]).group(1)
+        driver.find_element(By.ID, "code").send_keys("000000" if code != "000000" else "111111")
+        driver.find_element(By.ID, "bind-submit").click()
+        error = WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "error"))
+        assert error.text.startswith("验证码不正确")
+        shot(driver, "member-page-wrong-code")
+        driver.find_element(By.ID, "code").send_keys(code)
+        driver.find_element(By.ID, "bind-submit").click()
+        WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.ID, "purchases"))
+        assert "¥55.00" in driver.find_element(By.ID, "stored-value").text
+        assert driver.execute_script(FITS), driver.execute_script(WIDTHS)
+        shot(driver, "member-page-bound")
+        driver.get(f"{base}/m/{token[:-2]}AA")
+        assert "此链接无效或已过期" in driver.find_element(By.ID, "refused").text
+        shot(driver, "member-page-refused")
+        # the wrong code (400) and the edited link (403) are answered as such on purpose;
+        # anything else (a CSP violation, a missing asset) is a defect
+        logs = driver.get_log("browser")
+        assert not [e for e in logs if e["level"] == "SEVERE" and e["source"] != "network"], logs
+        assert not [e for e in logs if "member.css" in e["message"]], logs
+
+
+def test_tier_progress_names_the_next_rung():
+    from core.rules import Rules, TierRules, TierStep
+    from hq.portal.view import _tier
+
+    rules = Rules(tiers=TierRules(ladder=(TierStep("银卡", 0), TierStep("金卡", 1000))))
+    member = Member(tier="银卡", growth=250)
+    assert _tier(rules, member) == {
+        "name": "银卡",
+        "growth": 250,
+        "next": "金卡",
+        "next_threshold": 1000,
+        "to_next": 750,
+        "progress_pct": 25,
+    }
+    top = _tier(rules, Member(tier="金卡", growth=1500))
+    assert top["next"] == "" and top["progress_pct"] == 100
