@@ -26,7 +26,7 @@ from core.receipt import mask_phone
 
 
 class FakeSmsGateway:
-    def __init__(self, token: str = "fake-token", port: int = 0) -> None:
+    def __init__(self, token: str = "fake-token", port: int = 0) -> None:  # noqa: S107 - a fake
         self.token = token
         self.sent: list[dict[str, Any]] = []
         self._faults: list[tuple[str | int, float]] = []

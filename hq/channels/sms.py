@@ -14,9 +14,9 @@ No phone number reaches a log or an exception message: they name it masked
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
-import http.client
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,11 +76,15 @@ class HttpSmsGateway:
             "Idempotency-Key": idempotency_key,
         }
         try:
-            connection.request("POST", (url.path or "/") + (f"?{url.query}" if url.query else ""), body, headers)
+            connection.request(
+                "POST", (url.path or "/") + (f"?{url.query}" if url.query else ""), body, headers
+            )
             resp = connection.getresponse()
             status, raw = resp.status, resp.read()
         except TimeoutError:
-            log.warning("sms to %s timed out after %ss (key %s)", masked, self.timeout, idempotency_key)
+            log.warning(
+                "sms to %s timed out after %ss (key %s)", masked, self.timeout, idempotency_key
+            )
             raise SmsSendFailed("timeout", f"no answer in {self.timeout}s") from None
         except OSError as exc:
             log.warning("sms to %s: gateway unreachable (key %s)", masked, idempotency_key)

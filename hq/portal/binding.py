@@ -90,7 +90,10 @@ def request_code(
         raise TooManyCodes(
             f"验证码已发送, 请{RESEND_SECONDS}秒后再获取 (one code per {RESEND_SECONDS} s)"
         )
-    if mine.count() >= PER_HOUR or recent.where(MemberPageCode.phone_hash == phone_hash).count() >= PER_HOUR:
+    if (
+        mine.count() >= PER_HOUR
+        or recent.where(MemberPageCode.phone_hash == phone_hash).count() >= PER_HOUR
+    ):
         raise TooManyCodes(f"获取验证码过于频繁, 请一小时后再试 (at most {PER_HOUR} codes an hour)")
     matches = bool(member.phone) and hmac.compare_digest(
         keys.phone_hash(normalise_phone(member.phone)), phone_hash
@@ -135,9 +138,13 @@ def check_code(
         .first()
     )
     if row is None:
-        raise ValidationError("验证码已过期, 请重新获取 (no live code: ask for a new one)", field="code")
-    if len(code) == 6 and code.isdigit() and hmac.compare_digest(
-        row.code_hash, _code_hash(keys, member.id, code)
+        raise ValidationError(
+            "验证码已过期, 请重新获取 (no live code: ask for a new one)", field="code"
+        )
+    if (
+        len(code) == 6
+        and code.isdigit()
+        and hmac.compare_digest(row.code_hash, _code_hash(keys, member.id, code))
     ):
         MemberPageCode.update(used=True).where(MemberPageCode.id == row.id).execute()
         return

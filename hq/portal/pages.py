@@ -158,7 +158,9 @@ def bind_route(token: str) -> Any:
         return checked
     now = utcnow()
     try:
-        binding.check_code(current_app.extensions["hq_db"], _keys(), checked, request.form.get("code", ""), now)
+        binding.check_code(
+            current_app.extensions["hq_db"], _keys(), checked, request.form.get("code", ""), now
+        )
     except HuiyuanError as exc:
         return _page(token, checked, exc.http_status, error=exc.message, code_sent=True)
     resp = redirect(f"/m/{token}", code=303)

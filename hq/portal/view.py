@@ -55,7 +55,11 @@ def _tier(rules: Rules, member: Member) -> dict[str, Any]:
 def _coupons(member_id: str, today: dt.date) -> list[dict[str, Any]]:
     rows = (
         Coupon.select(Coupon, CouponTemplate.name)
-        .join(CouponTemplate, on=(Coupon.template_id == CouponTemplate.id), join_type=pw.JOIN.LEFT_OUTER)
+        .join(
+            CouponTemplate,
+            on=(Coupon.template_id == CouponTemplate.id),
+            join_type=pw.JOIN.LEFT_OUTER,
+        )
         .where(
             (Coupon.member_id == member_id)
             & (Coupon.status == "issued")
@@ -82,7 +86,9 @@ def _birthday(member: Member, today: dt.date) -> dict[str, Any] | None:
     if not member.birthday:
         return None
     try:
-        birthday = Birthday.parse(member.birthday, member.birthday_calendar, member.birthday_leap_month)
+        birthday = Birthday.parse(
+            member.birthday, member.birthday_calendar, member.birthday_leap_month
+        )
         next_on = birthday.next_on_or_after(today)
     except HuiyuanError:
         return None
@@ -118,7 +124,9 @@ def _recent_sales(member_id: str) -> list[dict[str, Any]]:
                 "at": str(sale.occurred_at)[:16].replace("T", " "),
                 "store": names.get(sale.store) or sale.store,
                 "total": sale.total,
-                "item_count": sum(int(line.get("qty", 0)) for line in lines if isinstance(line, dict)),
+                "item_count": sum(
+                    int(line.get("qty", 0)) for line in lines if isinstance(line, dict)
+                ),
             }
         )
     return out

@@ -14,13 +14,12 @@ import pytest
 from core.ids import uuid7
 from core.member_link import sign_link
 from hq.api import create_app
-from hq.changes import ChangeSet, flush_changes
 from hq.channels.fake_gateway import FakeSmsGateway
 from hq.config import HqConfig
-from hq.members import register_member
 from hq.models import Coupon, Member, MemberPageCode, Sale, Store, utcnow
 from hq.portal import binding
 from hq.services import staff_merge
+from tests.hq.test_access import _member  # one way to register a member at HQ in tests
 
 PHONE_A, PHONE_B = "13800000001", "13900000002"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -28,28 +27,6 @@ CODE = re.compile(r"验证码是 (\d{6})")
 # the page fits the phone's width: nothing scrolls sideways
 FITS = "return document.documentElement.scrollWidth <= window.innerWidth"
 WIDTHS = "return [document.documentElement.scrollWidth, window.innerWidth, window.outerWidth]"
-
-
-def _member(db, phone: str, name: str, registered_at: str) -> str:
-    member_id = uuid7()
-    changes = ChangeSet()
-    with db.atomic():
-        register_member(
-            db,
-            {
-                "member_id": member_id,
-                "name": name,
-                "phone": phone,
-                "birthday": "1990-05-17",
-                "registered_at": registered_at,
-            },
-            "S001",
-            1,
-            utcnow(),
-            changes,
-        )
-        flush_changes(db, changes, utcnow())
-    return member_id
 
 
 @pytest.fixture
@@ -77,8 +54,8 @@ def app(hq_db, hq_db_url, tmp_path, gateway):
 
 @pytest.fixture
 def members(hq_db):
-    a = _member(hq_db, PHONE_A, "张三", "2026-11-01T10:00:00+08:00")
-    b = _member(hq_db, PHONE_B, "李四", "2026-11-02T10:00:00+08:00")
+    a = _member(hq_db, "S001", PHONE_A, "张三")
+    b = _member(hq_db, "S001", PHONE_B, "李四")
     Store.get_or_create(code="S001", defaults={"name": "会员示范店", "created_at": utcnow()})
     Member.update(points=1234, sv_principal=5000, sv_bonus=500, growth=40).where(
         Member.id == a
@@ -192,7 +169,12 @@ def test_binding_the_phone_shows_the_whole_page_and_only_that_members(
     resp = _bind(client, token, code)
     assert resp.status_code == 303
     page = client.get(f"/m/{token}").get_data(as_text=True)
-    assert "¥55.00" in page and "最近消费" in page and "¥140.30" in page and "会员示范店 · 3 件" in page
+    assert (
+        "¥55.00" in page
+        and "最近消费" in page
+        and "¥140.30" in page
+        and "会员示范店 · 3 件" in page
+    )
     assert "138****0001" in page and "张*" in page
     # the cookie binds A: B's link in the same browser shows B, unbound, never A's data
     page_b = client.get(f"/m/{_token(app, b)}").get_data(as_text=True)
@@ -247,7 +229,7 @@ def test_codes_are_rate_limited_per_member_and_per_phone_and_expire(app, hq_db, 
     assert resp.status_code == 429 and "一小时后再试" in resp.get_data(as_text=True)
     assert len(gateway.sent) == binding.PER_HOUR
     # per phone: another member's page asking for this phone counts the same hour
-    other = _member(hq_db, "13700000003", "王五", "2026-11-03T10:00:00+08:00")
+    other = _member(hq_db, "S001", "13700000003", "王五")
     resp = _ask_code(client, _token(app, other), PHONE_A)
     assert resp.status_code == 429
     # an expired code is refused
