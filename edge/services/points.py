@@ -21,6 +21,7 @@ from core.receipt import mask_name
 from edge.models import Gift, GiftRedemption, Member
 from edge.services import members as member_svc
 from edge.services.context import SpendRequest, Till
+from edge.services.member_link import self_service_url  # -- memberpage
 from edge.services.outbox import enqueue
 from edge.services.sales import (
     _LOT_TAKE_SQL,
@@ -28,7 +29,6 @@ from edge.services.sales import (
     check_offline_policy,
 )
 from edge.services.staff import SignedIn, verify_counted
-from edge.services.member_link import self_service_url  # -- memberpage
 
 _ALL_LOTS_SQL = (
     'SELECT "lot_id", "earned_on", "expires_on", "remaining" FROM "points_lot" '

@@ -27,8 +27,8 @@ from core.tenders import TENDER_KINDS
 from edge.models import Card, Member, Sale, SaleLine
 from edge.services import members as member_svc
 from edge.services.context import Till
-from edge.services.staff import SignedIn
 from edge.services.member_link import self_service_url  # -- memberpage
+from edge.services.staff import SignedIn
 
 _FIRST_CARD_SQL = 'SELECT "card_no" FROM "card" WHERE "member_id" = ? ORDER BY "issued_at" LIMIT 1'
 
