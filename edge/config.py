@@ -129,8 +129,11 @@ class TillSection:
         },
     )
     self_service_url: str = field(
-        default="https://m.example.cn/member/{member_id}",
-        metadata={"doc": "QR code target on receipts"},
+        default="https://m.example.cn/m/{token}",
+        metadata={
+            "doc": "QR code target on receipts: HQ's member page, {token} the member's "
+            "signed link (docs/member-page.md)"
+        },
     )
 
 

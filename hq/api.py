@@ -263,6 +263,11 @@ def create_app(config: HqConfig | None = None, db: pw.Database | None = None) ->
     hq_metrics.init_app(app, database, config.metrics_token_file)
     app.register_blueprint(enrol_bp)  # authenticated by its one-time code (hq/enrol.py)
     console.register(app)
+    # -- memberpage: the member's own page, public by necessity (hq/portal/pages.py)
+    from hq.portal import pages as portal_pages
+
+    portal_pages.init_app(app)
+    # -- end memberpage
     app.register_error_handler(HuiyuanError, _error)
     app.register_error_handler(HTTPException, _http_error)
 

@@ -4,7 +4,8 @@ Every field has a default that runs a single shop on this machine; the CLI and
 environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_CERT``,
 ``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``,
 ``HY_HQ_METRICS_TOKEN_FILE``, ``HY_HQ_CA_DIR``,
-``HY_HQ_STORE_BROKER_URL``, ``HY_HQ_TIMEZONE``, ``HY_HQ_CONSOLE_SECURE_COOKIE``) override them. Validated once at start.
+``HY_HQ_STORE_BROKER_URL``, ``HY_HQ_TIMEZONE``, ``HY_HQ_CONSOLE_SECURE_COOKIE``,
+``HY_HQ_SMS_GATEWAY_URL``, ``HY_HQ_SMS_CREDENTIALS_FILE``) override them. Validated once at start.
 
 Secrets come from files in ``$CREDENTIALS_DIRECTORY``, which systemd's ``LoadCredential=``
 fills (systemd/huiyuan-hq-*.service; the table is in docs/operations.md): the database
@@ -28,6 +29,7 @@ from core.errors import ConfigError
 
 # systemd credential names (LoadCredential=NAME:/etc/huiyuan/credentials/FILE)
 CREDENTIAL_DATABASE_URL = "database-url"
+CREDENTIAL_SMS_GATEWAY = "sms-gateway"  # -- memberpage
 MQTT_CREDENTIALS = {"ca": "mqtt-ca.pem", "cert": "mqtt-cert.pem", "key": "mqtt-key.pem"}
 
 
@@ -160,6 +162,37 @@ class HqConfig:
         },
     )
 
+    # -- memberpage: the SMS gateway (hq/channels/sms.py, docs/operations.md)
+    sms_gateway_url: str = field(
+        default="",
+        metadata={
+            "doc": "the SMS gateway's send URL (env HY_HQ_SMS_GATEWAY_URL); empty: no SMS, "
+            "the member page cannot send verification codes"
+        },
+    )
+    sms_credentials_file: str = field(
+        default="",
+        metadata={
+            "doc": "file holding the gateway's bearer credential (env "
+            "HY_HQ_SMS_CREDENTIALS_FILE); empty: systemd's sms-gateway credential"
+        },
+    )
+    sms_timeout: float = field(
+        default=5.0, metadata={"doc": "seconds to wait for the SMS gateway's answer"}
+    )
+
+    def sms_credentials_path(self) -> str:
+        path = self.sms_credentials_file or credential_path(CREDENTIAL_SMS_GATEWAY)
+        if not path:
+            raise ConfigError(
+                "sms_credentials_file is required with sms_gateway_url "
+                "(HY_HQ_SMS_CREDENTIALS_FILE, or the credential sms-gateway)",
+                field="sms_credentials_file",
+            )
+        return path
+
+    # -- end memberpage
+
     def zone(self) -> ZoneInfo:
         try:
             return ZoneInfo(self.timezone)
@@ -183,6 +216,15 @@ class HqConfig:
                 field="database_url",
             )
         self.mqtt.validate()
+        # -- memberpage
+        if self.sms_gateway_url:
+            if urlparse(self.sms_gateway_url).scheme not in ("http", "https"):
+                raise ConfigError(
+                    "sms_gateway_url must start with http:// or https://",
+                    field="sms_gateway_url",
+                )
+            self.sms_credentials_path()
+        # -- end memberpage
         return self
 
     @classmethod
@@ -216,6 +258,10 @@ class HqConfig:
             store_broker_url=env.get("HY_HQ_STORE_BROKER_URL", ""),
             timezone=env.get("HY_HQ_TIMEZONE", cls.timezone),
             console_secure_cookie=env.get("HY_HQ_CONSOLE_SECURE_COOKIE", "1") != "0",
+            # -- memberpage
+            sms_gateway_url=env.get("HY_HQ_SMS_GATEWAY_URL", ""),
+            sms_credentials_file=env.get("HY_HQ_SMS_CREDENTIALS_FILE", ""),
+            # -- end memberpage
         )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")

@@ -1372,3 +1372,25 @@ class Segment(BaseModel):
 
 MODELS += [MarketingSetting, ListRun, ListRunMember, Segment]
 # ---- end of issue 13 and 14's tables
+
+# -- memberpage (the member's own page, hq/portal/): verification codes for binding a phone
+
+
+class MemberPageCode(BaseModel):
+    """A verification code sent to bind a phone on the member's page (hq/portal/binding.py).
+    The code is kept only as an HMAC under a key derived from the chain lookup key; the
+    phone only as its lookup hash. ``locked_until``: set on the fifth wrong try."""
+
+    id = pw.AutoField()
+    member_id = pw.CharField(max_length=36, index=True)
+    phone_hash = pw.CharField(max_length=64, index=True)
+    code_hash = pw.CharField(max_length=64)
+    created_at = pw.DateTimeField(index=True)
+    expires_at = pw.DateTimeField()
+    tries = pw.IntegerField(default=0)
+    used = pw.BooleanField(default=False)
+    locked_until = pw.DateTimeField(null=True)
+
+
+MODELS += [MemberPageCode]
+# -- end memberpage

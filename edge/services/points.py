@@ -21,6 +21,7 @@ from core.receipt import mask_name
 from edge.models import Gift, GiftRedemption, Member
 from edge.services import members as member_svc
 from edge.services.context import SpendRequest, Till
+from edge.services.member_link import self_service_url  # -- memberpage
 from edge.services.outbox import enqueue
 from edge.services.sales import (
     _LOT_TAKE_SQL,
@@ -319,7 +320,7 @@ def slip(
             "points_earned": 0,
             "points_balance": balance,
             "stored_value_balance": member.sv_principal + member.sv_bonus,
-            "self_service_url": till.config.till.self_service_url.format(member_id=member.id),
+            "self_service_url": self_service_url(till, member.id),  # -- memberpage
         },
         "footer": footer,
         "reprint": False,

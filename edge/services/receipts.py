@@ -27,6 +27,7 @@ from core.tenders import TENDER_KINDS
 from edge.models import Card, Member, Sale, SaleLine
 from edge.services import members as member_svc
 from edge.services.context import Till
+from edge.services.member_link import self_service_url  # -- memberpage
 from edge.services.staff import SignedIn
 
 _FIRST_CARD_SQL = 'SELECT "card_no" FROM "card" WHERE "member_id" = ? ORDER BY "issued_at" LIMIT 1'
@@ -56,7 +57,7 @@ def _member_dict(
         "points_earned": earned,
         "points_balance": member_svc.points_balance(member.id, today) - member.points_debt,
         "stored_value_balance": member.sv_principal + member.sv_bonus,
-        "self_service_url": till.config.till.self_service_url.format(member_id=member.id),
+        "self_service_url": self_service_url(till, member.id),  # -- memberpage
     }
 
 

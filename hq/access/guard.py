@@ -33,6 +33,16 @@ PUBLIC_ENDPOINTS: dict[str, str] = {
     "console.static": "the console's CSS, scripts and fonts (no data)",
     "enrol.enrol_route": "its one-time enrolment code (hq/enrol.py)",
     "metrics.metrics": "the metrics bearer token (hq/metrics.py)",
+    # -- memberpage: the member has no console account, so these cannot ask for a session.
+    # Each route first verifies the signed, expiring link in its URL (core.member_link)
+    # and shows only the member it names; the bind forms carry their own CSRF token
+    # (hq/portal/pages.py); stored value, coupons and purchases need a bound phone.
+    "portal.member_page_route": "the signed, expiring member link in its URL (hq/portal/)",
+    "portal.member_page_json": "the signed, expiring member link in its URL (hq/portal/)",
+    "portal.request_code_route": "the signed member link and the page's CSRF token",
+    "portal.bind_route": "the signed member link, the page's CSRF token, the SMS code",
+    "portal.static": "the member page's CSS (no data)",
+    # -- end memberpage
 }
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
