@@ -710,6 +710,8 @@ class DayClose(BaseModel):
 
 
 MODELS += [Shift, DayClose]
+
+
 # -- follow-ups
 class FollowUp(BaseModel):
     """A follow-up call of this store as HQ made it (change entity ``followup``; only open

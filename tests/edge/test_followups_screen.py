@@ -85,8 +85,10 @@ def test_the_clerk_sees_todays_calls_and_records_an_outcome(demo_till):
         # one match is taken at once; several are listed to pick from
         wait(
             driver,
-            lambda d: d.find_elements("css selector", "#member-results button")
-            or "walkin" not in by_id(d, "member").get_attribute("class"),
+            lambda d: (
+                d.find_elements("css selector", "#member-results button")
+                or "walkin" not in by_id(d, "member").get_attribute("class")
+            ),
             "the member found",
         )
         for pick in driver.find_elements("css selector", "#member-results button")[:1]:
