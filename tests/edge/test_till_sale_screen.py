@@ -211,7 +211,9 @@ def test_split_tender_quick_cash_change_and_reset_after_paying(demo_till, client
         type_into(driver, "sv", "20", enter=False)
         type_into(driver, "pw", "123456", enter=False)
         wait_text(driver, "paid-line", "还差")
-        by_id(driver, "cash").click()
+        cash = by_id(driver, "cash")  # tapped, clear of the amount due kept on top
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", cash)
+        cash.click()
         quick = driver.find_elements("css selector", "#quick-cash button")
         assert quick and quick[0].text.startswith("Alt+1")
         ActionChains(driver).key_down(Keys.ALT).send_keys("3").key_up(Keys.ALT).perform()

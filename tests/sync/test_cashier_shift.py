@@ -72,6 +72,14 @@ def find_member(driver, q: str, name: str) -> None:
     member_shown(driver, name)
 
 
+def to_cash(driver) -> None:
+    """A tap on the cash field, as a cashier does (scrolled into the middle of the panel,
+    clear of the amount due that stays on top)."""
+    cash = by_id(driver, "cash")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", cash)
+    cash.click()
+
+
 def pay_due_in_cash(driver) -> str:
     """Enter on the empty scan box: the cash field holds the amount due; Enter pays it."""
     type_into(driver, "scan", "")
@@ -194,7 +202,7 @@ def run_the_shift(driver, box: StoreBox, broker, coupon: str) -> None:  # noqa: 
     wait(driver, lambda d: len(rows(d)) == 1, "milk ×2")
     type_into(driver, "sv", "20", enter=False)
     type_into(driver, "pw", "123456", enter=False)
-    by_id(driver, "cash").click()
+    to_cash(driver)
     press(driver, Keys.ALT, "3")  # a quick amount
     wait_text(driver, "paid-line", "找零")
     by_id(driver, "cash").send_keys(Keys.ENTER)
@@ -230,7 +238,7 @@ def run_the_shift(driver, box: StoreBox, broker, coupon: str) -> None:  # noqa: 
     find_member(driver, "C0001", "张三")
     scan(driver, APPLES, 1)
     type_into(driver, "pts", "1", enter=False)
-    by_id(driver, "cash").click()
+    to_cash(driver)
     press(driver, Keys.ALT, "2")
     by_id(driver, "cash").send_keys(Keys.ENTER)
     paid(driver, sales)
