@@ -225,24 +225,23 @@ def openapi():
 def sign_in():
     data = body()
     token, staff = staff_svc.sign_in(till(), data.get("staff_code"), data.get("pin"))
+    return jsonify(token=token, **_who(staff)), 201
+
+
+def _who(staff: staff_svc.SignedIn) -> dict[str, Any]:
+    """The signed-in staff and the store, as the screen's header shows them."""
     t = till()
-    return jsonify(
-        token=token,
-        staff={"code": staff.code, "name": staff.name, "role": staff.role},
-        store={"code": t.store, "name": t.config.store.name},
-    ), 201
+    return {
+        "staff": {"code": staff.code, "name": staff.name, "role": staff.role},
+        "store": {"code": t.store, "name": t.config.store.name},
+    }
 
 
 @session_bp.get("")
 def who():
     """Who is signed in with this token, and where: the screen asks after a reload (its
     token kept for the browser tab) instead of signing the cashier out."""
-    staff = signed_in()
-    t = till()
-    return jsonify(
-        staff={"code": staff.code, "name": staff.name, "role": staff.role},
-        store={"code": t.store, "name": t.config.store.name},
-    )
+    return jsonify(_who(signed_in()))
 
 
 @session_bp.delete("")
