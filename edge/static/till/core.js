@@ -175,6 +175,31 @@ document.addEventListener('keydown', ev => {
   if (k.when()) k.run();
 });
 
+// ---- lists to pick from ----------------------------------------------------------------
+// Buttons found for what was typed in ``input`` (products, members): ↓/→ and ↑/← move
+// (↑ from the first goes back to ``input``), 1-9 pick that one, Esc ``clear``s the list
+// and goes back to ``input``. One listener on the list, whatever buttons it holds.
+export function pickList(list, input, clear) {
+  list.addEventListener('keydown', ev => {
+    const buttons = [...list.querySelectorAll('button')];
+    const at = buttons.indexOf(document.activeElement);
+    if (ev.key === 'ArrowDown' || ev.key === 'ArrowRight') {
+      ev.preventDefault();
+      if (buttons.length) buttons[Math.min(at + 1, buttons.length - 1)].focus();
+    } else if (ev.key === 'ArrowUp' || ev.key === 'ArrowLeft') {
+      ev.preventDefault();
+      if (at <= 0) input.focus(); else buttons[at - 1].focus();
+    } else if (/^[1-9]$/.test(ev.key) && buttons[Number(ev.key) - 1]) {
+      ev.preventDefault();
+      buttons[Number(ev.key) - 1].click();
+    } else if (ev.key === 'Escape') {
+      ev.preventDefault();
+      clear();
+      input.focus();
+    }
+  });
+}
+
 // ---- dialogs --------------------------------------------------------------------------
 // Every task is a <dialog> (edge/templates/till/dialog_*.html): modal, Esc closes it, focus
 // goes back to the scan box when it closes.

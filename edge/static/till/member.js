@@ -4,7 +4,7 @@
 // register (F3), edit (Alt+E), top-up and annual card (F4), the member's password (Alt+P).
 // Every figure comes from the API (GET /members/{id}); the screen computes no money.
 import {
-  $, api, closeDialog, emit, focusScan, h, isManager, key, newId, on, say, showDialog,
+  $, api, closeDialog, emit, focusScan, h, isManager, key, newId, on, pickList, say, showDialog,
   showError, state, toFen, withManager, yuan, ApiError,
 } from './core.js';
 
@@ -158,22 +158,7 @@ $('member-q').addEventListener('keydown', ev => {
   }
 });
 
-$('member-results').addEventListener('keydown', ev => {
-  const buttons = [...$('member-results').querySelectorAll('button')];
-  const at = buttons.indexOf(document.activeElement);
-  if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
-    ev.preventDefault();
-    const next = at + (ev.key === 'ArrowDown' ? 1 : -1);
-    if (next < 0) $('member-q').focus(); else if (buttons[next]) buttons[next].focus();
-  } else if (/^[1-9]$/.test(ev.key) && buttons[Number(ev.key) - 1]) {
-    ev.preventDefault();
-    buttons[Number(ev.key) - 1].click();
-  } else if (ev.key === 'Escape') {
-    ev.preventDefault();
-    clearSearch();
-    $('member-q').focus();
-  }
-});
+pickList($('member-results'), $('member-q'), clearSearch);
 
 // ---- keys -----------------------------------------------------------------------------
 function needsMember(run) {

@@ -2,7 +2,7 @@
 // lines; discounts (F9), park (F5) and recall (F6). Every change is priced by
 // POST /sales/quote (the API is the one source of prices and of the refusals shown).
 import {
-  $, ApiError, api, closeDialog, emit, focusScan, h, key, on, openDialog, say, showDialog, showError,
+  $, ApiError, api, closeDialog, emit, focusScan, h, key, on, openDialog, pickList, say, showDialog, showError,
   state, toFen, withManager, yuan,
 } from './core.js';
 import { setMember } from './member.js';
@@ -202,14 +202,6 @@ function showPicks(products, qty) {
   box.replaceChildren(...products.map((p, i) => h('button', {
     type: 'button', class: 'pick', role: 'option', dataset: { sku: p.sku },
     onclick: () => addProduct(p, qty),
-    onkeydown: ev => {
-      const buttons = [...box.children];
-      const at = buttons.indexOf(ev.target);
-      if (ev.key === 'ArrowDown' || ev.key === 'ArrowRight') { ev.preventDefault(); pickFocus(at + 1); }
-      else if (ev.key === 'ArrowUp' || ev.key === 'ArrowLeft') { ev.preventDefault(); if (at === 0) focusScan(); else pickFocus(at - 1); }
-      else if (/^[1-9]$/.test(ev.key) && buttons[+ev.key - 1]) { ev.preventDefault(); buttons[+ev.key - 1].click(); }
-      else if (ev.key === 'Escape') { ev.preventDefault(); clearPicks(); focusScan(); }
-    },
   }, i < 9 ? h('kbd', {}, String(i + 1)) : null, ' ', p.name, ' ',
     h('span', { class: 'muted' }, `${p.sku} · ${yuan(p.promo_price ?? p.price)}`))));
   box.hidden = false;
@@ -222,6 +214,7 @@ function pickFocus(i) {
 }
 
 function clearPicks() { $('product-results').replaceChildren(); $('product-results').hidden = true; }
+pickList($('product-results'), $('scan'), clearPicks);
 
 // ---- keys -----------------------------------------------------------------------------
 // Delete removes the selected line from the empty scan box (or with no field focused);
