@@ -18,7 +18,7 @@ from edge.services import members as member_svc
 from edge.services.context import Till
 from edge.services.members import check_code
 from edge.services.outbox import enqueue
-from edge.services.receipts import _local, _member  # the receipt parts every receipt shares
+from edge.services.receipts import _member, local_time  # the receipt parts every receipt shares
 from edge.services.staff import SignedIn
 
 MAX_REASON = 200
@@ -182,7 +182,7 @@ def card_sale_receipt(
         store_name=till.config.store.name,
         store_code=till.store,
         document_no=body["card_sale_id"],
-        occurred_at=_local(at),
+        occurred_at=local_time(at),
         cashier=staff.name,
         lines=(
             ReceiptLine(

@@ -278,7 +278,7 @@ def slip(
 ) -> dict[str, Any]:
     """The printed slip (a ``core.receipt.Receipt`` as a dict): the gift, the points paid
     and the points left."""
-    from edge.services.receipts import _local
+    from edge.services.receipts import local_time
 
     balance = member_svc.points_balance(member.id, today) - member.points_debt
     lines = [
@@ -301,7 +301,7 @@ def slip(
         "store_name": till.config.store.name,
         "store_code": till.store,
         "document_no": body["redemption_id"],
-        "occurred_at": _local(at),
+        "occurred_at": local_time(at),
         "cashier": staff.name,
         "lines": lines,
         "subtotal": 0,

@@ -33,7 +33,7 @@ from edge.services.staff import SignedIn
 _FIRST_CARD_SQL = 'SELECT "card_no" FROM "card" WHERE "member_id" = ? ORDER BY "issued_at" LIMIT 1'
 
 
-def _local(at: str) -> str:
+def local_time(at: str) -> str:
     """The store's wall-clock time of an ISO instant, to the second: 2026-11-24 14:24:42."""
     return dt.datetime.fromisoformat(at).replace(tzinfo=None).isoformat(" ", "seconds")
 
@@ -117,7 +117,7 @@ def sale_receipt_dict(
         "store_name": till.config.store.name,
         "store_code": till.store,
         "document_no": number or body["sale_id"],
-        "occurred_at": _local(at),
+        "occurred_at": local_time(at),
         "cashier": staff.name,
         "lines": lines,
         "subtotal": body["subtotal"],
@@ -156,7 +156,7 @@ def return_receipt(
         store_name=till.config.store.name,
         store_code=till.store,
         document_no=receipt_no(till.store, seq) if seq else body["return_id"],
-        occurred_at=_local(at),
+        occurred_at=local_time(at),
         cashier=staff.name,
         lines=tuple(
             ReceiptLine(
@@ -182,7 +182,7 @@ def topup_receipt(
         store_name=till.config.store.name,
         store_code=till.store,
         document_no=body["topup_id"],
-        occurred_at=_local(at),
+        occurred_at=local_time(at),
         cashier=staff.name,
         lines=(
             ReceiptLine(
@@ -314,7 +314,7 @@ def sale_view(till: Till, sale: Sale) -> dict[str, Any]:
     return {
         "sale_id": sale.id,
         "receipt_no": sale_receipt_no(till, sale),
-        "occurred_at": _local(sale.occurred_at),
+        "occurred_at": local_time(sale.occurred_at),
         "cashier": sale.receipt.get("cashier", sale.cashier),
         "member_id": sale.member_id,
         "member": {"masked_name": member["masked_name"], "card_no_tail": member["card_no_tail"]}
@@ -389,7 +389,7 @@ def report_receipt(
         store_name=till.config.store.name,
         store_code=till.store,
         document_no=document_no,
-        occurred_at=_local(at),
+        occurred_at=local_time(at),
         cashier=cashier,
         footer=footer,
         extra={"sections": sections},

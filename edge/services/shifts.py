@@ -36,7 +36,7 @@ from core.tenders import TENDER_KINDS
 from edge.models import CardSale, DayClose, Sale, SaleReturn, Shift, Staff, SvRefund, TopUp
 from edge.services.context import Till
 from edge.services.outbox import enqueue
-from edge.services.receipts import report_receipt
+from edge.services.receipts import local_time, report_receipt
 from edge.services.staff import SignedIn
 
 
@@ -281,7 +281,7 @@ def open_shift(till: Till, staff: SignedIn, float_fen: Any, shift_id: Any = None
         already = open_shift_of(staff.code)
         if already is not None:
             raise Conflict(
-                f"{staff.name} 已有未交班的班次 (开班于 {_local(already.opened_at)}), "
+                f"{staff.name} 已有未交班的班次 (开班于 {local_time(already.opened_at)}), "
                 "请先交班 (this staff member has a shift open)",
                 field="shift",
             )
@@ -344,7 +344,7 @@ def close_shift(
         if done is not None and done.status == "closed" and done.staff_code == staff.code:
             if done.counted != counted:
                 raise Conflict(
-                    f"该班次已于 {_local(done.closed_at)} 交班, 实点 {format_yuan(done.counted, '')} 元 "
+                    f"该班次已于 {local_time(done.closed_at)} 交班, 实点 {format_yuan(done.counted, '')} 元 "
                     "(this shift was closed with another count)",
                     field="shift_id",
                 )
@@ -474,7 +474,7 @@ def close_day(
         if revision > 1 and not reclose:
             last = report["closes"][-1]
             raise Conflict(
-                f"营业日 {day} 已于 {_local(last['closed_at'])} 日结, "
+                f"营业日 {day} 已于 {local_time(last['closed_at'])} 日结, "
                 "如需重新日结请确认重新日结 (the day is closed; send reclose to close it again)",
                 field="day",
             )
@@ -558,10 +558,6 @@ DENOMINATION_LABELS = dict(
 )
 
 
-def _local(at: str) -> str:
-    return at[:19].replace("T", " ")
-
-
 def shift_receipt(till: Till, body: dict[str, Any], notes: dict[str, int] | None) -> Receipt:
     cash = [
         _row("备用金", body["float"]),
@@ -590,7 +586,7 @@ def shift_receipt(till: Till, body: dict[str, Any], notes: dict[str, int] | None
         at=body["closed_at"],
         cashier=body["staff_name"],
         sections=sections,
-        footer=(f"开班 {_local(body['opened_at'])}", f"交班 {_local(body['closed_at'])}"),
+        footer=(f"开班 {local_time(body['opened_at'])}", f"交班 {local_time(body['closed_at'])}"),
     )
 
 

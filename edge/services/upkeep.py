@@ -484,7 +484,7 @@ def refund_receipt(
         store_name=till.config.store.name,
         store_code=till.store,
         document_no=body["refund_id"],
-        occurred_at=receipts._local(at),
+        occurred_at=receipts.local_time(at),
         cashier=staff.name,
         lines=tuple(lines),
         subtotal=body["principal"],
