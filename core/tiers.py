@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from core.rules import TierRules
 
@@ -61,6 +62,25 @@ def earned_rank(rules: TierRules, growth_value: int) -> int:
         if growth_value >= step.threshold:
             rank = i
     return rank
+
+
+def progress(rules: TierRules, tier: str, growth_value: int) -> dict[str, Any] | None:
+    """The member's growth against the ladder, as the till and the member's page show it:
+    the next rung above the tier held (or above what the growth reaches, if higher) and
+    the growth still needed; None with no ladder."""
+    ladder = rules.ladder
+    if not ladder:
+        return None
+    names = [step.name for step in ladder]
+    rank = max(names.index(tier) if tier in names else -1, earned_rank(rules, growth_value))
+    nxt = ladder[rank + 1] if rank + 1 < len(ladder) else None
+    return {
+        "tier": tier,
+        "growth": growth_value,
+        "next_tier": nxt.name if nxt else None,
+        "next_threshold": nxt.threshold if nxt else None,
+        "to_next": max(0, nxt.threshold - growth_value) if nxt else 0,
+    }
 
 
 def lapsed(rules: TierRules, last_purchase: dt.date | None, day: dt.date) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from peewee import BooleanField, fn
 
+from core import tiers
 from core.birthday import Birthday
 from core.cards import sell as sell_card_period
 from core.errors import Conflict, Forbidden, NotFound, ValidationError
@@ -16,12 +17,11 @@ from core.ids import uuid7
 from core.money import format_yuan
 from core.names import pinyin_keys
 from core.phone import normalise_phone
-from core.points import Lot
+from core.points import Lot, fen_for_points
 from core.profile import AT_RISK_TAGS, at_risk, check_profile
 from core.receipt import mask_name, mask_phone
 from core.rules import Rules
 from core.stored_value import topup_split
-from core.tiers import earned_rank
 from edge import phones
 from edge.key_rotation import writing_keys
 from edge.models import Card, JSONField, Member, PointsLot
@@ -468,7 +468,7 @@ def glance(
     this_month = _birthday_this_month(birthday, today)
     return {
         "points_value": points_value(rules, points),
-        "tier_progress": tier_progress(rules, member.tier, member.growth),
+        "tier_progress": tiers.progress(rules.tiers, member.tier, member.growth),
         "birthday_this_month": this_month is not None,
         "birthday_this_month_on": this_month,
         "birthday_next": birthday.next_on_or_after(today).isoformat() if birthday else None,
@@ -479,29 +479,11 @@ def glance(
 
 
 def points_value(rules: Rules, points: int) -> int:
-    """Fen the member's points pay at the till (``points_per_yuan_redeemed`` points a
-    yuan, whole fen only); none when the balance is below zero."""
+    """Fen the member's points pay at the till (``core.points.fen_for_points``); none
+    when the balance is below zero."""
     if points <= 0 or rules.points_per_yuan_redeemed <= 0:
         return 0
-    return points * 100 // rules.points_per_yuan_redeemed
-
-
-def tier_progress(rules: Rules, tier: str, growth: int) -> dict[str, Any] | None:
-    """The member's growth against the tier ladder: the next rung above the tier held
-    (or above what the growth reaches) and the growth still needed; None with no ladder."""
-    ladder = rules.tiers.ladder
-    if not ladder:
-        return None
-    names = [step.name for step in ladder]
-    rank = max(names.index(tier) if tier in names else -1, earned_rank(rules.tiers, growth))
-    nxt = ladder[rank + 1] if rank + 1 < len(ladder) else None
-    return {
-        "tier": tier,
-        "growth": growth,
-        "next_tier": nxt.name if nxt else None,
-        "next_threshold": nxt.threshold if nxt else None,
-        "to_next": max(0, nxt.threshold - growth) if nxt else 0,
-    }
+    return fen_for_points(rules, points)
 
 
 def _birthday_this_month(birthday: Birthday | None, today: dt.date) -> str | None:

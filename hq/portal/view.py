@@ -14,6 +14,7 @@ from typing import Any
 
 import peewee as pw
 
+from core import tiers
 from core.birthday import Birthday
 from core.errors import HuiyuanError
 from core.points import fen_for_points
@@ -38,17 +39,20 @@ def surviving_member(member_id: str) -> Member | None:
 
 
 def _tier(rules: Rules, member: Member) -> dict[str, Any]:
-    ladder = rules.tiers.ladder
-    following = next((step for step in ladder if step.threshold > member.growth), None)
+    """The tier and the way to the next rung (``core.tiers.progress``, as the till shows
+    it), with how far along it the member is, for the page's bar."""
+    ahead = tiers.progress(rules.tiers, member.tier, member.growth)
     out: dict[str, Any] = {"name": member.tier or member.card_type or "", "growth": member.growth}
-    if following is not None:
-        out["next"] = following.name
-        out["next_threshold"] = following.threshold
-        out["to_next"] = following.threshold - member.growth
-        out["progress_pct"] = min(100, max(0, member.growth * 100 // max(1, following.threshold)))
+    if ahead is not None and ahead["next_tier"] is not None:
+        out["next"] = ahead["next_tier"]
+        out["next_threshold"] = ahead["next_threshold"]
+        out["to_next"] = ahead["to_next"]
+        out["progress_pct"] = min(
+            100, max(0, member.growth * 100 // max(1, ahead["next_threshold"]))
+        )
     else:
         out["next"] = ""
-        out["progress_pct"] = 100 if ladder else 0
+        out["progress_pct"] = 0 if ahead is None else 100
     return out
 
 

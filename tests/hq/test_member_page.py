@@ -332,3 +332,7 @@ def test_tier_progress_names_the_next_rung():
     }
     top = _tier(rules, Member(tier="金卡", growth=1500))
     assert top["next"] == "" and top["progress_pct"] == 100
+    # a tier held above what the growth earns (given by hand): the next rung is above it,
+    # as the till's glance says (core.tiers.progress)
+    held = _tier(rules, Member(tier="金卡", growth=250))
+    assert held["next"] == "" and held["progress_pct"] == 100
