@@ -192,6 +192,32 @@ class ItemContext:
     def posting(self, reason: str, ref: str | None) -> Posting:
         return Posting(reason, ref, self.item.store, self.item.seq, self.now)
 
+    def open_exception(
+        self,
+        kind: str,
+        ref: str,
+        details: dict[str, Any],
+        amount: int = 0,
+        member_id: str | None = None,
+    ) -> None:
+        """An open exception about this item (its store and seq), booked with the batch:
+        HQ keeps what the store sent and a person looks at what differs."""
+        self.book.insert(
+            HqException,
+            kind=kind,
+            member_id=member_id,
+            store=self.item.store,
+            seq=self.item.seq,
+            ref=ref,
+            details=details,
+            created_at=self.now,
+            status="open",
+            balance=None,
+            amount=amount,
+            recovered=0,
+            closed_at=None,
+        )
+
 
 def apply_item(ctx: ItemContext) -> None:
     handler = APPLIERS[ctx.item.kind]
@@ -528,25 +554,15 @@ def _known_rules(ctx: ItemContext) -> Rules | None:
         & (HqException.status == "open")
     )
     if not noted.exists():
-        ctx.book.insert(
-            HqException,
-            kind="unknown_rules",
-            member_id=None,
-            store=ctx.item.store,
-            seq=ctx.item.seq,
-            ref=str(version),
-            details={
+        ctx.open_exception(
+            "unknown_rules",
+            str(version),
+            {
                 "reason": f"门店按总部没有的规则版本 {version} 计价 "
                 f"(store {ctx.item.store} prices with rules version {version}, which HQ "
                 "does not hold: its sales are checked without re-pricing, points earned "
                 "and top-up bonuses cannot be checked)",
             },
-            created_at=ctx.now,
-            status="open",
-            balance=None,
-            amount=0,
-            recovered=0,
-            closed_at=None,
         )
     return None
 

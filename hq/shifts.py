@@ -20,7 +20,7 @@ from typing import Any
 import peewee as pw
 
 from core.errors import Conflict
-from hq.models import HqException, ReportStoreDay, Sale, StoreDayClose, StoreShift
+from hq.models import ReportStoreDay, Sale, StoreDayClose, StoreShift
 
 
 def _refused(field: str, message: str) -> Exception:
@@ -67,20 +67,8 @@ def _compare(pairs: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
 def _flag(ctx: Any, kind: str, ref: str, reason: str, differences: list[dict[str, Any]]) -> None:
     """One open exception for the close, its amount the largest difference of a total."""
     totals = [abs(d["store"] - d["hq"]) for d in differences if d["figure"].endswith("total")]
-    ctx.book.insert(
-        HqException,
-        kind=kind,
-        member_id=None,
-        store=ctx.item.store,
-        seq=ctx.item.seq,
-        ref=ref,
-        details={"reason": reason, "differences": differences},
-        created_at=ctx.now,
-        status="open",
-        balance=None,
-        amount=max(totals, default=0),
-        recovered=0,
-        closed_at=None,
+    ctx.open_exception(
+        kind, ref, {"reason": reason, "differences": differences}, max(totals, default=0)
     )
 
 

@@ -223,27 +223,17 @@ def note_card_not_in_force(ctx: ItemContext, body: dict[str, Any]) -> None:
     held = member.card_type == claimed and not card_rules.is_lapsed(member.card_expires_on, day)
     if held:
         return
-    from hq.models import HqException
-
-    ctx.book.insert(
-        HqException,
-        kind="card_not_in_force",
-        member_id=member.id,
-        store=ctx.item.store,
-        seq=ctx.item.seq,
-        ref=body["sale_id"],
-        details={
+    ctx.open_exception(
+        "card_not_in_force",
+        body["sale_id"],
+        {
             "reason": f"销售按 {claimed} 计价, 总部记录该会员 {day} 时为 {member.card_type}"
             f"{'(有效期至 ' + member.card_expires_on.isoformat() + ')' if member.card_expires_on else ''} "
             f"(sale priced as {claimed}; HQ has the member on {member.card_type} on {day})",
             "card_type": claimed,
         },
-        created_at=ctx.now,
-        status="open",
-        balance=None,
         amount=int(body.get("member_discount") or 0),
-        recovered=0,
-        closed_at=None,
+        member_id=member.id,
     )
 
 
