@@ -1371,6 +1371,100 @@ class Segment(BaseModel):
 
 
 MODELS += [MarketingSetting, ListRun, ListRunMember, Segment]
+
+# -- campaigns (issue 14): hq/marketing/campaigns.py (create, launch), sending.py (the
+# crash-safe send loop), tracking.py (results); docs/campaigns.md
+
+
+class Campaign(BaseModel):
+    """A campaign: an audience, a benefit, channels and a schedule.
+
+    ``audience``: {"list": kind, "start": "YYYY-MM-DD"} | {"segment": id} | {"run": id};
+    frozen at launch to the ListRun ``run_id`` (so the members it reaches never move).
+    ``benefit``: {} | {"coupon": template_id} | {"points": n} | {"gift": "text"}.
+    ``channels``: a subset of ["sms", "wechat", "call"]. ``text``: the message, with
+    placeholders (hq/marketing/campaigns.py ``PLACEHOLDERS``). ``send_at``: naive UTC, not
+    before. ``control_pct``: members held out (no message, no benefit) to compare with.
+    ``status``: draft | scheduled | sending | done | cancelled."""
+
+    id = pw.AutoField()
+    name = pw.CharField(max_length=64)
+    audience = JSONText()
+    run_id = pw.IntegerField(null=True)
+    benefit = JSONText(default=dict)
+    channels = JSONText()
+    text = pw.TextField(default="")
+    send_at = pw.DateTimeField()
+    window_days = pw.IntegerField(default=14)  # sales counted this many days from send_at
+    control_pct = pw.IntegerField(default=0)  # 0..50
+    message_cost_fen = pw.IntegerField(default=0)  # what one SMS / template message costs
+    status = pw.CharField(max_length=10, default="draft", index=True)
+    recipients = pw.IntegerField(default=0)  # treated + control, set at launch
+    created_by = pw.CharField(max_length=64)
+    created_at = pw.DateTimeField()
+    launched_by = pw.CharField(null=True, max_length=64)
+    launched_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+
+
+class CampaignRecipient(BaseModel):
+    """A member of a launched campaign's audience: ``control`` (held out) or treated;
+    ``benefit_ref`` what they were given (a coupon code, a points entry), set in the same
+    transaction as the benefit so a restart never gives it twice."""
+
+    campaign = pw.IntegerField()
+    member_id = pw.CharField(max_length=36, index=True)
+    control = pw.BooleanField(default=False)
+    benefit_ref = pw.CharField(null=True, max_length=64)
+    benefit_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        primary_key = pw.CompositeKey("campaign", "member_id")
+
+
+class CampaignSend(BaseModel):
+    """One message to one member on one channel (sms | wechat). ``key`` is the
+    idempotency key the gateway sees (``c<campaign>:<member>:<channel>``): a send retried
+    after a crash carries the same key, and the gateway sends it once.
+    ``status``: pending | sending (handed to the gateway, answer not yet recorded) | sent |
+    delivered | failed | skipped (``reason``: consent, unsubscribed, cap, no_contact,
+    cancelled). ``next_at``: not before (backoff, quiet hours)."""
+
+    id = pw.AutoField()
+    campaign = pw.IntegerField()
+    member_id = pw.CharField(max_length=36)
+    channel = pw.CharField(max_length=8)
+    key = pw.CharField(max_length=64, unique=True)
+    status = pw.CharField(max_length=10, default="pending")
+    reason = pw.CharField(max_length=16, default="")
+    attempts = pw.IntegerField(default=0)
+    next_at = pw.DateTimeField()
+    last_error = pw.CharField(max_length=200, default="")
+    gateway_id = pw.CharField(max_length=64, default="")
+    sent_at = pw.DateTimeField(null=True)
+    delivered_at = pw.DateTimeField(null=True)
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = (
+            (("campaign", "status", "next_at"), False),
+            (("member_id", "sent_at"), False),  # the frequency cap
+            (("channel", "gateway_id"), False),  # delivery reports
+        )
+
+
+class MemberWechat(BaseModel):
+    """A member's openid on the chain's WeChat official account (what a template message
+    is addressed to), bound by hq/channels/wechat.py; one per member."""
+
+    member_id = pw.CharField(primary_key=True, max_length=36)
+    openid = pw.CharField(max_length=64, unique=True)
+    bound_at = pw.DateTimeField()
+    source = pw.CharField(max_length=16)  # import | portal
+
+
+MODELS += [Campaign, CampaignRecipient, CampaignSend, MemberWechat]
+# -- end campaigns
 # ---- end of issue 13 and 14's tables
 
 # -- memberpage (the member's own page, hq/portal/): verification codes for binding a phone

@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, str] = {
     "followups.manage": "记录回访结果",
     "marketing.read": "查看营销名单和分群 (导出记审计)",
     "marketing.manage": "保存分群、生成名单、修改营销阈值",
+    "campaigns.manage": "创建、发送和停止营销活动",
 }
 
 _READ = {"stores.read", "members.read", "sales.read", "exceptions.read", "reports.read"}

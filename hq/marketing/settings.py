@@ -33,6 +33,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lost_days", "流失会员: 未消费天数", 180, 14, 1825),
     Setting("window_months", "消费行为统计窗口 (月): 四象限、RFM、常去门店、购买品类", 12, 1, 36),
     Setting("weekly_call_days", "周回访: 首次消费后第几天回访", 7, 1, 60),
+    # -- campaigns: quiet hours (chain local time, no message from start to end) and the
+    # per-member cap across campaigns (at most N campaigns' messages within D days)
+    Setting("quiet_start_hour", "免打扰开始 (点)", 21, 0, 23),
+    Setting("quiet_end_hour", "免打扰结束 (点)", 9, 0, 23),
+    Setting("cap_campaigns", "每位会员最多收到的活动数", 2, 1, 30),
+    Setting("cap_days", "上述限制的天数", 7, 1, 90),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -419,7 +419,10 @@ def test_a_window_is_covered_by_the_fewest_summary_rows(first, end, rows):
 def test_thresholds_by_api_and_console_audited(app, hq_db):
     client = session_client(app, hq_db, "membership")
     names = [s["name"] for s in client.get("/api/marketing/settings").get_json()["settings"]]
-    assert names == ["new_days", "dormant_days", "lost_days", "window_months", "weekly_call_days"]
+    assert names == [
+        "new_days", "dormant_days", "lost_days", "window_months", "weekly_call_days",
+        "quiet_start_hour", "quiet_end_hour", "cap_campaigns", "cap_days",
+    ]  # fmt: skip
     bad = client.put("/api/marketing/settings", json={"dormant_days": "x"})
     assert bad.status_code == 400 and "须为整数" in bad.get_json()["message"]
     assert client.put("/api/marketing/settings", json={"new_days": 31}).status_code == 200
