@@ -174,7 +174,7 @@ def serve(listen: tuple[str, ...], port: int | None) -> None:
     from core.systemd import service_ready
     from edge.api import create_app
     from edge.health import till_checks
-    from edge.server import TillServer, stop_on_signals
+    from edge.server import TillServer, ignore_signals_from_now, stop_on_signals
     from edge.services.context import start_checkpointer
 
     if listen or port:
@@ -206,6 +206,7 @@ def serve(listen: tuple[str, ...], port: int | None) -> None:
         if authorizer is not None:
             authorizer()
         checkpointer.stop()
+        ignore_signals_from_now()
     click.echo("till API stopped")
 
 

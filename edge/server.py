@@ -30,6 +30,15 @@ def stop_on_signals(event: threading.Event) -> None:
         signal.signal(signum, handler)
 
 
+def ignore_signals_from_now() -> None:
+    """Once the shutdown has run, the process only exits: a further Ctrl-C or SIGTERM is
+    ignored. (Our handler would do no harm, but interpreter shutdown puts SIGINT and
+    SIGTERM back to their default, which kills the process with the signal: a second
+    Ctrl-C landing there gave status -2 instead of 0. An ignored signal stays ignored.)"""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def listen_spec(addresses: list[str] | tuple[str, ...], port: int) -> str:
     """waitress's ``listen``: each address on ``port`` (an IPv6 one in brackets)."""
     return " ".join(f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import IO
 
 from core.rules import DEMO_RULES
-from edge.server import stop_on_signals
+from edge.server import ignore_signals_from_now, stop_on_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 STORES = (("S001", "会员示范店·北京"), ("S002", "会员示范店·天津"))
@@ -467,7 +467,9 @@ def main() -> None:
     stop_on_signals(stopping)
     demo = start_chain_demo(args.dir, args.members, args.insecure_anonymous)
     demo.stopping = stopping
-    sys.exit(demo.supervise())
+    status = demo.supervise()
+    ignore_signals_from_now()
+    sys.exit(status)
 
 
 if __name__ == "__main__":
