@@ -26,6 +26,7 @@ from core.profile import AT_RISK_TAGS
 from core.protocol import Change
 from hq import audit
 from hq.changes import ChangeSet, flush_changes
+from hq.marketing import settings as marketing_settings
 from hq.models import (
     FollowUp,
     FollowUpOutcome,
@@ -79,7 +80,10 @@ PARAM_LABELS = {
     "drop_percent": "下滑比例(%)",
     "categories": "服务品类",
 }
-DAYS_LIMITS = {"dormant": (14, 1095)}
+# the dormant rule's days are marketing's 沉睡会员 threshold (hq/marketing/settings.py
+# ``dormant_days``): one definition of dormant for the calls, the lists and the segments
+DORMANT_SETTING = marketing_settings.BY_NAME["dormant_days"]
+DAYS_LIMITS = {"dormant": (DORMANT_SETTING.low, DORMANT_SETTING.high)}
 DEFAULT_DAYS_LIMITS = (0, 90)
 
 
@@ -94,14 +98,16 @@ class Rule:
 def rules() -> dict[str, Rule]:
     """Every rule kind as the chain set it, or its defaults."""
     rows = {r.kind: r for r in FollowUpRule.select()}
+    dormant_days = marketing_settings.current(FollowUpRule._meta.database)["dormant_days"]
     out = {}
     for kind in RULE_KINDS:
         days, params = RULE_DEFAULTS[kind]
         row = rows.get(kind)
-        if row is None:
-            out[kind] = Rule(kind, True, days, dict(params))
-        else:
-            out[kind] = Rule(kind, row.enabled, row.days, dict(params) | dict(row.params or {}))
+        if row is not None:
+            days, params = row.days, dict(params) | dict(row.params or {})
+        if kind == "dormant":
+            days = dormant_days
+        out[kind] = Rule(kind, True if row is None else row.enabled, days, dict(params))
     return out
 
 
@@ -146,7 +152,9 @@ def set_rule(
     by: str,
     now: dt.datetime,
 ) -> Rule:
-    """Set one kind's rule (the job uses it from its next run); audited."""
+    """Set one kind's rule (the job uses it from its next run); audited. The dormant
+    rule's days are marketing's ``dormant_days`` threshold: setting them sets that (and
+    changes the 沉睡会员 lists and segments too, as one definition should)."""
     if kind not in RULE_KINDS:
         raise ValidationError(
             f"没有这种回访规则: {kind} (kind: one of {', '.join(RULE_KINDS)})", field="kind"
@@ -158,6 +166,9 @@ def set_rule(
         )
     checked = _check_params(kind, params)
     with db.atomic():
+        if kind == "dormant" and marketing_settings.current(db)["dormant_days"] != days:
+            marketing_settings.update(db, {"dormant_days": days}, by, now)
+            audit.record(db, by, "marketing.settings", "thresholds", dormant_days=days)
         FollowUpRule.insert(
             kind=kind,
             enabled=bool(enabled),

@@ -194,6 +194,23 @@ def test_regulars_monthly_slipping_regulars_and_dormant_members(chain):
     assert "regular" not in tasks.make_tasks(chain, dt.date(2027, 1, 2), NOW)
 
 
+def test_dormant_calls_and_dormant_lists_share_one_threshold(chain):
+    """The dormant rule's days are marketing's 沉睡会员 threshold: setting either sets
+    both, so the calls and the 沉睡会员唤醒 list never disagree on who is dormant."""
+    from hq.marketing import settings as marketing_settings
+
+    assert tasks.rules()["dormant"].days == marketing_settings.current(chain)["dormant_days"] == 90
+    tasks.set_rule(chain, "dormant", enabled=True, days=120, params={}, by="hq-ops", now=NOW)
+    assert marketing_settings.current(chain)["dormant_days"] == 120
+    marketing_settings.update(chain, {"dormant_days": 100}, "hq-ops", NOW)
+    assert tasks.rules()["dormant"].days == 100
+    # the lost threshold bounds it: a dormant rule past it is refused, naming the field
+    with pytest.raises(ValidationError) as refused:
+        tasks.set_rule(chain, "dormant", enabled=True, days=200, params={}, by="hq-ops", now=NOW)
+    assert refused.value.field == "lost_days"
+    assert tasks.rules()["dormant"].days == 100
+
+
 @pytest.mark.parametrize(
     ("kind", "days", "params", "field"),
     [
