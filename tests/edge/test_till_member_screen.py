@@ -14,7 +14,16 @@ from selenium.webdriver.support.ui import Select
 from edge.models import Card, Member, Outbox, Setting
 from tests.browser import shot
 from tests.edge.test_till_members import RULES, set_up_zhang_san
-from tests.edge.till_screen import by_id, scan, sign_in, till_screen, type_into, wait, wait_text
+from tests.edge.till_screen import (
+    by_id,
+    scan,
+    sign_in,
+    till_screen,
+    type_into,
+    wait,
+    wait_receipt,
+    wait_text,
+)
 
 
 def press(driver, *keys) -> None:
@@ -99,7 +108,7 @@ def test_register_a_member_then_sell_to_them_and_edit_them(demo_till):
         scan(driver, "6901234567001", 1)
         type_into(driver, "cash", "100", enter=False)
         by_id(driver, "pay").click()
-        wait_text(driver, "receipt", "本次积分")
+        wait_text(driver, "receipt-view", "本次积分")
         wait_text(driver, "member", "散客")  # the sale done, the member box cleared
         # found again by the new card, and edited (Alt+E)
         type_into(driver, "member-q", "D0099")
@@ -163,7 +172,8 @@ def test_top_up_with_the_bonus_previewed_and_a_manager_over_the_limit_then_renew
         type_into(driver, "manager-code", "9001", enter=False)
         type_into(driver, "manager-pin", "9999")
         wait_text(driver, "topup-receipt", "充值 ¥2500.00 · 赠送 ¥250.00")
-        wait_text(driver, "receipt", "充值凭证")
+        # the top-up's own dialog keeps the screen: its slip waits behind it for F8
+        wait_receipt(driver, "充值凭证")  # behind the top-up's own dialog, for F8
         wait_text(driver, "member-glance", "¥2750.00 (本金 ¥2500.00 + 赠送 ¥250.00)")
         shot(driver, "till-member-topup-done-1024")
         # the annual card tab: renewal from the day after its last day

@@ -159,7 +159,7 @@ def test_discount_over_the_limit_with_the_managers_approval(demo_till):
         wait(driver, lambda d: active_id(d) == "cash", "the cash field")
         assert by_id(driver, "cash").get_attribute("value") == "34.90"
         by_id(driver, "cash").send_keys(Keys.ENTER)
-        wait_text(driver, "receipt", "合计 ¥34.90")
+        wait_text(driver, "receipt-view", "¥34.90")
 
 
 def test_park_reload_and_recall(demo_till):
@@ -221,8 +221,8 @@ def test_split_tender_quick_cash_change_and_reset_after_paying(demo_till, client
         change = by_id(driver, "change-due").text
         shot(driver, "till-sale-split-tender")
         by_id(driver, "cash").send_keys(Keys.ENTER)  # covered: Enter pays
-        wait_text(driver, "receipt", "储值")
-        assert change.replace("找零 ", "") in by_id(driver, "receipt").text
+        wait_text(driver, "receipt-view", "储值")
+        assert change.replace("找零 ", "") in by_id(driver, "receipt-view").text
         wait_text(driver, "error", "收款成功")
         for field in ("cash", "sv", "pw", "pts", "scan", "member-q"):
             assert by_id(driver, field).get_attribute("value") == "", field
@@ -271,7 +271,7 @@ def test_offline_banner_and_a_printer_out_of_paper(demo_till, client, cashier, c
             scan(driver, WATER, 1)
             type_into(driver, "scan", "")
             by_id(driver, "cash").send_keys(Keys.ENTER)
-            wait_text(driver, "receipt", "合计")
+            wait_text(driver, "receipt-view", "应付")
             wait(
                 driver,
                 lambda d: "打印机缺纸" in d.find_element("id", "banner").text,
@@ -330,5 +330,5 @@ def test_a_members_coupon_ticked_on_the_screen(demo_till):
         shot(driver, "till-sale-coupon-1024")
         type_into(driver, "scan", "")
         by_id(driver, "cash").send_keys(Keys.ENTER)  # the amount due, exactly
-        wait_text(driver, "receipt", "合计")
+        wait_text(driver, "receipt-view", "应付")
         wait(driver, lambda d: "无可用券" in d.find_element("id", "coupons").text, "coupons reset")

@@ -12,7 +12,16 @@ from edge.models import DayClose, Shift
 from tests.browser import shot
 from tests.devices.conftest import wait_for
 from tests.edge.test_till_devices import devices  # noqa: F401 (the virtual devices fixture)
-from tests.edge.till_screen import by_id, scan, sign_in, till_screen, type_into, wait, wait_text
+from tests.edge.till_screen import (
+    by_id,
+    scan,
+    sign_in,
+    till_screen,
+    type_into,
+    wait,
+    wait_receipt,
+    wait_text,
+)
 
 
 def test_a_shift_opened_sold_in_closed_and_the_day_closed_on_the_screen(demo_till, devices):  # noqa: F811
@@ -29,9 +38,9 @@ def test_a_shift_opened_sold_in_closed_and_the_day_closed_on_the_screen(demo_til
         assert not by_id(driver, "shift-ask").is_displayed()
 
         scan(driver, "6901234567001", 1)  # 2 yuan of water, paid with 10
-        type_into(driver, "cash", "10")
+        type_into(driver, "cash", "10", enter=False)  # the touch on 结账 pays
         by_id(driver, "pay").click()
-        wait_text(driver, "receipt", "合计")
+        wait_receipt(driver, "找零¥8.00")
 
         by_id(driver, "scan").send_keys(Keys.ALT, "s")
         wait(driver, lambda d: d.find_element("id", "shift-close").is_displayed(), "close")

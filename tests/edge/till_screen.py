@@ -45,6 +45,17 @@ def text_of(driver, element_id: str) -> str:
     return by_id(driver, element_id).text
 
 
+def wait_receipt(driver, expected: str, timeout: float = WAIT_S) -> None:
+    """Wait until the last receipt (``#receipt-view``) reads ``expected``, shown beside the
+    basket or waiting behind a dialog that took the screen (the shift's float, a top-up)."""
+    wait(
+        driver,
+        lambda d: expected in (d.find_element("id", "receipt-view").get_attribute("textContent")),
+        f"the receipt reads {expected!r}",
+        timeout,
+    )
+
+
 def wait_text(driver, element_id: str, expected: str, timeout: float = WAIT_S) -> str:
     """Wait until the element's text contains ``expected``; returns the text."""
     wait(

@@ -209,18 +209,7 @@ on('go-pay', () => {
   $('cash').focus(); $('cash').select();
 });
 
-function receiptText(rc) {
-  return [rc.title, rc.store_name, rc.occurred_at, ...rc.lines.map(l => `${l.name} ×${l.qty}  ${yuan(l.amount)}`),
-    `合计 ${yuan(rc.total)}`, ...rc.tenders.map(t => `${t.label} ${yuan(t.amount)}`), `找零 ${yuan(rc.change)}`,
-    rc.member ? `本次积分 ${rc.member.points_earned} · 积分余额 ${rc.member.points_balance} · 储值余额 ${yuan(rc.member.stored_value_balance)}` : '',
-  ].join('\n');
-}
-
-on('receipt', ({ receipt }) => {
-  $('receipt').textContent = receiptText(receipt);
-  $('receipt').scrollIntoView({ block: 'nearest' });
-});
 on('new-sale', () => { resetTenders(); renderCoupons([]); });
-on('signed-out', () => { resetTenders(); $('receipt').textContent = ''; });
+on('signed-out', () => { resetTenders(); });
 $('pay').addEventListener('click', pay);
-$('clear').addEventListener('click', () => { emit('new-sale'); $('receipt').textContent = ''; });
+$('clear').addEventListener('click', () => { emit('new-sale'); });
