@@ -266,6 +266,10 @@ class TopUp(BaseModel):
     body = JSONText()
     ingested_at = pw.DateTimeField()
 
+    class Meta:
+        # a day close compares the store's top-ups of its day (hq/shifts.py)
+        indexes = ((("store", "occurred_at"), False),)
+
 
 class ProcessedItem(BaseModel):
     """At most once: one row per (store, epoch, seq) and per item id."""
@@ -878,6 +882,9 @@ class CardSale(BaseModel):
     occurred_at = pw.CharField()
     body = JSONText()
     ingested_at = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("store", "occurred_at"), False),)  # a day close's card sales
 
 
 class CardTypeChange(BaseModel):

@@ -20,7 +20,7 @@ from typing import Any
 import peewee as pw
 
 from core.errors import Conflict
-from hq.models import ReportStoreDay, Sale, StoreDayClose, StoreShift
+from hq.models import CardSale, ReportStoreDay, Sale, StoreDayClose, StoreShift, TopUp
 
 
 def _refused(field: str, message: str) -> Exception:
@@ -51,6 +51,44 @@ def _shift_sales(store: str, staff_code: str, opened_at: str, closed_at: str) ->
             & (Sale.occurred_utc >= start)
             & (Sale.occurred_utc <= end)
             & (Sale.cashier == staff_code)
+        )
+        .tuples()
+        .get()
+    )
+    return int(count), int(total)
+
+
+def _day_span(day: str) -> tuple[str, str]:
+    """A store's business day as a range of its own ISO times (``occurred_at``, the till's
+    text with the store's offset), as the till chose the day's rows."""
+    return day, (dt.date.fromisoformat(day) + dt.timedelta(days=1)).isoformat()
+
+
+def _day_topups(store: str, day: str) -> tuple[int, int, int]:
+    """The top-ups HQ holds for the store's day: count, principal, bonus (fen)."""
+    first, end = _day_span(day)
+    count, principal, bonus = (
+        TopUp.select(
+            pw.fn.COUNT(1),
+            pw.fn.COALESCE(pw.fn.SUM(TopUp.principal), 0),
+            pw.fn.COALESCE(pw.fn.SUM(TopUp.bonus), 0),
+        )
+        .where((TopUp.store == store) & (TopUp.occurred_at >= first) & (TopUp.occurred_at < end))
+        .tuples()
+        .get()
+    )
+    return int(count), int(principal), int(bonus)
+
+
+def _day_card_sales(store: str, day: str) -> tuple[int, int]:
+    """The card products HQ holds as sold at the store that day: count, total (fen)."""
+    first, end = _day_span(day)
+    count, total = (
+        CardSale.select(pw.fn.COUNT(1), pw.fn.COALESCE(pw.fn.SUM(CardSale.price), 0))
+        .where(
+            (CardSale.store == store)
+            & (CardSale.occurred_at >= first)
+            & (CardSale.occurred_at < end)
         )
         .tuples()
         .get()
@@ -132,6 +170,7 @@ def apply_day_close(ctx: Any, body: dict[str, Any]) -> None:
     held = ReportStoreDay.get_or_none(
         (ReportStoreDay.store == store) & (ReportStoreDay.day == dt.date.fromisoformat(day))
     )
+    topups, cards = _day_topups(store, day), _day_card_sales(store, day)
     differences = _compare(
         [
             ("sales count", f["sales"]["count"], held.tickets if held else 0),
@@ -139,6 +178,11 @@ def apply_day_close(ctx: Any, body: dict[str, Any]) -> None:
             ("member sales count", f["sales"]["member_count"], held.m_tickets if held else 0),
             ("member sales total", f["sales"]["member_total"], held.m_sales_fen if held else 0),
             ("returns total", f["returns"]["total"], held.returns_fen if held else 0),
+            ("topups count", f["topups"]["count"], topups[0]),
+            ("topups principal total", f["topups"]["principal"], topups[1]),
+            ("topups bonus total", f["topups"]["bonus"], topups[2]),
+            ("card sales count", f["card_sales"]["count"], cards[0]),
+            ("card sales total", f["card_sales"]["total"], cards[1]),
         ]
     )
     if differences:

@@ -165,3 +165,68 @@ def test_the_console_lists_a_stores_day_closes_and_shifts(hq_db, hq_db_url, stor
     assert other.get(f"/stores/{store}/closes").status_code == 403
     exceptions = admin.get(f"/exceptions?store={store}").get_data(as_text=True)
     assert "日结与销售不符" in exceptions
+
+
+def _report_one_topup(figures: dict, principal: int, bonus: int) -> None:
+    """The day close of a till that took one cash top-up more: every sum still adds up."""
+    figures["topups"]["count"] += 1
+    figures["topups"]["principal"] += principal
+    figures["topups"]["bonus"] += bonus
+    for key in ("cash_in", "cash_net"):
+        figures[key] += principal
+    figures["staff"][0]["cash_net"] += principal
+
+
+def test_a_day_close_checks_the_top_ups_and_card_sales_hq_holds(hq_db, store_day):
+    """A top-up the store counted but HQ never received (lost, or dead-lettered) shows as
+    a difference of the day close; one HQ holds for that store and day does not."""
+    from hq.models import CardSale, TopUp
+
+    f = store_day[-1]["body"]["figures"]
+    _report_one_topup(f, 50000, 5000)
+    ack = ingest(store_day)
+    assert list(ack.rejected) == []
+    (flag,) = HqException.select().where(HqException.kind == "day_close_mismatch")
+    assert {"figure": "topups count", "store": 1, "hq": 0} in flag.details["differences"]
+    assert {"figure": "topups principal total", "store": 50000, "hq": 0} in flag.details[
+        "differences"
+    ]
+    assert flag.amount == 50000
+    assert not any(d["figure"].startswith("card") for d in flag.details["differences"])
+
+    # the next revision, with HQ holding that top-up (and another store's, and the day
+    # before's, which do not count): no difference
+    store = store_day[0]["store"]
+    at = dt.datetime(2026, 11, 23, 4, 0)
+    for topup_id, where, when in (
+        ("t-1", store, "2026-11-23T10:30:00+08:00"),
+        ("t-2", "S999", "2026-11-23T10:30:00+08:00"),
+        ("t-3", store, "2026-11-22T23:59:00+08:00"),
+    ):
+        TopUp.create(
+            topup_id=topup_id, store=where, seq=1, member_id="m", principal=50000, bonus=5000,
+            occurred_at=when, body={}, ingested_at=at,
+        )  # fmt: skip
+    CardSale.create(
+        card_sale_id="c-1", store=store, seq=2, member_id="m", card_type="年卡", price=19800,
+        valid_from=dt.date(2026, 11, 23), valid_to=dt.date(2027, 11, 22), rules_version=1,
+        occurred_at="2026-11-23T11:00:00+08:00", body={}, ingested_at=at,
+    )  # fmt: skip
+    again = json.loads(json.dumps(store_day[-1]))
+    again["seq"] += 1
+    again["id"] = "0193f000-0000-7000-8000-00000000c104"  # a new item
+    body = again["body"]
+    body["close_id"] = "0193f000-0000-7000-8000-00000000c105"
+    body["revision"] = 2
+    body["figures"]["card_sales"]["count"] += 1
+    body["figures"]["card_sales"]["total"] += 19800
+    for key in ("cash_in", "cash_net"):
+        body["figures"][key] += 19800
+    body["figures"]["staff"][0]["cash_net"] += 19800
+    store = again["store"]
+    ack = ingest_batch(
+        Sale._meta.database, p.up_topic(store, "tx"), store, p.make_batch(store, 1, [again]), NOW
+    ).ack
+    assert ack is not None and list(ack.rejected) == []
+    latest = StoreDayClose.get(StoreDayClose.revision == 2)
+    assert not latest.mismatch
