@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -18,6 +20,19 @@ from hq.models import bind, open_database, utcnow
 
 def _operator() -> str:
     return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _with_db(ctx: click.Context, work: Callable[[Any], Any]) -> Any:
+    """Run ``work(db)`` on HQ's database; a refusal is the command's error and exit code."""
+    from hq.cli import _config, _fail
+
+    db = bind(open_database(_config(ctx).database_url), create=False)
+    try:
+        return work(db)
+    except HuiyuanError as exc:
+        _fail(exc)
+    finally:
+        db.close()
 
 
 @click.group("wechat")
@@ -33,15 +48,8 @@ def import_cmd(ctx: click.Context, path: str, by: str | None) -> None:
     """Bind openids from a CSV: a header naming openid and phone (or member_id). Good rows
     load, bad rows are listed by line (phones masked); exit 11 when any row was bad."""
     from hq.channels.wechat import import_openids_file
-    from hq.cli import _config, _fail
 
-    db = bind(open_database(_config(ctx).database_url), create=False)
-    try:
-        result = import_openids_file(db, path, by or _operator(), utcnow())
-    except HuiyuanError as exc:
-        _fail(exc)
-    finally:
-        db.close()
+    result = _with_db(ctx, lambda db: import_openids_file(db, path, by or _operator(), utcnow()))
     click.echo(
         f"已绑定 {result.loaded} 个, 未变 {result.unchanged} 个, 错误 {len(result.errors)} 行 "
         f"(bound {result.loaded}, unchanged {result.unchanged}, refused {len(result.errors)})"
@@ -59,15 +67,8 @@ def import_cmd(ctx: click.Context, path: str, by: str | None) -> None:
 def unbind_cmd(ctx: click.Context, member_id: str, by: str | None) -> None:
     """Forget a member's openid (no more WeChat messages to them)."""
     from hq.channels.wechat import unbind_openid
-    from hq.cli import _config, _fail
 
-    db = bind(open_database(_config(ctx).database_url), create=False)
-    try:
-        gone = unbind_openid(db, member_id, by or _operator(), utcnow())
-    except HuiyuanError as exc:
-        _fail(exc)
-    finally:
-        db.close()
+    gone = _with_db(ctx, lambda db: unbind_openid(db, member_id, by or _operator(), utcnow()))
     click.echo("已解除绑定 (unbound)" if gone else "该会员未绑定微信 (no openid was bound)")
 
 
@@ -78,16 +79,9 @@ def unbind_cmd(ctx: click.Context, member_id: str, by: str | None) -> None:
 def sms_reply_cmd(ctx: click.Context, phone: str, text: str) -> None:
     """Apply an SMS reply the gateway received: "TD", "T" or "退订" turns SMS marketing off
     for the member with that phone."""
-    from hq.cli import _config, _fail
     from hq.portal.unsubscribe import apply_sms_reply
 
-    db = bind(open_database(_config(ctx).database_url), create=False)
-    try:
-        done = apply_sms_reply(db, phone, text, utcnow())
-    except HuiyuanError as exc:
-        _fail(exc)
-    finally:
-        db.close()
+    done = _with_db(ctx, lambda db: apply_sms_reply(db, phone, text, utcnow()))
     click.echo("已退订短信 (SMS turned off)" if done else "无需处理 (nothing to do)")
 
 

@@ -21,6 +21,7 @@ from hq.channels.wechat import (
     bind_openid,
     import_openids,
     openid_of,
+    openids_of,
     unbind_openid,
 )
 from hq.cli import main
@@ -318,6 +319,7 @@ def test_import_loads_good_rows_and_numbers_the_bad_ones_phones_masked(hq_db, hq
     assert "136****2222" in lines[0]
     assert "13611112222" not in result.output and PHONE_A not in result.output
     assert openid_of(a) == OPENID and openid_of(b) == OTHER and openid_of(c) == "oTakenByC"
+    assert openids_of([a, b, "nobody", a]) == {a: OPENID, b: OTHER}
     # a file without the needed columns is refused as a whole, naming the header
     bad = tmp_path / "bad.csv"
     bad.write_text("name,openid\n张三,oX\n", encoding="utf-8")
