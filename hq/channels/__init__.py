@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from core.errors import ConfigError, HuiyuanError
@@ -109,6 +109,16 @@ def exchange(
     return status, answer
 
 
+def check_http(status: int, error: type[ChannelSendFailed], what: str) -> None:
+    """Raise ``error`` unless ``status`` is 2xx: a 4xx is refused (the gateway will not
+    take it), anything else failed."""
+    if 200 <= status < 300:
+        return
+    kind = "refused" if 400 <= status < 500 else "failed"
+    log.warning("%s %s: HTTP %s", what, kind, status)
+    raise error(kind, f"HTTP {status}")
+
+
 def poll_statuses(
     url: str,
     credential: str,
@@ -134,10 +144,7 @@ def poll_statuses(
             error,
             f"{what} statuses ({len(batch)} ids)",
         )
-        if not 200 <= status < 300:
-            kind = "refused" if 400 <= status < 500 else "failed"
-            log.warning("%s statuses %s: HTTP %s", what, kind, status)
-            raise error(kind, f"status HTTP {status}")
+        check_http(status, error, f"{what} statuses")
         found = answer.get("statuses") if isinstance(answer, dict) else None
         if not isinstance(found, dict):
             raise error("failed", "status answer without statuses")
@@ -156,3 +163,27 @@ def read_gateway_credential(path: str, field: str) -> str:
     if not text:
         raise ConfigError(f"{field} {path!r} is empty", field=field)
     return text
+
+
+class PollsStatuses:
+    """``statuses`` for an HTTP channel (a dataclass with ``url``, ``credential``,
+    ``timeout`` and ``status_url``; empty: the send URL's sibling ``status``)."""
+
+    name: ClassVar[str]
+    error: ClassVar[type[ChannelSendFailed]]
+    url: str
+    credential: str
+    timeout: float
+    status_url: str
+
+    def statuses(self, gateway_ids: list[str]) -> dict[str, str]:
+        """Delivery reports: ``{gateway id: "delivered" | "failed"}`` for the ids whose
+        fate the gateway knows; the others left out (``poll_statuses`` has the wire)."""
+        return poll_statuses(
+            self.status_url or status_url_for(self.url),
+            self.credential,
+            gateway_ids,
+            self.timeout,
+            self.error,
+            self.name,
+        )

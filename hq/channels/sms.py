@@ -6,8 +6,9 @@ key in the ``Idempotency-Key`` header, so a gateway that saw a send before does 
 it twice when the caller retries with the same key. A 2xx answer is accepted (its JSON
 ``id``, if any, is the gateway's message id); anything else, a timeout, or a refused
 connection raises ``SmsSendFailed`` (a ``hq.channels.ChannelSendFailed``). Delivery
-reports: ``statuses(ids)`` (hq.channels.poll_statuses). The adapter never retries by itself: the caller
-decides (the member page tells the member; a campaign run retries with backoff).
+reports: ``statuses(ids)`` (hq.channels.poll_statuses). The adapter never retries by
+itself: the caller decides (the member page tells the member; a campaign run retries
+with backoff).
 
 No phone number reaches a log or an exception message: they name it masked
 (core.receipt.mask_phone).
@@ -22,11 +23,11 @@ from typing import Any, ClassVar, Protocol
 from core.receipt import mask_phone
 from hq.channels import (
     ChannelSendFailed,
+    PollsStatuses,
     Sent,
+    check_http,
     exchange,
-    poll_statuses,
     read_gateway_credential,
-    status_url_for,
 )
 
 log = logging.getLogger("hq.channels.sms")
@@ -50,12 +51,13 @@ class SmsGateway(Protocol):
 
 
 @dataclass(frozen=True)
-class HttpSmsGateway:
+class HttpSmsGateway(PollsStatuses):
     url: str
     credential: str
     timeout: float = 5.0
     status_url: str = ""  # empty: the send URL's sibling ``status`` (hq.channels.status_url_for)
     name: ClassVar[str] = "sms"
+    error: ClassVar[type[ChannelSendFailed]] = SmsSendFailed
 
     def send(self, phone: str, text: str, idempotency_key: str) -> Sent:
         if not text or len(text) > MAX_TEXT:
@@ -69,25 +71,10 @@ class HttpSmsGateway:
             SmsSendFailed,
             f"sms to {masked} (key {idempotency_key})",
         )
-        if not 200 <= status < 300:
-            kind = "refused" if 400 <= status < 500 else "failed"
-            log.warning("sms to %s %s: HTTP %s (key %s)", masked, kind, status, idempotency_key)
-            raise SmsSendFailed(kind, f"HTTP {status}")
+        check_http(status, SmsSendFailed, f"sms to {masked} (key {idempotency_key})")
         gateway_id = str(answer.get("id", "")) if isinstance(answer, dict) else ""
         log.info("sms to %s sent (key %s, gateway id %s)", masked, idempotency_key, gateway_id)
         return Sent(idempotency_key, gateway_id)
-
-    def statuses(self, gateway_ids: list[str]) -> dict[str, str]:
-        """Delivery reports: ``{gateway id: "delivered" | "failed"}`` for the ids whose
-        fate the gateway knows (hq.channels.poll_statuses has the wire)."""
-        return poll_statuses(
-            self.status_url or status_url_for(self.url),
-            self.credential,
-            gateway_ids,
-            self.timeout,
-            SmsSendFailed,
-            "sms",
-        )
 
 
 def read_sms_credential(path: str) -> str:

@@ -45,11 +45,11 @@ from core.receipt import mask_phone
 from hq import audit
 from hq.channels import (
     ChannelSendFailed,
+    PollsStatuses,
     Sent,
+    check_http,
     exchange,
-    poll_statuses,
     read_gateway_credential,
-    status_url_for,
 )
 from hq.ledger import resolve_member
 from hq.models import MemberWechat
@@ -80,13 +80,14 @@ def _who(openid: str) -> str:
 
 
 @dataclass(frozen=True)
-class WechatChannel:
+class WechatChannel(PollsStatuses):
     url: str
     credential: str
     template_id: str
     timeout: float = 5.0
     status_url: str = ""  # empty: the send URL's sibling ``status``
     name: ClassVar[str] = "wechat"
+    error: ClassVar[type[ChannelSendFailed]] = WechatSendFailed
 
     def send(self, to: str, text: str, idempotency_key: str) -> Sent:
         """Send ``text`` to the openid ``to``; raises WechatSendFailed."""
@@ -110,10 +111,7 @@ class WechatChannel:
             WechatSendFailed,
             what,
         )
-        if not 200 <= status < 300:
-            kind = "refused" if 400 <= status < 500 else "failed"
-            log.warning("%s %s: HTTP %s", what, kind, status)
-            raise WechatSendFailed(kind, f"HTTP {status}")
+        check_http(status, WechatSendFailed, what)
         answer = answer if isinstance(answer, dict) else {}
         errcode = answer.get("errcode", 0)
         if not isinstance(errcode, int):
@@ -127,18 +125,6 @@ class WechatChannel:
         gateway_id = str(answer["msgid"])
         log.info("%s sent (gateway id %s)", what, gateway_id)
         return Sent(idempotency_key, gateway_id)
-
-    def statuses(self, gateway_ids: list[str]) -> dict[str, str]:
-        """Delivery reports for ``gateway_ids`` (msgids): delivered | failed, the ids not
-        yet known left out."""
-        return poll_statuses(
-            self.status_url or status_url_for(self.url),
-            self.credential,
-            gateway_ids,
-            self.timeout,
-            WechatSendFailed,
-            "wechat",
-        )
 
 
 def wechat_channel(config: Any) -> WechatChannel | None:
