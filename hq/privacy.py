@@ -211,7 +211,10 @@ def members_consenting(channel: str) -> set[str]:
     return {m for m, granted in answer.items() if granted and m not in erased}
 
 
-HQ_CONSENT_SOURCES = ("hq", "member")  # -- campaigns (channels): "member" = the member's own
+# -- campaigns (channels): "member" = the member's own "no" (the unsubscribe page or an
+# SMS reply 退订, hq/portal/unsubscribe.py); a campaign counts such a "no" as unsubscribed
+MEMBER_SOURCE = "member"
+HQ_CONSENT_SOURCES = ("hq", MEMBER_SOURCE)
 
 
 def set_consent(

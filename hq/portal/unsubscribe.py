@@ -54,7 +54,7 @@ def unsubscribe(
         if not on:
             return []
         privacy.set_consent(
-            db, member_id, dict.fromkeys(on, False), f"member:{via}", now, source="member"
+            db, member_id, dict.fromkeys(on, False), f"member:{via}", now, privacy.MEMBER_SOURCE
         )
         audit.record(
             db,

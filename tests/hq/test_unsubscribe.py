@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner
 
+from core.errors import ValidationError
 from core.member_link import verify_link
 from hq import privacy
 from hq.api import create_app
@@ -116,6 +117,9 @@ def test_one_channel_then_all_keeping_the_consent_history_and_the_audit(
         ("call", False, "member"),
     ]
     assert {r.by for r in rows[3:]} == {"member:page"}
+    assert privacy.MEMBER_SOURCE == "member"  # what a campaign reads as "unsubscribed"
+    with pytest.raises(ValidationError):
+        privacy.set_consent(hq_db, a, {"sms": False}, "x", utcnow(), source="guess")
     audits = list(AuditEntry.select().where(AuditEntry.action == "consent.unsubscribe"))
     assert [(e.target, e.details["channels"]) for e in audits] == [
         (a, ["sms"]),
