@@ -550,5 +550,10 @@ from hq import cli_reports  # noqa: E402 (it imports this module's helpers when 
 
 cli_reports.register(main)
 
+# -- campaigns (channels): WeChat openids, SMS replies (hq/cli_wechat.py)
+from hq import cli_wechat  # noqa: E402
+
+cli_wechat.register(main)
+
 if __name__ == "__main__":
     main()

@@ -5,7 +5,9 @@ environment (``HY_HQ_DATABASE_URL``, ``HY_MQTT_URL``, ``HY_MQTT_CA``, ``HY_MQTT_
 ``HY_MQTT_KEY``, ``HY_HQ_LOOKUP_KEY_FILE``,
 ``HY_HQ_METRICS_TOKEN_FILE``, ``HY_HQ_CA_DIR``,
 ``HY_HQ_STORE_BROKER_URL``, ``HY_HQ_TIMEZONE``, ``HY_HQ_CONSOLE_SECURE_COOKIE``,
-``HY_HQ_SMS_GATEWAY_URL``, ``HY_HQ_SMS_CREDENTIALS_FILE``) override them. Validated once at start.
+``HY_HQ_SMS_GATEWAY_URL``, ``HY_HQ_SMS_CREDENTIALS_FILE``, ``HY_HQ_SMS_STATUS_URL``,
+``HY_HQ_WECHAT_API_URL``, ``HY_HQ_WECHAT_STATUS_URL``, ``HY_HQ_WECHAT_CREDENTIALS_FILE``,
+``HY_HQ_WECHAT_TEMPLATE_ID``, ``HY_HQ_WECHAT_TIMEOUT``, ``HY_HQ_MEMBER_PAGE_URL``) override them. Validated once at start.
 
 Secrets come from files in ``$CREDENTIALS_DIRECTORY``, which systemd's ``LoadCredential=``
 fills (systemd/huiyuan-hq-*.service; the table is in docs/operations.md): the database
@@ -30,6 +32,7 @@ from core.errors import ConfigError
 # systemd credential names (LoadCredential=NAME:/etc/huiyuan/credentials/FILE)
 CREDENTIAL_DATABASE_URL = "database-url"
 CREDENTIAL_SMS_GATEWAY = "sms-gateway"  # -- memberpage
+CREDENTIAL_WECHAT_GATEWAY = "wechat-gateway"  # -- campaigns (channels)
 MQTT_CREDENTIALS = {"ca": "mqtt-ca.pem", "cert": "mqtt-cert.pem", "key": "mqtt-key.pem"}
 
 
@@ -193,6 +196,88 @@ class HqConfig:
 
     # -- end memberpage
 
+    # -- campaigns (channels): delivery reports, WeChat, the member page's address
+    # (hq/channels/, hq/portal/links.py, docs/operations.md "Campaign channels")
+    sms_status_url: str = field(
+        default="",
+        metadata={
+            "doc": "the SMS gateway's delivery-status URL (env HY_HQ_SMS_STATUS_URL); empty: "
+            "the send URL with its last path segment replaced by 'status'"
+        },
+    )
+    wechat_api_url: str = field(
+        default="",
+        metadata={
+            "doc": "the WeChat template-message adapter's send URL (env HY_HQ_WECHAT_API_URL); "
+            "empty: no WeChat channel"
+        },
+    )
+    wechat_status_url: str = field(
+        default="",
+        metadata={
+            "doc": "the WeChat adapter's delivery-status URL (env HY_HQ_WECHAT_STATUS_URL); "
+            "empty: the send URL's sibling 'status'"
+        },
+    )
+    wechat_credentials_file: str = field(
+        default="",
+        metadata={
+            "doc": "file holding the WeChat adapter's bearer credential (env "
+            "HY_HQ_WECHAT_CREDENTIALS_FILE); empty: systemd's wechat-gateway credential"
+        },
+    )
+    wechat_template_id: str = field(
+        default="",
+        metadata={
+            "doc": "the official account's template id campaign messages use (env "
+            "HY_HQ_WECHAT_TEMPLATE_ID); required with wechat_api_url"
+        },
+    )
+    wechat_timeout: float = field(
+        default=5.0,
+        metadata={"doc": "seconds to wait for the WeChat adapter (env HY_HQ_WECHAT_TIMEOUT)"},
+    )
+    member_page_url: str = field(
+        default="https://m.example.cn/m/{token}",
+        metadata={
+            "doc": "the member page's public address, {token} the signed link (env "
+            "HY_HQ_MEMBER_PAGE_URL); campaign messages link to it and to its /unsubscribe"
+        },
+    )
+
+    def wechat_credentials_path(self) -> str:
+        path = self.wechat_credentials_file or credential_path(CREDENTIAL_WECHAT_GATEWAY)
+        if not path:
+            raise ConfigError(
+                "wechat_credentials_file is required with wechat_api_url "
+                "(HY_HQ_WECHAT_CREDENTIALS_FILE, or the credential wechat-gateway)",
+                field="wechat_credentials_file",
+            )
+        return path
+
+    def _validate_channels(self) -> None:
+        for name in ("sms_status_url", "wechat_api_url", "wechat_status_url"):
+            value = getattr(self, name)
+            if value and urlparse(value).scheme not in ("http", "https"):
+                raise ConfigError(f"{name} must start with http:// or https://", field=name)
+        if self.wechat_api_url:
+            if not self.wechat_template_id.strip():
+                raise ConfigError(
+                    "wechat_template_id is required with wechat_api_url",
+                    field="wechat_template_id",
+                )
+            self.wechat_credentials_path()
+        if not self.wechat_timeout > 0:
+            raise ConfigError("wechat_timeout must be positive seconds", field="wechat_timeout")
+        page = self.member_page_url
+        if urlparse(page).scheme not in ("http", "https") or page.count("{token}") != 1:
+            raise ConfigError(
+                "member_page_url must be an http(s) URL with one {token}",
+                field="member_page_url",
+            )
+
+    # -- end campaigns (channels)
+
     def zone(self) -> ZoneInfo:
         try:
             return ZoneInfo(self.timezone)
@@ -225,6 +310,7 @@ class HqConfig:
                 )
             self.sms_credentials_path()
         # -- end memberpage
+        self._validate_channels()  # -- campaigns (channels)
         return self
 
     @classmethod
@@ -262,6 +348,15 @@ class HqConfig:
             sms_gateway_url=env.get("HY_HQ_SMS_GATEWAY_URL", ""),
             sms_credentials_file=env.get("HY_HQ_SMS_CREDENTIALS_FILE", ""),
             # -- end memberpage
+            # -- campaigns (channels)
+            sms_status_url=env.get("HY_HQ_SMS_STATUS_URL", ""),
+            wechat_api_url=env.get("HY_HQ_WECHAT_API_URL", ""),
+            wechat_status_url=env.get("HY_HQ_WECHAT_STATUS_URL", ""),
+            wechat_credentials_file=env.get("HY_HQ_WECHAT_CREDENTIALS_FILE", ""),
+            wechat_template_id=env.get("HY_HQ_WECHAT_TEMPLATE_ID", ""),
+            wechat_timeout=_seconds(env, "HY_HQ_WECHAT_TIMEOUT", cls.wechat_timeout),
+            member_page_url=env.get("HY_HQ_MEMBER_PAGE_URL", cls.member_page_url),
+            # -- end campaigns (channels)
         )
         mqtt_over = {
             k[5:]: v for k, v in overrides.items() if k.startswith("mqtt_") and v not in (None, "")
@@ -270,3 +365,14 @@ class HqConfig:
             k: v for k, v in overrides.items() if not k.startswith("mqtt_") and v not in (None, "")
         }
         return replace(config, mqtt=replace(config.mqtt, **mqtt_over), **top_over).validate()
+
+
+def _seconds(env: os._Environ[str] | dict[str, str], name: str, default: float) -> float:
+    """A number of seconds from the environment (``default`` when unset)."""  # -- campaigns
+    raw = env.get(name, "")
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be seconds, got {raw!r}", field=name) from None

@@ -713,7 +713,7 @@ class MemberConsent(BaseModel):
     granted = pw.BooleanField()
     at = pw.DateTimeField()  # when the member gave the answer (naive UTC)
     store = pw.CharField(null=True, max_length=32)  # where (null: at HQ)
-    source = pw.CharField(max_length=16)  # registration | till | hq
+    source = pw.CharField(max_length=16)  # registration | till | hq | member (unsubscribed)
     by = pw.CharField(null=True, max_length=64)  # the cashier or HQ user who recorded it
     recorded_at = pw.DateTimeField()
 

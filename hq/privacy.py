@@ -211,10 +211,25 @@ def members_consenting(channel: str) -> set[str]:
     return {m for m, granted in answer.items() if granted and m not in erased}
 
 
+# -- campaigns (channels): "member" = the member's own "no" (the unsubscribe page or an
+# SMS reply 退订, hq/portal/unsubscribe.py); a campaign counts such a "no" as unsubscribed
+MEMBER_SOURCE = "member"
+HQ_CONSENT_SOURCES = ("hq", MEMBER_SOURCE)
+
+
 def set_consent(
-    db: pw.Database, member_id: str, consent: dict[str, bool], by: str, now: dt.datetime
+    db: pw.Database,
+    member_id: str,
+    consent: dict[str, bool],
+    by: str,
+    now: dt.datetime,
+    source: str = "hq",
 ) -> dict[str, dict[str, Any]]:
-    """A change of consent recorded at HQ (the console or ``huiyuan-hq consent``)."""
+    """A change of consent recorded at HQ: ``source`` "hq" (the console or ``huiyuan-hq
+    consent``) or "member" (the member's own unsubscribe: the page's link or an SMS
+    reply, hq/portal/unsubscribe.py)."""
+    if source not in HQ_CONSENT_SOURCES:
+        raise ValidationError(f"unknown consent source {source!r}", field="source")
     if not consent:
         raise ValidationError(
             "name at least one channel: --sms, --wechat or --call", field="consent"
@@ -224,9 +239,11 @@ def set_consent(
         if member.status == ERASED:
             raise Conflict(f"会员 {member.id} 的个人信息已删除", field="member_id")
         MemberConsent.insert_many(
-            consent_rows(member.id, consent, at=now, store=None, source="hq", by=by, now=now)
+            consent_rows(member.id, consent, at=now, store=None, source=source, by=by, now=now)
         ).execute()
-    log.info("consent of member %s changed at HQ by %s: %s", member.id, by, sorted(consent))
+    log.info(
+        "consent of member %s changed at HQ (%s) by %s: %s", member.id, source, by, sorted(consent)
+    )
     return consent_state(member.id)
 
 

@@ -43,6 +43,11 @@ PUBLIC_ENDPOINTS: dict[str, str] = {
     "portal.bind_route": "the signed member link, the page's CSRF token, the SMS code",
     "portal.static": "the member page's CSS (no data)",
     # -- end memberpage
+    # -- campaigns (channels): the unsubscribe link in every campaign message; the same
+    # signed link, the POST also the page's CSRF token (hq/portal/unsubscribe.py)
+    "portal.unsubscribe_page": "the signed, expiring member link in its URL (hq/portal/)",
+    "portal.unsubscribe_route": "the signed member link and the page's CSRF token",
+    # -- end campaigns (channels)
 }
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -75,23 +75,36 @@ def _page(token: str, member: Member, status: int = 200, **notice: Any) -> Any:
     config = current_app.config["HQ"]
     now = utcnow()
     data = member_page(member, current_rules(), config.business_day(now), _bound(member))
+    return _render(
+        "portal/member.html",
+        token,
+        status,
+        page=data,
+        sms=current_app.extensions.get("hq_sms") is not None,
+        **notice,
+    )
+
+
+def _render(template: str, token: str, status: int, **context: Any) -> Any:
+    """A page whose forms carry the CSRF token: this browser's CSRF cookie (set here on
+    the first page) signed with the link."""
     browser = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(16)
     resp = current_app.make_response(
         (
-            render_template(
-                "portal/member.html",
-                page=data,
-                token=token,
-                csrf=_csrf_for(browser, token),
-                sms=current_app.extensions.get("hq_sms") is not None,
-                **notice,
-            ),
+            render_template(template, token=token, csrf=_csrf_for(browser, token), **context),
             status,
         )
     )
     if request.cookies.get(CSRF_COOKIE) != browser:
         resp.set_cookie(CSRF_COOKIE, browser, httponly=True, samesite="Strict", path="/m/")
     return resp
+
+
+def _csrf_ok(token: str) -> bool:
+    """Whether the posted form's ``csrf`` is this browser's token for this link."""
+    browser = request.cookies.get(CSRF_COOKIE) or ""
+    sent = request.form.get("csrf") or ""
+    return bool(browser) and hmac.compare_digest(sent, _csrf_for(browser, token))
 
 
 @bp.get("/m/<token>")
@@ -117,9 +130,7 @@ def _form_checked(token: str) -> Member | Any:
     member, _reason = _member_of(token)
     if member is None:
         return _refused()
-    browser = request.cookies.get(CSRF_COOKIE) or ""
-    sent = request.form.get("csrf") or ""
-    if not browser or not hmac.compare_digest(sent, _csrf_for(browser, token)):
+    if not _csrf_ok(token):
         return _page(token, member, 403, error="页面已过期, 请刷新后重试 (CSRF check failed)")
     return member
 
@@ -182,3 +193,7 @@ def init_app(app: Flask, gateway: Any = None) -> None:
     app.extensions["hq_portal_keys"] = PortalKeys(chain_lookup(config))
     app.extensions["hq_sms"] = gateway if gateway is not None else sms_gateway(config)
     app.register_blueprint(bp)
+
+
+# -- campaigns (channels): the unsubscribe page's routes join this blueprint
+from hq.portal import unsubscribe  # noqa: E402,F401 - it adds routes to ``bp``
