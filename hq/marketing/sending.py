@@ -9,7 +9,8 @@ reports, the scheduler's ``campaigns`` job.
    be sent become ``skipped`` with the reason, the others ``sending`` with ``attempts``
    one more and a lease (``next_at`` = now + ``LEASE``).
 2. send: a small thread pool hands each message to its channel with the row's
-   idempotency key (``c<campaign>:<member>:<channel>``), the same on every retry.
+   idempotency key (``c<campaign>:<member>:<channel>``), the same on every retry; while
+   it does, the next batch is claimed.
 3. record (one commit): ``sent`` (and the benefit, with the member's first message) or
    back to ``pending`` after a backoff (``BACKOFF_MINUTES``) or ``failed`` (refused at
    once, anything else after ``MAX_ATTEMPTS``).
@@ -23,11 +24,13 @@ nothing is sent: what is due waits for the end of them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import peewee as pw
@@ -57,13 +60,21 @@ try:
     from hq.portal.links import page_url, unsubscribe_url  # type: ignore[import-not-found]
 except ImportError:
 
+    @functools.lru_cache(maxsize=4)
+    def _link_key(path: str, may_make: bool) -> bytes:
+        from hq.lookup import ChainLookup
+        from hq.portal.keys import PortalKeys
+
+        return PortalKeys(ChainLookup(lambda: (Path(path), may_make))).link
+
     def page_url(config: Any, member_id: str, now: dt.datetime) -> str:
         """The member's page, a signed link (stand-in for hq.portal.links.page_url)."""
         from core.member_link import link_expiry, sign_link
-        from hq.lookup import chain_lookup
-        from hq.portal.keys import PortalKeys
+        from hq.lookup import lookup_key_location
 
-        token = sign_link(PortalKeys(chain_lookup(config)).link, member_id, link_expiry(now))
+        path, may_make = lookup_key_location(config)
+        key = _link_key(str(path), may_make)
+        token = sign_link(key, member_id, link_expiry(now))
         base = getattr(config, "member_page_url", "") or "https://m.example.cn/m/{token}"
         return base.format(token=token)
 
@@ -338,12 +349,6 @@ def _send_one(channel: Any, m: Message) -> Message:
     return m
 
 
-def _send(channels: dict[str, Any], messages: list[Message]) -> list[Message]:
-    """Step 2: every message to its channel, ``WORKERS`` at a time."""
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(messages))) as pool:
-        return list(pool.map(lambda m: _send_one(channels[m.channel], m), messages))
-
-
 def _record(
     db: pw.Database, messages: list[Message], now: dt.datetime, today: dt.date
 ) -> dict[str, int]:
@@ -434,18 +439,26 @@ def send_due(
     names = sorted(ch for ch in channels if ch in camp.MESSAGE_CHANNELS)
     renderer = Renderer(config, now)
     today = config.business_day(now)
-    handled = 0
-    while names and handled < limit:
-        messages, skipped = _claim(db, names, now, values, min(BATCH, limit - handled), renderer)
-        for reason, n in skipped.items():
-            counts[f"skipped_{reason}"] += n
-        handled += len(messages) + sum(skipped.values())
-        if not messages:
-            if not skipped:
-                break
-            continue
-        for key, n in _record(db, _send(channels, messages), now, today).items():
-            counts[key] += n
+    handled, more = 0, bool(names)
+    # a pipeline: while one batch is with the gateways, the next is claimed, then the
+    # first recorded; each step is still its own commit
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        inflight: list[Future[Message]] = []
+        while more or inflight:
+            messages: list[Message] = []
+            if more:
+                messages, skipped = _claim(
+                    db, names, now, values, min(BATCH, limit - handled), renderer
+                )
+                for reason, n in skipped.items():
+                    counts[f"skipped_{reason}"] += n
+                handled += len(messages) + sum(skipped.values())
+                more = handled < limit and bool(messages or skipped)
+            if inflight:
+                answers = [f.result() for f in inflight]
+                for key, n in _record(db, answers, now, today).items():
+                    counts[key] += n
+            inflight = [pool.submit(_send_one, channels[m.channel], m) for m in messages]
     counts["done"] = _finish(db, now)
     return dict(counts)
 
