@@ -68,6 +68,7 @@ SKIP_REASONS = {
     "cap": "超过频次上限",
     "no_contact": "无联系方式",
     "cancelled": "活动已取消",
+    "merged": "会员已合并",  # sent to the member it was merged into instead
 }
 FIELDS = (
     "name",
@@ -172,9 +173,12 @@ def _channels(value: Any) -> list[str]:
 def placeholders_in(text: str) -> list[str]:
     """The placeholders a message names (``{name}``...); a stray brace is an error."""
     try:
-        return [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text)]
     except ValueError:
         raise _bad("text", "文案中的花括号不成对", "unbalanced braces") from None
+    if any(spec or conv for f, spec, conv in parts if f is not None):
+        raise _bad("text", "占位符只写名称, 如 {name}", "a placeholder is its name only")
+    return [f for f, _, _ in parts if f is not None]
 
 
 def _text(value: Any, channels: list[str], benefit: dict[str, Any]) -> str:

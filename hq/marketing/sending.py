@@ -94,7 +94,6 @@ RETRYABLE = ("failed", "timeout", "unreachable")  # "refused" is final
 UNSUBSCRIBE_SOURCES = ("unsubscribe", "portal")  # a "no" given on the unsubscribe page
 POLL_MAX = 10_000  # sent rows asked about per poll
 STATUS_BATCH = 100  # gateway ids per ``statuses`` call
-CONTACT = {"sms": "phone", "wechat": "openid"}
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -220,12 +219,12 @@ def _why_not(
     """The reason a row may not be sent now ("" if it may)."""
     if member is None or member.status == "erased":
         return "consent"
-    granted, source = consent[row.channel].get(row.member_id, (False, ""))
+    granted, source = consent[row.channel].get(member.id, (False, ""))
     if not granted:
         return "unsubscribed" if source in UNSUBSCRIBE_SOURCES else "consent"
     if row.channel == "sms" and not member.phone:
         return "no_contact"
-    if row.channel == "wechat" and not openids.get(row.member_id):
+    if row.channel == "wechat" and not openids.get(member.id):
         return "no_contact"
     return ""
 
@@ -281,22 +280,28 @@ def _claim(
             return [], {}
         ids = sorted({r.member_id for r in rows})
         members = _members(ids)
-        consent = {ch: camp.consent_answers(ids, ch) for ch in {r.channel for r in rows}}
+        live = sorted({m.id for m in members.values()})  # consent and contact: the survivor's
+        consent = {ch: camp.consent_answers(live, ch) for ch in {r.channel for r in rows}}
         openids: dict[str, str] = {}
         if any(r.channel == "wechat" for r in rows):
             openids = dict(
                 MemberWechat.select(MemberWechat.member_id, MemberWechat.openid)
-                .where(MemberWechat.member_id.in_(ids))
+                .where(MemberWechat.member_id.in_(live))
                 .tuples()
             )
         since = now - dt.timedelta(days=values["cap_days"])
         recent = _recent_campaigns(ids, [r.id for r in rows], since)
         campaigns_of = {**active, **_campaigns_of_leftovers(rows, active)}
+        taken = _survivors_reached(rows, members)
         messages: list[Message] = []
         skips: dict[str, list[int]] = defaultdict(list)
         for r in rows:
             member = members.get(r.member_id)
             reason = _why_not(r, member, consent, openids)
+            if member is not None and member.id != r.member_id:
+                target = (r.campaign, member.id, r.channel)
+                reason = reason or ("merged" if target in taken else "")
+                taken.add(target)
             if not reason:
                 seen = recent[r.member_id]
                 if r.campaign not in seen and len(seen) >= values["cap_campaigns"]:
@@ -308,7 +313,7 @@ def _claim(
                 skipped[reason] += 1
                 continue
             m = Message(r.id, r.campaign, r.member_id, r.channel, r.key, r.attempts + 1)
-            m.to = member.phone if r.channel == "sms" else openids[r.member_id]
+            m.to = member.phone if r.channel == "sms" else openids[member.id]
             m.text = renderer.text(campaigns_of[r.campaign], member, r.channel)
             messages.append(m)
         S = CampaignSend
@@ -324,6 +329,37 @@ def _claim(
                 Campaign.id.in_({m.campaign for m in messages}) & (Campaign.status == "scheduled")
             ).execute()
     return messages, dict(skipped)
+
+
+def _survivors_reached(
+    rows: list[CampaignSend], members: dict[str, Member]
+) -> set[tuple[int, str, str]]:
+    """(campaign, member, channel) already reached or to be reached directly, for the
+    members that ids in the batch were merged into since launch: the survivor's own row,
+    or another merged id's message already handed over. A merged id's row is then
+    skipped (``merged``): one member, one message per campaign and channel."""
+    S = CampaignSend
+    merged = [r for r in rows if r.member_id in members and members[r.member_id].id != r.member_id]
+    if not merged:
+        return set()
+    survivors = {members[r.member_id].id for r in merged}
+    own = {camp.send_key(r.campaign, members[r.member_id].id, r.channel) for r in merged}
+    taken = {
+        (c, m, ch)
+        for c, m, ch in S.select(S.campaign, S.member_id, S.channel).where(S.key.in_(own)).tuples()
+    }
+    via = (
+        S.select(S.campaign, Member.merged_into, S.channel)
+        .join(Member, on=(Member.id == S.member_id))
+        .where(
+            Member.merged_into.in_(survivors)
+            & S.campaign.in_({r.campaign for r in merged})
+            & S.status.in_(("sending", "sent", "delivered"))
+            & S.id.not_in([r.id for r in rows])
+        )
+        .tuples()
+    )
+    return taken | set(via)
 
 
 def _campaigns_of_leftovers(

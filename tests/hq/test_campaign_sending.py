@@ -133,6 +133,19 @@ def test_consent_unsubscribe_and_contact_are_read_at_send_time(hq_db, gw, sms, c
     assert campaigns.progress(c.id)["skipped"] == {"consent": 5, "unsubscribed": 1, "no_contact": 2}
 
 
+def test_a_member_merged_after_launch_gets_one_message_at_the_survivor(hq_db, gw, sms, config):
+    launched(hq_db, 4)
+    cd.many(hq_db, 1, first=99)  # a member outside the audience
+    merge = {cd.member_id(1): cd.member_id(0), cd.member_id(2): cd.member_id(99)}
+    for old, into in merge.items():
+        Member.update(status="merged", merged_into=into).where(Member.id == old).execute()
+    counts = sending.send_due(hq_db, {"sms": sms}, NOW, config=config)
+    assert sorted(m["to"] for m in gw.sent) == [cd.phone(0), cd.phone(3), cd.phone(99)]
+    assert counts["sent"] == 3 and counts["skipped_merged"] == 1
+    skipped = CampaignSend.get(CampaignSend.status == "skipped")
+    assert (skipped.member_id, skipped.reason) == (cd.member_id(1), "merged")
+
+
 def test_a_member_hears_from_at_most_cap_campaigns_in_cap_days(hq_db, gw, sms, config):
     run = cd.many(hq_db, 4)
     ids = [cd.campaign(hq_db, run, name=f"活动{i}").id for i in range(3)]

@@ -78,6 +78,8 @@ def chain(hq_db):
         ({"text": "{nmae}您好"}, "text", "未知的占位符 {nmae}"),
         ({"text": "送您{coupon}"}, "text", "需要对应的权益"),
         ({"text": "您好 {"}, "text", "花括号"),
+        ({"text": "{name:>{name}}"}, "text", "占位符只写名称"),
+        ({"text": "{name!r}"}, "text", "占位符只写名称"),
         ({"text": "好" * 301}, "text", "不超过300字"),
         ({"send_at": "明天"}, "send_at", "发送时间格式无效"),
         ({"send_at": None}, "send_at", "请填写发送时间"),
