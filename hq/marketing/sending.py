@@ -91,7 +91,9 @@ LEASE = dt.timedelta(minutes=10)  # a row ``sending`` longer than this is sent a
 BACKOFF_MINUTES = (1, 2, 4, 8, 16)  # after the 1st..5th failed attempt
 MAX_ATTEMPTS = 6
 RETRYABLE = ("failed", "timeout", "unreachable")  # "refused" is final
-UNSUBSCRIBE_SOURCES = ("unsubscribe", "portal")  # a "no" given on the unsubscribe page
+# the member's own "no" (the unsubscribe page, an SMS reply: hq/portal/unsubscribe.py records
+# it with source "member", hq.privacy.MEMBER_SOURCE on branch camp-channels)
+UNSUBSCRIBE_SOURCES = ("member",)
 POLL_MAX = 10_000  # sent rows asked about per poll
 STATUS_BATCH = 100  # gateway ids per ``statuses`` call
 

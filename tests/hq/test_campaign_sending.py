@@ -113,7 +113,7 @@ def test_consent_unsubscribe_and_contact_are_read_at_send_time(hq_db, gw, sms, c
     c = launched(hq_db, 6, channels=["sms", "wechat"])
     set_consent(hq_db, cd.member_id(0), {"sms": False}, "hq-li", cd.AT)  # after launch
     MemberConsent.create(
-        member_id=cd.member_id(1), channel="sms", granted=False, at=cd.AT, source="unsubscribe",
+        member_id=cd.member_id(1), channel="sms", granted=False, at=cd.AT, source="member", by="member:page",
         recorded_at=cd.AT,
     )  # fmt: skip
     Member.update(phone=None).where(Member.id == cd.member_id(2)).execute()
