@@ -105,8 +105,11 @@ def _name(value: Any) -> str:
     return value.strip()
 
 
+ID_MAX = 2**31 - 1  # an integer column's largest value (PostgreSQL refuses a larger one)
+
+
 def _positive_id(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ID_MAX:
         raise _bad("audience", f"{field} 须为正整数", f"{field} must be a positive integer")
     return value
 
@@ -297,7 +300,8 @@ def update(
 
 
 def get(campaign_id: int) -> Campaign:
-    campaign = Campaign.get_or_none(Campaign.id == campaign_id)
+    ok = isinstance(campaign_id, int) and 1 <= campaign_id <= ID_MAX
+    campaign = Campaign.get_or_none(Campaign.id == campaign_id) if ok else None
     if campaign is None:
         raise NotFound(f"活动不存在: {campaign_id} (no such campaign)", field="campaign")
     return campaign
