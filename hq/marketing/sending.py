@@ -24,18 +24,18 @@ nothing is sent: what is due waits for the end of them.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import peewee as pw
 
 from hq.changes import ChangeSet, flush_changes
+from hq.channels import ChannelSendFailed as SendFailed
+from hq.channels.registry import channels_from_config
 from hq.marketing import campaigns as camp
 from hq.marketing import settings as marketing_settings
 from hq.models import (
@@ -47,41 +47,7 @@ from hq.models import (
     Store,
     is_postgres,
 )
-
-# -- the channels' shared failure and the member links: one import point each, until the
-# channels part (branch camp-channels) lands hq.channels.ChannelSendFailed and
-# hq/portal/links.py; then the fallbacks below go
-try:
-    from hq.channels import ChannelSendFailed as SendFailed  # type: ignore[attr-defined]
-except ImportError:
-    from hq.channels.sms import SmsSendFailed as SendFailed
-
-try:
-    from hq.portal.links import page_url, unsubscribe_url  # type: ignore[import-not-found]
-except ImportError:
-
-    @functools.lru_cache(maxsize=4)
-    def _link_key(path: str, may_make: bool) -> bytes:
-        from hq.lookup import ChainLookup
-        from hq.portal.keys import PortalKeys
-
-        return PortalKeys(ChainLookup(lambda: (Path(path), may_make))).link
-
-    def page_url(config: Any, member_id: str, now: dt.datetime) -> str:
-        """The member's page, a signed link (stand-in for hq.portal.links.page_url)."""
-        from core.member_link import link_expiry, sign_link
-        from hq.lookup import lookup_key_location
-
-        path, may_make = lookup_key_location(config)
-        key = _link_key(str(path), may_make)
-        token = sign_link(key, member_id, link_expiry(now))
-        base = getattr(config, "member_page_url", "") or "https://m.example.cn/m/{token}"
-        return base.format(token=token)
-
-    def unsubscribe_url(config: Any, member_id: str, now: dt.datetime) -> str:
-        """The unsubscribe page (stand-in for hq.portal.links.unsubscribe_url)."""
-        return page_url(config, member_id, now) + "/unsubscribe"
-
+from hq.portal.links import page_url, unsubscribe_url
 
 log = logging.getLogger("hq.marketing.sending")
 
@@ -92,7 +58,7 @@ BACKOFF_MINUTES = (1, 2, 4, 8, 16)  # after the 1st..5th failed attempt
 MAX_ATTEMPTS = 6
 RETRYABLE = ("failed", "timeout", "unreachable")  # "refused" is final
 # the member's own "no" (the unsubscribe page, an SMS reply: hq/portal/unsubscribe.py records
-# it with source "member", hq.privacy.MEMBER_SOURCE on branch camp-channels)
+# it with source "member", hq.privacy.MEMBER_SOURCE)
 UNSUBSCRIBE_SOURCES = ("member",)
 POLL_MAX = 10_000  # sent rows asked about per poll
 STATUS_BATCH = 100  # gateway ids per ``statuses`` call
@@ -550,15 +516,7 @@ def poll_deliveries(db: pw.Database, channels: dict[str, Any], now: dt.datetime)
 
 
 def channels_for(config: Any) -> dict[str, Any]:
-    """The channels ``config`` names (hq.channels.registry once the channels part lands;
-    until then the SMS gateway alone)."""
-    try:
-        from hq.channels.registry import channels_from_config  # type: ignore[import-not-found]
-    except ImportError:
-        from hq.channels.sms import sms_gateway
-
-        gateway = sms_gateway(config)
-        return {"sms": gateway} if gateway is not None else {}
+    """The channels ``config`` names (hq.channels.registry)."""
     return dict(channels_from_config(config))
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from hq import scheduler
-from hq.channels.fake_gateway import FakeSmsGateway
+from hq.channels.fake_gateway import FakeSmsGateway, FakeWechatGateway
 from hq.channels.sms import HttpSmsGateway
+from hq.channels.wechat import WechatChannel
 from hq.config import HqConfig
 from hq.marketing import campaigns, sending
 from hq.marketing import settings as marketing_settings
@@ -122,11 +123,12 @@ def test_consent_unsubscribe_and_contact_are_read_at_send_time(hq_db, gw, sms, c
     MemberWechat.create(
         member_id=cd.member_id(4), openid="oPENID4", bound_at=cd.AT, source="import"
     )
-    with FakeSmsGateway(token="wx") as wx:  # a stand-in for the WeChat adapter's server
-        channels = {"sms": sms, "wechat": HttpSmsGateway(wx.url, "wx", timeout=10)}
+    with FakeWechatGateway(token="wx") as wx:
+        channels = {"sms": sms, "wechat": WechatChannel(wx.url, "wx", "TPL-1", timeout=10)}
         counts = sending.send_due(hq_db, channels, NOW, config=config)
-        assert [m["to"] for m in wx.sent] == ["oPENID4"]
-        assert "退订" not in wx.sent[0]["text"]  # the unsubscribe line is the SMS's
+        assert [m["touser"] for m in wx.sent] == ["oPENID4"]
+        text = wx.sent[0]["data"]["content"]["value"]
+        assert "退订" not in text  # the unsubscribe line is the SMS's
     assert sorted(m["to"] for m in gw.sent) == [cd.phone(3), cd.phone(4), cd.phone(5)]
     assert counts["sent"] == 4 and counts["skipped_consent"] == 5  # 0 sms, 0/1/2/5 wechat
     assert counts["skipped_unsubscribed"] == 1 and counts["skipped_no_contact"] == 2
