@@ -47,6 +47,7 @@ import peewee as pw
 
 from core.errors import NotFound
 from core.points import fen_for_points
+from hq.marketing.campaigns import MESSAGE_CHANNELS
 from hq.models import (
     Campaign,
     CampaignRecipient,
@@ -60,7 +61,6 @@ from hq.models import (
 from hq.reports.kpis import _ratio, _Sql
 from hq.reports.kpis import as_json as _kpi_json
 
-MESSAGE_CHANNELS = ("sms", "wechat")
 NEW_MEMBER_LISTS = ("new_members", "weekly_new")  # whose rate is activation (激活率)
 DORMANT_LISTS = ("dormant",)  # whose rate is wake-up (唤醒率)
 GROUPS = ("treated", "treated_all", "control")
@@ -256,6 +256,7 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
         .where(
             (CampaignRecipient.campaign == campaign.id)
             & CampaignRecipient.benefit_ref.is_null(False)
+            & (CampaignRecipient.benefit_ref != "held")  # held: the member had the coupon limit
             & (CampaignRecipient.control == False)  # noqa: E712 - peewee builds SQL from ==
         )
         .count()
