@@ -47,6 +47,7 @@ import peewee as pw
 
 from core.errors import NotFound
 from core.points import fen_for_points
+from hq.marketing.audience import WORK_MEM
 from hq.marketing.campaigns import MESSAGE_CHANNELS
 from hq.models import (
     Campaign,
@@ -139,7 +140,11 @@ def _outcome(
         f" UNION ALL SELECT {STORE}, ctl, got, store, COUNT(*), SUM(fen)"
         " FROM ps GROUP BY ctl, got, store"
     )
-    return q.run(text)
+    with db.atomic():
+        if q.pg:  # as the audience queries: room to sort and hash in memory, no JIT
+            db.execute_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            db.execute_sql("SET LOCAL jit = off")  # compiling costs a second, gains none
+        return q.run(text)
 
 
 def _group_of(ctl: Any, got: Any) -> str:
