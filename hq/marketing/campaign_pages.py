@@ -28,8 +28,9 @@ from hq.access.masking import mask_name, mask_phone
 from hq.console import render
 from hq.marketing import api, audience, campaigns, lists, segments, tracking
 from hq.marketing.audience import LISTS
-from hq.models import ListRun, Member, StaffMember, one_of, utcnow
+from hq.models import ListRun, Member, one_of, utcnow
 from hq.programme.coupons import list_templates
+from hq.programme.staff import staff_names
 from hq.reports.export import Column, Table, content_disposition, encode
 
 bp = Blueprint("campaign_pages", __name__)
@@ -432,17 +433,7 @@ def call_rows(campaign_id: int) -> list[dict[str, Any]]:
             one_of(Member.id, ids[i : i + CHUNK])
         )
         members.update({m.id: m for m in query})
-    codes = sorted({s for _, _, s in picked if s})
-    staff = (
-        {
-            s.code: s.name
-            for s in StaffMember.select(StaffMember.code, StaffMember.name).where(
-                one_of(StaffMember.code, codes)
-            )
-        }
-        if codes
-        else {}
-    )
+    staff = staff_names(code for _, _, code in picked)
     rows = []
     for mid, store, code in picked:
         m = members.get(mid)

@@ -24,7 +24,7 @@ from hq.privacy import set_consent
 from hq.programme.coupons import add_template
 from tests.browser import chromium, live_server, shot
 from tests.hq import marketing_data as md
-from tests.hq.signin import PASSWORD, make_user, session_client
+from tests.hq.signin import browser_sign_in, make_user, session_client
 
 COUPON = {"id": "WAKE20", "name": "唤醒券满100减20", "kind": "amount", "amount": 2000,
           "min_spend": 10000, "valid_days": 30, "per_member_limit": 1}  # fmt: skip
@@ -305,10 +305,7 @@ def test_dormant_list_to_a_launched_campaign_in_a_browser(app, hq_db):
     username = make_user(hq_db, "membership")
     with live_server(app) as base, chromium(1366, 900) as driver:
         wait = WebDriverWait(driver, 10)
-        driver.get(f"{base}/marketing?month=2026-12")
-        driver.find_element(By.NAME, "username").send_keys(username)
-        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        browser_sign_in(driver, f"{base}/marketing?month=2026-12", username)
         runs = wait.until(ec.presence_of_element_located((By.ID, "runs")))
         runs.find_element(By.CSS_SELECTOR, "tr[data-kind=dormant] a.use-audience").click()
         wait.until(ec.presence_of_element_located((By.ID, "campaign-form")))
@@ -368,10 +365,7 @@ def test_call_list_prints_one_maintainer_a_page(app, hq_db, calling):
     campaign_id, _ = calling
     username = make_user(hq_db, "membership")
     with live_server(app) as base, chromium(1000, 1200) as driver:
-        driver.get(f"{base}/marketing/campaigns/{campaign_id}/calls")
-        driver.find_element(By.NAME, "username").send_keys(username)
-        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
-        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        browser_sign_in(driver, f"{base}/marketing/campaigns/{campaign_id}/calls", username)
         WebDriverWait(driver, 10).until(
             ec.presence_of_element_located((By.CSS_SELECTOR, "section.cp-group"))
         )
