@@ -43,6 +43,7 @@ from core.systemd import LoopPulse, service_ready
 from hq.config import HqConfig
 from hq.followups import tasks as followup_tasks  # -- follow-ups (issue 14)
 from hq.marketing import lists as marketing_lists  # -- marketing: the monthly lists
+from hq.marketing import sending as campaign_sending  # -- campaigns: the send loop
 from hq.models import (
     JobRun,
     SchedulerState,
@@ -158,6 +159,8 @@ JOBS: list[Job] = [
     Job("followups", dt.timedelta(hours=6), followup_tasks.make_tasks_job),
     # -- marketing (issue 14: the monthly and weekly lists on their day)
     Job("marketing-lists", dt.timedelta(hours=1), marketing_lists.lists_job),
+    # -- campaigns (issue 14: due messages sent, delivery reports read; docs/campaigns.md)
+    Job("campaigns", dt.timedelta(minutes=1), campaign_sending.send_job),
     # -- reports (the distinct-member KPIs of months, quarters, years: hq/reports/rollup.py)
     Job("reports-rollup", dt.timedelta(minutes=30), reports_rollup.rollup_job),
 ]
