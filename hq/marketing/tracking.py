@@ -47,6 +47,8 @@ import peewee as pw
 
 from core.errors import NotFound
 from core.points import fen_for_points
+from hq.marketing.audience import WORK_MEM
+from hq.marketing.campaigns import MESSAGE_CHANNELS
 from hq.models import (
     Campaign,
     CampaignRecipient,
@@ -60,7 +62,6 @@ from hq.models import (
 from hq.reports.kpis import _ratio, _Sql
 from hq.reports.kpis import as_json as _kpi_json
 
-MESSAGE_CHANNELS = ("sms", "wechat")
 NEW_MEMBER_LISTS = ("new_members", "weekly_new")  # whose rate is activation (激活率)
 DORMANT_LISTS = ("dormant",)  # whose rate is wake-up (唤醒率)
 GROUPS = ("treated", "treated_all", "control")
@@ -95,45 +96,55 @@ def _people_cte(q: _Sql, campaign: Campaign) -> str:
     r, m, s = _t(CampaignRecipient), _t(Member), _t(CampaignSend)
     channels = set(campaign.channels or []) & set(MESSAGE_CHANNELS)
     if channels:
-        got = (
-            f"CASE WHEN EXISTS (SELECT 1 FROM {s} x WHERE x.member_id = r.member_id"
-            " AND x.campaign = r.campaign AND x.sent_at IS NOT NULL) THEN 1 ELSE 0 END"
+        # this campaign's sends only (its index), once per member
+        sent = (
+            f" LEFT JOIN (SELECT member_id FROM {s} WHERE campaign = {q.p(campaign.id)}"
+            " AND sent_at IS NOT NULL GROUP BY member_id) x ON x.member_id = r.member_id"
         )
+        got = "CASE WHEN x.member_id IS NULL THEN 0 ELSE 1 END"
     else:
-        got = "1"  # nothing to send: every treated member was "reached" by the call list
+        sent, got = "", "1"  # nothing to send: every treated member is on the call list
     return (
         "WITH rcp AS (SELECT COALESCE(m.merged_into, r.member_id) AS person,"
         f" CASE WHEN r.control THEN 1 ELSE 0 END AS ctl, {got} AS got"
-        f" FROM {r} r LEFT JOIN {m} m ON m.id = r.member_id WHERE r.campaign = {q.p(campaign.id)}),"
+        f" FROM {r} r LEFT JOIN {m} m ON m.id = r.member_id{sent}"
+        f" WHERE r.campaign = {q.p(campaign.id)}),"
         # treated wins when one person was in both groups (two records merged after launch)
         " people AS (SELECT person, MIN(ctl) AS ctl,"
-        " MAX(CASE WHEN ctl = 0 THEN got ELSE 0 END) AS got FROM rcp GROUP BY person) "
+        " MAX(CASE WHEN ctl = 0 THEN got ELSE 0 END) AS got FROM rcp GROUP BY person)"
     )
 
 
-def _sales_by(
-    db: pw.Database,
-    campaign: Campaign,
-    start: dt.datetime,
-    end: dt.datetime,
-    now: dt.datetime,
-    by: str,
+PEOPLE, TOTAL, STORE = 0, 1, 2  # the row kinds of ``_outcome``'s answer
+
+
+def _outcome(
+    db: pw.Database, campaign: Campaign, start: dt.datetime, end: dt.datetime, now: dt.datetime
 ) -> list[tuple[Any, ...]]:
+    """One query, the window's sales read once: rows (kind, ctl, got, store, n, fen) with
+    kind ``PEOPLE`` (n people per group), ``TOTAL`` (n came back, fen net sales per group)
+    and ``STORE`` (the same per store of the sale)."""
     q = _Sql(db)
-    cte = _people_cte(q, campaign)
     sale, ret = _t(Sale), _t(Return)
-    refunds = (
-        f"COALESCE((SELECT SUM(x.refund_total) FROM {ret} x WHERE x.sale_id = s.sale_id"
-        f" AND x.ingested_at <= {q.p(now)}), 0)"
-    )
-    keys = "p.ctl, p.got" + (f", {by}" if by else "")
-    text = (
-        f"{cte}SELECT {keys}, COUNT(DISTINCT p.person), COALESCE(SUM(s.total - {refunds}), 0)"
+    text = _people_cte(q, campaign)
+    text += (
+        ", ps AS (SELECT p.ctl, p.got, p.person, s.store,"
+        f" SUM(s.total - COALESCE((SELECT SUM(x.refund_total) FROM {ret} x"
+        f" WHERE x.sale_id = s.sale_id AND x.ingested_at <= {q.p(now)}), 0)) AS fen"
         f" FROM people p JOIN {sale} s ON s.member_id = p.person"
         f" WHERE s.occurred_utc >= {q.p(start)} AND s.occurred_utc < {q.p(end)}"
-        f" GROUP BY {keys}"
+        " GROUP BY p.ctl, p.got, p.person, s.store)"
+        f" SELECT {PEOPLE}, ctl, got, NULL, COUNT(*), 0 FROM people GROUP BY ctl, got"
+        f" UNION ALL SELECT {TOTAL}, ctl, got, NULL, COUNT(DISTINCT person), SUM(fen)"
+        " FROM ps GROUP BY ctl, got"
+        f" UNION ALL SELECT {STORE}, ctl, got, store, COUNT(*), SUM(fen)"
+        " FROM ps GROUP BY ctl, got, store"
     )
-    return q.run(text)
+    with db.atomic():
+        if q.pg:  # as the audience queries: room to sort and hash in memory, no JIT
+            db.execute_sql(f"SET LOCAL work_mem = '{WORK_MEM}'")
+            db.execute_sql("SET LOCAL jit = off")  # compiling costs a second, gains none
+        return q.run(text)
 
 
 def _group_of(ctl: Any, got: Any) -> str:
@@ -176,27 +187,23 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
     win = window(campaign, now)
     cut = min(win["to"], max(now, win["from"]))  # sales after ``now`` are not in yet
 
-    # -- people per group
-    q = _Sql(db)
+    # -- people, came back and sales per group, in all and per store of the sale
     people: dict[str, int] = {}
-    for ctl, got, n in q.run(
-        _people_cte(q, campaign) + "SELECT ctl, got, COUNT(*) FROM people GROUP BY ctl, got"
-    ):
-        key = _group_of(ctl, got)
-        people[key] = people.get(key, 0) + int(n)
+    totals: dict[str, tuple[int, int]] = {}
+    per_store: dict[str, dict[str, tuple[int, int]]] = {}
+    for kind, ctl, got, store, n, fen in _outcome(db, campaign, win["from"], cut, now):
+        group = _group_of(ctl, got)
+        if kind == PEOPLE:
+            people[group] = int(n)
+        elif kind == TOTAL:
+            totals[group] = (int(n), int(fen))
+        else:
+            per_store.setdefault(str(store), {})[group] = (int(n), int(fen))
     n_treated, n_unreached, n_control = (
         people.get(k, 0) for k in ("treated", "unreached", "control")
     )
     heads = {"treated": n_treated, "treated_all": n_treated + n_unreached, "control": n_control}
-
-    # -- came back and sales, in all and per store of the sale
-    totals: dict[str, tuple[int, int]] = {}
-    for ctl, got, n, fen in _sales_by(db, campaign, win["from"], cut, now, ""):
-        totals[_group_of(ctl, got)] = (int(n), int(fen))
     groups = _by_groups(totals)
-    per_store: dict[str, dict[str, tuple[int, int]]] = {}
-    for ctl, got, store, n, fen in _sales_by(db, campaign, win["from"], cut, now, "s.store"):
-        per_store.setdefault(str(store), {})[_group_of(ctl, got)] = (int(n), int(fen))
     by_store = {
         store: {g: {"came_back": v[0], "sales_fen": v[1]} for g, v in _by_groups(counts).items()}
         for store, counts in sorted(per_store.items())
@@ -254,6 +261,7 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
         .where(
             (CampaignRecipient.campaign == campaign.id)
             & CampaignRecipient.benefit_ref.is_null(False)
+            & (CampaignRecipient.benefit_ref != "held")  # held: the member had the coupon limit
             & (CampaignRecipient.control == False)  # noqa: E712 - peewee builds SQL from ==
         )
         .count()

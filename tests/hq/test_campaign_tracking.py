@@ -1,6 +1,7 @@
 """Campaign results (hq/marketing/tracking.py), on SQLite and PostgreSQL, against figures
 computed by hand for a small campaign written row by row (Campaign, CampaignRecipient,
-CampaignSend, sales, a return, coupons) over the fixed chain of tests/hq/marketing_data.py.
+CampaignSend, sales, a return, coupons) over the fixed chain of tests/hq/marketing_data.py;
+and one campaign launched and sent through the engine (hq.marketing.campaigns, sending).
 
 The campaign (a dormant-list wake-up with a 10 元 coupon, SMS and WeChat, 5 fen a
 message) is sent 2026-12-02 02:00 UTC, window 7 days: [12-02 02:00, 12-09 02:00).
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 from fractions import Fraction
 
 import pytest
@@ -44,7 +46,10 @@ import pytest
 from core.errors import NotFound
 from core.points import fen_for_points
 from core.rules import DEMO_RULES
-from hq.marketing import tracking
+from hq.channels.fake_gateway import FakeSmsGateway
+from hq.channels.sms import HttpSmsGateway
+from hq.config import HqConfig
+from hq.marketing import campaigns, sending, tracking
 from hq.models import (
     Campaign,
     CampaignRecipient,
@@ -54,6 +59,8 @@ from hq.models import (
     Return,
     Sale,
 )
+from hq.programme.coupons import add_template
+from tests.hq import campaign_data as cd
 from tests.hq import marketing_data as md
 
 SEND_AT = dt.datetime(2026, 12, 2, 2, 0)
@@ -353,3 +360,67 @@ def test_json_form_and_unknown_campaign(hq_db, wake):
 )
 def test_round_half_away_from_zero(num, den, expected):
     assert tracking.round_half_away(num, den) == expected
+
+
+# ---- end to end, through the engine (branch camp-engine merged in) ------------------------
+
+
+def test_a_launched_and_sent_campaign_end_to_end(hq_db, hq_db_url):
+    """Launch (hq.marketing.campaigns) and send through the fake SMS gateway
+    (hq.marketing.sending), then sales: every treated member of even number buys 1000
+    fen in the window, every control member of number divisible by 3 buys 600; one
+    coupon is redeemed. The expected figures follow from the launch's split."""
+    ten = {"id": "TEN", "name": "满100减10", "kind": "amount", "amount": 1000,
+           "min_spend": 10000, "valid_days": 30, "per_member_limit": 1}  # fmt: skip
+    add_template(hq_db, ten, by="hq-li", now=cd.AT)
+    run = cd.many(hq_db, 40)
+    c = cd.campaign(
+        hq_db, run, benefit={"coupon": "TEN"}, control_pct=25, message_cost_fen=4, window_days=7
+    )
+    campaigns.launch(hq_db, c.id, "marketer", cd.AT, cd.AT.date())
+    config = HqConfig(database_url=hq_db_url, lookup_key_file=os.environ["HY_HQ_LOOKUP_KEY_FILE"])
+    with FakeSmsGateway(token="t0ken") as gw:
+        sms = HttpSmsGateway(gw.url, "t0ken", timeout=10)
+        sending.send_due(hq_db, {"sms": sms}, cd.SEND_AT, config=config)
+    number = {cd.member_id(i): i for i in range(40)}
+    control = {
+        r.member_id
+        for r in CampaignRecipient.select().where(CampaignRecipient.control == True)  # noqa: E712
+    }
+    treated = set(number) - control
+    assert control and treated
+    buyers_t = sorted(m for m in treated if number[m] % 2 == 0)
+    buyers_c = sorted(m for m in control if number[m] % 3 == 0)
+    at = cd.SEND_AT + dt.timedelta(days=2)
+    for seq, m in enumerate(buyers_t + buyers_c, start=1):
+        Sale.create(
+            sale_id=f"E{seq}", store="S1" if m in treated else "S2", seq=seq, member_id=m,
+            total=1000 if m in treated else 600, rules_version=1, occurred_at="",
+            occurred_utc=at, body={}, ingested_at=at,
+        )  # fmt: skip
+    Coupon.update(status="used").where(Coupon.member_id == buyers_t[0]).execute()
+
+    r = tracking.results(hq_db, c.id, cd.SEND_AT + dt.timedelta(days=8))
+    progress = campaigns.progress(c.id)
+    assert (r["treated"], r["control"]) == (progress["treated"], progress["control"])
+    assert r["reached"] == r["treated"] == r["sent"] == len(treated)
+    assert r["by_channel"]["sms"]["sent"] == len(treated)
+    assert r["coupons_issued"] == len(treated) and r["coupons_redeemed"] == 1
+    assert r["came_back"] == {
+        "treated": len(buyers_t), "treated_all": len(buyers_t), "control": len(buyers_c)
+    }  # fmt: skip
+    assert r["sales_fen"]["treated"] == 1000 * len(buyers_t)
+    assert r["sales_fen"]["control"] == 600 * len(buyers_c)
+    assert r["lift"] == Fraction(len(buyers_t), len(treated)) - Fraction(
+        len(buyers_c), len(control)
+    )
+    expected = Fraction(1000 * len(buyers_t)) - Fraction(
+        600 * len(buyers_c) * len(treated), len(control)
+    )
+    assert abs(r["incremental_sales_fen"] - expected) <= Fraction(1, 2)
+    assert r["cost_fen"] == {
+        "messages": 4 * len(treated), "coupons": 1000, "points": 0,
+        "total": 4 * len(treated) + 1000,
+    }  # fmt: skip
+    assert r["by_store"]["S1"]["treated"]["came_back"] == len(buyers_t)
+    assert r["by_store"]["S2"]["control"]["sales_fen"] == 600 * len(buyers_c)
