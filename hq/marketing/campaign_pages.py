@@ -24,9 +24,8 @@ from core.errors import HuiyuanError, ValidationError
 from core.money import MoneyError, parse_yuan
 from hq import audit
 from hq.access.guard import current, requires
-from hq.access.masking import mask_name, mask_phone
 from hq.console import render
-from hq.marketing import api, audience, campaigns, lists, segments, tracking
+from hq.marketing import api, audience, campaign_api, campaigns, lists, segments, tracking
 from hq.marketing.audience import LISTS
 from hq.models import ListRun, Member, one_of, utcnow
 from hq.programme.coupons import list_templates
@@ -418,38 +417,32 @@ CALL_COLUMNS = [
 
 
 def call_rows(campaign_id: int) -> list[dict[str, Any]]:
-    """The campaign's call list as the signed-in role may see it: the engine's
-    (member, store, maintainer) rows of treated members who consent to calls, within
-    the principal's stores, with name and phone (full only with ``members.pii``),
-    ordered by maintainer, store and member."""
+    """The campaign's call list as the signed-in role may see it: the JSON route's rows
+    (hq/marketing/campaign_api.py: treated members who consent to calls, within the
+    principal's stores or the ``store`` asked for, the name masked without
+    ``members.pii``) with each member's tier, the maintainer's name, and the phone in
+    full for a role with ``members.pii`` (staff dial it; masked otherwise), ordered by
+    maintainer, store and member."""
     me = current()
     pii = me.can("members.pii")
-    stores = None if me.stores is None else sorted(me.stores)
-    picked = campaigns.call_list(campaign_id, stores)
-    members: dict[str, Member] = {}
-    ids = [mid for mid, _, _ in picked]
+    rows = campaign_api.call_rows(campaign_id, api.stores_arg(me), pii)
+    ids = [r["member_id"] for r in rows]
+    extra: dict[str, tuple[str | None, str | None]] = {}
     for i in range(0, len(ids), CHUNK):
-        query = Member.select(Member.id, Member.name, Member.phone, Member.tier).where(
+        query = Member.select(Member.id, Member.tier, Member.phone).where(
             one_of(Member.id, ids[i : i + CHUNK])
         )
-        members.update({m.id: m for m in query})
-    staff = staff_names(code for _, _, code in picked)
-    rows = []
-    for mid, store, code in picked:
-        m = members.get(mid)
-        name = m.name if m else ""
-        phone = m.phone if m else None
-        rows.append(
-            {
-                "maintainer_code": code or "",
-                "maintainer": f"{staff.get(code, '')} {code}".strip() if code else "未分配 (门店)",
-                "store": store or "—",
-                "member_id": mid,
-                "name": (name if pii else mask_name(name)) or "—",
-                "phone": (phone if pii else mask_phone(phone)) or "—",
-                "tier": (m.tier if m else None) or "—",
-            }
-        )
+        extra.update({mid: (tier, phone) for mid, tier, phone in query.tuples()})
+    staff = staff_names(r["maintainer"] for r in rows)
+    for r in rows:
+        tier, phone = extra.get(r["member_id"], (None, None))
+        code = r["maintainer"]
+        r["maintainer_code"] = code
+        r["maintainer"] = f"{staff.get(code, '')} {code}".strip() if code else "未分配 (门店)"
+        r["store"] = f"{r['store']} {r['store_name']}".strip() or "—"
+        r["name"] = r["name"] or "—"
+        r["phone"] = (phone if pii else r["phone"]) or "—"
+        r["tier"] = tier or "—"
     rows.sort(
         key=lambda r: (r["maintainer_code"] == "", r["maintainer_code"], r["store"], r["member_id"])
     )

@@ -270,9 +270,9 @@ def test_call_list_xlsx(app, hq_db, calling):
     rows = [[c.value for c in row] for row in sheet.iter_rows()]
     assert rows[0][:5] == ["维护人", "门店", "会员号", "姓名", "手机号"]
     assert [(r[0], r[1], r[3]) for r in rows[1:]] == [
-        ("E1", "S1", "会员E"),
-        ("E1", "S1", "会员K"),
-        ("E2", "S2", "会员J"),
+        ("E1", "S1 一店", "会员E"),
+        ("E1", "S1 一店", "会员K"),
+        ("E2", "S2 二店", "会员J"),
     ]
     assert rows[1][6].startswith("券 WAKE20 (")
     formats = [e.details.get("format") for e in AuditEntry.select().order_by(AuditEntry.id)
@@ -295,7 +295,9 @@ def test_dormant_list_to_a_launched_campaign_in_a_browser(app, hq_db):
     """A marketing user opens the stored dormant list, uses it as a campaign's audience
     (its count shows), picks the coupon and SMS, types the message (counted), saves the
     draft, launches it after the confirm, and sees the campaign's page."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -350,6 +352,9 @@ def test_dormant_list_to_a_launched_campaign_in_a_browser(app, hq_db):
         )
         assert "十二月沉睡唤醒" in row.text and "已排期" in row.text
         shot(driver, "campaign-list")
+        # Alt+N: 新建活动 from the keyboard
+        ActionChains(driver).key_down(Keys.ALT).send_keys("n").key_up(Keys.ALT).perform()
+        wait.until(ec.presence_of_element_located((By.ID, "campaign-form")))
     (c,) = Campaign.select()
     assert c.status == "scheduled" and c.benefit == {"coupon": "WAKE20"} and c.channels == ["sms"]
     assert CampaignRecipient.select().where(CampaignRecipient.campaign == c.id).count() == 3
