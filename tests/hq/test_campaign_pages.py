@@ -313,6 +313,8 @@ def test_dormant_list_to_a_launched_campaign_in_a_browser(app, hq_db):
         wait.until(ec.presence_of_element_located((By.ID, "campaign-form")))
         count = driver.find_element(By.ID, "audience-count")
         wait.until(lambda d: count.text == "3")
+        assert driver.find_element(By.ID, "aud-run").is_selected()
+        shot(driver, "campaign-form-audience")
         driver.find_element(By.ID, "name").send_keys("十二月沉睡唤醒")
         driver.find_element(By.ID, "ben-coupon").click()
         Select(driver.find_element(By.ID, "coupon")).select_by_value("WAKE20")
@@ -328,6 +330,21 @@ def test_dormant_list_to_a_launched_campaign_in_a_browser(app, hq_db):
         assert text.get_attribute("value").startswith("{name}您好")
         assert driver.find_element(By.ID, "sms-parts").text == "1"
         shot(driver, "campaign-form")
+        # a cost that is not an amount: the form comes back, the error beside the field
+        cost = driver.find_element(By.ID, "message-cost")
+        cost.clear()
+        cost.send_keys("五毛")
+        driver.find_element(By.ID, "save-campaign").click()
+        error = wait.until(ec.presence_of_element_located((By.ID, "err-message_cost")))
+        assert "不是金额" in error.text
+        cost = driver.find_element(By.ID, "message-cost")
+        assert cost.get_attribute("aria-invalid") == "true"
+        assert driver.find_element(By.ID, "ben-coupon").is_selected()  # what was typed stays
+        assert driver.find_element(By.ID, "text").get_attribute("value").startswith("{name}")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", cost)
+        shot(driver, "campaign-form-error")
+        cost.clear()
+        cost.send_keys("0.05")
         driver.find_element(By.ID, "save-campaign").click()
         wait.until(ec.presence_of_element_located((By.ID, "launch")))
         assert driver.find_element(By.ID, "status").text == "草稿"
