@@ -176,6 +176,9 @@ def test_pages_by_role(app, hq_db):
     page = owner.get(f"/marketing/campaigns/{c.id}").get_data(as_text=True)
     assert "已排期" in page and 'id="launch"' not in page and 'id="cancel"' in page
     assert 'id="progress"' in page and 'id="results"' in page
+    twin = store.get(f"/marketing/campaigns/{c.id}.json").get_json()
+    assert twin["campaign"]["status_label"] == "已排期" and twin["results"]["treated"] == 3
+    assert twin["progress"]["by_channel"] == {"sms": {"pending": 3}}
     assert owner.get(f"/marketing/campaigns/{c.id}/edit").status_code == 302
     assert post(owner, f"/marketing/campaigns/{c.id}/cancel", {}).status_code == 302
     assert campaigns.get(c.id).status == "cancelled"
@@ -368,6 +371,11 @@ def test_dormant_list_to_a_launched_campaign_in_a_browser(app, hq_db):
             ec.presence_of_element_located((By.CSS_SELECTOR, "#campaigns tr[data-campaign]"))
         )
         assert "十二月沉睡唤醒" in row.text and "已排期" in row.text
+        # the figures come from the campaign's JSON twin
+        groups = row.find_element(By.CSS_SELECTOR, "td.r-groups")
+        wait.until(lambda d: groups.text == "3 / 0")
+        assert row.find_element(By.CSS_SELECTOR, "td.r-sends").text == "0 / 0"
+        assert row.find_element(By.CSS_SELECTOR, "td.r-back").text == "0 (0.0%) / 0 (—)"
         shot(driver, "campaign-list")
         # Alt+N: 新建活动 from the keyboard
         ActionChains(driver).key_down(Keys.ALT).send_keys("n").key_up(Keys.ALT).perform()

@@ -13,6 +13,20 @@
   var print = document.querySelector("[data-print]");
   if (print) { print.addEventListener("click", function () { window.print(); }); }
 
+  // the list: each launched campaign's figures from its JSON twin
+  function pct(x) { return x === null || x === undefined ? "—" : (x * 100).toFixed(1) + "%"; }
+  document.querySelectorAll("#campaigns td[data-json]").forEach(function (cell) {
+    var row = cell.closest("tr");
+    hyFetch(cell.getAttribute("data-json")).then(function (body) {
+      var r = body.results;
+      cell.textContent = r.treated + " / " + r.control;
+      row.querySelector(".r-sends").textContent = r.sent + " / " + r.delivered;
+      row.querySelector(".r-back").textContent =
+        r.came_back.treated_all + " (" + pct(r.came_back_rate.treated_all) + ") / " +
+        r.came_back.control + " (" + pct(r.came_back_rate.control) + ")";
+    }).catch(function (err) { cell.textContent = "—"; cell.title = err.message; });
+  });
+
   var form = document.getElementById("campaign-form");
   if (!form) { return; }
   var countEl = document.getElementById("audience-count");
