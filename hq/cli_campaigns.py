@@ -7,6 +7,7 @@ in one transaction: each step commits as the send loop's guarantees need."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -25,6 +26,25 @@ def _open(ctx: click.Context) -> tuple[Any, pw.Database]:
 
 def _echo(data: dict[str, Any]) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _run(ctx: click.Context, work: Callable[[Any, pw.Database], None]) -> None:
+    """``work(config, db)`` with the database open; an error is printed with its code."""
+    from hq.cli import _fail
+
+    config, db = _open(ctx)
+    try:
+        work(config, db)
+    except HuiyuanError as exc:
+        _fail(exc)
+    finally:
+        db.close()
+
+
+def _shown(config: Any, c: Any) -> None:
+    from hq.marketing import campaigns
+
+    _echo({**campaigns.as_dict(c, config.zone()), "progress": campaigns.progress(c.id)})
 
 
 @click.group("campaign")
@@ -51,7 +71,6 @@ def campaign() -> None:
 @click.pass_context
 def create_cmd(ctx: click.Context, actor: str, **opts: Any) -> None:
     """Make a draft campaign; prints it as JSON."""
-    from hq.cli import _fail
     from hq.marketing import campaigns
 
     audience: dict[str, Any] = {}
@@ -76,14 +95,9 @@ def create_cmd(ctx: click.Context, actor: str, **opts: Any) -> None:
         "control_pct": opts["control_pct"],
         "message_cost_fen": opts["message_cost_fen"],
     }
-    config, db = _open(ctx)
-    try:
-        c = campaigns.create(db, data, actor, utcnow(), config.zone())
-        _echo(campaigns.as_dict(c, config.zone()))
-    except HuiyuanError as exc:
-        _fail(exc)
-    finally:
-        db.close()
+    _run(ctx, lambda config, db: _echo(
+        campaigns.as_dict(campaigns.create(db, data, actor, utcnow(), config.zone()), config.zone())
+    ))  # fmt: skip
 
 
 @campaign.command("launch")
@@ -92,18 +106,13 @@ def create_cmd(ctx: click.Context, actor: str, **opts: Any) -> None:
 @click.pass_context
 def launch_cmd(ctx: click.Context, campaign_id: int, actor: str) -> None:
     """Freeze the audience and schedule the messages (a second launch changes nothing)."""
-    from hq.cli import _fail
     from hq.marketing import campaigns
 
-    config, db = _open(ctx)
-    try:
+    def work(config: Any, db: pw.Database) -> None:
         now = utcnow()
-        c = campaigns.launch(db, campaign_id, actor, now, config.business_day(now))
-        _echo({**campaigns.as_dict(c, config.zone()), "progress": campaigns.progress(c.id)})
-    except HuiyuanError as exc:
-        _fail(exc)
-    finally:
-        db.close()
+        _shown(config, campaigns.launch(db, campaign_id, actor, now, config.business_day(now)))
+
+    _run(ctx, work)
 
 
 @campaign.command("send")
@@ -113,29 +122,21 @@ def launch_cmd(ctx: click.Context, campaign_id: int, actor: str) -> None:
 def send_cmd(ctx: click.Context, limit: int, rounds: int) -> None:
     """Send what is due now through the configured channels, round after round until
     nothing more is sent; prints each round's counts."""
-    from hq.cli import _fail
     from hq.marketing import sending
 
-    config, db = _open(ctx)
-    try:
+    def work(config: Any, db: pw.Database) -> None:
         channels = sending.channels_for(config)
         if not channels:
             click.echo("no channel configured (sms_gateway_url ...): nothing sent", err=True)
         for _ in range(max(1, rounds)):
             counts = sending.send_due(db, channels, utcnow(), limit=limit, config=config)
-            counts.update(
-                {
-                    f"delivery_{k}": n
-                    for k, n in sending.poll_deliveries(db, channels, utcnow()).items()
-                }
-            )
+            reports = sending.poll_deliveries(db, channels, utcnow())
+            counts.update({f"delivery_{k}": n for k, n in reports.items()})
             click.echo(json.dumps(counts, sort_keys=True))
             if not counts.get("sent") and not counts.get("retry"):
                 break
-    except HuiyuanError as exc:
-        _fail(exc)
-    finally:
-        db.close()
+
+    _run(ctx, work)
 
 
 @campaign.command("status")
@@ -143,23 +144,15 @@ def send_cmd(ctx: click.Context, limit: int, rounds: int) -> None:
 @click.pass_context
 def status_cmd(ctx: click.Context, campaign_id: int | None) -> None:
     """One campaign with its progress, or every campaign (one line each)."""
-    from hq.cli import _fail
     from hq.marketing import campaigns
 
-    config, db = _open(ctx)
-    try:
-        if campaign_id is None:
-            for c in campaigns.all_campaigns():
-                click.echo(
-                    f"{c.id}\t{c.status}\t{c.recipients}\t{c.send_at:%Y-%m-%d %H:%M}Z\t{c.name}"
-                )
-            return
-        c = campaigns.get(campaign_id)
-        _echo({**campaigns.as_dict(c, config.zone()), "progress": campaigns.progress(c.id)})
-    except HuiyuanError as exc:
-        _fail(exc)
-    finally:
-        db.close()
+    def work(config: Any, db: pw.Database) -> None:
+        if campaign_id is not None:
+            return _shown(config, campaigns.get(campaign_id))
+        for c in campaigns.all_campaigns():
+            click.echo(f"{c.id}\t{c.status}\t{c.recipients}\t{c.send_at:%Y-%m-%d %H:%M}Z\t{c.name}")
+
+    _run(ctx, work)
 
 
 @campaign.command("cancel")
@@ -168,17 +161,9 @@ def status_cmd(ctx: click.Context, campaign_id: int | None) -> None:
 @click.pass_context
 def cancel_cmd(ctx: click.Context, campaign_id: int, actor: str) -> None:
     """Stop a campaign: what is still pending is not sent."""
-    from hq.cli import _fail
     from hq.marketing import campaigns
 
-    config, db = _open(ctx)
-    try:
-        c = campaigns.cancel(db, campaign_id, actor, utcnow())
-        _echo({**campaigns.as_dict(c, config.zone()), "progress": campaigns.progress(c.id)})
-    except HuiyuanError as exc:
-        _fail(exc)
-    finally:
-        db.close()
+    _run(ctx, lambda config, db: _shown(config, campaigns.cancel(db, campaign_id, actor, utcnow())))
 
 
 def register(main: click.Group) -> None:

@@ -67,6 +67,7 @@ def chain(hq_db):
         ({"audience": {"segment": 999}}, "segment", "分群不存在"),
         ({"audience": {"run": 999}}, "run", "名单不存在"),
         ({"audience": {"run": "1"}}, "audience", "正整数"),
+        ({"audience": {"segment": 2**40}}, "audience", "正整数"),
         ({"benefit": {"coupon": "NOPE"}}, "benefit", "券模板不存在"),
         ({"benefit": {"points": 0}}, "benefit", "赠送积分"),
         ({"benefit": {"points": 1.5}}, "benefit", "赠送积分"),
@@ -78,6 +79,8 @@ def chain(hq_db):
         ({"text": "{nmae}您好"}, "text", "未知的占位符 {nmae}"),
         ({"text": "送您{coupon}"}, "text", "需要对应的权益"),
         ({"text": "您好 {"}, "text", "花括号"),
+        ({"text": "{name:>{name}}"}, "text", "占位符只写名称"),
+        ({"text": "{name!r}"}, "text", "占位符只写名称"),
         ({"text": "好" * 301}, "text", "不超过300字"),
         ({"send_at": "明天"}, "send_at", "发送时间格式无效"),
         ({"send_at": None}, "send_at", "请填写发送时间"),
@@ -332,6 +335,7 @@ def test_campaigns_by_api_checked_audited_and_scoped(app, hq_db):
     assert one["campaign"]["status_label"] == "已排期"
     assert client.get(f"/api/marketing/campaigns/{cid}/progress").get_json()["treated"] == 3
     assert client.get("/api/marketing/campaigns/999").status_code == 404
+    assert client.get(f"/api/marketing/campaigns/{2**40}").status_code == 404
     assert client.post("/api/marketing/campaigns/999/launch").status_code == 404
     # the call list: dormant E (S1), J (S2), K (S1); E and K consent to calls
     for name in ("E", "K"):
