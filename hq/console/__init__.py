@@ -222,6 +222,10 @@ def register(app: Flask) -> None:
     from hq.marketing import campaign_api
 
     app.register_blueprint(campaign_api.bp)
+    # -- campaigns (营销 · 活动, a tab of 营销: no nav item of its own)
+    from hq.marketing import campaign_pages
+
+    app.register_blueprint(campaign_pages.bp)
     # -- shifts and day close
     from hq.console import shifts
 

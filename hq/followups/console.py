@@ -18,7 +18,8 @@ from hq.access.guard import current, requires
 from hq.access.masking import mask_name
 from hq.console import render
 from hq.followups import tasks
-from hq.models import FollowUp, FollowUpOutcome, Member, StaffMember, one_of, utcnow
+from hq.models import FollowUp, FollowUpOutcome, Member, one_of, utcnow
+from hq.programme.staff import staff_names
 from hq.services import list_stores
 
 bp = Blueprint("followups_console", __name__)
@@ -92,17 +93,7 @@ def _views(rows: list[FollowUp], today: dt.date) -> list[dict[str, Any]]:
         if ids
         else {}
     )
-    codes = sorted({r.staff_code for r in rows if r.staff_code})
-    staff = (
-        {
-            s.code: s.name
-            for s in StaffMember.select(StaffMember.code, StaffMember.name).where(
-                one_of(StaffMember.code, codes)
-            )
-        }
-        if codes
-        else {}
-    )
+    staff = staff_names(r.staff_code for r in rows)
     show_name = principal.can("members.pii")
     out = []
     for r in rows:

@@ -240,6 +240,16 @@ def list_staff(store: str | None = None, status: str | None = None) -> list[dict
     return [staff_state(s) | {"members": counts.get(s.code, 0)} for s in query]
 
 
+def staff_names(codes: Iterable[str]) -> dict[str, str]:
+    """Staff code -> name for the given codes (the known ones): one query, none for no
+    codes. The follow-up and campaign call lists name each maintainer with it."""
+    wanted = sorted({c for c in codes if c})
+    if not wanted:
+        return {}
+    query = StaffMember.select(StaffMember.code, StaffMember.name)
+    return {code: name for code, name in query.where(one_of(StaffMember.code, wanted)).tuples()}
+
+
 # ---- transfers ----------------------------------------------------------------------
 
 

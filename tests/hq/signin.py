@@ -50,3 +50,14 @@ def bearer_client(app: Flask, db: pw.Database, role: str, scope: str | None = No
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
+
+
+def browser_sign_in(driver, url: str, username: str, password: str = PASSWORD) -> None:
+    """Open ``url`` in a real browser and sign in on the form it redirects to; the
+    browser lands on ``url``."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    driver.find_element(By.NAME, "username").send_keys(username)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
