@@ -188,7 +188,8 @@ class CouponTemplate:
     def describe(self) -> str:
         """What the coupon gives, in the cashier's words."""
         if self.kind == "amount":
-            what = f"减{self.amount // 100}.{self.amount % 100:02d}元"
+            cents = f".{self.amount % 100:02d}" if self.amount % 100 else ""  # 减10元, 减5.50元
+            what = f"减{self.amount // 100}{cents}元"
         elif self.kind == "percent":
             pay = 1000 - self.off_permille  # 九折 pays 900‰
             what = f"{pay // 100}{'.' + f'{pay % 100:02d}'.rstrip('0') if pay % 100 else ''}折"

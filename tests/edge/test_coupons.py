@@ -127,7 +127,7 @@ def set_policy(hq, mode: str, limit: int = 0) -> None:
 def test_issue_at_till_mints_a_coupon_with_its_own_outbox_item(till, hq, zhang):
     before = Outbox.select().count()
     got = issue(till, zhang.id)
-    assert got["usable"] and got["gives"] == "满100元减10.00元" and got["at_hq"] is False
+    assert got["usable"] and got["gives"] == "满100元减10元" and got["at_hq"] is False
     assert (got["valid_from"], got["expires_on"]) == ("2026-11-23", "2026-12-22")
     assert Outbox.select().count() == before + 1
     item = Outbox.select().order_by(Outbox.seq.desc()).first()
@@ -166,7 +166,7 @@ def test_a_new_member_gets_the_rules_new_member_coupon(till, hq):
     member = member_svc.register(till, reg, "1001")
     listed = coupon_svc.member_coupons(till, member.id)
     assert [c["template_id"] for c in listed] == ["NEW5"]
-    assert listed[0]["gives"] == "减5.00元"
+    assert listed[0]["gives"] == "减5元"
 
 
 # ---- list and look up -----------------------------------------------------------------

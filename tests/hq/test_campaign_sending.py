@@ -97,7 +97,7 @@ def test_every_treated_member_gets_one_message_and_the_benefit(hq_db, gw, sms, c
     for m in gw.sent:
         assert m["idempotency_key"] == m["header_key"] == f"c{c.id}:{member_of[m['to']]}:sms"
     for m in gw.sent:
-        assert m["text"].startswith("会员") and "满100元减10.00元券" in m["text"]
+        assert m["text"].startswith("会员") and "满100元减10元券" in m["text"]
         assert "https://m.example.cn/m/" in m["text"] and " 退订: https://" in m["text"]
     rows = list(CampaignSend.select())
     assert {(r.status, r.attempts, r.sent_at) for r in rows} == {("sent", 1, NOW)}

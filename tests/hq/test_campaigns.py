@@ -112,7 +112,7 @@ def test_create_reads_local_time_and_keeps_a_draft(hq_db, chain):
     assert aware.send_at == dt.datetime(2026, 12, 1, 10, 0)
     shown = campaigns.as_dict(campaigns.get(c.id))
     assert shown["status_label"] == "草稿" and shown["channel_labels"] == ["短信"]
-    assert shown["benefit_label"] == "券 TEN (满100元减10.00元)"
+    assert shown["benefit_label"] == "券 TEN (满100元减10元)"
     assert shown["audience_label"].startswith("2026-12 沉睡会员唤醒")
     assert shown["send_at_local"] == "2026-12-01T10:00" and shown["window_days"] == 14
     changed = campaigns.update(hq_db, c.id, {"control_pct": 20}, "marketer", md.NOW)
