@@ -1,5 +1,5 @@
 # ruff: noqa: S608 - the SQL text holds table names and placeholders only; every value is bound
-"""What a campaign did (docs/campaigns_tracking.md, section "Tracking", has every figure).
+"""What a campaign did (docs/campaigns.md, section "Tracking", has every figure).
 
 ``results(db, campaign_id, now)`` counts, in a handful of set-based queries (no loop over
 members in Python, so a campaign of 100,000+ recipients costs a few index scans):
@@ -180,7 +180,7 @@ def _audience_kind(campaign: Campaign) -> str | None:
 
 def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, Any]:
     """What campaign ``campaign_id`` did as of ``now`` (naive UTC); the module docstring
-    and docs/campaigns_tracking.md define each figure."""
+    and docs/campaigns.md ("Tracking") define each figure."""
     campaign = Campaign.get_or_none(Campaign.id == campaign_id)
     if campaign is None:
         raise NotFound(f"活动不存在: {campaign_id} (unknown campaign)", field="campaign_id")
