@@ -2,9 +2,10 @@
 
 Reading needs ``marketing.read``; creating, changing, launching and cancelling need
 ``campaigns.manage`` (each audited by hq/marketing/campaigns.py). A store or area
-manager's call list holds their stores' members only, the name masked as their role
-may see it and the phone always masked (hq/access/masking.py); reading it is audited
-(``campaign.call_list``).
+manager's call list holds their stores' members only; name and phone are in full for a
+role with ``members.pii`` (staff dial from it), masked otherwise (hq/access/masking.py);
+each read is audited as an export (``marketing.export``, target ``campaign:<id>:calls``),
+as the console's call list and workbook are.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def progress_route(campaign_id: int) -> Any:
 
 
 def call_rows(campaign_id: int, stores: list[str] | None, pii: bool) -> list[dict[str, Any]]:
-    """The call list as rows a screen shows: by store and maintainer, masked."""
+    """The call list as rows a screen shows, by store and maintainer: name and phone in
+    full for a role with ``members.pii`` (staff dial from it), masked otherwise."""
     found = campaigns.call_list(campaign_id, stores)
     if len(found) > CALLS_MAX:
         raise ValidationError(
@@ -95,21 +97,22 @@ def call_rows(campaign_id: int, stores: list[str] | None, pii: bool) -> list[dic
             field="store",
         )
     names = dict(Store.select(Store.code, Store.name).tuples())
-    people: dict[str, tuple[str, str | None]] = {}
+    people: dict[str, tuple[str, str | None, str | None]] = {}
     ids = [mid for mid, _, _ in found]
     for i in range(0, len(ids), 1000):
-        query = Member.select(Member.id, Member.name, Member.phone).where(
+        query = Member.select(Member.id, Member.name, Member.phone, Member.tier).where(
             Member.id.in_(ids[i : i + 1000])
         )
-        people.update({mid: (name, phone) for mid, name, phone in query.tuples()})
+        people.update({mid: (name, phone, tier) for mid, name, phone, tier in query.tuples()})
     rows = []
     for mid, store, staff in found:
-        name, phone = people.get(mid, ("", None))
+        name, phone, tier = people.get(mid, ("", None, None))
         rows.append(
             {
                 "member_id": mid,
                 "name": name if pii else (mask_name(name) or ""),
-                "phone": mask_phone(phone),
+                "phone": (phone or "") if pii else mask_phone(phone),
+                "tier": tier,
                 "store": store,
                 "store_name": names.get(store, ""),
                 "maintainer": staff,
@@ -124,5 +127,8 @@ def calls_route(campaign_id: int) -> Any:
     me = current()
     c = campaigns.get(campaign_id)
     rows = call_rows(c.id, marketing_api.stores_arg(me), me.can("members.pii"))
-    audit.record(db(), me.actor, "campaign.call_list", str(c.id), rows=len(rows))
+    audit.record(
+        db(), me.actor, "marketing.export", f"campaign:{c.id}:calls", format="json",
+        rows=len(rows), phones="full" if me.can("members.pii") else "masked",
+    )  # fmt: skip
     return jsonify({"campaign": _one(c), "rows": rows})

@@ -27,7 +27,7 @@ from hq.access.guard import current, requires
 from hq.console import render
 from hq.marketing import api, audience, campaign_api, campaigns, lists, segments, tracking
 from hq.marketing.audience import LISTS
-from hq.models import ListRun, Member, one_of, utcnow
+from hq.models import ListRun, utcnow
 from hq.programme.coupons import list_templates
 from hq.programme.staff import staff_names
 from hq.reports.export import Column, Table, content_disposition, encode
@@ -156,10 +156,6 @@ def summary_of(c: Any, with_results: bool) -> dict[str, Any]:
     Chinese labels), and tracking's results once launched."""
     view = campaigns.as_dict(c, _zone())
     view["send_at_text"] = view["send_at_local"].replace("T", " ")
-    run_id = (c.audience or {}).get("run")
-    run = ListRun.get_or_none(ListRun.id == run_id) if run_id else None
-    if run is not None:  # the engine names a stored run by its number; the page by its list
-        view["audience_label"] = f"{lists.describe(run.kind, run.start)} · 已生成名单"
     view["results"] = None
     if with_results and c.run_id is not None:
         r = tracking.results(api.db(), c.id, utcnow())
@@ -436,30 +432,21 @@ CALL_COLUMNS = [
 def call_rows(campaign_id: int) -> list[dict[str, Any]]:
     """The campaign's call list as the signed-in role may see it: the JSON route's rows
     (hq/marketing/campaign_api.py: treated members who consent to calls, within the
-    principal's stores or the ``store`` asked for, the name masked without
-    ``members.pii``) with each member's tier, the maintainer's name, and the phone in
-    full for a role with ``members.pii`` (staff dial it; masked otherwise), ordered by
-    maintainer, store and member."""
+    principal's stores or the ``store`` asked for; name and phone in full for a role with
+    ``members.pii``, as staff dial from it, masked otherwise) with the maintainer's name,
+    ordered by maintainer, store and member."""
     me = current()
     pii = me.can("members.pii")
     rows = campaign_api.call_rows(campaign_id, api.stores_arg(me), pii)
-    ids = [r["member_id"] for r in rows]
-    extra: dict[str, tuple[str | None, str | None]] = {}
-    for i in range(0, len(ids), CHUNK):
-        query = Member.select(Member.id, Member.tier, Member.phone).where(
-            one_of(Member.id, ids[i : i + CHUNK])
-        )
-        extra.update({mid: (tier, phone) for mid, tier, phone in query.tuples()})
     staff = staff_names(r["maintainer"] for r in rows)
     for r in rows:
-        tier, phone = extra.get(r["member_id"], (None, None))
         code = r["maintainer"]
         r["maintainer_code"] = code
         r["maintainer"] = f"{staff.get(code, '')} {code}".strip() if code else "未分配 (门店)"
         r["store"] = f"{r['store']} {r['store_name']}".strip() or "—"
         r["name"] = r["name"] or "—"
-        r["phone"] = (phone if pii else r["phone"]) or "—"
-        r["tier"] = tier or "—"
+        r["phone"] = r["phone"] or "—"
+        r["tier"] = r["tier"] or "—"
     rows.sort(
         key=lambda r: (r["maintainer_code"] == "", r["maintainer_code"], r["store"], r["member_id"])
     )

@@ -532,7 +532,10 @@ def audience_label(spec: dict[str, Any]) -> str:
     if "segment" in spec:
         seg = segments.Segment.get_or_none(segments.Segment.id == spec["segment"])
         return f"分群: {seg.name}" if seg is not None else f"分群 #{spec['segment']} (已删除)"
-    return f"名单 #{spec.get('run')}"
+    run = ListRun.get_or_none(ListRun.id == spec.get("run"))
+    if run is None or (run.kind not in LISTS and run.kind != "segment"):
+        return f"名单 #{spec.get('run')}"
+    return f"{lists.describe(run.kind, run.start)} · 已生成名单"
 
 
 def benefit_label(benefit: dict[str, Any]) -> str:

@@ -259,10 +259,12 @@ def test_call_list_masks_the_phone_without_members_pii(app, hq_db, calling, monk
     sheet = load_workbook(io.BytesIO(book.data)).worksheets[0]
     phones = [row[4].value for row in sheet.iter_rows(min_row=2)]
     assert phones and all("****" in p for p in phones)
+    rows = client.get(f"/api/marketing/campaigns/{campaign_id}/calls").get_json()["rows"]
+    assert rows and all("****" in r["phone"] and r["name"] != "会员E" for r in rows)
     audit = (
         AuditEntry.select().where(AuditEntry.actor.startswith("caller-")).order_by(AuditEntry.id)
     )
-    assert [e.target for e in audit] == [f"campaign:{campaign_id}:calls"] * 2
+    assert [e.target for e in audit] == [f"campaign:{campaign_id}:calls"] * 3
 
 
 def test_call_list_xlsx(app, hq_db, calling):
