@@ -20,6 +20,7 @@ from hq.models import (
     HqException,
     LedgerEntry,
     Member,
+    MemberWechat,
     Merge,
     PhoneKey,
     PointsLot,
@@ -206,6 +207,11 @@ def merge_members(
     from hq.reports.summary import merge_reports  # -- reports: the survivor counts once
 
     merge_reports(loser.id, survivor.id)
+    # -- campaigns: the loser's WeChat openid serves the survivor, unless it has its own
+    if not MemberWechat.select().where(MemberWechat.member_id == survivor.id).exists():
+        MemberWechat.update(member_id=survivor.id).where(
+            MemberWechat.member_id == loser.id
+        ).execute()
     Member.update(merged_into=survivor.id).where(Member.merged_into == loser.id).execute()
 
     sv_debt_before = max(0, -(survivor.sv_principal + survivor.sv_bonus)) + max(

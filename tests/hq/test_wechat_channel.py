@@ -290,6 +290,23 @@ def test_binding_replaces_follows_merges_refuses_anothers_openid_and_is_audited(
     ]
 
 
+def test_a_merge_carries_the_openid_to_the_survivor_unless_it_has_its_own(hq_db):
+    """A campaign looks the openid up by the surviving member's id: a merge moves the
+    merged-away member's binding there, and never overwrites the survivor's own."""
+    a = _member(hq_db, "S001", PHONE_A)
+    b = _member(hq_db, "S001", PHONE_B, "李四")
+    c = _member(hq_db, "S001", "13700000044", "王五")
+    now = utcnow()
+    bind_openid(hq_db, b, OPENID, "import", now)
+    staff_merge(hq_db, b, a, "admin", now)  # b merged into a
+    assert openid_of(a) == OPENID
+    assert MemberWechat.get(MemberWechat.openid == OPENID).member_id == a
+    bind_openid(hq_db, c, OTHER, "import", now)
+    staff_merge(hq_db, a, c, "admin", now)  # a (with b's openid) into c, which has its own
+    assert openid_of(c) == OTHER
+    assert MemberWechat.get(MemberWechat.openid == OPENID).member_id == a
+
+
 def test_import_loads_good_rows_and_numbers_the_bad_ones_phones_masked(hq_db, hq_db_url, tmp_path):
     a = _member(hq_db, "S001", PHONE_A)
     b = _member(hq_db, "S001", PHONE_B, "李四")
