@@ -70,6 +70,7 @@ from hq.models import (  # noqa: E402
     MemberConsent,
     Segment,
     bind,
+    create_statistics,
     open_database,
 )
 from hq.privacy import consent_rows  # noqa: E402
@@ -446,6 +447,7 @@ def audience_part(args: argparse.Namespace, result: dict[str, Any]) -> None:
         # of older rows would rewrite all 10,000,000 sales first)
         bind(db, create=not args.reuse_db)
         db.create_tables([MarketingSetting, ListRun, ListRunMember, Segment], safe=True)
+        create_statistics(db)  # what init-db makes (a kept database may predate them)
         log(f"PostgreSQL {db.execute_sql('SHOW server_version').fetchone()[0]}, database {url}")
         start = time.perf_counter()
         if args.reuse_db:
