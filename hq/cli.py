@@ -540,6 +540,11 @@ from hq import cli_staff  # noqa: E402 (it imports this module's helpers when ru
 cli_staff.register(main)
 # ---- end of the programme's commands
 
+# -- campaigns (engine; issue 14: hq campaign create|launch|send|status|cancel)
+from hq import cli_campaigns  # noqa: E402
+
+cli_campaigns.register(main)
+
 # -- HQ staff accounts and integration tokens (hq/access/)
 from hq import cli_users  # noqa: E402 (it imports this module's helpers when run)
 

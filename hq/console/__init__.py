@@ -218,6 +218,10 @@ def register(app: Flask) -> None:
 
     app.register_blueprint(marketing_api.bp)
     app.register_blueprint(marketing_pages.bp)
+    # -- campaigns (engine)
+    from hq.marketing import campaign_api
+
+    app.register_blueprint(campaign_api.bp)
     # -- shifts and day close
     from hq.console import shifts
 

@@ -68,6 +68,7 @@ SKIP_REASONS = {
     "cap": "超过频次上限",
     "no_contact": "无联系方式",
     "cancelled": "活动已取消",
+    "merged": "会员已合并",  # sent to the member it was merged into instead
 }
 FIELDS = (
     "name",
@@ -104,8 +105,11 @@ def _name(value: Any) -> str:
     return value.strip()
 
 
+ID_MAX = 2**31 - 1  # an integer column's largest value (PostgreSQL refuses a larger one)
+
+
 def _positive_id(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ID_MAX:
         raise _bad("audience", f"{field} 须为正整数", f"{field} must be a positive integer")
     return value
 
@@ -172,9 +176,12 @@ def _channels(value: Any) -> list[str]:
 def placeholders_in(text: str) -> list[str]:
     """The placeholders a message names (``{name}``...); a stray brace is an error."""
     try:
-        return [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        parts = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(text)]
     except ValueError:
         raise _bad("text", "文案中的花括号不成对", "unbalanced braces") from None
+    if any(spec or conv for f, spec, conv in parts if f is not None):
+        raise _bad("text", "占位符只写名称, 如 {name}", "a placeholder is its name only")
+    return [f for f, _, _ in parts if f is not None]
 
 
 def _text(value: Any, channels: list[str], benefit: dict[str, Any]) -> str:
@@ -293,7 +300,8 @@ def update(
 
 
 def get(campaign_id: int) -> Campaign:
-    campaign = Campaign.get_or_none(Campaign.id == campaign_id)
+    ok = isinstance(campaign_id, int) and 1 <= campaign_id <= ID_MAX
+    campaign = Campaign.get_or_none(Campaign.id == campaign_id) if ok else None
     if campaign is None:
         raise NotFound(f"活动不存在: {campaign_id} (no such campaign)", field="campaign")
     return campaign

@@ -9,7 +9,8 @@ reports, the scheduler's ``campaigns`` job.
    be sent become ``skipped`` with the reason, the others ``sending`` with ``attempts``
    one more and a lease (``next_at`` = now + ``LEASE``).
 2. send: a small thread pool hands each message to its channel with the row's
-   idempotency key (``c<campaign>:<member>:<channel>``), the same on every retry.
+   idempotency key (``c<campaign>:<member>:<channel>``), the same on every retry; while
+   it does, the next batch is claimed.
 3. record (one commit): ``sent`` (and the benefit, with the member's first message) or
    back to ``pending`` after a backoff (``BACKOFF_MINUTES``) or ``failed`` (refused at
    once, anything else after ``MAX_ATTEMPTS``).
@@ -23,11 +24,13 @@ nothing is sent: what is due waits for the end of them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import peewee as pw
@@ -57,13 +60,21 @@ try:
     from hq.portal.links import page_url, unsubscribe_url  # type: ignore[import-not-found]
 except ImportError:
 
+    @functools.lru_cache(maxsize=4)
+    def _link_key(path: str, may_make: bool) -> bytes:
+        from hq.lookup import ChainLookup
+        from hq.portal.keys import PortalKeys
+
+        return PortalKeys(ChainLookup(lambda: (Path(path), may_make))).link
+
     def page_url(config: Any, member_id: str, now: dt.datetime) -> str:
         """The member's page, a signed link (stand-in for hq.portal.links.page_url)."""
         from core.member_link import link_expiry, sign_link
-        from hq.lookup import chain_lookup
-        from hq.portal.keys import PortalKeys
+        from hq.lookup import lookup_key_location
 
-        token = sign_link(PortalKeys(chain_lookup(config)).link, member_id, link_expiry(now))
+        path, may_make = lookup_key_location(config)
+        key = _link_key(str(path), may_make)
+        token = sign_link(key, member_id, link_expiry(now))
         base = getattr(config, "member_page_url", "") or "https://m.example.cn/m/{token}"
         return base.format(token=token)
 
@@ -80,10 +91,11 @@ LEASE = dt.timedelta(minutes=10)  # a row ``sending`` longer than this is sent a
 BACKOFF_MINUTES = (1, 2, 4, 8, 16)  # after the 1st..5th failed attempt
 MAX_ATTEMPTS = 6
 RETRYABLE = ("failed", "timeout", "unreachable")  # "refused" is final
-UNSUBSCRIBE_SOURCES = ("unsubscribe", "portal")  # a "no" given on the unsubscribe page
+# the member's own "no" (the unsubscribe page, an SMS reply: hq/portal/unsubscribe.py records
+# it with source "member", hq.privacy.MEMBER_SOURCE on branch camp-channels)
+UNSUBSCRIBE_SOURCES = ("member",)
 POLL_MAX = 10_000  # sent rows asked about per poll
 STATUS_BATCH = 100  # gateway ids per ``statuses`` call
-CONTACT = {"sms": "phone", "wechat": "openid"}
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -209,12 +221,12 @@ def _why_not(
     """The reason a row may not be sent now ("" if it may)."""
     if member is None or member.status == "erased":
         return "consent"
-    granted, source = consent[row.channel].get(row.member_id, (False, ""))
+    granted, source = consent[row.channel].get(member.id, (False, ""))
     if not granted:
         return "unsubscribed" if source in UNSUBSCRIBE_SOURCES else "consent"
     if row.channel == "sms" and not member.phone:
         return "no_contact"
-    if row.channel == "wechat" and not openids.get(row.member_id):
+    if row.channel == "wechat" and not openids.get(member.id):
         return "no_contact"
     return ""
 
@@ -270,22 +282,28 @@ def _claim(
             return [], {}
         ids = sorted({r.member_id for r in rows})
         members = _members(ids)
-        consent = {ch: camp.consent_answers(ids, ch) for ch in {r.channel for r in rows}}
+        live = sorted({m.id for m in members.values()})  # consent and contact: the survivor's
+        consent = {ch: camp.consent_answers(live, ch) for ch in {r.channel for r in rows}}
         openids: dict[str, str] = {}
         if any(r.channel == "wechat" for r in rows):
             openids = dict(
                 MemberWechat.select(MemberWechat.member_id, MemberWechat.openid)
-                .where(MemberWechat.member_id.in_(ids))
+                .where(MemberWechat.member_id.in_(live))
                 .tuples()
             )
         since = now - dt.timedelta(days=values["cap_days"])
         recent = _recent_campaigns(ids, [r.id for r in rows], since)
         campaigns_of = {**active, **_campaigns_of_leftovers(rows, active)}
+        taken = _survivors_reached(rows, members)
         messages: list[Message] = []
         skips: dict[str, list[int]] = defaultdict(list)
         for r in rows:
             member = members.get(r.member_id)
             reason = _why_not(r, member, consent, openids)
+            if member is not None and member.id != r.member_id:
+                target = (r.campaign, member.id, r.channel)
+                reason = reason or ("merged" if target in taken else "")
+                taken.add(target)
             if not reason:
                 seen = recent[r.member_id]
                 if r.campaign not in seen and len(seen) >= values["cap_campaigns"]:
@@ -297,7 +315,7 @@ def _claim(
                 skipped[reason] += 1
                 continue
             m = Message(r.id, r.campaign, r.member_id, r.channel, r.key, r.attempts + 1)
-            m.to = member.phone if r.channel == "sms" else openids[r.member_id]
+            m.to = member.phone if r.channel == "sms" else openids[member.id]
             m.text = renderer.text(campaigns_of[r.campaign], member, r.channel)
             messages.append(m)
         S = CampaignSend
@@ -313,6 +331,37 @@ def _claim(
                 Campaign.id.in_({m.campaign for m in messages}) & (Campaign.status == "scheduled")
             ).execute()
     return messages, dict(skipped)
+
+
+def _survivors_reached(
+    rows: list[CampaignSend], members: dict[str, Member]
+) -> set[tuple[int, str, str]]:
+    """(campaign, member, channel) already reached or to be reached directly, for the
+    members that ids in the batch were merged into since launch: the survivor's own row,
+    or another merged id's message already handed over. A merged id's row is then
+    skipped (``merged``): one member, one message per campaign and channel."""
+    S = CampaignSend
+    merged = [r for r in rows if r.member_id in members and members[r.member_id].id != r.member_id]
+    if not merged:
+        return set()
+    survivors = {members[r.member_id].id for r in merged}
+    own = {camp.send_key(r.campaign, members[r.member_id].id, r.channel) for r in merged}
+    taken = {
+        (c, m, ch)
+        for c, m, ch in S.select(S.campaign, S.member_id, S.channel).where(S.key.in_(own)).tuples()
+    }
+    via = (
+        S.select(S.campaign, Member.merged_into, S.channel)
+        .join(Member, on=(Member.id == S.member_id))
+        .where(
+            Member.merged_into.in_(survivors)
+            & S.campaign.in_({r.campaign for r in merged})
+            & S.status.in_(("sending", "sent", "delivered"))
+            & S.id.not_in([r.id for r in rows])
+        )
+        .tuples()
+    )
+    return taken | set(via)
 
 
 def _campaigns_of_leftovers(
@@ -336,12 +385,6 @@ def _send_one(channel: Any, m: Message) -> Message:
         return m
     m.outcome, m.gateway_id = "sent", str(getattr(sent, "gateway_id", "") or "")[:64]
     return m
-
-
-def _send(channels: dict[str, Any], messages: list[Message]) -> list[Message]:
-    """Step 2: every message to its channel, ``WORKERS`` at a time."""
-    with ThreadPoolExecutor(max_workers=min(WORKERS, len(messages))) as pool:
-        return list(pool.map(lambda m: _send_one(channels[m.channel], m), messages))
 
 
 def _record(
@@ -434,18 +477,26 @@ def send_due(
     names = sorted(ch for ch in channels if ch in camp.MESSAGE_CHANNELS)
     renderer = Renderer(config, now)
     today = config.business_day(now)
-    handled = 0
-    while names and handled < limit:
-        messages, skipped = _claim(db, names, now, values, min(BATCH, limit - handled), renderer)
-        for reason, n in skipped.items():
-            counts[f"skipped_{reason}"] += n
-        handled += len(messages) + sum(skipped.values())
-        if not messages:
-            if not skipped:
-                break
-            continue
-        for key, n in _record(db, _send(channels, messages), now, today).items():
-            counts[key] += n
+    handled, more = 0, bool(names)
+    # a pipeline: while one batch is with the gateways, the next is claimed, then the
+    # first recorded; each step is still its own commit
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        inflight: list[Future[Message]] = []
+        while more or inflight:
+            messages: list[Message] = []
+            if more:
+                messages, skipped = _claim(
+                    db, names, now, values, min(BATCH, limit - handled), renderer
+                )
+                for reason, n in skipped.items():
+                    counts[f"skipped_{reason}"] += n
+                handled += len(messages) + sum(skipped.values())
+                more = handled < limit and bool(messages or skipped)
+            if inflight:
+                answers = [f.result() for f in inflight]
+                for key, n in _record(db, answers, now, today).items():
+                    counts[key] += n
+            inflight = [pool.submit(_send_one, channels[m.channel], m) for m in messages]
     counts["done"] = _finish(db, now)
     return dict(counts)
 

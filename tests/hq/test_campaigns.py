@@ -5,10 +5,15 @@ benefit given once, what a screen reads, the call list; the JSON routes and the 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
+from click.testing import CliRunner
 
 from core.errors import Conflict, NotFound, ValidationError
+from hq.api import create_app
+from hq.config import HqConfig
+from hq.marketing import api as marketing_api
 from hq.marketing import campaigns
 from hq.marketing import lists as marketing_lists
 from hq.models import (
@@ -25,6 +30,7 @@ from hq.privacy import set_consent
 from hq.programme.coupons import add_template
 from tests.hq import campaign_data as cd
 from tests.hq import marketing_data as md
+from tests.hq.signin import bearer_client, session_client
 
 TEN = {"id": "TEN", "name": "满100减10", "kind": "amount", "amount": 1000, "min_spend": 10000,
        "valid_days": 30, "per_member_limit": 1}  # fmt: skip
@@ -61,6 +67,7 @@ def chain(hq_db):
         ({"audience": {"segment": 999}}, "segment", "分群不存在"),
         ({"audience": {"run": 999}}, "run", "名单不存在"),
         ({"audience": {"run": "1"}}, "audience", "正整数"),
+        ({"audience": {"segment": 2**40}}, "audience", "正整数"),
         ({"benefit": {"coupon": "NOPE"}}, "benefit", "券模板不存在"),
         ({"benefit": {"points": 0}}, "benefit", "赠送积分"),
         ({"benefit": {"points": 1.5}}, "benefit", "赠送积分"),
@@ -72,6 +79,8 @@ def chain(hq_db):
         ({"text": "{nmae}您好"}, "text", "未知的占位符 {nmae}"),
         ({"text": "送您{coupon}"}, "text", "需要对应的权益"),
         ({"text": "您好 {"}, "text", "花括号"),
+        ({"text": "{name:>{name}}"}, "text", "占位符只写名称"),
+        ({"text": "{name!r}"}, "text", "占位符只写名称"),
         ({"text": "好" * 301}, "text", "不超过300字"),
         ({"send_at": "明天"}, "send_at", "发送时间格式无效"),
         ({"send_at": None}, "send_at", "请填写发送时间"),
@@ -284,3 +293,114 @@ def test_call_list_is_the_treated_who_consent_to_calls(hq_db):
     assert rows == sorted(rows, key=lambda r: (r[1], r[2], r[0]))
     assert {(store, staff) for _, store, staff in rows} <= {("S1", "E1"), ("S2", "E2")}
     assert all(store == "S1" for _, store, _ in campaigns.call_list(c.id, ["S1"]))
+
+
+# ---- the JSON routes --------------------------------------------------------------------
+
+
+@pytest.fixture
+def app(hq_db, hq_db_url, chain, monkeypatch):
+    monkeypatch.setattr(marketing_api, "today", lambda: md.TODAY)
+    app = create_app(HqConfig(database_url=hq_db_url), db=hq_db)
+    app.testing = True
+    return app
+
+
+def test_campaigns_by_api_checked_audited_and_scoped(app, hq_db):
+    client = session_client(app, hq_db, "membership")
+    bad = client.post("/api/marketing/campaigns", json=good(control_pct=80))
+    assert bad.status_code == 400 and bad.get_json()["field"] == "control_pct"
+    assert "对照组比例" in bad.get_json()["message"]
+    assert client.post("/api/marketing/campaigns", data="x").status_code == 400
+    made = client.post("/api/marketing/campaigns", json=good(channels=["sms", "call"]))
+    assert made.status_code == 201
+    c = made.get_json()["campaign"]
+    assert c["status"] == "draft" and c["send_at"] == "2026-12-01T02:00:00"
+    cid = c["id"]
+    patched = client.patch(f"/api/marketing/campaigns/{cid}", json={"control_pct": 0})
+    assert patched.status_code == 200 and patched.get_json()["campaign"]["control_pct"] == 0
+    unknown = client.patch(f"/api/marketing/campaigns/{cid}", json={"text": "{who}"})
+    assert unknown.status_code == 400 and "未知的占位符" in unknown.get_json()["message"]
+    launched = client.post(f"/api/marketing/campaigns/{cid}/launch")
+    body = launched.get_json()
+    assert launched.status_code == 200 and body["campaign"]["status"] == "scheduled"
+    assert body["progress"]["treated"] == 3 and body["progress"]["by_channel"] == {
+        "sms": {"pending": 3}
+    }
+    assert client.post(f"/api/marketing/campaigns/{cid}/launch").status_code == 200
+    assert client.patch(f"/api/marketing/campaigns/{cid}", json={"name": "x"}).status_code == 409
+    listed = client.get("/api/marketing/campaigns").get_json()["campaigns"]
+    assert [x["id"] for x in listed] == [cid]
+    one = client.get(f"/api/marketing/campaigns/{cid}").get_json()
+    assert one["campaign"]["status_label"] == "已排期"
+    assert client.get(f"/api/marketing/campaigns/{cid}/progress").get_json()["treated"] == 3
+    assert client.get("/api/marketing/campaigns/999").status_code == 404
+    assert client.get(f"/api/marketing/campaigns/{2**40}").status_code == 404
+    assert client.post("/api/marketing/campaigns/999/launch").status_code == 404
+    # the call list: dormant E (S1), J (S2), K (S1); E and K consent to calls
+    for name in ("E", "K"):
+        set_consent(hq_db, md.MEMBER_ID[name], {"call": True}, "hq-li", md.NOW)
+    calls = client.get(f"/api/marketing/campaigns/{cid}/calls").get_json()["rows"]
+    assert [(r["name"], r["phone"], r["store"], r["maintainer"]) for r in calls] == [
+        ("会员E", "138****0069", "S1", "E1"),
+        ("会员K", "138****0075", "S1", "E1"),
+    ]
+    store = session_client(app, hq_db, "store", "S2")
+    assert store.get(f"/api/marketing/campaigns/{cid}/calls").get_json()["rows"] == []
+    assert store.get(f"/api/marketing/campaigns/{cid}").status_code == 200
+    assert store.post(f"/api/marketing/campaigns/{cid}/cancel").status_code == 403
+    assert store.post("/api/marketing/campaigns", json=good()).status_code == 403
+    analyst = bearer_client(app, hq_db, "analyst")
+    assert analyst.get("/api/marketing/campaigns").status_code == 403
+    cancelled = client.post(f"/api/marketing/campaigns/{cid}/cancel")
+    assert cancelled.get_json()["progress"]["skipped"] == {"cancelled": 3}
+    assert client.post(f"/api/marketing/campaigns/{cid}/launch").status_code == 409
+    actions = [a.action for a in AuditEntry.select().where(AuditEntry.target == str(cid))]
+    assert actions == [
+        "campaign.create", "campaign.update", "campaign.launch", "campaign.call_list",
+        "campaign.call_list", "campaign.cancel",
+    ]  # fmt: skip
+
+
+# ---- the CLI ----------------------------------------------------------------------------
+
+
+def test_cli_create_launch_send_status_cancel(hq_db, hq_db_url, tmp_path):
+    from hq.channels.fake_gateway import FakeSmsGateway
+    from hq.cli import main
+    from hq.marketing import settings as marketing_settings
+
+    run = cd.many(hq_db, 4)
+    other = cd.campaign(hq_db, run, name="later", send_at=dt.datetime(2030, 1, 1))  # (first:
+    # the CLI binds the models to its own database)
+    # the send below runs at the real clock's time: no quiet hours to wait for
+    marketing_settings.update(hq_db, {"quiet_start_hour": 0, "quiet_end_hour": 0}, "m", md.NOW)
+    runner = CliRunner()
+    base = ["--database-url", hq_db_url]
+    bad = runner.invoke(main, [*base, "campaign", "create", "--name", "x", "--run", str(run.id),
+                               "--channel", "fax", "--send-at", "2026-01-01T10:00", "--by", "m"])  # fmt: skip
+    assert bad.exit_code != 0 and "未知的渠道" in bad.output
+    made = runner.invoke(main, [*base, "campaign", "create", "--name", "CLI", "--run", str(run.id),
+                                "--channel", "sms", "--text", "{name}您好", "--points", "20",
+                                "--send-at", "2026-01-01T10:00", "--by", "m"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    cid = json.loads(made.output)["id"]
+    launched = runner.invoke(main, [*base, "campaign", "launch", str(cid), "--by", "m"])
+    assert json.loads(launched.output)["progress"]["by_channel"] == {"sms": {"pending": 4}}
+    runner.invoke(main, [*base, "campaign", "launch", str(other.id), "--by", "m"])
+    secret = tmp_path / "sms.token"
+    secret.write_text("t0ken")
+    with FakeSmsGateway(token="t0ken") as gw:
+        env = {"HY_HQ_SMS_GATEWAY_URL": gw.url, "HY_HQ_SMS_CREDENTIALS_FILE": str(secret)}
+        sent = runner.invoke(main, [*base, "campaign", "send"], env=env)
+        assert sent.exit_code == 0, sent.output
+        assert json.loads(sent.output.splitlines()[0])["sent"] == 4 and len(gw.sent) == 4
+    status = runner.invoke(main, [*base, "campaign", "status", str(cid)])
+    assert json.loads(status.output)["status"] == "done"
+    assert Member.get_by_id(cd.member_id(0)).points == 20
+    listed = runner.invoke(main, [*base, "campaign", "status"])
+    assert listed.output.splitlines()[0].startswith(f"{cid}\tdone\t4\t")
+    cancelled = runner.invoke(main, [*base, "campaign", "cancel", str(other.id), "--by", "m"])
+    assert json.loads(cancelled.output)["status"] == "cancelled"
+    missing = runner.invoke(main, [*base, "campaign", "launch", "999", "--by", "m"])
+    assert missing.exit_code != 0 and "活动不存在" in missing.output
