@@ -345,14 +345,18 @@ def _lifecycle(b: Builder, cond: dict[str, Any], as_of: dt.date, settings: dict[
     # the last purchase since the lost cut's year is all it takes (year rows: one per
     # member and store): a member whose last purchase is older has a registration older
     # still, and is lost either way
-    b.joins.append(
+    # a CTE computed once (on PostgreSQL MATERIALIZED: as a subquery each parallel worker
+    # aggregated the same rows again)
+    materialized = "MATERIALIZED " if b.pg else ""
+    b.ctes.append(
         Part(
-            f"LEFT JOIN (SELECT member_id, MAX(last_day) AS last_day FROM report_member_spend"
-            f" WHERE kind = 'year' AND start >= ? AND tickets > 0 GROUP BY member_id) {name}"
-            f" ON {name}.member_id = m.id",
+            f"{name} AS {materialized}(SELECT member_id, MAX(last_day) AS last_day FROM"
+            " report_member_spend WHERE kind = 'year' AND start >= ? AND tickets > 0"
+            " GROUP BY member_id)",
             [lost_from.replace(month=1, day=1)],
         )
     )
+    b.joins.append(Part(f"LEFT JOIN {name} ON {name}.member_id = m.id"))
     last = f"COALESCE({name}.last_day, r.reg_day)"
     stage = Part(
         f"CASE WHEN r.reg_day >= ? THEN 'new' WHEN {last} >= ? THEN 'established'"
@@ -367,15 +371,24 @@ def _quadrant(b: Builder, cond: dict[str, Any], as_of: dt.date, settings: dict[s
     values = _values(cond, QUADRANTS)
     w = _window_cte(b, _months(cond, settings["window_months"]), as_of)
     med = b.name("md")
-    # the lower median of each: the middle row of the buyers ordered by it
-    b.ctes.append(
-        Part(
+    # the lower median of each: the middle row of the buyers ordered by it, row (n + 1) / 2;
+    # on PostgreSQL the ordered-set aggregate that picks that row (the first whose share
+    # of the rows reaches a half): a sort each instead of a window over the buyers. Each a
+    # scalar subquery, so each is computed once (an aggregate in the FROM list would be a
+    # nested loop's inner side, computed again for every member)
+    if b.pg:
+        text = (
+            f"{med} AS (SELECT (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY f) FROM {w})"
+            f" AS mf, (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY v) FROM {w}) AS mv)"
+        )
+    else:
+        text = (
             f"{med} AS (SELECT (SELECT f FROM (SELECT f, ROW_NUMBER() OVER (ORDER BY f) AS rn,"
             f" COUNT(*) OVER () AS n FROM {w}) x WHERE rn = (n + 1) / 2) AS mf,"
             f" (SELECT v FROM (SELECT v, ROW_NUMBER() OVER (ORDER BY v) AS rn,"
             f" COUNT(*) OVER () AS n FROM {w}) y WHERE rn = (n + 1) / 2) AS mv)"
         )
-    )
+    b.ctes.append(Part(text))
     b.joins.append(Part(f"JOIN {w} ON {w}.member_id = m.id CROSS JOIN {med}"))
     parts = []
     for v in values:
@@ -401,12 +414,10 @@ def _rfm(b: Builder, cond: dict[str, Any], as_of: dt.date, settings: dict[str, i
             f" / (COUNT(*) OVER () - 1) END END"
         )
 
-    b.ctes.append(
-        Part(
-            f"{sc} AS (SELECT member_id, {score('last_day')} AS r, {score('f')} AS f,"
-            f" {score('v')} AS m FROM {w})"
-        )
-    )
+    # only the scores asked for: each is a sort of every buyer in the window
+    column = {"r": "last_day", "f": "f", "m": "v"}
+    scores = ", ".join(f"{score(column[key])} AS {key}" for key in picked)
+    b.ctes.append(Part(f"{sc} AS (SELECT member_id, {scores} FROM {w})"))
     b.joins.append(Part(f"JOIN {sc} ON {sc}.member_id = m.id"))
     for key, values in picked.items():
         b.where.append(b.one_of(f"{sc}.{key}", values))
