@@ -39,6 +39,12 @@ from core.receipt import mask_phone
 Fault = tuple[str | int, float, int]
 
 
+class _Server(ThreadingHTTPServer):
+    # a real gateway takes many connections at once; http.server's accept queue of 5
+    # made a sender with 8 threads wait a second (the kernel's SYN retry) now and then
+    request_queue_size = 128
+
+
 class _FakeGateway:
     """The server, the fault queue, the bearer check, idempotency and delivery reports;
     a subclass reads its send body (``_accept``) and says what its answers look like."""
@@ -65,7 +71,7 @@ class _FakeGateway:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return  # the requests carry phone numbers: nothing to stderr
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = False  # server_close joins them: no socket left open
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -360,13 +360,18 @@ def _record(
     counts: dict[str, int] = defaultdict(int)
     S = CampaignSend
     sent_by_campaign: dict[int, list[str]] = defaultdict(list)
+    sent = [m for m in messages if m.outcome == "sent"]
     with db.atomic():
+        # the sent rows in one statement (each row's gateway id by a CASE on its id): a
+        # batch's answers are one round trip, not one per message
+        for first in range(0, len(sent), 500):
+            chunk = sent[first : first + 500]
+            S.update(
+                status="sent", sent_at=now, last_error="", updated_at=now,
+                gateway_id=pw.Case(S.id, [(m.row_id, m.gateway_id) for m in chunk]),
+            ).where(S.id.in_([m.row_id for m in chunk])).execute()  # fmt: skip
         for m in messages:
             if m.outcome == "sent":
-                S.update(
-                    status="sent", gateway_id=m.gateway_id, sent_at=now, last_error="",
-                    updated_at=now,
-                ).where(S.id == m.row_id).execute()  # fmt: skip
                 sent_by_campaign[m.campaign].append(m.member_id)
                 counts["sent"] += 1
             elif m.outcome in RETRYABLE and m.attempts < MAX_ATTEMPTS:
