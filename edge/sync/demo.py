@@ -391,6 +391,22 @@ def start_chain_demo(
         # of the console has something to show (hq/demo_history.py; a second run adds nothing)
         live = [f"--live={code}:{name}:{LIVE_AREA}" for code, name in STORES]
         history = _run_once(["hq.demo_history", "--database-url", hq_url, *live], env).strip()
+        # campaign messages and the member page's codes go to a local fake SMS gateway and
+        # WeChat adapter (hq/channels/fake_gateway.py), configured as a chain configures
+        # its real ones: URLs and a credential file; what they receive is in their log
+        sms_port, wechat_port = free_port(), free_port()
+        _spawn(demo, "fake-gateways", ["hq.channels.fake_gateway", str(sms_port), str(wechat_port)])
+        credential = workdir / "hq" / "gateway.token"
+        credential.write_text("fake-token\n", encoding="utf-8")
+        credential.chmod(0o600)
+        env |= {
+            "HY_HQ_SMS_GATEWAY_URL": f"http://127.0.0.1:{sms_port}/sms/send",
+            "HY_HQ_SMS_CREDENTIALS_FILE": str(credential),
+            "HY_HQ_WECHAT_API_URL": f"http://127.0.0.1:{wechat_port}/wechat/template/send",
+            "HY_HQ_WECHAT_CREDENTIALS_FILE": str(credential),
+            "HY_HQ_WECHAT_TEMPLATE_ID": "demo-template",
+            "HY_HQ_MEMBER_PAGE_URL": f"{hq_api}/m/{{token}}",
+        }
         _spawn(demo, "hq-ingest", [*hq, "serve-ingest", "--client-id", "hq-demo-ingest"], env)
         _spawn(demo, "hq-api", [*hq, "serve-api", "--port", str(hq_port)], env)
         # HQ's periodic jobs, as a chain runs them (huiyuan-hq-scheduler.service): the
@@ -434,6 +450,10 @@ def start_chain_demo(
         if user != "admin"
     )
     print(f"  HQ accounts   {others}  (all in {workdir / 'hq' / 'console-login.txt'})")
+    print(
+        f"  SMS / WeChat  a local fake gateway takes campaign messages and the member page's "
+        f"codes: {workdir / 'fake-gateways.log'}"
+    )
     print(f"  {history}")
     for code, url in demo.tills.items():
         cashier = url.removesuffix("/api/v1")

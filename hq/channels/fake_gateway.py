@@ -226,8 +226,10 @@ class FakeWechatGateway(_FakeGateway):
 
 
 def main() -> None:  # pragma: no cover - the demo's terminal
+    """``python -m hq.channels.fake_gateway [SMS_PORT [WECHAT_PORT]]`` (8700, SMS_PORT + 1)."""
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8700
-    with FakeSmsGateway(port=port) as gw, FakeWechatGateway(port=port + 1) as wx:
+    wechat_port = int(sys.argv[2]) if len(sys.argv) > 2 else port + 1
+    with FakeSmsGateway(port=port) as gw, FakeWechatGateway(port=wechat_port) as wx:
         print(f"fake SMS gateway at {gw.url}, token {gw.token!r}", flush=True)
         print(f"fake WeChat adapter at {wx.url}, token {wx.token!r}", flush=True)
         seen = seen_wx = 0

@@ -156,8 +156,9 @@ def demo(tmp_path):
 
 
 def assert_all_gone(demo: Demo) -> None:
-    # the broker, HQ's ingest worker, API and scheduler, and per store a till and a sync agent
-    assert len(demo.children) == 8, "\n".join(demo.children.values())
+    # the broker, the fake SMS/WeChat gateways, HQ's ingest worker, API and scheduler, and
+    # per store a till and a sync agent
+    assert len(demo.children) == 9, "\n".join(demo.children.values())
     left = [demo.children[pid] for pid in demo.children if alive(pid)]
     assert left == []
 
@@ -207,6 +208,9 @@ def test_the_demo_runs_the_secure_setup_with_boxes_enrolled_through_hq(demo):
         with pytest.raises((ssl.SSLError, ConnectionResetError)):
             with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
                 tls.recv(1)
+    # campaigns and the member page's codes reach a local fake gateway, configured by
+    # URL and credential file as a chain's real one is
+    assert "fake SMS gateway at" in (demo.workdir / "fake-gateways.log").read_text()
     api_log = (demo.workdir / "hq-api.log").read_text()
     for code in ("S001", "S002"):
         assert f"store {code} enrolled" in api_log
