@@ -20,7 +20,16 @@ from core.errors import HuiyuanError
 from core.points import fen_for_points
 from core.receipt import mask_name, mask_phone
 from core.rules import Rules
-from hq.models import Coupon, CouponTemplate, Member, Sale, Store
+from hq.models import (
+    Campaign,
+    CampaignRecipient,
+    Coupon,
+    CouponTemplate,
+    ListRun,
+    Member,
+    Sale,
+    Store,
+)
 
 RECENT_SALES = 10
 MAX_MERGE_HOPS = 8
@@ -85,8 +94,7 @@ def _coupons(member_id: str, today: dt.date) -> list[dict[str, Any]]:
 
 
 def _birthday(member: Member, today: dt.date) -> dict[str, Any] | None:
-    """The next birthday and whether this year's birthday coupon is out. A birthday coupon
-    is one from a template whose name says 生日 (the campaigns' birthday list issues them)."""
+    """The next birthday and this year's birthday gift (``_birthday_gift``)."""
     if not member.birthday:
         return None
     try:
@@ -96,20 +104,65 @@ def _birthday(member: Member, today: dt.date) -> dict[str, Any] | None:
         next_on = birthday.next_on_or_after(today)
     except HuiyuanError:
         return None
-    start = dt.datetime(today.year, 1, 1)
-    gift = (
+    gift, what = _birthday_gift(member.id, today.year)
+    return {
+        "next_on": next_on.isoformat(),
+        "days": (next_on - today).days,
+        "gift": gift,
+        "what": what,
+    }
+
+
+def _birthday_gift(member_id: str, year: int) -> tuple[str, str]:
+    """This year's birthday gift and what it is: the benefit of a campaign to a 生日祝福
+    list of a month of ``year`` (docs/campaigns.md) the member was treated in, or else a
+    coupon issued this year from a template whose name says 生日 (issued by hand).
+    ``gift``: used | issued (a coupon) | points | gift (to fetch at a store) | coming (in
+    the campaign, not given yet) | none."""
+    R, C = CampaignRecipient, Campaign
+    found = (
+        R.select(R.benefit_ref, C.benefit)
+        .join(C, on=(R.campaign == C.id))
+        .join(ListRun, on=(C.run_id == ListRun.id))
+        .where(
+            (R.member_id == member_id)
+            & ~R.control
+            & (ListRun.kind == "birthdays")
+            & (ListRun.start >= dt.date(year, 1, 1))
+            & (ListRun.start < dt.date(year + 1, 1, 1))
+            & (C.status != "cancelled")
+        )
+        .order_by(ListRun.start.desc(), C.id.desc())
+        .tuples()
+        .first()
+    )
+    if found is not None and found[1]:
+        ref, benefit = found
+        kind = next(iter(benefit))
+        if ref is None:
+            return "coming", ""
+        if kind == "points":
+            return "points", f"{benefit['points']} 积分"
+        if kind == "gift":
+            return "gift", str(benefit["gift"])
+        coupon = Coupon.get_or_none(Coupon.code == ref)
+        if coupon is not None:
+            return ("used" if coupon.status == "used" else "issued"), ""
+    start = dt.datetime(year, 1, 1)
+    coupon = (
         Coupon.select(Coupon.status)
         .join(CouponTemplate, on=(Coupon.template_id == CouponTemplate.id))
         .where(
-            (Coupon.member_id == member.id)
+            (Coupon.member_id == member_id)
             & (CouponTemplate.name.contains("生日"))
             & (Coupon.issued_at >= start)
         )
         .order_by(Coupon.issued_at.desc())
         .first()
     )
-    status = "none" if gift is None else ("used" if gift.status == "used" else "issued")
-    return {"next_on": next_on.isoformat(), "days": (next_on - today).days, "gift": status}
+    if coupon is None:
+        return "none", ""
+    return ("used" if coupon.status == "used" else "issued"), ""
 
 
 def _recent_sales(member_id: str) -> list[dict[str, Any]]:

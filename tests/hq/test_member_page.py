@@ -16,7 +16,17 @@ from core.member_link import sign_link
 from hq.api import create_app
 from hq.channels.fake_gateway import FakeSmsGateway
 from hq.config import HqConfig
-from hq.models import Coupon, Member, MemberPageCode, Sale, Store, utcnow
+from hq.models import (
+    Campaign,
+    CampaignRecipient,
+    Coupon,
+    ListRun,
+    Member,
+    MemberPageCode,
+    Sale,
+    Store,
+    utcnow,
+)
 from hq.portal import binding
 from hq.services import staff_merge
 from tests.hq.test_access import _member  # one way to register a member at HQ in tests
@@ -106,6 +116,44 @@ def test_the_link_shows_points_tier_and_coupons_not_money_until_bound(app, membe
     css = client.get("/m/static/member.css")
     assert css.status_code == 200
     css.close()
+
+
+def _birthday_campaign(member_id: str, benefit: dict, ref: str | None, **fields) -> None:
+    """A campaign to this year's May 生日祝福 list, the member treated in it."""
+    year = utcnow().year
+    run = ListRun.create(
+        kind="birthdays", start=dt.date(year, 5, 1), scope="", members=1,
+        made_at=utcnow(), made_by="scheduler",
+    )  # fmt: skip
+    campaign = Campaign.create(
+        name="五月生日", audience={"run": run.id}, run_id=run.id, benefit=benefit,
+        channels=["sms"], send_at=utcnow(), status="done", created_by="hq-li",
+        created_at=utcnow(), **fields,
+    )  # fmt: skip
+    CampaignRecipient.create(campaign=campaign.id, member_id=member_id, benefit_ref=ref)
+
+
+@pytest.mark.parametrize(
+    ("benefit", "ref", "coupon_status", "shown"),
+    [
+        ({"coupon": "BDAY"}, "CP-BDAY", "issued", "今年的生日礼券已发放"),
+        ({"coupon": "BDAY"}, "CP-BDAY", "used", "今年的生日礼券已使用"),
+        ({"points": 500}, "lot-1", None, "今年的生日礼: 500 积分, 已到账"),
+        ({"gift": "保温杯一个"}, "gift", None, "今年的生日礼: 保温杯一个, 请到店领取"),
+        ({"coupon": "BDAY"}, None, None, "生日礼将随生日祝福一起送达"),
+    ],
+)
+def test_the_birthday_gift_is_what_this_years_birthday_campaign_gave(
+    app, members, benefit, ref, coupon_status, shown
+):
+    a, b = members
+    if coupon_status:
+        Coupon.create(code="CP-BDAY", member_id=a, value=2000, status=coupon_status)
+    _birthday_campaign(a, benefit, ref)
+    text = app.test_client().get(f"/m/{_token(app, a)}").get_data(as_text=True)
+    assert shown in text
+    other = app.test_client().get(f"/m/{_token(app, b)}").get_data(as_text=True)
+    assert "生日礼将在生日月发放" in other  # b is in no birthday campaign
 
 
 def test_an_edited_expired_or_foreign_link_shows_nothing(app, members):
