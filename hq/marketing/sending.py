@@ -36,6 +36,7 @@ import peewee as pw
 from hq.changes import ChangeSet, flush_changes
 from hq.channels import ChannelSendFailed as SendFailed
 from hq.channels.registry import channels_from_config
+from hq.channels.wechat import openids_of
 from hq.marketing import campaigns as camp
 from hq.marketing import settings as marketing_settings
 from hq.models import (
@@ -43,11 +44,11 @@ from hq.models import (
     CampaignSend,
     CouponTemplate,
     Member,
-    MemberWechat,
     Store,
     is_postgres,
 )
 from hq.portal.links import page_url, unsubscribe_url
+from hq.privacy import MEMBER_SOURCE
 
 log = logging.getLogger("hq.marketing.sending")
 
@@ -57,9 +58,8 @@ LEASE = dt.timedelta(minutes=10)  # a row ``sending`` longer than this is sent a
 BACKOFF_MINUTES = (1, 2, 4, 8, 16)  # after the 1st..5th failed attempt
 MAX_ATTEMPTS = 6
 RETRYABLE = ("failed", "timeout", "unreachable")  # "refused" is final
-# the member's own "no" (the unsubscribe page, an SMS reply: hq/portal/unsubscribe.py records
-# it with source "member", hq.privacy.MEMBER_SOURCE)
-UNSUBSCRIBE_SOURCES = ("member",)
+# the member's own "no" (the unsubscribe page, an SMS reply: hq/portal/unsubscribe.py)
+UNSUBSCRIBE_SOURCES = (MEMBER_SOURCE,)
 POLL_MAX = 10_000  # sent rows asked about per poll
 STATUS_BATCH = 100  # gateway ids per ``statuses`` call
 
@@ -252,11 +252,7 @@ def _claim(
         consent = {ch: camp.consent_answers(live, ch) for ch in {r.channel for r in rows}}
         openids: dict[str, str] = {}
         if any(r.channel == "wechat" for r in rows):
-            openids = dict(
-                MemberWechat.select(MemberWechat.member_id, MemberWechat.openid)
-                .where(MemberWechat.member_id.in_(live))
-                .tuples()
-            )
+            openids = openids_of(live)
         since = now - dt.timedelta(days=values["cap_days"])
         recent = _recent_campaigns(ids, [r.id for r in rows], since)
         campaigns_of = {**active, **_campaigns_of_leftovers(rows, active)}
