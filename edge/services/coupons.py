@@ -278,22 +278,33 @@ def check_offline_policy(till: Till, member_id: str, n: int, day: str) -> None:
         )
 
 
-def redeem_in_sale(till: Till, body: dict[str, Any], basket: Any, decision: Any, day: str) -> None:
+def redeem_in_sale(
+    till: Till,
+    body: dict[str, Any],
+    basket: Any,
+    decision: Any,
+    day: str,
+    asked: tuple[str, ...],
+) -> None:
     """Inside the sale's transaction: record the coupons the sale used (the offline
     policy first for those HQ did not hold) and put their templates in the sale's
-    ``pricing_input`` so HQ re-prices with them."""
+    ``pricing_input`` so HQ re-prices with them.
+
+    ``asked`` is what ``to_authorize`` answered before the authorization: the codes
+    HQ knew then. A coupon this till issued may become known while HQ is asked about
+    the rest (its description arrives through the sync agent); it was this store's
+    alone when the sale was decided, and stays so for this sale."""
     if not basket.coupons:
         return
     codes = [c.code for c in basket.coupons]
-    at_hq = to_authorize(tuple(codes))
-    held = at_hq if decision is not None and decision.online and decision.approved else ()
+    held = asked if decision is not None and decision.online and decision.approved else ()
     for code in codes:  # the sync agent may have applied HQ's word since pricing
         state = coupon_state(code)
         if state is None or not (
             state["status"] == "issued" or (state["status"] == "held" and code in held)
         ):
             raise Forbidden(f"优惠券 {code} 已被使用 (already used)", field="coupons")
-    unheld = [c for c in at_hq if c not in held]
+    unheld = [c for c in asked if c not in held]
     check_offline_policy(till, body["member_id"], len(unheld), day)
     body["pricing_input"]["coupons"] = [
         {"code": code, "template": template(coupon_state(code)["template_id"]).to_dict()}

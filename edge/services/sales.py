@@ -597,6 +597,7 @@ def checkout(till: Till, staff: SignedIn, req: CheckoutRequest) -> dict[str, Any
             day,
             req,
             rules,
+            to_hold,
         )
     return sale_result(sale)
 
@@ -687,6 +688,7 @@ def _write_sale(
     day,
     req,
     rules=None,
+    to_hold: tuple[str, ...] = (),
 ) -> Sale:  # noqa: ANN001
     rules = rules or till.rules()  # the rules the basket was priced with
     db = till.db
@@ -791,7 +793,7 @@ def _write_sale(
     if req.served_by and req.served_by != staff.code:  # -- staff: absent means the cashier
         body["served_by"] = req.served_by
     body.pop("rules_version")
-    coupon_svc.redeem_in_sale(till, body, basket, decision, day)  # coupons (issue 11)
+    coupon_svc.redeem_in_sale(till, body, basket, decision, day, to_hold)  # issue 11
     item = enqueue(till, "sale", body, at, rules.version)
     receipt = receipts.sale_receipt_dict(till, body, member, staff, at, today, item.seq)
     receipt["outbox_seq"] = item.seq

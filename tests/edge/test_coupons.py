@@ -285,6 +285,30 @@ def test_a_coupon_this_till_issued_needs_no_hold(till, hq, zhang):
     assert buy(till, [{"sku": "P0010", "qty": 2}], [code])["total"] == 15020
 
 
+def test_hqs_description_arriving_mid_sale_does_not_turn_it_into_an_unheld_one(
+    till, hq, zhang, monkeypatch
+):
+    """The sync agent may apply HQ's description of a coupon this till issued between the
+    sale's check (no hold needed: it was this store's alone) and its transaction. The sale
+    stands by what it decided: online_only does not refuse it, and the redemption is not
+    counted offline (the e2e gift test met this on a loaded CI box)."""
+    set_policy(hq, "online_only")
+    code = issue(till, zhang.id)["code"]
+    checked = coupon_svc.to_authorize
+
+    def then_hq_describes_it(codes):
+        answer = checked(codes)
+        if code in codes and not answer:  # once: HQ's word lands right after the check
+            hq.coupon(code, zhang.id, "TEN100")
+        return answer
+
+    monkeypatch.setattr(coupon_svc, "to_authorize", then_hq_describes_it)
+    sale = buy(till, [{"sku": "P0010", "qty": 2}], [code])
+    assert coupon_svc.to_authorize((code,)) == (code,)  # HQ knows it now
+    assert sale["total"] == 15020 and sale["offline"] is False
+    assert CouponRedemption.get(CouponRedemption.code == code).offline is False
+
+
 class Recording:
     def __init__(self, decision: SpendDecision) -> None:
         self.decision = decision
