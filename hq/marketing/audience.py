@@ -88,8 +88,9 @@ class Builder:
     """Collects a query's CTEs, joins and WHERE predicates, each with its own parameters,
     and writes them out in text order (so the parameters line up)."""
 
-    def __init__(self, db: pw.Database) -> None:
+    def __init__(self, db: pw.Database, today: dt.date | None = None) -> None:
         self.db = db
+        self.today = today or dt.date.today()  # which summary rows can hold data yet
         self.pg = is_postgres(db)
         self.ctes: list[Part] = []
         self.joins: list[Part] = []
@@ -161,13 +162,11 @@ def _window(months: int, as_of: dt.date) -> tuple[dt.date, dt.date]:
     return add_months(end, -months), end
 
 
-def period_rows(first: dt.date, end: dt.date, alias: str = "") -> Part:
-    """WHERE part: the ``report_member_spend`` rows that cover the whole months [first,
-    end) exactly once, as few as can: a year row for a whole calendar year, a quarter
-    row for a whole quarter, month rows for the rest (12 months ending in December are
-    one row per member and store instead of twelve)."""
-    a = alias
-    picked: dict[str, list[dt.date]] = {"year": [], "quarter": [], "month": []}
+def _fewest(first: dt.date, end: dt.date) -> list[tuple[str, dt.date]]:
+    """The periods (kind, start) that cover the whole months [first, end) exactly once,
+    as few as can: a year for a whole calendar year, a quarter for a whole quarter,
+    months for the rest."""
+    picked: list[tuple[str, dt.date]] = []
     day = first
     while day < end:
         if day.month == 1 and add_months(day, 12) <= end:
@@ -176,31 +175,133 @@ def period_rows(first: dt.date, end: dt.date, alias: str = "") -> Part:
             kind, step = "quarter", 3
         else:
             kind, step = "month", 1
-        picked[kind].append(day)
+        picked.append((kind, day))
         day = add_months(day, step)
+    return picked
+
+
+def _periods_part(periods: list[tuple[str, dt.date]], alias: str = "") -> Part:
+    """WHERE part: the ``report_member_spend`` rows of ``periods``."""
+    a = alias
     parts, params = [], []
-    for kind, starts in picked.items():
+    for kind in ("year", "quarter", "month"):
+        starts = [start for k, start in periods if k == kind]
         if starts:
             marks = ", ".join("?" for _ in starts)
             parts.append(f"({a}kind = '{kind}' AND {a}start IN ({marks}))")
             params += starts
-    return Part("(" + " OR ".join(parts) + ")", params)
+    return Part("(" + " OR ".join(parts) + ")", params) if parts else Part("1=0")
+
+
+def period_rows(first: dt.date, end: dt.date, alias: str = "") -> Part:
+    """WHERE part: the ``report_member_spend`` rows that cover the whole months [first,
+    end) exactly once, as few as can (12 months ending in December are one row per
+    member and store instead of twelve)."""
+    return _periods_part(_fewest(first, end), alias)
+
+
+@dataclass
+class Cover:
+    """A window's rows, signed: the sums over ``plus`` less the sums over ``minus`` are
+    the window's. ``late`` (the months of the window in its last year, and that year's
+    periods after the window) when a year row stands for months after the window too:
+    its last day bought may then lie after the window."""
+
+    plus: list[tuple[str, dt.date]]
+    minus: list[tuple[str, dt.date]]
+    late: tuple[dt.date, dt.date, list[tuple[str, dt.date]]] | None = None
+
+
+def window_cover(first: dt.date, end: dt.date, today: dt.date) -> Cover:
+    """The rows to read for the whole months [first, end): per calendar year the window
+    touches, either the fewest periods inside it, or that year's row less the periods
+    outside it, whichever reads fewer periods that can hold rows (none starts after
+    ``today``). Twelve months ending in November: a month of last year, and this year's
+    row (less December, empty until December): two periods where the months and
+    quarters were six. Which rows are read never changes the sums, only their cost."""
+    plus: list[tuple[str, dt.date]] = []
+    minus: list[tuple[str, dt.date]] = []
+    late = None
+    year = first.year
+    while dt.date(year, 1, 1) < end:
+        jan, next_jan = dt.date(year, 1, 1), dt.date(year + 1, 1, 1)
+        low, high = max(first, jan), min(end, next_jan)
+        inside = _fewest(low, high)
+        before, after = _fewest(jan, low), _fewest(high, next_jan)
+
+        def held(periods: list[tuple[str, dt.date]]) -> int:
+            return sum(1 for _, start in periods if start <= today)
+
+        if (before or after) and 1 + held(before + after) < held(inside):
+            plus.append(("year", jan))
+            minus += before + after
+            if after:
+                late = (low, high, after)
+        else:
+            plus += inside
+        year += 1
+    return Cover(plus, minus, late)
 
 
 def _window_cte(b: Builder, months: int, as_of: dt.date) -> str:
-    """A CTE of each buyer's tickets (f), net fen (v) and last day in the window (one per
-    window: the quadrants and RFM of one window share it)."""
+    """A CTE of each buyer's tickets (f), net fen (v) and last day bought (last_day) in
+    the window (one per window: the quadrants and RFM of one window share it), read
+    from the rows ``window_cover`` picks.
+
+    The sums are signed. A year row's last day counts when it falls in the window: one
+    before the window means nothing bought in it that year at that store; one after it
+    (the member bought after the window, at that store) hides the last day in it, which
+    then comes from the window's month rows of that year, for those members only."""
     first, end = _window(months, as_of)
     if (first, end) in b.windows:
         return b.windows[(first, end)]
     name = b.windows[(first, end)] = b.name("w")
-    rows = period_rows(first, end)
+    cover = window_cover(first, end, b.today)
+    if not cover.minus:
+        rows = _periods_part(cover.plus)
+        b.ctes.append(
+            Part(
+                f"{name} AS (SELECT member_id, SUM(tickets) AS f, SUM(amount) AS v,"
+                f" MAX(last_day) AS last_day FROM report_member_spend WHERE {rows.text}"
+                " GROUP BY member_id HAVING SUM(tickets) > 0)",
+                rows.params,
+            )
+        )
+        return name
+    plus, minus = _periods_part(cover.plus), _periods_part(cover.minus)
+    signed = b.name("ws")
     b.ctes.append(
         Part(
-            f"{name} AS (SELECT member_id, SUM(tickets) AS f, SUM(amount) AS v,"
-            f" MAX(last_day) AS last_day FROM report_member_spend WHERE {rows.text}"
-            " GROUP BY member_id HAVING SUM(tickets) > 0)",
-            rows.params,
+            f"{signed} AS (SELECT member_id, SUM(c * tickets) AS f, SUM(c * amount) AS v,"
+            " MAX(CASE WHEN c > 0 AND last_day >= ? AND last_day < ? THEN last_day END)"
+            " AS last_day FROM (SELECT member_id, tickets, amount, last_day,"
+            f" CASE WHEN {minus.text} THEN -1 ELSE 1 END AS c FROM report_member_spend"
+            f" WHERE {plus.text} OR {minus.text}) x GROUP BY member_id"
+            " HAVING SUM(c * tickets) > 0)",
+            [first, end] + minus.params + plus.params + minus.params,
+        )
+    )
+    if cover.late is None:
+        b.ctes.append(Part(f"{name} AS (SELECT member_id, f, v, last_day FROM {signed})"))
+        return name
+    low, high, after = cover.late
+    later = _periods_part(after)
+    late = b.name("wl")
+    b.ctes.append(
+        Part(
+            f"{late} AS (SELECT member_id, MAX(last_day) AS last_day FROM report_member_spend"
+            " WHERE kind = 'month' AND start >= ? AND start < ? AND tickets > 0 AND member_id"
+            f" IN (SELECT member_id FROM report_member_spend WHERE {later.text}"
+            " AND tickets > 0) GROUP BY member_id)",
+            [low, high] + later.params,
+        )
+    )
+    b.ctes.append(
+        Part(
+            f"{name} AS (SELECT s.member_id, s.f, s.v, CASE WHEN l.last_day IS NULL THEN"
+            " s.last_day WHEN s.last_day IS NULL OR l.last_day > s.last_day THEN l.last_day"
+            f" ELSE s.last_day END AS last_day FROM {signed} s LEFT JOIN {late} l"
+            " ON l.member_id = s.member_id)"
         )
     )
     return name
@@ -489,7 +590,7 @@ def compile_spec(db: pw.Database, spec: Any, settings: dict[str, int], today: dt
             as_of = dt.date.fromisoformat(str(spec["as_of"]))
         except ValueError:
             raise _bad("统计日期格式应为 YYYY-MM-DD (as_of must be a date)", "as_of") from None
-    b = Builder(db)
+    b = Builder(db, today)
     for cond in conditions:
         if not isinstance(cond, dict) or cond.get("kind") not in KINDS:
             raise _bad(f"未知的条件 (condition kind must be one of {', '.join(KINDS)})")
