@@ -58,6 +58,9 @@ KIND_STORE_BALANCE = "balance_mismatch"
 KIND_STORE_LEDGER = "store_ledger_mismatch"
 KIND_HQ_LEDGER = "ledger_mismatch"
 DIGEST_RECORD = "digest:{}"
+# the request a store's digest last answered: kept apart from the latest digest, which a
+# periodic one (a store's digest_interval) may replace before the asker looks
+ANSWER_RECORD = "digest-answer:{}"
 HQ_LEDGER_RECORD = "hq_ledger"
 # PostgreSQL advisory lock key serialising the opening of reconciliation exceptions
 EXCEPTIONS_LOCK = 0x48590001
@@ -168,6 +171,14 @@ def save_digest(digest: StoreDigest, now: dt.datetime) -> None:
         conflict_target=[ReconcileRecord.name],
         update={ReconcileRecord.at: now, ReconcileRecord.data: digest.to_dict()},
     ).execute()
+    if digest.request_id:
+        answer = {"request_id": digest.request_id}
+        ReconcileRecord.insert(
+            name=ANSWER_RECORD.format(digest.store), at=now, data=answer
+        ).on_conflict(
+            conflict_target=[ReconcileRecord.name],
+            update={ReconcileRecord.at: now, ReconcileRecord.data: answer},
+        ).execute()
 
 
 def latest_digests(stores: list[str] | None = None) -> list[StoreDigest]:
@@ -386,13 +397,14 @@ def digest_requests(stores: list[str]) -> dict[str, DigestRequest]:
 
 
 def answered(requests: dict[str, DigestRequest]) -> set[str]:
-    """The stores whose latest digest answers our request."""
-    names = [DIGEST_RECORD.format(s) for s in requests]
-    rows = ReconcileRecord.select().where(ReconcileRecord.name.in_(names))
+    """The stores that have answered our request (their latest digest is that answer or
+    a later one)."""
+    store_of = {ANSWER_RECORD.format(s): s for s in requests}
+    rows = ReconcileRecord.select().where(ReconcileRecord.name.in_(list(store_of)))
     return {
-        r.name.removeprefix("digest:")
+        store_of[r.name]
         for r in rows
-        if r.data.get("request_id") == requests[r.name.removeprefix("digest:")].request_id
+        if r.data.get("request_id") == requests[store_of[r.name]].request_id
     }
 
 

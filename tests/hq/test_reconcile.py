@@ -248,3 +248,26 @@ def test_reconcile_command_exit_codes_without_a_broker(hq_db, hq_db_url):
         "points_debt=0; HQ ledger sv_principal=0 sv_bonus=0 points=0 points_debt=0",
         "1 differences",
     ]
+
+
+def test_an_answered_request_stays_answered_when_a_periodic_digest_follows(hq_db):
+    """A store with a periodic digest may send its next one before ``reconcile --ask``
+    looks: the answer is still seen (the CLI waited out its 30 s for an answer it had
+    received, once in a loaded test run)."""
+    from hq.reconcile import answered, digest_requests, latest_digests, save_digest
+
+    requests = digest_requests(["S1", "S2"])
+    empty = tuple(bucket_digests([], 1))
+
+    def digest(store: str, at: str, request_id: str | None) -> StoreDigest:
+        return StoreDigest(store, at, 1, 5, 0, 0, (), empty, empty, request_id)
+
+    assert answered(requests) == set()
+    save_digest(digest("S1", "18:00", requests["S1"].request_id), NOW)
+    save_digest(digest("S2", "18:00", str(uuid7())), NOW)  # an answer to someone else
+    assert answered(requests) == {"S1"}
+    save_digest(digest("S1", "18:01", None), NOW + dt.timedelta(seconds=1))  # periodic
+    assert answered(requests) == {"S1"}
+    # the latest digest is what is compared; the answers are not digests
+    assert [(d.store, d.at) for d in latest_digests()] == [("S1", "18:01"), ("S2", "18:00")]
+    assert answered(digest_requests(["S1"])) == set()  # a new request: not yet
