@@ -613,6 +613,10 @@ def create_schema(db: pw.Database) -> None:
     from hq.member_search import backfill_search_keys
 
     backfill_search_keys(db)
+    # -- campaigns: each member's last purchase day, on rows from before the column
+    from hq.reports.summary import backfill_last_day
+
+    backfill_last_day(db)
 
 
 # -- campaigns (audience speed): PostgreSQL multiplies the selectivities of two columns as
@@ -1184,13 +1188,17 @@ class ReportMemberSpend(BaseModel):
 
 class ReportMember(BaseModel):
     """One row per registered member: home store, recruiter, registration day (the till's
-    local date), first purchase day; ``merged`` once merged into another (not counted)."""
+    local date), first and last purchase day; ``merged`` once merged into another (not
+    counted)."""
 
     member_id = pw.CharField(primary_key=True, max_length=36)
     home_store = pw.CharField(null=True, max_length=32, index=True)
     staff = pw.CharField(null=True, max_length=64, index=True)
     reg_day = pw.DateField(null=True, index=True)
     first_day = pw.DateField(null=True, index=True)
+    # -- campaigns: the lifecycle stage reads it (not a MAX over the spend rows per query);
+    # rows from before the column get theirs from init-db (reports.summary.backfill_last_day)
+    last_day = pw.DateField(null=True)
     gender = pw.CharField(default="", max_length=1)
     birth_year = pw.IntegerField(null=True)
     merged = pw.BooleanField(default=False)

@@ -439,26 +439,12 @@ def _list_part(b: Builder, cond: dict[str, Any], settings: dict[str, int]) -> No
 
 def _lifecycle(b: Builder, cond: dict[str, Any], as_of: dt.date, settings: dict[str, int]) -> None:
     values = _values(cond, LIFECYCLE)
-    name = b.name("lc")
     new_from = as_of - dt.timedelta(days=settings["new_days"] - 1)
     dormant_from = as_of - dt.timedelta(days=settings["dormant_days"] - 1)
     lost_from = as_of - dt.timedelta(days=settings["lost_days"] - 1)
-    # the last purchase since the lost cut's year is all it takes (year rows: one per
-    # member and store): a member whose last purchase is older has a registration older
-    # still, and is lost either way
-    # a CTE computed once (on PostgreSQL MATERIALIZED: as a subquery each parallel worker
-    # aggregated the same rows again)
-    materialized = "MATERIALIZED " if b.pg else ""
-    b.ctes.append(
-        Part(
-            f"{name} AS {materialized}(SELECT member_id, MAX(last_day) AS last_day FROM"
-            " report_member_spend WHERE kind = 'year' AND start >= ? AND tickets > 0"
-            " GROUP BY member_id)",
-            [lost_from.replace(month=1, day=1)],
-        )
-    )
-    b.joins.append(Part(f"LEFT JOIN {name} ON {name}.member_id = m.id"))
-    last = f"COALESCE({name}.last_day, r.reg_day)"
+    # the last day bought, as the ingest keeps it on the member's row (the registration
+    # day for one who never bought)
+    last = "COALESCE(r.last_day, r.reg_day)"
     stage = Part(
         f"CASE WHEN r.reg_day >= ? THEN 'new' WHEN {last} >= ? THEN 'established'"
         f" WHEN {last} >= ? THEN 'dormant' ELSE 'lost' END",

@@ -143,13 +143,16 @@ def add_member_spend(
             conflict_target=[T.kind, T.start, T.member_id, T.store], update=update
         )
         _send(book, query)
-    if bought is not None:
+    if bought is not None:  # the first and last day bought, one statement
         R = ReportMember
+        earlier = R.first_day.is_null() | (R.first_day > bought)
+        later = R.last_day.is_null() | (R.last_day < bought)
         _send(
             book,
-            R.update(first_day=bought).where(
-                (R.member_id == member.id) & (R.first_day.is_null() | (R.first_day > bought))
-            ),
+            R.update(
+                first_day=pw.Case(None, [(earlier, bought)], R.first_day),
+                last_day=pw.Case(None, [(later, bought)], R.last_day),
+            ).where((R.member_id == member.id) & (earlier | later)),
         )
 
 
@@ -251,10 +254,12 @@ def merge_reports(from_id: str, to_id: str) -> None:
     if loser is not None:
         loser.merged = True
         loser.save()
-        if survivor is not None and loser.first_day is not None:
-            if survivor.first_day is None or loser.first_day < survivor.first_day:
-                survivor.first_day = loser.first_day
-                survivor.save()
+        if survivor is not None:
+            first = [d for d in (survivor.first_day, loser.first_day) if d is not None]
+            last = [d for d in (survivor.last_day, loser.last_day) if d is not None]
+            survivor.first_day = min(first, default=None)
+            survivor.last_day = max(last, default=None)
+            survivor.save()
 
 
 # ---- rebuild ----------------------------------------------------------------------
@@ -367,7 +372,9 @@ def rebuild(db: pw.Database, since: dt.date | None = None) -> dict[str, int]:
         )
         db.execute_sql(
             "UPDATE report_member SET first_day = (SELECT MIN(s.first_day) FROM"
-            " report_member_spend s WHERE s.kind = 'year' AND s.member_id = report_member.member_id)"
+            " report_member_spend s WHERE s.kind = 'year' AND s.member_id = report_member.member_id),"
+            " last_day = (SELECT MAX(s.last_day) FROM report_member_spend s WHERE s.kind = 'year'"
+            " AND s.member_id = report_member.member_id)"
         )
     return {
         "store_days": ReportStoreDay.select().count(),
@@ -376,8 +383,37 @@ def rebuild(db: pw.Database, since: dt.date | None = None) -> dict[str, int]:
     }
 
 
+def backfill_last_day(db: pw.Database, batch: int = 5000) -> int:
+    """``report_member.last_day`` of rows from before the column (they have a first day
+    bought and no last): the latest of the member's year rows, ``batch`` members per
+    statement and transaction, in member order (stopped half way, the next run does the
+    rest). Returns how many rows it filled."""
+    R = ReportMember
+    todo = R.select().where(R.first_day.is_null(False) & R.last_day.is_null())
+    q = "%s" if is_postgres(db) else "?"
+    filled, after = 0, ""
+    for _ in range(todo.count() // batch + 1):
+        ids = [
+            r.member_id for r in todo.where(R.member_id > after).order_by(R.member_id).limit(batch)
+        ]
+        if not ids:
+            break
+        with db.atomic():
+            db.execute_sql(
+                "UPDATE report_member SET last_day = (SELECT MAX(s.last_day) FROM"
+                " report_member_spend s WHERE s.kind = 'year' AND s.member_id ="
+                f" report_member.member_id) WHERE first_day IS NOT NULL AND last_day IS NULL"
+                f" AND member_id > {q} AND member_id <= {q}",
+                (after, ids[-1]),
+            )
+        filled += len(ids)
+        after = ids[-1]
+    return filled
+
+
 __all__ = [
     "SPEND_KINDS",
+    "backfill_last_day",
     "book_registration",
     "book_return",
     "book_sale",

@@ -228,6 +228,36 @@ def test_rebuild_gives_the_same_figures(hq_db, chain):
     assert _snapshot(hq_db) == before
 
 
+def test_each_members_first_and_last_day_bought_by_ingest_rebuild_and_backfill(hq_db, chain):
+    """The ingest keeps them (a return moves neither; a merge gives the survivor the
+    earliest and latest of both); the rebuild and init-db's backfill give the same."""
+    from hq.models import ReportMember
+
+    def days() -> dict[str, tuple]:
+        rows = ReportMember.select().where(ReportMember.merged == False)  # noqa: E712
+        back = {v: k for k, v in chain.items()}
+        return {back[r.member_id]: (str(r.first_day), str(r.last_day)) for r in rows}
+
+    nov = "2026-11-{:02d}".format
+    ingested = days()
+    # m1: the 2nd to the 20th (the 21st a return); m4's 16th merged in
+    assert ingested == {"m1": (nov(2), nov(20)), "m2": (nov(3), nov(3)), "m3": (nov(4), nov(4))}
+    summary.rebuild(hq_db)
+    assert days() == ingested
+    ReportMember.update(last_day=None).execute()
+    assert summary.backfill_last_day(hq_db, batch=1) == 3
+    assert days() == ingested
+    assert summary.backfill_last_day(hq_db) == 0  # nothing left: read once
+    # m3 (the 4th) merged into m2 (the 3rd) by staff: m2 has bought from the 3rd to the 4th
+    from hq.changes import ChangeSet
+    from hq.members import merge_members
+
+    with hq_db.atomic():
+        merge_members(hq_db, chain["m3"], chain["m2"], store=None, staff="E9", reason="staff",
+                      now=utcnow(), changes=ChangeSet())  # fmt: skip
+    assert days() == {"m1": (nov(2), nov(20)), "m2": (nov(3), nov(4))}
+
+
 def on(items: Items, month: int, day: int) -> Items:
     items.clock = dt.datetime(2026, month, day, 10, 0, tzinfo=TZ)
     return items
