@@ -68,6 +68,7 @@ from hq.models import (  # noqa: E402
     Member,
     MemberConsent,
     Segment,
+    add_missing_columns,
     bind,
     create_statistics,
     open_database,
@@ -443,6 +444,12 @@ def audience_part(args: argparse.Namespace, result: dict[str, Any]) -> None:
         bind(db, create=not args.reuse_db)
         db.create_tables([MarketingSetting, ListRun, ListRunMember, Segment], safe=True)
         create_statistics(db)  # what init-db makes (a kept database may predate them)
+        if args.reuse_db and add_missing_columns(db):  # e.g. report_member.last_day
+            start = time.perf_counter()
+            filled = summary.backfill_last_day(db)
+            log(
+                f"last days bought filled (init-db's backfill): {filled:,} in {time.perf_counter() - start:.1f} s"
+            )
         log(f"PostgreSQL {db.execute_sql('SHOW server_version').fetchone()[0]}, database {url}")
         start = time.perf_counter()
         if args.reuse_db:

@@ -211,6 +211,38 @@ def members_consenting(channel: str) -> set[str]:
     return {m for m, granted in answer.items() if granted and m not in erased}
 
 
+def consent_answers(member_ids: list[str], channel: str) -> dict[str, tuple[bool, str]]:
+    """The answer in force on ``channel`` per member of ``member_ids`` (granted, source),
+    counting answers given under ids merged into them; a member without an answer is
+    absent (no consent). One query for the merged ids, one for the answers."""
+    if not member_ids:
+        return {}
+    live = {mid: mid for mid in member_ids}
+    frontier = list(member_ids)
+    for _ in range(4):  # merges chain rarely; four hops cover what HQ makes
+        found = list(
+            Member.select(Member.id, Member.merged_into)
+            .where(Member.merged_into.in_(frontier))
+            .tuples()
+        )
+        if not found:
+            break
+        for old, into in found:
+            live[old] = live.get(into, into)
+        frontier = [old for old, _ in found]
+    C = MemberConsent
+    answers: dict[str, tuple[bool, str]] = {}
+    rows = (
+        C.select(C.member_id, C.granted, C.source)
+        .where((C.channel == channel) & C.member_id.in_(list(live)))
+        .order_by(C.at, C.id)
+        .tuples()
+    )
+    for mid, granted, source in rows:
+        answers[live[mid]] = (bool(granted), source or "")
+    return answers
+
+
 # -- campaigns (channels): "member" = the member's own "no" (the unsubscribe page or an
 # SMS reply 退订, hq/portal/unsubscribe.py); a campaign counts such a "no" as unsubscribed
 MEMBER_SOURCE = "member"

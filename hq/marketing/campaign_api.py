@@ -30,12 +30,13 @@ def db() -> Any:
     return marketing_api.db()
 
 
-def _zone() -> Any:
+def zone() -> Any:
+    """The chain's time zone (HqConfig.timezone): send times are in its wall clock."""
     return current_app.config["HQ"].zone()
 
 
 def _one(c: Any) -> dict[str, Any]:
-    return campaigns.as_dict(c, _zone())
+    return campaigns.as_dict(c, zone())
 
 
 @bp.get("")
@@ -47,7 +48,7 @@ def list_route() -> Any:
 @bp.post("")
 @requires("campaigns.manage")
 def create_route() -> Any:
-    c = campaigns.create(db(), marketing_api._body(), current().actor, utcnow(), _zone())
+    c = campaigns.create(db(), marketing_api._body(), current().actor, utcnow(), zone())
     return jsonify({"campaign": _one(c)}), 201
 
 
@@ -62,7 +63,7 @@ def get_route(campaign_id: int) -> Any:
 @requires("campaigns.manage")
 def update_route(campaign_id: int) -> Any:
     c = campaigns.update(
-        db(), campaign_id, marketing_api._body(), current().actor, utcnow(), _zone()
+        db(), campaign_id, marketing_api._body(), current().actor, utcnow(), zone()
     )
     return jsonify({"campaign": _one(c)})
 

@@ -136,25 +136,21 @@ def data_of(form: MultiDict) -> dict[str, Any]:
 # ---- showing a campaign -----------------------------------------------------------------
 
 
-def _zone() -> Any:
-    return current_app.config["HQ"].zone()
-
-
 def local_time(utc: dt.datetime | None) -> str:
     """A naive-UTC instant as the chain's wall clock (2026-12-01 10:00)."""
     if utc is None:
         return "—"
-    return utc.replace(tzinfo=dt.UTC).astimezone(_zone()).strftime("%Y-%m-%d %H:%M")
+    return utc.replace(tzinfo=dt.UTC).astimezone(campaign_api.zone()).strftime("%Y-%m-%d %H:%M")
 
 
 def _form_time(utc: dt.datetime) -> str:
-    return utc.replace(tzinfo=dt.UTC).astimezone(_zone()).strftime("%Y-%m-%dT%H:%M")
+    return utc.replace(tzinfo=dt.UTC).astimezone(campaign_api.zone()).strftime("%Y-%m-%dT%H:%M")
 
 
 def summary_of(c: Any, with_results: bool) -> dict[str, Any]:
     """A campaign's row on the list and head of its page: the engine's ``as_dict`` (its
     Chinese labels), and tracking's results once launched."""
-    view = campaigns.as_dict(c, _zone())
+    view = campaigns.as_dict(c, campaign_api.zone())
     view["send_at_text"] = view["send_at_local"].replace("T", " ")
     view["results"] = None
     if with_results and c.run_id is not None:
@@ -200,7 +196,7 @@ def campaign_json(campaign_id: int) -> Any:
     launched = c.run_id is not None
     return jsonify(
         {
-            "campaign": campaigns.as_dict(c, _zone()),
+            "campaign": campaigns.as_dict(c, campaign_api.zone()),
             "progress": campaigns.progress(c.id) if launched else None,
             "results": tracking.as_json(tracking.results(api.db(), c.id, utcnow()))
             if launched
@@ -290,7 +286,7 @@ def new_page() -> Any:
 def create_form() -> Any:
     try:
         data = data_of(request.form)
-        c = campaigns.create(api.db(), data, current().actor, utcnow(), _zone())
+        c = campaigns.create(api.db(), data, current().actor, utcnow(), campaign_api.zone())
     except HuiyuanError as exc:
         return _form_page(request.form, problem=exc)
     return redirect(url_for("campaign_pages.campaign_page", campaign_id=c.id, saved=1))
@@ -348,7 +344,9 @@ def edit_page(campaign_id: int) -> Any:
 def update_form(campaign_id: int) -> Any:
     try:
         data = data_of(request.form)
-        c = campaigns.update(api.db(), campaign_id, data, current().actor, utcnow(), _zone())
+        c = campaigns.update(
+            api.db(), campaign_id, data, current().actor, utcnow(), campaign_api.zone()
+        )
     except HuiyuanError as exc:
         return _form_page(request.form, campaign_id=campaign_id, problem=exc)
     return redirect(url_for("campaign_pages.campaign_page", campaign_id=c.id, saved=1))

@@ -24,7 +24,7 @@ import peewee as pw
 
 from core.coupons import CouponTemplate as CouponRules
 from core.errors import Conflict, NotFound, ValidationError
-from hq import audit
+from hq import audit, privacy
 from hq.changes import ChangeSet, flush_changes
 from hq.marketing import audience, lists, segments
 from hq.marketing.audience import LISTS
@@ -35,7 +35,6 @@ from hq.models import (
     CouponTemplate,
     ListRun,
     Member,
-    MemberConsent,
 )
 
 PLACEHOLDERS = {
@@ -619,38 +618,6 @@ def progress(campaign_id: int) -> dict[str, Any]:
 # ---- consent, read in bulk --------------------------------------------------------------
 
 
-def consent_answers(member_ids: list[str], channel: str) -> dict[str, tuple[bool, str]]:
-    """The answer in force on ``channel`` per member of ``member_ids`` (granted, source),
-    counting answers given under ids merged into them; a member without an answer is
-    absent (no consent). One query for the merged ids, one for the answers."""
-    if not member_ids:
-        return {}
-    live = {mid: mid for mid in member_ids}
-    frontier = list(member_ids)
-    for _ in range(4):  # merges chain rarely; four hops cover what HQ makes
-        found = list(
-            Member.select(Member.id, Member.merged_into)
-            .where(Member.merged_into.in_(frontier))
-            .tuples()
-        )
-        if not found:
-            break
-        for old, into in found:
-            live[old] = live.get(into, into)
-        frontier = [old for old, _ in found]
-    C = MemberConsent
-    answers: dict[str, tuple[bool, str]] = {}
-    rows = (
-        C.select(C.member_id, C.granted, C.source)
-        .where((C.channel == channel) & C.member_id.in_(list(live)))
-        .order_by(C.at, C.id)
-        .tuples()
-    )
-    for mid, granted, source in rows:
-        answers[live[mid]] = (bool(granted), source or "")
-    return answers
-
-
 def call_list(campaign_id: int, stores: list[str] | None = None) -> list[tuple[str, str, str]]:
     """(member_id, store, staff_code) of the treated members who consent to calls, by
     store and maintainer; ``stores`` limits it to those stores' members."""
@@ -678,7 +645,7 @@ def call_list(campaign_id: int, stores: list[str] | None = None) -> list[tuple[s
         page = list(query.tuples())
         if not page:
             break
-        answers = consent_answers([mid for mid, _, _ in page], "call")
+        answers = privacy.consent_answers([mid for mid, _, _ in page], "call")
         out += [
             (mid, store or "", staff or "")
             for mid, store, staff in page

@@ -33,6 +33,7 @@ from typing import Any
 
 import peewee as pw
 
+from hq import privacy
 from hq.changes import ChangeSet, flush_changes
 from hq.channels import ChannelSendFailed as SendFailed
 from hq.channels.registry import channels_from_config
@@ -249,7 +250,7 @@ def _claim(
         ids = sorted({r.member_id for r in rows})
         members = _members(ids)
         live = sorted({m.id for m in members.values()})  # consent and contact: the survivor's
-        consent = {ch: camp.consent_answers(live, ch) for ch in {r.channel for r in rows}}
+        consent = {ch: privacy.consent_answers(live, ch) for ch in {r.channel for r in rows}}
         openids: dict[str, str] = {}
         if any(r.channel == "wechat" for r in rows):
             openids = openids_of(live)

@@ -59,7 +59,7 @@ from hq.models import (
     Return,
     Sale,
 )
-from hq.reports.kpis import _ratio, _Sql
+from hq.reports.kpis import Sql, ratio_of
 from hq.reports.kpis import as_json as _kpi_json
 
 NEW_MEMBER_LISTS = ("new_members", "weekly_new")  # whose rate is activation (激活率)
@@ -90,7 +90,7 @@ def window(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
     return {"from": start, "to": end, "closed": now >= end}
 
 
-def _people_cte(q: _Sql, campaign: Campaign) -> str:
+def _people_cte(q: Sql, campaign: Campaign) -> str:
     """``people(person, ctl, got)``: the campaign's recipients as the members they are now,
     ``ctl`` 1 for the control group, ``got`` 1 when reached (see the module docstring)."""
     r, m, s = _t(CampaignRecipient), _t(Member), _t(CampaignSend)
@@ -124,7 +124,7 @@ def _outcome(
     """One query, the window's sales read once: rows (kind, ctl, got, store, n, fen) with
     kind ``PEOPLE`` (n people per group), ``TOTAL`` (n came back, fen net sales per group)
     and ``STORE`` (the same per store of the sale)."""
-    q = _Sql(db)
+    q = Sql(db)
     sale, ret = _t(Sale), _t(Return)
     text = _people_cte(q, campaign)
     text += (
@@ -210,7 +210,7 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
     }
     came_back = {g: groups[g][0] for g in GROUPS}
     sales_fen = {g: groups[g][1] for g in GROUPS}
-    rate = {g: _ratio(came_back[g], heads[g]) for g in GROUPS}
+    rate = {g: ratio_of(came_back[g], heads[g]) for g in GROUPS}
 
     def lift(group: str) -> Fraction | None:
         a, b = rate[group], rate["control"]
@@ -223,7 +223,7 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
 
     # -- messages: per channel and status (failed: refused or reported undelivered)
     sends = _t(CampaignSend)
-    q = _Sql(db)
+    q = Sql(db)
     by_channel: dict[str, dict[str, int]] = {}
     skipped: dict[str, int] = {}
     for channel, status, reason, n, sent_n in q.run(
@@ -248,7 +248,7 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
     benefit = campaign.benefit or {}
     issued = redeemed = redeemed_fen = 0
     if benefit.get("coupon"):
-        q = _Sql(db)
+        q = Sql(db)
         (row,) = q.run(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'used' THEN 1 ELSE 0 END), 0),"
             " COALESCE(SUM(CASE WHEN status = 'used' THEN value ELSE 0 END), 0)"

@@ -165,7 +165,7 @@ BREAKDOWN_BY = ("store", "area", "staff", "tier", "card_type", "gender")
 # ---- SQL helpers (one text for SQLite and PostgreSQL) ---------------------------------
 
 
-class _Sql:
+class Sql:
     """Builds a query's WHERE parts with bound parameters; ``?`` in the text becomes the
     database's placeholder."""
 
@@ -230,7 +230,7 @@ def stores_of(db: pw.Database, scope: Scope) -> list[str] | None:
     return [staff.store]
 
 
-def _ratio(num: int | None, den: int | None) -> Fraction | None:
+def ratio_of(num: int | None, den: int | None) -> Fraction | None:
     if not den:
         return None
     return Fraction(int(num or 0), int(den))
@@ -245,7 +245,7 @@ def _fen(num: int | None, den: int | None) -> int | None:
     return q + (1 if 2 * r >= int(den) else 0)
 
 
-def _spend_rows(q: _Sql, period: Period, alias: str = "") -> str:
+def _spend_rows(q: Sql, period: Period, alias: str = "") -> str:
     """WHERE part selecting a period's member rows: its own kind's row, or the days of a
     week or of a period to date (a cut month's month row holds the whole month)."""
     kind = "day" if period.kind == "week" or period.is_cut else period.kind
@@ -253,7 +253,7 @@ def _spend_rows(q: _Sql, period: Period, alias: str = "") -> str:
     return f"{a}kind = {q.p(kind)} AND {a}start >= {q.p(period.start)} AND {a}start < {q.p(period.end)}"
 
 
-def _window(q: _Sql, first: dt.date, end: dt.date) -> str:
+def _window(q: Sql, first: dt.date, end: dt.date) -> str:
     """WHERE part: month rows of the months from ``first`` (a first of month) to ``end``."""
     return f"kind = 'month' AND start >= {q.p(first)} AND start < {q.p(end)}"
 
@@ -269,7 +269,7 @@ def _active_window(day: dt.date) -> tuple[dt.date, dt.date]:
 
 def _sales(db: pw.Database, stores: list[str] | None, period: Period) -> dict[str, Any]:
     """The additive figures, from ``report_store_day``."""
-    q = _Sql(db)
+    q = Sql(db)
     (row,) = q.run(
         "SELECT COALESCE(SUM(tickets),0), COALESCE(SUM(sales_fen),0), COALESCE(SUM(returns_fen),0),"
         " COALESCE(SUM(m_tickets),0), COALESCE(SUM(m_sales_fen),0), COALESCE(SUM(m_returns_fen),0),"
@@ -288,12 +288,12 @@ def _sales(db: pw.Database, stores: list[str] | None, period: Period) -> dict[st
         "returns_fen": returns,
         "tickets": tickets,
         "member_tickets": m_tickets,
-        "member_sales_share": _ratio(m_net, net) if net > 0 else None,
+        "member_sales_share": ratio_of(m_net, net) if net > 0 else None,
         "avg_ticket": _fen(m_net, m_tickets),
         "all_avg_ticket": _fen(net, tickets),
-        "items_per_ticket": _ratio(m_items_net, m_tickets),
+        "items_per_ticket": ratio_of(m_items_net, m_tickets),
         "avg_item_price": _fen(m_net, m_items_net) if m_items_net > 0 else None,
-        "attach_rate": _ratio(m_lines, m_tickets),
+        "attach_rate": ratio_of(m_lines, m_tickets),
     }
 
 
@@ -307,7 +307,7 @@ def buyers_raw(
     """Distinct members who bought in the period, per member over a scope's stores: one
     ``BUYER_FIELDS`` tuple for the whole of ``stores`` (by chain, key ""), or per store or
     per area (``by``)."""
-    q = _Sql(db)
+    q = Sql(db)
     join, group = "", "''"
     if by == "store":
         group = "s.store"
@@ -335,10 +335,10 @@ def buyer_figures(raw: tuple[int, ...] | None) -> dict[str, Any]:
     buyers, tickets, repeaters, gaps, intervals, ages, aged = raw or (0,) * len(BUYER_FIELDS)
     return {
         "buyers": buyers,
-        "repeat_rate": _ratio(repeaters, buyers),
-        "repeat_frequency": _ratio(tickets, buyers),
-        "avg_return_days": _ratio(gaps, intervals),
-        "avg_age": _ratio(ages, aged),
+        "repeat_rate": ratio_of(repeaters, buyers),
+        "repeat_frequency": ratio_of(tickets, buyers),
+        "avg_return_days": ratio_of(gaps, intervals),
+        "avg_age": ratio_of(ages, aged),
     }
 
 
@@ -355,7 +355,7 @@ def base_raw(
     both (kept), those who ever bought before the dormancy cut, those of them who bought
     in the months before the period (recent), and the dormant ones who bought in it."""
     parts: dict[str, dict[str, int]] = {}
-    q = _Sql(db)
+    q = Sql(db)
     later = q.plus_days("r.reg_day", ACTIVATION_DAYS)
     text = (
         "SELECT r.home_store, COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM"
@@ -373,19 +373,19 @@ def base_raw(
         f2, e2 = _active_window(period.last_day)
         cut = add_months(period.start, -DORMANT_MONTHS)
 
-        def window(q: _Sql, first: dt.date, end: dt.date) -> str:
+        def window(q: Sql, first: dt.date, end: dt.date) -> str:
             text = f"{_window(q, first, end)} AND tickets > 0 AND "
             return text + q.one_of("home_store", stores)
 
         for name, (first, end) in (("active_end", (f2, e2)), ("active_before", (f1, e1))):
-            q = _Sql(db)
+            q = Sql(db)
             parts[name] = _by_home(
                 q.run(
                     "SELECT home_store, COUNT(DISTINCT member_id) FROM report_member_spend"
                     f" WHERE {window(q, first, end)} GROUP BY 1"
                 )
             )
-        q = _Sql(db)
+        q = Sql(db)
         w1 = window(q, f1, e1)
         w2 = window(q, f2, e2)
         parts["kept"] = _by_home(
@@ -395,10 +395,10 @@ def base_raw(
                 f" report_member_spend WHERE {w2}) k GROUP BY 1"
             )
         )
-        q = _Sql(db)
+        q = Sql(db)
         text = f"SELECT home_store, COUNT(*) FROM report_member WHERE NOT merged AND first_day < {q.p(cut)} AND "
         parts["ever"] = _by_home(q.run(text + q.one_of("home_store", stores) + " GROUP BY 1"))
-        q = _Sql(db)
+        q = Sql(db)
         text = (
             "SELECT s.home_store, COUNT(DISTINCT s.member_id) FROM report_member_spend s JOIN"
             " report_member r ON r.member_id = s.member_id WHERE s.kind = 'month'"
@@ -406,7 +406,7 @@ def base_raw(
             f" AND r.first_day < {q.p(cut)} AND NOT r.merged AND "
         )
         parts["recent"] = _by_home(q.run(text + q.one_of("s.home_store", stores) + " GROUP BY 1"))
-        q = _Sql(db)
+        q = Sql(db)
         text = (
             "SELECT h, COUNT(*) FROM (SELECT s.member_id, s.home_store AS h FROM report_member_spend s"
             " JOIN report_member r ON r.member_id = s.member_id"
@@ -442,22 +442,22 @@ def base_figures(rows: Any, period: Period) -> dict[str, Any]:
         for i, v in enumerate(t):
             sums[i] += v
     new, activated, active_end, active_before, kept, ever, recent, woken = sums
-    out: dict[str, Any] = {"new_members": new, "activation_rate": _ratio(activated, new)}
+    out: dict[str, Any] = {"new_members": new, "activation_rate": ratio_of(activated, new)}
     monthly = whole_months(period)
     dormant = ever - recent
     out.update(
         active_members=active_end if monthly else None,
-        member_growth=_ratio(active_end - active_before, active_before) if monthly else None,
-        churn_rate=_ratio(active_before - kept, active_before) if monthly else None,
+        member_growth=ratio_of(active_end - active_before, active_before) if monthly else None,
+        churn_rate=ratio_of(active_before - kept, active_before) if monthly else None,
         dormant_members=dormant if monthly else None,
-        wake_rate=_ratio(woken, dormant) if monthly else None,
+        wake_rate=ratio_of(woken, dormant) if monthly else None,
     )
     return out
 
 
 def _new(db: pw.Database, period: Period, staff: str) -> dict[str, Any]:
     """A staff member's recruits registered in the period (not merged away), activated."""
-    q = _Sql(db)
+    q = Sql(db)
     later = q.plus_days("r.reg_day", ACTIVATION_DAYS)
     text = (
         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM report_member_spend s"
@@ -468,7 +468,7 @@ def _new(db: pw.Database, period: Period, staff: str) -> dict[str, Any]:
     )
     (row,) = q.run(text + f" AND r.staff = {q.p(staff)}")
     new, activated = map(int, row)
-    return {"new_members": new, "activation_rate": _ratio(activated, new)}
+    return {"new_members": new, "activation_rate": ratio_of(activated, new)}
 
 
 GROUP_COLUMNS = ("tier", "card_type", "gender")
@@ -485,7 +485,7 @@ def group_raw(
     group): (net fen, distinct buyers, tickets)}, per store or over ``stores`` together."""
     if by not in GROUP_COLUMNS:
         raise ValidationError(f"分组无效: {by!r}", field="by")
-    q = _Sql(db)
+    q = Sql(db)
     store = "store" if per_store else "''"
     rows = q.run(
         f"SELECT {store}, COALESCE({by}, ''), SUM(amount), COUNT(DISTINCT member_id), SUM(tickets)"
@@ -539,7 +539,7 @@ def _groups(
 
 def _coupons(db: pw.Database, stores: list[str] | None, period: Period) -> dict[str, Any]:
     """Coupons issued in the period (HQ's time of issue) and how many of them were used."""
-    q = _Sql(db)
+    q = Sql(db)
     start = dt.datetime.combine(period.start, dt.time())
     end = dt.datetime.combine(period.end, dt.time())
     (row,) = q.run(
@@ -552,9 +552,9 @@ def _coupons(db: pw.Database, stores: list[str] | None, period: Period) -> dict[
     issued, used, c_issued, c_used = map(int, row)
     return {
         "coupons_issued": issued,
-        "coupon_redemption_rate": _ratio(used, issued),
+        "coupon_redemption_rate": ratio_of(used, issued),
         "campaign_coupons_issued": c_issued,
-        "campaign_redemption_rate": _ratio(c_used, c_issued),
+        "campaign_redemption_rate": ratio_of(c_used, c_issued),
     }
 
 
@@ -566,19 +566,19 @@ def staff_figures(db: pw.Database, code: str, period: Period) -> dict[str, Any]:
     period's net sales of every member they ever recruited, the members they maintain now
     (维护人) and how many of those bought, and bought again (回头率)."""
     out = _new(db, period, code)
-    q = _Sql(db)
+    q = Sql(db)
     s_where = _spend_rows(q, period, "s.")
     (row,) = q.run(
         "SELECT COALESCE(SUM(s.amount),0) FROM report_member r JOIN report_member_spend s"
         f" ON s.member_id = r.member_id WHERE {s_where} AND r.staff = {q.p(code)}"
     )
     out["recruited_sales_fen"] = int(row[0])
-    q = _Sql(db)
+    q = Sql(db)
     (row,) = q.run(
         f"SELECT COUNT(*) FROM member WHERE staff_code = {q.p(code)} AND status = 'active'"
     )
     out["maintained_members"] = int(row[0])
-    q = _Sql(db)
+    q = Sql(db)
     code_p = q.p(code)
     s_where = _spend_rows(q, period, "s.")
     (row,) = q.run(
@@ -588,7 +588,7 @@ def staff_figures(db: pw.Database, code: str, period: Period) -> dict[str, Any]:
         f" AND {s_where} GROUP BY s.member_id) b WHERE t > 0"
     )
     out["maintained_buyers"] = int(row[0])
-    out["maintained_repeat_rate"] = _ratio(int(row[1]), int(row[0]))
+    out["maintained_repeat_rate"] = ratio_of(int(row[1]), int(row[0]))
     return out
 
 
@@ -663,7 +663,7 @@ def figures(
             homes = {h: t for h, t in homes.items() if h in set(stores)}
         got.update(base_figures(homes.values(), period))
         if "tickets" in got:  # asked for the "new" group (only "active": no sales read)
-            got["new_member_rate"] = _ratio(got["new_members"], got["tickets"])
+            got["new_member_rate"] = ratio_of(got["new_members"], got["tickets"])
     if "groups" in need:
         got.update(_groups(db, stores, period, got["sales_fen"]))
     if "coupons" in need:
@@ -789,7 +789,7 @@ def _by_place(
         return rows.setdefault(key, {"key": key, "label": key})
 
     join, group = _place_sql(by, "d")
-    q = _Sql(db)
+    q = Sql(db)
     for key, tickets, sales, returns, m_tickets, m_sales, m_returns in q.run(
         f"SELECT {group}, SUM(d.tickets), SUM(d.sales_fen), SUM(d.returns_fen), SUM(d.m_tickets),"
         f" SUM(d.m_sales_fen), SUM(d.m_returns_fen) FROM report_store_day d{join}"
@@ -800,7 +800,7 @@ def _by_place(
         row(key).update(
             sales_fen=net,
             member_sales_fen=m_net,
-            member_sales_share=_ratio(m_net, net) if net > 0 else None,
+            member_sales_share=ratio_of(m_net, net) if net > 0 else None,
             tickets=int(tickets),
             avg_ticket=_fen(m_net, int(m_tickets)),
         )
@@ -845,7 +845,7 @@ def _by_place(
                 )
                 else None,
             )
-        r["new_member_rate"] = _ratio(r["new_members"], r["tickets"])
+        r["new_member_rate"] = ratio_of(r["new_members"], r["tickets"])
         if by == "store":
             r["label"] = f"{key} {names.get(key, '')}".strip()
         elif not key:
@@ -869,7 +869,7 @@ def _by_group(
             "key": g,
             "label": labels.get(g, g),
             "member_sales_fen": a,
-            "contribution": _ratio(a, total) if total > 0 else None,
+            "contribution": ratio_of(a, total) if total > 0 else None,
             "buyers": b,
             "member_tickets": t,
             "avg_ticket": _fen(a, t),
@@ -893,21 +893,21 @@ def _by_staff(db: pw.Database, period: Period, stores: list[str] | None) -> list
     rows = {c: {"key": c, "label": f"{staff[c].name} ({staff[c].store})", "new_members": 0,
                 "recruited_sales_fen": 0, "maintained_buyers": 0, "maintained_repeat_rate": None}
             for c in codes}  # fmt: skip
-    q = _Sql(db)
+    q = Sql(db)
     for code, new in q.run(
         "SELECT r.staff, COUNT(*) FROM report_member r WHERE NOT r.merged"
         f" AND r.reg_day >= {q.p(period.start)} AND r.reg_day < {q.p(period.end)}"
         f" AND {q.one_of('r.staff', codes)} GROUP BY 1"
     ):
         rows[code]["new_members"] = int(new)
-    q = _Sql(db)
+    q = Sql(db)
     where = _spend_rows(q, period, "s.")
     for code, amount in q.run(
         "SELECT r.staff, SUM(s.amount) FROM report_member r JOIN report_member_spend s"
         f" ON s.member_id = r.member_id WHERE {where} AND {q.one_of('r.staff', codes)} GROUP BY 1"
     ):
         rows[code]["recruited_sales_fen"] = int(amount or 0)
-    q = _Sql(db)
+    q = Sql(db)
     where = _spend_rows(q, period, "s.")
     for code, buyers, repeaters in q.run(
         "SELECT c, COUNT(*), SUM(CASE WHEN t >= 2 THEN 1 ELSE 0 END) FROM ("
@@ -916,7 +916,7 @@ def _by_staff(db: pw.Database, period: Period, stores: list[str] | None) -> list
         " AND m.status = 'active' GROUP BY 1, 2) b WHERE t > 0 GROUP BY c"
     ):
         rows[code]["maintained_buyers"] = int(buyers)
-        rows[code]["maintained_repeat_rate"] = _ratio(int(repeaters), int(buyers))
+        rows[code]["maintained_repeat_rate"] = ratio_of(int(repeaters), int(buyers))
     out = list(rows.values())
     out.sort(key=lambda r: (-r["recruited_sales_fen"], r["key"]))
     return out
