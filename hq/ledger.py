@@ -269,6 +269,29 @@ def row_of(obj: pw.Model) -> dict[str, object]:
     return {f.name: obj.__data__.get(f.name) for f in type(obj)._meta.sorted_fields}
 
 
+def survivors(member_ids: Iterable[str]) -> dict[str, Member]:
+    """The live member each id names today, following merges (no locks: for reading):
+    a merged member's survivor, anyone else themselves. An id not found, or at the end of
+    a chain longer than ``MAX_MERGE_HOPS``, is absent. One query per hop, not per id."""
+    found: dict[str, Member] = {}
+    pending = {i: i for i in member_ids}  # id asked for -> id to look up next
+    for _ in range(MAX_MERGE_HOPS + 1):
+        if not pending:
+            break
+        rows = {m.id: m for m in Member.select().where(Member.id.in_(set(pending.values())))}
+        follow = {}
+        for asked, current in pending.items():
+            member = rows.get(current)
+            if member is None:
+                continue
+            if member.status == "merged" and member.merged_into:
+                follow[asked] = member.merged_into
+            else:
+                found[asked] = member
+        pending = follow
+    return found
+
+
 def resolve_member(db: pw.Database, member_id: str, lock: bool = True) -> Member:
     """The live member for an id, following merges; locked for update on PostgreSQL."""
     current = member_id

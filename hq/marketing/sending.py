@@ -38,6 +38,7 @@ from hq.changes import ChangeSet, flush_changes
 from hq.channels import ChannelSendFailed as SendFailed
 from hq.channels.registry import channels_from_config
 from hq.channels.wechat import openids_of
+from hq.ledger import survivors
 from hq.marketing import campaigns as camp
 from hq.marketing import settings as marketing_settings
 from hq.models import (
@@ -134,27 +135,6 @@ def _due(
     return list(query)
 
 
-def _members(ids: list[str]) -> dict[str, Member]:
-    """The batch's members, each a merged one's survivor (whose phone and name count)."""
-    found = {m.id: m for m in Member.select().where(Member.id.in_(ids))}
-    merged = {mid: m.merged_into for mid, m in found.items() if m.status == "merged"}
-    for _ in range(4):
-        if not merged:
-            break
-        into = {m.id: m for m in Member.select().where(Member.id.in_(set(merged.values())))}
-        nxt = {}
-        for mid, target in merged.items():
-            m = into.get(target)
-            if m is None:
-                found.pop(mid, None)
-            elif m.status == "merged":
-                nxt[mid] = m.merged_into
-            else:
-                found[mid] = m
-        merged = nxt
-    return found
-
-
 def _recent_campaigns(
     ids: list[str], batch_rows: list[int], since: dt.datetime
 ) -> dict[str, set[int]]:
@@ -248,7 +228,7 @@ def _claim(
         if not rows:
             return [], {}
         ids = sorted({r.member_id for r in rows})
-        members = _members(ids)
+        members = survivors(ids)  # a merged member's survivor: whose phone and name count
         live = sorted({m.id for m in members.values()})  # consent and contact: the survivor's
         consent = {ch: privacy.consent_answers(live, ch) for ch in {r.channel for r in rows}}
         openids: dict[str, str] = {}

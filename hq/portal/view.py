@@ -20,6 +20,7 @@ from core.errors import HuiyuanError
 from core.points import fen_for_points
 from core.receipt import mask_name, mask_phone
 from core.rules import Rules
+from hq.ledger import survivors
 from hq.models import (
     Campaign,
     CampaignRecipient,
@@ -32,19 +33,11 @@ from hq.models import (
 )
 
 RECENT_SALES = 10
-MAX_MERGE_HOPS = 8
 
 
 def surviving_member(member_id: str) -> Member | None:
     """The member an id names today: a merged member's survivor (following merges)."""
-    member = Member.get_or_none(Member.id == member_id)
-    hops = 0
-    while member is not None and member.status == "merged" and member.merged_into:
-        hops += 1
-        if hops > MAX_MERGE_HOPS:
-            return None
-        member = Member.get_or_none(Member.id == member.merged_into)
-    return member
+    return survivors([member_id]).get(member_id)
 
 
 def _tier(rules: Rules, member: Member) -> dict[str, Any]:
