@@ -219,10 +219,9 @@ def _form_page(
         if extra is not None:
             runs.append(extra)
     run_views = [api.run_dict(r, stores) for r in runs]
-    seg_views = [
-        segments.as_dict(s, audience.count(api.spec_builder({"conditions": s.conditions}, stores)))
-        for s in segments.all_segments()
-    ]
+    # a saved segment is counted when it is picked (the page asks /api/marketing/count):
+    # counting every one here would take seconds each over a chain's members
+    seg_views = [segments.as_dict(s) for s in segments.all_segments()]
     return render(
         "marketing/campaign_form.html",
         status=problem.http_status if problem else 200,

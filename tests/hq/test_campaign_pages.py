@@ -8,7 +8,9 @@ browser, the dormant list turned into a campaign with a coupon by SMS and launch
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
+import json
 import re
 
 import pytest
@@ -18,7 +20,7 @@ from hq.access import roles
 from hq.api import create_app
 from hq.config import HqConfig
 from hq.marketing import api as marketing_api
-from hq.marketing import campaigns, lists
+from hq.marketing import audience, campaigns, lists, segments, settings
 from hq.models import AuditEntry, Campaign, CampaignRecipient
 from hq.privacy import set_consent
 from hq.programme.coupons import add_template
@@ -205,7 +207,11 @@ def test_use_as_audience_opens_the_form_prefilled(app, hq_db):
     by_segment = client.get(f"/marketing/campaigns/new?segment={saved['id']}").get_data(
         as_text=True
     )
-    assert re.search(rf'<option value="{saved["id"]}" data-count="1" selected>', by_segment)
+    # a saved segment carries its conditions, counted when picked (not on every load)
+    option = re.search(
+        rf'<option value="{saved["id"]}" data-conditions="([^"]+)" selected>', by_segment
+    )
+    assert option and html.unescape(option.group(1)) == json.dumps(saved["conditions"])
     c = made(client, audience_kind="run", run=str(run.id))
     assert c.audience == {"run": run.id}
 
@@ -309,6 +315,11 @@ def test_dormant_list_to_a_launched_campaign_in_a_browser(app, hq_db):
     run, _ = lists.produce(hq_db, "dormant", dt.date(2026, 12, 1), md.NOW, "scheduler", md.TODAY)
     for name in ("E", "J", "K"):
         set_consent(hq_db, md.MEMBER_ID[name], {"sms": True}, "test", md.NOW)
+    bought = [{"kind": "lifecycle", "values": ["established", "dormant"]}]
+    segments.save(hq_db, {"name": "消费过的会员", "conditions": bought}, "t", md.NOW, md.TODAY)
+    buyers = audience.count(audience.compile_spec(hq_db, {"conditions": bought},
+                                                  settings.current(hq_db), md.TODAY))  # fmt: skip
+    assert buyers > 3
     username = make_user(hq_db, "membership")
     with live_server(app) as base, chromium(1366, 900) as driver:
         wait = WebDriverWait(driver, 10)
@@ -319,6 +330,13 @@ def test_dormant_list_to_a_launched_campaign_in_a_browser(app, hq_db):
         count = driver.find_element(By.ID, "audience-count")
         wait.until(lambda d: count.text == "3")
         assert driver.find_element(By.ID, "aud-run").is_selected()
+        # a saved segment is counted when picked; back to the stored list
+        Select(driver.find_element(By.ID, "segment")).select_by_visible_text("消费过的会员")
+        wait.until(lambda d: driver.find_element(By.ID, "aud-segment").is_selected())
+        wait.until(lambda d: count.text == str(buyers))
+        Select(driver.find_element(By.ID, "run")).select_by_value(str(run.id))
+        driver.find_element(By.ID, "aud-run").click()
+        wait.until(lambda d: count.text == "3")
         shot(driver, "campaign-form-audience")
         driver.find_element(By.ID, "name").send_keys("十二月沉睡唤醒")
         driver.find_element(By.ID, "ben-coupon").click()

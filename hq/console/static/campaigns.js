@@ -1,6 +1,7 @@
 // 营销 · 活动: the form's live audience count and character count, placeholder buttons,
 // Alt+N for 新建活动, the call list's print button. Every figure comes from the server
-// (the lists' count from /api/marketing/lists; runs and segments carry theirs).
+// (the lists' count from /api/marketing/lists, a saved segment's from /api/marketing/count
+// when picked; stored runs carry theirs).
 (function () {
   "use strict";
 
@@ -47,7 +48,7 @@
   function recount() {
     var kind = picked("audience_kind");
     var mine = ++asked;
-    if (kind === "segment") { show(optionCount("segment")); return; }
+    if (kind === "segment") { countSegment(mine); return; }
     if (kind === "run") { show(optionCount("run")); return; }
     if (kind !== "list") { show(""); return; }
     var params = new URLSearchParams({
@@ -59,6 +60,21 @@
     if (week) { params.set("week", week); }
     countEl.textContent = "…";
     hyFetch(form.getAttribute("data-count-url") + "?" + params.toString())
+      .then(function (body) { if (mine === asked) { show(body.count); } })
+      .catch(function (err) { if (mine === asked) { countEl.textContent = "— " + err.message; } });
+  }
+  // a saved segment: counted now, over today's members (the page does not count them all)
+  function countSegment(mine) {
+    var select = document.getElementById("segment");
+    var option = select.options[select.selectedIndex];
+    var conditions = option ? option.getAttribute("data-conditions") : null;
+    if (!conditions) { show(""); return; }
+    countEl.textContent = "…";
+    hyFetch(select.getAttribute("data-count-url"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ conditions: JSON.parse(conditions) })
+    })
       .then(function (body) { if (mine === asked) { show(body.count); } })
       .catch(function (err) { if (mine === asked) { countEl.textContent = "— " + err.message; } });
   }
