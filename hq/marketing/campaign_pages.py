@@ -149,12 +149,13 @@ def _form_time(utc: dt.datetime) -> str:
 
 def summary_of(c: Any, with_results: bool) -> dict[str, Any]:
     """A campaign's row on the list and head of its page: the engine's ``as_dict`` (its
-    Chinese labels), and tracking's results once launched."""
+    Chinese labels), and tracking's results once launched (a store or area manager's over
+    their stores' members)."""
     view = campaigns.as_dict(c, campaign_api.zone())
     view["send_at_text"] = view["send_at_local"].replace("T", " ")
     view["results"] = None
     if with_results and c.run_id is not None:
-        r = tracking.results(api.db(), c.id, utcnow())
+        r = tracking.results(api.db(), c.id, utcnow(), api.stores_arg(current()))
         r["window_text"] = {
             "from": local_time(r["window"]["from"]),
             "to": local_time(r["window"]["to"]),
@@ -198,7 +199,9 @@ def campaign_json(campaign_id: int) -> Any:
         {
             "campaign": campaigns.as_dict(c, campaign_api.zone()),
             "progress": campaigns.progress(c.id) if launched else None,
-            "results": tracking.as_json(tracking.results(api.db(), c.id, utcnow()))
+            "results": tracking.as_json(
+                tracking.results(api.db(), c.id, utcnow(), api.stores_arg(current()))
+            )
             if launched
             else None,
         }

@@ -90,9 +90,10 @@ def window(campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
     return {"from": start, "to": end, "closed": now >= end}
 
 
-def _people_cte(q: Sql, campaign: Campaign) -> str:
+def _people_cte(q: Sql, campaign: Campaign, stores: list[str] | None = None) -> str:
     """``people(person, ctl, got)``: the campaign's recipients as the members they are now,
-    ``ctl`` 1 for the control group, ``got`` 1 when reached (see the module docstring)."""
+    ``ctl`` 1 for the control group, ``got`` 1 when reached (see the module docstring);
+    ``stores``: only the recipients registered at those stores (a store manager's)."""
     r, m, s = _t(CampaignRecipient), _t(Member), _t(CampaignSend)
     channels = set(campaign.channels or []) & set(MESSAGE_CHANNELS)
     if channels:
@@ -108,25 +109,37 @@ def _people_cte(q: Sql, campaign: Campaign) -> str:
         "WITH rcp AS (SELECT COALESCE(m.merged_into, r.member_id) AS person,"
         f" CASE WHEN r.control THEN 1 ELSE 0 END AS ctl, {got} AS got"
         f" FROM {r} r LEFT JOIN {m} m ON m.id = r.member_id{sent}"
-        f" WHERE r.campaign = {q.p(campaign.id)}),"
+        f" WHERE r.campaign = {q.p(campaign.id)} AND {q.one_of('m.registered_store', stores)}),"
         # treated wins when one person was in both groups (two records merged after launch)
         " people AS (SELECT person, MIN(ctl) AS ctl,"
         " MAX(CASE WHEN ctl = 0 THEN got ELSE 0 END) AS got FROM rcp GROUP BY person)"
     )
 
 
+def _theirs(q: Sql, column: str, stores: list[str] | None) -> str:
+    """`` AND column IN (the members registered at stores)``; nothing for the chain."""
+    if stores is None:
+        return ""
+    return f" AND {column} IN (SELECT id FROM {_t(Member)} WHERE {q.one_of('registered_store', stores)})"
+
+
 PEOPLE, TOTAL, STORE = 0, 1, 2  # the row kinds of ``_outcome``'s answer
 
 
 def _outcome(
-    db: pw.Database, campaign: Campaign, start: dt.datetime, end: dt.datetime, now: dt.datetime
+    db: pw.Database,
+    campaign: Campaign,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    stores: list[str] | None,
 ) -> list[tuple[Any, ...]]:
     """One query, the window's sales read once: rows (kind, ctl, got, store, n, fen) with
     kind ``PEOPLE`` (n people per group), ``TOTAL`` (n came back, fen net sales per group)
     and ``STORE`` (the same per store of the sale)."""
     q = Sql(db)
     sale, ret = _t(Sale), _t(Return)
-    text = _people_cte(q, campaign)
+    text = _people_cte(q, campaign, stores)
     text += (
         ", ps AS (SELECT p.ctl, p.got, p.person, s.store,"
         f" SUM(s.total - COALESCE((SELECT SUM(x.refund_total) FROM {ret} x"
@@ -178,9 +191,13 @@ def _audience_kind(campaign: Campaign) -> str | None:
     return str(audience["list"]) if isinstance(audience, dict) and "list" in audience else None
 
 
-def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, Any]:
+def results(
+    db: pw.Database, campaign_id: int, now: dt.datetime, stores: list[str] | None = None
+) -> dict[str, Any]:
     """What campaign ``campaign_id`` did as of ``now`` (naive UTC); the module docstring
-    and docs/campaigns.md ("Tracking") define each figure."""
+    and docs/campaigns.md ("Tracking") define each figure. ``stores`` (a store or area
+    manager's): every figure over the recipients registered at those stores only (their
+    messages, coupons, points and sales, wherever they bought); None: the whole chain."""
     campaign = Campaign.get_or_none(Campaign.id == campaign_id)
     if campaign is None:
         raise NotFound(f"活动不存在: {campaign_id} (unknown campaign)", field="campaign_id")
@@ -191,7 +208,7 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
     people: dict[str, int] = {}
     totals: dict[str, tuple[int, int]] = {}
     per_store: dict[str, dict[str, tuple[int, int]]] = {}
-    for kind, ctl, got, store, n, fen in _outcome(db, campaign, win["from"], cut, now):
+    for kind, ctl, got, store, n, fen in _outcome(db, campaign, win["from"], cut, now, stores):
         group = _group_of(ctl, got)
         if kind == PEOPLE:
             people[group] = int(n)
@@ -229,7 +246,8 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
     for channel, status, reason, n, sent_n in q.run(
         "SELECT channel, status, reason, COUNT(*),"
         " COALESCE(SUM(CASE WHEN sent_at IS NOT NULL THEN 1 ELSE 0 END), 0)"
-        f" FROM {sends} WHERE campaign = {q.p(campaign.id)} GROUP BY channel, status, reason"
+        f" FROM {sends} WHERE campaign = {q.p(campaign.id)}{_theirs(q, 'member_id', stores)}"
+        " GROUP BY channel, status, reason"
     ):
         row = by_channel.setdefault(
             str(channel),
@@ -254,18 +272,19 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
             " COALESCE(SUM(CASE WHEN status = 'used' THEN value ELSE 0 END), 0)"
             f" FROM {_t(Coupon)} WHERE template_id = {q.p(str(benefit['coupon']))}"
             f" AND source = 'campaign' AND ref = {q.p(f'campaign:{campaign.id}')}"
+            f"{_theirs(q, 'member_id', stores)}"
         )
         issued, redeemed, redeemed_fen = map(int, row)
-    given = (
-        CampaignRecipient.select()
-        .where(
-            (CampaignRecipient.campaign == campaign.id)
-            & CampaignRecipient.benefit_ref.is_null(False)
-            & (CampaignRecipient.benefit_ref != "held")  # held: the member had the coupon limit
-            & (CampaignRecipient.control == False)  # noqa: E712 - peewee builds SQL from ==
-        )
-        .count()
+    benefited = CampaignRecipient.select().where(
+        (CampaignRecipient.campaign == campaign.id)
+        & CampaignRecipient.benefit_ref.is_null(False)
+        & (CampaignRecipient.benefit_ref != "held")  # held: the member had the coupon limit
+        & (CampaignRecipient.control == False)  # noqa: E712 - peewee builds SQL from ==
     )
+    if stores is not None:
+        theirs = Member.select(Member.id).where(Member.registered_store.in_(stores))
+        benefited = benefited.where(CampaignRecipient.member_id.in_(theirs))
+    given = benefited.count()
     points_given = int(benefit.get("points") or 0) * given
     points_fen = 0
     if points_given:
@@ -311,6 +330,7 @@ def results(db: pw.Database, campaign_id: int, now: dt.datetime) -> dict[str, An
         "activation_rate": dict(rate) if kind in NEW_MEMBER_LISTS else None,
         "wake_rate": dict(rate) if kind in DORMANT_LISTS else None,
         "by_store": by_store,
+        "stores": stores,
         "window": win,
     }
 

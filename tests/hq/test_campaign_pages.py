@@ -178,8 +178,16 @@ def test_pages_by_role(app, hq_db):
     page = owner.get(f"/marketing/campaigns/{c.id}").get_data(as_text=True)
     assert "已排期" in page and 'id="launch"' not in page and 'id="cancel"' in page
     assert 'id="progress"' in page and 'id="results"' in page
+    # the results of a store manager's are over their store's members: E and K of S1's
+    # (the dormant list's J is S2's)
     twin = store.get(f"/marketing/campaigns/{c.id}.json").get_json()
-    assert twin["campaign"]["status_label"] == "已排期" and twin["results"]["treated"] == 3
+    assert twin["campaign"]["status_label"] == "已排期"
+    assert (twin["results"]["treated"], twin["results"]["stores"]) == (2, ["S1"])
+    assert 'id="r-scope">仅 S1 开卡的会员' in store.get(f"/marketing/campaigns/{c.id}").get_data(
+        as_text=True
+    )
+    chain = owner.get(f"/marketing/campaigns/{c.id}.json").get_json()["results"]
+    assert (chain["treated"], chain["stores"]) == (3, None) and 'id="r-scope"' not in page
     assert twin["progress"]["by_channel"] == {"sms": {"pending": 3}}
     assert owner.get(f"/marketing/campaigns/{c.id}/edit").status_code == 302
     assert post(owner, f"/marketing/campaigns/{c.id}/cancel", {}).status_code == 302

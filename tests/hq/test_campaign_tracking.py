@@ -251,6 +251,27 @@ def test_results_of_a_closed_window_hand_computed(hq_db, wake):
         assert type(money) is int
 
 
+def test_a_store_managers_results_are_their_stores_members_only(hq_db, wake):
+    """S1's members: H (A's now), C, D, E treated, nobody in control; their messages,
+    coupons and sales wherever they bought. S2's: B treated, F, G, J in control."""
+    s1 = tracking.results(hq_db, wake.id, AFTER, ["S1"])
+    assert (s1["treated"], s1["reached"], s1["control"], s1["stores"]) == (4, 3, 0, ["S1"])
+    assert (s1["sent"], s1["delivered"], s1["failed"]) == (3, 2, 2)
+    assert s1["skipped"] == {"consent": 1, "no_contact": 1}
+    assert (s1["coupons_issued"], s1["coupons_redeemed"]) == (3, 1)
+    assert s1["came_back"] == {"treated": 2, "treated_all": 3, "control": 0}
+    assert s1["sales_fen"] == {"treated": 13000, "treated_all": 14500, "control": 0}
+    assert s1["cost_fen"] == {"messages": 15, "coupons": 1000, "points": 0, "total": 1015}
+    assert s1["incremental_sales_fen"] is None  # no control group among S1's members
+    s2 = tracking.results(hq_db, wake.id, AFTER, ["S2"])
+    assert (s2["treated"], s2["reached"], s2["control"]) == (1, 1, 3)
+    assert (s2["sent"], s2["skipped"], s2["coupons_issued"]) == (1, {"no_contact": 1}, 1)
+    assert s2["came_back"] == {"treated": 0, "treated_all": 0, "control": 1}
+    assert s2["incremental_sales_fen"] == -1000  # (0 x 3 - 3001 x 1) / 3
+    assert tracking.results(hq_db, wake.id, AFTER, [])["treated"] == 0
+    assert tracking.results(hq_db, wake.id, AFTER)["stores"] is None  # the chain
+
+
 def test_an_open_window_counts_up_to_now_and_returns_recorded_by_then(hq_db, wake):
     # on 12-04 03:30: A's 12-03 sale is in, its return (recorded 12-04 04:00) not yet;
     # D's 12-04 03:00 sale is in; J's first one too; C's, A's second and J's second not
