@@ -40,6 +40,13 @@ class PortalKeys:
     def csrf(self) -> bytes:
         return self._derive("csrf")
 
+    @functools.cached_property
+    def unsubscribe(self) -> bytes:
+        """Signs the 退订 links of campaign messages: a key of their own, so that such a
+        token (open for ``links.UNSUBSCRIBE_DAYS``) opens the unsubscribe page and never
+        the member's page."""
+        return self._derive("unsubscribe")
+
     def phone_hash(self, phone: str) -> str:
         """The lookup hash of a normalised phone, as HQ sends stores (hq/lookup.py)."""
         return self.lookup.hasher(phone)

@@ -46,13 +46,21 @@ def _refused(status: int = 403) -> Any:
     return render_template("portal/refused.html", message=REFUSED), status
 
 
-def _member_of(token: str) -> tuple[Member | None, str]:
-    """The surviving member a token names, or None (the link is refused)."""
-    try:
-        link = verify_link(_keys().link, token, utcnow())
-    except LinkRefused as exc:
-        log.info("member link refused: %s", exc.reason)
-        return None, exc.reason
+def _member_of(token: str, unsubscribing: bool = False) -> tuple[Member | None, str]:
+    """The surviving member a token names, or None (the link is refused). A member-page
+    link (a receipt's, the page's own) opens every page; a message's 退订 link, signed by
+    the unsubscribe key, only the unsubscribe page (``unsubscribing``)."""
+    keys = [_keys().link] + ([_keys().unsubscribe] if unsubscribing else [])
+    refused = LinkRefused("key")
+    for key in keys:
+        try:
+            link = verify_link(key, token, utcnow())
+            break
+        except LinkRefused as exc:
+            refused = exc if exc.reason != "key" else refused
+    else:
+        log.info("member link refused: %s", refused.reason)
+        return None, refused.reason
     member = surviving_member(link.member_id)
     return member, "" if member is not None else "unknown"
 

@@ -112,7 +112,7 @@ def _unsubscribe_page(token: str, member: Member, status: int = 200, **notice: A
 
 @bp.get("/m/<token>/unsubscribe")
 def unsubscribe_page(token: str) -> Any:
-    member, _reason = _member_of(token)
+    member, _reason = _member_of(token, unsubscribing=True)
     if member is None:
         return _refused()
     return _unsubscribe_page(token, member)
@@ -120,7 +120,7 @@ def unsubscribe_page(token: str) -> Any:
 
 @bp.post("/m/<token>/unsubscribe")
 def unsubscribe_route(token: str) -> Any:
-    member, _reason = _member_of(token)
+    member, _reason = _member_of(token, unsubscribing=True)
     if member is None:
         return _refused()
     if not _csrf_ok(token):

@@ -121,13 +121,13 @@ def test_the_dormant_list_becomes_a_campaign_and_a_week_later_shows_who_came_bac
         for message in gateway.sent:
             assert "好久不见" in message["text"] and "满100元减20元优惠券" in message["text"]
             assert "退订: https://m.example.cn/m/" in message["text"]
-        # the unsubscribe link is the member's own signed link, good for 30 days from the
-        # send (the page itself: tests/hq/test_unsubscribe.py)
+        # the unsubscribe link is the member's own, signed with the unsubscribe key and
+        # good for 400 days from the send (the page itself: tests/hq/test_unsubscribe.py)
         by_phone = {m["to"]: m["text"] for m in gateway.sent}
         link = urlsplit(by_phone["13900000000"].rsplit("退订: ", 1)[1].strip())
         token = link.path.removeprefix("/m/").removesuffix("/unsubscribe")
         keys = app.extensions["hq_portal_keys"]
-        signed = verify_link(keys.link, token, dt.datetime(2026, 12, 1, 0, 0, tzinfo=dt.UTC))
+        signed = verify_link(keys.unsubscribe, token, dt.datetime(2027, 11, 1, 0, 0, tzinfo=dt.UTC))
         assert signed.member_id == members["张"]
         # a second run sends nobody again
         run_job(hq_db, config, "campaigns", dt.datetime(2026, 11, 2, 2, 6))

@@ -74,12 +74,23 @@ def test_the_links_are_signed_for_the_member_and_open_the_pages(app, config, mem
     a, _b = members
     now = utcnow()
     page, unsub = page_url(config, a, now), unsubscribe_url(config, a, now)
-    assert page.startswith("https://m.example.cn/m/") and unsub == page + "/unsubscribe"
+    assert page.startswith("https://m.example.cn/m/") and unsub.endswith("/unsubscribe")
+    keys = app.extensions["hq_portal_keys"]
     token = _path(page).split("/")[2]
-    link = verify_link(app.extensions["hq_portal_keys"].link, token, now)
+    link = verify_link(keys.link, token, now)
     assert link.member_id == a and link.expires_at.date() == (now + dt.timedelta(days=30)).date()
+    # the message's 退订 link: a token of its own key, open for UNSUBSCRIBE_DAYS (400)
+    unsub_token = _path(unsub).split("/")[2]
+    assert unsub_token != token
+    link = verify_link(keys.unsubscribe, unsub_token, now)
+    assert link.member_id == a and link.expires_at.date() == (now + dt.timedelta(days=400)).date()
     client = app.test_client()
     assert client.get(_path(page)).status_code == 200
+    # it opens the unsubscribe page, never the member's page (points, purchases)
+    refused = client.get(f"/m/{unsub_token}")
+    assert refused.status_code == 403 and "此链接无效或已过期" in refused.get_data(as_text=True)
+    # the member page's own link opens the unsubscribe page too
+    assert client.get(_path(page) + "/unsubscribe").status_code == 200
     resp = client.get(_path(unsub))
     text = resp.get_data(as_text=True)
     assert resp.status_code == 200
@@ -153,8 +164,12 @@ def test_an_edited_expired_or_foreign_link_cannot_unsubscribe_anyone(app, config
             assert resp.status_code == 403
             text = resp.get_data(as_text=True)
             assert "此链接无效或已过期" in text and "退订" not in text
-    expired = _path(unsubscribe_url(config, a, utcnow() - dt.timedelta(days=31)))
+    # a message a year old still unsubscribes; one past 400 days does not
+    year_old = _path(unsubscribe_url(config, a, utcnow() - dt.timedelta(days=365)))
+    assert client.get(year_old).status_code == 200
+    expired = _path(unsubscribe_url(config, a, utcnow() - dt.timedelta(days=401)))
     assert _post(client, expired, "all", csrf=csrf).status_code == 403
+    assert client.get(expired).status_code == 403
     # B's own link unsubscribes B, never A (the form's channel is all it chooses)
     b_path = _path(unsubscribe_url(config, b, utcnow()))
     assert _post(client, b_path, "all", csrf=csrf).status_code == 403  # A's token's csrf
