@@ -95,21 +95,30 @@ def benefit_of(form: MultiDict) -> dict[str, Any]:
             raise ValidationError("赠送积分须大于0 (points must be positive)", field="points")
         return {"points": points}
     if kind == "gift":
-        return {"gift": _text(form, "gift", "礼品说明", 64, required=True)}
+        gift = {"gift": _text(form, "gift", "礼品说明", 64, required=True)}
+        cost = _yuan_fen(form, "gift_cost", "礼品成本")
+        return gift | ({"gift_cost_fen": cost} if cost else {})
     if kind != "none":
         raise ValidationError("权益类型无效 (benefit: none|coupon|points|gift)", field="benefit")
     return {}
 
 
-def cost_fen(form: MultiDict) -> int:
-    """每条消息成本 in yuan as a person writes it (0.05), as integer fen (core.money)."""
-    text = (form.get("message_cost") or "").strip() or "0"
+def _yuan_fen(form: MultiDict, name: str, label: str) -> int:
+    """A form's amount in yuan as a person writes it (0.05, 15), as integer fen
+    (core.money); empty is 0."""
+    text = (form.get(name) or "").strip() or "0"
     try:
         fen = parse_yuan(text)
     except MoneyError as exc:
-        raise ValidationError(f"每条成本: {exc}", field="message_cost") from None
+        raise ValidationError(f"{label}: {exc}", field=name) from None
     if fen < 0:
-        raise ValidationError("每条成本不能为负 (cost must not be negative)", field="message_cost")
+        raise ValidationError(f"{label}不能为负 (must not be negative)", field=name)
+    return fen
+
+
+def cost_fen(form: MultiDict) -> int:
+    """每条消息成本 in yuan as a person writes it (0.05), as integer fen (core.money)."""
+    fen = _yuan_fen(form, "message_cost", "每条成本")
     return int(fen)
 
 
@@ -327,6 +336,10 @@ def _values_of(c: Any) -> MultiDict:
     values["benefit_kind"] = kind
     if kind != "none":
         values[kind] = str(benefit[kind])
+    if benefit.get("gift_cost_fen"):
+        values["gift_cost"] = (
+            f"{benefit['gift_cost_fen'] // 100}.{benefit['gift_cost_fen'] % 100:02d}"
+        )
     for ch in c.channels or []:
         values.add("channels", ch)
     return values

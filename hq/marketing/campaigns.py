@@ -83,6 +83,7 @@ FIELDS = (
 TEXT_MAX = 300  # characters before placeholders; an SMS also carries the unsubscribe line
 NAME_MAX = 64
 GIFT_MAX = 64
+GIFT_COST_MAX = 1_000_000  # fen a gift: ¥10,000
 POINTS_MAX = 100_000
 COST_MAX = 100_000  # fen per message
 PAGE = 2000  # members per launch page (one transaction, two bulk inserts)
@@ -139,6 +140,15 @@ def _audience(value: Any) -> dict[str, Any]:
 def _benefit(value: Any) -> dict[str, Any]:
     if value is None or value == {}:
         return {}
+    if isinstance(value, dict) and "gift" in value and set(value) == {"gift", "gift_cost_fen"}:
+        cost = value["gift_cost_fen"]  # what one gift costs the chain (tracking's cost)
+        if isinstance(cost, bool) or not isinstance(cost, int) or not 0 <= cost <= GIFT_COST_MAX:
+            raise _bad(
+                "benefit",
+                f"礼品成本须为0到{GIFT_COST_MAX // 100}元",
+                f"gift_cost_fen: integer fen 0..{GIFT_COST_MAX}",
+            )
+        return _benefit({"gift": value["gift"]}) | {"gift_cost_fen": cost}
     if not isinstance(value, dict) or len(value) != 1:
         raise _bad("benefit", "权益须为一项: 券、积分或礼品", "one of coupon | points | gift")
     ((kind, arg),) = value.items()

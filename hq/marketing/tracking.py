@@ -27,7 +27,8 @@ members in Python, so a campaign of 100,000+ recipients costs a few index scans)
   ``coupons`` = the face value of the campaign's coupons redeemed (``status`` used: a
   return that restores a coupon un-redeems it); ``points`` = points given (the points
   benefit × recipients given it) worth ``core.points.fen_for_points`` under the current
-  rules; a gift has no recorded value (0). ``net_fen`` = incremental sales − cost;
+  rules; ``gifts`` = gifts given × the campaign's ``gift_cost_fen`` (0 when the form
+  left the cost empty). ``net_fen`` = incremental sales − cost;
   ``roi`` = incremental sales / cost.
 - **KPIs.** ``activation_rate`` (audience a new-member list) and ``wake_rate`` (audience
   the dormant list): the came-back rate per group, i.e. hq/reports/kpis.py's 激活 and
@@ -291,10 +292,12 @@ def results(
         from hq.programme.points import current_rules
 
         points_fen = fen_for_points(current_rules(), points_given)
+    gifts_given = given if benefit.get("gift") else 0
     cost = {
         "messages": sent * int(campaign.message_cost_fen),
         "coupons": redeemed_fen,
         "points": points_fen,
+        "gifts": gifts_given * int(benefit.get("gift_cost_fen") or 0),
     }
     cost["total"] = sum(cost.values())
     inc = incremental["treated"]
@@ -316,7 +319,7 @@ def results(
         "coupons_issued": issued,
         "coupons_redeemed": redeemed,
         "points_given": points_given,
-        "gifts_given": given if benefit.get("gift") else 0,
+        "gifts_given": gifts_given,
         "came_back": came_back,
         "came_back_rate": rate,
         "sales_fen": sales_fen,

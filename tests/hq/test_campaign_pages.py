@@ -103,6 +103,12 @@ def test_the_form_becomes_a_draft_with_cost_in_fen(app, hq_db):
     assert resp.status_code == 302
     again = campaigns.get(int(resp.headers["Location"].split("/")[-1].split("?")[0]))
     assert again.name == "改名了" and again.benefit == {"points": 50}
+    # a gift with what one costs (yuan on the form, fen in the campaign), back in the form
+    gift = made(client, benefit_kind="gift", gift="到店领毛巾", gift_cost="12.5", text="{name}您好")
+    assert gift.benefit == {"gift": "到店领毛巾", "gift_cost_fen": 1250}
+    edit = client.get(f"/marketing/campaigns/{gift.id}/edit").get_data(as_text=True)
+    assert 'id="gift-cost" inputmode="decimal" maxlength="12" value="12.50"' in edit
+    assert made(client, benefit_kind="gift", gift="毛巾", gift_cost="").benefit == {"gift": "毛巾"}
 
 
 @pytest.mark.parametrize(
@@ -118,6 +124,12 @@ def test_the_form_becomes_a_draft_with_cost_in_fen(app, hq_db):
         ({"audience_kind": ""}, "audience_kind", "请选择活动受众"),
         ({"benefit_kind": "points", "points": "0"}, "points", "赠送积分须大于0"),
         ({"benefit_kind": "coupon", "coupon": ""}, "coupon", "请填写优惠券模板"),
+        ({"benefit_kind": "gift", "gift": "毛巾", "gift_cost": "一块"}, "gift_cost", "不是金额"),
+        (
+            {"benefit_kind": "gift", "gift": "毛巾", "gift_cost": "-3"},
+            "gift_cost",
+            "礼品成本不能为负",
+        ),
         ({"window_days": "两周"}, "window_days", "统计天数须为非负整数"),
         ({"control_pct": "-5"}, "control_pct", "对照组比例须为非负整数"),
         # the engine's checks, shown beside the form's field all the same

@@ -230,7 +230,9 @@ def test_results_of_a_closed_window_hand_computed(hq_db, wake):
     assert r["lift_all"] == Fraction(4, 15)
     assert r["incremental_sales_fen"] == 8999
     assert r["incremental_sales_fen_all"] == 9498
-    assert r["cost_fen"] == {"messages": 20, "coupons": 1000, "points": 0, "total": 1020}
+    assert r["cost_fen"] == {
+        "messages": 20, "coupons": 1000, "points": 0, "gifts": 0, "total": 1020
+    }  # fmt: skip
     assert r["net_fen"] == 7979
     assert r["roi"] == Fraction(8999, 1020)
     assert r["wake_rate"] == r["came_back_rate"]
@@ -261,7 +263,9 @@ def test_a_store_managers_results_are_their_stores_members_only(hq_db, wake):
     assert (s1["coupons_issued"], s1["coupons_redeemed"]) == (3, 1)
     assert s1["came_back"] == {"treated": 2, "treated_all": 3, "control": 0}
     assert s1["sales_fen"] == {"treated": 13000, "treated_all": 14500, "control": 0}
-    assert s1["cost_fen"] == {"messages": 15, "coupons": 1000, "points": 0, "total": 1015}
+    assert s1["cost_fen"] == {
+        "messages": 15, "coupons": 1000, "points": 0, "gifts": 0, "total": 1015
+    }  # fmt: skip
     assert s1["incremental_sales_fen"] is None  # no control group among S1's members
     s2 = tracking.results(hq_db, wake.id, AFTER, ["S2"])
     assert (s2["treated"], s2["reached"], s2["control"]) == (1, 1, 3)
@@ -323,6 +327,7 @@ def test_points_benefit_costs_its_worth_and_new_members_give_activation(hq_db):
         "messages": 10,
         "coupons": 0,
         "points": fen_for_points(DEMO_RULES, 500),
+        "gifts": 0,
         "total": 10 + fen_for_points(DEMO_RULES, 500),
     }
     assert r["cost_fen"]["points"] == 500  # 100 points to the yuan: 5 元
@@ -339,14 +344,19 @@ def test_points_benefit_costs_its_worth_and_new_members_give_activation(hq_db):
 
 def test_a_call_list_campaign_reaches_every_treated_member(hq_db):
     md.load(hq_db)
-    c = campaign(kind="birthdays", benefit={"gift": "毛巾"}, channels=("call",))
+    c = campaign(
+        kind="birthdays", benefit={"gift": "毛巾", "gift_cost_fen": 1250}, channels=("call",)
+    )
     recipient(c, "A", given=True)
     recipient(c, "B")
+    recipient(c, "C", given=True)
     sale("A", "S1", SEND_AT + dt.timedelta(days=2), 600)
     r = tracking.results(hq_db, c.id, AFTER)
-    assert (r["treated"], r["reached"], r["sent"]) == (2, 2, 0)
+    assert (r["treated"], r["reached"], r["sent"]) == (3, 3, 0)
     assert r["came_back"]["treated"] == 1
-    assert r["gifts_given"] == 1
+    # two towels given at ¥12.50 each are the campaign's cost
+    assert r["gifts_given"] == 2
+    assert r["cost_fen"] == {"messages": 0, "coupons": 0, "points": 0, "gifts": 2500, "total": 2500}
     assert r["activation_rate"] is None and r["wake_rate"] is None
 
 
@@ -440,7 +450,7 @@ def test_a_launched_and_sent_campaign_end_to_end(hq_db, hq_db_url):
     )
     assert abs(r["incremental_sales_fen"] - expected) <= Fraction(1, 2)
     assert r["cost_fen"] == {
-        "messages": 4 * len(treated), "coupons": 1000, "points": 0,
+        "messages": 4 * len(treated), "coupons": 1000, "points": 0, "gifts": 0,
         "total": 4 * len(treated) + 1000,
     }  # fmt: skip
     assert r["by_store"]["S1"]["treated"]["came_back"] == len(buyers_t)
