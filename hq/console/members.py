@@ -31,6 +31,7 @@ from hq.access.guard import current, requires
 from hq.access.masking import mask_phone, member_for
 from hq.changes import member_state
 from hq.console import render
+from hq.console.operations import ops_time
 from hq.member_search import (
     MAX_RESULTS,
     SearchPage,
@@ -215,8 +216,7 @@ def _iso(value: dt.datetime | dt.date | None) -> str:
     if value is None:
         return "—"
     if isinstance(value, dt.datetime):
-        zone = current_app.config["HQ"].zone()
-        return value.replace(tzinfo=dt.UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        return ops_time(value)
     return value.isoformat()
 
 

@@ -262,11 +262,12 @@ def api_dead_letter_resolve(dl_id: int) -> Any:
 
 
 @bp.app_template_filter("ops_time")
-def ops_time(value: Any) -> str:
-    """A naive-UTC instant in the chain's time zone, to the minute (— when none)."""
+def ops_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A naive-UTC instant in the chain's time zone (HqConfig.timezone), to the minute
+    unless ``fmt`` says otherwise (— when none): the console's one wall clock."""
     import datetime as dt
 
     if not isinstance(value, dt.datetime):
         return "—"
     zone = current_app.config["HQ"].zone()
-    return value.replace(tzinfo=dt.UTC).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    return value.replace(tzinfo=dt.UTC).astimezone(zone).strftime(fmt)

@@ -25,6 +25,7 @@ from core.money import MoneyError, parse_yuan
 from hq import audit
 from hq.access.guard import current, requires
 from hq.console import render
+from hq.console.operations import ops_time
 from hq.marketing import api, audience, campaign_api, campaigns, lists, segments, tracking
 from hq.marketing.audience import LISTS
 from hq.models import ListRun, utcnow
@@ -145,17 +146,6 @@ def data_of(form: MultiDict) -> dict[str, Any]:
 # ---- showing a campaign -----------------------------------------------------------------
 
 
-def local_time(utc: dt.datetime | None) -> str:
-    """A naive-UTC instant as the chain's wall clock (2026-12-01 10:00)."""
-    if utc is None:
-        return "—"
-    return utc.replace(tzinfo=dt.UTC).astimezone(campaign_api.zone()).strftime("%Y-%m-%d %H:%M")
-
-
-def _form_time(utc: dt.datetime) -> str:
-    return utc.replace(tzinfo=dt.UTC).astimezone(campaign_api.zone()).strftime("%Y-%m-%dT%H:%M")
-
-
 def summary_of(c: Any, with_results: bool) -> dict[str, Any]:
     """A campaign's row on the list and head of its page: the engine's ``as_dict`` (its
     Chinese labels), and tracking's results once launched (a store or area manager's over
@@ -166,8 +156,8 @@ def summary_of(c: Any, with_results: bool) -> dict[str, Any]:
     if with_results and c.run_id is not None:
         r = tracking.results(api.db(), c.id, utcnow(), api.stores_arg(current()))
         r["window_text"] = {
-            "from": local_time(r["window"]["from"]),
-            "to": local_time(r["window"]["to"]),
+            "from": ops_time(r["window"]["from"]),
+            "to": ops_time(r["window"]["to"]),
             "closed": r["window"]["closed"],
         }
         view["results"] = r
@@ -309,7 +299,7 @@ def _values_of(c: Any) -> MultiDict:
         {
             "name": c.name,
             "text": c.text,
-            "send_at": _form_time(c.send_at),
+            "send_at": ops_time(c.send_at, "%Y-%m-%dT%H:%M"),
             "window_days": str(c.window_days),
             "control_pct": str(c.control_pct),
             "message_cost": f"{c.message_cost_fen // 100}.{c.message_cost_fen % 100:02d}",
@@ -518,7 +508,7 @@ def calls_page(campaign_id: int) -> Any:
         groups=grouped(rows),
         total=len(rows),
         pii=current().can("members.pii"),
-        printed_at=local_time(utcnow()),
+        printed_at=ops_time(utcnow()),
     )
 
 
