@@ -88,9 +88,14 @@ class Builder:
     """Collects a query's CTEs, joins and WHERE predicates, each with its own parameters,
     and writes them out in text order (so the parameters line up)."""
 
-    def __init__(self, db: pw.Database, today: dt.date | None = None) -> None:
+    def __init__(
+        self, db: pw.Database, today: dt.date | None = None, last_days: bool = True
+    ) -> None:
         self.db = db
         self.today = today or dt.date.today()  # which summary rows can hold data yet
+        # whether a window's last day bought is read (the R of RFM): without it a window
+        # not aligned to a year skips the late members' month rows
+        self.last_days = last_days
         self.pg = is_postgres(db)
         self.ctes: list[Part] = []
         self.joins: list[Part] = []
@@ -270,30 +275,35 @@ def _window_cte(b: Builder, months: int, as_of: dt.date) -> str:
         return name
     plus, minus = _periods_part(cover.plus), _periods_part(cover.minus)
     signed = b.name("ws")
+    if b.last_days:
+        last = Part(
+            "MAX(CASE WHEN c > 0 AND last_day >= ? AND last_day < ? THEN last_day END)",
+            [first, end],
+        )
+    else:  # the quadrants and F and M scores read no last day
+        last = Part("CAST(NULL AS DATE)")
     b.ctes.append(
         Part(
             f"{signed} AS (SELECT member_id, SUM(c * tickets) AS f, SUM(c * amount) AS v,"
-            " MAX(CASE WHEN c > 0 AND last_day >= ? AND last_day < ? THEN last_day END)"
-            " AS last_day FROM (SELECT member_id, tickets, amount, last_day,"
+            f" {last.text} AS last_day FROM (SELECT member_id, tickets, amount, last_day,"
             f" CASE WHEN {minus.text} THEN -1 ELSE 1 END AS c FROM report_member_spend"
             f" WHERE {plus.text} OR {minus.text}) x GROUP BY member_id"
             " HAVING SUM(c * tickets) > 0)",
-            [first, end] + minus.params + plus.params + minus.params,
+            last.params + minus.params + plus.params + minus.params,
         )
     )
-    if cover.late is None:
+    if cover.late is None or not b.last_days:
         b.ctes.append(Part(f"{name} AS (SELECT member_id, f, v, last_day FROM {signed})"))
         return name
     low, high, after = cover.late
-    later = _periods_part(after)
+    inside, later = _periods_part(_fewest(low, high)), _periods_part(after)
     late = b.name("wl")
     b.ctes.append(
         Part(
             f"{late} AS (SELECT member_id, MAX(last_day) AS last_day FROM report_member_spend"
-            " WHERE kind = 'month' AND start >= ? AND start < ? AND tickets > 0 AND member_id"
-            f" IN (SELECT member_id FROM report_member_spend WHERE {later.text}"
-            " AND tickets > 0) GROUP BY member_id)",
-            [low, high] + later.params,
+            f" WHERE {inside.text} AND tickets > 0 AND member_id IN (SELECT member_id FROM"
+            f" report_member_spend WHERE {later.text} AND tickets > 0) GROUP BY member_id)",
+            inside.params + later.params,
         )
     )
     b.ctes.append(
@@ -576,7 +586,8 @@ def compile_spec(db: pw.Database, spec: Any, settings: dict[str, int], today: dt
             as_of = dt.date.fromisoformat(str(spec["as_of"]))
         except ValueError:
             raise _bad("统计日期格式应为 YYYY-MM-DD (as_of must be a date)", "as_of") from None
-    b = Builder(db, today)
+    recency = any(isinstance(c, dict) and c.get("kind") == "rfm" and "r" in c for c in conditions)
+    b = Builder(db, today, last_days=recency)
     for cond in conditions:
         if not isinstance(cond, dict) or cond.get("kind") not in KINDS:
             raise _bad(f"未知的条件 (condition kind must be one of {', '.join(KINDS)})")
