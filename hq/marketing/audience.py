@@ -94,7 +94,7 @@ class Builder:
         self.db = db
         self.today = today or dt.date.today()  # which summary rows can hold data yet
         # whether a window's last day bought is read (the R of RFM): without it a window
-        # not aligned to a year skips the late members' month rows
+        # not aligned to a year skips the late members' rows inside it
         self.last_days = last_days
         self.pg = is_postgres(db)
         self.ctes: list[Part] = []
@@ -256,7 +256,8 @@ def _window_cte(b: Builder, months: int, as_of: dt.date) -> str:
     The sums are signed. A year row's last day counts when it falls in the window: one
     before the window means nothing bought in it that year at that store; one after it
     (the member bought after the window, at that store) hides the last day in it, which
-    then comes from the window's month rows of that year, for those members only."""
+    then comes from that year's rows inside the window (quarters and months), for those
+    members only, and only when ``b.last_days`` (an R score) asks for last days."""
     first, end = _window(months, as_of)
     if (first, end) in b.windows:
         return b.windows[(first, end)]
