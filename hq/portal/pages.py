@@ -51,18 +51,17 @@ def _member_of(token: str, unsubscribing: bool = False) -> tuple[Member | None, 
     link (a receipt's, the page's own) opens every page; a message's 退订 link, signed by
     the unsubscribe key, only the unsubscribe page (``unsubscribing``)."""
     keys = [_keys().link] + ([_keys().unsubscribe] if unsubscribing else [])
-    refused = LinkRefused("key")
+    reason = "key"
     for key in keys:
         try:
             link = verify_link(key, token, utcnow())
-            break
         except LinkRefused as exc:
-            refused = exc if exc.reason != "key" else refused
-    else:
-        log.info("member link refused: %s", refused.reason)
-        return None, refused.reason
-    member = surviving_member(link.member_id)
-    return member, "" if member is not None else "unknown"
+            reason = exc.reason if exc.reason != "key" else reason  # the telling one
+            continue
+        member = surviving_member(link.member_id)
+        return member, "" if member is not None else "unknown"
+    log.info("member link refused: %s", reason)
+    return None, reason
 
 
 def _bound(member: Member) -> bool:

@@ -8,7 +8,7 @@ reports-rebuild``).
 * ``report_member_spend``: per member, store and period (day, month, quarter, year):
   tickets, net fen, items, first and last day bought, the member's groups.
 * ``report_member``: per registered member: home store, recruiter, registration day,
-  first purchase day, merged or not.
+  first and last purchase day, merged or not.
 
 The business day is the local date of the item's ``occurred_at`` (ISO with the
 store's offset, as the till wrote it). A merge (hq/members.py) moves the merged
