@@ -319,8 +319,8 @@ def _drain(
         )
         processed = ProcessedItem.select().where(ProcessedItem.store == STORE).count()
         sold = Sale.select().where(Sale.store == STORE).count()
-        # the agent may queue an item of its own once started (the store's details for
-        # HQ): every item the outbox holds now was processed once
+        # the agent queues an item of its own once started (``rules_status``: the rules
+        # in force, edge/sync/rules.py): every item the outbox holds now, processed once
         queued = Outbox.select().count()
         assert processed == queued and sold == n, (processed, sold, queued)  # noqa: S101
         rtt: dict[str, float] = dict(cpu)
