@@ -207,6 +207,9 @@ def merge_members(
     from hq.reports.summary import merge_reports  # -- reports: the survivor counts once
 
     merge_reports(loser.id, survivor.id)
+    from hq.followups.tasks import merge_followups  # -- follow-ups: the survivor's calls
+
+    merge_followups(loser.id, survivor.id, now, changes)
     # -- campaigns: the loser's WeChat openid serves the survivor, unless it has its own
     if not MemberWechat.select().where(MemberWechat.member_id == survivor.id).exists():
         MemberWechat.update(member_id=survivor.id).where(

@@ -728,6 +728,37 @@ def record_at_hq(
     return outcome, written
 
 
+def merge_followups(loser: str, survivor: str, now: dt.datetime, changes: ChangeSet) -> None:
+    """A merge (hq/members.py ``merge_members``): the merged member's calls become the
+    survivor's. What their calls said moves with them. A task the survivor already has
+    (the same kind and ref, or an open one of the same kind) is closed (done by
+    ``merged``) rather than made twice; the others move, and the stores hear of every
+    open task that moved or closed."""
+    FollowUpOutcome.update(member_id=survivor).where(FollowUpOutcome.member_id == loser).execute()
+    theirs = list(FollowUp.select().where(FollowUp.member_id == survivor))
+    made = {(t.kind, t.ref) for t in theirs}
+    open_kinds = {t.kind for t in theirs if t.open_key is not None}
+    for task in FollowUp.select().where(FollowUp.member_id == loser).order_by(FollowUp.id):
+        twice = (task.kind, task.ref) in made or (
+            task.open_key is not None and task.kind in open_kinds
+        )
+        if twice:
+            if task.status == "open":
+                task.status, task.open_key, task.done_at, task.done_by = "done", None, now, "merged"
+                task.save()
+                changes.add("followup", task.id, followup_state(task))
+            continue  # a done one stays the merged member's: the call was made to them
+        was_open = task.status == "open"
+        task.member_id = survivor
+        if task.open_key is not None:
+            task.open_key = f"{survivor}:{task.kind}"
+            open_kinds.add(task.kind)
+        made.add((task.kind, task.ref))
+        task.save()
+        if was_open:
+            changes.add("followup", task.id, followup_state(task))
+
+
 def erase_followups(member_ids: list[str], now: dt.datetime, changes: ChangeSet) -> None:
     """A member's personal data erased (hq/privacy.py ``erase_member``): what their calls
     said is blanked, and their open tasks are closed (done by ``erased``) and dropped at

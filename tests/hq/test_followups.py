@@ -492,3 +492,51 @@ def test_erasing_a_member_blanks_what_their_calls_said_and_closes_their_calls(ch
         .first()
     )
     assert last.data["status"] == "done" and last.data["member_id"] == member
+
+
+def test_a_merged_members_calls_become_the_survivors_once(chain):
+    """The loser's open calls move to the survivor, except one the survivor already has
+    (closed as ``merged``); what the loser's calls said moves too; the stores hear of
+    every open task that moved or closed."""
+    from hq.changes import ChangeSet, flush_changes
+    from hq.members import merge_members
+
+    items = Items(S1)
+    loser = member_buying(chain, items, ["2026-08-04"])
+    survivor = member_buying(chain, items, ["2026-08-05"])
+
+    def task(member: str, kind: str, ref: str, status: str = "open") -> FollowUp:
+        return FollowUp.create(
+            id=uuid7(), member_id=member, kind=kind, ref=ref, store=S1, staff_code="E01",
+            reason="", due_on=dt.date(2026, 12, 3), status=status,
+            open_key=f"{member}:{kind}" if status == "open" else None, created_at=NOW,
+        )  # fmt: skip
+
+    theirs = task(survivor, "dormant", "2026-08-05")
+    twin = task(loser, "dormant", "2026-08-04")  # the survivor has an open dormant call
+    moved = task(loser, "regular", "2026-12")
+    done = task(loser, "new_member", "", status="done")
+    FollowUpOutcome.create(
+        outcome_id=uuid7(), followup_id=done.id, member_id=loser, store=S1, staff_code="E01",
+        reached=True, satisfaction=5, said="挺好", recorded_at="2026-08-12T10:00:00+08:00",
+        source="till", ingested_at=NOW,
+    )  # fmt: skip
+    changes = ChangeSet()
+    with chain.atomic():
+        merge_members(chain, loser, survivor, store=None, staff="E9", reason="staff", now=NOW,
+                      changes=changes)  # fmt: skip
+        flush_changes(chain, changes, NOW)
+    assert open_tasks(loser) == {}
+    assert {k: t.id for k, t in open_tasks(survivor).items()} == {
+        "dormant": theirs.id,
+        "regular": moved.id,
+    }
+    assert FollowUp.get_by_id(moved.id).open_key == f"{survivor}:regular"
+    closed = FollowUp.get_by_id(twin.id)
+    assert (closed.status, closed.done_by, closed.open_key) == ("done", "merged", None)
+    assert FollowUp.get_by_id(done.id).member_id == survivor  # the survivor had none
+    assert FollowUpOutcome.get(FollowUpOutcome.followup_id == done.id).member_id == survivor
+    sent = {r.key: r.data for r in ChangeRecord.select().where(ChangeRecord.entity == "followup")}
+    assert sent[moved.id]["member_id"] == survivor and sent[moved.id]["status"] == "open"
+    assert sent[twin.id]["status"] == "done"
+    assert done.id not in sent  # a done call is no store's business
