@@ -305,7 +305,7 @@ class DeadLetter(BaseModel):
     topic = pw.CharField()
     store = pw.CharField(null=True, max_length=32, index=True)
     seq = pw.BigIntegerField(null=True)
-    code = pw.CharField(max_length=24)
+    code = pw.CharField(max_length=24, index=True)  # the console filters by it, metrics count by it
     reason = pw.TextField()
     payload = pw.BlobField()  # the bytes as received (first 64 KiB of an oversized one)
     payload_size = pw.IntegerField()
