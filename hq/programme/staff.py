@@ -809,30 +809,51 @@ def staff_sales(store: str | None = None, period: Period | None = None) -> list[
 
 
 def category_margin(store: str | None = None, period: Period | None = None) -> list[dict[str, Any]]:
-    """Per category: sales amount (fen, the lines' amounts after every discount), cost
-    (the lines' unit cost times qty, from ``Sale.line_goods``), margin = amount - cost,
-    and the amount whose cost is unknown (``uncosted``), which the margin leaves out."""
+    """Per category, over the period's sales: ``amount`` (fen, the costed lines' amounts
+    after every discount), ``cost`` (the lines' unit cost times qty, from
+    ``Sale.line_goods``), both net of what returns of those same sales took back so far
+    (a returned line's amount, and its unit cost times the qty returned), margin = amount
+    - cost; ``uncosted``, the amount (net of returns) whose cost is unknown, which the
+    margin leaves out; ``returned``, what the returns took back in all (as staff_sales'
+    ``*_refunded``: the sales of the period, their returns whenever they came)."""
     where = (period or Period()).sales() & Sale.line_goods.is_null(False)
     if store:
         where &= Sale.store == store
     out: dict[str, dict[str, int]] = {}
-    for body, goods in Sale.select(Sale.body, Sale.line_goods).where(where).tuples():
-        body = Sale.body.python_value(body) if isinstance(body, str) else body
+
+    def add(goods: Any, lines: Any, sign: int) -> None:
         goods = Sale.line_goods.python_value(goods) if isinstance(goods, str) else goods
         by_line = {g.get("line_no"): g for g in goods or []}
-        for ln in body.get("lines") or []:
+        for ln in lines or []:
             g = by_line.get(ln.get("line_no")) or {}
             cat = out.setdefault(
                 g.get("category") or "",
-                {"amount": 0, "cost": 0, "margin": 0, "uncosted": 0},
+                {"amount": 0, "cost": 0, "margin": 0, "uncosted": 0, "returned": 0},
             )
             amount = int(ln.get("amount") or 0)
             cost = g.get("cost")
+            if sign < 0:
+                cat["returned"] += amount
             if isinstance(cost, int) and not isinstance(cost, bool):
-                cat["amount"] += amount
-                cat["cost"] += cost * int(ln.get("qty") or 0)
+                cat["amount"] += sign * amount
+                cat["cost"] += sign * cost * int(ln.get("qty") or 0)
             else:
-                cat["uncosted"] += amount
+                cat["uncosted"] += sign * amount
+
+    def lines_of(body: Any) -> Any:  # a sale's or a return's body (both JSON text)
+        body = Sale.body.python_value(body) if isinstance(body, str) else body
+        return (body or {}).get("lines")
+
+    for body, goods in Sale.select(Sale.body, Sale.line_goods).where(where).tuples():
+        add(goods, lines_of(body), 1)
+    returns = (
+        Return.select(Return.body, Sale.line_goods)
+        .join(Sale, on=(Sale.sale_id == Return.sale_id))
+        .where(where)
+        .tuples()
+    )
+    for body, goods in returns:
+        add(goods, lines_of(body), -1)
     for cat in out.values():
         cat["margin"] = cat["amount"] - cat["cost"]
     return [{"category": k, **v} for k, v in sorted(out.items())]

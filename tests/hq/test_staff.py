@@ -384,10 +384,23 @@ def test_sales_are_credited_to_cashier_serving_staff_and_maintainer(registry):
     # margin: each line's category and cost as HQ's catalogue had them at the sale
     goods = Sale.select().order_by(Sale.seq).first().line_goods
     assert goods == [{"line_no": 1, "sku": "6901234567890", "category": "日化", "cost": 6000}]
+    # net of the return above: its 10000 and its one unit's 6000 cost taken back
     margin = programme.category_margin()
     assert margin == [
-        {"category": "日化", "amount": 39000, "cost": 30000, "margin": 9000, "uncosted": 0}
-    ]
+        {"category": "日化", "amount": 29000, "cost": 24000, "margin": 5000, "uncosted": 0,
+         "returned": 10000}
+    ]  # fmt: skip
+    # another return, of the 20000 sale: the category now sold below its cost
+    second = Sale.select().order_by(Sale.seq).offset(1).first()
+    back = items.return_of(second.body, points_reversed=second.body["points_earned"])
+    assert ingest(registry, S1, [back]).rejected == ()
+    assert programme.category_margin()[0] == {
+        "category": "日化", "amount": 9000, "cost": 18000, "margin": -9000, "uncosted": 0,
+        "returned": 30000,
+    }  # fmt: skip
+    # a period without those sales has none of their returns
+    later = programme.category_margin(None, programme.Period(dt.date(2027, 1, 1), None))
+    assert later == []
 
 
 def test_a_sale_of_a_product_hq_does_not_know_has_no_cost(registry):
@@ -397,7 +410,7 @@ def test_a_sale_of_a_product_hq_does_not_know_has_no_cost(registry):
         {"line_no": 1, "sku": "6901234567890", "category": "", "cost": None}
     ]
     assert programme.category_margin() == [
-        {"category": "", "amount": 0, "cost": 0, "margin": 0, "uncosted": 4000}
+        {"category": "", "amount": 0, "cost": 0, "margin": 0, "uncosted": 4000, "returned": 0}
     ]
 
 
