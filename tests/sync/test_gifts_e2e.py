@@ -123,10 +123,14 @@ def test_a_coupon_gift_issues_a_coupon_that_hq_knows_and_a_sale_then_uses(chain)
     add_template(db, template, by="hq-alice", now=now)
     _, changes = add_gift(db, "CP", name="10元券", points=300, kind="coupon",
                           coupon_template="GIFT10", by="hq-alice")  # fmt: skip
+    start = till_points(chain)
     out = adjust_points(db, zhang, 1000, by="hq-alice", reason="活动补偿", today=dt.date.today())
     publish_changes(worker.client, changes + out["changes"], worker.lookup)
     wait_until(lambda: EdgeGift.get_or_none(EdgeGift.gift_id == "CP"), 20, "the gift at the store")
     wait_until(lambda: EdgeTemplate.get_or_none(EdgeTemplate.id == "GIFT10"), 20, "the template")
+    # and the points: the gift and template can be applied before them (a loaded full run
+    # once redeemed with no points at the store yet)
+    wait_until(lambda: till_points(chain) == start + 1000, 20, "the points at the store")
 
     done = points_svc.redeem_gift(till, chain["staff"], zhang, "CP", 1, redemption_id="R-cp")
     [code] = done["coupon_codes"]
