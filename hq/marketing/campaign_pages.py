@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, jsonify, redirect, request, 
 from werkzeug.datastructures import MultiDict
 
 from core.errors import HuiyuanError, ValidationError
-from core.money import MoneyError, parse_yuan
+from core.money import MoneyError, format_yuan, parse_yuan
 from hq import audit
 from hq.access.guard import current, requires
 from hq.console import render
@@ -117,12 +117,6 @@ def _yuan_fen(form: MultiDict, name: str, label: str) -> int:
     return fen
 
 
-def cost_fen(form: MultiDict) -> int:
-    """每条消息成本 in yuan as a person writes it (0.05), as integer fen (core.money)."""
-    fen = _yuan_fen(form, "message_cost", "每条成本")
-    return int(fen)
-
-
 def data_of(form: MultiDict) -> dict[str, Any]:
     """The form as the engine's ``data`` (campaigns.create / update); a field the form
     gets wrong raises ValidationError naming the form's field."""
@@ -139,7 +133,7 @@ def data_of(form: MultiDict) -> dict[str, Any]:
         "send_at": _text(form, "send_at", "发送时间", 32, required=True),
         "window_days": _int(form, "window_days", "统计天数", 14),
         "control_pct": _int(form, "control_pct", "对照组比例", 0),
-        "message_cost_fen": cost_fen(form),
+        "message_cost_fen": _yuan_fen(form, "message_cost", "每条成本"),
     }
 
 
@@ -302,7 +296,7 @@ def _values_of(c: Any) -> MultiDict:
             "send_at": ops_time(c.send_at, "%Y-%m-%dT%H:%M"),
             "window_days": str(c.window_days),
             "control_pct": str(c.control_pct),
-            "message_cost": f"{c.message_cost_fen // 100}.{c.message_cost_fen % 100:02d}",
+            "message_cost": format_yuan(c.message_cost_fen, ""),
         }
     )
     spec = c.audience or {}
@@ -327,9 +321,7 @@ def _values_of(c: Any) -> MultiDict:
     if kind != "none":
         values[kind] = str(benefit[kind])
     if benefit.get("gift_cost_fen"):
-        values["gift_cost"] = (
-            f"{benefit['gift_cost_fen'] // 100}.{benefit['gift_cost_fen'] % 100:02d}"
-        )
+        values["gift_cost"] = format_yuan(benefit["gift_cost_fen"], "")
     for ch in c.channels or []:
         values.add("channels", ch)
     return values
